@@ -1,0 +1,105 @@
+//! The trap frame saved by the EL2 vectors and the hook that receives it.
+
+use core::fmt;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::esr;
+
+/// Registers saved on every exception taken to EL2 (layout shared with `entry.S`).
+#[repr(C)]
+#[derive(Clone)]
+pub struct TrapFrame {
+    /// General-purpose registers x0..x30.
+    pub x: [u64; 31],
+    /// Return address (`ELR_EL2`).
+    pub elr: u64,
+    /// Saved program status (`SPSR_EL2`).
+    pub spsr: u64,
+    /// Exception syndrome (`ESR_EL2`).
+    pub esr: u64,
+    /// Fault address (`FAR_EL2`), meaningful for aborts.
+    pub far: u64,
+    /// Stack pointer at the time of the exception (for exceptions taken from EL2).
+    pub sp: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 288);
+const _: () = assert!(core::mem::offset_of!(TrapFrame, elr) == 248);
+
+/// The vector an exception came through (0..16, in vector-table order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorKind(pub u64);
+
+impl VectorKind {
+    /// True for IRQ vectors (from EL2 or from a lower EL).
+    pub fn is_irq(self) -> bool {
+        self.0 % 4 == 1
+    }
+
+    /// True for synchronous exceptions.
+    pub fn is_synchronous(self) -> bool {
+        self.0 % 4 == 0
+    }
+
+    /// True when the exception was taken from the current EL (EL2 itself).
+    pub fn from_current_el(self) -> bool {
+        self.0 < 8
+    }
+}
+
+/// A function that handles an exception and returns to where it came from.
+pub type TrapHandler = fn(&mut TrapFrame, VectorKind);
+
+static HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the function every exception is handed to. Until this is called, every
+/// exception is fatal.
+pub fn set_handler(handler: TrapHandler) {
+    HANDLER.store(handler as *mut (), Ordering::Release);
+}
+
+/// Called by `entry.S` for every exception taken to EL2.
+#[unsafe(no_mangle)]
+extern "C" fn el2_trap(frame: &mut TrapFrame, kind: u64) {
+    let handler = HANDLER.load(Ordering::Acquire);
+    if handler.is_null() {
+        panic!("exception before a handler was installed:\n{}", Dump { frame, kind: VectorKind(kind) });
+    }
+    // SAFETY: only `set_handler` stores into HANDLER, always a valid `TrapHandler`.
+    let handler: TrapHandler = unsafe { core::mem::transmute::<*mut (), TrapHandler>(handler) };
+    handler(frame, VectorKind(kind));
+}
+
+/// A full, human-readable register dump of an exception.
+pub struct Dump<'a> {
+    /// The saved registers.
+    pub frame: &'a TrapFrame,
+    /// The vector it came through.
+    pub kind: VectorKind,
+}
+
+impl fmt::Display for Dump<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.frame;
+        let ec = esr::exception_class(t.esr);
+        let iss = esr::iss(t.esr);
+        writeln!(f, "unexpected exception on cpu {}: {}", crate::cpu_index(), esr::vector_name(self.kind.0))?;
+        write!(f, "  ESR_EL2 {:#018x}  EC {:#04x} ({})", t.esr, ec, esr::class_name(ec))?;
+        if matches!(ec, 0x20 | 0x21 | 0x24 | 0x25) {
+            write!(f, ", {}{}", esr::fault_status_name(iss), if iss & (1 << 6) != 0 { ", write" } else { "" })?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  FAR_EL2 {:#018x}  ELR_EL2 {:#018x}  SPSR_EL2 {:#018x}  SP {:#018x}", t.far, t.elr, t.spsr, t.sp)?;
+        for row in 0..8 {
+            write!(f, " ")?;
+            for col in 0..4 {
+                let i = row * 4 + col;
+                if i < 31 {
+                    write!(f, " x{i:<2} {:#018x}", t.x[i])?;
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

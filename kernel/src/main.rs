@@ -1,0 +1,174 @@
+//! The companion core image: the Rust side of the boot path, from the entry code's call to
+//! the verdict. Builds only for `aarch64-unknown-none`; on the host it is a stub that says so.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("the companion core image builds for aarch64-unknown-none only: use `cargo xtask build`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+mod image {
+    extern crate alloc;
+
+    use alloc::vec::Vec;
+    use core::ops::Range;
+
+    use kernel::{BOARD, console, gic, heap, power, selftest, smp, traps};
+    use platform::PlatformInfo;
+    use platform::fdt::DeviceTree;
+
+    unsafe extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+
+    /// Entered from `entry.S` on the boot CPU at EL2, MMU off, BSS clear, on CPU 0's stack.
+    #[unsafe(no_mangle)]
+    extern "C" fn companion_primary_main(dtb: usize, image_base: usize) -> ! {
+        heap::init();
+        // SAFETY: the board's console UART; the MMU is off so MMIO goes straight to it.
+        unsafe { console::init(&BOARD.console) };
+        console::start_log(BOARD.timer.frequency_hz);
+        traps::install();
+
+        let info = discover(dtb);
+        if info.uart != BOARD.console {
+            // SAFETY: the UART the device tree names, still reachable with the MMU off.
+            unsafe { console::init(&info.uart) };
+        }
+        report_defaults(&info);
+
+        let mmu = enable_mmu(&info);
+        power::set_psci(info.psci);
+        // SAFETY: the GIC frames were mapped as device memory by `enable_mmu`.
+        let gic = match unsafe { gic::probe(&info.gic, info.cpus.len().max(1)) } {
+            Ok(summary) => summary,
+            Err(e) => fail(format_args!("GIC unusable: {e}")),
+        };
+        let cpus = smp::logical_order(&info.cpus, smp::current_mpidr());
+        let hz = console::counter_frequency().map_or(0, |f| f.hz());
+        log::info!(
+            "companion core {} on {} ({}): EL{}, {} CPUs, memory {} MiB, {}, timer {} Hz",
+            env!("CARGO_PKG_VERSION"),
+            BOARD.name,
+            info.model,
+            smp::current_el(),
+            cpus.len(),
+            info.total_memory() >> 20,
+            gic,
+            hz,
+        );
+        for range in &info.memory {
+            log::info!("  memory {:#012x}-{:#012x}", range.base, range.end());
+        }
+        // Linker-script symbols: only their addresses are used.
+        let image_size = (&raw const __image_end) as usize - (&raw const __image_start) as usize;
+        log::info!(
+            "  image at {image_base:#x}, {} KiB with BSS and stacks; heap {} KiB in use of {} KiB",
+            image_size >> 10,
+            heap::in_use() >> 10,
+            heap::HEAP_SIZE >> 10
+        );
+        if !info.bootargs.is_empty() {
+            log::info!("  command line: {}", info.bootargs);
+        }
+
+        let mpidrs: Vec<u64> = cpus.iter().map(|c| c.mpidr).collect();
+        boot::secondary::publish(&mmu, &mpidrs);
+        smp::report_online();
+        let online = smp::start_secondaries(&cpus, info.psci);
+        if online != cpus.len() {
+            fail(format_args!("only {online} of {} CPUs online", cpus.len()));
+        }
+        log::info!("all {online} CPUs online");
+
+        if let Some(test) = info.bootarg("companion.test")
+            && let Err(e) = selftest::run(test)
+        {
+            fail(format_args!("selftest {test}: {e:?}"));
+        }
+        power::exit(power::EXIT_SUCCESS)
+    }
+
+    /// Reads the device tree at `dtb`; no tree means board defaults, a bad tree stops the boot.
+    fn discover(dtb: usize) -> PlatformInfo<'static> {
+        if dtb == 0 {
+            log::warn!("no device tree in x0: using the {} board's defaults", BOARD.name);
+            return PlatformInfo::board_defaults(BOARD);
+        }
+        // SAFETY: the loader passes a DTB in RAM in x0; it stays untouched for the whole run.
+        match unsafe { DeviceTree::from_ptr(dtb as *const u8) } {
+            Ok(tree) => PlatformInfo::discover(&tree, BOARD),
+            Err(e) => fail(format_args!("malformed device tree at {dtb:#x}: {e}")),
+        }
+    }
+
+    fn report_defaults(info: &PlatformInfo<'_>) {
+        let d = info.defaults_used;
+        for (missing, what) in [
+            (d.memory, "memory"),
+            (d.uart, "console UART"),
+            (d.gic, "GIC"),
+            (d.timer, "timer"),
+            (d.cpus, "CPUs"),
+        ] {
+            if missing {
+                log::warn!("device tree describes no usable {what}: using the {} board's default", BOARD.name);
+            }
+        }
+        if info.cpus_ignored > 0 {
+            log::warn!("{} CPUs beyond the first {} are left off", info.cpus_ignored, boot::MAX_CPUS);
+        }
+    }
+
+    fn enable_mmu(info: &PlatformInfo<'_>) -> boot::mmu::MmuRegisters {
+        let ram: Vec<Range<u64>> = info.memory.iter().map(|r| r.base..r.end()).collect();
+        let gic = &info.gic;
+        let devices: Vec<Range<u64>> = [Some(gic.distributor), gic.redistributor, gic.cpu_interface, gic.hyp_interface]
+            .into_iter()
+            .flatten()
+            .chain([platform::MemoryRange::new(info.uart.base, info.uart.size)])
+            .map(|r| r.base..r.end())
+            .collect();
+        // SAFETY: RAM holds the image, stacks, heap and device tree; `devices` holds all MMIO
+        // the core touches. We are the boot CPU and the MMU is off.
+        match unsafe { boot::mmu::enable(&ram, &devices) } {
+            Ok(registers) => registers,
+            Err(e) => fail(format_args!("cannot build the EL2 page tables: {e}")),
+        }
+    }
+
+    /// Reports a boot failure and ends the run.
+    fn fail(args: core::fmt::Arguments<'_>) -> ! {
+        log::error!("{args}");
+        power::exit(power::EXIT_BOOT_FAILURE)
+    }
+
+    /// Entered from `entry.S` on a secondary CPU, MMU on, on its own stack.
+    #[unsafe(no_mangle)]
+    extern "C" fn companion_secondary_main(_cpu: usize) -> ! {
+        smp::report_online();
+        power::park()
+    }
+
+    /// Entered from `entry.S` when the loader did not start us at EL2.
+    #[unsafe(no_mangle)]
+    extern "C" fn companion_wrong_exception_level(el: u64, _dtb: usize) -> ! {
+        // SAFETY: the board's console UART, MMU off.
+        unsafe { console::init(&BOARD.console) };
+        console::write_fmt(format_args!(
+            "companion core: entered at EL{el}, but it must be entered at EL2 (with virtualization \
+             enabled); refusing to start\n"
+        ));
+        power::park()
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        console::write_fmt_emergency(format_args!("panic on cpu {}: {info}\n", boot::cpu_index()));
+        power::exit(power::EXIT_PANIC)
+    }
+}
