@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod clock;
+pub mod latency_stats;
 
 #[cfg(target_os = "none")]
 pub mod console;
@@ -14,6 +15,12 @@ pub mod console;
 pub mod gic;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(target_os = "none")]
+pub mod hwtimer;
+#[cfg(target_os = "none")]
+pub mod irq;
+#[cfg(target_os = "none")]
+pub mod latmus;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]

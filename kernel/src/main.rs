@@ -16,7 +16,7 @@ mod image {
     use alloc::vec::Vec;
     use core::ops::Range;
 
-    use kernel::{BOARD, console, gic, heap, power, selftest, smp, traps};
+    use kernel::{BOARD, console, gic, heap, latmus, power, selftest, smp, traps};
     use platform::PlatformInfo;
     use platform::fdt::DeviceTree;
 
@@ -33,6 +33,7 @@ mod image {
         unsafe { console::init(&BOARD.console) };
         console::start_log(BOARD.timer.frequency_hz);
         traps::install();
+        traps::route_interrupts_to_el2();
 
         let info = discover(dtb);
         if info.uart != BOARD.console {
@@ -44,7 +45,7 @@ mod image {
         let mmu = enable_mmu(&info);
         power::set_psci(info.psci);
         // SAFETY: the GIC frames were mapped as device memory by `enable_mmu`.
-        let gic = match unsafe { gic::probe(&info.gic, info.cpus.len().max(1)) } {
+        let gic = match unsafe { gic::init(&info.gic, info.cpus.len().max(1)) } {
             Ok(summary) => summary,
             Err(e) => fail(format_args!("GIC unusable: {e}")),
         };
@@ -90,7 +91,32 @@ mod image {
         {
             fail(format_args!("selftest {test}: {e:?}"));
         }
+        if let Some(duration) = info.bootarg("latmus") {
+            run_latmus(&info, duration);
+        }
         power::exit(power::EXIT_SUCCESS)
+    }
+
+    /// Runs the latency test for `duration` seconds with the `latmus.*` options.
+    fn run_latmus(info: &PlatformInfo<'_>, duration: &str) {
+        let number = |key: &str, default: u64| match info.bootarg(key) {
+            None => default,
+            Some(text) => text.parse().unwrap_or_else(|_| fail(format_args!("{key}={text}: not a number"))),
+        };
+        let defaults = latmus::LatmusConfig::default();
+        let config = latmus::LatmusConfig {
+            duration_s: duration.parse().unwrap_or_else(|_| fail(format_args!("latmus={duration}: not a number of seconds"))),
+            period_us: number("latmus.period", defaults.period_us),
+            gravity_ns: number("latmus.gravity", defaults.gravity_ns),
+        };
+        if config.period_us == 0 {
+            fail(format_args!("latmus.period must be at least 1 us"));
+        }
+        let Some(frequency) = console::counter_frequency() else { fail(format_args!("the counter frequency is unknown")) };
+        if let Err(e) = latmus::run(config, frequency, info.timer.hyp_phys_intid) {
+            fail(format_args!("latency test: {e}"));
+        }
+        kernel::irq::report();
     }
 
     /// Reads the device tree at `dtb`; no tree means board defaults, a bad tree stops the boot.
@@ -149,7 +175,9 @@ mod image {
 
     /// Entered from `entry.S` on a secondary CPU, MMU on, on its own stack.
     #[unsafe(no_mangle)]
-    extern "C" fn companion_secondary_main(_cpu: usize) -> ! {
+    extern "C" fn companion_secondary_main(cpu: usize) -> ! {
+        traps::route_interrupts_to_el2();
+        gic::init_cpu(cpu);
         smp::report_online();
         power::park()
     }

@@ -52,9 +52,10 @@ pub fn exit(code: u32) -> ! {
     park()
 }
 
-/// Stops this CPU for good.
+/// Stops this CPU for good. (`WFI`, not `WFE`: QEMU halts a vCPU in WFI but spins on WFE,
+/// which would burn the instruction budget of `-icount` runs.)
 pub fn park() -> ! {
     loop {
-        aarch64_cpu::asm::wfe();
+        aarch64_cpu::asm::wfi();
     }
 }

@@ -1,5 +1,5 @@
-//! The core's exception handler. For now every exception is unexpected except the
-//! semihosting probe; later stages add IRQs and guest traps here.
+//! The core's exception handler: IRQs go to the interrupt entry; every other exception is
+//! unexpected except the semihosting probe. Guest traps come with the in-band stage.
 
 use boot::esr;
 use boot::exceptions::{Dump, TrapFrame, VectorKind};
@@ -9,6 +9,15 @@ use crate::power;
 /// Installs [`handle`] as the EL2 exception handler.
 pub fn install() {
     boot::exceptions::set_handler(handle);
+}
+
+/// Routes physical IRQs, FIQs and SErrors to EL2 (HCR_EL2.IMO/FMO/AMO), so they reach the
+/// core even while it runs at EL2 and whatever a lower EL masks; EL1 runs AArch64.
+/// Call on every CPU.
+pub fn route_interrupts_to_el2() {
+    use aarch64_cpu::registers::{HCR_EL2, Writeable};
+    HCR_EL2.write(HCR_EL2::RW::EL1IsAarch64 + HCR_EL2::IMO::EnableVirtualIRQ + HCR_EL2::FMO::EnableVirtualFIQ + HCR_EL2::AMO::SET);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
 /// Exception class of an `HLT` that was not taken by a debugger (unknown reason).
@@ -24,6 +33,10 @@ fn is_semihosting_probe(frame: &TrapFrame, kind: VectorKind) -> bool {
 }
 
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
+    if kind.is_irq() {
+        crate::irq::handle();
+        return;
+    }
     if is_semihosting_probe(frame, kind) {
         frame.x[0] = power::SEMIHOSTING_UNAVAILABLE;
         frame.elr += 4;

@@ -1,0 +1,248 @@
+//! The physical GIC, owned by the core: set up through the `arm-gic` driver (distributor,
+//! redistributors), with the per-CPU acknowledge/end-of-interrupt path kept lock-free.
+//! GICv3 and GICv2 sit behind the same functions.
+
+mod v2_cpu_interface;
+
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use aarch64_cpu::registers::{ICC_SRE_EL2, ICH_VTR_EL2, Readable, Writeable};
+use arm_gic::gicv2::GicV2;
+use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
+use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
+use platform::{GicInfo, GicVersion};
+use spin::{Mutex, Once};
+use tock_registers::register_bitfields;
+use tock_registers::register_structs;
+use tock_registers::registers::ReadOnly;
+
+use v2_cpu_interface::GicV2CpuInterface;
+
+register_bitfields![u32,
+    /// GICH_VTR: VGIC type register (GICv2 architecture spec, 5.3.2).
+    GICH_VTR [
+        /// Number of list registers minus one.
+        LIST_REGS OFFSET(0) NUMBITS(6) []
+    ]
+];
+
+register_structs! {
+    /// The start of the GICv2 virtual interface control frame.
+    GichRegisters {
+        (0x00 => _hcr),
+        (0x04 => vtr: ReadOnly<u32, GICH_VTR::Register>),
+        (0x08 => @END),
+    }
+}
+
+/// Priority of the core's own interrupts (timer, IPIs): the highest non-secure level.
+pub const OOB_PRIORITY: u8 = 0x80;
+/// Priority mask that lets every non-secure priority through.
+const PRIORITY_MASK_ALL: u8 = 0xff;
+
+/// What the probe found.
+#[derive(Debug, Clone, Copy)]
+pub struct GicSummary {
+    /// Architecture version.
+    pub version: GicVersion,
+    /// Shared peripheral interrupts the distributor implements.
+    pub spis: u32,
+    /// List registers of the virtual CPU interface (0 when it is missing).
+    pub list_registers: u32,
+}
+
+impl fmt::Display for GicSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} SPIs, {} list registers)", self.version, self.spis, self.list_registers)
+    }
+}
+
+/// Why the GIC is unusable.
+#[derive(Debug, Clone, Copy)]
+pub enum GicError {
+    /// The tree lacks a frame this version needs.
+    MissingFrame(&'static str),
+    /// The redistributors did not answer.
+    Redistributor,
+    /// An interrupt number the GIC rejects.
+    BadIntId(u32),
+}
+
+impl fmt::Display for GicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingFrame(which) => write!(f, "the device tree gives no {which} frame"),
+            Self::Redistributor => write!(f, "the GICv3 redistributors could not be read"),
+            Self::BadIntId(intid) => write!(f, "interrupt {intid} is not valid for this GIC"),
+        }
+    }
+}
+
+/// The distributor-side driver, used under a lock for configuration only.
+enum Distributor {
+    V3(GicV3<'static>),
+    V2(GicV2<'static>),
+}
+
+// SAFETY: the driver only holds MMIO pointers; every use goes through the DISTRIBUTOR lock.
+unsafe impl Send for Distributor {}
+
+static DISTRIBUTOR: Once<Mutex<Distributor>> = Once::new();
+/// GICv2 CPU interface base (banked per CPU, so one address serves all); 0 on GICv3.
+static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
+
+/// Takes ownership of the GIC: default configuration (every SPI group 1, disabled, level),
+/// the boot CPU's interface enabled. Returns what the hardware implements.
+///
+/// # Safety
+/// The frames in `info` must be mapped as device memory; call once, on the boot CPU.
+pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> {
+    let (distributor, summary) = match info.version {
+        GicVersion::V3 => {
+            let gicd = NonNull::new(info.distributor.base as *mut _).ok_or(GicError::MissingFrame("distributor"))?;
+            let gicr = info.redistributor.ok_or(GicError::MissingFrame("redistributor"))?;
+            let gicr = NonNull::new(gicr.base as *mut _).ok_or(GicError::MissingFrame("redistributor"))?;
+            // SAFETY: the caller guarantees the frames are mapped and unaliased.
+            let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, cpus) }
+                .map_err(|_| GicError::Redistributor)?;
+            // The EL2 system-register interface must be on before ICC_*/ICH_* are touched.
+            ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
+            aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+            gic.setup(0);
+            GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
+            let list_registers = ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as u32 + 1;
+            let summary = GicSummary { version: info.version, spis: gic.typer().num_spis(), list_registers };
+            (Distributor::V3(gic), summary)
+        }
+        GicVersion::V2 => {
+            let gicc = info.cpu_interface.ok_or(GicError::MissingFrame("CPU interface"))?;
+            // SAFETY: the caller guarantees the frames are mapped and unaliased.
+            let mut gic = unsafe { GicV2::new(info.distributor.base as *mut _, gicc.base as *mut _) };
+            gic.setup();
+            gic.set_priority_mask(PRIORITY_MASK_ALL);
+            GICC_BASE.store(gicc.base as usize, Ordering::Release);
+            let list_registers = info.hyp_interface.map_or(0, |gich| {
+                // SAFETY: GICH is mapped as device memory per the caller's contract.
+                let gich = unsafe { &*(gich.base as *const GichRegisters) };
+                gich.vtr.read(GICH_VTR::LIST_REGS) + 1
+            });
+            let spis = gic.typer().num_irqs().saturating_sub(32);
+            (Distributor::V2(gic), GicSummary { version: info.version, spis, list_registers })
+        }
+    };
+    DISTRIBUTOR.call_once(|| Mutex::new(distributor));
+    Ok(summary)
+}
+
+/// Enables this (secondary) CPU's interface and redistributor.
+pub fn init_cpu(cpu: usize) {
+    let Some(distributor) = DISTRIBUTOR.get() else { return };
+    match &mut *distributor.lock() {
+        Distributor::V3(gic) => {
+            ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
+            aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+            gic.init_cpu(cpu);
+            if let Ok(mut redistributor) = gic.redistributor(cpu) {
+                redistributor.configure_default_settings();
+            }
+            GicCpuInterface::enable_group1(true);
+            GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
+        }
+        Distributor::V2(_) => cpu_interface_v2().enable(PRIORITY_MASK_ALL),
+    }
+}
+
+fn cpu_interface_v2() -> GicV2CpuInterface {
+    // SAFETY: GICC_BASE is set by `init` to the mapped, per-CPU banked GICC frame.
+    unsafe { GicV2CpuInterface::new(GICC_BASE.load(Ordering::Acquire)) }
+}
+
+fn is_v3() -> bool {
+    GICC_BASE.load(Ordering::Relaxed) == 0
+}
+
+/// An acknowledged interrupt, to be handed back to [`end_of_interrupt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// The interrupt ID.
+    pub intid: u32,
+    /// The raw acknowledge value (GICv2 keeps the SGI source CPU in it).
+    raw: u32,
+}
+
+/// Acknowledges the highest-priority pending interrupt of this CPU, if any.
+#[inline]
+pub fn acknowledge() -> Option<Acknowledged> {
+    if is_v3() {
+        GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)
+            .map(|id| Acknowledged { intid: id.raw_value(), raw: id.raw_value() })
+    } else {
+        cpu_interface_v2().acknowledge().map(|raw| Acknowledged { intid: raw & 0x3ff, raw })
+    }
+}
+
+/// Ends an acknowledged interrupt (priority drop and deactivation).
+#[inline]
+pub fn end_of_interrupt(ack: Acknowledged) {
+    if is_v3() {
+        if let Ok(id) = IntId::try_from(ack.raw) {
+            GicCpuInterface::end_interrupt(id, InterruptGroup::Group1);
+        }
+    } else {
+        cpu_interface_v2().end_of_interrupt(ack.raw);
+    }
+}
+
+/// Enables a private interrupt (SGI/PPI) of `cpu` at `priority`.
+pub fn enable_private(intid: u32, cpu: usize, priority: u8, trigger: Trigger) -> Result<(), GicError> {
+    let Some(distributor) = DISTRIBUTOR.get() else { return Err(GicError::MissingFrame("distributor")) };
+    let id = IntId::try_from(intid).map_err(|_| GicError::BadIntId(intid))?;
+    if !id.is_private() {
+        return Err(GicError::BadIntId(intid));
+    }
+    match &mut *distributor.lock() {
+        Distributor::V3(gic) => {
+            let bad = |_| GicError::BadIntId(intid);
+            gic.set_interrupt_priority(id, Some(cpu), priority).map_err(bad)?;
+            if !id.is_sgi() {
+                gic.set_trigger(id, Some(cpu), trigger).map_err(bad)?;
+            }
+            gic.enable_interrupt(id, Some(cpu), true).map_err(bad)?;
+        }
+        // GICv2 banks private interrupts per CPU: the calling CPU must be `cpu`.
+        Distributor::V2(gic) => {
+            gic.set_interrupt_priority(id, priority);
+            if !id.is_sgi() {
+                gic.set_trigger(id, trigger);
+            }
+            gic.enable_interrupt(id, true).map_err(|_| GicError::BadIntId(intid))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends software-generated interrupt `sgi` to the CPU with affinity `mpidr`
+/// (GICv2: CPU interface number `cpu`).
+pub fn send_sgi(sgi: u32, mpidr: u64, cpu: usize) {
+    if is_v3() {
+        let target = SgiTarget::List {
+            affinity3: (mpidr >> 32) as u8,
+            affinity2: (mpidr >> 16) as u8,
+            affinity1: (mpidr >> 8) as u8,
+            target_list: 1 << (mpidr & 0xf),
+        };
+        let _ = GicCpuInterface::send_sgi(IntId::sgi(sgi), target, SgiTargetGroup::CurrentGroup1);
+    } else if let Some(distributor) = DISTRIBUTOR.get()
+        && let Distributor::V2(gic) = &mut *distributor.lock()
+    {
+        gic.send_sgi(
+            IntId::sgi(sgi),
+            arm_gic::gicv2::SgiTarget::List {
+                target_list_filter: arm_gic::gicv2::SgiTargetListFilter::CPUTargetList,
+                target_list: 1 << cpu,
+            },
+        );
+    }
+}

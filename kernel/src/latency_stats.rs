@@ -1,0 +1,232 @@
+//! Latency statistics as EVL's `latmus` reports them: per-interval min/avg/max with
+//! overruns, a run summary, and a histogram, plus the `RTH|`/`RTD|`/`RTS|` line formats.
+
+use core::fmt;
+
+/// Histogram buckets, one per microsecond; the last one also counts everything above.
+pub const HISTOGRAM_BUCKETS: usize = 1000;
+
+/// Running statistics over latency samples (nanoseconds; negative = early).
+#[derive(Clone)]
+pub struct LatencyStats {
+    min: i64,
+    max: i64,
+    sum: i128,
+    samples: u64,
+    overruns: u64,
+    histogram: [u32; HISTOGRAM_BUCKETS],
+}
+
+impl Default for LatencyStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyStats {
+    /// No samples yet.
+    pub const fn new() -> Self {
+        Self { min: i64::MAX, max: i64::MIN, sum: 0, samples: 0, overruns: 0, histogram: [0; HISTOGRAM_BUCKETS] }
+    }
+
+    /// Adds one sample.
+    pub fn record(&mut self, latency_ns: i64) {
+        self.min = self.min.min(latency_ns);
+        self.max = self.max.max(latency_ns);
+        self.sum += i128::from(latency_ns);
+        self.samples += 1;
+        let bucket = (latency_ns.max(0) / 1000) as usize;
+        self.histogram[bucket.min(HISTOGRAM_BUCKETS - 1)] += 1;
+    }
+
+    /// Counts periods that were missed entirely.
+    pub fn record_overruns(&mut self, missed: u64) {
+        self.overruns += missed;
+    }
+
+    /// Folds another interval into this one.
+    pub fn merge(&mut self, other: &Self) {
+        if other.samples == 0 {
+            self.overruns += other.overruns;
+            return;
+        }
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.samples += other.samples;
+        self.overruns += other.overruns;
+        for (mine, theirs) in self.histogram.iter_mut().zip(other.histogram.iter()) {
+            *mine += theirs;
+        }
+    }
+
+    /// Number of samples.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// Smallest sample, if any.
+    pub fn min(&self) -> Option<i64> {
+        (self.samples > 0).then_some(self.min)
+    }
+
+    /// Largest sample, if any.
+    pub fn max(&self) -> Option<i64> {
+        (self.samples > 0).then_some(self.max)
+    }
+
+    /// Mean, rounded toward zero, if any.
+    pub fn avg(&self) -> Option<i64> {
+        (self.samples > 0).then(|| (self.sum / i128::from(self.samples)) as i64)
+    }
+
+    /// Missed periods.
+    pub fn overruns(&self) -> u64 {
+        self.overruns
+    }
+
+    /// The histogram: bucket `i` counts samples in `[i, i+1)` µs (the last: `>= i` µs).
+    pub fn histogram(&self) -> &[u32; HISTOGRAM_BUCKETS] {
+        &self.histogram
+    }
+
+    /// Smallest latency (µs bucket upper bound, in ns) below which `per_mille`/1000 of the
+    /// samples fall (990 = p99, 999 = p99.9).
+    pub fn percentile_ns(&self, per_mille: u64) -> Option<u64> {
+        if self.samples == 0 {
+            return None;
+        }
+        let wanted = (per_mille * self.samples).div_ceil(1000);
+        let mut seen = 0u64;
+        for (i, &count) in self.histogram.iter().enumerate() {
+            seen += u64::from(count);
+            if seen >= wanted {
+                return Some((i as u64 + 1) * 1000);
+            }
+        }
+        Some(HISTOGRAM_BUCKETS as u64 * 1000)
+    }
+}
+
+/// Microseconds with three decimals, as latmus prints them.
+struct Micros(i64);
+
+impl fmt::Display for Micros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let text_len = sign.len() + (abs / 1000).max(1).ilog10() as usize + 1 + 4;
+        let pad = f.width().unwrap_or(0).saturating_sub(text_len);
+        write!(f, "{:pad$}{sign}{}.{:03}", "", abs / 1000, abs % 1000)
+    }
+}
+
+/// The header line printed before the `RTD|` lines.
+pub const RTH: &str = "RTH|----lat min|----lat avg|----lat max|-overrun|---msw|---lat best|--lat worst";
+
+/// One `RTD|` line: this interval, plus the best/worst seen so far in the run.
+pub struct RtdLine<'a> {
+    /// The interval just finished.
+    pub interval: &'a LatencyStats,
+    /// Everything so far, this interval included.
+    pub run: &'a LatencyStats,
+}
+
+impl fmt::Display for RtdLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = self.interval;
+        write!(
+            f,
+            "RTD|{:11}|{:11}|{:11}|{:8}|{:6}|{:11}|{:11}",
+            Micros(i.min().unwrap_or(0)),
+            Micros(i.avg().unwrap_or(0)),
+            Micros(i.max().unwrap_or(0)),
+            self.run.overruns(),
+            0,
+            Micros(self.run.min().unwrap_or(0)),
+            Micros(self.run.max().unwrap_or(0)),
+        )
+    }
+}
+
+/// The `RTS|` summary line for a whole run of `elapsed_s` out of `planned_s` seconds.
+pub struct RtsLine<'a> {
+    /// The whole run.
+    pub run: &'a LatencyStats,
+    /// Seconds actually run.
+    pub elapsed_s: u64,
+    /// Seconds requested.
+    pub planned_s: u64,
+}
+
+fn hms(s: u64) -> (u64, u64, u64) {
+    (s / 3600, (s / 60) % 60, s % 60)
+}
+
+impl fmt::Display for RtsLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.run;
+        let (eh, em, es) = hms(self.elapsed_s);
+        let (ph, pm, ps) = hms(self.planned_s);
+        write!(
+            f,
+            "RTS|{:11}|{:11}|{:11}|{:8}|{:6}|    {eh:02}:{em:02}:{es:02}/{ph:02}:{pm:02}:{ps:02}",
+            Micros(r.min().unwrap_or(0)),
+            Micros(r.avg().unwrap_or(0)),
+            Micros(r.max().unwrap_or(0)),
+            r.overruns(),
+            0,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_avg_max_and_overruns_accumulate() {
+        let mut s = LatencyStats::new();
+        assert_eq!(s.avg(), None);
+        for ns in [1500, 2500, -500, 9000] {
+            s.record(ns);
+        }
+        s.record_overruns(2);
+        assert_eq!((s.min(), s.avg(), s.max(), s.samples(), s.overruns()), (Some(-500), Some(3125), Some(9000), 4, 2));
+    }
+
+    #[test]
+    fn merge_equals_recording_everything_in_one() {
+        let (mut a, mut b, mut all) = (LatencyStats::new(), LatencyStats::new(), LatencyStats::new());
+        for i in 0..100i64 {
+            let ns = (i * 7919) % 20_000 - 1000;
+            if i % 3 == 0 { a.record(ns) } else { b.record(ns) }
+            all.record(ns);
+        }
+        a.merge(&b);
+        assert_eq!((a.min(), a.avg(), a.max(), a.samples()), (all.min(), all.avg(), all.max(), all.samples()));
+        assert_eq!(a.histogram(), all.histogram());
+    }
+
+    #[test]
+    fn histogram_buckets_are_microseconds_with_an_overflow_bucket() {
+        let mut s = LatencyStats::new();
+        s.record(999);
+        s.record(1000);
+        s.record(5_000_000);
+        assert_eq!((s.histogram()[0], s.histogram()[1], s.histogram()[HISTOGRAM_BUCKETS - 1]), (1, 1, 1));
+        assert_eq!(s.percentile_ns(500), Some(2000));
+    }
+
+    #[test]
+    fn lines_use_latmus_microsecond_format() {
+        let mut s = LatencyStats::new();
+        s.record(1234);
+        s.record(-56);
+        let line = format!("{}", RtdLine { interval: &s, run: &s });
+        assert_eq!(line, "RTD|     -0.056|      0.589|      1.234|       0|     0|     -0.056|      1.234");
+        let rts = format!("{}", RtsLine { run: &s, elapsed_s: 61, planned_s: 3600 });
+        assert!(rts.ends_with("00:01:01/01:00:00"), "{rts}");
+        assert_eq!(RTH.len(), line.len());
+    }
+}
