@@ -1,0 +1,305 @@
+//! The QEMU test cases: which profile to boot, what to ask the core to do,
+//! and what its console and exit status must show.
+//!
+//! The expectations follow the core's console contract: log lines look like
+//! `[    0.001234 core cpu0 INFO] message`; a banner names the core, EL2, the
+//! CPU count, the GIC version, the timer frequency and the memory; each CPU
+//! reports `cpu K online`, then `all N CPUs online`; the run ends with
+//! `verdict: PASS` (exit 0) or `verdict: FAIL` (panic: 101, unexpected
+//! exception: 102).
+
+use std::time::Duration;
+
+use crate::expect::{Expectations, LineMatch};
+use crate::qemu;
+
+/// How long a case may run unless it says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The core's exit codes.
+const EXIT_PASS: i32 = 0;
+const EXIT_UNEXPECTED_EXCEPTION: i32 = 102;
+
+/// The prefix of every core log line.
+const LOG_LINE: &str = r"^\[\s*\d+\.\d+ core cpu\d+ [A-Z]+\s*\] ";
+/// A memory size (`1 GiB`, `2048MiB`) or the word memory/RAM, in the banner.
+const MEMORY: &str = r"(?i)\d\s*[KMGT]i?B\b|\bmem(ory)?\b|\bRAM\b";
+
+/// The interrupt controller a machine has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gic {
+    /// GICv2 (with its virtualization extensions).
+    V2,
+    /// GICv3.
+    V3,
+}
+
+impl Gic {
+    fn name(self) -> &'static str {
+        match self {
+            Gic::V2 => "GICv2",
+            Gic::V3 => "GICv3",
+        }
+    }
+}
+
+/// What a case asks the core to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Boot every CPU and pass (no self-test requested).
+    Boot {
+        /// The GIC the banner must report.
+        gic: Gic,
+    },
+    /// Take an unexpected exception after boot — a data abort at an
+    /// unmapped address — and dump it (`companion.test=fault`).
+    Fault,
+    /// Run the latency test for this many seconds at a 1 ms period
+    /// (`latmus=SECONDS`), under `-icount` so the sample count is exact.
+    Latency {
+        /// Test length.
+        seconds: u64,
+    },
+}
+
+impl Scenario {
+    /// The core's self-test to request (`companion.test=NAME`), if any: a
+    /// plain boot needs none.
+    fn test(self) -> Option<&'static str> {
+        match self {
+            Scenario::Boot { .. } | Scenario::Latency { .. } => None,
+            Scenario::Fault => Some("fault"),
+        }
+    }
+}
+
+/// One QEMU test case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The case's name, also its log file's name.
+    pub name: &'static str,
+    /// The QEMU profile to boot.
+    pub profile: &'static str,
+    /// What the core is asked to do.
+    pub scenario: Scenario,
+    /// How long the run may take.
+    pub timeout: Duration,
+    /// Extra QEMU arguments.
+    pub qemu_args: &'static [&'static str],
+}
+
+/// Deterministic virtual time: one instruction per virtual nanosecond, idle
+/// time skipped.
+const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+
+/// Every QEMU case, in the order they run.
+pub const CASES: &[Case] = &[
+    Case::boot("boot-virt-gicv3-1", "virt-gicv3-1", Gic::V3),
+    Case::boot("boot-virt-gicv3-4", "virt-gicv3-4", Gic::V3),
+    Case::boot("boot-virt-gicv2-1", "virt-gicv2-1", Gic::V2),
+    Case::boot("boot-virt-gicv2-4", "virt-gicv2-4", Gic::V2),
+    Case::boot("boot-raspi4b", "raspi4b", Gic::V2),
+    Case::boot("boot-imx8mp-evk", "imx8mp-evk", Gic::V3),
+    Case {
+        name: "fault-dump",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::Fault,
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: &[],
+    },
+    Case {
+        name: "latmus-irq-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::Latency { seconds: 2 },
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "latmus-irq-virt-gicv2-4",
+        profile: "virt-gicv2-4",
+        scenario: Scenario::Latency { seconds: 2 },
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: ICOUNT,
+    },
+];
+
+impl Case {
+    const fn boot(name: &'static str, profile: &'static str, gic: Gic) -> Self {
+        Self {
+            name,
+            profile,
+            scenario: Scenario::Boot { gic },
+            timeout: DEFAULT_TIMEOUT,
+            qemu_args: &[],
+        }
+    }
+
+    /// The core's command line for this case.
+    pub fn bootargs(&self) -> String {
+        let test = self
+            .scenario
+            .test()
+            .map(|name| format!("companion.test={name}"));
+        let latency = match self.scenario {
+            Scenario::Latency { seconds } => format!("latmus={seconds} latmus.period=1000"),
+            _ => String::new(),
+        };
+        qemu::bootargs([test.as_deref().unwrap_or(""), &latency])
+    }
+
+    /// What the run must show on a machine with `cpus` CPUs.
+    pub fn expectations(&self, cpus: u32) -> Expectations {
+        let all_online = format!(r"\ball {cpus} CPUs? online\b");
+        match self.scenario {
+            Scenario::Boot { gic } => {
+                let cpu_count = format!(r"\b{cpus} CPUs?\b");
+                let gic = format!(r"\b{}\b", gic.name());
+                let mut lines = vec![LineMatch::all(&[
+                    LOG_LINE,
+                    "companion core",
+                    r"\bEL2\b",
+                    &cpu_count,
+                    &gic,
+                    r"\btimer \d+ Hz\b",
+                    MEMORY,
+                ])];
+                lines.extend(
+                    (0..cpus)
+                        .map(|cpu| LineMatch::all(&[LOG_LINE, &format!(r"\bcpu {cpu} online\b")])),
+                );
+                lines.push(LineMatch::all(&[LOG_LINE, &all_online]));
+                lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
+                Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b"])
+            }
+            Scenario::Fault => {
+                let lines = [
+                    all_online.as_str(),
+                    "unexpected exception",
+                    r"\bESR_EL2\b",
+                    r"\bFAR_EL2\b",
+                    r"\bELR_EL2\b",
+                    r"\bx0\b",
+                    "Data Abort",
+                    r"\bverdict: FAIL\b",
+                ];
+                let lines = lines
+                    .iter()
+                    .map(|pattern| LineMatch::all(&[pattern]))
+                    .collect();
+                Expectations::new(EXIT_UNEXPECTED_EXCEPTION, lines, &[r"\bverdict: PASS\b"])
+            }
+            Scenario::Latency { seconds } => {
+                // One sample per millisecond: exact under -icount but for the edges of
+                // the run (the first expiry is one period in; the timer stops only after
+                // the final second's report).
+                let samples = seconds * 1000;
+                let counts: Vec<String> = (samples - 2..=samples + 1).map(|n| n.to_string()).collect();
+                let handled = format!(r"\birq\s+26: oob, ({}) handled\b", counts.join("|"));
+                let summary = format!(r"^RTS\|.*\b00:00:{seconds:02}/00:00:{seconds:02}$");
+                let lines = vec![
+                    LineMatch::all(&[&all_online]),
+                    LineMatch::all(&[r"^RTH\|----lat min\|----lat avg\|----lat max\|-overrun"]),
+                    LineMatch::all(&[r"^RTD\|\s+-?\d+\.\d{3}\|\s+-?\d+\.\d{3}\|\s+-?\d+\.\d{3}\|\s+0\|"]),
+                    LineMatch::all(&[&summary]),
+                    LineMatch::all(&[r"^HSD\|\s+irq\|"]),
+                    LineMatch::all(&[LOG_LINE, &handled]),
+                    LineMatch::all(&[r"\bverdict: PASS\b"]),
+                ];
+                Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b"])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::Ending;
+    use crate::profiles::Profile;
+    use std::collections::HashSet;
+
+    /// A console as the contract describes it, for `cpus` CPUs and `gic`.
+    fn boot_console(cpus: u32, gic: &str) -> String {
+        let mut console = format!(
+            "[    0.000100 core cpu0 INFO ] companion core 0.1.0 at EL2: {cpus} CPUs, {gic}, \
+             timer 62500000 Hz, 1024 MiB RAM\n"
+        );
+        for cpu in 0..cpus {
+            console += &format!("[    0.00{cpu}200 core cpu{cpu} INFO] cpu {cpu} online\n");
+        }
+        console
+            + &format!(
+                "[    0.009000 core cpu0 INFO] all {cpus} CPUs online\n[    0.009100 core cpu0 INFO] verdict: PASS\n"
+            )
+    }
+
+    fn case(name: &str) -> &'static Case {
+        CASES.iter().find(|case| case.name == name).unwrap()
+    }
+
+    #[test]
+    fn names_are_unique_and_patterns_compile() {
+        let names: HashSet<_> = CASES.iter().map(|case| case.name).collect();
+        assert_eq!(names.len(), CASES.len());
+        for case in CASES {
+            case.expectations(4);
+        }
+    }
+
+    #[test]
+    fn every_case_has_its_profile() {
+        for case in CASES {
+            Profile::load(case.profile).unwrap();
+        }
+    }
+
+    #[test]
+    fn boot_case_accepts_contract_console() {
+        let case = case("boot-virt-gicv3-4");
+        assert_eq!(case.bootargs(), "");
+        let failures = case
+            .expectations(4)
+            .check(Ending::Exited(0), &boot_console(4, "GICv3"));
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
+    #[test]
+    fn boot_case_catches_wrong_gic_and_missing_cpu() {
+        let console = boot_console(4, "GICv2").replace("cpu 2 online", "cpu 2 stuck");
+        let failures = case("boot-imx8mp-evk")
+            .expectations(4)
+            .check(Ending::Exited(0), &console);
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures[0].contains("GICv3"));
+        assert!(failures[1].contains(r"cpu 2 online"));
+    }
+
+    #[test]
+    fn boot_case_needs_log_line_format() {
+        let prefix = regex::Regex::new(r" core cpu\d+ [A-Z]+\s*\]").unwrap();
+        let console = prefix
+            .replace_all(&boot_console(1, "GICv2"), "]")
+            .into_owned();
+        let failures = case("boot-virt-gicv2-1")
+            .expectations(1)
+            .check(Ending::Exited(0), &console);
+        assert_eq!(failures.len(), 3, "{failures:?}");
+    }
+
+    #[test]
+    fn fault_case_accepts_contract_console() {
+        let case = case("fault-dump");
+        assert_eq!(case.bootargs(), "companion.test=fault");
+        let console = boot_console(4, "GICv3").replace("verdict: PASS", "provoking a data abort")
+            + "[    0.010000 core cpu0 ERROR] unexpected exception: Data Abort (current EL)\n\
+               ESR_EL2 0x96000045 FAR_EL2 0xdead0000 ELR_EL2 0x40081234\n\
+               x0  0x0000000000000000 x1  0x0000000000000001\n\
+               [    0.010100 core cpu0 ERROR] verdict: FAIL\n";
+        let expectations = case.expectations(4);
+        assert!(expectations.check(Ending::Exited(102), &console).is_empty());
+        assert_eq!(
+            expectations.check(Ending::Exited(101), &console),
+            ["exit status 101, expected 102"]
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Debian's arm64 Linux kernel package: the source of the boards' device
+//! trees (and, later, of the guest kernel and its `System.map`).
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::debian::PrivateApt;
+
+/// The packages considered, as an APT regex; the newest one is used.
+const PACKAGE_PATTERN: &str = "^linux-image-.*-rt-arm64-unsigned$";
+
+/// An unpacked Debian arm64 kernel package.
+#[derive(Debug, Clone)]
+pub struct LinuxPackage {
+    name: String,
+    root: PathBuf,
+}
+
+impl LinuxPackage {
+    /// Finds the newest matching package and unpacks it (once) into the cache.
+    pub fn fetch() -> Result<Self> {
+        let apt = PrivateApt::arm64()?;
+        let package = apt.newest_package(PACKAGE_PATTERN)?;
+        let root = apt.fetch_unpacked(&package.name)?;
+        Ok(Self {
+            name: package.name,
+            root,
+        })
+    }
+
+    /// The directory the package's device trees are in
+    /// (`usr/lib/linux-image-<version>/`).
+    fn dtb_dir(&self) -> Result<PathBuf> {
+        let lib = self.root.join("usr/lib");
+        let entries =
+            fs::read_dir(&lib).with_context(|| format!("cannot read {}", lib.display()))?;
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("linux-image-")
+            })
+            .map(|entry| entry.path())
+            .collect();
+        match dirs.len() {
+            1 => Ok(dirs.remove(0)),
+            n => bail!(
+                "{}: expected one usr/lib/linux-image-* directory, found {n}",
+                self.name
+            ),
+        }
+    }
+
+    /// The device tree `relative` (e.g. `broadcom/bcm2711-rpi-4-b.dtb`).
+    pub fn dtb(&self, relative: &str) -> Result<PathBuf> {
+        let path = self.dtb_dir()?.join(relative);
+        if !path.is_file() {
+            bail!(
+                "{} has no device tree {relative} (looked for {})",
+                self.name,
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}

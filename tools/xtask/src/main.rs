@@ -1,0 +1,216 @@
+//! `cargo xtask`: builds the companion core's boot images, boots them under
+//! QEMU with the profiles in `qemu/`, and runs the host and QEMU tests.
+
+mod assets;
+mod cases;
+mod debian;
+mod expect;
+mod image;
+mod linux_package;
+mod paths;
+mod process;
+mod profiles;
+mod qemu;
+mod test_runner;
+mod toolchain;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitCode, ExitStatus};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use assets::Assets;
+use image::{Board, BuildProfile};
+use linux_package::LinuxPackage;
+use profiles::Profile;
+use qemu::{Boot, Qemu};
+
+/// Build, run and test the companion core.
+#[derive(Debug, Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the core's boot image (target/images/<board>/Image).
+    Build {
+        /// The board to build for.
+        #[arg(long, value_enum, default_value_t = Board::QemuVirt)]
+        board: Board,
+        #[command(flatten)]
+        build: BuildFlags,
+    },
+    /// Boot the core under QEMU, console on stdio; exits with QEMU's status.
+    Run {
+        /// The QEMU profile (a file qemu/<NAME>.toml).
+        #[arg(long, value_name = "NAME", default_value = profiles::DEFAULT)]
+        profile: String,
+        /// Boot the core alone, without a guest (currently every run does).
+        #[arg(long)]
+        no_guest: bool,
+        /// How long the latency test runs, in seconds (0: boot only).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        duration: u64,
+        /// The latency test's period, in microseconds.
+        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        period: u64,
+        /// More boot arguments for the core, after the latency test's.
+        #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+        append: Option<String>,
+        #[command(flatten)]
+        build: BuildFlags,
+        /// Extra QEMU arguments, after `--`.
+        #[arg(last = true, value_name = "QEMU_ARGS")]
+        qemu_args: Vec<String>,
+    },
+    /// Run the host unit tests, then the QEMU test cases.
+    Test {
+        /// Only the QEMU test cases.
+        #[arg(long, conflicts_with = "host_only")]
+        qemu_only: bool,
+        /// Only the host unit tests.
+        #[arg(long)]
+        host_only: bool,
+        /// List the selected tests instead of running them.
+        #[arg(long)]
+        list: bool,
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// List the QEMU profiles.
+    Profiles,
+    /// Fetch a profile's device tree (if it uses one) and print its path.
+    Dtb {
+        /// The QEMU profile.
+        #[arg(value_name = "PROFILE")]
+        qemu_profile: String,
+    },
+}
+
+/// The cargo profile the core is built with.
+#[derive(Debug, Args)]
+struct BuildFlags {
+    /// Optimized build (the default).
+    #[arg(long, conflicts_with = "debug")]
+    release: bool,
+    /// Unoptimized build.
+    #[arg(long)]
+    debug: bool,
+}
+
+impl BuildFlags {
+    fn profile(&self) -> BuildProfile {
+        if self.debug {
+            BuildProfile::Debug
+        } else {
+            BuildProfile::Release
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Build { board, build } => {
+            let image = Assets::new(build.profile()).image(board)?;
+            println!("{}", image.raw.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            profile,
+            no_guest: _,
+            duration,
+            period,
+            append,
+            build,
+            qemu_args,
+        } => {
+            let latency_test = if duration == 0 { String::new() } else { format!("latmus={duration} latmus.period={period}") };
+            let bootargs = qemu::bootargs([latency_test.as_str(), append.as_deref().unwrap_or("")]);
+            run(&profile, &bootargs, build.profile(), &qemu_args)
+        }
+        Command::Test {
+            qemu_only,
+            host_only,
+            list,
+            filter,
+        } => {
+            let selection = test_runner::Selection {
+                host_only,
+                qemu_only,
+                filter,
+            };
+            if list {
+                selection.names().iter().for_each(|name| println!("{name}"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(if test_runner::run(&selection)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Profiles => {
+            for profile in profiles::all()? {
+                println!(
+                    "{:<12} {:<10} {}",
+                    profile.name, profile.board, profile.description
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dtb { qemu_profile } => {
+            let profile = Profile::load(&qemu_profile)?;
+            let Some(dtb) = &profile.dtb else {
+                anyhow::bail!("profile {qemu_profile} uses the device tree QEMU generates");
+            };
+            println!("{}", LinuxPackage::fetch()?.dtb(dtb)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `cargo xtask run`: boots the core alone on `profile_name`'s machine.
+fn run(
+    profile_name: &str,
+    bootargs: &str,
+    build: BuildProfile,
+    qemu_args: &[String],
+) -> Result<ExitCode> {
+    let profile = Profile::load(profile_name)?;
+    let qemu = Qemu::ensure_installed()?;
+    let files = Assets::new(build).for_profile(&profile)?;
+    let boot = Boot {
+        profile: &profile,
+        kernel: &files.image.raw,
+        dtb: files.dtb.as_deref(),
+        bootargs,
+        extra_args: qemu_args,
+    };
+    let mut cmd = qemu.command(&boot);
+    eprintln!("xtask: {}", process::describe(&cmd));
+    let status = process::status(&mut cmd)?;
+    Ok(exit_code(status))
+}
+
+/// The exit code mirroring a child's status (128 + N for signal N, as shells do).
+fn exit_code(status: ExitStatus) -> ExitCode {
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,241 @@
+//! `cargo xtask test`: the host unit tests, then the QEMU cases, run one at a
+//! time; one result line each, then a closing `N passed, M failed` line.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::assets::Assets;
+use crate::cases::{CASES, Case};
+use crate::image::BuildProfile;
+use crate::paths::test_logs_dir;
+use crate::process::{self, Captured};
+use crate::profiles::Profile;
+use crate::qemu::{Boot, Qemu};
+use crate::toolchain;
+
+/// How many console lines a failure report shows.
+const TAIL_LINES: usize = 40;
+
+/// A host test step: its name and the cargo arguments running it. The
+/// workspace's tests run for the host target, xtask's own separately.
+struct HostStep {
+    name: &'static str,
+    cargo_args: &'static [&'static str],
+}
+
+const HOST_STEPS: &[HostStep] = &[
+    HostStep {
+        name: "host-workspace",
+        cargo_args: &["test", "--workspace", "--exclude", "xtask"],
+    },
+    HostStep {
+        name: "host-xtask",
+        cargo_args: &["test", "--package", "xtask"],
+    },
+];
+
+/// Which tests to run.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Skip the QEMU cases.
+    pub host_only: bool,
+    /// Skip the host unit tests.
+    pub qemu_only: bool,
+    /// Only tests whose name contains this.
+    pub filter: Option<String>,
+}
+
+impl Selection {
+    fn wants(&self, name: &str) -> bool {
+        self.filter
+            .as_deref()
+            .is_none_or(|filter| name.contains(filter))
+    }
+
+    fn host_steps(&self) -> Vec<&'static HostStep> {
+        if self.qemu_only {
+            return Vec::new();
+        }
+        HOST_STEPS
+            .iter()
+            .filter(|step| self.wants(step.name))
+            .collect()
+    }
+
+    fn cases(&self) -> Vec<&'static Case> {
+        if self.host_only {
+            return Vec::new();
+        }
+        CASES.iter().filter(|case| self.wants(case.name)).collect()
+    }
+
+    /// The names of the selected tests, in running order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let host = self.host_steps().into_iter().map(|step| step.name);
+        host.chain(self.cases().into_iter().map(|case| case.name))
+            .collect()
+    }
+}
+
+/// Counts results and prints their lines.
+#[derive(Debug, Default)]
+struct Report {
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn pass(&mut self, name: &str, elapsed: Duration) {
+        self.passed += 1;
+        println!("PASS {name} ({:.1}s)", elapsed.as_secs_f64());
+    }
+
+    fn fail(&mut self, name: &str, reason: &str) {
+        self.failed += 1;
+        println!("FAIL {name}: {reason}");
+    }
+}
+
+/// Runs the selected tests; `Ok(false)` if any failed.
+pub fn run(selection: &Selection) -> Result<bool> {
+    let steps = selection.host_steps();
+    let cases = selection.cases();
+    if steps.is_empty() && cases.is_empty() {
+        bail!(
+            "no test selected; the tests are: {}",
+            Selection::default().names().join(", ")
+        );
+    }
+    let mut report = Report::default();
+    for step in steps {
+        run_host_step(step, &mut report);
+    }
+    if !cases.is_empty() {
+        run_cases(&cases, &mut report);
+    }
+    println!("{} passed, {} failed", report.passed, report.failed);
+    Ok(report.failed == 0)
+}
+
+fn run_host_step(step: &HostStep, report: &mut Report) {
+    let start = Instant::now();
+    let mut cargo = toolchain::cargo();
+    cargo.args(step.cargo_args);
+    match process::run(&mut cargo) {
+        Ok(()) => report.pass(step.name, start.elapsed()),
+        Err(err) => report.fail(step.name, &format!("{err:#}")),
+    }
+}
+
+/// Runs the QEMU cases one after the other (QEMU is CPU-bound, and the
+/// machine may have few cores).
+fn run_cases(cases: &[&Case], report: &mut Report) {
+    let qemu = match Qemu::ensure_installed() {
+        Ok(qemu) => qemu,
+        Err(err) => {
+            let reason = format!("no usable QEMU: {err:#}");
+            for case in cases {
+                report.fail(case.name, &reason);
+            }
+            return;
+        }
+    };
+    eprintln!("xtask: using {}", qemu.describe());
+    let mut assets = Assets::new(BuildProfile::Release);
+    for case in cases {
+        match run_case(&qemu, &mut assets, case) {
+            Ok(run) if run.failures.is_empty() => report.pass(case.name, run.captured.elapsed),
+            Ok(run) => {
+                report.fail(case.name, &run.failures.join("; "));
+                print_failure_context(&run);
+            }
+            Err(err) => report.fail(case.name, &format!("{err:#}")),
+        }
+    }
+}
+
+/// One finished QEMU case.
+struct CaseRun {
+    command: String,
+    log: PathBuf,
+    captured: Captured,
+    failures: Vec<String>,
+}
+
+fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case) -> Result<CaseRun> {
+    let profile = Profile::load(case.profile)?;
+    let files = assets.for_profile(&profile)?;
+    let bootargs = case.bootargs();
+    let boot = Boot {
+        profile: &profile,
+        kernel: &files.image.raw,
+        dtb: files.dtb.as_deref(),
+        bootargs: &bootargs,
+        extra_args: &case.qemu_args.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>(),
+    };
+    let cmd = qemu.command(&boot);
+    let command = process::describe(&cmd);
+    let captured = process::capture_with_timeout(cmd, case.timeout)?;
+
+    let logs = test_logs_dir();
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let log = logs.join(format!("{}.log", case.name));
+    fs::write(&log, &captured.output).with_context(|| format!("cannot write {}", log.display()))?;
+
+    let failures = case
+        .expectations(profile.smp)
+        .check(captured.ending, &captured.output);
+    Ok(CaseRun {
+        command,
+        log,
+        captured,
+        failures,
+    })
+}
+
+fn print_failure_context(run: &CaseRun) {
+    println!("  command: {}", run.command);
+    println!("  log: {}", run.log.display());
+    let lines: Vec<&str> = run.captured.output.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    println!("  last {} console lines:", tail.len());
+    for line in tail {
+        println!("  | {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_filters_by_kind_and_name() {
+        let all = Selection::default().names();
+        assert_eq!(all.len(), HOST_STEPS.len() + CASES.len());
+        assert_eq!(all[0], "host-workspace");
+
+        let qemu = Selection {
+            qemu_only: true,
+            ..Selection::default()
+        }
+        .names();
+        assert_eq!(qemu.len(), CASES.len());
+
+        let host = Selection {
+            host_only: true,
+            ..Selection::default()
+        }
+        .names();
+        assert_eq!(host, ["host-workspace", "host-xtask"]);
+
+        let virt = Selection {
+            filter: Some("boot-virt-gicv2".into()),
+            ..Selection::default()
+        }
+        .names();
+        assert_eq!(virt, ["boot-virt-gicv2-1", "boot-virt-gicv2-4"]);
+    }
+}

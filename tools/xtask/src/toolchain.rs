@@ -1,0 +1,95 @@
+//! The pinned Rust toolchain (`rust-toolchain.toml`): makes sure its
+//! bare-metal target and `llvm-tools` are installed, and finds them.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::paths::workspace_root;
+use crate::process;
+
+/// The bare-metal target the core is built for.
+pub const TARGET: &str = "aarch64-unknown-none";
+
+/// A `cargo` command run from the workspace root, using the same cargo that
+/// runs xtask.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// The installed pinned toolchain, with the tools xtask needs from it.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    objcopy: PathBuf,
+}
+
+impl Toolchain {
+    /// Finds the pinned toolchain's pieces, running `rustup toolchain install`
+    /// once if the bare-metal target or `llvm-objcopy` is missing.
+    pub fn ensure_installed() -> Result<Self> {
+        if let Some(toolchain) = Self::find()? {
+            return Ok(toolchain);
+        }
+        eprintln!("xtask: the pinned toolchain lacks {TARGET} or llvm-tools; installing it");
+        let mut install = Command::new("rustup");
+        install
+            .args(["toolchain", "install"])
+            .current_dir(workspace_root());
+        process::run(&mut install)?;
+        Self::find()?.with_context(|| {
+            format!(
+                "`rustup toolchain install` did not provide {TARGET} and llvm-tools; \
+                 check rust-toolchain.toml"
+            )
+        })
+    }
+
+    /// `llvm-objcopy` from the toolchain's `llvm-tools` component.
+    pub fn objcopy(&self) -> &Path {
+        &self.objcopy
+    }
+
+    /// The toolchain if it is complete, `None` if something must be installed.
+    fn find() -> Result<Option<Self>> {
+        let libdir = PathBuf::from(rustc(&["--print", "target-libdir", "--target", TARGET])?);
+        let objcopy = PathBuf::from(rustc(&["--print", "sysroot"])?)
+            .join("lib/rustlib")
+            .join(host_triple()?)
+            .join("bin/llvm-objcopy");
+        Ok((has_libcore(&libdir) && objcopy.is_file()).then_some(Self { objcopy }))
+    }
+}
+
+/// Runs the workspace's `rustc` and returns its trimmed stdout.
+fn rustc(args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("rustc");
+    cmd.args(args).current_dir(workspace_root());
+    Ok(process::output(&mut cmd)?.trim().to_owned())
+}
+
+/// The host triple, from `rustc -vV`.
+fn host_triple() -> Result<String> {
+    let verbose = rustc(&["-vV"])?;
+    verbose
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("`rustc -vV` printed no host triple")
+}
+
+/// Whether a target library directory holds the prebuilt `core`.
+fn has_libcore(libdir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(libdir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("libcore-") && name.ends_with(".rlib")
+    })
+}
