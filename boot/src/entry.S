@@ -16,6 +16,10 @@
 /* Per-CPU boot stack size; must match `STACK_SIZE` in lib.rs and the linker script. */
 .equ STACK_SIZE, 0x10000
 .equ MPIDR_AFFINITY_MASK, 0xff00ffffff
+/* CPTR_EL2 (non-VHE) with only its RES1 bits: FP/SIMD and SVE usable at EL2 (Rust code uses them). */
+.equ CPTR_EL2_NO_TRAPS, 0x33ff
+/* CPACR_EL1.FPEN = 0b11: FP/SIMD usable at EL1, for the wrong-EL path's Rust code. */
+.equ CPACR_EL1_FPEN, (3 << 20)
 /* Layout of `SecondaryBoot` in secondary.rs: mair, tcr, ttbr0, sctlr, count, mpidr[8]. */
 .equ SB_MAIR, 0
 .equ SB_TCR, 8
@@ -86,6 +90,8 @@ primary_entry:
     cmp     x20, #2
     b.ne    wrong_el
 
+    mov     x2, #CPTR_EL2_NO_TRAPS
+    msr     cptr_el2, x2
     msr     tpidr_el2, xzr
     adr_l   x2, el2_vectors
     msr     vbar_el2, x2
@@ -96,6 +102,18 @@ primary_entry:
     b       park
 
 wrong_el:
+    /* Any exception from here on (say, HLT without a semihosting host) parks the CPU. */
+    adr_l   x2, park_vectors
+    cmp     x20, #1
+    b.ne    7f
+    msr     vbar_el1, x2
+    mov     x2, #CPACR_EL1_FPEN
+    msr     cpacr_el1, x2
+    b       8f
+7:  cmp     x20, #3
+    b.ne    8f
+    msr     vbar_el3, x2
+8:  isb
     mov     x0, x20
     mov     x1, x19
     bl      companion_wrong_exception_level
@@ -122,6 +140,8 @@ secondary_entry:
     b       5b
 6:
     msr     tpidr_el2, x4
+    mov     x2, #CPTR_EL2_NO_TRAPS
+    msr     cptr_el2, x2
     adr_l   x2, el2_vectors
     msr     vbar_el2, x2
 
@@ -151,6 +171,21 @@ secondary_entry:
     mov     x0, x4
     bl      companion_secondary_main
     b       park
+
+/* ---- Vectors for a core entered at the wrong EL: every exception parks the CPU ------- */
+
+.macro PARK_VECTOR
+    .balign 0x80
+1:  wfe
+    b       1b
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+park_vectors:
+    .rept 16
+    PARK_VECTOR
+    .endr
 
 /* ---- EL2 exception vectors ---------------------------------------------------------- */
 

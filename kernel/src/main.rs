@@ -189,8 +189,11 @@ mod image {
         unsafe { console::init(&BOARD.console) };
         console::write_fmt(format_args!(
             "companion core: entered at EL{el}, but it must be entered at EL2 (with virtualization \
-             enabled); refusing to start\n"
+             enabled); refusing to start\nverdict: FAIL (exit code {})\n",
+            power::EXIT_WRONG_EL
         ));
+        // Without a semihosting host the HLT traps to the parking vectors set by entry.S.
+        power::semihosting_exit(power::EXIT_WRONG_EL);
         power::park()
     }
 

@@ -13,6 +13,8 @@ pub const EXIT_PANIC: u32 = 101;
 pub const EXIT_EXCEPTION: u32 = 102;
 /// Exit status after a failed check during boot.
 pub const EXIT_BOOT_FAILURE: u32 = 103;
+/// Exit status when the loader entered the image at an EL other than 2.
+pub const EXIT_WRONG_EL: u32 = 104;
 
 /// Semihosting `SYS_EXIT`.
 const SYS_EXIT: u64 = 0x18;
@@ -32,7 +34,7 @@ pub fn set_psci(conduit: Option<PsciConduit>) {
 }
 
 /// Asks the semihosting host to end with `code`; returns if there is no such host.
-fn semihosting_exit(code: u32) {
+pub fn semihosting_exit(code: u32) {
     let block = [ADP_STOPPED_APPLICATION_EXIT, u64::from(code)];
     // SAFETY: with a semihosting host this does not return; without one, HLT traps and the
     // trap handler steps over it with x0 = SEMIHOSTING_UNAVAILABLE.

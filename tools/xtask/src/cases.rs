@@ -19,6 +19,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The core's exit codes.
 const EXIT_PASS: i32 = 0;
 const EXIT_UNEXPECTED_EXCEPTION: i32 = 102;
+const EXIT_WRONG_EL: i32 = 104;
 
 /// The prefix of every core log line.
 const LOG_LINE: &str = r"^\[\s*\d+\.\d+ core cpu\d+ [A-Z]+\s*\] ";
@@ -54,6 +55,8 @@ pub enum Scenario {
     /// Take an unexpected exception after boot — a data abort at an
     /// unmapped address — and dump it (`companion.test=fault`).
     Fault,
+    /// Be entered at EL1 (a machine without EL2) and refuse to start.
+    WrongExceptionLevel,
     /// Run the latency test for this many seconds at a 1 ms period
     /// (`latmus=SECONDS`), under `-icount` so the sample count is exact.
     Latency {
@@ -67,7 +70,7 @@ impl Scenario {
     /// plain boot needs none.
     fn test(self) -> Option<&'static str> {
         match self {
-            Scenario::Boot { .. } | Scenario::Latency { .. } => None,
+            Scenario::Boot { .. } | Scenario::Latency { .. } | Scenario::WrongExceptionLevel => None,
             Scenario::Fault => Some("fault"),
         }
     }
@@ -104,6 +107,13 @@ pub const CASES: &[Case] = &[
         name: "fault-dump",
         profile: "virt-gicv3-4",
         scenario: Scenario::Fault,
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: &[],
+    },
+    Case {
+        name: "wrong-el",
+        profile: "virt-el1",
+        scenario: Scenario::WrongExceptionLevel,
         timeout: DEFAULT_TIMEOUT,
         qemu_args: &[],
     },
@@ -188,6 +198,14 @@ impl Case {
                     .collect();
                 Expectations::new(EXIT_UNEXPECTED_EXCEPTION, lines, &[r"\bverdict: PASS\b"])
             }
+            Scenario::WrongExceptionLevel => Expectations::new(
+                EXIT_WRONG_EL,
+                vec![
+                    LineMatch::all(&[r"entered at EL1, but it must be entered at EL2", "refusing to start"]),
+                    LineMatch::all(&[r"\bverdict: FAIL\b"]),
+                ],
+                &[r"\bonline\b", r"\bverdict: PASS\b"],
+            ),
             Scenario::Latency { seconds } => {
                 // One sample per millisecond: exact under -icount but for the edges of
                 // the run (the first expiry is one period in; the timer stops only after
