@@ -1,0 +1,232 @@
+//! Picking, switching, CPU time accounting and timer interrupts.
+//!
+//! The running thread stays queued at the head of its level (as in Linux's RT class), so picking
+//! is a pure O(1) look at the queues, a preempted thread keeps its turn, and a round-robin
+//! rotation is "move to the tail". `pick_next` decides; `switched` records that the glue
+//! actually switched, which is when the current context changes and switches are counted.
+//!
+//! CPU time is charged incrementally: every entry point that depends on budgets first charges
+//! the current context of the CPU up to `now` (`last_charge`..`now`), to its statistics, its
+//! round-robin slice and its quota group. The sum is the same as charging `now - last_switch`
+//! at each switch, but budgets are exact at any instant.
+
+use super::OobCore;
+use super::timers::{TimerEvent, TimerExpiry, TimerHandle};
+use crate::error::Error;
+use crate::sched::{Runnable, SchedParams};
+use crate::thread::ThreadId;
+use crate::time::Instant;
+
+impl OobCore {
+    /// Charges CPU time up to `now`, then returns the context `cpu` should run. The glue calls
+    /// [`OobCore::switched`] if it differs from [`OobCore::current`].
+    pub fn pick_next(&mut self, cpu: usize, now: Instant) -> Result<Runnable, Error> {
+        let cpu = self.cpu_index(cpu)?;
+        self.charge(cpu, now);
+        Ok(self.runnable(self.cpus[cpu].rq.pick()))
+    }
+
+    /// Records that `cpu` switched from `from` (its current context) to `to` (a runnable thread
+    /// of that CPU or the in-band stage) at `now`: `from` is charged its CPU time, `to` counts a
+    /// switch, and the slice or quota limit timer of `to` is armed. `from == to` is a no-op.
+    pub fn switched(&mut self, cpu: usize, from: Runnable, to: Runnable, now: Instant) -> Result<(), Error> {
+        let cpu = self.cpu_index(cpu)?;
+        let previous = self.cpus[cpu].current;
+        if from != self.runnable(previous) {
+            return Err(Error::NotCurrent);
+        }
+        let next = match to {
+            Runnable::InBand => None,
+            Runnable::Oob(id) => {
+                let t = self.thread_index(id)?;
+                let thread = &self.threads[t];
+                if thread.cpu != cpu || !thread.runnable() {
+                    return Err(Error::NotRunnable);
+                }
+                Some(t)
+            }
+        };
+        if next == previous {
+            return Ok(());
+        }
+        self.charge(cpu, now);
+        self.cpus[cpu].current = next;
+        self.touched.insert(cpu);
+        if let Some(t) = previous {
+            self.reclaim_if_exited(t);
+        }
+        match next {
+            Some(t) => self.threads[t].stats.switches += 1,
+            None => self.cpus[cpu].inband.switches += 1,
+        }
+        self.arm_budget_timers(cpu, now);
+        Ok(())
+    }
+
+    /// Handles the hardware timer interrupt of `cpu`: fires every timer due at `now` (thread
+    /// timeouts, round-robin slices, quota limits and refills, TP windows) and returns the user
+    /// timers that fired, for the glue to run their callbacks.
+    pub fn on_timer(&mut self, cpu: usize, now: Instant) -> Result<&[TimerExpiry], Error> {
+        let cpu = self.cpu_index(cpu)?;
+        self.charge(cpu, now);
+        self.fired.clear();
+        self.cpus[cpu].reported_deadline = None;
+        while let Some(expiry) = self.cpus[cpu].timers.pop_expired(now) {
+            match expiry.payload {
+                TimerEvent::Timeout(thread) => self.time_out(thread, now),
+                TimerEvent::Slice => self.slice_expired(cpu, now),
+                TimerEvent::QuotaLimit => self.quota_limit_reached(cpu, now),
+                TimerEvent::QuotaRefill => self.quota_refill(cpu, now),
+                TimerEvent::TpWindow => self.tp_window_ended(cpu, expiry.deadline.max(now)),
+                TimerEvent::User(token) => self.fired.push(TimerExpiry {
+                    timer: TimerHandle { cpu: cpu as u8, id: expiry.id },
+                    token,
+                    deadline: expiry.deadline,
+                    overruns: expiry.overruns,
+                }),
+            }
+        }
+        Ok(&self.fired)
+    }
+
+    /// Charges the current context of `cpu` up to `now`: statistics, RR slice, quota budget.
+    pub(crate) fn charge(&mut self, cpu: usize, now: Instant) {
+        let state = &mut self.cpus[cpu];
+        let elapsed = now.saturating_duration_since(state.last_charge);
+        if elapsed.is_zero() {
+            return;
+        }
+        state.last_charge = now;
+        let Some(t) = state.current else {
+            state.inband.cpu_time += elapsed;
+            return;
+        };
+        let thread = &mut self.threads[t];
+        thread.stats.cpu_time += elapsed;
+        if let Some(group) = thread.quota_group()
+            && self.cpus[cpu].rq.quota.charge(group, elapsed)
+        {
+            self.exhaust_quota(cpu, group, now);
+        }
+        let thread = &mut self.threads[t];
+        let applies = thread.runnable() && thread.slice_applies();
+        if applies && thread.slice.as_mut().is_some_and(|slice| slice.charge(elapsed)) {
+            self.rotate(t, now);
+        }
+    }
+
+    /// Re-queues `t` with new effective parameters (a boost or its end), in its run queue or in
+    /// the wait queue it is in. The current thread is charged first, under its old parameters,
+    /// and keeps its turn within its new level.
+    pub(crate) fn set_effective(&mut self, t: u32, params: SchedParams, now: Instant) {
+        let cpu = self.threads[t].cpu;
+        let current = self.is_current(t);
+        if current {
+            self.charge(cpu, now);
+        }
+        let thread = &mut self.threads[t];
+        let old = core::mem::replace(&mut thread.effective, params);
+        if thread.runnable() {
+            self.cpus[cpu].rq.dequeue(&mut self.links, t, old);
+            self.cpus[cpu].rq.enqueue(&mut self.links, t, params, current);
+            self.touched.insert(cpu);
+        } else if let Some(waiting) = thread.waiting {
+            self.with_wait_queue(waiting, |queue, links| {
+                queue.remove(links, t);
+                queue.insert_by_key(links, t, params.rank());
+            });
+        }
+        if current {
+            self.arm_budget_timers(cpu, now);
+        }
+    }
+
+    /// Arms the slice timer (RR) or quota limit timer (quota) for what is left to the current
+    /// thread of `cpu`, and stops the other.
+    pub(crate) fn arm_budget_timers(&mut self, cpu: usize, now: Instant) {
+        let state = &mut self.cpus[cpu];
+        let (mut slice_end, mut quota_end) = (None, None);
+        if let Some(t) = state.current {
+            let thread = &self.threads[t];
+            if thread.runnable() {
+                if thread.slice_applies() {
+                    slice_end = thread.slice.map(|slice| now + slice.left());
+                }
+                if let Some(group) = thread.quota_group() {
+                    let left = state.rq.quota.left(group);
+                    quota_end = (!left.is_zero()).then(|| now + left);
+                }
+            }
+        }
+        for (timer, end) in [(state.slice_timer, slice_end), (state.quota_limit_timer, quota_end)] {
+            match end {
+                Some(end) => state.arm(timer, end, None),
+                None => state.disarm(timer),
+            }
+        }
+    }
+
+    /// The turn of `t` is over (slice used up, or yield): to the tail of its level, with a full
+    /// slice if it is a round-robin thread.
+    fn rotate(&mut self, t: u32, now: Instant) {
+        let thread = &mut self.threads[t];
+        if let Some(slice) = thread.slice.as_mut() {
+            slice.refill();
+        }
+        let (cpu, params) = (thread.cpu, thread.effective);
+        let rq = &mut self.cpus[cpu].rq;
+        rq.dequeue(&mut self.links, t, params);
+        rq.enqueue(&mut self.links, t, params, false);
+        self.touched.insert(cpu);
+        if self.is_current(t) {
+            self.arm_budget_timers(cpu, now);
+        }
+    }
+
+    /// Moves the running thread `t` to the tail of its level (a voluntary end of its turn).
+    pub fn yield_now(&mut self, thread: ThreadId, now: Instant) -> Result<(), Error> {
+        let t = self.caller(thread)?;
+        self.charge(self.threads[t].cpu, now);
+        self.rotate(t, now);
+        Ok(())
+    }
+
+    fn slice_expired(&mut self, cpu: usize, now: Instant) {
+        if let Some(t) = self.cpus[cpu].current
+            && self.threads[t].runnable()
+            && self.threads[t].slice_applies()
+        {
+            self.rotate(t, now);
+        }
+    }
+
+    fn quota_limit_reached(&mut self, cpu: usize, now: Instant) {
+        if let Some(group) = self.cpus[cpu].current.and_then(|t| self.threads[t].quota_group()) {
+            self.exhaust_quota(cpu, group, now);
+        }
+    }
+
+    /// Ends the budget of quota group `group` of `cpu` for this period.
+    pub(crate) fn exhaust_quota(&mut self, cpu: usize, group: u32, now: Instant) {
+        let threads = &self.threads;
+        self.cpus[cpu].rq.quota.exhaust(&mut self.links, group, |t| threads[t].quota_group().unwrap_or(u32::MAX));
+        self.touched.insert(cpu);
+        self.arm_budget_timers(cpu, now);
+    }
+
+    /// Starts a quota period on `cpu`: budgets refilled, parked threads back.
+    pub(crate) fn quota_refill(&mut self, cpu: usize, now: Instant) {
+        self.cpus[cpu].rq.quota.refill(&mut self.links);
+        self.touched.insert(cpu);
+        self.arm_budget_timers(cpu, now);
+    }
+
+    /// Activates the TP window of `cpu` containing `position` and arms the timer for its end.
+    fn tp_window_ended(&mut self, cpu: usize, position: Instant) {
+        let state = &mut self.cpus[cpu];
+        if let Some(end) = state.rq.tp.advance(position) {
+            state.arm(state.tp_timer, end, None);
+            self.touched.insert(cpu);
+        }
+    }
+}
