@@ -107,9 +107,7 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
             // SAFETY: the caller guarantees the frames are mapped and unaliased.
             let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, cpus) }
                 .map_err(|_| GicError::Redistributor)?;
-            // The EL2 system-register interface must be on before ICC_*/ICH_* are touched.
-            ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
-            aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+            enable_el2_system_registers();
             gic.setup(0);
             GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
             let list_registers = ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as u32 + 1;
@@ -136,13 +134,19 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
     Ok(summary)
 }
 
+/// Turns on this CPU's GICv3 system-register interface at EL2; it must be on before any
+/// `ICC_*`/`ICH_*` register is touched.
+fn enable_el2_system_registers() {
+    ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
 /// Enables this (secondary) CPU's interface and redistributor.
 pub fn init_cpu(cpu: usize) {
     let Some(distributor) = DISTRIBUTOR.get() else { return };
     match &mut *distributor.lock() {
         Distributor::V3(gic) => {
-            ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
-            aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+            enable_el2_system_registers();
             gic.init_cpu(cpu);
             if let Ok(mut redistributor) = gic.redistributor(cpu) {
                 redistributor.configure_default_settings();
