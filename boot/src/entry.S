@@ -33,7 +33,10 @@
 .equ TF_ESR, 264
 .equ TF_FAR, 272
 .equ TF_SP, 280
-.equ TF_SIZE, 288
+/* FP/SIMD state: q0..q31 (512 bytes), then FPCR and FPSR. */
+.equ TF_FP, 288
+.equ TF_FPCR, 800
+.equ TF_SIZE, 816
 
 /* Load the PC-relative address of a symbol (the image is position independent). */
 .macro adr_l reg, sym
@@ -246,10 +249,55 @@ el2_trap_common:
     stp     x1, x2, [sp, #TF_ESR]
     add     x1, sp, #TF_SIZE
     str     x1, [sp, #TF_SP]
+    /* The core's Rust code may use FP/SIMD registers anywhere (copies, arithmetic): save the
+     * interrupted context's whole FP state so no context's state is ever corrupted. */
+    add     x1, sp, #TF_FP
+    stp     q0, q1, [x1, #0]
+    stp     q2, q3, [x1, #32]
+    stp     q4, q5, [x1, #64]
+    stp     q6, q7, [x1, #96]
+    stp     q8, q9, [x1, #128]
+    stp     q10, q11, [x1, #160]
+    stp     q12, q13, [x1, #192]
+    stp     q14, q15, [x1, #224]
+    stp     q16, q17, [x1, #256]
+    stp     q18, q19, [x1, #288]
+    stp     q20, q21, [x1, #320]
+    stp     q22, q23, [x1, #352]
+    stp     q24, q25, [x1, #384]
+    stp     q26, q27, [x1, #416]
+    stp     q28, q29, [x1, #448]
+    stp     q30, q31, [x1, #480]
+    mrs     x2, fpcr
+    mrs     x3, fpsr
+    add     x1, x1, #(TF_FPCR - TF_FP)
+    stp     x2, x3, [x1]
 
     mov     x1, x0
     mov     x0, sp
     bl      el2_trap
+
+    add     x1, sp, #TF_FP
+    ldp     q0, q1, [x1, #0]
+    ldp     q2, q3, [x1, #32]
+    ldp     q4, q5, [x1, #64]
+    ldp     q6, q7, [x1, #96]
+    ldp     q8, q9, [x1, #128]
+    ldp     q10, q11, [x1, #160]
+    ldp     q12, q13, [x1, #192]
+    ldp     q14, q15, [x1, #224]
+    ldp     q16, q17, [x1, #256]
+    ldp     q18, q19, [x1, #288]
+    ldp     q20, q21, [x1, #320]
+    ldp     q22, q23, [x1, #352]
+    ldp     q24, q25, [x1, #384]
+    ldp     q26, q27, [x1, #416]
+    ldp     q28, q29, [x1, #448]
+    ldp     q30, q31, [x1, #480]
+    add     x1, x1, #(TF_FPCR - TF_FP)
+    ldp     x2, x3, [x1]
+    msr     fpcr, x2
+    msr     fpsr, x3
 
     ldp     x1, x2, [sp, #TF_ELR]
     msr     elr_el2, x1

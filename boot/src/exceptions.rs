@@ -21,10 +21,26 @@ pub struct TrapFrame {
     pub far: u64,
     /// Stack pointer at the time of the exception (for exceptions taken from EL2).
     pub sp: u64,
+    /// The interrupted context's FP/SIMD registers, saved on every exception.
+    pub fp: FpState,
 }
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() == 288);
+/// The FP/SIMD register file: `q0..q31`, `FPCR`, `FPSR`.
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct FpState {
+    /// Vector registers q0..q31.
+    pub q: [u128; 32],
+    /// Floating-point control register (rounding mode, flush-to-zero, ...).
+    pub fpcr: u64,
+    /// Floating-point status register (cumulative exception flags).
+    pub fpsr: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 816);
 const _: () = assert!(core::mem::offset_of!(TrapFrame, elr) == 248);
+const _: () = assert!(core::mem::offset_of!(TrapFrame, fp) == 288);
+const _: () = assert!(core::mem::offset_of!(TrapFrame, fp) + core::mem::offset_of!(FpState, fpcr) == 800);
 
 /// The vector an exception came through (0..16, in vector-table order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,13 +21,22 @@ impl CounterFrequency {
     }
 
     /// Nanoseconds covered by `ticks`, rounded down.
+    ///
+    /// Exact with 64-bit arithmetic only (whole seconds, then the remainder, which is below
+    /// `hz`, so `remainder * 10^9` fits for any counter below 18 GHz): a 64-bit division is
+    /// one instruction, a 128-bit one a library call on the hot timer paths.
     pub const fn ticks_to_ns(&self, ticks: u64) -> u64 {
-        ((ticks as u128 * NS_PER_SEC as u128) / self.hz as u128) as u64
+        let seconds = ticks / self.hz;
+        let remainder = ticks % self.hz;
+        seconds.saturating_mul(NS_PER_SEC).saturating_add(remainder * NS_PER_SEC / self.hz)
     }
 
-    /// Ticks needed to cover at least `ns` nanoseconds (rounded up, so a deadline is never early).
+    /// Ticks needed to cover at least `ns` nanoseconds (rounded up, so a deadline is never
+    /// early). Exact with 64-bit arithmetic, like [`CounterFrequency::ticks_to_ns`].
     pub const fn ns_to_ticks(&self, ns: u64) -> u64 {
-        ((ns as u128 * self.hz as u128).div_ceil(NS_PER_SEC as u128)) as u64
+        let seconds = ns / NS_PER_SEC;
+        let remainder = ns % NS_PER_SEC;
+        seconds.saturating_mul(self.hz).saturating_add((remainder * self.hz).div_ceil(NS_PER_SEC))
     }
 }
 
@@ -50,6 +59,21 @@ mod tests {
         for ns in [1u64, 52, 53, 1000, 999_999_999] {
             assert!(f.ticks_to_ns(f.ns_to_ticks(ns)) >= ns, "{ns} ns");
             assert!(f.ticks_to_ns(f.ns_to_ticks(ns) - 1) < ns, "{ns} ns is the smallest cover");
+        }
+    }
+
+    #[test]
+    fn matches_the_128_bit_formula() {
+        for hz in [62_500_000u64, 54_000_000, 19_200_000, 24_000_000, 1_000_000_000, 7] {
+            let f = CounterFrequency::new(hz).unwrap();
+            for value in [0u64, 1, 15, 16, 17, hz - 1, hz, hz + 1, 123_456_789_012, u64::MAX / 1_000_000_000, 1 << 50] {
+                // Results beyond u64 saturate (centuries away for real counters).
+                let clamp = |wide: u128| u64::try_from(wide).unwrap_or(u64::MAX);
+                let ns = clamp(value as u128 * NS_PER_SEC as u128 / hz as u128);
+                assert_eq!(f.ticks_to_ns(value), ns, "{value} ticks at {hz} Hz");
+                let ticks = clamp((value as u128 * hz as u128).div_ceil(NS_PER_SEC as u128));
+                assert_eq!(f.ns_to_ticks(value), ticks, "{value} ns at {hz} Hz");
+            }
         }
     }
 

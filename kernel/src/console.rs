@@ -7,11 +7,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
 use platform::UartInfo;
 use platform::uart::Console;
-use spin::Mutex;
 
+use crate::arch::irq_lock::IrqSpinLock;
 use crate::clock::CounterFrequency;
 
-static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
+/// IRQ-safe: a context printing cannot be preempted by one that wants to print.
+static CONSOLE: IrqSpinLock<Option<Console>> = IrqSpinLock::new(None);
 /// Counter value at boot; timestamps count from here.
 static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Counter frequency used for timestamps (set once at boot).

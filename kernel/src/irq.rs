@@ -27,6 +27,7 @@ pub fn claim(intid: u32, handler: OobHandler) -> Result<(), gic::GicError> {
 
 /// Handles every pending interrupt of this CPU. Called from the IRQ vector.
 pub fn handle() {
+    crate::sched::irq_enter();
     while let Some(ack) = gic::acknowledge() {
         let intid = ack.intid as usize;
         let handler = HANDLERS.get(intid).map_or(0, |h| h.load(Ordering::Acquire));
@@ -45,6 +46,8 @@ pub fn handle() {
         }
         gic::end_of_interrupt(ack);
     }
+    // Every interrupt was ended: switch now if a handler woke a better context.
+    crate::sched::irq_exit();
 }
 
 /// One line per interrupt that fired: count, owner, worst handler cost.

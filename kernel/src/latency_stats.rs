@@ -29,7 +29,13 @@ impl LatencyStats {
         Self { min: i64::MAX, max: i64::MIN, sum: 0, samples: 0, overruns: 0, histogram: [0; HISTOGRAM_BUCKETS] }
     }
 
-    /// Adds one sample.
+    /// Forgets every sample, in place (no 4 KiB temporary).
+    pub fn reset(&mut self) {
+        self.histogram.fill(0);
+        (self.min, self.max, self.sum, self.samples, self.overruns) = (i64::MAX, i64::MIN, 0, 0, 0);
+    }
+
+    /// Records one latency sample.
     pub fn record(&mut self, latency_ns: i64) {
         self.min = self.min.min(latency_ns);
         self.max = self.max.max(latency_ns);

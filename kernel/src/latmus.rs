@@ -1,134 +1,229 @@
-//! The latency test, after EVL's `latmus`: a periodic timer on one CPU; each expiry's
-//! lateness against its ideal date is a sample. Prints an `RTD|` line per second, then an
-//! `RTS|` summary and a histogram.
+//! The latency test, after EVL's `latmus`: on one CPU, a periodic oob thread (thread
+//! context) and a periodic timer callback (timer-IRQ context) each measure how late they
+//! run against the ideal date of their period. The two timers are offset by half a period
+//! so they never compete for the CPU.
 //!
-//! This first version measures the timer-IRQ context (the handler's first instruction);
-//! the thread context arrives with the oob scheduler.
+//! Output (latmus's format): an `RTT|` header, one `RTD|` line per second for the thread
+//! context, then an `RTS|` summary per context (each after its own `RTT|` line) and a
+//! histogram (`HSH|`/`HSD|`, 1 µs buckets).
+//!
+//! Gravity: unless given, the test first calibrates it like `latmus -t`: it runs both
+//! contexts with zero anticipation and sets each context's gravity to the smallest latency
+//! seen, so the timer fires that much early and the woken code runs on time.
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use aarch64_cpu::registers::{DAIF, Writeable};
-use spin::Mutex;
-
-use crate::clock::CounterFrequency;
+use crate::arch::irq_lock::IrqSpinLock;
 use crate::latency_stats::{LatencyStats, RTH, RtdLine, RtsLine};
-use crate::{gic, hwtimer, irq};
+use crate::rt::{self, Duration, Error, Gravity, Instant, IrqContext, IrqTimer, ThreadBuilder, Timer, TimerExpiry};
 
-/// Test parameters, from the command line.
+/// Test parameters, from the command line (`latmus.*`).
 #[derive(Debug, Clone, Copy)]
 pub struct LatmusConfig {
     /// Period in microseconds.
     pub period_us: u64,
     /// Run length in seconds.
     pub duration_s: u64,
-    /// Timer anticipation ("gravity") in ns: the timer is armed this much early.
-    pub gravity_ns: u64,
+    /// The CPU the test runs on.
+    pub cpu: usize,
+    /// The measuring thread's FIFO priority.
+    pub priority: u8,
+    /// Timer anticipation in ns for both contexts; `None`: calibrate first.
+    pub gravity_ns: Option<u64>,
 }
 
-impl Default for LatmusConfig {
-    fn default() -> Self {
-        Self { period_us: 1000, duration_s: 10, gravity_ns: 0 }
+/// What a run measured, per context (boxed: the histograms are 4 KiB each, too much to
+/// copy around on a 64 KiB boot stack).
+pub struct LatmusResults {
+    /// The thread context.
+    pub thread: Box<LatencyStats>,
+    /// The timer-IRQ context.
+    pub irq: Box<LatencyStats>,
+    /// The gravity the run used.
+    pub gravity: Gravity,
+}
+
+/// Samples of the timer-IRQ context, filled by the callback.
+static IRQ_SAMPLES: IrqSpinLock<LatencyStats> = IrqSpinLock::new(LatencyStats::new());
+
+/// The IRQ-context callback: one sample per expiry.
+fn irq_sample(expiry: &TimerExpiry, _: Instant, _: &mut IrqContext<'_>) {
+    let late = signed_ns(rt::now(), expiry.deadline);
+    let mut samples = IRQ_SAMPLES.lock();
+    samples.record(late);
+    samples.record_overruns(expiry.overruns);
+}
+
+/// `now - ideal` in signed nanoseconds.
+fn signed_ns(now: Instant, ideal: Instant) -> i64 {
+    now.as_nanos() as i64 - ideal.as_nanos() as i64
+}
+
+/// The measuring thread's shared state.
+struct ThreadSampler {
+    samples: IrqSpinLock<LatencyStats>,
+    stop: AtomicBool,
+    taken: AtomicU64,
+}
+
+/// Runs both contexts for `periods` periods (or until told to stop) and leaves the samples
+/// in `IRQ_SAMPLES` and the sampler; the caller drains them as it likes.
+struct Measurement {
+    sampler: Arc<ThreadSampler>,
+    irq_timer: IrqTimer,
+    thread: rt::JoinHandle,
+}
+
+impl Measurement {
+    fn start(config: &LatmusConfig, periods: u64) -> Result<Self, Error> {
+        let period = Duration::from_micros(config.period_us);
+        *IRQ_SAMPLES.lock() = LatencyStats::new();
+        let sampler = Arc::new(ThreadSampler {
+            samples: IrqSpinLock::new(LatencyStats::new()),
+            stop: AtomicBool::new(false),
+            taken: AtomicU64::new(0),
+        });
+        let first = rt::now() + Duration::from_millis(2);
+        let irq_timer = IrqTimer::new(config.cpu, irq_sample)?;
+        irq_timer.start(first + Duration::from_nanos(period.as_nanos() / 2), Some(period))?;
+        let timer = Timer::new(config.cpu)?;
+        let thread_sampler = sampler.clone();
+        let thread = ThreadBuilder::new("latmus").cpu(config.cpu).fifo(config.priority).spawn(move || {
+            if timer.start(first, Some(period)).is_err() {
+                return;
+            }
+            for _ in 0..periods {
+                let Ok((expirations, deadline)) = timer.wait() else { break };
+                let late = signed_ns(rt::now(), deadline);
+                let mut samples = thread_sampler.samples.lock();
+                samples.record(late);
+                samples.record_overruns(expirations - 1);
+                drop(samples);
+                thread_sampler.taken.fetch_add(1, Ordering::Relaxed);
+                if thread_sampler.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        })?;
+        Ok(Self { sampler, irq_timer, thread })
+    }
+
+    /// Moves the samples gathered since the last call into `thread` and `irq` (replacing
+    /// what they held).
+    fn drain(&self, thread: &mut LatencyStats, irq: &mut LatencyStats) {
+        thread.reset();
+        irq.reset();
+        core::mem::swap(&mut *self.sampler.samples.lock(), thread);
+        core::mem::swap(&mut *IRQ_SAMPLES.lock(), irq);
+    }
+
+    /// Stops both contexts and moves what was left undrained into `thread` and `irq`.
+    fn finish(self, thread: &mut LatencyStats, irq: &mut LatencyStats) -> Result<(), Error> {
+        self.sampler.stop.store(true, Ordering::Relaxed);
+        self.irq_timer.stop()?;
+        let Self { sampler, irq_timer, thread: handle } = self;
+        handle.join()?;
+        drop(irq_timer);
+        thread.reset();
+        irq.reset();
+        core::mem::swap(&mut *sampler.samples.lock(), thread);
+        core::mem::swap(&mut *IRQ_SAMPLES.lock(), irq);
+        Ok(())
     }
 }
 
-/// Shared between the timer handler and the reporting loop.
-struct Sampler {
-    frequency: CounterFrequency,
-    period_ticks: u64,
-    gravity_ticks: u64,
-    /// The ideal date of the next expiry.
-    next_ideal: u64,
-    interval: LatencyStats,
+/// Samples taken per context to calibrate the gravity.
+const CALIBRATION_PERIODS: u64 = 500;
+
+/// Measures both contexts with zero gravity and returns the smallest latency of each.
+fn calibrate(config: &LatmusConfig) -> Result<Gravity, Error> {
+    rt::set_gravity(Gravity::default())?;
+    let measurement = Measurement::start(config, CALIBRATION_PERIODS)?;
+    measurement.thread_wait()?;
+    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+    measurement.finish(&mut thread, &mut irq)?;
+    let floor = |stats: &LatencyStats| Duration::from_nanos(stats.min().unwrap_or(0).max(0) as u64);
+    let (irq, user) = (floor(&irq), floor(&thread));
+    Ok(Gravity { irq, kernel: user, user })
 }
 
-static SAMPLER: Mutex<Option<Sampler>> = Mutex::new(None);
-static RUNNING: AtomicBool = AtomicBool::new(false);
-static SAMPLES: AtomicU64 = AtomicU64::new(0);
-
-/// The EL2 timer handler: take a sample, re-arm for the next period.
-fn on_timer(_intid: u32) {
-    let now = hwtimer::counter();
-    let mut guard = SAMPLER.lock();
-    let Some(s) = guard.as_mut() else {
-        hwtimer::disarm();
-        return;
-    };
-    let late_ticks = now as i128 - s.next_ideal as i128;
-    let late_ns = if late_ticks >= 0 {
-        s.frequency.ticks_to_ns(late_ticks as u64) as i64
-    } else {
-        -(s.frequency.ticks_to_ns((-late_ticks) as u64) as i64)
-    };
-    s.interval.record(late_ns);
-    SAMPLES.fetch_add(1, Ordering::Relaxed);
-    // Next ideal date on the original grid; whole periods already past are overruns.
-    s.next_ideal += s.period_ticks;
-    if now >= s.next_ideal {
-        let missed = (now - s.next_ideal) / s.period_ticks + 1;
-        s.interval.record_overruns(missed);
-        s.next_ideal += missed * s.period_ticks;
-    }
-    if RUNNING.load(Ordering::Relaxed) {
-        hwtimer::arm(s.next_ideal.saturating_sub(s.gravity_ticks));
-    } else {
-        hwtimer::disarm();
-    }
-}
-
-/// Runs the test on the calling CPU and prints its results; returns the whole-run stats.
-pub fn run(config: LatmusConfig, frequency: CounterFrequency, timer_intid: u32) -> Result<LatencyStats, gic::GicError> {
-    irq::claim(timer_intid, on_timer)?;
-    gic::enable_private(timer_intid, boot::cpu_index(), gic::OOB_PRIORITY, arm_gic::Trigger::Level)?;
-    let period_ticks = frequency.ns_to_ticks(config.period_us * 1000).max(1);
-    let gravity_ticks = frequency.ns_to_ticks(config.gravity_ns);
-    let first = hwtimer::counter() + period_ticks;
-    *SAMPLER.lock() = Some(Sampler {
-        frequency,
-        period_ticks,
-        gravity_ticks,
-        next_ideal: first,
-        interval: LatencyStats::new(),
-    });
-    crate::console::write_fmt(format_args!(
-        "RTT|  00:00:01  (oob timer-IRQ context, {} us period, gravity {} ns, cpu {})\n{RTH}\n",
-        config.period_us,
-        config.gravity_ns,
-        boot::cpu_index()
-    ));
-    RUNNING.store(true, Ordering::Relaxed);
-    hwtimer::arm(first.saturating_sub(gravity_ticks));
-    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-    // The vectors and the GIC are set up: IRQs may now be taken at EL2.
-    DAIF.write(DAIF::I::Unmasked);
-
-    let mut run = LatencyStats::new();
-    let second = frequency.hz();
-    let start = hwtimer::counter();
-    for elapsed in 1..=config.duration_s {
-        while hwtimer::counter() < start + elapsed * second {
-            aarch64_cpu::asm::wfi();
+impl Measurement {
+    /// Waits (in-band) until the thread took its samples.
+    fn thread_wait(&self) -> Result<(), Error> {
+        while !self.thread.is_finished() {
+            rt::inband_sleep_until(rt::now() + Duration::from_millis(1))?;
         }
-        let interval = SAMPLER.lock().as_mut().map(|s| core::mem::take(&mut s.interval)).unwrap_or_default();
-        run.merge(&interval);
-        crate::console::write_fmt(format_args!("{}\n", RtdLine { interval: &interval, run: &run }));
+        Ok(())
     }
-    RUNNING.store(false, Ordering::Relaxed);
-    DAIF.write(DAIF::I::Masked);
-    hwtimer::disarm();
-    if let Some(s) = SAMPLER.lock().take() {
-        run.merge(&s.interval);
-    }
-    crate::console::write_fmt(format_args!(
-        "{}\n",
-        RtsLine { run: &run, elapsed_s: config.duration_s, planned_s: config.duration_s }
-    ));
-    print_histogram(&run);
-    Ok(run)
 }
 
-fn print_histogram(run: &LatencyStats) {
-    crate::console::write_fmt(format_args!("HSH|--context-|--bucket(us)-|---samples\n"));
-    for (us, &count) in run.histogram().iter().enumerate().filter(|(_, c)| **c > 0) {
-        crate::console::write_fmt(format_args!("HSD|       irq| {us:12}| {count:9}\n"));
+/// Runs the test and prints its results.
+pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
+    if config.cpu >= rt::cpu_count() {
+        return Err(Error::InvalidCpu);
+    }
+    let gravity = match config.gravity_ns {
+        Some(ns) => Gravity { irq: Duration::from_nanos(ns), kernel: Duration::from_nanos(ns), user: Duration::from_nanos(ns) },
+        None => {
+            let gravity = calibrate(&config)?;
+            log::info!(
+                "latmus: gravity calibrated over {CALIBRATION_PERIODS} periods: irq {} ns, thread {} ns",
+                gravity.irq.as_nanos(),
+                gravity.user.as_nanos()
+            );
+            gravity
+        }
+    };
+    rt::set_gravity(gravity)?;
+
+    rt::print(format_args!(
+        "RTT|  00:00:01  (oob thread context, {} us period, priority {}, cpu {}, gravity {} ns)\n{RTH}\n",
+        config.period_us,
+        config.priority,
+        config.cpu,
+        gravity.user.as_nanos()
+    ));
+    let measurement = Measurement::start(&config, u64::MAX)?;
+    let mut results =
+        LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
+    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+    let start = rt::now();
+    for second in 1..=config.duration_s {
+        rt::inband_sleep_until(start + Duration::from_secs(second))?;
+        measurement.drain(&mut thread, &mut irq);
+        results.thread.merge(&thread);
+        results.irq.merge(&irq);
+        rt::print(format_args!("{}\n", RtdLine { interval: &thread, run: &results.thread }));
+    }
+    measurement.finish(&mut thread, &mut irq)?;
+    results.thread.merge(&thread);
+    results.irq.merge(&irq);
+
+    let seconds = config.duration_s;
+    rt::print(format_args!("{}\n", RtsLine { run: &results.thread, elapsed_s: seconds, planned_s: seconds }));
+    rt::print(format_args!(
+        "RTT|  00:00:01  (oob timer-IRQ context, same run, offset by half a period, gravity {} ns)\n{RTH}\n",
+        gravity.irq.as_nanos()
+    ));
+    rt::print(format_args!("{}\n", RtsLine { run: &results.irq, elapsed_s: seconds, planned_s: seconds }));
+    print_histogram(&results);
+    log::info!(
+        "latmus: {} thread samples, {} irq samples, {} + {} overruns",
+        results.thread.samples(),
+        results.irq.samples(),
+        results.thread.overruns(),
+        results.irq.overruns()
+    );
+    Ok(results)
+}
+
+fn print_histogram(results: &LatmusResults) {
+    rt::print(format_args!("HSH|--context-|--bucket(us)-|---samples\n"));
+    for (name, stats) in [("thread", &*results.thread), ("irq", &*results.irq)] {
+        for (us, &count) in stats.histogram().iter().enumerate().filter(|(_, c)| **c > 0) {
+            rt::print(format_args!("HSD|{name:>10}| {us:12}| {count:9}\n"));
+        }
     }
 }

@@ -10,6 +10,10 @@ pub mod clock;
 pub mod latency_stats;
 
 #[cfg(target_os = "none")]
+pub mod apps;
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod gic;
@@ -23,6 +27,10 @@ pub mod irq;
 pub mod latmus;
 #[cfg(target_os = "none")]
 pub mod power;
+#[cfg(target_os = "none")]
+pub mod rt;
+#[cfg(target_os = "none")]
+pub mod sched;
 #[cfg(target_os = "none")]
 pub mod selftest;
 #[cfg(target_os = "none")]

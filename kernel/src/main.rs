@@ -16,7 +16,7 @@ mod image {
     use alloc::vec::Vec;
     use core::ops::Range;
 
-    use kernel::{BOARD, console, gic, heap, latmus, power, selftest, smp, traps};
+    use kernel::{BOARD, apps, console, gic, heap, latmus, power, sched, selftest, smp, traps};
     use platform::PlatformInfo;
     use platform::fdt::DeviceTree;
 
@@ -78,6 +78,13 @@ mod image {
         }
 
         let mpidrs: Vec<u64> = cpus.iter().map(|c| c.mpidr).collect();
+        let Some(frequency) = console::counter_frequency() else { fail(format_args!("the counter frequency is unknown")) };
+        if let Err(e) = sched::init(&mpidrs, info.timer.hyp_phys_intid, frequency) {
+            fail(format_args!("oob scheduler: {e}"));
+        }
+        if let Err(e) = sched::cpu_online(0) {
+            fail(format_args!("oob interrupts of cpu 0: {e}"));
+        }
         boot::secondary::publish(&mmu, &mpidrs);
         smp::report_online();
         let online = smp::start_secondaries(&cpus, info.psci);
@@ -85,38 +92,70 @@ mod image {
             fail(format_args!("only {online} of {} CPUs online", cpus.len()));
         }
         log::info!("all {online} CPUs online");
+        // From here on the boot flow is CPU 0's in-band stage: oob work preempts it.
+        kernel::arch::unmask_irqs();
 
         if let Some(test) = info.bootarg("companion.test")
             && let Err(e) = selftest::run(test)
         {
             fail(format_args!("selftest {test}: {e:?}"));
         }
+        if let Some(name) = info.bootarg("companion.app") {
+            run_app(&info, name);
+        }
         if let Some(duration) = info.bootarg("latmus") {
-            run_latmus(&info, duration);
+            run_latmus(&info, duration, cpus.len());
+        }
+        if info.bootarg("companion.ps").is_some() {
+            kernel::rt::ps();
         }
         power::exit(power::EXIT_SUCCESS)
     }
 
+    /// Runs the oob application `name` with its `companion.app.*` options.
+    fn run_app(info: &PlatformInfo<'_>, name: &str) {
+        let Some(app) = apps::find(name) else {
+            let known: Vec<&str> = apps::APPS.iter().map(|app| app.name).collect();
+            fail(format_args!("companion.app={name}: no such application (known: {})", known.join(", ")));
+        };
+        log::info!("starting application {}: {}", app.name, app.summary);
+        let lookup = |key: &str| info.bootarg(key);
+        if let Err(e) = (app.run)(&apps::Options::new(&lookup)) {
+            fail(format_args!("application {}: {e}", app.name));
+        }
+        log::info!("application {} finished", app.name);
+    }
+
     /// Runs the latency test for `duration` seconds with the `latmus.*` options.
-    fn run_latmus(info: &PlatformInfo<'_>, duration: &str) {
+    fn run_latmus(info: &PlatformInfo<'_>, duration: &str, cpus: usize) {
         let number = |key: &str, default: u64| match info.bootarg(key) {
             None => default,
             Some(text) => text.parse().unwrap_or_else(|_| fail(format_args!("{key}={text}: not a number"))),
         };
-        let defaults = latmus::LatmusConfig::default();
+        let gravity_ns = info.bootarg("latmus.gravity").map(|text| {
+            text.parse().unwrap_or_else(|_| fail(format_args!("latmus.gravity={text}: not a number of ns")))
+        });
         let config = latmus::LatmusConfig {
             duration_s: duration.parse().unwrap_or_else(|_| fail(format_args!("latmus={duration}: not a number of seconds"))),
-            period_us: number("latmus.period", defaults.period_us),
-            gravity_ns: number("latmus.gravity", defaults.gravity_ns),
+            period_us: number("latmus.period", 1000),
+            cpu: number("latmus.cpu", cpus.saturating_sub(1) as u64) as usize,
+            priority: u8::try_from(number("latmus.priority", 99)).unwrap_or(0),
+            gravity_ns,
         };
         if config.period_us == 0 {
             fail(format_args!("latmus.period must be at least 1 us"));
         }
-        let Some(frequency) = console::counter_frequency() else { fail(format_args!("the counter frequency is unknown")) };
-        if let Err(e) = latmus::run(config, frequency, info.timer.hyp_phys_intid) {
+        if !(1..=99).contains(&config.priority) {
+            fail(format_args!("latmus.priority must be within 1..=99"));
+        }
+        if config.cpu >= cpus {
+            fail(format_args!("latmus.cpu={}: only {cpus} CPUs", config.cpu));
+        }
+        if let Err(e) = latmus::run(config) {
             fail(format_args!("latency test: {e}"));
         }
         kernel::irq::report();
+        kernel::rt::ps();
     }
 
     /// Reads the device tree at `dtb`; no tree means board defaults, a bad tree stops the boot.
@@ -178,8 +217,12 @@ mod image {
     extern "C" fn companion_secondary_main(cpu: usize) -> ! {
         traps::route_interrupts_to_el2();
         gic::init_cpu(cpu);
+        if let Err(e) = sched::cpu_online(cpu) {
+            log::error!("oob interrupts of cpu {cpu}: {e}");
+            power::park();
+        }
         smp::report_online();
-        power::park()
+        sched::inband_idle()
     }
 
     /// Entered from `entry.S` when the loader did not start us at EL2.

@@ -13,7 +13,9 @@ use arm_gic::gicv2::GicV2;
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 use platform::{GicInfo, GicVersion};
-use spin::{Mutex, Once};
+use spin::Once;
+
+use crate::arch::irq_lock::IrqSpinLock;
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::ReadOnly;
@@ -89,7 +91,7 @@ enum Distributor {
 // SAFETY: the driver only holds MMIO pointers; every use goes through the DISTRIBUTOR lock.
 unsafe impl Send for Distributor {}
 
-static DISTRIBUTOR: Once<Mutex<Distributor>> = Once::new();
+static DISTRIBUTOR: Once<IrqSpinLock<Distributor>> = Once::new();
 /// GICv2 CPU interface base (banked per CPU, so one address serves all); 0 on GICv3.
 static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
 
@@ -130,7 +132,7 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
             (Distributor::V2(gic), GicSummary { version: info.version, spis, list_registers })
         }
     };
-    DISTRIBUTOR.call_once(|| Mutex::new(distributor));
+    DISTRIBUTOR.call_once(|| IrqSpinLock::new(distributor));
     Ok(summary)
 }
 

@@ -118,14 +118,14 @@ pub const CASES: &[Case] = &[
         qemu_args: &[],
     },
     Case {
-        name: "latmus-irq-virt-gicv3-4",
+        name: "latmus-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::Latency { seconds: 2 },
         timeout: DEFAULT_TIMEOUT,
         qemu_args: ICOUNT,
     },
     Case {
-        name: "latmus-irq-virt-gicv2-4",
+        name: "latmus-virt-gicv2-4",
         profile: "virt-gicv2-4",
         scenario: Scenario::Latency { seconds: 2 },
         timeout: DEFAULT_TIMEOUT,
@@ -207,20 +207,33 @@ impl Case {
                 &[r"\bonline\b", r"\bverdict: PASS\b"],
             ),
             Scenario::Latency { seconds } => {
-                // One sample per millisecond: exact under -icount but for the edges of
-                // the run (the first expiry is one period in; the timer stops only after
-                // the final second's report).
+                // One sample per millisecond and context: exact under -icount but for the
+                // edges of the run (the first expiry comes 2 ms in; the timers stop only
+                // after the final second's report).
                 let samples = seconds * 1000;
-                let counts: Vec<String> = (samples - 2..=samples + 1).map(|n| n.to_string()).collect();
-                let handled = format!(r"\birq\s+26: oob, ({}) handled\b", counts.join("|"));
+                let counts = |n: u64| -> String {
+                    let options: Vec<String> = (n - 3..=n + 1).map(|n| n.to_string()).collect();
+                    format!("({})", options.join("|"))
+                };
+                let totals = format!(
+                    r"\blatmus: {} thread samples, {} irq samples, 0 \+ 0 overruns\b",
+                    counts(samples),
+                    counts(samples)
+                );
                 let summary = format!(r"^RTS\|.*\b00:00:{seconds:02}/00:00:{seconds:02}$");
                 let lines = vec![
                     LineMatch::all(&[&all_online]),
+                    LineMatch::all(&[LOG_LINE, r"latmus: gravity calibrated over \d+ periods: irq \d+ ns, thread \d+ ns"]),
+                    LineMatch::all(&[r"^RTT\|.*\(oob thread context, 1000 us period, priority 99, cpu \d+, gravity \d+ ns\)"]),
                     LineMatch::all(&[r"^RTH\|----lat min\|----lat avg\|----lat max\|-overrun"]),
                     LineMatch::all(&[r"^RTD\|\s+-?\d+\.\d{3}\|\s+-?\d+\.\d{3}\|\s+-?\d+\.\d{3}\|\s+0\|"]),
                     LineMatch::all(&[&summary]),
+                    LineMatch::all(&[r"^RTT\|.*\(oob timer-IRQ context"]),
+                    LineMatch::all(&[&summary]),
+                    LineMatch::all(&[r"^HSD\|\s+thread\|"]),
                     LineMatch::all(&[r"^HSD\|\s+irq\|"]),
-                    LineMatch::all(&[LOG_LINE, &handled]),
+                    LineMatch::all(&[LOG_LINE, &totals]),
+                    LineMatch::all(&[r"^CPU\s+ID\s+POLICY\s+PRIO\s+STATE"]),
                     LineMatch::all(&[r"\bverdict: PASS\b"]),
                 ];
                 Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b"])

@@ -89,6 +89,12 @@ impl OobCore {
         Ok(&self.fired)
     }
 
+    /// The user timers fired by the last [`OobCore::on_timer`] (the same slice it returned), so
+    /// the glue can walk them by index while calling other entry points in between.
+    pub fn fired_timers(&self) -> &[TimerExpiry] {
+        &self.fired
+    }
+
     /// Charges the current context of `cpu` up to `now`: statistics, RR slice, quota budget.
     pub(crate) fn charge(&mut self, cpu: usize, now: Instant) {
         let state = &mut self.cpus[cpu];

@@ -1,0 +1,38 @@
+//! The thin AArch64 layer of the oob core: interrupt masking, IRQ-safe locks and the
+//! thread context switch.
+
+pub mod context;
+pub mod irq_lock;
+
+use aarch64_cpu::registers::{DAIF, Readable, Writeable};
+
+/// The interrupt mask state of the executing CPU, as saved by [`mask_irqs`].
+#[derive(Debug, Clone, Copy)]
+#[must_use = "restore the previous interrupt state with `restore_irqs`"]
+pub struct IrqState(u64);
+
+/// Masks IRQs on this CPU and returns the previous state.
+#[inline]
+pub fn mask_irqs() -> IrqState {
+    let previous = DAIF.get();
+    DAIF.write(DAIF::I::Masked);
+    IrqState(previous)
+}
+
+/// Restores the interrupt state saved by [`mask_irqs`].
+#[inline]
+pub fn restore_irqs(state: IrqState) {
+    DAIF.set(state.0);
+}
+
+/// Unmasks IRQs on this CPU (the in-band stage and oob threads run with IRQs on).
+#[inline]
+pub fn unmask_irqs() {
+    DAIF.write(DAIF::I::Unmasked);
+}
+
+/// Whether IRQs are masked on this CPU.
+#[inline]
+pub fn irqs_masked() -> bool {
+    DAIF.is_set(DAIF::I)
+}

@@ -1,0 +1,323 @@
+//! The oob scheduler on the hardware: the glue between the portable [`oob::OobCore`] and
+//! the CPUs, their EL2 timers and the GIC.
+//!
+//! One [`OobCore`] holds the scheduling state of every CPU under one IRQ-safe lock (like
+//! Xenomai's nklock). Every entry point follows the same pattern: take the lock, read the
+//! clock, call the core, then apply its effects — program this CPU's EL2 timer (CNTHP),
+//! kick remote CPUs with the oob IPI, and switch context if this CPU's best runnable context
+//! changed. Each CPU's in-band stage is the context its boot flow runs in (an idle loop for
+//! now, the Linux vCPU later); it has no thread control block, only a saved context.
+//!
+//! Switching never happens inside an interrupt handler: handlers only mark the CPU, and
+//! [`irq_exit`] switches after every interrupt was acknowledged and ended, on the way back to
+//! the interrupted context (whose registers the vector saved on its stack).
+//!
+//! Submodules: [`threads`] (stacks, start, exit, join), [`timers`] (user timers and what
+//! their expiry does), [`clock`] (the monotonic clock).
+
+pub mod clock;
+pub mod threads;
+pub mod timers;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use oob::{CpuMask, Error, Instant, OobCore, Runnable, ThreadId};
+
+use crate::arch::context::{SavedContext, switch_context};
+use crate::arch::irq_lock::{IrqSpinLock, IrqSpinLockGuard};
+use crate::arch::restore_irqs;
+use crate::{gic, hwtimer, irq};
+use threads::OobThread;
+use timers::TimerSlot;
+
+/// The SGI the core uses as its oob IPI ("kick"): reprogram your timer, reschedule.
+pub const KICK_SGI: u32 = 0;
+
+/// The scheduler state shared by all CPUs.
+pub(crate) struct Glue {
+    /// The portable scheduler.
+    pub(crate) core: OobCore,
+    /// Thread control blocks by `ThreadId::index`.
+    threads: Vec<Option<Box<OobThread>>>,
+    /// Exited threads whose stacks may still be in use until their CPU switched away (boxed:
+    /// their saved context must not move).
+    #[allow(clippy::vec_box)]
+    zombies: Vec<Box<OobThread>>,
+    /// User timers by token.
+    pub(crate) timers: Vec<Option<TimerSlot>>,
+}
+
+/// The scheduler, once [`init`] ran.
+pub(crate) static GLUE: IrqSpinLock<Option<Glue>> = IrqSpinLock::new(None);
+
+/// Per-CPU state that lives outside the lock.
+struct PerCpu {
+    /// The saved context of the in-band stage while an oob thread runs.
+    inband: UnsafeCell<SavedContext>,
+    /// The running oob thread; null while the in-band stage runs.
+    current: AtomicPtr<OobThread>,
+    /// Set when the CPU must reschedule at the next opportunity.
+    need_resched: AtomicBool,
+    /// Interrupt nesting depth (no switching inside a handler).
+    irq_depth: AtomicU32,
+    /// MPIDR affinity, to address the kick.
+    mpidr: AtomicU64,
+}
+
+// SAFETY: `inband` is only touched by its own CPU, with IRQs masked, through `switch_context`.
+unsafe impl Sync for PerCpu {}
+
+static CPUS: [PerCpu; oob::MAX_CPUS] = [const {
+    PerCpu {
+        inband: UnsafeCell::new(SavedContext::running()),
+        current: AtomicPtr::new(core::ptr::null_mut()),
+        need_resched: AtomicBool::new(false),
+        irq_depth: AtomicU32::new(0),
+        mpidr: AtomicU64::new(0),
+    }
+}; oob::MAX_CPUS];
+
+/// Counter PPI of the EL2 physical timer, set by [`init`].
+static TIMER_INTID: AtomicU32 = AtomicU32::new(0);
+
+/// Creates the scheduler for `mpidrs.len()` CPUs (logical order) and claims the EL2 timer
+/// interrupt `timer_intid` and the kick SGI. Call once on the boot CPU, before
+/// [`cpu_online`] on any CPU.
+pub fn init(mpidrs: &[u64], timer_intid: u32, frequency: crate::clock::CounterFrequency) -> Result<(), Error> {
+    let core = OobCore::new(mpidrs.len())?;
+    for (cpu, &mpidr) in mpidrs.iter().enumerate() {
+        CPUS[cpu].mpidr.store(mpidr, Ordering::Relaxed);
+    }
+    clock::init(frequency);
+    TIMER_INTID.store(timer_intid, Ordering::Relaxed);
+    *GLUE.lock() = Some(Glue { core, threads: Vec::new(), zombies: Vec::new(), timers: Vec::new() });
+    let claimed = irq::claim(timer_intid, on_timer_interrupt).and_then(|()| irq::claim(KICK_SGI, on_kick));
+    claimed.map_err(|_| Error::InvalidCpu)
+}
+
+/// Enables the calling CPU's timer interrupt and kick at oob priority. Call on every CPU
+/// after [`init`]; IRQs stay masked until the CPU's in-band stage unmasks them.
+pub fn cpu_online(cpu: usize) -> Result<(), gic::GicError> {
+    hwtimer::disarm();
+    gic::enable_private(TIMER_INTID.load(Ordering::Relaxed), cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Level)?;
+    gic::enable_private(KICK_SGI, cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Edge)
+}
+
+/// Whether [`init`] ran.
+pub fn is_ready() -> bool {
+    GLUE.lock().is_some()
+}
+
+/// The idle loop of a CPU's in-band stage: waits for interrupts with IRQs on. Oob threads
+/// preempt it.
+pub fn inband_idle() -> ! {
+    loop {
+        crate::arch::unmask_irqs();
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+/// The oob thread running on this CPU, `None` in the in-band stage.
+pub fn current_thread() -> Option<ThreadId> {
+    let thread = CPUS[boot::cpu_index()].current.load(Ordering::Relaxed);
+    // SAFETY: a current thread's control block lives until its CPU switched away from it.
+    (!thread.is_null()).then(|| unsafe { (*thread).id })
+}
+
+/// Whether the caller runs inside an interrupt handler.
+pub fn in_irq() -> bool {
+    CPUS[boot::cpu_index()].irq_depth.load(Ordering::Relaxed) > 0
+}
+
+/// Locks the scheduler; `Err(NotRunning)` until [`init`] ran.
+pub(crate) fn lock() -> Result<IrqSpinLockGuard<'static, Option<Glue>>, Error> {
+    let guard = GLUE.lock();
+    if guard.is_none() {
+        return Err(Error::NotRunning);
+    }
+    Ok(guard)
+}
+
+/// Runs `f` on the core under the lock, applies the effects, and reschedules this CPU if
+/// needed (unless in an interrupt handler, where [`irq_exit`] does it).
+pub(crate) fn with_core<T>(f: impl FnOnce(&mut Glue, Instant) -> Result<T, Error>) -> Result<T, Error> {
+    let mut guard = lock()?;
+    let glue = guard.as_mut().ok_or(Error::NotRunning)?;
+    let result = f(glue, clock::now());
+    let cpu = boot::cpu_index();
+    apply_effects(glue, cpu);
+    reschedule_if_needed(guard, cpu);
+    result
+}
+
+/// Switches away if this CPU is marked for rescheduling and not inside a handler; consumes
+/// (unlocks) the guard either way.
+pub(crate) fn reschedule_if_needed(guard: IrqSpinLockGuard<'static, Option<Glue>>, cpu: usize) {
+    let state = &CPUS[cpu];
+    if state.need_resched.load(Ordering::Relaxed) && state.irq_depth.load(Ordering::Relaxed) == 0 {
+        schedule(guard, cpu);
+    }
+}
+
+/// Applies what the core asked for after an entry point: this CPU's timer is programmed
+/// and its reschedule noted; remote CPUs are kicked.
+pub(crate) fn apply_effects(glue: &mut Glue, cpu: usize) {
+    let effects = glue.core.effects();
+    let mut kick = CpuMask::EMPTY;
+    for target in effects.reprogram.iter() {
+        if target == cpu {
+            program_timer(effects.timer_deadlines[target]);
+        } else {
+            kick.insert(target);
+        }
+    }
+    for target in effects.resched.iter() {
+        if target == cpu {
+            CPUS[cpu].need_resched.store(true, Ordering::Relaxed);
+        } else {
+            kick.insert(target);
+        }
+    }
+    for target in kick.iter() {
+        gic::send_sgi(KICK_SGI, CPUS[target].mpidr.load(Ordering::Relaxed), target);
+    }
+}
+
+/// Programs this CPU's EL2 timer for `deadline`, or disarms it.
+fn program_timer(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => hwtimer::arm(clock::to_ticks(deadline)),
+        None => hwtimer::disarm(),
+    }
+}
+
+/// Switches this CPU to its best runnable context, if that is not the current one.
+///
+/// Consumes the guard: the lock is released before the switch, IRQs stay masked through it,
+/// and the IRQ state of the lock's taker is restored when this context runs again.
+fn schedule(mut guard: IrqSpinLockGuard<'static, Option<Glue>>, cpu: usize) {
+    let Some(glue) = guard.as_mut() else { return };
+    CPUS[cpu].need_resched.store(false, Ordering::Relaxed);
+    let now = clock::now();
+    let (Ok(from), Ok(to)) = (glue.core.current(cpu), glue.core.pick_next(cpu, now)) else { return };
+    if from == to {
+        return;
+    }
+    if let Err(e) = glue.core.switched(cpu, from, to, now) {
+        log::error!("cpu {cpu}: switch from {from:?} to {to:?} refused: {e}");
+        return;
+    }
+    apply_effects(glue, cpu);
+    let previous = CPUS[cpu].current.load(Ordering::Relaxed);
+    let next: *mut OobThread = match to {
+        Runnable::InBand => core::ptr::null_mut(),
+        Runnable::Oob(id) => glue.thread_ptr(id),
+    };
+    if !previous.is_null() {
+        // SAFETY: the previous thread's block lives until it is switched away (now).
+        unsafe { (*previous).check_stack() };
+    }
+    let context_of = |thread: *mut OobThread| -> *mut SavedContext {
+        if thread.is_null() {
+            CPUS[cpu].inband.get()
+        } else {
+            // SAFETY: a thread block is boxed and lives until its CPU switched away from it.
+            unsafe { &raw mut (*thread).context }
+        }
+    };
+    let (previous_context, next_context) = (context_of(previous), context_of(next));
+    let irqs = guard.unlock_keep_masked();
+    // SAFETY: `next_context` is a live context of this CPU's chosen runnable.
+    unsafe { (*next_context).claim() };
+    CPUS[cpu].current.store(next, Ordering::Relaxed);
+    // SAFETY: IRQs are masked; `previous_context` is the running context, `next_context` was
+    // claimed and is saved or fresh; both outlive the switch (zombies are reaped only once
+    // released).
+    unsafe { switch_context(previous_context, next_context) };
+    restore_irqs(irqs);
+}
+
+impl Glue {
+    /// The control block of a live thread, null if it has none (never for a runnable thread).
+    fn thread_ptr(&mut self, id: ThreadId) -> *mut OobThread {
+        match self.threads.get_mut(id.index() as usize) {
+            Some(Some(thread)) if thread.id == id => &raw mut **thread,
+            _ => core::ptr::null_mut(),
+        }
+    }
+}
+
+/// Called by the interrupt entry before the handlers of one exception.
+pub fn irq_enter() {
+    CPUS[boot::cpu_index()].irq_depth.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Called by the interrupt entry after every interrupt was handled and ended: switches to
+/// the best runnable context if a handler made it change.
+pub fn irq_exit() {
+    let cpu = boot::cpu_index();
+    let state = &CPUS[cpu];
+    state.irq_depth.fetch_sub(1, Ordering::Relaxed);
+    if state.need_resched.load(Ordering::Relaxed)
+        && let Ok(guard) = lock()
+    {
+        reschedule_if_needed(guard, cpu);
+    }
+}
+
+/// The EL2 timer interrupt: fire what is due, run IRQ-context callbacks, wake threads.
+fn on_timer_interrupt(_intid: u32) {
+    let cpu = boot::cpu_index();
+    let Ok(mut guard) = lock() else {
+        hwtimer::disarm();
+        return;
+    };
+    let Some(glue) = guard.as_mut() else { return };
+    let now = clock::now();
+    let fired = glue.core.on_timer(cpu, now).map_or(0, |fired| fired.len());
+    for index in 0..fired {
+        let expiry = glue.core.fired_timers()[index];
+        timers::expired(glue, &expiry, now);
+    }
+    apply_effects(glue, cpu);
+}
+
+/// The kick: another CPU changed this CPU's timer deadline or run queue.
+fn on_kick(_intid: u32) {
+    let cpu = boot::cpu_index();
+    let Ok(mut guard) = lock() else { return };
+    let Some(glue) = guard.as_mut() else { return };
+    program_timer(glue.core.hardware_deadline(cpu).ok().flatten());
+    CPUS[cpu].need_resched.store(true, Ordering::Relaxed);
+}
+
+/// How a call that may block ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited<T> {
+    /// It completed without blocking.
+    Done(T),
+    /// The thread blocked and was woken for this reason.
+    Woken(oob::WakeReason),
+}
+
+/// Runs a call that may block the calling oob thread; if it blocked, switches away and
+/// returns the wake-up reason once the thread runs again.
+pub(crate) fn wait<T>(
+    f: impl FnOnce(&mut Glue, ThreadId, Instant) -> Result<oob::Wait<T>, Error>,
+) -> Result<Waited<T>, Error> {
+    let me = current_thread().ok_or(Error::NotRunning)?;
+    if in_irq() {
+        return Err(Error::NotRunning);
+    }
+    match with_core(|glue, now| f(glue, me, now))? {
+        oob::Wait::Done(value) => Ok(Waited::Done(value)),
+        oob::Wait::Blocked => {
+            let reason = with_core(|glue, _| glue.core.take_wake_reason(me))?;
+            // A blocked thread runs again only once its wait ended, with a reason.
+            Ok(Waited::Woken(reason.unwrap_or(oob::WakeReason::Deleted)))
+        }
+    }
+}
