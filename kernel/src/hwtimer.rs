@@ -11,6 +11,13 @@ pub fn counter() -> u64 {
     CNTPCT_EL0.get()
 }
 
+/// The generic counter now, without a barrier: may be read a few instructions early or
+/// late, which is fine for timestamps and cheap on the scheduling path.
+#[inline]
+pub fn counter_unordered() -> u64 {
+    CNTPCT_EL0.get()
+}
+
 /// Arms the timer to fire when the counter reaches `deadline` (at once if already past).
 #[inline]
 pub fn arm(deadline: u64) {

@@ -103,6 +103,12 @@ mod image {
         if let Some(name) = info.bootarg("companion.app") {
             run_app(&info, name);
         }
+        if info.bootarg("companion.bench").is_some() {
+            let cpu = cpus.len().min(2) - 1;
+            if let Err(e) = kernel::bench::run(cpu, image_size, boot::STACK_SIZE * cpus.len()) {
+                fail(format_args!("benchmark: {e}"));
+            }
+        }
         if let Some(duration) = info.bootarg("latmus") {
             run_latmus(&info, duration, cpus.len());
         }

@@ -80,6 +80,18 @@ static CPUS: [PerCpu; oob::MAX_CPUS] = [const {
     }
 }; oob::MAX_CPUS];
 
+/// Per CPU, the counter just before the last `switch_context` call and just after a context
+/// resumed from one: the raw switch cost, and the instant a woken thread got the CPU back,
+/// for the benchmark (two counter reads per switch, no barrier).
+static SWITCH_STAMPS: [[AtomicU64; 2]; oob::MAX_CPUS] = [const { [AtomicU64::new(0), AtomicU64::new(0)] }; oob::MAX_CPUS];
+
+/// The counter values (before the switch away, after the switch back) of `cpu`'s last
+/// context switch; see [`SWITCH_STAMPS`].
+pub fn switch_stamps(cpu: usize) -> Option<(u64, u64)> {
+    let stamps = SWITCH_STAMPS.get(cpu)?;
+    Some((stamps[0].load(Ordering::Relaxed), stamps[1].load(Ordering::Relaxed)))
+}
+
 /// Counter PPI of the EL2 physical timer, set by [`init`].
 static TIMER_INTID: AtomicU32 = AtomicU32::new(0);
 
@@ -233,10 +245,13 @@ fn schedule(mut guard: IrqSpinLockGuard<'static, Option<Glue>>, cpu: usize) {
     // SAFETY: `next_context` is a live context of this CPU's chosen runnable.
     unsafe { (*next_context).claim() };
     CPUS[cpu].current.store(next, Ordering::Relaxed);
+    SWITCH_STAMPS[cpu][0].store(hwtimer::counter_unordered(), Ordering::Relaxed);
     // SAFETY: IRQs are masked; `previous_context` is the running context, `next_context` was
     // claimed and is saved or fresh; both outlive the switch (zombies are reaped only once
     // released).
     unsafe { switch_context(previous_context, next_context) };
+    // Back on this context's stack, possibly on another CPU after a migration.
+    SWITCH_STAMPS[boot::cpu_index()][1].store(hwtimer::counter_unordered(), Ordering::Relaxed);
     restore_irqs(irqs);
 }
 

@@ -70,9 +70,15 @@ impl JoinHandle {
         self.exited.load(Ordering::Acquire)
     }
 
-    /// Waits until the thread exited: blocks an oob caller; the in-band stage waits for
-    /// interrupts in between checks.
+    /// Waits until the thread exited: blocks an oob caller; the in-band stage checks every
+    /// millisecond, halted in between.
     pub fn join(self) -> Result<(), Error> {
+        self.join_polling(oob::Duration::from_millis(1))
+    }
+
+    /// [`JoinHandle::join`], with the in-band stage checking every `interval` (a long interval
+    /// keeps the in-band CPU quiet, e.g. while measuring).
+    pub fn join_polling(self, interval: oob::Duration) -> Result<(), Error> {
         if super::current_thread().is_some() {
             while !self.is_finished() {
                 let waited = super::wait(|glue, me, now| glue.core.sem_wait(me, self.exit_semaphore, None, now))?;
@@ -83,7 +89,7 @@ impl JoinHandle {
         } else {
             // The in-band stage cannot block: it checks every millisecond, halted in between.
             while !self.is_finished() {
-                crate::rt::inband_sleep_until(super::clock::now() + oob::Duration::from_millis(1))?;
+                crate::rt::inband_sleep_until(super::clock::now() + interval)?;
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! QEMU with the profiles in `qemu/`, and runs the host and QEMU tests.
 
 mod assets;
+mod bench;
 mod cases;
 mod debian;
 mod expect;
@@ -81,6 +82,9 @@ enum Command {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Measure the core's paths (timer IRQ to oob thread, context switch) and footprint under
+    /// QEMU -icount; prints a table, writes target/bench/bench.json.
+    Bench,
     /// List the QEMU profiles.
     Profiles,
     /// Fetch a profile's device tree (if it uses one) and print its path.
@@ -162,6 +166,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Bench => {
+            bench::run()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Profiles => {
             for profile in profiles::all()? {
