@@ -197,6 +197,8 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
         results.irq.merge(&irq);
         rt::print(format_args!("{}\n", RtdLine { interval: &thread, run: &results.thread }));
     }
+    // The measuring thread is still alive: show it with its statistics.
+    rt::ps();
     measurement.finish(&mut thread, &mut irq)?;
     results.thread.merge(&thread);
     results.irq.merge(&irq);

@@ -161,7 +161,6 @@ mod image {
             fail(format_args!("latency test: {e}"));
         }
         kernel::irq::report();
-        kernel::rt::ps();
     }
 
     /// Reads the device tree at `dtb`; no tree means board defaults, a bad tree stops the boot.
