@@ -54,7 +54,7 @@ impl VectorKind {
 
     /// True for synchronous exceptions.
     pub fn is_synchronous(self) -> bool {
-        self.0 % 4 == 0
+        self.0.is_multiple_of(4)
     }
 
     /// True when the exception was taken from the current EL (EL2 itself).

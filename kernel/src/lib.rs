@@ -28,6 +28,8 @@ pub mod irq;
 #[cfg(target_os = "none")]
 pub mod latmus;
 #[cfg(target_os = "none")]
+pub mod oob_suite;
+#[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
 pub mod rt;

@@ -10,10 +10,18 @@ pub enum SelfTestError<'a> {
     Unknown(&'a str),
     /// The unmapped read returned instead of faulting.
     DidNotFault,
+    /// The oob test suite (`oob` or `oob:NAME`) had failures.
+    OobSuite {
+        /// Tests that passed.
+        passed: usize,
+        /// Tests that failed.
+        failed: usize,
+    },
 }
 
 /// Runs the named test. `fault` provokes an unexpected exception (a data abort at EL2)
-/// and does not return.
+/// and does not return; `oob` runs the oob services test suite ([`crate::oob_suite`]),
+/// `oob:NAME` one test of it.
 pub fn run(name: &str) -> Result<(), SelfTestError<'_>> {
     match name {
         "fault" => {
@@ -23,6 +31,17 @@ pub fn run(name: &str) -> Result<(), SelfTestError<'_>> {
             log::error!("selftest fault: the read returned {value:#x} instead of faulting");
             Err(SelfTestError::DidNotFault)
         }
-        other => Err(SelfTestError::Unknown(other)),
+        "oob" => oob_suite(None),
+        other => match other.strip_prefix("oob:") {
+            Some(test) => oob_suite(Some(test)),
+            None => Err(SelfTestError::Unknown(other)),
+        },
     }
+}
+
+/// Runs the oob suite, or one test of it.
+fn oob_suite(only: Option<&str>) -> Result<(), SelfTestError<'static>> {
+    crate::oob_suite::run(only)
+        .map(|_| ())
+        .map_err(|summary| SelfTestError::OobSuite { passed: summary.passed, failed: summary.failed })
 }

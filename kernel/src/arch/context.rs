@@ -72,7 +72,7 @@ impl SavedContext {
     /// Claims the context for the calling CPU: waits until no CPU runs or saves it.
     pub fn claim(&self) {
         while self.on_cpu.swap(1, Ordering::Acquire) != 0 {
-            core::hint::spin_loop();
+            super::irq_lock::cpu_relax();
         }
     }
 

@@ -8,24 +8,45 @@
 use core::ops::{Deref, DerefMut};
 
 use spin::mutex::{TicketMutex, TicketMutexGuard};
+use spin::relax::RelaxStrategy;
 
 use super::{IrqState, mask_irqs, restore_irqs};
 
+/// How a CPU waits for its turn: the `YIELD` hint. Real cores treat it as a hint for SMT
+/// siblings; QEMU's single-threaded TCG (used with `-icount`) switches to the next vCPU, so a
+/// waiter lets the holder run instead of spinning through its whole time slice — which
+/// would advance the shared virtual clock by up to 100 ms and show up as bogus latency.
+pub struct YieldRelax;
+
+impl RelaxStrategy for YieldRelax {
+    #[inline]
+    fn relax() {
+        cpu_relax();
+    }
+}
+
+/// One step of a busy wait for another CPU (see [`YieldRelax`]).
+#[inline]
+pub fn cpu_relax() {
+    // SAFETY: `yield` is a hint with no architectural effect on state.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// A ticket spin lock held with IRQs masked.
 pub struct IrqSpinLock<T> {
-    inner: TicketMutex<T>,
+    inner: TicketMutex<T, YieldRelax>,
 }
 
 /// Access to the data of an [`IrqSpinLock`]; unlocks, then restores the IRQ mask, on drop.
 pub struct IrqSpinLockGuard<'a, T> {
-    guard: Option<TicketMutexGuard<'a, T>>,
+    guard: Option<TicketMutexGuard<'a, T, YieldRelax>>,
     irqs: IrqState,
 }
 
 impl<T> IrqSpinLock<T> {
     /// A new unlocked lock.
     pub const fn new(value: T) -> Self {
-        Self { inner: TicketMutex::new(value) }
+        Self { inner: TicketMutex::<T, YieldRelax>::new(value) }
     }
 
     /// Masks IRQs, then takes the lock.

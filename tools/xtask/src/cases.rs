@@ -63,7 +63,29 @@ pub enum Scenario {
         /// Test length.
         seconds: u64,
     },
+    /// Run the on-target test suite of the oob services (`companion.test=oob`), under
+    /// `-icount` so its timing checks are deterministic.
+    OobSuite,
 }
+
+/// The tests of the core's oob suite (`kernel/src/oob_suite`), in the order they run:
+/// each must report `oob-test NAME ... ok`.
+const OOB_TESTS: &[&str] = &[
+    "priority-order",
+    "fifo-order",
+    "round-robin",
+    "pi-boost",
+    "pi-chain",
+    "ceiling",
+    "semaphore",
+    "event-flags",
+    "timer-periodic",
+    "sleep-until",
+    "cross-cpu-wake",
+    "tp-partitions",
+    "quota",
+    "fpu-torture",
+];
 
 impl Scenario {
     /// The core's self-test to request (`companion.test=NAME`), if any: a
@@ -72,6 +94,7 @@ impl Scenario {
         match self {
             Scenario::Boot { .. } | Scenario::Latency { .. } | Scenario::WrongExceptionLevel => None,
             Scenario::Fault => Some("fault"),
+            Scenario::OobSuite => Some("oob"),
         }
     }
 }
@@ -128,6 +151,20 @@ pub const CASES: &[Case] = &[
         name: "latmus-virt-gicv2-4",
         profile: "virt-gicv2-4",
         scenario: Scenario::Latency { seconds: 2 },
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "oob-suite-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::OobSuite,
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "oob-suite-virt-gicv2-4",
+        profile: "virt-gicv2-4",
+        scenario: Scenario::OobSuite,
         timeout: DEFAULT_TIMEOUT,
         qemu_args: ICOUNT,
     },
@@ -238,6 +275,16 @@ impl Case {
                 ];
                 Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b"])
             }
+            Scenario::OobSuite => {
+                let mut lines = vec![LineMatch::all(&[LOG_LINE, &all_online])];
+                lines.extend(OOB_TESTS.iter().map(|test| {
+                    LineMatch::all(&[&format!(r"^oob-test {} \.\.\. ok\b", regex::escape(test))])
+                }));
+                let summary = format!(r"^oob-suite: {} passed, 0 failed\b", OOB_TESTS.len());
+                lines.push(LineMatch::all(&[&summary]));
+                lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
+                Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
+            }
         }
     }
 }
@@ -315,6 +362,40 @@ mod tests {
             .expectations(1)
             .check(Ending::Exited(0), &console);
         assert_eq!(failures.len(), 3, "{failures:?}");
+    }
+
+    /// The console of an oob suite run on 4 CPUs, every test passing.
+    fn oob_console() -> String {
+        let mut console = boot_console(4, "GICv3").replace(
+            "[    0.009100 core cpu0 INFO] verdict: PASS\n",
+            "",
+        );
+        for test in OOB_TESTS {
+            console += &format!("oob-test {test} ... ok (1000 us)\n");
+        }
+        console + &format!("oob-suite: {} passed, 0 failed (400 ms)\nverdict: PASS\n", OOB_TESTS.len())
+    }
+
+    #[test]
+    fn oob_suite_case_accepts_passing_console() {
+        let case = case("oob-suite-virt-gicv2-4");
+        assert_eq!(case.bootargs(), "companion.test=oob");
+        assert_eq!(case.qemu_args, ICOUNT);
+        let failures = case.expectations(4).check(Ending::Exited(0), &oob_console());
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
+    #[test]
+    fn oob_suite_case_catches_failed_and_missing_tests() {
+        let expectations = case("oob-suite-virt-gicv3-4").expectations(4);
+        let failed = oob_console().replace(
+            "oob-test quota ... ok (1000 us)",
+            "oob-test quota ... FAILED: group CPU times 0 us",
+        );
+        assert!(!expectations.check(Ending::Exited(0), &failed).is_empty());
+        let missing = oob_console().replace("oob-test ceiling ... ok (1000 us)\n", "");
+        let failures = expectations.check(Ending::Exited(0), &missing);
+        assert!(failures.iter().any(|f| f.contains("ceiling")), "{failures:?}");
     }
 
     #[test]
