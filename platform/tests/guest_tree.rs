@@ -1,0 +1,167 @@
+//! The guest's device tree, rewritten from real QEMU trees: memory without the core, PSCI
+//! through the emulated conduit, the virtual GIC, the timer without EL2 interrupts, chosen.
+
+use platform::board::QEMU_VIRT;
+use platform::fdt::{DeviceTree, FdtWriter};
+use platform::guest_tree::{GuestPsciConduit, GuestTreeConfig, GuestTreeError, build_guest_tree, guest_memory};
+use platform::{GicVersion, MemoryRange, PlatformInfo};
+
+const VIRT_GICV3: &[u8] = include_bytes!("fixtures/virt-gicv3-4cpu.dtb");
+const VIRT_GICV2: &[u8] = include_bytes!("fixtures/virt-gicv2-2cpu.dtb");
+
+/// The core's region in the tests: 4 MiB at the start of RAM.
+const CORE: MemoryRange = MemoryRange::new(0x4000_0000, 4 << 20);
+const INITRD: MemoryRange = MemoryRange::new(0x4800_0000, 0x0123_4000);
+
+fn config(vcpus: usize) -> GuestTreeConfig<'static> {
+    GuestTreeConfig {
+        core_regions: &[CORE],
+        reserved: &[],
+        vcpus,
+        bootargs: "console=ttyAMA0 earlycon",
+        initrd: Some(INITRD),
+        psci: GuestPsciConduit::Hvc,
+    }
+}
+
+fn rewrite(blob: &[u8], config: &GuestTreeConfig<'_>) -> Vec<u8> {
+    build_guest_tree(&DeviceTree::parse(blob).unwrap(), config).unwrap()
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes.try_into().unwrap())
+}
+
+#[test]
+fn gicv3_guest_sees_its_memory_cpus_psci_gic_timer_and_chosen() {
+    let blob = rewrite(VIRT_GICV3, &config(2));
+    let tree = DeviceTree::parse(&blob).unwrap();
+    let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
+    // Memory: 1 GiB minus the core's 4 MiB at its start.
+    assert_eq!(info.memory, vec![MemoryRange::new(0x4040_0000, (1 << 30) - (4 << 20))]);
+    // Two vCPUs, started through PSCI over HVC.
+    assert_eq!(info.cpus.len(), 2);
+    let psci = tree.find_node("/psci").unwrap();
+    assert_eq!(psci.property("method").and_then(|p| p.as_str()), Some("hvc"));
+    assert_eq!(psci.property("compatible").unwrap().strings().collect::<Vec<_>>(), ["arm,psci-1.0", "arm,psci-0.2"]);
+    for cpu in tree.find_node("/cpus").unwrap().children().filter(|n| n.base_name() == "cpu") {
+        assert_eq!(cpu.property("enable-method").and_then(|p| p.as_str()), Some("psci"));
+    }
+    // GIC: distributor and redistributors only, no maintenance interrupt.
+    let gic = tree.find_compatible(&["arm,gic-v3"]).unwrap();
+    assert_eq!(gic.reg().count(), 2);
+    assert!(gic.property("interrupts").is_none());
+    assert_eq!(info.gic.version, GicVersion::V3);
+    assert_eq!(info.gic.maintenance_intid, None);
+    // Timer: three interrupts (secure, non-secure physical, virtual), no EL2 ones.
+    let timer = tree.find_compatible(&["arm,armv8-timer"]).unwrap();
+    assert_eq!(timer.property("interrupts").unwrap().value.len(), 3 * 3 * 4);
+    // Chosen: the guest's command line and initrd; the console path is kept.
+    let chosen = tree.find_node("/chosen").unwrap();
+    assert_eq!(chosen.property("bootargs").and_then(|p| p.as_str()), Some("console=ttyAMA0 earlycon"));
+    assert_eq!(be_u64(chosen.property("linux,initrd-start").unwrap().value), INITRD.base);
+    assert_eq!(be_u64(chosen.property("linux,initrd-end").unwrap().value), INITRD.end());
+    assert!(chosen.property("stdout-path").is_some());
+    // Everything else is copied: the UART is still there.
+    assert_eq!(info.uart.base, 0x0900_0000);
+}
+
+#[test]
+fn gicv2_guest_keeps_the_cpu_interface_address_and_loses_the_hypervisor_frames() {
+    let blob = rewrite(VIRT_GICV2, &config(4));
+    let tree = DeviceTree::parse(&blob).unwrap();
+    let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
+    assert_eq!(info.gic.version, GicVersion::V2);
+    assert_eq!(info.gic.cpu_interface.map(|r| r.base), Some(0x0801_0000));
+    assert_eq!(info.gic.hyp_interface, None);
+    assert_eq!(info.gic.virtual_cpu_interface, None);
+    assert_eq!(info.gic.maintenance_intid, None);
+    // More vCPUs asked than the board has: the guest gets what exists.
+    assert_eq!(info.cpus.len(), 2);
+}
+
+#[test]
+fn memory_holes_split_ranges_and_whole_coverage_is_an_error() {
+    let tree = DeviceTree::parse(VIRT_GICV3).unwrap();
+    let middle = MemoryRange::new(0x5000_0000, 0x10_0000);
+    let split = guest_memory(&tree, &[middle]).unwrap();
+    assert_eq!(
+        split,
+        vec![MemoryRange::new(0x4000_0000, 0x1000_0000), MemoryRange::new(0x5010_0000, 0x4000_0000 - 0x1010_0000)]
+    );
+    let end = MemoryRange::new(0x7ff0_0000, 0x100_0000);
+    assert_eq!(guest_memory(&tree, &[end]).unwrap(), vec![MemoryRange::new(0x4000_0000, 0x3ff0_0000)]);
+    let disjoint = MemoryRange::new(0x1000, 0x1000);
+    assert_eq!(guest_memory(&tree, &[disjoint]).unwrap(), vec![MemoryRange::new(0x4000_0000, 1 << 30)]);
+    let all = MemoryRange::new(0x3000_0000, 0x8000_0000);
+    assert_eq!(guest_memory(&tree, &[all]), Err(GuestTreeError::NoMemoryLeft));
+    let everything = GuestTreeConfig { core_regions: &[all], ..config(1) };
+    assert_eq!(build_guest_tree(&tree, &everything), Err(GuestTreeError::NoMemoryLeft));
+}
+
+#[test]
+fn zero_vcpus_is_refused() {
+    let tree = DeviceTree::parse(VIRT_GICV3).unwrap();
+    assert_eq!(build_guest_tree(&tree, &config(0)), Err(GuestTreeError::ZeroVcpus));
+}
+
+#[test]
+fn missing_psci_and_chosen_nodes_are_added_and_spin_tables_become_psci() {
+    let mut w = FdtWriter::new();
+    w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 1).unwrap();
+    w.begin_node("memory@0").unwrap();
+    w.property_str("device_type", "memory").unwrap();
+    w.property_cells("reg", &[0, 0, 0x4000_0000]).unwrap();
+    w.end_node().unwrap();
+    w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 0).unwrap();
+    for cpu in 0..2u32 {
+        w.begin_node(&format!("cpu@{cpu}")).unwrap();
+        w.property_str("device_type", "cpu").unwrap();
+        w.property_u32("reg", cpu).unwrap();
+        w.property_str("enable-method", "spin-table").unwrap();
+        w.property_cells("cpu-release-addr", &[0, 0xe0 + 8 * cpu]).unwrap();
+        w.end_node().unwrap();
+    }
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    let blob = w.finish().unwrap();
+    let config = GuestTreeConfig {
+        core_regions: &[MemoryRange::new(0x3c00_0000, 0x400_0000)],
+        reserved: &[MemoryRange::new(0, 0x1000)],
+        ..config(2)
+    };
+    let guest = rewrite(&blob, &config);
+    let tree = DeviceTree::parse(&guest).unwrap();
+    assert_eq!(tree.find_node("/psci").and_then(|n| n.property("method")).and_then(|p| p.as_str()), Some("hvc"));
+    assert!(tree.find_node("/chosen").and_then(|n| n.property("bootargs")).is_some());
+    for cpu in tree.find_node("/cpus").unwrap().children() {
+        assert_eq!(cpu.property("enable-method").and_then(|p| p.as_str()), Some("psci"));
+        assert!(cpu.property("cpu-release-addr").is_none());
+    }
+    // Memory with one size cell, minus the core's top 64 MiB.
+    let memory = tree.root().children().find(|n| n.base_name() == "memory").unwrap();
+    assert_eq!(memory.reg().collect::<Vec<_>>(), vec![(0, 0x3c00_0000)]);
+}
+
+#[test]
+fn corrupted_trees_never_panic() {
+    // Every tree the reader accepts, however odd, rewrites to a result or an error.
+    let mut blob = VIRT_GICV3.to_vec();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..3000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let index = (state as usize) % blob.len();
+        let saved = blob[index];
+        blob[index] ^= (state >> 32) as u8 | 1;
+        if let Ok(tree) = DeviceTree::parse(&blob) {
+            let _ = build_guest_tree(&tree, &config(4));
+        }
+        blob[index] = saved;
+    }
+}
