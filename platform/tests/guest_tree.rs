@@ -165,3 +165,48 @@ fn corrupted_trees_never_panic() {
         blob[index] = saved;
     }
 }
+
+mod guest_map {
+    use super::*;
+    use platform::guest_map::{GuestRegionKind, device_ranges, plan_guest_map};
+
+    fn plan(blob: &[u8]) -> Vec<platform::guest_map::GuestRegion> {
+        let tree = DeviceTree::parse(blob).unwrap();
+        let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
+        let memory = guest_memory(&tree, &[CORE]).unwrap();
+        plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart)
+    }
+
+    #[test]
+    fn ram_is_identity_mapped_without_the_core_and_gic_and_console_are_withheld() {
+        let regions = plan(VIRT_GICV3);
+        let ram: Vec<_> = regions.iter().filter(|r| r.kind == GuestRegionKind::Ram).collect();
+        assert_eq!(ram.len(), 1);
+        assert_eq!((ram[0].ipa, ram[0].pa, ram[0].size), (0x4040_0000, 0x4040_0000, (1 << 30) - (4 << 20)));
+        let touches = |base: u64| regions.iter().any(|r| r.ipa <= base && base < r.ipa + r.size);
+        // GIC distributor, redistributors and ITS, and the PL011 console: trapped or hidden.
+        for withheld in [0x0800_0000, 0x080a_0000, 0x0808_0000, 0x0900_0000] {
+            assert!(!touches(withheld), "{withheld:#x} must not be mapped");
+        }
+        // The core's own memory is not mapped.
+        assert!(!touches(CORE.base));
+        // Other devices pass through at IPA = PA, e.g. the PL031 RTC and virtio-mmio.
+        for device in [0x0901_0000, 0x0a00_0000] {
+            let region = regions.iter().find(|r| r.ipa == device).unwrap_or_else(|| panic!("{device:#x} mapped"));
+            assert_eq!((region.pa, region.kind), (device, GuestRegionKind::Device));
+        }
+        // Sorted, page aligned, not overlapping.
+        for pair in regions.windows(2) {
+            assert!(pair[0].ipa + pair[0].size <= pair[1].ipa, "{:x?} overlaps {:x?}", pair[0], pair[1]);
+        }
+        assert!(regions.iter().all(|r| r.ipa % 4096 == 0 && r.size % 4096 == 0));
+    }
+
+    #[test]
+    fn gicv2_cpu_interface_is_backed_by_the_virtual_cpu_interface() {
+        let regions = plan(VIRT_GICV2);
+        let gicc = regions.iter().find(|r| r.kind == GuestRegionKind::VirtualCpuInterface).unwrap();
+        assert_eq!((gicc.ipa, gicc.pa), (0x0801_0000, 0x0804_0000));
+        assert!(!regions.iter().any(|r| r.ipa <= 0x0803_0000 && 0x0803_0000 < r.ipa + r.size), "GICH hidden");
+    }
+}

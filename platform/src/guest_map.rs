@@ -1,0 +1,125 @@
+//! The in-band guest's physical address map, as the stage-2 tables will describe it.
+//!
+//! Guest RAM sits at IPA = PA (so DMA-capable devices the guest programs stay correct) and
+//! excludes the core's own region. Devices are passed through at IPA = PA, except:
+//!
+//! - the GIC distributor and redistributors, left unmapped so every access traps to the
+//!   core, which emulates them;
+//! - the GIC hypervisor frames (GICv2 GICH, and the virtual CPU interface's own address),
+//!   which the guest never sees;
+//! - the GICv2 CPU interface, whose guest address is backed by the virtual CPU interface
+//!   (GICV), the one region that is not identity mapped;
+//! - the console UART, left unmapped: the core shares it and emulates the guest's accesses.
+//!
+//! Anything not in the plan is unmapped: a guest access there gets an abort injected.
+
+use alloc::vec::Vec;
+
+use crate::discovery::{GicInfo, GicVersion};
+use crate::fdt::DeviceTree;
+use crate::{MemoryRange, UartInfo};
+
+/// What backs a region of the guest's physical address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestRegionKind {
+    /// Normal write-back memory, readable, writable and executable.
+    Ram,
+    /// A device passed through (Device-nGnRE, never executable).
+    Device,
+    /// The virtual GIC CPU interface standing in for the GICv2 CPU interface.
+    VirtualCpuInterface,
+}
+
+/// One mapped region: `size` bytes at guest address `ipa`, backed by `pa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestRegion {
+    /// Guest physical (intermediate physical) address.
+    pub ipa: u64,
+    /// Host physical address.
+    pub pa: u64,
+    /// Length in bytes (whole pages).
+    pub size: u64,
+    /// What it is.
+    pub kind: GuestRegionKind,
+}
+
+/// Page granule of the stage-2 tables.
+pub const GUEST_PAGE: u64 = 4096;
+
+/// The regions the guest may not touch directly: GIC frames and the console.
+fn withheld(gic: &GicInfo, uart: &UartInfo) -> Vec<MemoryRange> {
+    let mut regions = Vec::from([gic.distributor, MemoryRange::new(uart.base, uart.size)]);
+    regions.extend([gic.redistributor, gic.cpu_interface, gic.hyp_interface, gic.virtual_cpu_interface].into_iter().flatten());
+    regions
+}
+
+/// Whether two ranges overlap.
+fn overlaps(a: &MemoryRange, b: &MemoryRange) -> bool {
+    a.base < b.end() && b.base < a.end()
+}
+
+/// Rounds a range out to whole pages.
+fn page_range(range: MemoryRange) -> MemoryRange {
+    let base = range.base & !(GUEST_PAGE - 1);
+    let end = range.end().saturating_add(GUEST_PAGE - 1) & !(GUEST_PAGE - 1);
+    MemoryRange::new(base, end - base)
+}
+
+/// Every MMIO range the tree describes outside memory, translated to CPU addresses: the
+/// `reg` of every enabled node that is not memory, a CPU, a reserved-memory carve-out or
+/// part of the interrupt controller (the GIC and its ITS or MSI frames stay the core's).
+pub fn device_ranges(tree: &DeviceTree<'_>) -> Vec<MemoryRange> {
+    let mut ranges = Vec::new();
+    for node in tree.nodes() {
+        let name = node.base_name();
+        if matches!(name, "memory" | "cpu" | "cpus" | "reserved-memory" | "chosen" | "aliases" | "")
+            || !node.is_enabled()
+            || node.address_cells == 0
+            || node.property("compatible").is_some_and(|c| c.strings().any(|s| s.contains("gic")))
+        {
+            continue;
+        }
+        for (address, size) in node.reg() {
+            if size == 0 {
+                continue;
+            }
+            if let Some(cpu_address) = tree.translate_address(&node, address) {
+                ranges.push(MemoryRange::new(cpu_address, size));
+            }
+        }
+    }
+    ranges.sort_by_key(|range| range.base);
+    ranges.dedup();
+    ranges
+}
+
+/// The guest's map: `memory` as RAM, `devices` passed through except what the core keeps
+/// (see the [module docs](self)), and for GICv2 the virtual CPU interface at the CPU
+/// interface's address. Regions are page aligned and sorted by IPA.
+pub fn plan_guest_map(memory: &[MemoryRange], devices: &[MemoryRange], gic: &GicInfo, uart: &UartInfo) -> Vec<GuestRegion> {
+    let withheld = withheld(gic, uart);
+    let mut regions: Vec<GuestRegion> = memory
+        .iter()
+        .map(|range| GuestRegion { ipa: range.base, pa: range.base, size: range.size, kind: GuestRegionKind::Ram })
+        .collect();
+    for device in devices.iter().map(|range| page_range(*range)) {
+        let shadowed = withheld.iter().map(|r| page_range(*r)).any(|r| overlaps(&r, &device))
+            || memory.iter().any(|r| overlaps(r, &device))
+            || regions.iter().any(|r| overlaps(&MemoryRange::new(r.ipa, r.size), &device));
+        if !shadowed {
+            regions.push(GuestRegion { ipa: device.base, pa: device.base, size: device.size, kind: GuestRegionKind::Device });
+        }
+    }
+    if gic.version == GicVersion::V2
+        && let (Some(cpu_interface), Some(virtual_interface)) = (gic.cpu_interface, gic.virtual_cpu_interface)
+    {
+        regions.push(GuestRegion {
+            ipa: cpu_interface.base,
+            pa: virtual_interface.base,
+            size: page_range(cpu_interface).size.min(page_range(virtual_interface).size),
+            kind: GuestRegionKind::VirtualCpuInterface,
+        });
+    }
+    regions.sort_by_key(|region| region.ipa);
+    regions
+}
