@@ -311,6 +311,111 @@ impl PrivateApt {
             .with_context(|| format!("cannot remove {}", staging.display()))?;
         Ok(root)
     }
+
+    /// The packages APT would install, with their versions, to install
+    /// `packages` (without recommends) on an empty arm64 system: the
+    /// dependency closure by APT's own resolver (`apt-get -s install`,
+    /// which needs no root and changes nothing).
+    pub fn install_closure(&self, packages: &[&str]) -> Result<Vec<Package>> {
+        assert_eq!(self.scope, Scope::Arm64, "only the arm64 state is empty");
+        self.refresh()?;
+        let mut simulate = self.apt_get();
+        simulate
+            .args(["-s", "-q", "install", "--no-install-recommends"])
+            .args(packages)
+            .stdout(std::process::Stdio::piped());
+        let text = process::output(&mut simulate)
+            .with_context(|| format!("APT cannot resolve the dependencies of {packages:?}"))?;
+        let closure = parse_simulated_install(&text);
+        for wanted in packages {
+            if !closure.iter().any(|package| package.name == *wanted) {
+                bail!("`{}` does not install {wanted}", process::describe(&simulate));
+            }
+        }
+        Ok(closure)
+    }
+
+    /// Downloads the exact `packages` (name and version) into `dir`, skipping
+    /// those already there, and returns each one's `.deb`, in order.
+    pub fn download(&self, packages: &[Package], dir: &Path) -> Result<Vec<PathBuf>> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let missing: Vec<String> = packages
+            .iter()
+            .filter(|package| find_deb(dir, package).is_none())
+            .map(|package| format!("{}={}", package.name, package.version))
+            .collect();
+        if !missing.is_empty() {
+            self.refresh()?;
+            eprintln!("xtask: downloading {} Debian packages", missing.len());
+            let mut download = self.apt_get();
+            download.arg("download").args(&missing).current_dir(dir);
+            process::run(&mut download)?;
+        }
+        packages
+            .iter()
+            .map(|package| {
+                find_deb(dir, package).with_context(|| {
+                    format!(
+                        "apt-get download left no .deb for {} {} in {}",
+                        package.name,
+                        package.version,
+                        dir.display()
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Unpacks `deb` into `dest` (once: an existing `dest` is reused), through a
+/// staging directory so a half-unpacked tree is never used.
+pub fn unpack(deb: &Path, dest: &Path) -> Result<()> {
+    if dest.is_dir() {
+        return Ok(());
+    }
+    let mut staging = dest.as_os_str().to_owned();
+    staging.push(".partial");
+    let staging = PathBuf::from(staging);
+    if staging.exists() {
+        fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    let mut extract = Command::new("dpkg-deb");
+    extract.arg("-x").arg(deb).arg(&staging);
+    if let Some(parent) = staging.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    process::run(&mut extract).with_context(|| format!("cannot unpack {}", deb.display()))?;
+    fs::rename(&staging, dest)
+        .with_context(|| format!("cannot move {} to {}", staging.display(), dest.display()))
+}
+
+/// The `.deb` `apt-get download` saves `package` as (`name_version_arch.deb`,
+/// with an epoch's `:` written `%3a`), if it is in `dir`.
+fn find_deb(dir: &Path, package: &Package) -> Option<PathBuf> {
+    let prefix = format!("{}_{}_", package.name, package.version.replace(':', "%3a"));
+    fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name();
+        let name = name.to_str()?;
+        (name.starts_with(&prefix) && name.ends_with(".deb")).then(|| entry.path())
+    })
+}
+
+/// The packages and versions of `apt-get -s install` output's `Inst` lines
+/// (`Inst libc6 (2.36-9+deb12u10 Debian:12.11/stable [arm64])`).
+fn parse_simulated_install(text: &str) -> Vec<Package> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Inst ")?;
+            let name = rest.split_whitespace().next()?;
+            let version = rest.split_once('(')?.1.split_whitespace().next()?;
+            Some(Package {
+                name: name.to_owned(),
+                version: version.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// Writes `text` to `path`, naming the path on failure.
@@ -441,6 +546,43 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn parses_simulated_install() {
+        let text = "NOTE: This is only a simulation!\n\
+                    Inst gcc-12-base (12.2.0-14+deb12u1 Debian:12.15/oldstable [arm64])\n\
+                    Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [arm64]) []\n\
+                    Inst tzdata [2024a-0] (1:2025b-0+deb12u1 Debian:12.15/oldstable [all])\n\
+                    Conf libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [arm64])\n";
+        let names: Vec<String> = parse_simulated_install(text)
+            .into_iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "gcc-12-base=12.2.0-14+deb12u1",
+                "libc6=2.36-9+deb12u14",
+                "tzdata=1:2025b-0+deb12u1"
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_downloaded_debs_by_version() {
+        let dir = std::env::temp_dir().join(format!("xtask-find-deb-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("tzdata_1%3a2025b-0_all.deb"), "").unwrap();
+        fs::write(dir.join("libc6_2.36-9_arm64.deb"), "").unwrap();
+        let package = |name: &str, version: &str| Package {
+            name: name.into(),
+            version: version.into(),
+        };
+        assert!(find_deb(&dir, &package("tzdata", "1:2025b-0")).is_some());
+        assert!(find_deb(&dir, &package("libc6", "2.36-9")).is_some());
+        assert!(find_deb(&dir, &package("libc6", "2.36-10")).is_none());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

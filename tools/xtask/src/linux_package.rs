@@ -1,5 +1,5 @@
 //! Debian's arm64 Linux kernel package: the source of the boards' device
-//! trees (and, later, of the guest kernel and its `System.map`).
+//! trees and of the guest kernel (a raw arm64 `Image`) and its `System.map`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -66,5 +66,32 @@ impl LinuxPackage {
             );
         }
         Ok(path)
+    }
+
+    /// The kernel image, `boot/vmlinuz-<release>`: Debian ships arm64
+    /// kernels as a raw, uncompressed `Image`, which QEMU's `-kernel` boots.
+    pub fn image(&self) -> Result<PathBuf> {
+        self.boot_file("vmlinuz-")
+    }
+
+    /// The kernel's symbol table, `boot/System.map-<release>`.
+    pub fn system_map(&self) -> Result<PathBuf> {
+        self.boot_file("System.map-")
+    }
+
+    /// The one file of `boot/` whose name starts with `prefix`.
+    fn boot_file(&self, prefix: &str) -> Result<PathBuf> {
+        let boot = self.root.join("boot");
+        let entries =
+            fs::read_dir(&boot).with_context(|| format!("cannot read {}", boot.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+            .map(|entry| entry.path())
+            .collect();
+        match files.len() {
+            1 => Ok(files.remove(0)),
+            n => bail!("{}: expected one boot/{prefix}* file, found {n}", self.name),
+        }
     }
 }

@@ -6,6 +6,7 @@ mod bench;
 mod cases;
 mod debian;
 mod expect;
+mod guest;
 mod image;
 mod linux_package;
 mod paths;
@@ -16,12 +17,15 @@ mod test_runner;
 mod toolchain;
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus};
+use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use assets::Assets;
+use guest::Guest;
 use image::{Board, BuildProfile};
 use linux_package::LinuxPackage;
 use profiles::Profile;
@@ -85,6 +89,41 @@ enum Command {
     /// Measure the core's paths (timer IRQ to oob thread, context switch) and footprint under
     /// QEMU -icount; prints a table, writes target/bench/bench.json.
     Bench,
+    /// Boot the Linux test guest (Debian's PREEMPT_RT arm64 kernel and an
+    /// initramfs of Debian packages, fetched and built into the cache) under
+    /// QEMU; console on stdio (Ctrl-A X quits), exits with QEMU's status.
+    Guest {
+        /// The script the guest runs, then powers off: uname, cyclictest,
+        /// cyclictest-stress, hackbench, stress-ng or shell.
+        #[arg(long, value_name = "NAME", default_value = guest::init::DEFAULT_SCRIPT)]
+        script: String,
+        /// How long timed scripts (cyclictest, stress-ng) run, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = guest::init::DEFAULT_DURATION)]
+        duration: u64,
+        /// The number of guest CPUs.
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8))]
+        cpus: u32,
+        /// Boot the guest directly on QEMU's virt machine, without the core
+        /// (the baseline; currently the only way, so also the default).
+        #[arg(long)]
+        no_core: bool,
+        /// Boot this kernel Image instead of Debian's RT kernel.
+        #[arg(long, value_name = "PATH")]
+        guest_kernel: Option<PathBuf>,
+        /// Boot this initramfs instead of the generated one.
+        #[arg(long, value_name = "PATH")]
+        guest_initrd: Option<PathBuf>,
+        /// The guest's whole kernel command line, replacing the generated one
+        /// (which selects --script and --duration).
+        #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+        guest_append: Option<String>,
+        /// Only fetch and build the guest's files and print their paths.
+        #[arg(long)]
+        prepare_only: bool,
+        /// Extra QEMU arguments, after `--`.
+        #[arg(last = true, value_name = "QEMU_ARGS")]
+        qemu_args: Vec<String>,
+    },
     /// List the QEMU profiles.
     Profiles,
     /// Fetch a profile's device tree (if it uses one) and print its path.
@@ -171,6 +210,29 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             bench::run()?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Guest {
+            script,
+            duration,
+            cpus,
+            no_core,
+            guest_kernel,
+            guest_initrd,
+            guest_append,
+            prepare_only,
+            qemu_args,
+        } => {
+            let options = GuestOptions {
+                script,
+                duration,
+                cpus,
+                no_core,
+                kernel: guest_kernel,
+                initrd: guest_initrd,
+                append: guest_append,
+                prepare_only,
+            };
+            run_guest(&options, &qemu_args)
+        }
         Command::Profiles => {
             for profile in profiles::all()? {
                 println!(
@@ -211,6 +273,90 @@ fn run(
     let mut cmd = qemu.command(&boot);
     eprintln!("xtask: {}", process::describe(&cmd));
     let status = process::status(&mut cmd)?;
+    Ok(exit_code(status))
+}
+
+/// What `cargo xtask guest` was asked for.
+#[derive(Debug, Clone)]
+struct GuestOptions {
+    script: String,
+    duration: u64,
+    cpus: u32,
+    no_core: bool,
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    append: Option<String>,
+    prepare_only: bool,
+}
+
+/// `cargo xtask guest`: prepares the guest's files (or takes the user's)
+/// and boots them on QEMU's virt machine without the core.
+fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
+    if options.append.is_none() && guest::init::script(&options.script).is_none() {
+        anyhow::bail!(
+            "no guest script {}; known: {}",
+            options.script,
+            guest::init::script_names()
+        );
+    }
+    let prepared = if options.kernel.is_some() && options.initrd.is_some() {
+        None
+    } else {
+        let start = Instant::now();
+        let prepared = Guest::prepare()?;
+        eprintln!("xtask: guest files ready in {:.1} s", start.elapsed().as_secs_f64());
+        Some(prepared)
+    };
+    let pick = |given: &Option<PathBuf>, made: fn(&Guest) -> &PathBuf| -> Result<PathBuf> {
+        let path = match (given, &prepared) {
+            (Some(path), _) => path.clone(),
+            (None, Some(guest)) => made(guest).clone(),
+            (None, None) => unreachable!("prepared unless both files are given"),
+        };
+        anyhow::ensure!(path.is_file(), "guest file {} does not exist", path.display());
+        Ok(path)
+    };
+    let kernel = pick(&options.kernel, |guest| &guest.kernel)?;
+    let initrd = pick(&options.initrd, |guest| &guest.initramfs)?;
+    let append = options
+        .append
+        .clone()
+        .unwrap_or_else(|| guest::init::kernel_cmdline(&options.script, options.duration));
+    if options.prepare_only {
+        println!("kernel {}", kernel.display());
+        if let Some(guest) = &prepared {
+            println!("system-map {}", guest.system_map.display());
+        }
+        println!("initramfs {}", initrd.display());
+        println!("append {append}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("xtask: guest kernel {}", kernel.display());
+    if let Some(guest) = &prepared {
+        eprintln!("xtask: guest System.map {}", guest.system_map.display());
+    }
+    eprintln!("xtask: guest initramfs {}", initrd.display());
+    if !options.no_core {
+        eprintln!(
+            "xtask: note: the core cannot host the guest yet; booting it without the core (--no-core)"
+        );
+    }
+    let qemu = Qemu::ensure_installed()?;
+    let boot = guest::NoCoreBoot {
+        kernel: &kernel,
+        initrd: &initrd,
+        append: &append,
+        cpus: options.cpus,
+        extra_args: qemu_args,
+    };
+    let mut cmd = boot.command(&qemu);
+    eprintln!("xtask: {}", process::describe(&cmd));
+    let start = Instant::now();
+    let status = process::status(&mut cmd)?;
+    eprintln!(
+        "xtask: QEMU exited ({status}) after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(exit_code(status))
 }
 

@@ -87,6 +87,18 @@ impl Qemu {
         cmd
     }
 
+    /// A stand-in for an installed QEMU 10.0.0, for command-line tests.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            version: Version {
+                major: 10,
+                minor: 0,
+                micro: 0,
+            },
+        }
+    }
+
     /// A one-line description, e.g. `qemu-system-aarch64 10.0.2`.
     pub fn describe(&self) -> String {
         format!("{PROGRAM} {}", self.version)
