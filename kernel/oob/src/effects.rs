@@ -21,6 +21,11 @@ impl CpuMask {
         if cpu < MAX_CPUS { Self(1 << cpu) } else { Self::EMPTY }
     }
 
+    /// CPUs `0..count` (all of [`MAX_CPUS`] if `count` exceeds it).
+    pub const fn below(count: usize) -> Self {
+        if count >= MAX_CPUS { Self((((1u16) << MAX_CPUS) - 1) as u8) } else { Self(((1u16 << count) - 1) as u8) }
+    }
+
     /// The raw bits, CPU n at bit n.
     pub const fn bits(self) -> u8 {
         self.0
@@ -41,9 +46,27 @@ impl CpuMask {
         self.0 |= Self::only(cpu).0;
     }
 
-    /// The CPUs in the set, ascending.
+    /// Removes `cpu` (ignored if not below [`MAX_CPUS`]).
+    pub fn remove(&mut self, cpu: usize) {
+        self.0 &= !Self::only(cpu).0;
+    }
+
+    /// The CPUs in either set.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The CPUs in the set, ascending (one bit scan per CPU, no loop over absent ones).
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_CPUS).filter(move |&cpu| self.contains(cpu))
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let cpu = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(cpu)
+        })
     }
 }
 
@@ -51,6 +74,17 @@ impl fmt::Debug for CpuMask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.iter()).finish()
     }
+}
+
+/// The CPU sets of [`Effects`] without the per-CPU deadlines, drained by
+/// [`crate::OobCore::effect_masks`]: the cheap form for a glue that reads only its own CPU's
+/// deadline (with [`crate::OobCore::hardware_deadline`]) and kicks the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EffectMasks {
+    /// As [`Effects::resched`].
+    pub resched: CpuMask,
+    /// As [`Effects::reprogram`].
+    pub reprogram: CpuMask,
 }
 
 /// Work for the glue, drained by [`crate::OobCore::effects`] after each call into the core.

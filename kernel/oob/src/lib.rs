@@ -51,7 +51,7 @@ pub mod timer;
 #[cfg(test)]
 mod tests;
 
-pub use effects::{CpuMask, Effects};
+pub use effects::{CpuMask, EffectMasks, Effects};
 pub use error::Error;
 pub use oob_core::OobCore;
 pub use oob_core::timers::{TimerExpiry, TimerHandle};

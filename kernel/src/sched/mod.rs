@@ -8,9 +8,12 @@
 //! changed. Each CPU's in-band stage is the context its boot flow runs in (an idle loop for
 //! now, the Linux vCPU later); it has no thread control block, only a saved context.
 //!
-//! Switching never happens inside an interrupt handler: handlers only mark the CPU, and
-//! [`irq_exit`] switches after every interrupt was acknowledged and ended, on the way back to
-//! the interrupted context (whose registers the vector saved on its stack).
+//! Switching never happens inside an interrupt handler: a handler lets the core choose the
+//! CPU's next context under the lock it holds anyway (one decision per wake-up), and
+//! [`irq_exit`] switches to it after every interrupt was acknowledged and ended, on the way
+//! back to the interrupted context (whose registers the vector saved on its stack). The
+//! decision stays valid until then: whoever changes the CPU's run queue later marks it for
+//! rescheduling (or kicks it), and [`irq_exit`] decides again.
 //!
 //! Submodules: [`threads`] (stacks, start, exit, join), [`timers`] (user timers and what
 //! their expiry does), [`clock`] (the monotonic clock).
@@ -24,7 +27,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-use oob::{CpuMask, Error, Instant, OobCore, Runnable, ThreadId};
+use oob::{EffectMasks, Error, Instant, OobCore, Runnable, ThreadId};
 
 use crate::arch::context::{SavedContext, switch_context};
 use crate::arch::irq_lock::{IrqSpinLock, IrqSpinLockGuard};
@@ -59,6 +62,10 @@ struct PerCpu {
     inband: UnsafeCell<SavedContext>,
     /// The running oob thread; null while the in-band stage runs.
     current: AtomicPtr<OobThread>,
+    /// The context the core last chose for this CPU (null: the in-band stage), which it
+    /// switches to at the next opportunity if it is not `current`. Written under the lock,
+    /// by this CPU only.
+    next: AtomicPtr<OobThread>,
     /// Set when the CPU must reschedule at the next opportunity.
     need_resched: AtomicBool,
     /// Interrupt nesting depth (no switching inside a handler).
@@ -74,6 +81,7 @@ static CPUS: [PerCpu; oob::MAX_CPUS] = [const {
     PerCpu {
         inband: UnsafeCell::new(SavedContext::running()),
         current: AtomicPtr::new(core::ptr::null_mut()),
+        next: AtomicPtr::new(core::ptr::null_mut()),
         need_resched: AtomicBool::new(false),
         irq_depth: AtomicU32::new(0),
         mpidr: AtomicU64::new(0),
@@ -177,24 +185,29 @@ pub(crate) fn reschedule_if_needed(guard: IrqSpinLockGuard<'static, Option<Glue>
 /// Applies what the core asked for after an entry point: this CPU's timer is programmed
 /// and its reschedule noted; remote CPUs are kicked.
 pub(crate) fn apply_effects(glue: &mut Glue, cpu: usize) {
-    let effects = glue.core.effects();
-    let mut kick = CpuMask::EMPTY;
-    for target in effects.reprogram.iter() {
-        if target == cpu {
-            program_timer(effects.timer_deadlines[target]);
-        } else {
-            kick.insert(target);
-        }
+    let EffectMasks { resched, reprogram } = glue.core.effect_masks();
+    if reprogram.contains(cpu) {
+        program_timer(glue.core.hardware_deadline(cpu).ok().flatten());
     }
-    for target in effects.resched.iter() {
-        if target == cpu {
-            CPUS[cpu].need_resched.store(true, Ordering::Relaxed);
-        } else {
-            kick.insert(target);
-        }
+    if resched.contains(cpu) {
+        CPUS[cpu].need_resched.store(true, Ordering::Relaxed);
     }
-    for target in kick.iter() {
-        gic::send_sgi(KICK_SGI, CPUS[target].mpidr.load(Ordering::Relaxed), target);
+    let mut kick = resched.union(reprogram);
+    kick.remove(cpu);
+    if !kick.is_empty() {
+        kick_cpus(kick);
+    }
+}
+
+/// Sends the kick to every CPU of `targets` (out of line: remote effects are the rare case
+/// on the hot paths).
+#[cold]
+#[inline(never)]
+fn kick_cpus(targets: oob::CpuMask) {
+    for target in targets.iter() {
+        if let Some(state) = CPUS.get(target) {
+            gic::send_sgi(KICK_SGI, state.mpidr.load(Ordering::Relaxed), target);
+        }
     }
 }
 
@@ -212,39 +225,57 @@ fn program_timer(deadline: Option<Instant>) {
 /// and the IRQ state of the lock's taker is restored when this context runs again.
 fn schedule(mut guard: IrqSpinLockGuard<'static, Option<Glue>>, cpu: usize) {
     let Some(glue) = guard.as_mut() else { return };
+    decide(glue, cpu, clock::now());
+    let irqs = guard.unlock_keep_masked();
+    switch_to_next(cpu);
+    restore_irqs(irqs);
+}
+
+/// Under the lock: lets the core choose this CPU's context at `now`, records the choice in
+/// [`PerCpu::next`] (for [`switch_to_next`] once the lock is released), then applies the
+/// effects of everything done under the lock — once, choice included.
+fn decide(glue: &mut Glue, cpu: usize, now: Instant) {
     CPUS[cpu].need_resched.store(false, Ordering::Relaxed);
-    let now = clock::now();
-    let (Ok(from), Ok(to)) = (glue.core.current(cpu), glue.core.pick_next(cpu, now)) else { return };
-    if from == to {
-        return;
-    }
-    if let Err(e) = glue.core.switched(cpu, from, to, now) {
-        log::error!("cpu {cpu}: switch from {from:?} to {to:?} refused: {e}");
-        return;
+    match glue.core.reschedule(cpu, now) {
+        Ok(None) => {}
+        Ok(Some(to)) => {
+            let next: *mut OobThread = match to {
+                Runnable::InBand => core::ptr::null_mut(),
+                Runnable::Oob(id) => glue.thread_ptr(id),
+            };
+            CPUS[cpu].next.store(next, Ordering::Relaxed);
+        }
+        Err(e) => log::error!("cpu {cpu}: rescheduling refused: {e}"),
     }
     apply_effects(glue, cpu);
-    let previous = CPUS[cpu].current.load(Ordering::Relaxed);
-    let next: *mut OobThread = match to {
-        Runnable::InBand => core::ptr::null_mut(),
-        Runnable::Oob(id) => glue.thread_ptr(id),
-    };
+}
+
+/// Switches this CPU to the context the core chose for it ([`PerCpu::next`]) if that is not
+/// the running one. Call with IRQs masked and the lock released; returns when the calling
+/// context runs again (or at once if there is nothing to switch).
+fn switch_to_next(cpu: usize) {
+    let state = &CPUS[cpu];
+    let previous = state.current.load(Ordering::Relaxed);
+    let next = state.next.load(Ordering::Relaxed);
+    if previous == next {
+        return;
+    }
     if !previous.is_null() {
         // SAFETY: the previous thread's block lives until it is switched away (now).
         unsafe { (*previous).check_stack() };
     }
     let context_of = |thread: *mut OobThread| -> *mut SavedContext {
         if thread.is_null() {
-            CPUS[cpu].inband.get()
+            state.inband.get()
         } else {
             // SAFETY: a thread block is boxed and lives until its CPU switched away from it.
             unsafe { &raw mut (*thread).context }
         }
     };
     let (previous_context, next_context) = (context_of(previous), context_of(next));
-    let irqs = guard.unlock_keep_masked();
     // SAFETY: `next_context` is a live context of this CPU's chosen runnable.
     unsafe { (*next_context).claim() };
-    CPUS[cpu].current.store(next, Ordering::Relaxed);
+    state.current.store(next, Ordering::Relaxed);
     SWITCH_STAMPS[cpu][0].store(hwtimer::counter_unordered(), Ordering::Relaxed);
     // SAFETY: IRQs are masked; `previous_context` is the running context, `next_context` was
     // claimed and is saved or fresh; both outlive the switch (zombies are reaped only once
@@ -252,7 +283,6 @@ fn schedule(mut guard: IrqSpinLockGuard<'static, Option<Glue>>, cpu: usize) {
     unsafe { switch_context(previous_context, next_context) };
     // Back on this context's stack, possibly on another CPU after a migration.
     SWITCH_STAMPS[boot::cpu_index()][1].store(hwtimer::counter_unordered(), Ordering::Relaxed);
-    restore_irqs(irqs);
 }
 
 impl Glue {
@@ -270,17 +300,22 @@ pub fn irq_enter() {
     CPUS[boot::cpu_index()].irq_depth.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Called by the interrupt entry after every interrupt was handled and ended: switches to
-/// the best runnable context if a handler made it change.
+/// Called by the interrupt entry after every interrupt was handled and ended, with IRQs
+/// masked: switches to the context the handlers chose, deciding again first if something
+/// changed this CPU's run queue after that choice.
 pub fn irq_exit() {
     let cpu = boot::cpu_index();
     let state = &CPUS[cpu];
-    state.irq_depth.fetch_sub(1, Ordering::Relaxed);
-    if state.need_resched.load(Ordering::Relaxed)
-        && let Ok(guard) = lock()
-    {
-        reschedule_if_needed(guard, cpu);
+    if state.irq_depth.fetch_sub(1, Ordering::Relaxed) != 1 {
+        return;
     }
+    if state.need_resched.load(Ordering::Relaxed)
+        && let Ok(mut guard) = lock()
+        && let Some(glue) = guard.as_mut()
+    {
+        decide(glue, cpu, clock::now());
+    }
+    switch_to_next(cpu);
 }
 
 /// The EL2 timer interrupt: fire what is due, run IRQ-context callbacks, wake threads.
@@ -297,7 +332,8 @@ fn on_timer_interrupt(_intid: u32) {
         let expiry = glue.core.fired_timers()[index];
         timers::expired(glue, &expiry, now);
     }
-    apply_effects(glue, cpu);
+    // Choose this CPU's next context now, under this lock, and apply all effects once.
+    decide(glue, cpu, now);
 }
 
 /// The kick: another CPU changed this CPU's timer deadline or run queue.
@@ -306,7 +342,7 @@ fn on_kick(_intid: u32) {
     let Ok(mut guard) = lock() else { return };
     let Some(glue) = guard.as_mut() else { return };
     program_timer(glue.core.hardware_deadline(cpu).ok().flatten());
-    CPUS[cpu].need_resched.store(true, Ordering::Relaxed);
+    decide(glue, cpu, clock::now());
 }
 
 /// How a call that may block ended.

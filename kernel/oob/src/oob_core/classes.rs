@@ -22,6 +22,7 @@ impl OobCore {
         let end = state.rq.tp.start(now)?;
         state.arm(state.tp_timer, end, None);
         self.touched.insert(cpu);
+        self.retimed.insert(cpu);
         Ok(())
     }
 
@@ -32,6 +33,7 @@ impl OobCore {
         state.rq.tp.stop();
         state.disarm(state.tp_timer);
         self.touched.insert(cpu);
+        self.retimed.insert(cpu);
         Ok(())
     }
 
@@ -43,6 +45,7 @@ impl OobCore {
         let state = &mut self.cpus[cpu];
         state.rq.quota.set_period(period)?;
         state.arm(state.quota_refill_timer, now + period, Some(period));
+        self.retimed.insert(cpu);
         self.quota_refill(cpu, now);
         Ok(())
     }

@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use crate::MAX_CPUS;
 use crate::arena::Arena;
-use crate::effects::{CpuMask, Effects};
+use crate::effects::{CpuMask, EffectMasks, Effects};
 use crate::error::Error;
 use crate::list::Link;
 use crate::sched::{RunQueue, Runnable};
@@ -45,6 +45,8 @@ pub(crate) struct Cpu {
     pub(crate) tp_timer: TimerId,
     /// The hardware deadline last reported in [`Effects`]; `None`: must be reported.
     pub(crate) reported_deadline: Option<Option<Instant>>,
+    /// Whether the slice or quota limit timer may be armed (false: both are stopped).
+    pub(crate) budget_timers_armed: bool,
 }
 
 /// The core's own timers (per CPU, or one per thread) exist as long as what they serve, so
@@ -57,9 +59,9 @@ impl Cpu {
         self.timers.start(timer, deadline, period).expect(OWN_TIMER);
     }
 
-    /// Disarms one of the core's own timers.
-    pub(crate) fn disarm(&mut self, timer: TimerId) {
-        self.timers.stop(timer).expect(OWN_TIMER);
+    /// Disarms one of the core's own timers; returns whether it was armed.
+    pub(crate) fn disarm(&mut self, timer: TimerId) -> bool {
+        self.timers.stop(timer).expect(OWN_TIMER)
     }
 
     /// The deadline of one of the core's own timers, `None` if stopped.
@@ -85,6 +87,7 @@ impl Cpu {
             last_charge: Instant::ZERO,
             inband: ThreadStats::default(),
             reported_deadline: None,
+            budget_timers_armed: false,
         }
     }
 }
@@ -105,6 +108,10 @@ pub struct OobCore {
     pub(crate) user_timers: usize,
     /// CPUs whose run queue or current context changed since the last [`OobCore::effects`].
     pub(crate) touched: CpuMask,
+    /// CPUs whose timer queue changed (a timer armed, stopped, fired or destroyed, gravity
+    /// set) since the last [`OobCore::effects`]: only their hardware deadline may differ from
+    /// the one reported. Every place that changes a timer queue inserts its CPU.
+    pub(crate) retimed: CpuMask,
 }
 
 impl OobCore {
@@ -124,6 +131,8 @@ impl OobCore {
             fired: Vec::new(),
             user_timers: 0,
             touched: CpuMask::EMPTY,
+            // The initial state (every timer disarmed) is reported once.
+            retimed: CpuMask::below(cpus),
         })
     }
 
@@ -135,7 +144,19 @@ impl OobCore {
     /// Drains the work accumulated since the last call: CPUs to reschedule, hardware timers to
     /// reprogram. Call after every entry point, under the same lock.
     pub fn effects(&mut self) -> Effects {
-        let mut effects = Effects::default();
+        let EffectMasks { resched, reprogram } = self.effect_masks();
+        let mut effects = Effects { resched, reprogram, ..Effects::default() };
+        for (deadline, state) in effects.timer_deadlines.iter_mut().zip(&self.cpus) {
+            *deadline = state.timers.hardware_deadline();
+        }
+        effects
+    }
+
+    /// [`OobCore::effects`] without the per-CPU deadlines (read the glue's own with
+    /// [`OobCore::hardware_deadline`]): only the CPUs whose run queue, current context or
+    /// timer queue changed since the last call are examined.
+    pub fn effect_masks(&mut self) -> EffectMasks {
+        let mut effects = EffectMasks::default();
         for cpu in self.touched.iter() {
             let state = &self.cpus[cpu];
             if state.rq.pick() != state.current {
@@ -143,15 +164,28 @@ impl OobCore {
             }
         }
         self.touched = CpuMask::EMPTY;
-        for (cpu, state) in self.cpus.iter_mut().enumerate() {
+        #[cfg(test)]
+        self.check_unretimed_deadlines();
+        for cpu in core::mem::take(&mut self.retimed).iter() {
+            let Some(state) = self.cpus.get_mut(cpu) else { continue };
             let deadline = state.timers.hardware_deadline();
             if state.reported_deadline != Some(deadline) {
                 effects.reprogram.insert(cpu);
                 state.reported_deadline = Some(deadline);
             }
-            effects.timer_deadlines[cpu] = deadline;
         }
         effects
+    }
+
+    /// Checks that every CPU left out of `retimed` still has the deadline last reported (tests
+    /// only: a timer queue change that forgot its CPU would leave a hardware timer stale).
+    #[cfg(test)]
+    fn check_unretimed_deadlines(&self) {
+        for (cpu, state) in self.cpus.iter().enumerate() {
+            if !self.retimed.contains(cpu) {
+                assert_eq!(state.reported_deadline, Some(state.timers.hardware_deadline()), "cpu {cpu} retimed unnoticed");
+            }
+        }
     }
 
     /// The hardware timer deadline of `cpu` (gravity applied), `None` if no timer is armed.

@@ -50,6 +50,28 @@ impl OobCore {
             return Ok(());
         }
         self.charge(cpu, now);
+        self.switch_to(cpu, previous, next, now);
+        Ok(())
+    }
+
+    /// [`OobCore::pick_next`] and [`OobCore::switched`] in one step, for a glue that switches
+    /// to whatever the core chose: charges CPU time up to `now` and, if the best runnable
+    /// context of `cpu` is not its current one, records the switch to it and returns it
+    /// (`None`: `cpu` keeps its current context).
+    pub fn reschedule(&mut self, cpu: usize, now: Instant) -> Result<Option<Runnable>, Error> {
+        let cpu = self.cpu_index(cpu)?;
+        self.charge(cpu, now);
+        let (previous, next) = (self.cpus[cpu].current, self.cpus[cpu].rq.pick());
+        if next == previous {
+            return Ok(None);
+        }
+        self.switch_to(cpu, previous, next, now);
+        Ok(Some(self.runnable(next)))
+    }
+
+    /// Makes `next` (a runnable thread of `cpu` or the in-band stage) the current context of
+    /// `cpu` instead of `previous`, charged up to `now`.
+    fn switch_to(&mut self, cpu: usize, previous: Option<u32>, next: Option<u32>, now: Instant) {
         self.cpus[cpu].current = next;
         self.touched.insert(cpu);
         if let Some(t) = previous {
@@ -60,7 +82,6 @@ impl OobCore {
             None => self.cpus[cpu].inband.switches += 1,
         }
         self.arm_budget_timers(cpu, now);
-        Ok(())
     }
 
     /// Handles the hardware timer interrupt of `cpu`: fires every timer due at `now` (thread
@@ -71,6 +92,7 @@ impl OobCore {
         self.charge(cpu, now);
         self.fired.clear();
         self.cpus[cpu].reported_deadline = None;
+        self.retimed.insert(cpu);
         while let Some(expiry) = self.cpus[cpu].timers.pop_expired(now) {
             match expiry.payload {
                 TimerEvent::Timeout(thread) => self.time_out(thread, now),
@@ -164,12 +186,21 @@ impl OobCore {
                 }
             }
         }
+        let armed = slice_end.is_some() || quota_end.is_some();
+        if !armed && !state.budget_timers_armed {
+            // Both already stopped (the common case of FIFO threads and the in-band stage).
+            return;
+        }
+        state.budget_timers_armed = armed;
         for (timer, end) in [(state.slice_timer, slice_end), (state.quota_limit_timer, quota_end)] {
             match end {
                 Some(end) => state.arm(timer, end, None),
-                None => state.disarm(timer),
+                None => {
+                    state.disarm(timer);
+                }
             }
         }
+        self.retimed.insert(cpu);
     }
 
     /// The turn of `t` is over (slice used up, or yield): to the tail of its level, with a full
@@ -233,6 +264,7 @@ impl OobCore {
         if let Some(end) = state.rq.tp.advance(position) {
             state.arm(state.tp_timer, end, None);
             self.touched.insert(cpu);
+            self.retimed.insert(cpu);
         }
     }
 }

@@ -169,9 +169,11 @@ impl OobCore {
         let (old_timer, context) = (self.threads[t].timeout_timer, self.threads[t].context);
         let deadline = self.cpus[source].armed_deadline(old_timer);
         self.cpus[source].destroy_timer(old_timer);
+        self.retimed.insert(source);
         let new_timer = self.cpus[target].timers.create(TimerEvent::Timeout(key), context);
         if let Some(deadline) = deadline {
             self.cpus[target].arm(new_timer, deadline, None);
+            self.retimed.insert(target);
         }
         let thread = &mut self.threads[t];
         thread.cpu = target;
@@ -238,6 +240,7 @@ impl OobCore {
         }
         let thread = self.threads.remove(self.threads.key(t)).expect("live slot");
         self.cpus[thread.cpu].destroy_timer(thread.timeout_timer);
+        self.retimed.insert(thread.cpu);
     }
 
     /// Validates `policy` and `priority` for a thread of `cpu`.

@@ -3,6 +3,7 @@
 
 use super::OobCore;
 use crate::arena::Key;
+use crate::effects::CpuMask;
 use crate::error::Error;
 use crate::time::{Duration, Instant};
 use crate::timer::{Gravity, TimerContext, TimerId};
@@ -64,17 +65,22 @@ impl OobCore {
 
     /// Arms a user timer for `first`, then every `period` (no drift, overruns counted) if given.
     pub fn timer_start(&mut self, timer: TimerHandle, first: Instant, period: Option<Duration>) -> Result<(), Error> {
-        self.user_timer_queue(timer)?.start(timer.id, first, period)
+        self.user_timer_queue(timer)?.start(timer.id, first, period)?;
+        self.retimed.insert(timer.cpu());
+        Ok(())
     }
 
     /// Disarms a user timer; returns whether it was armed.
     pub fn timer_stop(&mut self, timer: TimerHandle) -> Result<bool, Error> {
-        self.user_timer_queue(timer)?.stop(timer.id)
+        let was_armed = self.user_timer_queue(timer)?.stop(timer.id)?;
+        self.retimed.insert(timer.cpu());
+        Ok(was_armed)
     }
 
     /// Deletes a user timer.
     pub fn timer_destroy(&mut self, timer: TimerHandle) -> Result<(), Error> {
         self.user_timer_queue(timer)?.destroy(timer.id)?;
+        self.retimed.insert(timer.cpu());
         self.user_timers -= 1;
         Ok(())
     }
@@ -89,6 +95,7 @@ impl OobCore {
         for cpu in &mut self.cpus {
             cpu.timers.set_gravity(gravity);
         }
+        self.retimed = CpuMask::below(self.cpus.len());
     }
 
     fn user_timer_queue(&mut self, timer: TimerHandle) -> Result<&mut crate::timer::TimerQueue<TimerEvent>, Error> {

@@ -97,6 +97,7 @@ impl OobCore {
         let (cpu, timer, rank) = (thread.cpu, thread.timeout_timer, thread.effective.rank());
         if let Some(deadline) = deadline {
             self.cpus[cpu].arm(timer, deadline, None);
+            self.retimed.insert(cpu);
         }
         self.with_wait_queue(waiting, |queue, links| queue.insert_by_key(links, t, rank));
     }
@@ -114,7 +115,9 @@ impl OobCore {
             slice.refill();
         }
         let (cpu, timer) = (thread.cpu, thread.timeout_timer);
-        self.cpus[cpu].disarm(timer);
+        if self.cpus[cpu].disarm(timer) {
+            self.retimed.insert(cpu);
+        }
         if self.threads[t].runnable() {
             self.enqueue(t);
         }
