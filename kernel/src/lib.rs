@@ -20,6 +20,8 @@ pub mod console;
 #[cfg(target_os = "none")]
 pub mod gic;
 #[cfg(target_os = "none")]
+pub mod guest;
+#[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod hwtimer;

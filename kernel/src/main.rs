@@ -95,6 +95,11 @@ mod image {
         // From here on the boot flow is CPU 0's in-band stage: oob work preempts it.
         kernel::arch::unmask_irqs();
 
+        if info.bootarg("companion.test") == Some("el1-guest") {
+            let core_end = (&raw const __image_end) as u64;
+            let Err(e) = kernel::guest::test_guest::run(&info, dtb, core_end, smp::current_mpidr());
+            fail(format_args!("el1-guest: {e}"));
+        }
         if let Some(test) = info.bootarg("companion.test")
             && let Err(e) = selftest::run(test)
         {

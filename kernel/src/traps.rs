@@ -37,6 +37,10 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         crate::irq::handle();
         return;
     }
+    if kind.is_synchronous() && !kind.from_current_el() {
+        crate::guest::handle_trap(frame);
+        return;
+    }
     if is_semihosting_probe(frame, kind) {
         frame.x[0] = power::SEMIHOSTING_UNAVAILABLE;
         frame.elr += 4;

@@ -66,7 +66,20 @@ pub enum Scenario {
     /// Run the on-target test suite of the oob services (`companion.test=oob`), under
     /// `-icount` so its timing checks are deterministic.
     OobSuite,
+    /// Run the small EL1 test guest under stage 2 (`companion.test=el1-guest`): PSCI over
+    /// HVC, an access to the core's memory answered with an injected abort, SYSTEM_OFF.
+    El1Guest,
 }
+
+/// The checks the core makes of the EL1 test guest's reports, in order.
+const EL1_GUEST_CHECKS: &[&str] = &[
+    "PSCI_VERSION is 1.1",
+    "PSCI_FEATURES(CPU_ON) is supported",
+    "an unassigned PSCI function is NOT_SUPPORTED",
+    "reading the core's memory aborts in the guest",
+    "the guest went on after the abort",
+    "the guest powered off (not reset)",
+];
 
 /// The tests of the core's oob suite (`kernel/src/oob_suite`), in the order they run:
 /// each must report `oob-test NAME ... ok`.
@@ -95,6 +108,7 @@ impl Scenario {
             Scenario::Boot { .. } | Scenario::Latency { .. } | Scenario::WrongExceptionLevel => None,
             Scenario::Fault => Some("fault"),
             Scenario::OobSuite => Some("oob"),
+            Scenario::El1Guest => Some("el1-guest"),
         }
     }
 }
@@ -167,6 +181,20 @@ pub const CASES: &[Case] = &[
         scenario: Scenario::OobSuite,
         timeout: DEFAULT_TIMEOUT,
         qemu_args: ICOUNT,
+    },
+    Case {
+        name: "el1-guest-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::El1Guest,
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: &[],
+    },
+    Case {
+        name: "el1-guest-virt-gicv2-4",
+        profile: "virt-gicv2-4",
+        scenario: Scenario::El1Guest,
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: &[],
     },
 ];
 
@@ -282,6 +310,20 @@ impl Case {
                 }));
                 let summary = format!(r"^oob-suite: {} passed, 0 failed\b", OOB_TESTS.len());
                 lines.push(LineMatch::all(&[&summary]));
+                lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
+                Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
+            }
+            Scenario::El1Guest => {
+                let mut lines = vec![
+                    LineMatch::all(&[LOG_LINE, &all_online]),
+                    LineMatch::all(&[LOG_LINE, r"el1-guest: stage 2 with \d+ regions"]),
+                    LineMatch::all(&[LOG_LINE, r"guest access outside its map at IPA 0x[0-9a-f]+ .*abort injected"]),
+                ];
+                lines.extend(EL1_GUEST_CHECKS.iter().map(|check| {
+                    LineMatch::all(&[LOG_LINE, &format!(r"el1-guest: {}: ok$", regex::escape(check))])
+                }));
+                let summary = format!(r"el1-guest: {} passed, 0 failed", EL1_GUEST_CHECKS.len());
+                lines.push(LineMatch::all(&[LOG_LINE, &summary]));
                 lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
                 Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
             }
