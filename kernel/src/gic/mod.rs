@@ -174,8 +174,17 @@ fn is_v3() -> bool {
 pub struct Acknowledged {
     /// The interrupt ID.
     pub intid: u32,
-    /// The raw acknowledge value (GICv2 keeps the SGI source CPU in it).
-    raw: u32,
+    /// What the GIC needs back to end it.
+    token: EndToken,
+}
+
+/// What [`end_of_interrupt`] hands back to the GIC: the GICv3 interrupt ID as acknowledged
+/// (already validated, so ending it needs no second check), or the raw GICv2 acknowledge
+/// value (which keeps the SGI source CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndToken {
+    V3(IntId),
+    V2(u32),
 }
 
 /// Acknowledges the highest-priority pending interrupt of this CPU, if any.
@@ -183,21 +192,18 @@ pub struct Acknowledged {
 pub fn acknowledge() -> Option<Acknowledged> {
     if is_v3() {
         GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)
-            .map(|id| Acknowledged { intid: id.raw_value(), raw: id.raw_value() })
+            .map(|id| Acknowledged { intid: id.raw_value(), token: EndToken::V3(id) })
     } else {
-        cpu_interface_v2().acknowledge().map(|raw| Acknowledged { intid: raw & 0x3ff, raw })
+        cpu_interface_v2().acknowledge().map(|raw| Acknowledged { intid: raw & 0x3ff, token: EndToken::V2(raw) })
     }
 }
 
 /// Ends an acknowledged interrupt (priority drop and deactivation).
 #[inline]
 pub fn end_of_interrupt(ack: Acknowledged) {
-    if is_v3() {
-        if let Ok(id) = IntId::try_from(ack.raw) {
-            GicCpuInterface::end_interrupt(id, InterruptGroup::Group1);
-        }
-    } else {
-        cpu_interface_v2().end_of_interrupt(ack.raw);
+    match ack.token {
+        EndToken::V3(id) => GicCpuInterface::end_interrupt(id, InterruptGroup::Group1),
+        EndToken::V2(raw) => cpu_interface_v2().end_of_interrupt(raw),
     }
 }
 

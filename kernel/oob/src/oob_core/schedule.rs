@@ -15,7 +15,7 @@ use super::timers::{TimerEvent, TimerExpiry, TimerHandle};
 use crate::error::Error;
 use crate::sched::{Runnable, SchedParams};
 use crate::thread::ThreadId;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 impl OobCore {
     /// Charges CPU time up to `now`, then returns the context `cpu` should run. The glue calls
@@ -62,11 +62,13 @@ impl OobCore {
         let cpu = self.cpu_index(cpu)?;
         self.charge(cpu, now);
         let (previous, next) = (self.cpus[cpu].current, self.cpus[cpu].rq.pick());
-        if next == previous {
-            return Ok(None);
+        if next != previous {
+            self.switch_to(cpu, previous, next, now);
         }
-        self.switch_to(cpu, previous, next, now);
-        Ok(Some(self.runnable(next)))
+        // `cpu` now runs its best runnable context, which is all `touched` would make
+        // `effects` check for it: no reschedule to report, no need to pick again there.
+        self.touched.remove(cpu);
+        Ok((next != previous).then(|| self.runnable(next)))
     }
 
     /// Makes `next` (a runnable thread of `cpu` or the in-band stage) the current context of
@@ -118,12 +120,19 @@ impl OobCore {
     }
 
     /// Charges the current context of `cpu` up to `now`: statistics, RR slice, quota budget.
+    /// Inline for the frequent case of nothing to charge (already charged at `now`).
+    #[inline]
     pub(crate) fn charge(&mut self, cpu: usize, now: Instant) {
-        let state = &mut self.cpus[cpu];
-        let elapsed = now.saturating_duration_since(state.last_charge);
-        if elapsed.is_zero() {
-            return;
+        let elapsed = now.saturating_duration_since(self.cpus[cpu].last_charge);
+        if !elapsed.is_zero() {
+            self.charge_elapsed(cpu, now, elapsed);
         }
+    }
+
+    /// [`OobCore::charge`] of a non-zero `elapsed` time, ending at `now`.
+    #[inline(never)]
+    fn charge_elapsed(&mut self, cpu: usize, now: Instant, elapsed: Duration) {
+        let state = &mut self.cpus[cpu];
         state.last_charge = now;
         let Some(t) = state.current else {
             state.inband.cpu_time += elapsed;

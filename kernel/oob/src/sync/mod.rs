@@ -107,19 +107,24 @@ impl OobCore {
     /// was switched out while waiting starts a full slice; one woken before it even left the CPU
     /// just continues its turn (its slice timer still matches).
     pub(crate) fn end_wait(&mut self, t: u32, reason: WakeReason) {
-        let still_on_cpu = self.is_current(t);
+        // One thread lookup and one CPU lookup for the whole wake-up (the hot path of every
+        // timeout and post).
         let thread = &mut self.threads[t];
+        let cpu = thread.cpu;
+        let state = &mut self.cpus[cpu];
+        let still_on_cpu = state.current == Some(t);
         thread.waiting = None;
         thread.wake_reason = Some(reason);
         if let Some(slice) = thread.slice.as_mut().filter(|_| !still_on_cpu) {
             slice.refill();
         }
-        let (cpu, timer) = (thread.cpu, thread.timeout_timer);
-        if self.cpus[cpu].disarm(timer) {
+        if state.disarm(thread.timeout_timer) {
             self.retimed.insert(cpu);
         }
-        if self.threads[t].runnable() {
-            self.enqueue(t);
+        if thread.runnable() {
+            // As `OobCore::enqueue`, with the thread and CPU at hand.
+            state.rq.enqueue(&mut self.links, t, thread.effective, false);
+            self.touched.insert(cpu);
         }
     }
 
@@ -129,6 +134,11 @@ impl OobCore {
         let Some(waiting) = self.threads[t].waiting else {
             return;
         };
+        self.abort_wait_of(t, waiting, reason, now);
+    }
+
+    /// [`OobCore::abort_wait`] of `t`, known to be in the wait `waiting`.
+    fn abort_wait_of(&mut self, t: u32, waiting: Waiting, reason: WakeReason, now: Instant) {
         self.with_wait_queue(waiting, |queue, links| queue.remove(links, t));
         self.end_wait(t, reason);
         if let Waiting::Mutex(m) = waiting {
@@ -139,8 +149,9 @@ impl OobCore {
 
     /// Handles the timeout timer of thread `key` firing.
     pub(crate) fn time_out(&mut self, key: Key, now: Instant) {
-        if self.threads.get(key).is_some_and(|thread| thread.waiting.is_some()) {
-            self.abort_wait(key.index, WakeReason::TimedOut, now);
+        // One lookup: the key's generation check also yields the wait to abort.
+        if let Some(waiting) = self.threads.get(key).and_then(|thread| thread.waiting) {
+            self.abort_wait_of(key.index, waiting, WakeReason::TimedOut, now);
         }
     }
 
