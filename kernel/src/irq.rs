@@ -32,7 +32,9 @@ pub fn handle() {
         let intid = ack.intid as usize;
         let handler = HANDLERS.get(intid).map_or(0, |h| h.load(Ordering::Acquire));
         if handler == 0 {
-            if let Some(count) = UNCLAIMED.get(intid) {
+            // Not the core's: the guest's, if there is one (masked and reinjected).
+            let forwarded = crate::guest::virq::forward(ack.intid);
+            if !forwarded && let Some(count) = UNCLAIMED.get(intid) {
                 count.fetch_add(1, Ordering::Relaxed);
             }
         } else {

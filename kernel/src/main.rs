@@ -100,6 +100,15 @@ mod image {
             let Err(e) = kernel::guest::test_guest::run(&info, dtb, core_end, smp::current_mpidr());
             fail(format_args!("el1-guest: {e}"));
         }
+        if let Some(address) = info.bootarg("companion.guest") {
+            let Some(kernel) = address.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok()) else {
+                fail(format_args!("companion.guest={address}: not a hexadecimal address (0x...)"))
+            };
+            let cmdline = info.bootargs.split_once(" -- ").map_or("", |(_, guest)| guest.trim());
+            let core_end = (&raw const __image_end) as u64;
+            let Err(e) = kernel::guest::linux::boot(&info, gic.spis, dtb, core_end, kernel, cmdline);
+            fail(format_args!("guest: {e}"));
+        }
         if let Some(test) = info.bootarg("companion.test")
             && let Err(e) = selftest::run(test)
         {

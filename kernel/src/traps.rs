@@ -35,10 +35,14 @@ fn is_semihosting_probe(frame: &TrapFrame, kind: VectorKind) -> bool {
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
     if kind.is_irq() {
         crate::irq::handle();
+        if !kind.from_current_el() {
+            crate::guest::virq::flush();
+        }
         return;
     }
     if kind.is_synchronous() && !kind.from_current_el() {
         crate::guest::handle_trap(frame);
+        crate::guest::virq::flush();
         return;
     }
     if is_semihosting_probe(frame, kind) {

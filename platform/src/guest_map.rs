@@ -9,7 +9,8 @@
 //!   which the guest never sees;
 //! - the GICv2 CPU interface, whose guest address is backed by the virtual CPU interface
 //!   (GICV), the one region that is not identity mapped;
-//! - the console UART, left unmapped: the core shares it and emulates the guest's accesses.
+//! - the console UART, left unmapped so the core can share it, unless the caller passes it
+//!   through (then guest and core lines may interleave on it).
 //!
 //! Anything not in the plan is unmapped: a guest access there gets an abort injected.
 
@@ -46,9 +47,11 @@ pub struct GuestRegion {
 /// Page granule of the stage-2 tables.
 pub const GUEST_PAGE: u64 = 4096;
 
-/// The regions the guest may not touch directly: GIC frames and the console.
-fn withheld(gic: &GicInfo, uart: &UartInfo) -> Vec<MemoryRange> {
-    let mut regions = Vec::from([gic.distributor, MemoryRange::new(uart.base, uart.size)]);
+/// The regions the guest may not touch directly: GIC frames and, if `console` is given, the
+/// console.
+fn withheld(gic: &GicInfo, console: Option<&UartInfo>) -> Vec<MemoryRange> {
+    let mut regions = Vec::from([gic.distributor]);
+    regions.extend(console.map(|uart| MemoryRange::new(uart.base, uart.size)));
     regions.extend([gic.redistributor, gic.cpu_interface, gic.hyp_interface, gic.virtual_cpu_interface].into_iter().flatten());
     regions
 }
@@ -93,11 +96,26 @@ pub fn device_ranges(tree: &DeviceTree<'_>) -> Vec<MemoryRange> {
     ranges
 }
 
+/// How the guest reaches the board's console UART.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleAccess {
+    /// Withheld: the core emulates it and shares the line.
+    Shared,
+    /// Passed through: the guest drives the UART itself.
+    PassThrough,
+}
+
 /// The guest's map: `memory` as RAM, `devices` passed through except what the core keeps
 /// (see the [module docs](self)), and for GICv2 the virtual CPU interface at the CPU
 /// interface's address. Regions are page aligned and sorted by IPA.
-pub fn plan_guest_map(memory: &[MemoryRange], devices: &[MemoryRange], gic: &GicInfo, uart: &UartInfo) -> Vec<GuestRegion> {
-    let withheld = withheld(gic, uart);
+pub fn plan_guest_map(
+    memory: &[MemoryRange],
+    devices: &[MemoryRange],
+    gic: &GicInfo,
+    uart: &UartInfo,
+    console: ConsoleAccess,
+) -> Vec<GuestRegion> {
+    let withheld = withheld(gic, (console == ConsoleAccess::Shared).then_some(uart));
     let mut regions: Vec<GuestRegion> = memory
         .iter()
         .map(|range| GuestRegion { ipa: range.base, pa: range.base, size: range.size, kind: GuestRegionKind::Ram })

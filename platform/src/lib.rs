@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod fdt;
 pub mod guest_map;
 pub mod guest_tree;
+pub mod linux_image;
 pub mod uart;
 
 pub use board::Board;

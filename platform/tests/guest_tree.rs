@@ -168,13 +168,23 @@ fn corrupted_trees_never_panic() {
 
 mod guest_map {
     use super::*;
-    use platform::guest_map::{GuestRegionKind, device_ranges, plan_guest_map};
+    use platform::guest_map::{ConsoleAccess, GuestRegionKind, device_ranges, plan_guest_map};
 
     fn plan(blob: &[u8]) -> Vec<platform::guest_map::GuestRegion> {
         let tree = DeviceTree::parse(blob).unwrap();
         let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
         let memory = guest_memory(&tree, &[CORE]).unwrap();
-        plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart)
+        plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::Shared)
+    }
+
+    #[test]
+    fn a_passed_through_console_is_mapped_at_its_address() {
+        let tree = DeviceTree::parse(VIRT_GICV3).unwrap();
+        let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
+        let memory = guest_memory(&tree, &[CORE]).unwrap();
+        let regions = plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::PassThrough);
+        let uart = regions.iter().find(|r| r.ipa == 0x0900_0000).expect("console mapped");
+        assert_eq!((uart.pa, uart.kind), (0x0900_0000, GuestRegionKind::Device));
     }
 
     #[test]

@@ -258,3 +258,48 @@ pub fn send_sgi(sgi: u32, mpidr: u64, cpu: usize) {
         );
     }
 }
+
+/// Priority of interrupts forwarded to the in-band stage: below every oob interrupt, so oob
+/// handlers preempt their handling.
+pub const INBAND_PRIORITY: u8 = 0xa0;
+
+/// Enables or disables interrupt `intid` at the physical GIC (for SGIs and PPIs: `cpu`'s
+/// copy, which on GICv2 must be the calling CPU). Used to mask a forwarded interrupt while
+/// the guest handles its virtual copy.
+pub fn set_enabled(intid: u32, cpu: usize, enabled: bool) -> Result<(), GicError> {
+    let Some(distributor) = DISTRIBUTOR.get() else { return Err(GicError::MissingFrame("distributor")) };
+    let id = IntId::try_from(intid).map_err(|_| GicError::BadIntId(intid))?;
+    match &mut *distributor.lock() {
+        Distributor::V3(gic) => {
+            let cpu = id.is_private().then_some(cpu);
+            gic.enable_interrupt(id, cpu, enabled).map_err(|_| GicError::BadIntId(intid))
+        }
+        Distributor::V2(gic) => gic.enable_interrupt(id, enabled).map_err(|_| GicError::BadIntId(intid)),
+    }
+}
+
+/// Configures interrupt `intid` for the in-band stage ([`INBAND_PRIORITY`], `trigger`) and
+/// enables it (private interrupts: on `cpu`).
+pub fn enable_inband(intid: u32, cpu: usize, trigger: Trigger) -> Result<(), GicError> {
+    let Some(distributor) = DISTRIBUTOR.get() else { return Err(GicError::MissingFrame("distributor")) };
+    let id = IntId::try_from(intid).map_err(|_| GicError::BadIntId(intid))?;
+    let bad = |_| GicError::BadIntId(intid);
+    match &mut *distributor.lock() {
+        Distributor::V3(gic) => {
+            let cpu = id.is_private().then_some(cpu);
+            gic.set_interrupt_priority(id, cpu, INBAND_PRIORITY).map_err(bad)?;
+            if !id.is_sgi() {
+                gic.set_trigger(id, cpu, trigger).map_err(bad)?;
+            }
+            gic.enable_interrupt(id, cpu, true).map_err(bad)?;
+        }
+        Distributor::V2(gic) => {
+            gic.set_interrupt_priority(id, INBAND_PRIORITY);
+            if !id.is_sgi() {
+                gic.set_trigger(id, trigger);
+            }
+            gic.enable_interrupt(id, true).map_err(|_| GicError::BadIntId(intid))?;
+        }
+    }
+    Ok(())
+}

@@ -8,8 +8,11 @@
 //! Today one vCPU runs (the boot CPU's); the small EL1 test guest in [`test_guest`] drives
 //! it. The Linux guest, the vGIC and the other vCPUs come next.
 
+pub mod linux;
+pub mod list_registers;
 pub mod stage2;
 pub mod test_guest;
+pub mod virq;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -104,22 +107,38 @@ pub fn handle_trap(frame: &mut TrapFrame) {
             hypercall(frame);
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
         }
-        Trap::DataAbort { .. } | Trap::Undecodable { .. } | Trap::InstructionAbort { .. } => {
-            // No emulated device yet: every stage-2 fault is an access outside the map.
+        Trap::DataAbort { access, .. } => {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-            if !ABORT_LOGGED.swap(true, Ordering::Relaxed) {
-                log::warn!(
-                    "guest access outside its map at IPA {ipa:#x} (PC {:#x}): abort injected (logged once)",
-                    frame.elr
-                );
+            match virq::mmio(frame, ipa, access) {
+                Some(Ok(())) => frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr),
+                Some(Err(())) => {
+                    log::warn!("guest GIC access at IPA {ipa:#x} refused (PC {:#x}): abort injected", frame.elr);
+                    inject_data_abort(frame);
+                }
+                None => outside_map(frame, ipa),
             }
-            inject_data_abort(frame);
+        }
+        Trap::SysReg(sysreg) if sysreg.known() == Some(vm::sysreg::KnownSysReg::IccSgi1rEl1) && !sysreg.read => {
+            virq::send_sgi(vm::gpr::read(&frame.x, sysreg.register));
+            frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+        }
+        Trap::Undecodable { .. } | Trap::InstructionAbort { .. } => {
+            let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
+            outside_map(frame, ipa);
         }
         trap => {
             log::warn!("guest trap not handled ({trap:?}) at PC {:#x}: skipped", frame.elr);
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
         }
     }
+}
+
+/// A guest access outside its map: an abort for the guest, one log line for the run.
+fn outside_map(frame: &mut TrapFrame, ipa: u64) {
+    if !ABORT_LOGGED.swap(true, Ordering::Relaxed) {
+        log::warn!("guest access outside its map at IPA {ipa:#x} (PC {:#x}): abort injected (logged once)", frame.elr);
+    }
+    inject_data_abort(frame);
 }
 
 /// A hypercall: PSCI, or the vendor call hook.

@@ -61,6 +61,7 @@ pub mod mmio;
 pub mod psci;
 pub mod sysreg;
 pub mod trap;
+pub mod vgic;
 
 #[cfg(test)]
 mod test_util;

@@ -1,0 +1,117 @@
+//! The GICv3 virtual CPU interface's list registers (`ICH_LR<n>_EL2`) of this CPU: how the
+//! core puts a virtual interrupt in front of the guest and learns when the guest is done.
+
+use aarch64_cpu::registers::{
+    ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2,
+    ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2, ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2,
+    ICH_LR15_EL2, ICH_VTR_EL2, Readable, Writeable,
+};
+use tock_registers::LocalRegisterCopy;
+
+/// The list-register layout (the same for all sixteen).
+type Lr = LocalRegisterCopy<u64, aarch64_cpu::registers::ICH_LR0_EL2::Register>;
+use aarch64_cpu::registers::ICH_LR0_EL2 as LR;
+
+/// Most list registers an implementation has.
+pub const MAX_LIST_REGISTERS: usize = 16;
+
+/// What a list register holds, as far as the core cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LrState {
+    /// Empty: the guest has deactivated what was there (or nothing was).
+    Invalid,
+    /// Waiting for the guest to acknowledge it.
+    Pending,
+    /// Acknowledged, not yet deactivated.
+    Active,
+    /// Acknowledged, and pending again.
+    PendingActive,
+}
+
+/// The number of list registers of this CPU's virtual interface.
+pub fn count() -> usize {
+    (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(MAX_LIST_REGISTERS)
+}
+
+/// Turns the virtual CPU interface on (`ICH_HCR_EL2.En`), all maintenance requests off.
+pub fn enable_interface() {
+    ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+}
+
+/// Requests (or stops requesting) the underflow maintenance interrupt: raised when at most
+/// one list register holds something, so the core can refill them.
+pub fn request_underflow(requested: bool) {
+    let value = LocalRegisterCopy::<u64, aarch64_cpu::registers::ICH_HCR_EL2::Register>::new(ICH_HCR_EL2.get());
+    let mut value = value;
+    value.modify(if requested { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR });
+    ICH_HCR_EL2.set(value.get());
+}
+
+fn read_raw(index: usize) -> u64 {
+    match index {
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        15 => ICH_LR15_EL2.get(),
+        _ => 0,
+    }
+}
+
+fn write_raw(index: usize, value: u64) {
+    match index {
+        0 => ICH_LR0_EL2.set(value),
+        1 => ICH_LR1_EL2.set(value),
+        2 => ICH_LR2_EL2.set(value),
+        3 => ICH_LR3_EL2.set(value),
+        4 => ICH_LR4_EL2.set(value),
+        5 => ICH_LR5_EL2.set(value),
+        6 => ICH_LR6_EL2.set(value),
+        7 => ICH_LR7_EL2.set(value),
+        8 => ICH_LR8_EL2.set(value),
+        9 => ICH_LR9_EL2.set(value),
+        10 => ICH_LR10_EL2.set(value),
+        11 => ICH_LR11_EL2.set(value),
+        12 => ICH_LR12_EL2.set(value),
+        13 => ICH_LR13_EL2.set(value),
+        14 => ICH_LR14_EL2.set(value),
+        15 => ICH_LR15_EL2.set(value),
+        _ => {}
+    }
+}
+
+/// The state and virtual INTID of list register `index`.
+pub fn read(index: usize) -> (LrState, u32) {
+    let lr = Lr::new(read_raw(index));
+    let state = match lr.read(LR::State) {
+        0b01 => LrState::Pending,
+        0b10 => LrState::Active,
+        0b11 => LrState::PendingActive,
+        _ => LrState::Invalid,
+    };
+    (state, lr.read(LR::vINTID) as u32)
+}
+
+/// Puts virtual interrupt `intid` (Group 1, `priority`) pending in list register `index`,
+/// asking for an EOI maintenance interrupt when the guest deactivates it.
+pub fn inject(index: usize, intid: u32, priority: u8) {
+    let mut lr = Lr::new(0);
+    lr.write(LR::State.val(0b01) + LR::Group::SET + LR::Priority.val(u64::from(priority)) + LR::EOI::SET + LR::vINTID.val(u64::from(intid)));
+    write_raw(index, lr.get());
+}
+
+/// Empties list register `index`.
+pub fn clear(index: usize) {
+    write_raw(index, 0);
+}

@@ -1,0 +1,567 @@
+//! The distributor and redistributor register frames: decoding an offset into a register,
+//! checking the access size, and reading or writing the [`Vgic`] state behind it.
+
+use super::regs::*;
+use super::{AccessError, IrqState, MAX_VCPUS, Vgic};
+use crate::mmio::AccessSize;
+
+/// How an access was handled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// A register the model implements (including the architecturally RAZ/WI ones).
+    #[default]
+    Emulated,
+    /// An offset the model does not know: read as zero, write ignored. Worth logging once.
+    Unknown,
+}
+
+/// The result of a guest read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MmioRead {
+    /// The value, zero-extended from the access size.
+    pub value: u64,
+    /// Whether the register is known.
+    pub access: Access,
+}
+
+/// What changed for a set of interrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// Became enabled: enable the physical line of a pass-through SPI; raise what is now
+    /// deliverable.
+    Enabled,
+    /// Became disabled: disable the physical line of a pass-through SPI.
+    Disabled,
+    /// The guest set the pending latch (software-pending): inject if deliverable.
+    PendingSet,
+    /// The guest wrote ICPENDR for interrupts that were pending: cancel them in the replay log
+    /// (a level-sensitive one whose line is still high stays pending; the next resample
+    /// raises it again).
+    PendingCleared,
+    /// The guest set the active state.
+    ActiveSet,
+    /// The guest cleared the active state: deactivate a hardware-linked physical interrupt.
+    ActiveCleared,
+    /// The priority changed: update the replay log's entry.
+    Priority,
+    /// The trigger (edge/level) changed.
+    Config,
+    /// The GICD_IROUTER of the SPI changed: move the physical SPI.
+    Route,
+    /// GICD_CTLR.EnableGrp1 changed to this value.
+    DistributorEnable(bool),
+}
+
+/// One change caused by a guest write: the INTIDs `base + i` for each bit `i` of `mask`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Change {
+    /// What changed.
+    pub kind: ChangeKind,
+    /// For private INTIDs (redistributor writes), the vCPU whose bank changed; `None` for SPIs.
+    pub vcpu: Option<usize>,
+    /// The first INTID of the 32-INTID bank (a multiple of 32; 0 for `DistributorEnable`).
+    pub base: u32,
+    /// Which INTIDs of the bank changed (0 for `DistributorEnable`).
+    pub mask: u32,
+}
+
+impl Change {
+    /// The INTIDs that changed, ascending.
+    pub fn intids(&self) -> impl Iterator<Item = u32> + use<> {
+        let (base, mask) = (self.base, self.mask);
+        (0..u32::BITS)
+            .filter(move |i| mask & (1 << i) != 0)
+            .map(move |i| base + i)
+    }
+}
+
+/// What the hypervisor must do on the physical side after a guest write. A single register
+/// write touches one 32-INTID bank (or the distributor enable), so it causes at most one
+/// [`Change`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Changes {
+    /// Whether the register is known.
+    pub access: Access,
+    /// What changed, if anything.
+    pub change: Option<Change>,
+}
+
+/// The one-bit-per-INTID register arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BitReg {
+    Group,
+    SetEnable,
+    ClearEnable,
+    SetPending,
+    ClearPending,
+    SetActive,
+    ClearActive,
+}
+
+/// A decoded register; `n` fields are register indices within their array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reg {
+    DistCtlr,
+    DistTyper,
+    Iidr,
+    Id(usize),
+    Bits(BitReg, u32),
+    /// IPRIORITYR, by the INTID of its first byte.
+    Priority(u32),
+    /// `ICFGR<n>`: INTIDs 16n..16n+15.
+    Config(u32),
+    Router(u32),
+    RedistTyper,
+    Waker,
+    /// A RAZ/WI register of 32 bits.
+    RazWi,
+    /// A RAZ/WI register of 64 bits.
+    RazWi64,
+    /// A RAZ/WI register that also takes byte accesses.
+    RazWiBytes,
+    Unknown,
+}
+
+impl Reg {
+    /// Whether the register takes an access of `size`.
+    fn allows(self, size: AccessSize) -> bool {
+        match self {
+            Self::Unknown => true,
+            Self::Priority(_) | Self::RazWiBytes => {
+                matches!(size, AccessSize::Byte | AccessSize::Word)
+            }
+            Self::Router(_) | Self::RedistTyper | Self::RazWi64 => {
+                matches!(size, AccessSize::Word | AccessSize::Doubleword)
+            }
+            _ => size == AccessSize::Word,
+        }
+    }
+}
+
+/// Which bank of interrupts an access addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frame {
+    /// The distributor: SPIs only (affinity routing).
+    Dist,
+    /// A redistributor's SGI_base: that vCPU's private interrupts only.
+    Redist(usize),
+}
+
+/// `offset` in `[base, base + size)`: the index of the `stride`-byte register it falls in.
+fn in_array(offset: u64, base: u64, size: u64, stride: u64) -> Option<u32> {
+    (offset >= base && offset < base + size).then(|| ((offset - base) / stride) as u32)
+}
+
+/// The register at `offset` of the distributor frame, and the offset of its first byte.
+fn decode_dist(offset: u64) -> (Reg, u64) {
+    const BIT_ARRAYS: [(u64, BitReg); 7] = [
+        (GICD_IGROUPR, BitReg::Group),
+        (GICD_ISENABLER, BitReg::SetEnable),
+        (GICD_ICENABLER, BitReg::ClearEnable),
+        (GICD_ISPENDR, BitReg::SetPending),
+        (GICD_ICPENDR, BitReg::ClearPending),
+        (GICD_ISACTIVER, BitReg::SetActive),
+        (GICD_ICACTIVER, BitReg::ClearActive),
+    ];
+    let word = offset & !3;
+    match offset {
+        GICD_CTLR => return (Reg::DistCtlr, offset),
+        GICD_TYPER => return (Reg::DistTyper, offset),
+        GICD_IIDR => return (Reg::Iidr, offset),
+        GICD_TYPER2 | GICD_STATUSR | GICD_SGIR => return (Reg::RazWi, offset),
+        _ => {}
+    }
+    for (base, kind) in BIT_ARRAYS {
+        if let Some(n) = in_array(offset, base, BIT_ARRAY_SIZE, 4) {
+            return (Reg::Bits(kind, n), word);
+        }
+    }
+    if let Some(first) = in_array(offset, GICD_IPRIORITYR, PRIORITY_ARRAY_SIZE, 1) {
+        return (Reg::Priority(first), offset);
+    }
+    if in_array(offset, GICD_ITARGETSR, PRIORITY_ARRAY_SIZE, 1).is_some()
+        || in_array(offset, GICD_CPENDSGIR, SGI_PENDING_ARRAYS_SIZE, 1).is_some()
+    {
+        return (Reg::RazWiBytes, offset);
+    }
+    if let Some(n) = in_array(offset, GICD_ICFGR, CONFIG_ARRAY_SIZE, 4) {
+        return (Reg::Config(n), word);
+    }
+    if in_array(offset, GICD_IGRPMODR, BIT_ARRAY_SIZE, 4).is_some()
+        || in_array(offset, GICD_NSACR, NSACR_ARRAY_SIZE, 4).is_some()
+        || in_array(offset, GICD_INMIR, INMIR_ARRAY_SIZE, 4).is_some()
+    {
+        return (Reg::RazWi, word);
+    }
+    if let Some(intid) = in_array(offset, GICD_IROUTER, ROUTER_ARRAY_SIZE, 8) {
+        return (Reg::Router(intid), offset & !7);
+    }
+    if let Some(index) = in_array(offset, ID_REGS, ID_REGS_SIZE, 4) {
+        return (Reg::Id(index as usize), word);
+    }
+    (Reg::Unknown, offset)
+}
+
+/// The register at `offset` of a redistributor's RD_base frame, and its first byte.
+fn decode_rd(offset: u64) -> (Reg, u64) {
+    match offset {
+        GICR_CTLR | GICR_STATUSR => (Reg::RazWi, offset),
+        GICR_IIDR => (Reg::Iidr, offset),
+        GICR_WAKER => (Reg::Waker, offset),
+        o if o & !7 == GICR_TYPER => (Reg::RedistTyper, GICR_TYPER),
+        o if o & !7 == GICR_PROPBASER || o & !7 == GICR_PENDBASER => (Reg::RazWi64, o & !7),
+        o => match in_array(o, ID_REGS, ID_REGS_SIZE, 4) {
+            Some(index) => (Reg::Id(index as usize), o & !3),
+            None => (Reg::Unknown, o),
+        },
+    }
+}
+
+/// The register at `offset` of a redistributor's SGI_base frame, and its first byte.
+fn decode_sgi(offset: u64) -> (Reg, u64) {
+    let bits = match offset & !3 {
+        GICR_IGROUPR0 => Some(BitReg::Group),
+        GICR_ISENABLER0 => Some(BitReg::SetEnable),
+        GICR_ICENABLER0 => Some(BitReg::ClearEnable),
+        GICR_ISPENDR0 => Some(BitReg::SetPending),
+        GICR_ICPENDR0 => Some(BitReg::ClearPending),
+        GICR_ISACTIVER0 => Some(BitReg::SetActive),
+        GICR_ICACTIVER0 => Some(BitReg::ClearActive),
+        _ => None,
+    };
+    if let Some(kind) = bits {
+        return (Reg::Bits(kind, 0), offset & !3);
+    }
+    if let Some(first) = in_array(offset, GICR_IPRIORITYR0, GICR_PRIORITY_SIZE, 1) {
+        return (Reg::Priority(first), offset);
+    }
+    match offset & !3 {
+        GICR_ICFGR0 => (Reg::Config(0), GICR_ICFGR0),
+        GICR_ICFGR1 => (Reg::Config(1), GICR_ICFGR1),
+        GICR_IGRPMODR0 | GICR_NSACR => (Reg::RazWi, offset & !3),
+        _ => (Reg::Unknown, offset),
+    }
+}
+
+/// Checks size and alignment; returns the byte position of `offset` within its register.
+fn check(reg: Reg, reg_start: u64, offset: u64, size: AccessSize) -> Result<u32, AccessError> {
+    if !offset.is_multiple_of(u64::from(size.bytes())) {
+        return Err(AccessError::Misaligned(offset, size));
+    }
+    if !reg.allows(size) {
+        return Err(AccessError::BadSize(offset, size));
+    }
+    Ok((offset - reg_start) as u32)
+}
+
+impl Vgic {
+    /// The interrupt `intid` as `frame` sees it: `None` if the frame does not cover it (RAZ/WI).
+    fn frame_irq(&mut self, frame: Frame, intid: u32) -> Option<&mut IrqState> {
+        match frame {
+            Frame::Dist if intid >= FIRST_SPI && intid < FIRST_SPI + self.spis => {
+                self.shared.get_mut((intid - FIRST_SPI) as usize)
+            }
+            Frame::Redist(vcpu) if intid < FIRST_SPI => self
+                .private
+                .get_mut(vcpu)
+                .and_then(|bank| bank.get_mut(intid as usize)),
+            _ => None,
+        }
+    }
+
+    fn dist_ctlr(&self) -> u32 {
+        let enable = if self.group1_enabled {
+            CTLR_ENABLE_GRP1
+        } else {
+            0
+        };
+        CTLR_ARE | CTLR_DS | enable
+    }
+
+    fn dist_typer(&self) -> u32 {
+        let it_lines = self.spis.div_ceil(INTIDS_PER_BANK) & TYPER_IT_LINES_MASK;
+        let cpus = (self.vcpus as u32 - 1) << TYPER_CPU_NUMBER_SHIFT;
+        it_lines | cpus | (TYPER_ID_BITS << TYPER_ID_BITS_SHIFT) | TYPER_A3V | TYPER_RSS
+    }
+
+    fn redist_typer(&self, vcpu: usize) -> u64 {
+        let mpidr = self.mpidrs[vcpu];
+        let affinity = ((mpidr >> 32) & 0xff) << 24 | (mpidr & 0x00ff_ffff);
+        let last = if vcpu + 1 == self.vcpus {
+            GICR_TYPER_LAST
+        } else {
+            0
+        };
+        (affinity << GICR_TYPER_AFFINITY_SHIFT)
+            | ((vcpu as u64) << GICR_TYPER_PROCESSOR_SHIFT)
+            | last
+    }
+
+    /// The whole (32- or 64-bit) value of `reg`.
+    fn reg_value(&mut self, reg: Reg, frame: Frame) -> u64 {
+        match reg {
+            Reg::DistCtlr => self.dist_ctlr().into(),
+            Reg::DistTyper => self.dist_typer().into(),
+            Reg::Iidr => IIDR_VALUE.into(),
+            Reg::Id(index) => ID_VALUES.get(index).copied().unwrap_or(0).into(),
+            Reg::Bits(kind, n) => {
+                let mut value = 0u32;
+                for bit in 0..INTIDS_PER_BANK {
+                    let Some(irq) = self.frame_irq(frame, n * INTIDS_PER_BANK + bit) else {
+                        continue;
+                    };
+                    let set = match kind {
+                        BitReg::Group => true,
+                        BitReg::SetEnable | BitReg::ClearEnable => irq.enabled,
+                        BitReg::SetPending | BitReg::ClearPending => irq.pending(),
+                        BitReg::SetActive | BitReg::ClearActive => irq.active,
+                    };
+                    value |= u32::from(set) << bit;
+                }
+                value.into()
+            }
+            Reg::Priority(first) => {
+                let mut value = 0u32;
+                for byte in 0..4 {
+                    if let Some(irq) = self.frame_irq(frame, first + byte) {
+                        value |= u32::from(irq.priority) << (8 * byte);
+                    }
+                }
+                value.into()
+            }
+            Reg::Config(n) => {
+                let mut value = 0u32;
+                for field in 0..16 {
+                    if let Some(irq) = self.frame_irq(frame, 16 * n + field)
+                        && irq.edge
+                    {
+                        value |= ICFGR_EDGE << (2 * field);
+                    }
+                }
+                value.into()
+            }
+            Reg::Router(intid) => match self.frame_irq(Frame::Dist, intid) {
+                Some(_) => self.routes[(intid - FIRST_SPI) as usize],
+                None => 0,
+            },
+            Reg::RedistTyper => match frame {
+                Frame::Redist(vcpu) => self.redist_typer(vcpu),
+                Frame::Dist => 0,
+            },
+            Reg::Waker => match frame {
+                Frame::Redist(vcpu) if self.asleep[vcpu] => {
+                    (WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP).into()
+                }
+                _ => 0,
+            },
+            Reg::RazWi | Reg::RazWi64 | Reg::RazWiBytes | Reg::Unknown => 0,
+        }
+    }
+
+    fn read(&mut self, reg: Reg, frame: Frame, at: u32, size: AccessSize) -> MmioRead {
+        let value = (self.reg_value(reg, frame) >> (8 * at)) & size.mask();
+        let access = if reg == Reg::Unknown {
+            Access::Unknown
+        } else {
+            Access::Emulated
+        };
+        MmioRead { value, access }
+    }
+
+    /// Applies a write of `value` (already masked to `size`) at byte `at` of `reg`.
+    fn write(&mut self, reg: Reg, frame: Frame, at: u32, size: AccessSize, value: u64) -> Changes {
+        let vcpu = match frame {
+            Frame::Redist(vcpu) => Some(vcpu),
+            Frame::Dist => None,
+        };
+        let change = |kind, first: u32, mask: u32| {
+            (mask != 0).then_some(Change {
+                kind,
+                vcpu,
+                base: first & !(INTIDS_PER_BANK - 1),
+                mask: mask << (first % INTIDS_PER_BANK),
+            })
+        };
+        let change = match reg {
+            Reg::DistCtlr => {
+                let enable = value as u32 & CTLR_ENABLE_GRP1 != 0;
+                let changed = enable != self.group1_enabled;
+                self.group1_enabled = enable;
+                changed.then_some(Change {
+                    kind: ChangeKind::DistributorEnable(enable),
+                    vcpu: None,
+                    base: 0,
+                    mask: 0,
+                })
+            }
+            Reg::Bits(kind, n) => {
+                let first = n * INTIDS_PER_BANK;
+                let mut mask = 0u32;
+                for bit in (0..INTIDS_PER_BANK).filter(|bit| value & (1 << bit) != 0) {
+                    let Some(irq) = self.frame_irq(frame, first + bit) else {
+                        continue;
+                    };
+                    let changed = match kind {
+                        BitReg::Group => false,
+                        BitReg::SetEnable => !core::mem::replace(&mut irq.enabled, true),
+                        BitReg::ClearEnable => core::mem::replace(&mut irq.enabled, false),
+                        BitReg::SetPending => !core::mem::replace(&mut irq.pending_latch, true),
+                        BitReg::ClearPending => {
+                            let was = irq.pending();
+                            irq.pending_latch = false;
+                            was
+                        }
+                        BitReg::SetActive => !core::mem::replace(&mut irq.active, true),
+                        BitReg::ClearActive => core::mem::replace(&mut irq.active, false),
+                    };
+                    mask |= u32::from(changed) << bit;
+                }
+                let kind = match kind {
+                    // IGROUPR is RAO/WI: its mask is always 0, so no change is reported.
+                    BitReg::Group | BitReg::SetEnable => ChangeKind::Enabled,
+                    BitReg::ClearEnable => ChangeKind::Disabled,
+                    BitReg::SetPending => ChangeKind::PendingSet,
+                    BitReg::ClearPending => ChangeKind::PendingCleared,
+                    BitReg::SetActive => ChangeKind::ActiveSet,
+                    BitReg::ClearActive => ChangeKind::ActiveCleared,
+                };
+                change(kind, first, mask)
+            }
+            Reg::Priority(first) => {
+                let mut mask = 0u32;
+                for byte in 0..size.bytes() {
+                    let priority = (value >> (8 * byte)) as u8;
+                    if let Some(irq) = self.frame_irq(frame, first + byte)
+                        && irq.priority != priority
+                    {
+                        irq.priority = priority;
+                        mask |= 1 << byte;
+                    }
+                }
+                change(ChangeKind::Priority, first, mask)
+            }
+            Reg::Config(n) => {
+                let first = 16 * n;
+                let mut mask = 0u32;
+                for field in 0..16 {
+                    let intid = first + field;
+                    let edge = (value >> (2 * field)) as u32 & ICFGR_EDGE != 0;
+                    if intid < NR_SGIS && frame != Frame::Dist {
+                        continue; // SGIs are always edge-triggered.
+                    }
+                    if let Some(irq) = self.frame_irq(frame, intid)
+                        && irq.edge != edge
+                    {
+                        irq.edge = edge;
+                        mask |= 1 << field;
+                    }
+                }
+                change(ChangeKind::Config, first, mask)
+            }
+            Reg::Router(intid) => {
+                if self.frame_irq(Frame::Dist, intid).is_some() {
+                    let route = &mut self.routes[(intid - FIRST_SPI) as usize];
+                    let shift = 8 * at;
+                    let field = size.mask() << shift;
+                    let new = ((*route & !field) | (value << shift)) & IROUTER_MASK;
+                    let changed = new != *route;
+                    *route = new;
+                    change(ChangeKind::Route, intid, u32::from(changed))
+                } else {
+                    None
+                }
+            }
+            Reg::Waker => {
+                if let Frame::Redist(vcpu) = frame {
+                    self.asleep[vcpu] = value as u32 & WAKER_PROCESSOR_SLEEP != 0;
+                }
+                None
+            }
+            Reg::DistTyper
+            | Reg::Iidr
+            | Reg::Id(_)
+            | Reg::RedistTyper
+            | Reg::RazWi
+            | Reg::RazWi64
+            | Reg::RazWiBytes
+            | Reg::Unknown => None,
+        };
+        let access = if reg == Reg::Unknown {
+            Access::Unknown
+        } else {
+            Access::Emulated
+        };
+        Changes { access, change }
+    }
+
+    /// A guest load of `size` bytes at `offset` in the distributor frame.
+    pub fn dist_read(&mut self, offset: u64, size: AccessSize) -> Result<MmioRead, AccessError> {
+        if offset >= DIST_FRAME_SIZE {
+            return Err(AccessError::OutOfRange(offset));
+        }
+        let (reg, start) = decode_dist(offset);
+        let at = check(reg, start, offset, size)?;
+        Ok(self.read(reg, Frame::Dist, at, size))
+    }
+
+    /// A guest store of `value` (its low `size` bytes) at `offset` in the distributor frame.
+    pub fn dist_write(
+        &mut self,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<Changes, AccessError> {
+        if offset >= DIST_FRAME_SIZE {
+            return Err(AccessError::OutOfRange(offset));
+        }
+        let (reg, start) = decode_dist(offset);
+        let at = check(reg, start, offset, size)?;
+        Ok(self.write(reg, Frame::Dist, at, size, value & size.mask()))
+    }
+
+    /// The vCPU, register and frame of `offset` from the redistributor region's base.
+    fn decode_redist(&self, offset: u64) -> Result<(Reg, u64, u64, Frame), AccessError> {
+        let vcpu = offset / REDIST_STRIDE;
+        if vcpu >= self.vcpus as u64 || vcpu >= MAX_VCPUS as u64 {
+            return Err(AccessError::OutOfRange(offset));
+        }
+        let in_stride = offset % REDIST_STRIDE;
+        let (reg, start) = if in_stride < REDIST_FRAME_SIZE {
+            decode_rd(in_stride)
+        } else {
+            decode_sgi(in_stride - REDIST_FRAME_SIZE)
+        };
+        let local = in_stride % REDIST_FRAME_SIZE;
+        Ok((reg, start, local, Frame::Redist(vcpu as usize)))
+    }
+
+    /// A guest load of `size` bytes at `offset` from the redistributor region's base (vCPU
+    /// `offset / 0x20000`'s RD_base, then its SGI_base).
+    pub fn redist_read(&mut self, offset: u64, size: AccessSize) -> Result<MmioRead, AccessError> {
+        let (reg, start, local, frame) = self.decode_redist(offset)?;
+        let at = check(reg, start, local, size).map_err(|e| with_offset(e, offset))?;
+        Ok(self.read(reg, frame, at, size))
+    }
+
+    /// A guest store of `value` (its low `size` bytes) at `offset` from the redistributor
+    /// region's base.
+    pub fn redist_write(
+        &mut self,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<Changes, AccessError> {
+        let (reg, start, local, frame) = self.decode_redist(offset)?;
+        let at = check(reg, start, local, size).map_err(|e| with_offset(e, offset))?;
+        Ok(self.write(reg, frame, at, size, value & size.mask()))
+    }
+}
+
+/// `error` reporting the region offset rather than the frame-local one.
+fn with_offset(error: AccessError, offset: u64) -> AccessError {
+    match error {
+        AccessError::OutOfRange(_) => AccessError::OutOfRange(offset),
+        AccessError::BadSize(_, size) => AccessError::BadSize(offset, size),
+        AccessError::Misaligned(_, size) => AccessError::Misaligned(offset, size),
+    }
+}

@@ -1,0 +1,532 @@
+//! An emulated GICv3 distributor and redistributors for the Linux guest (its `irq-gic-v3`
+//! driver), over at most [`MAX_VCPUS`] vCPUs and up to [`MAX_SPIS`] SPIs.
+//!
+//! [`Vgic`] holds the guest-visible state of every interrupt: enabled, pending, active,
+//! priority and trigger for each vCPU's private interrupts (SGIs 0-15, PPIs 16-31) and for the
+//! SPIs, plus each SPI's GICD_IROUTER. The glue forwards the guest's stage-2 faults on the
+//! distributor frame to [`Vgic::dist_read`] / [`Vgic::dist_write`] and on the redistributor
+//! region to [`Vgic::redist_read`] / [`Vgic::redist_write`]; trapped ICC_SGI1R_EL1 writes go to
+//! [`Vgic::sgi1r`]. The CPU interface itself is the hardware's virtual one (ICH_* / ICV_*):
+//! this model does not emulate ICC registers.
+//!
+//! # Architectural choices
+//!
+//! - **Single security state (GICD_CTLR.DS = 1), affinity routing always on (ARE RAO/WI).**
+//!   GICD_CTLR uses the DS = 1 layout: EnableGrp1 (bit 1) is the only writable bit.
+//! - **Group 1 only.** Every interrupt is Group 1: GICD_IGROUPR / GICR_IGROUPR0 read as one for
+//!   implemented INTIDs and ignore writes; EnableGrp0, GICD_IGRPMODR, GICR_IGRPMODR0,
+//!   GICD_NSACR and GICR_NSACR are RAZ/WI.
+//! - **No LPIs, no ITS, no MBIs, no NMIs, no extended INTID ranges.** GICD_TYPER says so;
+//!   GICR_PROPBASER / GICR_PENDBASER, GICR_CTLR, GICR_STATUSR, GICD_STATUSR and GICD_TYPER2 are
+//!   RAZ/WI, GICD_INMIR is RAZ/WI.
+//! - **With ARE = 1**, the distributor's registers for INTIDs 0-31 (bank 0 of the bit arrays,
+//!   IPRIORITYR0-7, ICFGR0-1), GICD_ITARGETSR, GICD_SGIR, GICD_CPENDSGIR and GICD_SPENDSGIR are
+//!   RAZ/WI, as are registers for INTIDs beyond the implemented SPIs and `GICD_IROUTER<n>` for
+//!   n < 32.
+//! - **Priorities keep all 8 bits**; the virtual CPU interface and the replay log may coarsen
+//!   them when injecting.
+//! - **SGIs are edge-triggered** (GICR_ICFGR0 reads 0xaaaa_aaaa, writes ignored); PPIs and
+//!   SPIs are configurable and reset to level-sensitive.
+//! - **GICR_WAKER**: ProcessorSleep is read/write and ChildrenAsleep follows it at once, so
+//!   Linux's wake-up handshake completes on its first poll. Redistributors reset asleep.
+//! - **GICD_IROUTER** resets to vCPU 0's affinity. Interrupt_Routing_Mode = 1 (1 of N) is
+//!   supported: such an SPI is offered to every vCPU by [`Vgic::pending_for`]; the first to
+//!   [`Vgic::acknowledge`] it takes it. An affinity that names no vCPU delivers nowhere.
+//! - **Access sizes**: 32-bit registers take word accesses only, except IPRIORITYR (and the
+//!   RAZ/WI ITARGETSR and *PENDSGIR) which also take bytes; 64-bit registers (GICD_IROUTER,
+//!   GICR_TYPER, GICR_PROPBASER, GICR_PENDBASER) take doublewords and words (either half).
+//!   Anything else, or a misaligned access, is [`AccessError::BadSize`] /
+//!   [`AccessError::Misaligned`]; the glue injects an abort. Offsets the model does not know
+//!   are RAZ/WI for any aligned size and flagged [`Access::Unknown`] for logging.
+//!
+//! # Pending, level and edge
+//!
+//! An interrupt is pending when its pending latch is set, or when it is level-sensitive and
+//! its input line is high ([`IrqState::pending`]). GICD_ISPENDR, an edge via
+//! [`Vgic::set_pending`] or a rising [`Vgic::set_level`] on an edge interrupt, and
+//! [`Vgic::sgi1r`] set the latch; GICD_ICPENDR and [`Vgic::acknowledge`] clear it; the line
+//! follows [`Vgic::set_level`]. [`Vgic::acknowledge`] makes the interrupt active (active and
+//! pending if a level line is still high); [`Vgic::deactivate`] ends it.
+//!
+//! # How this fits with the pipeline's replay log
+//!
+//! The vGIC is the **guest-visible state**: what the guest programmed (enable, priority,
+//! trigger, routing) and what it can read back (pending, active). The pipeline's per-CPU
+//! `ReplayLog` and `ListRegisters` remain the **injection machinery**: the ordering and
+//! coalescing of in-band physical IRQs per CPU and the list registers. The glue joins them:
+//!
+//! - **Physical in-band IRQ** forwarded to the guest: update the vGIC first
+//!   ([`Vgic::set_pending`] for edge, [`Vgic::set_level`] for level), then, if
+//!   [`Vgic::is_deliverable`] for the target vCPU, `ReplayLog::raise` a `VirqDesc` built from
+//!   [`Vgic::state`] (its priority and trigger) with the hardware link. If it is not
+//!   deliverable (the guest disabled it), it stays pending in the vGIC only.
+//! - **Virtual-only interrupts** (SGIs from [`Vgic::sgi1r`], emulated devices): raise each
+//!   deliverable INTID from [`Vgic::pending_for`] into the target's log.
+//! - **Flush**: each interrupt the list-register flush takes is [`Vgic::acknowledge`]d: the vGIC
+//!   counts "in a list register or active in the guest" as active, so it is not offered again.
+//!   A pending LR entry taken back to the log (requeued) is [`Vgic::requeue`]d.
+//! - **LR sync**: each completion (the guest's EOI / deactivation) is [`Vgic::deactivate`]d.
+//! - **Guest MMIO writes** return [`Changes`]: `Enabled` → enable the physical line of a
+//!   pass-through SPI and raise whatever became deliverable; `Disabled` → disable the physical
+//!   line; `PendingCleared` → `ReplayLog::cancel`; `Priority` → `ReplayLog::set_priority`;
+//!   `Route` → move the physical SPI's affinity; `DistributorEnable(true)` → rescan
+//!   [`Vgic::pending_for`] on every vCPU.
+//!
+//! The vGIC therefore never decides the order in which physical IRQs reach the guest; it only
+//! answers which interrupts the guest allows, at what priority, and to which vCPU.
+
+#[cfg(test)]
+mod tests;
+
+mod mmio;
+pub mod regs;
+mod sgi;
+
+use core::fmt;
+
+pub use mmio::{Access, Change, ChangeKind, Changes, MmioRead};
+pub use regs::{MAX_SPIS, NR_PRIVATE};
+pub use sgi::{SgiRequest, SgiTargets};
+
+use crate::mmio::AccessSize;
+use crate::psci::MPIDR_AFFINITY_MASK;
+
+/// Most vCPUs a [`Vgic`] models (GICv3's Processor_Number space is larger; this crate's is
+/// not).
+pub const MAX_VCPUS: usize = crate::psci::MAX_VCPUS;
+
+/// The glue's mistakes when configuring or driving a [`Vgic`] (never the guest's doing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A vGIC needs at least one vCPU.
+    NoVcpus,
+    /// More vCPUs than [`MAX_VCPUS`] were asked for.
+    TooManyVcpus(usize),
+    /// Two vCPUs were given the same MPIDR affinity.
+    DuplicateMpidr(u64),
+    /// An SPI count that is neither a multiple of 32 up to 960 nor [`MAX_SPIS`].
+    BadSpiCount(u32),
+    /// A vCPU index outside the model.
+    NoSuchVcpu(usize),
+    /// An INTID that is neither private nor one of the implemented SPIs.
+    NoSuchIntid(u32),
+    /// [`Vgic::acknowledge`] of an interrupt that was not deliverable to that vCPU.
+    NotDeliverable(u32),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoVcpus => write!(f, "no vCPUs"),
+            Self::TooManyVcpus(n) => write!(f, "{n} vCPUs: at most {MAX_VCPUS}"),
+            Self::DuplicateMpidr(mpidr) => write!(f, "MPIDR {mpidr:#x} given to two vCPUs"),
+            Self::BadSpiCount(n) => write!(f, "{n} SPIs: not a multiple of 32 up to 960 or 988"),
+            Self::NoSuchVcpu(index) => write!(f, "vCPU index {index} out of range"),
+            Self::NoSuchIntid(intid) => write!(f, "INTID {intid} not implemented"),
+            Self::NotDeliverable(intid) => {
+                write!(f, "INTID {intid} acknowledged but not deliverable")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// A guest access the model refuses; the glue injects a synchronous external abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessError {
+    /// The offset is beyond the distributor frame or the last vCPU's redistributor.
+    OutOfRange(u64),
+    /// The register does not support an access of this size.
+    BadSize(u64, AccessSize),
+    /// The offset is not a multiple of the access size.
+    Misaligned(u64, AccessSize),
+}
+
+/// The name the brief's API uses for [`AccessError`].
+pub type VgicError = AccessError;
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfRange(offset) => write!(f, "GIC offset {offset:#x} out of range"),
+            Self::BadSize(offset, size) => {
+                write!(f, "{}-byte access to GIC offset {offset:#x}", size.bytes())
+            }
+            Self::Misaligned(offset, size) => {
+                write!(
+                    f,
+                    "misaligned {}-byte access at GIC offset {offset:#x}",
+                    size.bytes()
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for AccessError {}
+
+/// The guest-visible state of one interrupt (of one vCPU, for a private interrupt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqState {
+    /// Enabled (GICD_ISENABLER / GICR_ISENABLER0).
+    pub enabled: bool,
+    /// The pending latch: set by an edge, GICD_ISPENDR or an SGI; cleared by GICD_ICPENDR or
+    /// acknowledgement.
+    pub pending_latch: bool,
+    /// The input line of a level-sensitive interrupt (from [`Vgic::set_level`]).
+    pub line_level: bool,
+    /// Active: acknowledged (in a list register or being handled) and not yet deactivated.
+    pub active: bool,
+    /// The last [`Vgic::acknowledge`] consumed the pending latch; [`Vgic::requeue`] restores it.
+    pub latch_taken: bool,
+    /// The priority (lower is more urgent), all 8 bits.
+    pub priority: u8,
+    /// Edge-triggered (ICFGR Int_config = 1); otherwise level-sensitive.
+    pub edge: bool,
+}
+
+impl IrqState {
+    /// The reset state: disabled, idle, priority 0, level-sensitive (edge for SGIs).
+    const fn reset(edge: bool) -> Self {
+        Self {
+            enabled: false,
+            pending_latch: false,
+            line_level: false,
+            active: false,
+            latch_taken: false,
+            priority: 0,
+            edge,
+        }
+    }
+
+    /// Pending as the guest reads it: the latch, or a level-sensitive line that is high.
+    pub const fn pending(&self) -> bool {
+        self.pending_latch || (!self.edge && self.line_level)
+    }
+}
+
+/// Where an interrupt is delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// To this vCPU (private interrupts, and SPIs routed to its affinity).
+    Vcpu(usize),
+    /// To any one vCPU (GICD_IROUTER.Interrupt_Routing_Mode = 1).
+    Any,
+    /// Nowhere: the SPI is routed to an affinity with no vCPU.
+    Nobody,
+}
+
+/// The emulated GICv3 distributor and redistributors of one guest. About 17 KiB; no
+/// allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vgic {
+    mpidrs: [u64; MAX_VCPUS],
+    vcpus: usize,
+    spis: u32,
+    group1_enabled: bool,
+    asleep: [bool; MAX_VCPUS],
+    private: [[IrqState; NR_PRIVATE]; MAX_VCPUS],
+    shared: [IrqState; MAX_SPIS as usize],
+    routes: [u64; MAX_SPIS as usize],
+}
+
+impl Vgic {
+    /// A vGIC for `mpidrs.len()` vCPUs (vCPU `i` has the affinity `mpidrs[i]`; bits outside
+    /// the affinity fields are ignored) and `spis` SPIs (INTIDs 32 to 32 + `spis` - 1), in its
+    /// reset state.
+    pub fn new(mpidrs: &[u64], spis: u32) -> Result<Self, Error> {
+        if mpidrs.is_empty() {
+            return Err(Error::NoVcpus);
+        }
+        if mpidrs.len() > MAX_VCPUS {
+            return Err(Error::TooManyVcpus(mpidrs.len()));
+        }
+        if spis > MAX_SPIS || (!spis.is_multiple_of(regs::INTIDS_PER_BANK) && spis != MAX_SPIS) {
+            return Err(Error::BadSpiCount(spis));
+        }
+        let mut table = [0; MAX_VCPUS];
+        for (i, &mpidr) in mpidrs.iter().enumerate() {
+            let affinity = mpidr & MPIDR_AFFINITY_MASK;
+            if table[..i].contains(&affinity) {
+                return Err(Error::DuplicateMpidr(affinity));
+            }
+            table[i] = affinity;
+        }
+        let mut vgic = Self {
+            mpidrs: table,
+            vcpus: mpidrs.len(),
+            spis,
+            group1_enabled: false,
+            asleep: [true; MAX_VCPUS],
+            private: [[IrqState::reset(false); NR_PRIVATE]; MAX_VCPUS],
+            shared: [IrqState::reset(false); MAX_SPIS as usize],
+            routes: [0; MAX_SPIS as usize],
+        };
+        vgic.reset();
+        Ok(vgic)
+    }
+
+    /// Back to the reset state (after a guest reset): everything disabled and idle, SPIs
+    /// routed to vCPU 0, redistributors asleep.
+    pub fn reset(&mut self) {
+        self.group1_enabled = false;
+        self.asleep = [true; MAX_VCPUS];
+        for bank in &mut self.private {
+            for (intid, irq) in bank.iter_mut().enumerate() {
+                *irq = IrqState::reset((intid as u32) < regs::NR_SGIS);
+            }
+        }
+        self.shared = [IrqState::reset(false); MAX_SPIS as usize];
+        self.routes = [self.mpidrs[0]; MAX_SPIS as usize];
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus
+    }
+
+    /// Number of SPIs.
+    pub fn spi_count(&self) -> u32 {
+        self.spis
+    }
+
+    /// The MPIDR affinity of vCPU `index`.
+    pub fn mpidr(&self, index: usize) -> Option<u64> {
+        self.mpidrs[..self.vcpus].get(index).copied()
+    }
+
+    /// The vCPU whose affinity is exactly `affinity`.
+    pub fn index_of(&self, affinity: u64) -> Option<usize> {
+        self.mpidrs[..self.vcpus]
+            .iter()
+            .position(|&m| m == affinity)
+    }
+
+    /// Whether the guest enabled Group 1 at the distributor (GICD_CTLR.EnableGrp1).
+    pub fn distributor_enabled(&self) -> bool {
+        self.group1_enabled
+    }
+
+    /// Whether vCPU `vcpu`'s redistributor is awake (GICR_WAKER.ProcessorSleep = 0).
+    pub fn redistributor_awake(&self, vcpu: usize) -> Option<bool> {
+        self.asleep[..self.vcpus].get(vcpu).map(|asleep| !asleep)
+    }
+
+    /// The state of `intid`; `vcpu` selects the bank of a private INTID and is ignored for
+    /// SPIs.
+    pub fn state(&self, intid: u32, vcpu: usize) -> Result<IrqState, Error> {
+        self.lookup(intid, vcpu).copied()
+    }
+
+    /// The vCPU index of a GICD_IROUTER value.
+    fn route_target(&self, route: u64) -> Target {
+        if route & regs::IROUTER_IRM != 0 {
+            return Target::Any;
+        }
+        match self.index_of(route & MPIDR_AFFINITY_MASK) {
+            Some(index) => Target::Vcpu(index),
+            None => Target::Nobody,
+        }
+    }
+
+    /// Where `intid` is delivered; `vcpu` selects the bank of a private INTID.
+    pub fn target(&self, intid: u32, vcpu: usize) -> Result<Target, Error> {
+        self.lookup(intid, vcpu)?;
+        Ok(match spi_index(intid) {
+            Some(index) => self.route_target(self.routes[index]),
+            None => Target::Vcpu(vcpu),
+        })
+    }
+
+    /// The GICD_IROUTER value of SPI `intid`.
+    pub fn route(&self, intid: u32) -> Result<u64, Error> {
+        match spi_index(intid) {
+            Some(index) if intid < regs::FIRST_SPI + self.spis => Ok(self.routes[index]),
+            _ => Err(Error::NoSuchIntid(intid)),
+        }
+    }
+
+    fn lookup(&self, intid: u32, vcpu: usize) -> Result<&IrqState, Error> {
+        if intid < regs::FIRST_SPI {
+            let bank = self.private[..self.vcpus]
+                .get(vcpu)
+                .ok_or(Error::NoSuchVcpu(vcpu))?;
+            Ok(&bank[intid as usize])
+        } else if intid < regs::FIRST_SPI + self.spis {
+            Ok(&self.shared[(intid - regs::FIRST_SPI) as usize])
+        } else {
+            Err(Error::NoSuchIntid(intid))
+        }
+    }
+
+    fn lookup_mut(&mut self, intid: u32, vcpu: usize) -> Result<&mut IrqState, Error> {
+        if intid < regs::FIRST_SPI {
+            let bank = self.private[..self.vcpus]
+                .get_mut(vcpu)
+                .ok_or(Error::NoSuchVcpu(vcpu))?;
+            Ok(&mut bank[intid as usize])
+        } else if intid < regs::FIRST_SPI + self.spis {
+            Ok(&mut self.shared[(intid - regs::FIRST_SPI) as usize])
+        } else {
+            Err(Error::NoSuchIntid(intid))
+        }
+    }
+
+    /// Whether `intid` may be injected into `vcpu` now: the distributor and the interrupt are
+    /// enabled, it is pending and not active, and it targets `vcpu` (an IRM = 1 SPI targets
+    /// every vCPU). False for unknown INTIDs and vCPUs.
+    pub fn is_deliverable(&self, vcpu: usize, intid: u32) -> bool {
+        let Ok(irq) = self.lookup(intid, vcpu) else {
+            return false;
+        };
+        self.group1_enabled
+            && irq.enabled
+            && irq.pending()
+            && !irq.active
+            && match self.target(intid, vcpu) {
+                Ok(Target::Vcpu(index)) => index == vcpu,
+                Ok(Target::Any) => true,
+                _ => false,
+            }
+    }
+
+    /// Every interrupt that may be injected into `vcpu` now (see [`Self::is_deliverable`]),
+    /// as `(INTID, priority)`, most urgent first: by priority value, then by INTID. Empty for
+    /// an unknown vCPU.
+    pub fn pending_for(&self, vcpu: usize) -> PendingIter<'_> {
+        PendingIter {
+            vgic: self,
+            vcpu,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The first item of [`Self::pending_for`].
+    pub fn highest_pending(&self, vcpu: usize) -> Option<(u32, u8)> {
+        self.pending_for(vcpu).next()
+    }
+
+    /// An edge of `intid` (a forwarded physical edge interrupt, or an emulated device's): sets
+    /// its pending latch. `vcpu` selects the bank of a private INTID and is ignored for SPIs.
+    /// Returns whether the interrupt became pending.
+    pub fn set_pending(&mut self, intid: u32, vcpu: usize) -> Result<bool, Error> {
+        let irq = self.lookup_mut(intid, vcpu)?;
+        let was = irq.pending();
+        irq.pending_latch = true;
+        Ok(!was)
+    }
+
+    /// The input line of `intid` is now `level` (a forwarded physical level interrupt, or an
+    /// emulated device's line). For a level-sensitive interrupt the line is its pending state;
+    /// for an edge-triggered one a rising edge sets the pending latch. `vcpu` selects the bank
+    /// of a private INTID. Returns whether the pending state changed.
+    pub fn set_level(&mut self, intid: u32, vcpu: usize, level: bool) -> Result<bool, Error> {
+        let irq = self.lookup_mut(intid, vcpu)?;
+        let was = irq.pending();
+        if irq.edge && level && !irq.line_level {
+            irq.pending_latch = true;
+        }
+        irq.line_level = level;
+        Ok(irq.pending() != was)
+    }
+
+    /// The list-register flush took `intid` for `vcpu`: pending becomes active (the latch is
+    /// cleared; a level line that is still high leaves it active and pending). Fails, changing
+    /// nothing, unless it was deliverable to `vcpu`.
+    pub fn acknowledge(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
+        self.lookup(intid, vcpu)?;
+        if !self.is_deliverable(vcpu, intid) {
+            return Err(Error::NotDeliverable(intid));
+        }
+        let irq = self.lookup_mut(intid, vcpu)?;
+        irq.latch_taken = irq.pending_latch;
+        irq.pending_latch = false;
+        irq.active = true;
+        Ok(())
+    }
+
+    /// The guest deactivated `intid` (a completion from the list-register sync): it is no
+    /// longer active. Deactivating an inactive interrupt does nothing.
+    pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
+        self.lookup_mut(intid, vcpu)?.active = false;
+        Ok(())
+    }
+
+    /// An acknowledged interrupt went back from a list register to the replay log while still
+    /// pending (the guest never took it): active becomes pending again (the pending latch the
+    /// acknowledgement consumed is restored; a level interrupt's line speaks for itself).
+    pub fn requeue(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
+        let irq = self.lookup_mut(intid, vcpu)?;
+        if irq.active {
+            irq.active = false;
+            irq.pending_latch |= irq.latch_taken;
+            irq.latch_taken = false;
+        }
+        Ok(())
+    }
+
+    /// Handles a trapped write of `value` to ICC_SGI1R_EL1 by vCPU `sender`: marks the SGI
+    /// pending on every target and returns the targets. See [`SgiRequest`] for the decoding.
+    pub fn sgi1r(&mut self, sender: usize, value: u64) -> Result<SgiTargets, Error> {
+        if sender >= self.vcpus {
+            return Err(Error::NoSuchVcpu(sender));
+        }
+        let request = SgiRequest::decode(value);
+        let targets = request.targets(&self.mpidrs[..self.vcpus], sender);
+        for vcpu in targets.iter() {
+            self.private[vcpu][request.intid as usize].pending_latch = true;
+        }
+        Ok(targets)
+    }
+}
+
+/// The index of `intid` in the SPI arrays, if it is in the SPI range at all.
+fn spi_index(intid: u32) -> Option<usize> {
+    if (regs::FIRST_SPI..regs::FIRST_SPI + MAX_SPIS).contains(&intid) {
+        Some((intid - regs::FIRST_SPI) as usize)
+    } else {
+        None
+    }
+}
+
+/// The interrupts deliverable to one vCPU, most urgent first ([`Vgic::pending_for`]). Each
+/// step scans the vCPU's private interrupts and the SPIs.
+#[derive(Clone, Debug)]
+pub struct PendingIter<'a> {
+    vgic: &'a Vgic,
+    vcpu: usize,
+    after: Option<(u8, u32)>,
+    done: bool,
+}
+
+impl Iterator for PendingIter<'_> {
+    type Item = (u32, u8);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let vgic = self.vgic;
+        if self.done || self.vcpu >= vgic.vcpus || !vgic.group1_enabled {
+            return None;
+        }
+        let private =
+            (0..regs::FIRST_SPI).map(|intid| (intid, &vgic.private[self.vcpu][intid as usize]));
+        let shared = (0..vgic.spis).map(|i| (regs::FIRST_SPI + i, &vgic.shared[i as usize]));
+        let mut best: Option<(u8, u32)> = None;
+        for (intid, irq) in private.chain(shared) {
+            if !(irq.enabled && irq.pending() && !irq.active) {
+                continue;
+            }
+            let key = (irq.priority, intid);
+            if self.after.is_some_and(|after| key <= after) || best.is_some_and(|b| key >= b) {
+                continue;
+            }
+            if vgic.is_deliverable(self.vcpu, intid) {
+                best = Some(key);
+            }
+        }
+        self.after = best;
+        self.done = best.is_none();
+        best.map(|(priority, intid)| (intid, priority))
+    }
+}

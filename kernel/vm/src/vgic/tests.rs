@@ -1,0 +1,576 @@
+use super::regs::*;
+use super::*;
+use crate::mmio::AccessSize::{Byte, Doubleword, Halfword, Word};
+use crate::test_util::XorShift;
+
+const MPIDRS: [u64; 4] = [0x0, 0x1, 0x100, 0x1_0000_0000];
+const SPIS: u32 = 64;
+const SGI_BASE: u64 = REDIST_FRAME_SIZE;
+
+fn vgic() -> Vgic {
+    Vgic::new(&MPIDRS, SPIS).unwrap()
+}
+
+fn dr(v: &mut Vgic, offset: u64) -> u64 {
+    v.dist_read(offset, Word).unwrap().value
+}
+
+fn dw(v: &mut Vgic, offset: u64, value: u64) -> Changes {
+    v.dist_write(offset, Word, value).unwrap()
+}
+
+fn rr(v: &mut Vgic, vcpu: usize, offset: u64) -> u64 {
+    v.redist_read(vcpu as u64 * REDIST_STRIDE + offset, Word)
+        .unwrap()
+        .value
+}
+
+fn rw(v: &mut Vgic, vcpu: usize, offset: u64, value: u64) -> Changes {
+    v.redist_write(vcpu as u64 * REDIST_STRIDE + offset, Word, value)
+        .unwrap()
+}
+
+/// Distributor and redistributors enabled, SPI 40 and PPI 27 (vCPU 0) enabled.
+fn enabled() -> Vgic {
+    let mut v = vgic();
+    dw(&mut v, GICD_CTLR, u64::from(CTLR_ENABLE_GRP1 | CTLR_ARE));
+    dw(&mut v, GICD_ISENABLER + 4, 1 << 8);
+    rw(&mut v, 0, SGI_BASE + GICR_ISENABLER0, 1 << 27);
+    v
+}
+
+#[test]
+fn configuration_errors() {
+    assert_eq!(Vgic::new(&[], 32), Err(Error::NoVcpus));
+    assert_eq!(Vgic::new(&[0; 9], 32), Err(Error::TooManyVcpus(9)));
+    assert_eq!(
+        Vgic::new(&[1, 0x8000_0001], 32),
+        Err(Error::DuplicateMpidr(1))
+    );
+    assert_eq!(Vgic::new(&[0], 33), Err(Error::BadSpiCount(33)));
+    assert_eq!(Vgic::new(&[0], 992), Err(Error::BadSpiCount(992)));
+    assert!(Vgic::new(&[0], 0).is_ok());
+    assert!(Vgic::new(&[0], 960).is_ok());
+    let mut max = Vgic::new(&[0], MAX_SPIS).unwrap();
+    assert_eq!(dr(&mut max, GICD_TYPER) & 0x1f, 31);
+    assert!(max.set_pending(1019, 0).is_ok());
+    assert_eq!(max.set_pending(1020, 0), Err(Error::NoSuchIntid(1020)));
+}
+
+#[test]
+fn linux_distributor_init() {
+    let mut v = vgic();
+    // gic_dist_init: disable, wait for RWP.
+    assert_eq!(dw(&mut v, GICD_CTLR, 0).change, None);
+    assert_eq!(dr(&mut v, GICD_CTLR) as u32 & CTLR_RWP, 0);
+    let ctlr = dr(&mut v, GICD_CTLR) as u32;
+    assert_eq!(ctlr & (CTLR_ARE | CTLR_DS), CTLR_ARE | CTLR_DS);
+    // PIDR2.ArchRev = 3, TYPER.
+    assert_eq!((dr(&mut v, PIDR2) >> 4) & 0xf, 3);
+    let typer = dr(&mut v, GICD_TYPER) as u32;
+    let gic_irqs = 32 * ((typer & 0x1f) + 1);
+    assert_eq!(gic_irqs, 32 + SPIS);
+    assert_eq!((typer >> 19) & 0x1f, 9, "10 INTID bits");
+    assert_eq!((typer >> 5) & 7, MPIDRS.len() as u32 - 1);
+    assert_eq!(typer & (1 << 17), 0, "no LPIs");
+    assert_eq!(typer & (1 << 16), 0, "no MBIS");
+    assert_eq!(typer & (1 << 10), 0, "single security state");
+    assert_eq!(dr(&mut v, GICD_TYPER2), 0);
+    assert_eq!(dr(&mut v, GICD_IIDR) & 0xfff, 0x43b);
+    // gic_dist_config: level, default priority, all disabled and inactive.
+    for i in (32..gic_irqs).step_by(16) {
+        dw(&mut v, GICD_ICFGR + u64::from(i / 4), 0);
+    }
+    for i in (32..gic_irqs).step_by(4) {
+        dw(&mut v, GICD_IPRIORITYR + u64::from(i), 0xa0a0_a0a0);
+    }
+    for i in (32..gic_irqs).step_by(32) {
+        dw(&mut v, GICD_ICACTIVER + u64::from(i / 8), 0xffff_ffff);
+        dw(&mut v, GICD_ICENABLER + u64::from(i / 8), 0xffff_ffff);
+        dw(&mut v, GICD_IGROUPR + u64::from(i / 8), 0xffff_ffff);
+        dw(&mut v, GICD_IGRPMODR + u64::from(i / 8), 0);
+        assert_eq!(dr(&mut v, GICD_IGROUPR + u64::from(i / 8)), 0xffff_ffff);
+    }
+    // Enable with ARE + Group 1 (Linux writes ARE_NS | ENABLE_G1A | ENABLE_G1).
+    let changes = dw(&mut v, GICD_CTLR, 0x13);
+    assert_eq!(
+        changes.change.unwrap().kind,
+        ChangeKind::DistributorEnable(true)
+    );
+    assert!(v.distributor_enabled());
+    assert_eq!(
+        dr(&mut v, GICD_CTLR) as u32 & CTLR_ENABLE_GRP1,
+        CTLR_ENABLE_GRP1
+    );
+    // Route every SPI to the boot CPU (64-bit writes).
+    for intid in 32..gic_irqs {
+        let offset = GICD_IROUTER + 8 * u64::from(intid);
+        v.dist_write(offset, Doubleword, MPIDRS[2]).unwrap();
+        assert_eq!(v.dist_read(offset, Doubleword).unwrap().value, MPIDRS[2]);
+        assert_eq!(v.target(intid, 0), Ok(Target::Vcpu(2)));
+    }
+    for intid in 32..gic_irqs {
+        let state = v.state(intid, 0).unwrap();
+        assert!(!state.enabled && !state.active && !state.edge);
+        assert_eq!(state.priority, 0xa0);
+    }
+}
+
+#[test]
+fn linux_redistributor_init() {
+    let mut v = vgic();
+    // Walk the region the way gic_iterate_rdists does: PIDR2 then TYPER until Last.
+    let mut found = Vec::new();
+    for vcpu in 0.. {
+        assert_eq!((rr(&mut v, vcpu, PIDR2) >> 4) & 0xf, 3);
+        let base = vcpu as u64 * REDIST_STRIDE;
+        let typer = v.redist_read(base + GICR_TYPER, Doubleword).unwrap().value;
+        let low = v.redist_read(base + GICR_TYPER, Word).unwrap().value;
+        let high = v.redist_read(base + GICR_TYPER + 4, Word).unwrap().value;
+        assert_eq!(typer, low | high << 32);
+        assert_eq!((typer >> 8) & 0xffff, vcpu as u64, "Processor_Number");
+        found.push(typer >> 32);
+        if typer & GICR_TYPER_LAST != 0 {
+            break;
+        }
+    }
+    assert_eq!(found, [0x0, 0x1, 0x100, 0x0100_0000]);
+    for vcpu in 0..MPIDRS.len() {
+        // gic_enable_redist(true).
+        assert_eq!(v.redistributor_awake(vcpu), Some(false));
+        let waker = rr(&mut v, vcpu, GICR_WAKER) as u32;
+        assert_ne!(waker & WAKER_CHILDREN_ASLEEP, 0);
+        rw(
+            &mut v,
+            vcpu,
+            GICR_WAKER,
+            u64::from(waker & !WAKER_PROCESSOR_SLEEP),
+        );
+        assert_eq!(
+            rr(&mut v, vcpu, GICR_WAKER) as u32 & WAKER_CHILDREN_ASLEEP,
+            0
+        );
+        assert_eq!(v.redistributor_awake(vcpu), Some(true));
+        // No LPIs.
+        assert_eq!(rr(&mut v, vcpu, GICR_CTLR), 0);
+        rw(&mut v, vcpu, GICR_PROPBASER, 0x1234);
+        assert_eq!(rr(&mut v, vcpu, GICR_PROPBASER), 0);
+        // gic_cpu_init: SGI frame.
+        rw(&mut v, vcpu, SGI_BASE + GICR_IGROUPR0, 0xffff_ffff);
+        rw(&mut v, vcpu, SGI_BASE + GICR_IGRPMODR0, 0);
+        rw(&mut v, vcpu, SGI_BASE + GICR_ICACTIVER0, 0xffff_ffff);
+        rw(&mut v, vcpu, SGI_BASE + GICR_ICENABLER0, 0xffff_ffff);
+        for i in (0..32).step_by(4) {
+            rw(&mut v, vcpu, SGI_BASE + GICR_IPRIORITYR0 + i, 0xa0a0_a0a0);
+        }
+        assert_eq!(rr(&mut v, vcpu, SGI_BASE + GICR_IGROUPR0), 0xffff_ffff);
+        assert_eq!(rr(&mut v, vcpu, SGI_BASE + GICR_ICFGR0), 0xaaaa_aaaa);
+        assert_eq!(rr(&mut v, vcpu, GICR_CTLR) as u32 & CTLR_RWP, 0);
+        // SGIs are enabled as Linux requests them.
+        let changes = rw(&mut v, vcpu, SGI_BASE + GICR_ISENABLER0, 0xffff);
+        assert_eq!(
+            changes.change,
+            Some(Change {
+                kind: ChangeKind::Enabled,
+                vcpu: Some(vcpu),
+                base: 0,
+                mask: 0xffff
+            })
+        );
+        assert_eq!(rr(&mut v, vcpu, SGI_BASE + GICR_ISENABLER0), 0xffff);
+    }
+    assert_eq!(rr(&mut v, 1, SGI_BASE + GICR_IPRIORITYR0 + 4), 0xa0a0_a0a0);
+}
+
+#[test]
+fn are_makes_distributor_bank_zero_raz_wi() {
+    let mut v = vgic();
+    for base in [GICD_IGROUPR, GICD_ISENABLER, GICD_ISPENDR, GICD_ISACTIVER] {
+        assert_eq!(dw(&mut v, base, 0xffff_ffff).change, None);
+        assert_eq!(dr(&mut v, base), 0);
+    }
+    dw(&mut v, GICD_IPRIORITYR, 0xffff_ffff);
+    dw(&mut v, GICD_ICFGR + 4, 0xffff_ffff);
+    assert_eq!(dr(&mut v, GICD_IPRIORITYR), 0);
+    assert_eq!(dr(&mut v, GICD_ICFGR + 4), 0);
+    assert!(!v.state(0, 0).unwrap().enabled);
+    assert_eq!(v.state(16, 0).unwrap().priority, 0);
+    // ITARGETSR, SGIR, IROUTER<n < 32>, beyond the SPIs: RAZ/WI, known.
+    for offset in [
+        GICD_ITARGETSR + 0x20,
+        GICD_SGIR,
+        GICD_IROUTER,
+        GICD_ISENABLER + 12,
+    ] {
+        let changes = dw(&mut v, offset, 0xffff_ffff);
+        assert_eq!(
+            changes,
+            Changes {
+                access: Access::Emulated,
+                change: None
+            }
+        );
+        assert_eq!(dr(&mut v, offset), 0);
+    }
+}
+
+#[test]
+fn enable_pending_active_semantics() {
+    let mut v = enabled();
+    let spi = 40;
+    // Set-pending via GICD_ISPENDR reports the software-pending INTID once.
+    let changes = dw(&mut v, GICD_ISPENDR + 4, 1 << 8);
+    let change = changes.change.unwrap();
+    assert_eq!(change.kind, ChangeKind::PendingSet);
+    assert_eq!(change.intids().collect::<Vec<_>>(), [spi]);
+    assert_eq!(dw(&mut v, GICD_ISPENDR + 4, 1 << 8).change, None);
+    assert_eq!(dr(&mut v, GICD_ISPENDR + 4), 1 << 8);
+    assert_eq!(dr(&mut v, GICD_ICPENDR + 4), 1 << 8);
+    assert_eq!(v.highest_pending(0), Some((spi, 0)));
+    assert_eq!(v.highest_pending(1), None, "routed to vCPU 0");
+    // Acknowledge: pending -> active, no longer offered.
+    assert_eq!(v.acknowledge(1, spi), Err(Error::NotDeliverable(spi)));
+    v.acknowledge(0, spi).unwrap();
+    assert_eq!(dr(&mut v, GICD_ISACTIVER + 4), 1 << 8);
+    assert_eq!(dr(&mut v, GICD_ISPENDR + 4), 0);
+    assert_eq!(v.highest_pending(0), None);
+    // Pending again while active: not offered until deactivated.
+    v.set_pending(spi, 0).unwrap();
+    assert_eq!(v.highest_pending(0), None);
+    v.deactivate(0, spi).unwrap();
+    assert_eq!(v.highest_pending(0), Some((spi, 0)));
+    // Clear-pending reports what was pending.
+    let change = dw(&mut v, GICD_ICPENDR + 4, 0xffff_ffff).change.unwrap();
+    assert_eq!(
+        (change.kind, change.base, change.mask),
+        (ChangeKind::PendingCleared, 32, 1 << 8)
+    );
+    // Disable: pending but not deliverable.
+    v.set_pending(spi, 0).unwrap();
+    let change = dw(&mut v, GICD_ICENABLER + 4, 1 << 8).change.unwrap();
+    assert_eq!(change.kind, ChangeKind::Disabled);
+    assert!(!v.is_deliverable(0, spi));
+    assert_eq!(dr(&mut v, GICD_ISENABLER + 4), 0);
+    dw(&mut v, GICD_ISENABLER + 4, 1 << 8);
+    assert!(v.is_deliverable(0, spi));
+    // Distributor disabled: nothing deliverable.
+    let change = dw(&mut v, GICD_CTLR, 0).change.unwrap();
+    assert_eq!(change.kind, ChangeKind::DistributorEnable(false));
+    assert_eq!(v.highest_pending(0), None);
+    // Guest-set and -cleared active state.
+    dw(&mut v, GICD_CTLR, u64::from(CTLR_ENABLE_GRP1));
+    let change = dw(&mut v, GICD_ISACTIVER + 4, 1 << 8).change.unwrap();
+    assert_eq!(change.kind, ChangeKind::ActiveSet);
+    assert!(!v.is_deliverable(0, spi));
+    let change = dw(&mut v, GICD_ICACTIVER + 4, 1 << 8).change.unwrap();
+    assert_eq!(change.kind, ChangeKind::ActiveCleared);
+    assert!(v.is_deliverable(0, spi));
+    // Requeue: back from a list register to pending.
+    v.acknowledge(0, spi).unwrap();
+    v.requeue(0, spi).unwrap();
+    assert!(v.is_deliverable(0, spi));
+}
+
+#[test]
+fn priority_ordering() {
+    let mut v = enabled();
+    dw(&mut v, GICD_ISENABLER + 4, 0xffff_ffff);
+    dw(&mut v, GICD_IPRIORITYR + 40, 0x8080_8080); // 40..43
+    v.dist_write(GICD_IPRIORITYR + 41, Byte, 0x20).unwrap();
+    let change = v
+        .dist_write(GICD_IPRIORITYR + 43, Byte, 0x10)
+        .unwrap()
+        .change
+        .unwrap();
+    assert_eq!(
+        (change.kind, change.base, change.mask),
+        (ChangeKind::Priority, 32, 1 << 11)
+    );
+    assert_eq!(dr(&mut v, GICD_IPRIORITYR + 40), 0x1080_2080);
+    assert_eq!(v.dist_read(GICD_IPRIORITYR + 41, Byte).unwrap().value, 0x20);
+    rw(&mut v, 0, SGI_BASE + GICR_IPRIORITYR0 + 24, 0x2000_0000); // PPI 27 at 0x20
+    for intid in [40, 41, 42, 43] {
+        v.set_pending(intid, 0).unwrap();
+    }
+    v.set_pending(27, 0).unwrap();
+    v.set_pending(26, 0).unwrap(); // not enabled
+    let order: Vec<_> = v.pending_for(0).collect();
+    assert_eq!(
+        order,
+        [(43, 0x10), (27, 0x20), (41, 0x20), (40, 0x80), (42, 0x80)]
+    );
+    assert_eq!(v.highest_pending(0), Some((43, 0x10)));
+    assert_eq!(v.pending_for(1).count(), 0, "PPI 27 is vCPU 0's");
+    assert_eq!(v.pending_for(99).count(), 0);
+}
+
+#[test]
+fn level_versus_edge() {
+    let mut v = enabled();
+    let spi = 40;
+    // Level (the reset config): pending follows the line; ICPENDR cannot clear a high line.
+    assert!(v.set_level(spi, 0, true).unwrap());
+    assert!(v.is_deliverable(0, spi));
+    dw(&mut v, GICD_ICPENDR + 4, 1 << 8);
+    assert!(v.state(spi, 0).unwrap().pending());
+    v.acknowledge(0, spi).unwrap();
+    let state = v.state(spi, 0).unwrap();
+    assert!(
+        state.active && state.pending(),
+        "active and pending while the line is high"
+    );
+    assert!(v.set_level(spi, 0, false).unwrap());
+    v.deactivate(0, spi).unwrap();
+    assert!(!v.is_deliverable(0, spi));
+    // Edge: a rising edge latches; the latch survives the line falling.
+    let change = dw(&mut v, GICD_ICFGR + 8, 0b10 << 16).change.unwrap(); // INTID 40
+    assert_eq!(
+        (change.kind, change.base, change.mask),
+        (ChangeKind::Config, 32, 1 << 8)
+    );
+    assert_eq!(dr(&mut v, GICD_ICFGR + 8), 0b10 << 16);
+    assert!(v.state(spi, 0).unwrap().edge);
+    v.set_level(spi, 0, true).unwrap();
+    v.set_level(spi, 0, false).unwrap();
+    assert!(v.is_deliverable(0, spi));
+    v.acknowledge(0, spi).unwrap();
+    assert!(!v.state(spi, 0).unwrap().pending());
+    // PPIs are configurable, SGIs stay edge.
+    rw(&mut v, 0, SGI_BASE + GICR_ICFGR0, 0);
+    assert_eq!(rr(&mut v, 0, SGI_BASE + GICR_ICFGR0), 0xaaaa_aaaa);
+    rw(&mut v, 0, SGI_BASE + GICR_ICFGR1, 0b10 << 22); // PPI 27
+    assert_eq!(rr(&mut v, 0, SGI_BASE + GICR_ICFGR1), 0b10 << 22);
+    assert!(v.state(27, 0).unwrap().edge);
+    assert!(!v.state(27, 1).unwrap().edge);
+}
+
+#[test]
+fn sgi_targeting() {
+    let mut v = enabled();
+    for vcpu in 0..MPIDRS.len() {
+        rw(&mut v, vcpu, SGI_BASE + GICR_ISENABLER0, 0xffff);
+    }
+    // IRM = 0: Aff1 = 0, TargetList bits 0 and 1 -> vCPUs 0 and 1; SGI 5.
+    let targets = v.sgi1r(0, 5 << 24 | 0b11).unwrap();
+    assert_eq!(targets.iter().collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(v.highest_pending(1), Some((5, 0)));
+    assert_eq!(v.highest_pending(0), Some((5, 0)));
+    assert_eq!(v.highest_pending(2), None);
+    // Aff1 = 1, Aff0 = 0 -> vCPU 2 (MPIDR 0x100).
+    let targets = v.sgi1r(0, 3 << 24 | 1 << 16 | 1).unwrap();
+    assert_eq!(targets.iter().collect::<Vec<_>>(), [2]);
+    // Aff3 = 1 -> vCPU 3.
+    assert_eq!(
+        v.sgi1r(1, 1 << 48 | 1).unwrap().iter().collect::<Vec<_>>(),
+        [3]
+    );
+    // RS = 1 names Aff0 16..31: nobody here.
+    assert!(v.sgi1r(0, 1 << 44 | 0xffff).unwrap().is_empty());
+    // IRM = 1: everyone but the sender.
+    let targets = v.sgi1r(2, 1 << 40 | 7 << 24).unwrap();
+    assert_eq!(targets.iter().collect::<Vec<_>>(), [0, 1, 3]);
+    assert!(v.state(7, 1).unwrap().pending_latch);
+    assert!(!v.state(7, 2).unwrap().pending_latch);
+    assert_eq!(targets.len(), 3);
+    assert_eq!(v.sgi1r(4, 0), Err(Error::NoSuchVcpu(4)));
+    let request = SgiRequest::decode(0x00ff_f1ff_ffff_ffff);
+    assert_eq!(request.intid, 15);
+    assert!(request.all_but_self);
+}
+
+#[test]
+fn irouter_halves_and_irm() {
+    let mut v = enabled();
+    let offset = GICD_IROUTER + 8 * 40;
+    // Upper half: Aff3 = 1 -> vCPU 3.
+    let change = v.dist_write(offset + 4, Word, 1).unwrap().change.unwrap();
+    assert_eq!(
+        (change.kind, change.base, change.mask),
+        (ChangeKind::Route, 32, 1 << 8)
+    );
+    v.dist_write(offset, Word, 0).unwrap();
+    assert_eq!(v.route(40), Ok(0x1_0000_0000));
+    assert_eq!(v.target(40, 0), Ok(Target::Vcpu(3)));
+    assert_eq!(v.dist_read(offset + 4, Word).unwrap().value, 1);
+    // Reserved bits are dropped; a missing affinity routes nowhere.
+    v.dist_write(offset, Doubleword, u64::MAX).unwrap();
+    assert_eq!(v.route(40), Ok(IROUTER_MASK));
+    assert_eq!(v.target(40, 0), Ok(Target::Any));
+    v.dist_write(offset, Doubleword, 0x55).unwrap();
+    assert_eq!(v.target(40, 0), Ok(Target::Nobody));
+    v.set_pending(40, 0).unwrap();
+    assert!((0..4).all(|vcpu| !v.is_deliverable(vcpu, 40)));
+    // IRM = 1: offered to all, taken by the first to acknowledge.
+    v.dist_write(offset, Doubleword, IROUTER_IRM).unwrap();
+    assert!((0..4).all(|vcpu| v.is_deliverable(vcpu, 40)));
+    v.acknowledge(2, 40).unwrap();
+    assert!((0..4).all(|vcpu| !v.is_deliverable(vcpu, 40)));
+    assert_eq!(v.route(20), Err(Error::NoSuchIntid(20)));
+}
+
+#[test]
+fn access_size_rules() {
+    let mut v = vgic();
+    let bad = |offset| AccessError::BadSize(offset, Byte);
+    // Word-only registers.
+    assert_eq!(v.dist_read(GICD_CTLR, Byte), Err(bad(GICD_CTLR)));
+    assert_eq!(
+        v.dist_read(GICD_ISENABLER + 4, Byte),
+        Err(bad(GICD_ISENABLER + 4))
+    );
+    assert_eq!(
+        v.dist_write(GICD_ICFGR + 8, Doubleword, 0),
+        Err(AccessError::BadSize(GICD_ICFGR + 8, Doubleword))
+    );
+    assert_eq!(
+        v.dist_read(GICD_TYPER, Halfword),
+        Err(AccessError::BadSize(GICD_TYPER, Halfword))
+    );
+    // IPRIORITYR: bytes and words, no halfwords.
+    assert!(v.dist_write(GICD_IPRIORITYR + 33, Byte, 1).is_ok());
+    assert_eq!(
+        v.dist_write(GICD_IPRIORITYR + 34, Halfword, 1),
+        Err(AccessError::BadSize(GICD_IPRIORITYR + 34, Halfword))
+    );
+    assert_eq!(
+        v.dist_read(GICD_IPRIORITYR + 34, Word),
+        Err(AccessError::Misaligned(GICD_IPRIORITYR + 34, Word))
+    );
+    // IROUTER: doublewords and words.
+    let router = GICD_IROUTER + 8 * 33;
+    assert!(v.dist_read(router, Doubleword).is_ok());
+    assert!(v.dist_read(router + 4, Word).is_ok());
+    assert_eq!(
+        v.dist_read(router + 4, Doubleword),
+        Err(AccessError::Misaligned(router + 4, Doubleword))
+    );
+    assert_eq!(v.dist_read(router, Byte), Err(bad(router)));
+    // Redistributor: TYPER 64/32, WAKER 32 only, IPRIORITYR bytes.
+    let sgi1 = REDIST_STRIDE + SGI_BASE;
+    assert!(
+        v.redist_read(REDIST_STRIDE + GICR_TYPER, Doubleword)
+            .is_ok()
+    );
+    assert_eq!(
+        v.redist_read(REDIST_STRIDE + GICR_WAKER, Doubleword),
+        Err(AccessError::Misaligned(
+            REDIST_STRIDE + GICR_WAKER,
+            Doubleword
+        ))
+    );
+    assert_eq!(
+        v.redist_read(REDIST_STRIDE + GICR_CTLR, Doubleword),
+        Err(AccessError::BadSize(REDIST_STRIDE + GICR_CTLR, Doubleword))
+    );
+    v.redist_write(sgi1 + GICR_IPRIORITYR0 + 27, Byte, 0x40)
+        .unwrap();
+    assert_eq!(v.state(27, 1).unwrap().priority, 0x40);
+    assert_eq!(
+        v.redist_read(sgi1 + GICR_ISENABLER0, Byte),
+        Err(bad(sgi1 + GICR_ISENABLER0))
+    );
+    // Unknown offsets: RAZ/WI, flagged, any aligned size.
+    for size in [Byte, Halfword, Word, Doubleword] {
+        let read = v.dist_read(0x8000, size).unwrap();
+        assert_eq!(
+            read,
+            MmioRead {
+                value: 0,
+                access: Access::Unknown
+            }
+        );
+        let write = v
+            .redist_write(REDIST_STRIDE + 0x4000, size, u64::MAX)
+            .unwrap();
+        assert_eq!(
+            write,
+            Changes {
+                access: Access::Unknown,
+                change: None
+            }
+        );
+    }
+    assert_eq!(
+        v.dist_read(0x8001, Halfword),
+        Err(AccessError::Misaligned(0x8001, Halfword))
+    );
+}
+
+#[test]
+fn out_of_range() {
+    let mut v = vgic();
+    let end = MPIDRS.len() as u64 * REDIST_STRIDE;
+    assert_eq!(v.redist_read(end, Word), Err(AccessError::OutOfRange(end)));
+    assert_eq!(
+        v.redist_write(end + 0x14, Word, 0),
+        Err(AccessError::OutOfRange(end + 0x14))
+    );
+    assert_eq!(
+        v.redist_read(u64::MAX - 3, Word),
+        Err(AccessError::OutOfRange(u64::MAX - 3))
+    );
+    assert!(v.redist_read(end - 4, Word).is_ok());
+    assert_eq!(
+        v.dist_read(DIST_FRAME_SIZE, Word),
+        Err(AccessError::OutOfRange(DIST_FRAME_SIZE))
+    );
+    assert_eq!(v.deactivate(4, 3), Err(Error::NoSuchVcpu(4)));
+    assert_eq!(v.set_level(96, 0, true), Err(Error::NoSuchIntid(96)));
+}
+
+#[test]
+fn id_registers_and_reset() {
+    let mut v = enabled();
+    assert_eq!(dr(&mut v, 0xfff0), 0x0d);
+    assert_eq!(dr(&mut v, 0xfffc), 0xb1);
+    assert_eq!(rr(&mut v, 3, 0xffe8), 0x3b);
+    v.set_pending(40, 0).unwrap();
+    v.reset();
+    assert_eq!(v, vgic());
+}
+
+#[test]
+fn random_accesses_never_panic() {
+    let mut rng = XorShift::new(0x5eed);
+    let sizes = [Byte, Halfword, Word, Doubleword];
+    for (mpidrs, spis) in [
+        (&MPIDRS[..], SPIS),
+        (&[0x0][..], 0),
+        (&[0x0, 0x1][..], MAX_SPIS),
+    ] {
+        let mut v = Vgic::new(mpidrs, spis).unwrap();
+        for _ in 0..200_000 {
+            let r = rng.next();
+            let size = sizes[(r & 3) as usize];
+            let value = rng.next();
+            let offset = match (r >> 2) % 4 {
+                0 => rng.next() % DIST_FRAME_SIZE,
+                1 => rng.next() % (REDIST_STRIDE * (MAX_VCPUS as u64 + 1)),
+                2 => rng.next() & !3 & 0xffff,
+                _ => rng.next(),
+            };
+            let dist = r & (1 << 8) != 0;
+            match (dist, r & (1 << 9) != 0) {
+                (true, true) => drop(v.dist_write(offset, size, value)),
+                (true, false) => drop(v.dist_read(offset, size)),
+                (false, true) => drop(v.redist_write(offset, size, value)),
+                (false, false) => drop(v.redist_read(offset, size)),
+            }
+            let vcpu = (value >> 40) as usize % 10;
+            let intid = (value >> 48) as u32 % 1100;
+            match (r >> 10) % 8 {
+                0 => drop(v.set_pending(intid, vcpu)),
+                1 => drop(v.set_level(intid, vcpu, value & 1 != 0)),
+                2 => drop(v.acknowledge(vcpu, intid)),
+                3 => drop(v.deactivate(vcpu, intid)),
+                4 => drop(v.sgi1r(vcpu, value)),
+                5 => {
+                    if let Some((intid, _)) = v.highest_pending(vcpu) {
+                        v.acknowledge(vcpu, intid).unwrap();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
