@@ -229,3 +229,99 @@ fn print_histogram(results: &LatmusResults) {
         }
     }
 }
+
+/// A latency test running next to the guest: its measurement, the whole-run statistics and
+/// the configuration, reported each second by a low-priority oob thread.
+struct Background {
+    measurement: Measurement,
+    results: LatmusResults,
+    config: LatmusConfig,
+    seconds: u64,
+}
+
+static BACKGROUND: IrqSpinLock<Option<Background>> = IrqSpinLock::new(None);
+
+/// Starts the test in the background (calibrating gravity first, in the in-band stage):
+/// an `RTD|` line per second for `config.duration_s` seconds, printed by an oob thread while
+/// the guest runs; [`finish_background`] prints the summary.
+pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
+    if config.cpu >= rt::cpu_count() {
+        return Err(Error::InvalidCpu);
+    }
+    let gravity = match config.gravity_ns {
+        Some(ns) => Gravity { irq: Duration::from_nanos(ns), kernel: Duration::from_nanos(ns), user: Duration::from_nanos(ns) },
+        None => calibrate(&config)?,
+    };
+    rt::set_gravity(gravity)?;
+    log::info!(
+        "latmus: running next to the guest on cpu {} for {} s (gravity irq {} ns, thread {} ns)",
+        config.cpu,
+        config.duration_s,
+        gravity.irq.as_nanos(),
+        gravity.user.as_nanos()
+    );
+    rt::print(format_args!(
+        "RTT|  00:00:01  (oob thread context, {} us period, priority {}, cpu {}, gravity {} ns)\n{RTH}\n",
+        config.period_us,
+        config.priority,
+        config.cpu,
+        gravity.user.as_nanos()
+    ));
+    let measurement = Measurement::start(&config, u64::MAX)?;
+    let results = LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
+    *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0 });
+    let reporter = ThreadBuilder::new("latmus-report").cpu(config.cpu).fifo(1).spawn(move || {
+        let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+        let start = rt::now();
+        for second in 1..=config.duration_s {
+            if rt::sleep_until(start + Duration::from_secs(second)).is_err() {
+                return;
+            }
+            let mut guard = BACKGROUND.lock();
+            let Some(background) = guard.as_mut() else { return };
+            background.measurement.drain(&mut thread, &mut irq);
+            background.results.thread.merge(&thread);
+            background.results.irq.merge(&irq);
+            background.seconds = second;
+            let line = alloc::format!("{}", RtdLine { interval: &thread, run: &background.results.thread });
+            drop(guard);
+            rt::print(format_args!("{line}\n"));
+        }
+        // The measurement stops; the summary waits for finish_background.
+        if let Some(background) = BACKGROUND.lock().as_mut() {
+            background.measurement.sampler.stop.store(true, Ordering::Relaxed);
+            let _ = background.measurement.irq_timer.stop();
+        }
+    })?;
+    // The reporter lives as long as the run: its handle is not joined.
+    core::mem::forget(reporter);
+    Ok(())
+}
+
+/// Prints the background test's summary (`RTS|` per context, histograms, totals), if one
+/// ran. Callable from any context; it does not wait for the test's threads.
+pub fn finish_background() {
+    let Some(mut background) = BACKGROUND.lock().take() else { return };
+    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+    background.measurement.drain(&mut thread, &mut irq);
+    background.results.thread.merge(&thread);
+    background.results.irq.merge(&irq);
+    let (elapsed, planned) = (background.seconds, background.config.duration_s);
+    let results = &background.results;
+    rt::print(format_args!("{}\n", RtsLine { run: &results.thread, elapsed_s: elapsed, planned_s: planned }));
+    rt::print(format_args!(
+        "RTT|  00:00:01  (oob timer-IRQ context, same run, offset by half a period, gravity {} ns)\n{RTH}\n",
+        results.gravity.irq.as_nanos()
+    ));
+    rt::print(format_args!("{}\n", RtsLine { run: &results.irq, elapsed_s: elapsed, planned_s: planned }));
+    print_histogram(results);
+    log::info!(
+        "latmus: {} thread samples, {} irq samples, {} + {} overruns",
+        results.thread.samples(),
+        results.irq.samples(),
+        results.thread.overruns(),
+        results.irq.overruns()
+    );
+    // The test's threads and timers stay allocated: the run is ending.
+    core::mem::forget(background);
+}

@@ -105,6 +105,11 @@ mod image {
                 fail(format_args!("companion.guest={address}: not a hexadecimal address (0x...)"))
             };
             let cmdline = info.bootargs.split_once(" -- ").map_or("", |(_, guest)| guest.trim());
+            if let Some(duration) = info.bootarg("latmus")
+                && let Err(e) = latmus::start_in_background(latmus_config(&info, duration, cpus.len()))
+            {
+                fail(format_args!("latency test: {e}"));
+            }
             let core_end = (&raw const __image_end) as u64;
             let Err(e) = kernel::guest::linux::boot(&info, gic.spis, dtb, core_end, kernel, cmdline);
             fail(format_args!("guest: {e}"));
@@ -148,6 +153,14 @@ mod image {
 
     /// Runs the latency test for `duration` seconds with the `latmus.*` options.
     fn run_latmus(info: &PlatformInfo<'_>, duration: &str, cpus: usize) {
+        if let Err(e) = latmus::run(latmus_config(info, duration, cpus)) {
+            fail(format_args!("latency test: {e}"));
+        }
+        kernel::irq::report();
+    }
+
+    /// The latency test's configuration from the `latmus.*` options.
+    fn latmus_config(info: &PlatformInfo<'_>, duration: &str, cpus: usize) -> latmus::LatmusConfig {
         let number = |key: &str, default: u64| match info.bootarg(key) {
             None => default,
             Some(text) => text.parse().unwrap_or_else(|_| fail(format_args!("{key}={text}: not a number"))),
@@ -171,10 +184,7 @@ mod image {
         if config.cpu >= cpus {
             fail(format_args!("latmus.cpu={}: only {cpus} CPUs", config.cpu));
         }
-        if let Err(e) = latmus::run(config) {
-            fail(format_args!("latency test: {e}"));
-        }
-        kernel::irq::report();
+        config
     }
 
     /// Reads the device tree at `dtb`; no tree means board defaults, a bad tree stops the boot.

@@ -153,5 +153,12 @@ pub fn boot(
 /// The guest asked PSCI to power off or reset: end the run.
 fn power_off(reset: bool) -> ! {
     log::info!("guest: PSCI {}", if reset { "SYSTEM_RESET" } else { "SYSTEM_OFF" });
+    crate::latmus::finish_background();
+    log::info!(
+        "guest: virtual interrupts: {} forwarded, {} injected, {} completed",
+        super::virq::FORWARDED.load(core::sync::atomic::Ordering::Relaxed),
+        super::virq::INJECTED.load(core::sync::atomic::Ordering::Relaxed),
+        super::virq::COMPLETED.load(core::sync::atomic::Ordering::Relaxed)
+    );
     power::exit(power::EXIT_SUCCESS)
 }

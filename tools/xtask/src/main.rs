@@ -54,9 +54,13 @@ enum Command {
         /// The QEMU profile (a file qemu/<NAME>.toml).
         #[arg(long, value_name = "NAME", default_value = profiles::DEFAULT)]
         profile: String,
-        /// Boot the core alone, without a guest (currently every run does).
+        /// Boot the core alone, without the Linux guest.
         #[arg(long)]
         no_guest: bool,
+        /// What the guest runs (a script of its initramfs: uname, cyclictest,
+        /// cyclictest-stress, hackbench, stress-ng, shell).
+        #[arg(long, value_name = "NAME", default_value = "cyclictest")]
+        guest_script: String,
         /// How long the latency test runs, in seconds (0: boot only).
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         duration: u64,
@@ -174,7 +178,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Run {
             profile,
-            no_guest: _,
+            no_guest,
+            guest_script,
             duration,
             period,
             append,
@@ -182,8 +187,29 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             qemu_args,
         } => {
             let latency_test = if duration == 0 { String::new() } else { format!("latmus={duration} latmus.period={period}") };
-            let bootargs = qemu::bootargs([latency_test.as_str(), append.as_deref().unwrap_or("")]);
-            run(&profile, &bootargs, build.profile(), &qemu_args)
+            if no_guest {
+                let bootargs = qemu::bootargs([latency_test.as_str(), append.as_deref().unwrap_or("")]);
+                return run(&profile, &bootargs, build.profile(), &qemu_args);
+            }
+            let guest = Guest::prepare()?;
+            // The core takes the start of RAM; the kernel goes at a 2 MiB aligned address
+            // above QEMU's initramfs (placed 128 MiB in).
+            let kernel_address = format!("{GUEST_KERNEL_ADDRESS:#x}");
+            let guest_args = format!(
+                "console=ttyAMA0 panic=-1 guest.script={guest_script} guest.duration={}",
+                duration.max(1)
+            );
+            let core_args = format!("companion.guest={kernel_address}");
+            let bootargs =
+                qemu::bootargs([core_args.as_str(), latency_test.as_str(), append.as_deref().unwrap_or(""), "--", &guest_args]);
+            let mut extra = vec![
+                "-initrd".to_string(),
+                guest.initramfs.display().to_string(),
+                "-device".to_string(),
+                format!("loader,file={},addr={kernel_address},force-raw=on", guest.kernel.display()),
+            ];
+            extra.extend(qemu_args);
+            run(&profile, &bootargs, build.profile(), &extra)
         }
         Command::Test {
             qemu_only,
@@ -253,7 +279,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
-/// `cargo xtask run`: boots the core alone on `profile_name`'s machine.
+/// Where `cargo xtask run` has QEMU load the guest kernel.
+const GUEST_KERNEL_ADDRESS: u64 = 0x5000_0000;
+
+/// `cargo xtask run`: boots the core (and the guest, if given) on `profile_name`'s machine.
 fn run(
     profile_name: &str,
     bootargs: &str,
