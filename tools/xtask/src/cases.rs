@@ -69,6 +69,11 @@ pub enum Scenario {
     /// Run the small EL1 test guest under stage 2 (`companion.test=el1-guest`): PSCI over
     /// HVC, an access to the core's memory answered with an injected abort, SYSTEM_OFF.
     El1Guest,
+    /// Boot the Debian PREEMPT_RT guest under the core and run a guest script.
+    LinuxGuest {
+        /// The initramfs script the guest runs (`guest.script=`).
+        script: &'static str,
+    },
 }
 
 /// The checks the core makes of the EL1 test guest's reports, in order.
@@ -109,6 +114,7 @@ impl Scenario {
             Scenario::Fault => Some("fault"),
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest => Some("el1-guest"),
+            Scenario::LinuxGuest { .. } => None,
         }
     }
 }
@@ -183,6 +189,13 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        name: "linux-guest-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::LinuxGuest { script: "uname" },
+        timeout: Duration::from_secs(180),
+        qemu_args: &[],
+    },
+    Case {
         name: "el1-guest-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::El1Guest,
@@ -211,6 +224,9 @@ impl Case {
 
     /// The core's command line for this case.
     pub fn bootargs(&self) -> String {
+        if let Scenario::LinuxGuest { script } = self.scenario {
+            return crate::guest::core_bootargs(&[], script, 1);
+        }
         let test = self
             .scenario
             .test()
@@ -312,6 +328,18 @@ impl Case {
                 lines.push(LineMatch::all(&[&summary]));
                 lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
                 Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
+            }
+            Scenario::LinuxGuest { .. } => {
+                let lines = vec![
+                    LineMatch::all(&[LOG_LINE, &all_online]),
+                    LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
+                    LineMatch::all(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
+                    LineMatch::all(&[r"^guest: done$"]),
+                    LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
+                    LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, [1-9]\d* injected, [1-9]\d* completed"]),
+                    LineMatch::all(&[r"\bverdict: PASS\b"]),
+                ];
+                Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b", r"Kernel panic", r"abort injected"])
             }
             Scenario::El1Guest => {
                 let mut lines = vec![

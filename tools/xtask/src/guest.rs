@@ -53,6 +53,30 @@ const EXCLUDED_DIRS: [&str; 6] = [
 /// Bumped whenever the initramfs layout changes, to invalidate cached archives.
 const FORMAT_VERSION: u32 = 1;
 
+/// Where QEMU's generic loader puts the guest kernel for runs under the core: 2 MiB aligned,
+/// above the core (start of RAM) and QEMU's initramfs (128 MiB into RAM).
+pub const KERNEL_ADDRESS: u64 = 0x5000_0000;
+
+/// QEMU arguments loading `guest` for the core: the initramfs through `-initrd` (QEMU names
+/// it in the device tree's `/chosen`) and the kernel at [`KERNEL_ADDRESS`].
+pub fn core_qemu_args(guest: &Guest) -> Vec<String> {
+    vec![
+        "-initrd".to_string(),
+        guest.initramfs.display().to_string(),
+        "-device".to_string(),
+        format!("loader,file={},addr={KERNEL_ADDRESS:#x},force-raw=on", guest.kernel.display()),
+    ]
+}
+
+/// The core's command line booting the guest with `script`, the guest's after ` -- `.
+pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64) -> String {
+    let guest = format!("console=ttyAMA0 panic=-1 guest.script={script} guest.duration={}", duration_s.max(1));
+    let address = format!("companion.guest={KERNEL_ADDRESS:#x}");
+    let mut words: Vec<&str> = vec![address.as_str()];
+    words.extend(core_args.iter().copied().filter(|arg| !arg.is_empty()));
+    format!("{} -- {guest}", words.join(" "))
+}
+
 /// The files booting the guest: kernel, symbols and initramfs.
 #[derive(Debug, Clone)]
 pub struct Guest {

@@ -192,22 +192,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 return run(&profile, &bootargs, build.profile(), &qemu_args);
             }
             let guest = Guest::prepare()?;
-            // The core takes the start of RAM; the kernel goes at a 2 MiB aligned address
-            // above QEMU's initramfs (placed 128 MiB in).
-            let kernel_address = format!("{GUEST_KERNEL_ADDRESS:#x}");
-            let guest_args = format!(
-                "console=ttyAMA0 panic=-1 guest.script={guest_script} guest.duration={}",
-                duration.max(1)
-            );
-            let core_args = format!("companion.guest={kernel_address}");
-            let bootargs =
-                qemu::bootargs([core_args.as_str(), latency_test.as_str(), append.as_deref().unwrap_or(""), "--", &guest_args]);
-            let mut extra = vec![
-                "-initrd".to_string(),
-                guest.initramfs.display().to_string(),
-                "-device".to_string(),
-                format!("loader,file={},addr={kernel_address},force-raw=on", guest.kernel.display()),
-            ];
+            let bootargs = guest::core_bootargs(&[latency_test.as_str(), append.as_deref().unwrap_or("")], &guest_script, duration);
+            let mut extra = guest::core_qemu_args(&guest);
             extra.extend(qemu_args);
             run(&profile, &bootargs, build.profile(), &extra)
         }
@@ -278,9 +264,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
     }
 }
-
-/// Where `cargo xtask run` has QEMU load the guest kernel.
-const GUEST_KERNEL_ADDRESS: u64 = 0x5000_0000;
 
 /// `cargo xtask run`: boots the core (and the guest, if given) on `profile_name`'s machine.
 fn run(

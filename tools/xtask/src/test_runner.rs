@@ -145,8 +145,23 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
     };
     eprintln!("xtask: using {}", qemu.describe());
     let mut assets = Assets::new(BuildProfile::Release);
+    let mut guest: Option<crate::guest::Guest> = None;
     for case in cases {
-        match run_case(&qemu, &mut assets, case) {
+        let guest_args = if matches!(case.scenario, crate::cases::Scenario::LinuxGuest { .. }) {
+            if guest.is_none() {
+                match crate::guest::Guest::prepare() {
+                    Ok(prepared) => guest = Some(prepared),
+                    Err(err) => {
+                        report.fail(case.name, &format!("cannot prepare the guest: {err:#}"));
+                        continue;
+                    }
+                }
+            }
+            guest.as_ref().map(crate::guest::core_qemu_args).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        match run_case(&qemu, &mut assets, case, &guest_args) {
             Ok(run) if run.failures.is_empty() => report.pass(case.name, run.captured.elapsed),
             Ok(run) => {
                 report.fail(case.name, &run.failures.join("; "));
@@ -165,7 +180,7 @@ struct CaseRun {
     failures: Vec<String>,
 }
 
-fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case) -> Result<CaseRun> {
+fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]) -> Result<CaseRun> {
     let profile = Profile::load(case.profile)?;
     let files = assets.for_profile(&profile)?;
     let bootargs = case.bootargs();
@@ -174,7 +189,7 @@ fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case) -> Result<CaseRun> {
         kernel: &files.image.raw,
         dtb: files.dtb.as_deref(),
         bootargs: &bootargs,
-        extra_args: &case.qemu_args.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>(),
+        extra_args: &case.qemu_args.iter().map(|arg| (*arg).to_owned()).chain(guest_args.iter().cloned()).collect::<Vec<_>>(),
     };
     let cmd = qemu.command(&boot);
     let command = process::describe(&cmd);
