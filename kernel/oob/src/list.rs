@@ -50,6 +50,7 @@ impl List {
     }
 
     /// Appends `node` with `key`.
+    #[inline]
     pub(crate) fn push_back(&mut self, links: &mut [Link], node: u32, key: u16) {
         links[node as usize] = Link { prev: self.tail, next: NIL, key };
         match self.tail {

@@ -173,6 +173,12 @@ impl Thread {
     /// The quota group index the thread is charged to, if it runs in the quota class. An exited
     /// thread (still current until switched out) is charged to no group: it left the group, which
     /// may be gone.
+    /// Whether a slice or a quota budget may apply to the thread: false guarantees that
+    /// neither [`Thread::slice_applies`] nor [`Thread::quota_group`] holds (a cheap pre-check).
+    pub(crate) fn may_have_budget(&self) -> bool {
+        self.slice.is_some() || matches!(self.effective.class, Class::Quota(_))
+    }
+
     pub(crate) fn quota_group(&self) -> Option<u32> {
         match self.effective.class {
             Class::Quota(group) if self.lifecycle != Lifecycle::Exited => Some(group),

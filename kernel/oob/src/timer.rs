@@ -238,7 +238,7 @@ impl<T: Copy> TimerQueue<T> {
                 self.sift_down(0);
             }
             // One-shot, or a periodic timer whose next slot is past the end of time.
-            None => self.remove_at(0),
+            None => self.remove_first(),
         }
         Some(Expiry { id, payload, deadline: fired, overruns })
     }
@@ -287,6 +287,20 @@ impl<T: Copy> TimerQueue<T> {
             }
             self.swap(pos, first);
             pos = first;
+        }
+    }
+
+    /// [`TimerQueue::remove_at`] of the root (the timer that fires next): the last entry takes
+    /// its place and can only move down.
+    fn remove_first(&mut self) {
+        if self.heap.is_empty() {
+            return;
+        }
+        let index = self.heap.swap_remove(0);
+        self.timers[index].heap_pos = NIL;
+        if let Some(&moved) = self.heap.first() {
+            self.timers[moved].heap_pos = 0;
+            self.sift_down(0);
         }
     }
 

@@ -185,9 +185,9 @@ pub(crate) fn reschedule_if_needed(guard: IrqSpinLockGuard<'static, Option<Glue>
 /// Applies what the core asked for after an entry point: this CPU's timer is programmed
 /// and its reschedule noted; remote CPUs are kicked.
 pub(crate) fn apply_effects(glue: &mut Glue, cpu: usize) {
-    let EffectMasks { resched, reprogram } = glue.core.effect_masks();
+    let (EffectMasks { resched, reprogram }, deadline) = glue.core.effect_masks_for(cpu);
     if reprogram.contains(cpu) {
-        program_timer(glue.core.hardware_deadline(cpu).ok().flatten());
+        program_timer(deadline);
     }
     if resched.contains(cpu) {
         CPUS[cpu].need_resched.store(true, Ordering::Relaxed);

@@ -156,7 +156,40 @@ impl OobCore {
     /// [`OobCore::hardware_deadline`]): only the CPUs whose run queue, current context or
     /// timer queue changed since the last call are examined.
     pub fn effect_masks(&mut self) -> EffectMasks {
+        self.drain_effect_masks(usize::MAX).0
+    }
+
+    /// [`OobCore::effect_masks`] for the glue of `cpu`, with the hardware deadline of `cpu`
+    /// (gravity applied, `None`: disarm) to program when `reprogram` contains it, read while
+    /// checking it changed (when `reprogram` does not contain `cpu`, the second value is
+    /// `None` and means nothing).
+    pub fn effect_masks_for(&mut self, cpu: usize) -> (EffectMasks, Option<Instant>) {
+        self.drain_effect_masks(cpu)
+    }
+
+    /// [`OobCore::effect_masks`], also returning the new hardware deadline of CPU `local` if
+    /// it is to be reprogrammed.
+    #[inline]
+    fn drain_effect_masks(&mut self, local: usize) -> (EffectMasks, Option<Instant>) {
+        let mut local_deadline = None;
         let mut effects = EffectMasks::default();
+        if self.touched.is_empty() && self.retimed == CpuMask::only(local) {
+            // The common case of a timer interrupt or a wake-up on the local CPU, rescheduled
+            // already: only its own timer queue changed. The same as the loops below, without
+            // them.
+            #[cfg(test)]
+            self.check_unretimed_deadlines();
+            self.retimed = CpuMask::EMPTY;
+            if let Some(state) = self.cpus.get_mut(local) {
+                let deadline = state.timers.hardware_deadline();
+                if state.reported_deadline != Some(deadline) {
+                    effects.reprogram.insert(local);
+                    state.reported_deadline = Some(deadline);
+                    local_deadline = deadline;
+                }
+            }
+            return (effects, local_deadline);
+        }
         for cpu in self.touched.iter() {
             let state = &self.cpus[cpu];
             if state.rq.pick() != state.current {
@@ -172,9 +205,12 @@ impl OobCore {
             if state.reported_deadline != Some(deadline) {
                 effects.reprogram.insert(cpu);
                 state.reported_deadline = Some(deadline);
+                if cpu == local {
+                    local_deadline = deadline;
+                }
             }
         }
-        effects
+        (effects, local_deadline)
     }
 
     /// Checks that every CPU left out of `retimed` still has the deadline last reported (tests

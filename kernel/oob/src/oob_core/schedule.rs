@@ -123,10 +123,18 @@ impl OobCore {
     /// Inline for the frequent case of nothing to charge (already charged at `now`).
     #[inline]
     pub(crate) fn charge(&mut self, cpu: usize, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.cpus[cpu].last_charge);
-        if !elapsed.is_zero() {
-            self.charge_elapsed(cpu, now, elapsed);
+        let state = &mut self.cpus[cpu];
+        let elapsed = now.saturating_duration_since(state.last_charge);
+        if elapsed.is_zero() {
+            return;
         }
+        if state.current.is_none() {
+            // The in-band stage has no budget: statistics only.
+            state.last_charge = now;
+            state.inband.cpu_time += elapsed;
+            return;
+        }
+        self.charge_elapsed(cpu, now, elapsed);
     }
 
     /// [`OobCore::charge`] of a non-zero `elapsed` time, ending at `now`.
@@ -180,7 +188,20 @@ impl OobCore {
 
     /// Arms the slice timer (RR) or quota limit timer (quota) for what is left to the current
     /// thread of `cpu`, and stops the other.
+    /// Inline for the common case, checked with the fewest loads: both timers stopped and a
+    /// current context that cannot have a budget (a FIFO thread, the in-band stage).
+    #[inline]
     pub(crate) fn arm_budget_timers(&mut self, cpu: usize, now: Instant) {
+        let state = &self.cpus[cpu];
+        if !state.budget_timers_armed && state.current.is_none_or(|t| !self.threads[t].may_have_budget()) {
+            return;
+        }
+        self.rearm_budget_timers(cpu, now);
+    }
+
+    /// [`OobCore::arm_budget_timers`] beyond its early exit.
+    #[inline(never)]
+    fn rearm_budget_timers(&mut self, cpu: usize, now: Instant) {
         let state = &mut self.cpus[cpu];
         let (mut slice_end, mut quota_end) = (None, None);
         if let Some(t) = state.current {

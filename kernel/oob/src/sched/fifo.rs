@@ -32,6 +32,7 @@ impl PrioQueue {
     }
 
     /// Queues `thread` behind the others of its level.
+    #[inline]
     pub(crate) fn push_back(&mut self, links: &mut [Link], thread: u32, priority: u8) {
         self.levels[priority as usize].push_back(links, thread, u16::from(priority));
         self.nonempty |= 1 << priority;
@@ -53,6 +54,7 @@ impl PrioQueue {
     }
 
     /// The best thread: head of the highest non-empty level.
+    #[inline]
     pub(crate) fn first(&self) -> Option<u32> {
         let top = self.top_level()?;
         self.levels[top as usize].first()
@@ -76,6 +78,7 @@ impl PrioQueue {
         }
     }
 
+    #[inline]
     fn top_level(&self) -> Option<u32> {
         (self.nonempty != 0).then(|| 127 - self.nonempty.leading_zeros())
     }

@@ -86,7 +86,20 @@ impl RunQueue {
     }
 
     /// Queues a runnable thread under `params`; `front` keeps its turn within its level.
+    /// Inline for FIFO threads (the wake-up hot path), the other classes out of line.
+    #[inline]
     pub(crate) fn enqueue(&mut self, links: &mut [Link], thread: u32, params: SchedParams, front: bool) {
+        let SchedParams { class, priority } = params;
+        match class {
+            Class::Fifo if front => self.fifo.push_front(links, thread, priority),
+            Class::Fifo => self.fifo.push_back(links, thread, priority),
+            _ => self.enqueue_in_class(links, thread, params, front),
+        }
+    }
+
+    /// [`RunQueue::enqueue`] in the TP and quota classes.
+    #[inline(never)]
+    fn enqueue_in_class(&mut self, links: &mut [Link], thread: u32, params: SchedParams, front: bool) {
         let SchedParams { class, priority } = params;
         match class {
             Class::Fifo if front => self.fifo.push_front(links, thread, priority),
@@ -107,8 +120,16 @@ impl RunQueue {
     }
 
     /// The thread to run, `None` for the in-band stage. O(1).
+    /// Inline for the FIFO class, the other classes out of line.
+    #[inline]
     pub(crate) fn pick(&self) -> Option<u32> {
-        self.fifo.first().or_else(|| self.tp.pick()).or_else(|| self.quota.pick())
+        self.fifo.first().or_else(|| self.pick_below_fifo())
+    }
+
+    /// [`RunQueue::pick`] when no FIFO thread is ready.
+    #[inline(never)]
+    fn pick_below_fifo(&self) -> Option<u32> {
+        self.tp.pick().or_else(|| self.quota.pick())
     }
 
     /// Every queued thread with the class queue it is in (tests only).

@@ -107,6 +107,13 @@ impl OobCore {
     /// was switched out while waiting starts a full slice; one woken before it even left the CPU
     /// just continues its turn (its slice timer still matches).
     pub(crate) fn end_wait(&mut self, t: u32, reason: WakeReason) {
+        self.end_wait_with(t, reason, TimeoutTimer::MayBeArmed);
+    }
+
+    /// [`OobCore::end_wait`], told whether the timeout timer may still be armed: the timeout
+    /// path knows its timer just fired (and left the queue), so it skips the cancellation.
+    #[inline]
+    fn end_wait_with(&mut self, t: u32, reason: WakeReason, timer: TimeoutTimer) {
         // One thread lookup and one CPU lookup for the whole wake-up (the hot path of every
         // timeout and post).
         let thread = &mut self.threads[t];
@@ -118,7 +125,7 @@ impl OobCore {
         if let Some(slice) = thread.slice.as_mut().filter(|_| !still_on_cpu) {
             slice.refill();
         }
-        if state.disarm(thread.timeout_timer) {
+        if timer == TimeoutTimer::MayBeArmed && state.disarm(thread.timeout_timer) {
             self.retimed.insert(cpu);
         }
         if thread.runnable() {
@@ -134,13 +141,14 @@ impl OobCore {
         let Some(waiting) = self.threads[t].waiting else {
             return;
         };
-        self.abort_wait_of(t, waiting, reason, now);
+        self.abort_wait_of(t, waiting, reason, now, TimeoutTimer::MayBeArmed);
     }
 
     /// [`OobCore::abort_wait`] of `t`, known to be in the wait `waiting`.
-    fn abort_wait_of(&mut self, t: u32, waiting: Waiting, reason: WakeReason, now: Instant) {
+    #[inline]
+    fn abort_wait_of(&mut self, t: u32, waiting: Waiting, reason: WakeReason, now: Instant, timer: TimeoutTimer) {
         self.with_wait_queue(waiting, |queue, links| queue.remove(links, t));
-        self.end_wait(t, reason);
+        self.end_wait_with(t, reason, timer);
         if let Waiting::Mutex(m) = waiting {
             let owner = self.mutexes[m].owner.expect("a mutex with waiters has an owner");
             self.update_priority(owner, now);
@@ -151,7 +159,12 @@ impl OobCore {
     pub(crate) fn time_out(&mut self, key: Key, now: Instant) {
         // One lookup: the key's generation check also yields the wait to abort.
         if let Some(waiting) = self.threads.get(key).and_then(|thread| thread.waiting) {
-            self.abort_wait_of(key.index, waiting, WakeReason::TimedOut, now);
+            // The timer that fired was the thread's timeout timer, already out of the queue. A
+            // sleep has no wait queue to leave and no owner to deboost: end it directly.
+            match waiting {
+                Waiting::Sleep => self.end_wait_with(key.index, WakeReason::TimedOut, TimeoutTimer::Fired),
+                _ => self.abort_wait_of(key.index, waiting, WakeReason::TimedOut, now, TimeoutTimer::Fired),
+            }
         }
     }
 
@@ -182,4 +195,13 @@ impl OobCore {
         let t = self.thread_index(thread)?;
         Ok(self.threads[t].wake_reason.take())
     }
+}
+
+/// Whether the timeout timer of a wait that ends may still be armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeoutTimer {
+    /// It may be: cancel it.
+    MayBeArmed,
+    /// It just fired, so it is out of its queue already.
+    Fired,
 }
