@@ -111,7 +111,12 @@ mod image {
                 fail(format_args!("latency test: {e}"));
             }
             let core_end = (&raw const __image_end) as u64;
-            let Err(e) = kernel::guest::linux::boot(&info, gic.spis, dtb, core_end, kernel, cmdline);
+            let vcpus = match info.bootarg("companion.guest.vcpus").map(str::parse::<usize>) {
+                None => 1,
+                Some(Ok(n)) if (1..=mpidrs.len()).contains(&n) => n,
+                Some(_) => fail(format_args!("companion.guest.vcpus must be within 1..={}", mpidrs.len())),
+            };
+            let Err(e) = kernel::guest::linux::boot(&info, &mpidrs[..vcpus], gic.spis, dtb, core_end, kernel, cmdline);
             fail(format_args!("guest: {e}"));
         }
         if let Some(test) = info.bootarg("companion.test")
@@ -251,7 +256,7 @@ mod image {
             power::park();
         }
         smp::report_online();
-        sched::inband_idle()
+        kernel::guest::vcpus::idle(cpu)
     }
 
     /// Entered from `entry.S` when the loader did not start us at EL2.

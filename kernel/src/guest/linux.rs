@@ -7,7 +7,6 @@
 
 use alloc::vec::Vec;
 
-use aarch64_cpu::registers::{CNTHCTL_EL2, CNTVOFF_EL2, MIDR_EL1, MPIDR_EL1, Readable, VMPIDR_EL2, Writeable};
 use platform::fdt::DeviceTree;
 use platform::guest_map::{ConsoleAccess, device_ranges, plan_guest_map};
 use platform::guest_tree::{GuestPsciConduit, GuestTreeConfig, build_guest_tree, guest_memory};
@@ -70,6 +69,7 @@ fn inside(memory: &[MemoryRange], range: MemoryRange) -> bool {
 /// Prepares and enters the Linux guest on this (boot) CPU; returns only on error.
 pub fn boot(
     info: &PlatformInfo<'_>,
+    mpidrs: &[u64],
     spis: u32,
     dtb: usize,
     core_end: u64,
@@ -105,7 +105,7 @@ pub fn boot(
     let config = GuestTreeConfig {
         core_regions: &[core],
         reserved: &[],
-        vcpus: 1,
+        vcpus: mpidrs.len(),
         bootargs: cmdline,
         initrd,
         psci: GuestPsciConduit::Hvc,
@@ -134,15 +134,10 @@ pub fn boot(
         memory.iter().map(|m| m.size).sum::<u64>() >> 20
     );
 
-    // The guest reads the counter and drives its EL1 timers itself, with no offset.
-    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
-    CNTVOFF_EL2.set(0);
-    VMPIDR_EL2.set(MPIDR_EL1.get());
-    // SAFETY: VPIDR_EL2 only sets what the guest reads as MIDR_EL1: the real CPU's.
-    unsafe { core::arch::asm!("msr vpidr_el2, {0}", in(reg) MIDR_EL1.get(), options(nostack)) };
-    let mpidr = MPIDR_EL1.get() & boot::secondary::MPIDR_AFFINITY_MASK;
-    let state = GuestState::new(mpidr, |_| None, power_off).ok_or(BootError::Tree)?;
-    super::virq::init(&info.gic, mpidr, spis.next_multiple_of(32), boot::cpu_index()).map_err(BootError::Vgic)?;
+    let state = GuestState::new(mpidrs, |_| None, power_off).ok_or(BootError::Tree)?;
+    super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32)).map_err(BootError::Vgic)?;
+    super::vcpus::prepare_this_cpu(boot::cpu_index());
+    super::vcpus::publish(mpidrs);
     // The guest owns this CPU from here on: the previous IRQ state is never restored.
     let _ = crate::arch::mask_irqs();
     // SAFETY: stage 2 maps the kernel as guest RAM; the tree is cleaned to the point of

@@ -12,6 +12,7 @@ pub mod linux;
 pub mod list_registers;
 pub mod stage2;
 pub mod test_guest;
+pub mod vcpus;
 pub mod virq;
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +26,7 @@ use vm::psci::{Action, Psci, PsciCall};
 use vm::trap::Trap;
 
 /// The PSTATE a guest starts in and takes exceptions in: EL1 with SP_EL1, DAIF masked.
-const EL1H_MASKED: u64 = 0x3c5;
+pub(crate) const EL1H_MASKED: u64 = 0x3c5;
 /// Offset of "current EL with SP_ELx, synchronous" in an AArch64 vector table.
 const VECTOR_CURRENT_SPX_SYNC: u64 = 0x200;
 /// Offset of "lower EL, AArch64, synchronous" in an AArch64 vector table.
@@ -69,6 +70,15 @@ const SMCCC_OWNER_STANDARD: u32 = 4;
 /// to the point of coherency; IRQs must be masked.
 pub unsafe fn enter(entry: u64, args: [u64; 4], state: GuestState) -> ! {
     *GUEST.lock() = Some(state);
+    // SAFETY: forwarded from the caller.
+    unsafe { enter_vcpu(entry, args) }
+}
+
+/// Enters this CPU's vCPU at `entry` with `x0`..`x3`; the guest state is already installed.
+///
+/// # Safety
+/// As for [`enter`], on this CPU.
+pub(crate) unsafe fn enter_vcpu(entry: u64, args: [u64; 4]) -> ! {
     SCTLR_EL1.set(SCTLR_EL1_RESET);
     HCR_EL2.write(
         HCR_EL2::RW::EL1IsAarch64
@@ -143,26 +153,38 @@ fn outside_map(frame: &mut TrapFrame, ipa: u64) {
 
 /// A hypercall: PSCI, or the vendor call hook.
 fn hypercall(frame: &mut TrapFrame) {
+    let vcpu = boot::cpu_index();
     let mut guard = GUEST.lock();
     let Some(state) = guard.as_mut() else {
         frame.x[0] = NOT_SUPPORTED;
         return;
     };
     let call = PsciCall::from_registers(&frame.x);
-    if vm::psci::is_supported(call.function_id) || (call.function_id >> 24) & 0x3f == SMCCC_OWNER_STANDARD {
-        match state.psci.handle(0, call) {
-            Ok(outcome) => {
-                frame.x[0] = outcome.x0;
-                match outcome.action {
-                    Action::SystemOff => (state.power_off)(false),
-                    Action::SystemReset => (state.power_off)(true),
-                    _ => {}
-                }
-            }
-            Err(_) => frame.x[0] = NOT_SUPPORTED,
-        }
-    } else {
+    if !(vm::psci::is_supported(call.function_id) || (call.function_id >> 24) & 0x3f == SMCCC_OWNER_STANDARD) {
         frame.x[0] = (state.vendor_call)(frame).unwrap_or(NOT_SUPPORTED);
+        return;
+    }
+    let Ok(outcome) = state.psci.handle(vcpu, call) else {
+        frame.x[0] = NOT_SUPPORTED;
+        return;
+    };
+    frame.x[0] = outcome.x0;
+    let power_off = state.power_off;
+    // Act without the lock: a stopped vCPU waits here for the next CPU_ON.
+    drop(guard);
+    match outcome.action {
+        Action::SystemOff => power_off(false),
+        Action::SystemReset => power_off(true),
+        Action::StartVcpu { index, entry, context_id } => vcpus::request_start(index, entry, context_id),
+        Action::StopThisVcpu => vcpus::stop_this_vcpu(frame),
+        Action::WaitForInterrupt | Action::None => {}
+    }
+}
+
+/// Tells the PSCI model that vCPU `index` now runs (its CPU_ON completed).
+pub(crate) fn vcpu_running(index: usize) {
+    if let Some(state) = GUEST.lock().as_mut() {
+        let _ = state.psci.vcpu_running(index);
     }
 }
 
@@ -182,9 +204,9 @@ fn inject_data_abort(frame: &mut TrapFrame) {
 }
 
 impl GuestState {
-    /// A guest with one vCPU of affinity `mpidr`.
-    pub fn new(mpidr: u64, vendor_call: fn(&mut TrapFrame) -> Option<u64>, power_off: fn(bool) -> !) -> Option<Self> {
-        let psci = Psci::new(&[mpidr], 0).ok()?;
+    /// A guest with one vCPU per affinity in `mpidrs` (vCPU i on CPU i), vCPU 0 running.
+    pub fn new(mpidrs: &[u64], vendor_call: fn(&mut TrapFrame) -> Option<u64>, power_off: fn(bool) -> !) -> Option<Self> {
+        let psci = Psci::new(mpidrs, 0).ok()?;
         Some(Self { psci, vendor_call, power_off })
     }
 }

@@ -31,6 +31,25 @@ const DEVICE: Stage2Attributes = Stage2Attributes::VALID
     .union(Stage2Attributes::MEMATTR_DEVICE_nGnRE)
     .union(Stage2Attributes::XN);
 
+/// `VTCR_EL2` and `VTTBR_EL2` as installed, for the other CPUs (0: not installed).
+static VTCR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static VTTBR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Gives this CPU the stage-2 translation [`install`] built on the boot CPU.
+pub fn activate_on_this_cpu() {
+    use core::sync::atomic::Ordering;
+    let (vtcr, vttbr) = (VTCR.load(Ordering::Acquire), VTTBR.load(Ordering::Acquire));
+    if vttbr == 0 {
+        return;
+    }
+    VTCR_EL2.set(vtcr);
+    // SAFETY: the same complete, leaked tables the boot CPU uses; no guest runs on this CPU
+    // yet. The TLB maintenance drops stale stage-2 entries of VMID 0.
+    unsafe {
+        core::arch::asm!("msr vttbr_el2, {0}", "isb", "tlbi vmalls12e1", "dsb nsh", "isb", in(reg) vttbr, options(nostack));
+    }
+}
+
 /// Why the stage-2 tables could not be built.
 #[derive(Debug)]
 pub enum Stage2Error {
@@ -83,5 +102,7 @@ pub unsafe fn install(regions: &[GuestRegion]) -> Result<usize, Stage2Error> {
         map.activate();
         core::arch::asm!("tlbi vmalls12e1is", "dsb ish", "isb", options(nostack));
     }
+    VTCR.store(VTCR_EL2.get(), core::sync::atomic::Ordering::Release);
+    VTTBR.store(map.root_address().0 as u64, core::sync::atomic::Ordering::Release);
     Ok(skipped)
 }

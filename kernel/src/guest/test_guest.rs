@@ -151,7 +151,7 @@ pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Re
     boot::mmu::clean_to_poc(entry as usize..entry as usize + (end - start));
     // SAFETY: invalidating the instruction cache has no effect on program state.
     unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
-    let state = GuestState::new(mpidr, report, finish).ok_or("PSCI model")?;
+    let state = GuestState::new(&[mpidr], report, finish).ok_or("PSCI model")?;
     // The guest owns this CPU from here on: the previous state is never restored.
     let _ = crate::arch::mask_irqs();
     // SAFETY: stage 2 maps `entry` as guest RAM holding the cleaned code; IRQs are masked.

@@ -8,16 +8,17 @@
 //! re-enables the physical line (a level still high fires again). The guest's masking of its
 //! own IRQs therefore never holds a physical interrupt active at EL2.
 //!
-//! This first version serves one vCPU on the boot CPU. What does not fit in the list
-//! registers stays pending in the vGIC (one entry per INTID, offered by priority) until the
-//! underflow maintenance interrupt asks for a refill.
+//! vCPU *i* runs on CPU *i*; each CPU manages its own list registers. What does not fit in
+//! them stays pending in the vGIC (one entry per INTID, offered by priority) until the
+//! underflow maintenance interrupt asks for a refill. An interrupt for a vCPU on another CPU
+//! (an SPI routed there, an SGI) kicks that CPU, which refills on its way back to the guest.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use boot::exceptions::TrapFrame;
 use platform::GicInfo;
 use vm::mmio::MmioAccess;
-use vm::vgic::{Access, ChangeKind, Changes, Vgic};
+use vm::vgic::{Access, ChangeKind, Changes, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::IrqSpinLock;
@@ -27,23 +28,32 @@ use crate::gic;
 const DIST_SIZE: u64 = 0x1_0000;
 /// Size of one vCPU's redistributor (RD_base + SGI_base frames).
 const REDIST_STRIDE: u64 = 0x2_0000;
+/// First shared peripheral interrupt.
+const FIRST_SPI: u32 = 32;
+/// INTIDs the glue tracks (SGIs, PPIs, SPIs).
+const MAX_INTIDS: usize = 1024;
 
 /// The glue's state for one guest.
 struct Virq {
     vgic: Vgic,
     distributor: u64,
     redistributor: u64,
-    vcpus: u64,
-    /// The INTID in each list register of the boot CPU, if any.
-    in_lr: [Option<u32>; MAX_LIST_REGISTERS],
-    lrs: usize,
-    /// Physical INTIDs masked while the guest handles their virtual copy.
-    masked: [u32; 32],
-    /// The physical CPU running vCPU 0.
-    cpu: usize,
+    vcpus: usize,
+    /// Per vCPU (= CPU), the INTID in each of its list registers.
+    in_lr: [[Option<u32>; MAX_LIST_REGISTERS]; boot::MAX_CPUS],
+    /// Per CPU, its number of list registers.
+    lrs: [usize; boot::MAX_CPUS],
+    /// SPIs masked at the physical GIC while the guest handles their virtual copy.
+    masked_spis: [u32; MAX_INTIDS / 32],
+    /// Per CPU, its private interrupts masked the same way.
+    masked_private: [u32; boot::MAX_CPUS],
+    /// Per CPU, its MPIDR (to kick it).
+    mpidrs: [u64; boot::MAX_CPUS],
 }
 
 static VIRQ: IrqSpinLock<Option<Virq>> = IrqSpinLock::new(None);
+/// The maintenance interrupt's INTID (0: none).
+static MAINTENANCE_INTID: AtomicU32 = AtomicU32::new(0);
 /// Physical interrupts forwarded to the guest.
 pub static FORWARDED: AtomicU64 = AtomicU64::new(0);
 /// Virtual interrupts put into list registers.
@@ -52,56 +62,92 @@ pub static INJECTED: AtomicU64 = AtomicU64::new(0);
 pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
 static UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
 
-/// Sets up the vGIC for one vCPU of affinity `mpidr` on `cpu`, with `spis` SPIs, and turns on
-/// this CPU's virtual interface. Call before entering the guest.
-pub fn init(gic_info: &GicInfo, mpidr: u64, spis: u32, cpu: usize) -> Result<(), &'static str> {
-    let vgic = Vgic::new(&[mpidr], spis).map_err(|_| "vGIC model")?;
+/// Sets up the vGIC for one vCPU per entry of `mpidrs` (vCPU i on CPU i) with `spis` SPIs.
+/// Call once, before any CPU runs [`init_this_cpu`].
+pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32) -> Result<(), &'static str> {
+    let vgic = Vgic::new(mpidrs, spis).map_err(|_| "vGIC model")?;
     let redistributor = gic_info.redistributor.ok_or("no redistributor region (GICv3 only for now)")?.base;
+    let mut cpu_mpidrs = [0; boot::MAX_CPUS];
+    for (slot, &mpidr) in cpu_mpidrs.iter_mut().zip(mpidrs) {
+        *slot = mpidr;
+    }
+    *VIRQ.lock() = Some(Virq {
+        vgic,
+        distributor: gic_info.distributor.base,
+        redistributor,
+        vcpus: mpidrs.len().min(boot::MAX_CPUS),
+        in_lr: [[None; MAX_LIST_REGISTERS]; boot::MAX_CPUS],
+        lrs: [0; boot::MAX_CPUS],
+        masked_spis: [0; MAX_INTIDS / 32],
+        masked_private: [0; boot::MAX_CPUS],
+        mpidrs: cpu_mpidrs,
+    });
+    if let Some(maintenance) = gic_info.maintenance_intid {
+        MAINTENANCE_INTID.store(maintenance, Ordering::Relaxed);
+        crate::irq::claim(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
+    }
+    Ok(())
+}
+
+/// Turns on this CPU's virtual interface, empties its list registers and enables its
+/// maintenance interrupt. Call on each CPU before it enters its vCPU.
+pub fn init_this_cpu(cpu: usize) {
     let lrs = list_registers::count();
     for index in 0..lrs {
         list_registers::clear(index);
     }
     list_registers::enable_interface();
-    *VIRQ.lock() = Some(Virq {
-        vgic,
-        distributor: gic_info.distributor.base,
-        redistributor,
-        vcpus: 1,
-        in_lr: [None; MAX_LIST_REGISTERS],
-        lrs,
-        masked: [0; 32],
-        cpu,
-    });
-    if let Some(maintenance) = gic_info.maintenance_intid {
-        crate::irq::claim(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
-        gic::enable_private(maintenance, cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Level)
-            .map_err(|_| "maintenance interrupt")?;
+    if let Some(virq) = VIRQ.lock().as_mut()
+        && let Some(slot) = virq.lrs.get_mut(cpu)
+    {
+        *slot = lrs;
+        virq.in_lr[cpu] = [None; MAX_LIST_REGISTERS];
     }
-    Ok(())
+    let maintenance = MAINTENANCE_INTID.load(Ordering::Relaxed);
+    if maintenance != 0 {
+        let _ = gic::enable_private(maintenance, cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Level);
+    }
 }
 
 /// Takes a physical interrupt nobody in the core claimed for the guest; false if there is
 /// no guest (the caller counts it as unclaimed).
 pub fn forward(intid: u32) -> bool {
+    let cpu = boot::cpu_index();
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return false };
-    if intid < 16 || intid as usize >= 32 * virq.masked.len() {
+    if intid < 16 || intid as usize >= MAX_INTIDS || cpu >= virq.vcpus {
         return false;
     }
-    let _ = gic::set_enabled(intid, virq.cpu, false);
-    virq.masked[intid as usize / 32] |= 1 << (intid % 32);
-    let edge = virq.vgic.state(intid, 0).map(|s| s.edge).unwrap_or(false);
-    let _ = if edge { virq.vgic.set_pending(intid, 0) } else { virq.vgic.set_level(intid, 0, true) };
+    let _ = gic::set_enabled(intid, cpu, false);
+    let (vcpu, bit) = (cpu, 1u32 << (intid % 32));
+    let target = if intid < FIRST_SPI {
+        virq.masked_private[cpu] |= bit;
+        vcpu
+    } else {
+        virq.masked_spis[intid as usize / 32] |= bit;
+        match virq.vgic.target(intid, vcpu) {
+            Ok(Target::Vcpu(target)) => target,
+            _ => vcpu,
+        }
+    };
+    let edge = virq.vgic.state(intid, target).map(|s| s.edge).unwrap_or(false);
+    let _ = if edge { virq.vgic.set_pending(intid, target) } else { virq.vgic.set_level(intid, target, true) };
     FORWARDED.fetch_add(1, Ordering::Relaxed);
+    if target != cpu {
+        virq.kick(target);
+    }
     true
 }
 
-/// Brings the list registers up to date before the guest runs again: completions are
+/// Brings this CPU's list registers up to date before its vCPU runs again: completions are
 /// taken back, masked physical lines re-enabled, and the best pending interrupts injected.
 pub fn flush() {
+    let cpu = boot::cpu_index();
     let mut guard = VIRQ.lock();
-    if let Some(virq) = guard.as_mut() {
-        virq.sync_and_fill();
+    if let Some(virq) = guard.as_mut()
+        && cpu < virq.vcpus
+    {
+        virq.sync_and_fill(cpu);
     }
 }
 
@@ -112,9 +158,18 @@ fn on_maintenance(_intid: u32) {
 }
 
 impl Virq {
-    fn sync_and_fill(&mut self) {
-        for index in 0..self.lrs {
-            let Some(intid) = self.in_lr[index] else { continue };
+    /// Makes CPU `target` refill its list registers (any interrupt does, on its way back into
+    /// the guest; the oob kick is one every CPU accepts).
+    fn kick(&self, target: usize) {
+        if let Some(&mpidr) = self.mpidrs.get(target) {
+            gic::send_sgi(crate::sched::KICK_SGI, mpidr, target);
+        }
+    }
+
+    fn sync_and_fill(&mut self, cpu: usize) {
+        let lrs = self.lrs[cpu];
+        for index in 0..lrs {
+            let Some(intid) = self.in_lr[cpu][index] else { continue };
             let (state, _) = list_registers::read(index);
             if state != LrState::Invalid {
                 continue;
@@ -122,29 +177,34 @@ impl Virq {
             // An empty LR with its EOI request still set keeps the maintenance interrupt
             // asserted (ICH_EISR_EL2): clear it.
             list_registers::clear(index);
-            self.in_lr[index] = None;
-            let _ = self.vgic.deactivate(0, intid);
+            self.in_lr[cpu][index] = None;
+            let _ = self.vgic.deactivate(cpu, intid);
             COMPLETED.fetch_add(1, Ordering::Relaxed);
-            let (word, bit) = (intid as usize / 32, 1u32 << (intid % 32));
-            if self.masked.get(word).is_some_and(|w| w & bit != 0) {
-                self.masked[word] &= !bit;
+            let bit = 1u32 << (intid % 32);
+            let masked = if intid < FIRST_SPI {
+                &mut self.masked_private[cpu]
+            } else {
+                &mut self.masked_spis[intid as usize / 32]
+            };
+            if *masked & bit != 0 {
+                *masked &= !bit;
                 // The line is sampled again once enabled: a level still high fires anew.
-                let _ = self.vgic.set_level(intid, 0, false);
-                let _ = gic::set_enabled(intid, self.cpu, true);
+                let _ = self.vgic.set_level(intid, cpu, false);
+                let _ = gic::set_enabled(intid, cpu, true);
             }
         }
         let mut waiting = false;
         loop {
-            let Some(free) = (0..self.lrs).find(|&i| self.in_lr[i].is_none()) else {
-                waiting = self.vgic.highest_pending(0).is_some();
+            let Some(free) = (0..lrs).find(|&i| self.in_lr[cpu][i].is_none()) else {
+                waiting = self.vgic.highest_pending(cpu).is_some();
                 break;
             };
-            let Some((intid, priority)) = self.vgic.highest_pending(0) else { break };
-            if self.vgic.acknowledge(0, intid).is_err() {
+            let Some((intid, priority)) = self.vgic.highest_pending(cpu) else { break };
+            if self.vgic.acknowledge(cpu, intid).is_err() {
                 break;
             }
             list_registers::inject(free, intid, priority);
-            self.in_lr[free] = Some(intid);
+            self.in_lr[cpu][free] = Some(intid);
             INJECTED.fetch_add(1, Ordering::Relaxed);
         }
         list_registers::request_underflow(waiting);
@@ -155,6 +215,7 @@ impl Virq {
             log::warn!("guest touched a GIC register the model does not know (RAZ/WI; logged once)");
         }
         let Some(change) = changes.change else { return };
+        let cpu = change.vcpu.unwrap_or(0);
         for bit in 0..32 {
             if change.mask & (1 << bit) == 0 {
                 continue;
@@ -162,12 +223,12 @@ impl Virq {
             let intid = change.base + bit;
             match change.kind {
                 ChangeKind::Enabled if intid >= 16 => {
-                    let edge = self.vgic.state(intid, 0).map(|s| s.edge).unwrap_or(false);
+                    let edge = self.vgic.state(intid, cpu).map(|s| s.edge).unwrap_or(false);
                     let trigger = if edge { arm_gic::Trigger::Edge } else { arm_gic::Trigger::Level };
-                    let _ = gic::enable_inband(intid, self.cpu, trigger);
+                    let _ = gic::enable_inband(intid, cpu, trigger);
                 }
                 ChangeKind::Disabled if intid >= 16 => {
-                    let _ = gic::set_enabled(intid, self.cpu, false);
+                    let _ = gic::set_enabled(intid, cpu, false);
                 }
                 _ => {}
             }
@@ -175,14 +236,15 @@ impl Virq {
     }
 }
 
-/// Emulates a guest access to the GIC distributor or redistributors at `ipa`; false if
-/// `ipa` is not theirs. An access the model refuses gets an abort injected by the caller.
+/// Emulates a guest access to the GIC distributor or redistributors at `ipa`; `None` if
+/// `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
+/// abort).
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
     let mut guard = VIRQ.lock();
     let virq = guard.as_mut()?;
     let (in_dist, in_redist) = (
         ipa.wrapping_sub(virq.distributor) < DIST_SIZE,
-        ipa.wrapping_sub(virq.redistributor) < REDIST_STRIDE * virq.vcpus,
+        ipa.wrapping_sub(virq.redistributor) < REDIST_STRIDE * virq.vcpus as u64,
     );
     if !in_dist && !in_redist {
         return None;
@@ -205,10 +267,15 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
     Some(result.map_err(|_| ()))
 }
 
-/// A trapped `ICC_SGI1R_EL1` write: marks the SGI pending for its targets.
+/// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: marks the SGI pending for its
+/// targets and kicks the other CPUs among them.
 pub fn send_sgi(value: u64) {
+    let cpu = boot::cpu_index();
     let mut guard = VIRQ.lock();
-    if let Some(virq) = guard.as_mut() {
-        let _ = virq.vgic.sgi1r(0, value);
+    let Some(virq) = guard.as_mut() else { return };
+    if let Ok(targets) = virq.vgic.sgi1r(cpu, value) {
+        for target in targets.iter().filter(|&t| t != cpu && t < virq.vcpus) {
+            virq.kick(target);
+        }
     }
 }
