@@ -61,6 +61,16 @@ pub static INJECTED: AtomicU64 = AtomicU64::new(0);
 /// Virtual interrupts the guest deactivated.
 pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
 static UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
+/// Per vCPU: something may be pending for it or sits in its list registers. [`flush`] skips
+/// the lock (and the vGIC scan) when not, which is most guest exits.
+static WORK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// Notes that vCPU `vcpu` may have something to inject.
+fn note_work(vcpu: usize) {
+    if let Some(flag) = WORK.get(vcpu) {
+        flag.store(true, Ordering::Release);
+    }
+}
 
 /// Sets up the vGIC for one vCPU per entry of `mpidrs` (vCPU i on CPU i) with `spis` SPIs.
 /// Call once, before any CPU runs [`init_this_cpu`].
@@ -133,6 +143,7 @@ pub fn forward(intid: u32) -> bool {
     let edge = virq.vgic.state(intid, target).map(|s| s.edge).unwrap_or(false);
     let _ = if edge { virq.vgic.set_pending(intid, target) } else { virq.vgic.set_level(intid, target, true) };
     FORWARDED.fetch_add(1, Ordering::Relaxed);
+    note_work(target);
     if target != cpu {
         virq.kick(target);
     }
@@ -143,6 +154,9 @@ pub fn forward(intid: u32) -> bool {
 /// taken back, masked physical lines re-enabled, and the best pending interrupts injected.
 pub fn flush() {
     let cpu = boot::cpu_index();
+    if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
+        return;
+    }
     let mut guard = VIRQ.lock();
     if let Some(virq) = guard.as_mut()
         && cpu < virq.vcpus
@@ -154,6 +168,7 @@ pub fn flush() {
 /// The maintenance interrupt: the guest completed an interrupt, or the list registers ran
 /// low.
 fn on_maintenance(_intid: u32) {
+    note_work(boot::cpu_index());
     flush();
 }
 
@@ -208,6 +223,9 @@ impl Virq {
             INJECTED.fetch_add(1, Ordering::Relaxed);
         }
         list_registers::request_underflow(waiting);
+        if waiting || self.in_lr[cpu][..lrs].iter().any(Option::is_some) {
+            note_work(cpu);
+        }
     }
 
     fn apply(&mut self, changes: Changes) {
@@ -254,6 +272,11 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         let Ok(value) = access.store_value(&frame.x) else { return Some(Err(())) };
         let changes =
             if in_dist { virq.vgic.dist_write(offset, access.size, value) } else { virq.vgic.redist_write(offset, access.size, value) };
+        // A write may make anything deliverable anywhere (enable, pending, routing): let every
+        // vCPU look again.
+        for vcpu in 0..virq.vcpus {
+            note_work(vcpu);
+        }
         changes.map(|changes| virq.apply(changes))
     } else {
         let read = if in_dist { virq.vgic.dist_read(offset, access.size) } else { virq.vgic.redist_read(offset, access.size) };
@@ -274,8 +297,11 @@ pub fn send_sgi(value: u64) {
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
     if let Ok(targets) = virq.vgic.sgi1r(cpu, value) {
-        for target in targets.iter().filter(|&t| t != cpu && t < virq.vcpus) {
-            virq.kick(target);
+        for target in targets.iter().filter(|&t| t < virq.vcpus) {
+            note_work(target);
+            if target != cpu {
+                virq.kick(target);
+            }
         }
     }
 }
