@@ -96,6 +96,11 @@ mod image {
         kernel::arch::unmask_irqs();
 
         if info.bootarg("companion.test") == Some("el1-guest") {
+            if let Some(duration) = info.bootarg("latmus")
+                && let Err(e) = latmus::start_in_background(latmus_config(&info, duration, cpus.len()))
+            {
+                fail(format_args!("latency test: {e}"));
+            }
             let core_end = (&raw const __image_end) as u64;
             let Err(e) = kernel::guest::test_guest::run(&info, dtb, core_end, smp::current_mpidr());
             fail(format_args!("el1-guest: {e}"));

@@ -23,6 +23,8 @@ core::arch::global_asm!(
 .global test_guest_start
 test_guest_start:
     mov     x20, x1                 /* an address inside the core's memory */
+    mov     x22, x2                 /* GICD base */
+    mov     x23, x3                 /* GICR base (vCPU 0) */
     adr     x9, test_guest_vectors
     msr     vbar_el1, x9
     isb
@@ -50,6 +52,65 @@ test_guest_start:
     mov     x1, #0x600d
     mov     x2, #5
     bl      test_guest_report
+
+    /* The virtual GIC (GICv3 only; x23 = 0 without one): distributor on (ARE, Group 1),
+     * redistributor awake, SGIs 0-15 enabled at priority 0xa0, CPU interface on. */
+    cbz     x23, 8f
+    mov     w9, #0x12
+    str     w9, [x22]               /* GICD_CTLR */
+    str     wzr, [x23, #0x14]       /* GICR_WAKER: ProcessorSleep = 0 */
+2:  ldr     w9, [x23, #0x14]
+    tbnz    w9, #2, 2b              /* until ChildrenAsleep clears */
+    add     x24, x23, #0x10000      /* SGI_base */
+    movz    w9, #0xa0a0
+    movk    w9, #0xa0a0, lsl #16
+    str     w9, [x24, #0x400]       /* GICR_IPRIORITYR0..3 */
+    str     w9, [x24, #0x404]
+    str     w9, [x24, #0x408]
+    str     w9, [x24, #0x40c]
+    mov     w9, #0xffff
+    str     w9, [x24, #0x100]       /* GICR_ISENABLER0: SGIs 0-15 */
+    mov     x9, #7
+    msr     icc_sre_el1, x9
+    isb
+    mov     x9, #0xff
+    msr     icc_pmr_el1, x9
+    mov     x9, #1
+    msr     icc_igrpen1_el1, x9
+    isb
+    /* Sixteen SGIs to ourselves with IRQs masked: more than the list registers hold. */
+    mov     x21, #0                 /* IRQs taken (the IRQ vector counts) */
+    mov     x10, #0
+3:  lsl     x9, x10, #24
+    orr     x9, x9, #1              /* TargetList: Aff0 = 0 (this vCPU) */
+    msr     icc_sgi1r_el1, x9
+    add     x10, x10, #1
+    cmp     x10, #16
+    b.lt    3b
+    isb
+    msr     daifclr, #2             /* take them */
+    movz    x10, #0x4240
+    movk    x10, #0xf, lsl #16      /* give up after a million turns */
+4:  cmp     x21, #16
+    b.ge    5f
+    subs    x10, x10, #1
+    b.ne    4b
+5:  msr     daifset, #2
+    mov     x1, x21
+    mov     x2, #6
+    bl      test_guest_report
+8:
+
+    /* IRQs off for one second of the counter: oob work on this CPU must not notice. */
+    mrs     x11, cntfrq_el0
+    mrs     x12, cntvct_el0
+    add     x12, x12, x11
+6:  mrs     x13, cntvct_el0
+    cmp     x13, x12
+    b.lo    6b
+    mov     x1, x11
+    mov     x2, #7
+    bl      test_guest_report
     movz    w0, #0x0008             /* PSCI SYSTEM_OFF */
     movk    w0, #0x8400, lsl #16
     hvc     #0
@@ -74,7 +135,15 @@ test_guest_vectors:
     add     x9, x9, #4
     msr     elr_el1, x9
     eret
-    .fill 0x580, 1, 0
+    .fill 0x80 - 9 * 4, 1, 0
+    /* Current EL with SP_ELx, IRQ: acknowledge, count, end. */
+    mrs     x9, icc_iar1_el1
+    cmp     x9, #1020
+    b.hs    7f
+    add     x21, x21, #1
+    msr     icc_eoir1_el1, x9
+7:  eret
+    .fill 0x500 - 6 * 4, 1, 0
 .global test_guest_end
 test_guest_end:
 "#
@@ -87,12 +156,14 @@ unsafe extern "C" {
 
 /// The vendor hypercall the test guest reports with: x1 = value, x2 = report number.
 const REPORT_CALL: u64 = 0xc600_0001;
-/// Reports the guest makes (numbers 1..=5).
-const REPORTS: usize = 6;
+/// Reports the guest makes (numbers 1..=7).
+const REPORTS: usize = 8;
 /// No report yet.
 const NONE: u64 = 0xdead_dead_dead_dead;
 
 static REPORTED: [AtomicU64; REPORTS] = [const { AtomicU64::new(NONE) }; REPORTS];
+/// Whether the guest has a virtual GIC (GICv3 for now).
+static VGIC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 fn report(frame: &mut TrapFrame) -> Option<u64> {
     if frame.x[0] != REPORT_CALL {
@@ -108,12 +179,14 @@ fn report(frame: &mut TrapFrame) -> Option<u64> {
 fn finish(reset: bool) -> ! {
     let got = |n: usize| REPORTED[n].load(Ordering::Relaxed);
     let abort = got(4);
+    let sgi_check = if VGIC.load(Ordering::Relaxed) { Some(got(6) == 16) } else { None };
     let checks = [
         ("PSCI_VERSION is 1.1", got(1) == 0x1_0001),
         ("PSCI_FEATURES(CPU_ON) is supported", got(2) == 0),
         ("an unassigned PSCI function is NOT_SUPPORTED", got(3) == u64::MAX),
         ("reading the core's memory aborts in the guest", abort >> 26 == 0x25 && abort & 0x3f == 0b000111),
         ("the guest went on after the abort", got(5) == 0x600d),
+        ("the guest kept IRQs masked for a second", got(7) != NONE && got(7) > 0),
         ("the guest powered off (not reset)", !reset),
     ];
     let mut failed = 0;
@@ -121,7 +194,18 @@ fn finish(reset: bool) -> ! {
         log::info!("el1-guest: {what}: {}", if ok { "ok" } else { "FAILED" });
         failed += usize::from(!ok);
     }
-    log::info!("el1-guest: {} passed, {failed} failed", checks.len() - failed);
+    let mut passed = checks.len() - failed;
+    let sgi_what = "16 self-SGIs all arrived through the list registers";
+    match sgi_check {
+        Some(ok) => {
+            log::info!("el1-guest: {sgi_what}: {}", if ok { "ok" } else { "FAILED" });
+            failed += usize::from(!ok);
+            passed += usize::from(ok);
+        }
+        None => log::info!("el1-guest: {sgi_what}: not run (no GICv2 virtual GIC yet)"),
+    }
+    crate::latmus::finish_background();
+    log::info!("el1-guest: {passed} passed, {failed} failed");
     power::exit(if failed == 0 { power::EXIT_SUCCESS } else { power::EXIT_BOOT_FAILURE })
 }
 
@@ -154,6 +238,17 @@ pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Re
     let state = GuestState::new(&[mpidr], report, finish).ok_or("PSCI model")?;
     // The guest owns this CPU from here on: the previous state is never restored.
     let _ = crate::arch::mask_irqs();
+    let gicr = match super::virq::init(&info.gic, &[mpidr], 32) {
+        Ok(()) => {
+            VGIC.store(true, Ordering::Relaxed);
+            info.gic.redistributor.map_or(0, |r| r.base)
+        }
+        Err(e) => {
+            log::info!("el1-guest: no virtual GIC ({e}): the SGI test is skipped");
+            0
+        }
+    };
+    super::vcpus::prepare_this_cpu(boot::cpu_index());
     // SAFETY: stage 2 maps `entry` as guest RAM holding the cleaned code; IRQs are masked.
-    unsafe { super::enter(entry, [0, ram_start, 0, 0], state) }
+    unsafe { super::enter(entry, [0, ram_start, info.gic.distributor.base, gicr], state) }
 }

@@ -102,6 +102,10 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32) -> Result<(), &'stati
 /// Turns on this CPU's virtual interface, empties its list registers and enables its
 /// maintenance interrupt. Call on each CPU before it enters its vCPU.
 pub fn init_this_cpu(cpu: usize) {
+    // Without a vGIC (GICv2 for now) there are no ICH_* registers to touch.
+    if VIRQ.lock().is_none() {
+        return;
+    }
     let lrs = list_registers::count();
     for index in 0..lrs {
         list_registers::clear(index);

@@ -67,8 +67,15 @@ pub enum Scenario {
     /// `-icount` so its timing checks are deterministic.
     OobSuite,
     /// Run the small EL1 test guest under stage 2 (`companion.test=el1-guest`): PSCI over
-    /// HVC, an access to the core's memory answered with an injected abort, SYSTEM_OFF.
-    El1Guest,
+    /// HVC, an access to the core's memory answered with an injected abort, sixteen
+    /// self-SGIs through the list registers (GICv3), a second with IRQs masked, SYSTEM_OFF.
+    El1Guest {
+        /// The machine's GIC (the SGI test needs the GICv3 virtual GIC).
+        gic: Gic,
+        /// Run the latency test on the guest's CPU meanwhile (`latmus=3 latmus.cpu=0`,
+        /// under `-icount`) and check that the guest's masked second did not disturb it.
+        latency: bool,
+    },
     /// Boot the Debian PREEMPT_RT guest under the core and run a guest script.
     LinuxGuest {
         /// The initramfs script the guest runs (`guest.script=`).
@@ -83,8 +90,11 @@ const EL1_GUEST_CHECKS: &[&str] = &[
     "an unassigned PSCI function is NOT_SUPPORTED",
     "reading the core's memory aborts in the guest",
     "the guest went on after the abort",
+    "the guest kept IRQs masked for a second",
     "the guest powered off (not reset)",
 ];
+/// The EL1 test guest's check that needs the GICv3 virtual GIC.
+const EL1_GUEST_SGI_CHECK: &str = "16 self-SGIs all arrived through the list registers";
 
 /// The tests of the core's oob suite (`kernel/src/oob_suite`), in the order they run:
 /// each must report `oob-test NAME ... ok`.
@@ -113,7 +123,7 @@ impl Scenario {
             Scenario::Boot { .. } | Scenario::Latency { .. } | Scenario::WrongExceptionLevel => None,
             Scenario::Fault => Some("fault"),
             Scenario::OobSuite => Some("oob"),
-            Scenario::El1Guest => Some("el1-guest"),
+            Scenario::El1Guest { .. } => Some("el1-guest"),
             Scenario::LinuxGuest { .. } => None,
         }
     }
@@ -198,16 +208,23 @@ pub const CASES: &[Case] = &[
     Case {
         name: "el1-guest-virt-gicv3-4",
         profile: "virt-gicv3-4",
-        scenario: Scenario::El1Guest,
+        scenario: Scenario::El1Guest { gic: Gic::V3, latency: false },
         timeout: DEFAULT_TIMEOUT,
         qemu_args: &[],
     },
     Case {
         name: "el1-guest-virt-gicv2-4",
         profile: "virt-gicv2-4",
-        scenario: Scenario::El1Guest,
+        scenario: Scenario::El1Guest { gic: Gic::V2, latency: false },
         timeout: DEFAULT_TIMEOUT,
         qemu_args: &[],
+    },
+    Case {
+        name: "el1-guest-irqs-off-latmus-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::El1Guest { gic: Gic::V3, latency: true },
+        timeout: DEFAULT_TIMEOUT,
+        qemu_args: ICOUNT,
     },
 ];
 
@@ -233,6 +250,7 @@ impl Case {
             .map(|name| format!("companion.test={name}"));
         let latency = match self.scenario {
             Scenario::Latency { seconds } => format!("latmus={seconds} latmus.period=1000"),
+            Scenario::El1Guest { latency: true, .. } => "latmus=3 latmus.cpu=0".to_string(),
             _ => String::new(),
         };
         qemu::bootargs([test.as_deref().unwrap_or(""), &latency])
@@ -341,7 +359,7 @@ impl Case {
                 ];
                 Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b", r"Kernel panic", r"abort injected"])
             }
-            Scenario::El1Guest => {
+            Scenario::El1Guest { gic, latency } => {
                 let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, r"el1-guest: stage 2 with \d+ regions"]),
@@ -350,7 +368,24 @@ impl Case {
                 lines.extend(EL1_GUEST_CHECKS.iter().map(|check| {
                     LineMatch::all(&[LOG_LINE, &format!(r"el1-guest: {}: ok$", regex::escape(check))])
                 }));
-                let summary = format!(r"el1-guest: {} passed, 0 failed", EL1_GUEST_CHECKS.len());
+                let sgi = match gic {
+                    Gic::V3 => format!(r"el1-guest: {}: ok$", regex::escape(EL1_GUEST_SGI_CHECK)),
+                    Gic::V2 => format!(r"el1-guest: {}: not run \(no GICv2 virtual GIC yet\)$", regex::escape(EL1_GUEST_SGI_CHECK)),
+                };
+                lines.push(LineMatch::all(&[LOG_LINE, &sgi]));
+                if latency {
+                    // One sample per millisecond per context over the guest's second with IRQs
+                    // masked (the run ends when the guest powers off), none late by a
+                    // period, and the worst under 10 us.
+                    let samples = r"(9[5-9]\d|10\d\d)";
+                    lines.push(LineMatch::all(&[r"^RTS\|\s+-?\d+\.\d{3}\|\s+-?\d+\.\d{3}\|\s+-?\d\.\d{3}\|\s+0\|"]));
+                    lines.push(LineMatch::all(&[
+                        LOG_LINE,
+                        &format!(r"latmus: {samples} thread samples, {samples} irq samples, 0 \+ 0 overruns"),
+                    ]));
+                }
+                let checks = EL1_GUEST_CHECKS.len() + usize::from(gic == Gic::V3);
+                let summary = format!(r"el1-guest: {checks} passed, 0 failed");
                 lines.push(LineMatch::all(&[LOG_LINE, &summary]));
                 lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
                 Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
