@@ -99,6 +99,33 @@ test_guest_start:
     mov     x1, x21
     mov     x2, #6
     bl      test_guest_report
+
+    /* Its own virtual timer (PPI 27, a physical interrupt the core forwards) for 100
+     * expirations of 1 ms: the IRQ vector counts them in x25 and re-arms the timer. */
+    mov     w9, #0x08000000
+    str     w9, [x24, #0x100]       /* GICR_ISENABLER0: PPI 27 */
+    mov     x25, #0
+    mrs     x26, cntfrq_el0
+    mov     x9, #1000
+    udiv    x26, x26, x9            /* ticks per millisecond */
+    msr     cntv_tval_el0, x26
+    mov     x9, #1
+    msr     cntv_ctl_el0, x9        /* enabled, not masked */
+    isb
+    mrs     x10, cntvct_el0
+    mrs     x9, cntfrq_el0
+    add     x10, x10, x9            /* give up after a second */
+    msr     daifclr, #2
+9:  cmp     x25, #100
+    b.ge    10f
+    mrs     x9, cntvct_el0
+    cmp     x9, x10
+    b.lo    9b
+10: msr     daifset, #2
+    msr     cntv_ctl_el0, xzr
+    mov     x1, x25
+    mov     x2, #8
+    bl      test_guest_report
 8:
 
     /* IRQs off for one second of the counter: oob work on this CPU must not notice. */
@@ -136,14 +163,23 @@ test_guest_vectors:
     msr     elr_el1, x9
     eret
     .fill 0x80 - 9 * 4, 1, 0
-    /* Current EL with SP_ELx, IRQ: acknowledge, count, end. */
+    /* Current EL with SP_ELx, IRQ: acknowledge, count (the timer in x25, re-armed, the
+     * rest in x21), end. */
     mrs     x9, icc_iar1_el1
     cmp     x9, #1020
     b.hs    7f
-    add     x21, x21, #1
-    msr     icc_eoir1_el1, x9
+    cmp     x9, #27
+    b.ne    11f
+    add     x25, x25, #1
+    msr     cntv_tval_el0, x26
+    cmp     x25, #100
+    b.lt    12f
+    msr     cntv_ctl_el0, xzr       /* the hundredth: stop */
+    b       12f
+11: add     x21, x21, #1
+12: msr     icc_eoir1_el1, x9
 7:  eret
-    .fill 0x500 - 6 * 4, 1, 0
+    .fill 0x500 - 15 * 4, 1, 0
 .global test_guest_end
 test_guest_end:
 "#
@@ -156,8 +192,8 @@ unsafe extern "C" {
 
 /// The vendor hypercall the test guest reports with: x1 = value, x2 = report number.
 const REPORT_CALL: u64 = 0xc600_0001;
-/// Reports the guest makes (numbers 1..=7).
-const REPORTS: usize = 8;
+/// Reports the guest makes (numbers 1..=8).
+const REPORTS: usize = 9;
 /// No report yet.
 const NONE: u64 = 0xdead_dead_dead_dead;
 
@@ -179,7 +215,12 @@ fn report(frame: &mut TrapFrame) -> Option<u64> {
 fn finish(reset: bool) -> ! {
     let got = |n: usize| REPORTED[n].load(Ordering::Relaxed);
     let abort = got(4);
+    let timer_forwarded = super::virq::forwarded(27);
     let sgi_check = if VGIC.load(Ordering::Relaxed) { Some(got(6) == 16) } else { None };
+    let timer_check = VGIC.load(Ordering::Relaxed).then(|| {
+        log::info!("el1-guest: virtual timer: the core forwarded {timer_forwarded}, the guest counted {}", got(8));
+        got(8) == 100 && timer_forwarded == 100
+    });
     let checks = [
         ("PSCI_VERSION is 1.1", got(1) == 0x1_0001),
         ("PSCI_FEATURES(CPU_ON) is supported", got(2) == 0),
@@ -203,6 +244,15 @@ fn finish(reset: bool) -> ! {
             passed += usize::from(ok);
         }
         None => log::info!("el1-guest: {sgi_what}: not run (no GICv2 virtual GIC yet)"),
+    }
+    let timer_what = "100 virtual timer interrupts: as many forwarded by the core as counted by the guest";
+    match timer_check {
+        Some(ok) => {
+            log::info!("el1-guest: {timer_what}: {}", if ok { "ok" } else { "FAILED" });
+            failed += usize::from(!ok);
+            passed += usize::from(ok);
+        }
+        None => log::info!("el1-guest: {timer_what}: not run (no GICv2 virtual GIC yet)"),
     }
     crate::latmus::finish_background();
     log::info!("el1-guest: {passed} passed, {failed} failed");

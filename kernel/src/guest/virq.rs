@@ -56,6 +56,14 @@ static VIRQ: IrqSpinLock<Option<Virq>> = IrqSpinLock::new(None);
 static MAINTENANCE_INTID: AtomicU32 = AtomicU32::new(0);
 /// Physical interrupts forwarded to the guest.
 pub static FORWARDED: AtomicU64 = AtomicU64::new(0);
+/// Per INTID, physical interrupts forwarded to the guest.
+static FORWARDED_BY_INTID: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MAX_INTIDS];
+
+/// How many times physical interrupt `intid` was forwarded to the guest.
+pub fn forwarded(intid: u32) -> u64 {
+    FORWARDED_BY_INTID.get(intid as usize).map_or(0, |count| count.load(Ordering::Relaxed))
+}
+
 /// Virtual interrupts put into list registers.
 pub static INJECTED: AtomicU64 = AtomicU64::new(0);
 /// Virtual interrupts the guest deactivated.
@@ -147,11 +155,35 @@ pub fn forward(intid: u32) -> bool {
     let edge = virq.vgic.state(intid, target).map(|s| s.edge).unwrap_or(false);
     let _ = if edge { virq.vgic.set_pending(intid, target) } else { virq.vgic.set_level(intid, target, true) };
     FORWARDED.fetch_add(1, Ordering::Relaxed);
+    FORWARDED_BY_INTID[intid as usize].fetch_add(1, Ordering::Relaxed);
     note_work(target);
     if target != cpu {
         virq.kick(target);
     }
     true
+}
+
+/// Drives the line of a virtual-only interrupt (an emulated device's, never a physical one)
+/// to `level` for `vcpu` (for an SPI: the vCPU raising it; the vGIC's routing picks the
+/// target). The physical GIC is not touched. What became pending is injected on the target's
+/// next way back into the guest.
+pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
+    let mut guard = VIRQ.lock();
+    let Some(virq) = guard.as_mut() else { return };
+    if intid < 16 || intid as usize >= MAX_INTIDS || vcpu >= virq.vcpus {
+        return;
+    }
+    let target = match virq.vgic.target(intid, vcpu) {
+        Ok(Target::Vcpu(target)) => target,
+        _ => vcpu,
+    };
+    if virq.vgic.set_level(intid, target, level).is_err() {
+        return;
+    }
+    note_work(target);
+    if level && target != boot::cpu_index() {
+        virq.kick(target);
+    }
 }
 
 /// Brings this CPU's list registers up to date before its vCPU runs again: completions are
