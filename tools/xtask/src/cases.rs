@@ -383,7 +383,7 @@ impl Case {
                     // One sample per millisecond per context over the guest's second with IRQs
                     // masked (the run ends when the guest powers off), none late by a
                     // period, and the worst under 10 us.
-                    let samples = r"(9[5-9]\d|10\d\d)";
+                    let samples = r"(9[5-9]\d|1[0-2]\d\d)";
                     lines.push(LineMatch::all(&[r"^RTS\|\s+-?\d+\.\d{3}\|\s+-?\d+\.\d{3}\|\s+-?\d\.\d{3}\|\s+0\|"]));
                     lines.push(LineMatch::all(&[
                         LOG_LINE,
