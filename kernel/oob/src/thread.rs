@@ -157,6 +157,9 @@ pub(crate) struct Thread {
     /// Mutexes held (mutex arena indices, linked through the core's mutex links).
     pub(crate) held: List,
     pub(crate) stats: ThreadStats,
+    /// The glue's word for the thread (its control block's address), returned with every
+    /// switch to it so the glue needs no lookup of its own; 0 until set.
+    pub(crate) glue_token: usize,
 }
 
 impl Thread {

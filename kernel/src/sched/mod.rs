@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-use oob::{EffectMasks, Error, Instant, OobCore, Runnable, ThreadId};
+use oob::{EffectMasks, Error, Instant, OobCore, SwitchTo, ThreadId, TimerTick};
 
 use crate::arch::context::{SavedContext, switch_context};
 use crate::arch::irq_lock::{IrqSpinLock, IrqSpinLockGuard};
@@ -68,7 +68,8 @@ struct PerCpu {
     next: AtomicPtr<OobThread>,
     /// Set when the CPU must reschedule at the next opportunity.
     need_resched: AtomicBool,
-    /// Interrupt nesting depth (no switching inside a handler).
+    /// Interrupt nesting depth (no switching inside a handler). Written only by its own CPU,
+    /// with IRQs masked, hence plain loads and stores (see [`irq_enter`]).
     irq_depth: AtomicU32,
     /// MPIDR affinity, to address the kick.
     mpidr: AtomicU64,
@@ -185,7 +186,14 @@ pub(crate) fn reschedule_if_needed(guard: IrqSpinLockGuard<'static, Option<Glue>
 /// Applies what the core asked for after an entry point: this CPU's timer is programmed
 /// and its reschedule noted; remote CPUs are kicked.
 pub(crate) fn apply_effects(glue: &mut Glue, cpu: usize) {
-    let (EffectMasks { resched, reprogram }, deadline) = glue.core.effect_masks_for(cpu);
+    let (masks, deadline) = glue.core.effect_masks_for(cpu);
+    apply_masks(cpu, masks, deadline);
+}
+
+/// [`apply_effects`] of drained effects: `deadline` is this CPU's new hardware deadline when
+/// `reprogram` contains it.
+#[inline]
+fn apply_masks(cpu: usize, EffectMasks { resched, reprogram }: EffectMasks, deadline: Option<Instant>) {
     if reprogram.contains(cpu) {
         program_timer(deadline);
     }
@@ -236,18 +244,23 @@ fn schedule(mut guard: IrqSpinLockGuard<'static, Option<Glue>>, cpu: usize) {
 /// effects of everything done under the lock — once, choice included.
 fn decide(glue: &mut Glue, cpu: usize, now: Instant) {
     CPUS[cpu].need_resched.store(false, Ordering::Relaxed);
-    match glue.core.reschedule(cpu, now) {
+    match glue.core.reschedule_to(cpu, now) {
         Ok(None) => {}
-        Ok(Some(to)) => {
-            let next: *mut OobThread = match to {
-                Runnable::InBand => core::ptr::null_mut(),
-                Runnable::Oob(id) => glue.thread_ptr(id),
-            };
-            CPUS[cpu].next.store(next, Ordering::Relaxed);
-        }
+        Ok(Some(to)) => record_next(cpu, to),
         Err(e) => log::error!("cpu {cpu}: rescheduling refused: {e}"),
     }
     apply_effects(glue, cpu);
+}
+
+/// Records the context the core just switched `cpu` to, for [`switch_to_next`].
+#[inline]
+fn record_next(cpu: usize, to: SwitchTo) {
+    let next: *mut OobThread = match to {
+        SwitchTo::InBand => core::ptr::null_mut(),
+        // The token of every thread is the address of its control block (see `spawn`).
+        SwitchTo::Thread(block) => block as *mut OobThread,
+    };
+    CPUS[cpu].next.store(next, Ordering::Relaxed);
 }
 
 /// Switches this CPU to the context the core chose for it ([`PerCpu::next`]) if that is not
@@ -285,28 +298,24 @@ fn switch_to_next(cpu: usize) {
     SWITCH_STAMPS[boot::cpu_index()][1].store(hwtimer::counter_unordered(), Ordering::Relaxed);
 }
 
-impl Glue {
-    /// The control block of a live thread, null if it has none (never for a runnable thread).
-    fn thread_ptr(&mut self, id: ThreadId) -> *mut OobThread {
-        match self.threads.get_mut(id.index() as usize) {
-            Some(Some(thread)) if thread.id == id => &raw mut **thread,
-            _ => core::ptr::null_mut(),
-        }
-    }
+/// Called by the interrupt entry of CPU `cpu` (the caller's) before the handlers of one
+/// exception, with IRQs masked.
+pub fn irq_enter(cpu: usize) {
+    // A plain increment, no atomic read-modify-write: only this CPU writes its depth, always
+    // with IRQs masked (interrupt entry and exit), so no other write can come in between.
+    let depth = &CPUS[cpu].irq_depth;
+    depth.store(depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
-/// Called by the interrupt entry before the handlers of one exception.
-pub fn irq_enter() {
-    CPUS[boot::cpu_index()].irq_depth.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Called by the interrupt entry after every interrupt was handled and ended, with IRQs
-/// masked: switches to the context the handlers chose, deciding again first if something
-/// changed this CPU's run queue after that choice.
-pub fn irq_exit() {
-    let cpu = boot::cpu_index();
+/// Called by the interrupt entry of CPU `cpu` (the caller's) after every interrupt was
+/// handled and ended, with IRQs masked: switches to the context the handlers chose, deciding
+/// again first if something changed this CPU's run queue after that choice.
+pub fn irq_exit(cpu: usize) {
     let state = &CPUS[cpu];
-    if state.irq_depth.fetch_sub(1, Ordering::Relaxed) != 1 {
+    // A plain decrement, like the increment of `irq_enter`.
+    let depth = state.irq_depth.load(Ordering::Relaxed);
+    state.irq_depth.store(depth.saturating_sub(1), Ordering::Relaxed);
+    if depth != 1 {
         return;
     }
     if state.need_resched.load(Ordering::Relaxed)
@@ -327,13 +336,27 @@ fn on_timer_interrupt(_intid: u32) {
     };
     let Some(glue) = guard.as_mut() else { return };
     let now = clock::now();
-    let fired = glue.core.on_timer(cpu, now).map_or(0, |fired| fired.len());
-    for index in 0..fired {
-        let expiry = glue.core.fired_timers()[index];
-        timers::expired(glue, &expiry, now);
+    match glue.core.on_timer_tick(cpu, now) {
+        // The common case, in one call: timeouts fired, this CPU's next context chosen, the
+        // effects drained.
+        Ok(TimerTick::Rescheduled { switch, masks, deadline }) => {
+            CPUS[cpu].need_resched.store(false, Ordering::Relaxed);
+            if let Some(to) = switch {
+                record_next(cpu, to);
+            }
+            apply_masks(cpu, masks, deadline);
+        }
+        Ok(TimerTick::UserTimers) => {
+            for index in 0..glue.core.fired_timers().len() {
+                let expiry = glue.core.fired_timers()[index];
+                timers::expired(glue, &expiry, now);
+            }
+            // Choose this CPU's next context now, under this lock, and apply all effects once.
+            decide(glue, cpu, now);
+        }
+        // Not a CPU of the core: `decide` reports it.
+        Err(_) => decide(glue, cpu, now),
     }
-    // Choose this CPU's next context now, under this lock, and apply all effects once.
-    decide(glue, cpu, now);
 }
 
 /// The kick: another CPU changed this CPU's timer deadline or run queue.

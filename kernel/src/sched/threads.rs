@@ -131,6 +131,9 @@ pub fn spawn(spec: ThreadSpec<'_>, stack_size: usize, body: Body) -> Result<Join
             glue.threads.resize_with(index + 1, || None);
         }
         glue.threads[index] = Some(thread);
+        // The core names the thread by its block when switching to it (moving the box kept
+        // the block where it was).
+        glue.core.set_glue_token(id, block)?;
         glue.core.start(id)?;
         Ok(JoinHandle { id, exit_semaphore, exited })
     })

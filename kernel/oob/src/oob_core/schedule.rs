@@ -12,10 +12,37 @@
 
 use super::OobCore;
 use super::timers::{TimerEvent, TimerExpiry, TimerHandle};
+use crate::effects::EffectMasks;
 use crate::error::Error;
 use crate::sched::{Runnable, SchedParams};
 use crate::thread::ThreadId;
 use crate::time::{Duration, Instant};
+
+/// A context switch the core recorded for a CPU, named the way the glue switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchTo {
+    /// To the in-band stage.
+    InBand,
+    /// To a thread, by the token the glue gave it ([`OobCore::set_glue_token`]).
+    Thread(usize),
+}
+
+/// What [`OobCore::on_timer_tick`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerTick {
+    /// User timers fired ([`OobCore::fired_timers`]): the glue runs them, then reschedules
+    /// and drains the effects as after [`OobCore::on_timer`].
+    UserTimers,
+    /// No user timer fired: the CPU was rescheduled and the effects drained.
+    Rescheduled {
+        /// The context the CPU switches to, `None` if it keeps its current one.
+        switch: Option<SwitchTo>,
+        /// The effects, as [`OobCore::effect_masks_for`] returns them.
+        masks: EffectMasks,
+        /// The CPU's new hardware deadline when `masks.reprogram` contains it.
+        deadline: Option<Instant>,
+    },
+}
 
 impl OobCore {
     /// Charges CPU time up to `now`, then returns the context `cpu` should run. The glue calls
@@ -61,14 +88,62 @@ impl OobCore {
     pub fn reschedule(&mut self, cpu: usize, now: Instant) -> Result<Option<Runnable>, Error> {
         let cpu = self.cpu_index(cpu)?;
         self.charge(cpu, now);
-        let (previous, next) = (self.cpus[cpu].current, self.cpus[cpu].rq.pick());
-        if next != previous {
-            self.switch_to(cpu, previous, next, now);
+        Ok(self.switch_to_best(cpu, now).map(|next| self.runnable(next)))
+    }
+
+    /// [`OobCore::reschedule`], naming the new context the way the glue switches to it: a
+    /// thread by its glue token ([`OobCore::set_glue_token`]), with no thread id to look up.
+    #[inline]
+    pub fn reschedule_to(&mut self, cpu: usize, now: Instant) -> Result<Option<SwitchTo>, Error> {
+        let cpu = self.cpu_index(cpu)?;
+        self.charge(cpu, now);
+        Ok(self.switch_to_best(cpu, now).map(|next| self.switch_target(next)))
+    }
+
+    /// The rest of a reschedule of the valid CPU `cpu`, charged up to `now` already: switches
+    /// to its best runnable context if that is not the current one, and returns it then.
+    #[inline]
+    fn switch_to_best(&mut self, cpu: usize, now: Instant) -> Option<Option<u32>> {
+        // `OobCore::switch_to` with the CPU and the next thread each looked up once (the hot
+        // path of every wake-up).
+        let state = &mut self.cpus[cpu];
+        let (previous, next) = (state.current, state.rq.pick());
+        let switched = next != previous;
+        if switched {
+            state.current = next;
+            let may_have_budget = match next {
+                Some(t) => {
+                    let thread = &mut self.threads[t];
+                    thread.stats.switches += 1;
+                    thread.may_have_budget()
+                }
+                None => {
+                    state.inband.switches += 1;
+                    false
+                }
+            };
+            let budget_timers_armed = state.budget_timers_armed;
+            if let Some(t) = previous {
+                self.reclaim_if_exited(t);
+            }
+            // `OobCore::arm_budget_timers`, its early exit checked with what is at hand.
+            if may_have_budget || budget_timers_armed {
+                self.rearm_budget_timers(cpu, now);
+            }
         }
         // `cpu` now runs its best runnable context, which is all `touched` would make
         // `effects` check for it: no reschedule to report, no need to pick again there.
         self.touched.remove(cpu);
-        Ok((next != previous).then(|| self.runnable(next)))
+        switched.then_some(next)
+    }
+
+    /// The glue's name of the context `next` (a live thread index, or the in-band stage).
+    #[inline]
+    fn switch_target(&self, next: Option<u32>) -> SwitchTo {
+        match next {
+            Some(t) => SwitchTo::Thread(self.threads[t].glue_token),
+            None => SwitchTo::InBand,
+        }
     }
 
     /// Makes `next` (a runnable thread of `cpu` or the in-band stage) the current context of
@@ -91,6 +166,31 @@ impl OobCore {
     /// timers that fired, for the glue to run their callbacks.
     pub fn on_timer(&mut self, cpu: usize, now: Instant) -> Result<&[TimerExpiry], Error> {
         let cpu = self.cpu_index(cpu)?;
+        self.fire_due(cpu, now);
+        Ok(&self.fired)
+    }
+
+    /// The whole timer interrupt of `cpu` in one call when no user timer fires (the common
+    /// case: a thread's timeout or a budget timer): [`OobCore::on_timer`], then
+    /// [`OobCore::reschedule_to`] and [`OobCore::effect_masks_for`], with one CPU check and
+    /// one charge. When user timers fired, only [`OobCore::on_timer`] was done: the glue runs
+    /// them ([`OobCore::fired_timers`]), then reschedules and drains the effects itself.
+    pub fn on_timer_tick(&mut self, cpu: usize, now: Instant) -> Result<TimerTick, Error> {
+        let cpu = self.cpu_index(cpu)?;
+        self.fire_due(cpu, now);
+        if !self.fired.is_empty() {
+            return Ok(TimerTick::UserTimers);
+        }
+        // Charged up to `now` by `fire_due` already: what `reschedule_to` would do beyond that.
+        let switch = self.switch_to_best(cpu, now).map(|next| self.switch_target(next));
+        let (masks, deadline) = self.drain_effect_masks(cpu);
+        Ok(TimerTick::Rescheduled { switch, masks, deadline })
+    }
+
+    /// [`OobCore::on_timer`] of the valid CPU `cpu`, the user timers that fired left in
+    /// `fired`.
+    #[inline]
+    fn fire_due(&mut self, cpu: usize, now: Instant) {
         self.charge(cpu, now);
         self.fired.clear();
         self.cpus[cpu].reported_deadline = None;
@@ -110,7 +210,6 @@ impl OobCore {
                 }),
             }
         }
-        Ok(&self.fired)
     }
 
     /// The user timers fired by the last [`OobCore::on_timer`] (the same slice it returned), so

@@ -36,6 +36,7 @@ impl OobCore {
             slice: Self::slice_of(spec.policy),
             held: Default::default(),
             stats: ThreadStats::default(),
+            glue_token: 0,
         });
         debug_assert_eq!(inserted, key);
         if self.links.len() < self.threads.slot_count() {
@@ -48,6 +49,14 @@ impl OobCore {
             self.enqueue(key.index);
         }
         Ok(ThreadId(key))
+    }
+
+    /// Sets the glue's token of a thread (typically its control block's address), which
+    /// [`OobCore::reschedule_to`] and [`OobCore::on_timer_tick`] return when switching to it.
+    pub fn set_glue_token(&mut self, thread: ThreadId, token: usize) -> Result<(), Error> {
+        let t = self.thread_index(thread)?;
+        self.threads[t].glue_token = token;
+        Ok(())
     }
 
     /// Makes a dormant thread ready.

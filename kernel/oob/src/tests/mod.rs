@@ -7,7 +7,7 @@ mod timers;
 
 use alloc::vec::Vec;
 
-use crate::{Duration, Instant, OobCore, Policy, Runnable, ThreadId, ThreadSpec, TimerExpiry};
+use crate::{Duration, Instant, OobCore, Policy, Runnable, SwitchTo, ThreadId, ThreadSpec, TimerExpiry, TimerTick};
 
 /// Instant `us` microseconds after boot.
 pub(crate) fn us(us: u64) -> Instant {
@@ -76,8 +76,7 @@ impl Sim {
                     self.now = self.now.max(date);
                     for cpu in 0..self.core.cpu_count() {
                         if self.core.hardware_deadline(cpu).unwrap().is_some_and(|d| d <= self.now) {
-                            let fired = self.core.on_timer(cpu, self.now).unwrap().to_vec();
-                            self.fired.extend(fired);
+                            self.timer_tick(cpu);
                         }
                     }
                     self.settle();
@@ -86,6 +85,37 @@ impl Sim {
             }
         }
         self.now = self.now.max(until);
+    }
+
+    /// What the glue does on a timer interrupt of `cpu`: the one-call fast path, with the
+    /// user timers and remote effects it leaves to the glue.
+    pub(crate) fn timer_tick(&mut self, cpu: usize) {
+        match self.core.on_timer_tick(cpu, self.now).unwrap() {
+            TimerTick::UserTimers => {
+                let fired = self.core.fired_timers().to_vec();
+                self.fired.extend(fired);
+            }
+            TimerTick::Rescheduled { switch, masks, deadline } => {
+                let current = self.core.current(cpu).unwrap();
+                assert!(!masks.resched.contains(cpu), "the tick rescheduled its own CPU");
+                match switch {
+                    Some(to) => {
+                        let expected = match current {
+                            Runnable::InBand => SwitchTo::InBand,
+                            Runnable::Oob(_) => SwitchTo::Thread(0),
+                        };
+                        assert_eq!(to, expected, "the switch names the new current context");
+                        self.switches.push((self.now, cpu, current));
+                    }
+                    None => assert_eq!(self.core.pick_next(cpu, self.now).unwrap(), current),
+                }
+                assert!(masks.reprogram.contains(cpu), "a tick always reprograms its CPU");
+                assert_eq!(deadline, self.core.hardware_deadline(cpu).unwrap());
+                for other in masks.resched.iter() {
+                    self.reschedule(other);
+                }
+            }
+        }
     }
 
     /// The context `cpu` runs.

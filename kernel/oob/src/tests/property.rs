@@ -203,8 +203,11 @@ impl World {
             }
             _ => {
                 // The glue sometimes reschedules without being asked, or runs a spurious tick.
-                if self.rng.below(2) == 0 {
+                let choice = self.rng.below(3);
+                if choice == 0 {
                     self.sim.reschedule(cpu);
+                } else if choice == 1 {
+                    self.sim.timer_tick(cpu);
                 } else {
                     let fired = core.on_timer(cpu, now).unwrap().to_vec();
                     self.sim.fired.extend(fired);
