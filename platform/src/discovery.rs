@@ -227,6 +227,29 @@ fn gic_intids(node: &Node<'_>) -> Vec<u32> {
         .collect()
 }
 
+/// GIC interrupt specifier type of a shared peripheral interrupt.
+const GIC_SPI: u32 = 0;
+/// GIC interrupt specifier type of a private peripheral interrupt.
+const GIC_PPI: u32 = 1;
+
+/// The GIC INTID of `uart`'s interrupt: the first specifier of the `interrupts` property of
+/// the enabled node whose first `reg` is the UART's, read as the GIC's three cells (type
+/// 0 = SPI: INTID 32 + number; 1 = PPI: 16 + number; flags). `None` if no such node, no
+/// property, or another type.
+pub fn uart_intid(tree: &DeviceTree<'_>, uart: &UartInfo) -> Option<u32> {
+    let node = tree
+        .nodes()
+        .filter(|n| n.is_enabled() && n.property("interrupts").is_some())
+        .find(|n| physical_regs(tree, n).first().is_some_and(|r| r.base == uart.base))?;
+    let mut cells = node.property("interrupts")?.cells();
+    let (kind, number, _flags) = (cells.next()?, cells.next()?, cells.next()?);
+    match kind {
+        GIC_SPI => SPI_BASE.checked_add(number),
+        GIC_PPI if number < 16 => Some(PPI_BASE + number),
+        _ => None,
+    }
+}
+
 impl<'a> PlatformInfo<'a> {
     /// Reads the platform from a device tree, filling gaps from `board`.
     pub fn discover(tree: &DeviceTree<'a>, board: &'static Board) -> Self {

@@ -94,7 +94,7 @@ impl ImageHeader {
 
     /// Checks that an image at `address` is where the boot protocol wants it.
     pub fn check_placement(&self, address: u64) -> Result<(), ImageError> {
-        if address.wrapping_sub(self.text_offset) % IMAGE_BASE_ALIGN != 0 || address < self.text_offset {
+        if !address.wrapping_sub(self.text_offset).is_multiple_of(IMAGE_BASE_ALIGN) || address < self.text_offset {
             return Err(ImageError::Misplaced { address, text_offset: self.text_offset });
         }
         Ok(())

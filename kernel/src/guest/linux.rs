@@ -2,8 +2,9 @@
 //! `ADDR`, the initramfs the tree's `/chosen` names, and the guest command line given after
 //! ` -- ` on the core's command line.
 //!
-//! This first version runs one vCPU on the boot CPU with the console passed through. The
-//! GIC is not emulated yet, so the guest's first GIC access gets an abort injected.
+//! This first version runs one vCPU on the boot CPU. The console UART is emulated
+//! ([`super::console`]) so the guest's lines and the core's share it whole; the GIC is
+//! emulated by [`super::virq`].
 
 use alloc::vec::Vec;
 
@@ -124,7 +125,7 @@ pub fn boot(
     unsafe { core::ptr::copy_nonoverlapping(guest_tree.as_ptr(), tree_at as *mut u8, guest_tree.len()) };
     boot::mmu::clean_to_poc(tree_at as usize..tree_at as usize + guest_tree.len());
 
-    let plan = plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::PassThrough);
+    let plan = plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::Shared);
     // SAFETY: no guest runs yet; the tables are leaked.
     unsafe { stage2::install(&plan) }.map_err(BootError::Stage2)?;
     log::info!(
@@ -136,6 +137,13 @@ pub fn boot(
 
     let state = GuestState::new(mpidrs, |_| None, power_off).ok_or(BootError::Tree)?;
     super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32)).map_err(BootError::Vgic)?;
+    let uart_intid = platform::discovery::uart_intid(&tree, &info.uart);
+    super::console::init(info.uart.base, info.uart.size, uart_intid);
+    log::info!(
+        "guest: console is an emulated PL011 at {:#x} ({}), shared line by line with the core's log",
+        info.uart.base,
+        uart_intid.map_or(alloc::string::String::from("no interrupt"), |intid| alloc::format!("INTID {intid}"))
+    );
     super::vcpus::prepare_this_cpu(boot::cpu_index());
     super::vcpus::publish(mpidrs);
     // The guest owns this CPU from here on: the previous IRQ state is never restored.
@@ -147,8 +155,10 @@ pub fn boot(
 
 /// The guest asked PSCI to power off or reset: end the run.
 fn power_off(reset: bool) -> ! {
+    super::console::flush();
     log::info!("guest: PSCI {}", if reset { "SYSTEM_RESET" } else { "SYSTEM_OFF" });
     crate::latmus::finish_background();
+    super::virq::report();
     log::info!(
         "guest: virtual interrupts: {} forwarded, {} injected, {} completed",
         super::virq::FORWARDED.load(core::sync::atomic::Ordering::Relaxed),

@@ -8,6 +8,7 @@
 //! Today one vCPU runs (the boot CPU's); the small EL1 test guest in [`test_guest`] drives
 //! it. The Linux guest, the vGIC and the other vCPUs come next.
 
+pub mod console;
 pub mod linux;
 pub mod list_registers;
 pub mod stage2;
@@ -119,10 +120,13 @@ pub fn handle_trap(frame: &mut TrapFrame) {
         }
         Trap::DataAbort { access, .. } => {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-            match virq::mmio(frame, ipa, access) {
-                Some(Ok(())) => frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr),
-                Some(Err(())) => {
-                    log::warn!("guest GIC access at IPA {ipa:#x} refused (PC {:#x}): abort injected", frame.elr);
+            let emulated = virq::mmio(frame, ipa, access)
+                .map(|result| (result, "GIC"))
+                .or_else(|| console::mmio(frame, ipa, access).map(|result| (result, "UART")));
+            match emulated {
+                Some((Ok(()), _)) => frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr),
+                Some((Err(()), device)) => {
+                    log::warn!("guest {device} access at IPA {ipa:#x} refused (PC {:#x}): abort injected", frame.elr);
                     inject_data_abort(frame);
                 }
                 None => outside_map(frame, ipa),

@@ -255,6 +255,7 @@ fn finish(reset: bool) -> ! {
         None => log::info!("el1-guest: {timer_what}: not run (no GICv2 virtual GIC yet)"),
     }
     crate::latmus::finish_background();
+    super::virq::report();
     log::info!("el1-guest: {passed} passed, {failed} failed");
     power::exit(if failed == 0 { power::EXIT_SUCCESS } else { power::EXIT_BOOT_FAILURE })
 }

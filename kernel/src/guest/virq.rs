@@ -64,6 +64,113 @@ pub fn forwarded(intid: u32) -> u64 {
     FORWARDED_BY_INTID.get(intid as usize).map_or(0, |count| count.load(Ordering::Relaxed))
 }
 
+/// The replay log's accounting: what waited in the vGIC (the log: one pending entry per
+/// INTID and vCPU, replayed into the list registers by priority) and for how long.
+struct ReplayStats {
+    /// Entries raised (forwarded physical interrupts and virtual SGIs).
+    logged: AtomicU64,
+    /// Raises that found their INTID already pending (coalesced into one entry).
+    coalesced: AtomicU64,
+    /// Most entries left waiting after a refill (the list registers were full).
+    max_depth: AtomicU64,
+    /// Entries of emulated level interrupts whose line fell before they were replayed.
+    withdrawn: AtomicU64,
+    /// Physical interrupt to injection: worst and total counter ticks, and how many.
+    to_injection_max: AtomicU64,
+    to_injection_sum: AtomicU64,
+    to_injection_count: AtomicU64,
+    /// Injection to the guest's deactivation: worst and total counter ticks, and how many.
+    to_completion_max: AtomicU64,
+    to_completion_sum: AtomicU64,
+    to_completion_count: AtomicU64,
+}
+
+static REPLAY: ReplayStats = ReplayStats {
+    logged: AtomicU64::new(0),
+    coalesced: AtomicU64::new(0),
+    max_depth: AtomicU64::new(0),
+    withdrawn: AtomicU64::new(0),
+    to_injection_max: AtomicU64::new(0),
+    to_injection_sum: AtomicU64::new(0),
+    to_injection_count: AtomicU64::new(0),
+    to_completion_max: AtomicU64::new(0),
+    to_completion_sum: AtomicU64::new(0),
+    to_completion_count: AtomicU64::new(0),
+};
+
+/// Per INTID, when the oldest uninjected forward arrived (counter; 0: none waiting).
+static WAITING_SINCE: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MAX_INTIDS];
+/// Per CPU and list register, when its entry was injected (counter).
+static INJECTED_AT: [[AtomicU64; MAX_LIST_REGISTERS]; boot::MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; MAX_LIST_REGISTERS] }; boot::MAX_CPUS];
+
+fn record(max: &AtomicU64, sum: &AtomicU64, count: &AtomicU64, ticks: u64) {
+    max.fetch_max(ticks, Ordering::Relaxed);
+    sum.fetch_add(ticks, Ordering::Relaxed);
+    count.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The replay log's counters, as the report prints them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayCounters {
+    /// Entries raised.
+    pub logged: u64,
+    /// Entries replayed into list registers.
+    pub replayed: u64,
+    /// Raises merged into an entry already pending.
+    pub coalesced: u64,
+    /// Most entries waiting behind full list registers.
+    pub max_depth: u64,
+    /// Entries of emulated level interrupts withdrawn by their device before replay.
+    pub withdrawn: u64,
+    /// Entries neither replayed, coalesced, withdrawn nor still pending: must be 0.
+    pub lost: u64,
+}
+
+/// The replay log's counters now.
+pub fn replay_counters() -> ReplayCounters {
+    let logged = REPLAY.logged.load(Ordering::Relaxed);
+    let replayed = INJECTED.load(Ordering::Relaxed);
+    let coalesced = REPLAY.coalesced.load(Ordering::Relaxed);
+    let withdrawn = REPLAY.withdrawn.load(Ordering::Relaxed);
+    let pending = VIRQ.lock().as_ref().map_or(0, |virq| {
+        (0..virq.vcpus).map(|vcpu| virq.vgic.pending_for(vcpu).count() as u64).sum::<u64>()
+    });
+    ReplayCounters {
+        logged,
+        replayed,
+        coalesced,
+        max_depth: REPLAY.max_depth.load(Ordering::Relaxed),
+        withdrawn,
+        lost: logged.saturating_sub(replayed + coalesced + withdrawn + pending),
+    }
+}
+
+/// Logs the replay log's counters and timing.
+pub fn report() {
+    let counters = replay_counters();
+    let ns = |ticks: u64| crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks));
+    let avg = |sum: &AtomicU64, count: &AtomicU64| {
+        ns(sum.load(Ordering::Relaxed) / count.load(Ordering::Relaxed).max(1))
+    };
+    log::info!(
+        "replay log: logged {}, replayed {}, coalesced {}, withdrawn {}, max depth {}, lost {}",
+        counters.logged,
+        counters.replayed,
+        counters.coalesced,
+        counters.withdrawn,
+        counters.max_depth,
+        counters.lost
+    );
+    log::info!(
+        "replay log: physical IRQ to injection avg {} ns, max {} ns; injection to guest completion avg {} ns, max {} ns",
+        avg(&REPLAY.to_injection_sum, &REPLAY.to_injection_count),
+        ns(REPLAY.to_injection_max.load(Ordering::Relaxed)),
+        avg(&REPLAY.to_completion_sum, &REPLAY.to_completion_count),
+        ns(REPLAY.to_completion_max.load(Ordering::Relaxed))
+    );
+}
+
 /// Virtual interrupts put into list registers.
 pub static INJECTED: AtomicU64 = AtomicU64::new(0);
 /// Virtual interrupts the guest deactivated.
@@ -153,7 +260,19 @@ pub fn forward(intid: u32) -> bool {
         }
     };
     let edge = virq.vgic.state(intid, target).map(|s| s.edge).unwrap_or(false);
+    let was_pending = virq.vgic.state(intid, target).is_ok_and(|s| s.pending());
     let _ = if edge { virq.vgic.set_pending(intid, target) } else { virq.vgic.set_level(intid, target, true) };
+    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
+    if was_pending {
+        REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let _ = WAITING_SINCE[intid as usize].compare_exchange(
+            0,
+            crate::hwtimer::counter_unordered(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
     FORWARDED.fetch_add(1, Ordering::Relaxed);
     FORWARDED_BY_INTID[intid as usize].fetch_add(1, Ordering::Relaxed);
     note_work(target);
@@ -166,7 +285,8 @@ pub fn forward(intid: u32) -> bool {
 /// Drives the line of a virtual-only interrupt (an emulated device's, never a physical one)
 /// to `level` for `vcpu` (for an SPI: the vCPU raising it; the vGIC's routing picks the
 /// target). The physical GIC is not touched. What became pending is injected on the target's
-/// next way back into the guest.
+/// next way back into the guest. Not counted as forwarded nor in the replay log's `logged`
+/// (its injections do count in `INJECTED`).
 pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
@@ -177,8 +297,19 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
         Ok(Target::Vcpu(target)) => target,
         _ => vcpu,
     };
+    let state = virq.vgic.state(intid, target).ok();
+    let was_pending = state.is_some_and(|s| s.pending());
+    let in_flight = state.is_some_and(|s| s.active);
     if virq.vgic.set_level(intid, target, level).is_err() {
         return;
+    }
+    // The replay log's accounting: a rising line raises an entry; a line falling before its
+    // entry was replayed withdraws it (nothing was lost: the device no longer asks).
+    let is_pending = virq.vgic.state(intid, target).is_ok_and(|s| s.pending());
+    if !was_pending && is_pending {
+        REPLAY.logged.fetch_add(1, Ordering::Relaxed);
+    } else if was_pending && !is_pending && !in_flight {
+        REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
     }
     note_work(target);
     if level && target != boot::cpu_index() {
@@ -217,6 +348,7 @@ impl Virq {
         }
     }
 
+    #[allow(clippy::needless_range_loop, reason = "the index names a list register, used for several arrays and the hardware")]
     fn sync_and_fill(&mut self, cpu: usize) {
         let lrs = self.lrs[cpu];
         for index in 0..lrs {
@@ -231,6 +363,9 @@ impl Virq {
             self.in_lr[cpu][index] = None;
             let _ = self.vgic.deactivate(cpu, intid);
             COMPLETED.fetch_add(1, Ordering::Relaxed);
+            let injected_at = INJECTED_AT[cpu][index].load(Ordering::Relaxed);
+            let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
+            record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
             let bit = 1u32 << (intid % 32);
             let masked = if intid < FIRST_SPI {
                 &mut self.masked_private[cpu]
@@ -257,6 +392,15 @@ impl Virq {
             list_registers::inject(free, intid, priority);
             self.in_lr[cpu][free] = Some(intid);
             INJECTED.fetch_add(1, Ordering::Relaxed);
+            let now = crate::hwtimer::counter_unordered();
+            INJECTED_AT[cpu][free].store(now, Ordering::Relaxed);
+            let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
+            if since != 0 {
+                record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(since));
+            }
+        }
+        if waiting {
+            REPLAY.max_depth.fetch_max(self.vgic.pending_for(cpu).count() as u64, Ordering::Relaxed);
         }
         list_registers::request_underflow(waiting);
         if waiting || self.in_lr[cpu][..lrs].iter().any(Option::is_some) {
@@ -332,8 +476,17 @@ pub fn send_sgi(value: u64) {
     let cpu = boot::cpu_index();
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
+    /// ICC_SGI1R_EL1.INTID, bits 27:24.
+    const SGI_INTID_SHIFT: u64 = 24;
+    let sgi = ((value >> SGI_INTID_SHIFT) & 0xf) as u32;
+    let already: [bool; boot::MAX_CPUS] =
+        core::array::from_fn(|vcpu| vcpu < virq.vcpus && virq.vgic.state(sgi, vcpu).is_ok_and(|s| s.pending()));
     if let Ok(targets) = virq.vgic.sgi1r(cpu, value) {
         for target in targets.iter().filter(|&t| t < virq.vcpus) {
+            REPLAY.logged.fetch_add(1, Ordering::Relaxed);
+            if already[target] {
+                REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
+            }
             note_work(target);
             if target != cpu {
                 virq.kick(target);

@@ -1,0 +1,126 @@
+//! The guest's console: an emulated PL011 ([`vm::pl011::Pl011`]) at the board UART's address,
+//! so the guest and the core share the one physical UART line by line.
+//!
+//! The guest's stores and loads on the UART's page trap (stage 2 leaves it unmapped) and come
+//! here through [`mmio`]. Each line the guest completes is printed with one
+//! [`crate::console::write_fmt`] call, under the same lock the core's log lines take whole, so
+//! neither is ever cut into the other. Guest lines are printed as the guest wrote them; the
+//! core's lines carry their `[time core cpuN LEVEL]` prefix.
+//!
+//! The model's interrupt output drives the guest's virtual SPI through
+//! [`super::virq::set_virtual_level`] whenever it changes. Receiving is not wired: the RX FIFO
+//! stays empty (the guest reads no input).
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use boot::exceptions::TrapFrame;
+use vm::mmio::MmioAccess;
+use vm::pl011::{Access, FRAME_SIZE, Line, Pl011};
+
+use super::virq;
+use crate::arch::irq_lock::IrqSpinLock;
+
+/// The emulated UART and where the guest sees it.
+struct GuestConsole {
+    uart: Pl011,
+    /// The frame's guest physical address (= the board UART's).
+    base: u64,
+    /// The frame's size: the UART's `reg` size rounded up to whole pages.
+    size: u64,
+    /// The guest's INTID for the UART, if the tree names one.
+    intid: Option<u32>,
+    /// The level last given to the virtual interrupt.
+    level: bool,
+}
+
+/// IRQ-safe: taken in the guest's trap handler. Lock order: this, then the vGIC's.
+static GUEST_CONSOLE: IrqSpinLock<Option<GuestConsole>> = IrqSpinLock::new(None);
+/// Whether an access to no register was already logged.
+static ODD_ACCESS_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Emulates a PL011 for the guest at `base` (`size` bytes of registers), raising `intid`
+/// (the tree's interrupt for the UART, if any) as a level-sensitive virtual interrupt.
+pub fn init(base: u64, size: u64, intid: Option<u32>) {
+    let size = size.max(FRAME_SIZE).next_multiple_of(FRAME_SIZE);
+    *GUEST_CONSOLE.lock() = Some(GuestConsole { uart: Pl011::new(), base, size, intid, level: false });
+}
+
+/// Emulates a guest access to the console UART at `ipa`; `None` if `ipa` is not the UART's,
+/// `Some(Err)` if the model refuses the access (the caller injects an abort).
+pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
+    let mut line: Option<Line> = None;
+    let result = {
+        let mut guard = GUEST_CONSOLE.lock();
+        let console = guard.as_mut()?;
+        let offset = ipa.wrapping_sub(console.base);
+        if offset >= console.size {
+            return None;
+        }
+        let result = if access.write {
+            match access.store_value(&frame.x) {
+                Ok(value) => console.uart.write(offset, access.size, value).map(|write| {
+                    line = write.line;
+                    write.access
+                }),
+                Err(_) => return Some(Err(())),
+            }
+        } else {
+            console.uart.read(offset, access.size).map(|read| {
+                let _ = access.complete_load(&mut frame.x, read.value);
+                read.access
+            })
+        };
+        console.update_irq();
+        result
+    };
+    if let Some(line) = line {
+        print_line(&line);
+    }
+    match result {
+        Ok(Access::Emulated) => Some(Ok(())),
+        Ok(Access::Unknown) => {
+            log_once(format_args!("guest UART access at {ipa:#x} to no register: RAZ/WI"));
+            Some(Ok(()))
+        }
+        Err(_) => Some(Err(())),
+    }
+}
+
+/// Prints the partial line the guest left in the UART, if any (at the end of a run).
+pub fn flush() {
+    let line = GUEST_CONSOLE.lock().as_mut().and_then(|console| console.uart.flush());
+    if let Some(line) = line {
+        print_line(&line);
+    }
+}
+
+/// Bytes the guest wrote to its console so far.
+pub fn tx_bytes() -> u64 {
+    GUEST_CONSOLE.lock().as_ref().map_or(0, |console| console.uart.tx_bytes())
+}
+
+impl GuestConsole {
+    /// Gives the model's interrupt output to the virtual interrupt if it changed.
+    fn update_irq(&mut self) {
+        let level = self.uart.irq_level();
+        if level == self.level {
+            return;
+        }
+        self.level = level;
+        if let Some(intid) = self.intid {
+            virq::set_virtual_level(intid, boot::cpu_index(), level);
+        }
+    }
+}
+
+/// One guest line, whole, in one console write.
+fn print_line(line: &Line) {
+    crate::console::write_fmt(format_args!("{line}\n"));
+}
+
+/// Logs an odd guest access once per run.
+fn log_once(args: core::fmt::Arguments<'_>) {
+    if !ODD_ACCESS_LOGGED.swap(true, Ordering::Relaxed) {
+        log::warn!("{args} (logged once)");
+    }
+}
