@@ -13,6 +13,7 @@ mod paths;
 mod process;
 mod profiles;
 mod qemu;
+mod report;
 mod test_runner;
 mod toolchain;
 
@@ -189,13 +190,22 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let latency_test = if duration == 0 { String::new() } else { format!("latmus={duration} latmus.period={period}") };
             if no_guest {
                 let bootargs = qemu::bootargs([latency_test.as_str(), append.as_deref().unwrap_or("")]);
-                return run(&profile, &bootargs, build.profile(), &qemu_args);
+                let plan = ReportPlan { duration_s: duration, guest_kernel: None, guest: false };
+                return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
             let guest = Guest::prepare()?;
             let bootargs = guest::core_bootargs(&[latency_test.as_str(), append.as_deref().unwrap_or("")], &guest_script, duration);
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(qemu_args);
-            run(&profile, &bootargs, build.profile(), &extra)
+            let plan = ReportPlan {
+                duration_s: duration,
+                guest_kernel: Some(guest.kernel.file_name().map_or_else(
+                    || guest.kernel.display().to_string(),
+                    |name| name.to_string_lossy().into_owned(),
+                )),
+                guest: true,
+            };
+            run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
         Command::Test {
             qemu_only,
@@ -265,12 +275,26 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
-/// `cargo xtask run`: boots the core (and the guest, if given) on `profile_name`'s machine.
+/// What the report of a `cargo xtask run` needs besides the profile and QEMU.
+#[derive(Debug, Clone)]
+struct ReportPlan {
+    /// The latency test's planned duration, in seconds.
+    duration_s: u64,
+    /// The guest kernel's file name, if a guest runs.
+    guest_kernel: Option<String>,
+    /// Whether a guest runs (in-band rows expected).
+    guest: bool,
+}
+
+/// `cargo xtask run`: boots the core (and the guest, if given) on `profile_name`'s machine,
+/// showing the console live while capturing it into `target/report/<run>/console.log`; at
+/// the end prints the latency table and writes the report (see [`report`]).
 fn run(
     profile_name: &str,
     bootargs: &str,
     build: BuildProfile,
     qemu_args: &[String],
+    plan: &ReportPlan,
 ) -> Result<ExitCode> {
     let profile = Profile::load(profile_name)?;
     let qemu = Qemu::ensure_installed()?;
@@ -283,8 +307,29 @@ fn run(
         extra_args: qemu_args,
     };
     let mut cmd = qemu.command(&boot);
+    let (id, dir) = report::create_run_dir()?;
     eprintln!("xtask: {}", process::describe(&cmd));
-    let status = process::status(&mut cmd)?;
+    let (status, console) = report::run_captured(&mut cmd, &dir.join("console.log"))?;
+    let info = report::model::RunInfo {
+        id: id.clone(),
+        profile: profile.name.clone(),
+        board: profile.board.to_string(),
+        gic: report::model::gic_of_machine(&profile.machine),
+        cpus: profile.smp,
+        load: "idle".to_owned(),
+        duration_s: plan.duration_s,
+        qemu: qemu.describe(),
+        guest_kernel: plan.guest_kernel.clone(),
+        icount: qemu_args.iter().chain(&profile.extra_args).any(|arg| arg == "-icount"),
+    };
+    let report = report::Report::new(info, plan.guest, status.code(), &console);
+    println!();
+    print!("{}", report::table::render(&report));
+    // The report must not hide QEMU's status: a failure to write it is only a warning.
+    match report.write(&dir).and_then(|()| report::link_latest(&id)) {
+        Ok(()) => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
+        Err(err) => eprintln!("xtask: warning: the report is incomplete: {err:#}"),
+    }
     Ok(exit_code(status))
 }
 

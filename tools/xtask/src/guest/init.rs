@@ -24,17 +24,17 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
     ),
     (
         "cyclictest",
-        "cyclictest, one SCHED_FIFO 90 thread per CPU, 1 ms period, for the duration",
-        "echo \"guest: cyclictest -m -S -p 90 -i 1000 -D ${GUEST_DURATION}s -q\"\n\
-         cyclictest -m -S -p 90 -i 1000 -D \"${GUEST_DURATION}s\" -q\n",
+        "cyclictest, one SCHED_FIFO 90 thread per CPU, 1 ms period, 1 us histogram to 1 ms, for the duration",
+        "echo \"guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q\"\n\
+         cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q\n",
     ),
     (
         "cyclictest-stress",
         "cyclictest as above while stress-ng loads every CPU",
         "stress-ng --cpu 0 --timeout \"$((GUEST_DURATION + 2))s\" --quiet &\n\
          sleep 1\n\
-         echo \"guest: cyclictest -m -S -p 90 -i 1000 -D ${GUEST_DURATION}s -q (under stress-ng --cpu 0)\"\n\
-         cyclictest -m -S -p 90 -i 1000 -D \"${GUEST_DURATION}s\" -q\n\
+         echo \"guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q (under stress-ng --cpu 0)\"\n\
+         cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q\n\
          status=$?\n\
          wait\n\
          exit $status\n",
@@ -171,7 +171,7 @@ mod tests {
         assert!(
             script("cyclictest")
                 .unwrap()
-                .contains("cyclictest -m -S -p 90 -i 1000 -D \"${GUEST_DURATION}s\" -q")
+                .contains("cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q")
         );
         assert!(script("nope").is_none());
         assert!(script_names().starts_with("uname, cyclictest"));

@@ -1,0 +1,98 @@
+//! `report.json`.
+//!
+//! Keys (latencies in ns; a value the console did not show is `null`, a missing section
+//! is `null` as a whole, and `missing` says why):
+//!
+//! - `version`: 1.
+//! - `oob.thread`, `oob.irq`, `inband` (cyclictest, all vCPUs merged): objects with
+//!   `min_ns`, `avg_ns`, `p99_ns`, `p999_ns`, `max_ns`, `samples`, `overruns` (`null` for
+//!   cyclictest), `p99_lower_bound` / `p999_lower_bound` (true when the percentile lies in
+//!   the histogram's open range, so the value is only a lower bound), `histogram_limit_ns`
+//!   (where that open range starts) and `histogram_above` (samples in it). Percentiles come
+//!   from 1 µs histograms: each is the lower bound of its bucket (< 1 bucket resolution).
+//! - `inband_per_cpu`: an array, one such object per vCPU with `cpu` added (empty without
+//!   a guest or cyclictest output).
+//! - `replay_log`: `logged`, `replayed`, `coalesced`, `withdrawn`, `max_depth`, `lost`.
+//! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
+//!   say), `cpus`, `load` (`idle`), `duration_s`, `qemu`, `guest_kernel` (`null` for
+//!   `--no-guest`), `icount`, `exit_code`.
+//! - `missing`: strings naming each absent section and why. `oob.sirq` (not measured
+//!   yet) is omitted from `oob` and listed here.
+
+use serde_json::{Map, Value, json};
+
+use super::Report;
+use super::model::Latency;
+
+fn latency(latency: &Latency) -> Map<String, Value> {
+    let p99 = latency.percentile(990);
+    let p999 = latency.percentile(999);
+    let histogram = latency.histogram.as_ref();
+    let mut object = Map::new();
+    object.insert("min_ns".into(), json!(latency.min_ns));
+    object.insert("avg_ns".into(), json!(latency.avg_ns));
+    object.insert("p99_ns".into(), json!(p99.map(|p| p.ns())));
+    object.insert("p999_ns".into(), json!(p999.map(|p| p.ns())));
+    object.insert("max_ns".into(), json!(latency.max_ns));
+    object.insert("samples".into(), json!(latency.samples));
+    object.insert("overruns".into(), json!(latency.overruns));
+    object.insert("p99_lower_bound".into(), json!(p99.map(|p| p.is_lower_bound())));
+    object.insert("p999_lower_bound".into(), json!(p999.map(|p| p.is_lower_bound())));
+    object.insert(
+        "histogram_limit_ns".into(),
+        json!(histogram.map(|h| h.limit_us.saturating_mul(1000))),
+    );
+    object.insert("histogram_above".into(), json!(histogram.map(|h| h.above)));
+    object
+}
+
+fn optional(value: Option<&Latency>) -> Value {
+    value.map_or(Value::Null, |l| Value::Object(latency(l)))
+}
+
+/// The report as JSON (see the module documentation for the keys).
+pub fn to_json(report: &Report) -> Value {
+    let m = &report.measurements;
+    let run = &report.run;
+    let per_cpu: Vec<Value> = m
+        .inband_per_cpu
+        .iter()
+        .map(|cpu| {
+            let mut object = Map::new();
+            object.insert("cpu".into(), json!(cpu.cpu));
+            object.extend(latency(&cpu.latency));
+            Value::Object(object)
+        })
+        .collect();
+    json!({
+        "version": 1,
+        "oob": {
+            "thread": optional(m.oob_thread.as_ref()),
+            "irq": optional(m.oob_irq.as_ref()),
+        },
+        "inband": optional(m.inband().as_ref()),
+        "inband_per_cpu": per_cpu,
+        "replay_log": m.replay_log.map(|r| json!({
+            "logged": r.logged,
+            "replayed": r.replayed,
+            "coalesced": r.coalesced,
+            "withdrawn": r.withdrawn,
+            "max_depth": r.max_depth,
+            "lost": r.lost,
+        })),
+        "run": {
+            "id": run.id,
+            "profile": run.profile,
+            "board": run.board,
+            "gic": run.gic,
+            "cpus": run.cpus,
+            "load": run.load,
+            "duration_s": run.duration_s,
+            "qemu": run.qemu,
+            "guest_kernel": run.guest_kernel,
+            "icount": run.icount,
+            "exit_code": report.exit_code,
+        },
+        "missing": report.missing(),
+    })
+}

@@ -1,0 +1,318 @@
+//! The report of a `cargo xtask run`: the console is captured while it is shown live, then
+//! parsed ([`parse`]) into the core's oob latencies, the guest's in-band (cyclictest)
+//! latencies and the replay log's accounting ([`model`]), printed as a side-by-side table
+//! ([`table`]) and written to `target/report/<run>/` (`<run>` a UTC timestamp such as
+//! `20261125-184900`; `target/report/latest` links to the newest):
+//!
+//! - `console.log`: the raw console (QEMU's stdout and stderr), written as it arrives, so
+//!   it survives an interrupted run;
+//! - `report.json`: the numbers (keys in [`json`]);
+//! - `latency.svg`: the histograms on one log-scale chart ([`svg`]).
+//!
+//! Percentiles (p99, p99.9) come from the 1 µs histograms, so they are exact only to a
+//! bucket (< 1 µs resolution, the bucket's lower bound). A section the console lacks (e.g.
+//! no latency test with `--duration 0`) is reported missing, never an error.
+
+pub mod json;
+pub mod model;
+pub mod parse;
+pub mod svg;
+pub mod table;
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::paths::target_dir;
+use crate::process;
+use model::{Measurements, RunInfo};
+
+/// One run's report: its settings and what its console showed.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// How the run was set up.
+    pub run: RunInfo,
+    /// Whether a guest ran (in-band rows expected).
+    pub guest: bool,
+    /// QEMU's exit code, if it exited normally.
+    pub exit_code: Option<i32>,
+    /// What the console showed.
+    pub measurements: Measurements,
+}
+
+impl Report {
+    /// Builds the report of a run from its console text.
+    pub fn new(run: RunInfo, guest: bool, exit_code: Option<i32>, console: &str) -> Self {
+        Self { run, guest, exit_code, measurements: parse::parse(console) }
+    }
+
+    /// The sections the console lacked, with why (see [`Measurements::missing`]); the
+    /// replay log is only expected with a guest.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = self.measurements.missing(self.guest, self.guest);
+        if self.run.duration_s == 0 {
+            missing.iter_mut().filter(|line| line.starts_with("oob.thread") || line.starts_with("oob.irq")).for_each(
+                |line| line.push_str(" (--duration 0: no latency test)"),
+            );
+        }
+        missing
+    }
+
+    /// Writes `report.json` and `latency.svg` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(&json::to_json(self)).context("cannot serialize the report")?;
+        write_file(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+        write_file(&dir.join("latency.svg"), svg::render(self).as_bytes())
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Where the reports go: `target/report`.
+pub fn reports_dir() -> PathBuf {
+    target_dir().join("report")
+}
+
+/// `YYYYMMDD-HHMMSS` (UTC) for `seconds` since the Unix epoch.
+pub fn timestamp(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+    let rest = seconds % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest / 60 % 60, rest % 60)
+}
+
+/// Creates a new run directory `target/report/<timestamp>` (with a `-N` suffix should
+/// that exist) and returns its name and path.
+pub fn create_run_dir() -> Result<(String, PathBuf)> {
+    let base = reports_dir();
+    fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = timestamp(now);
+    for attempt in 1..100 {
+        let id = if attempt == 1 { stamp.clone() } else { format!("{stamp}-{attempt}") };
+        let dir = base.join(&id);
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    anyhow::bail!("cannot find a free run directory for {stamp} in {}", base.display())
+}
+
+/// Points `target/report/latest` at run `id` (replacing the link atomically).
+pub fn link_latest(id: &str) -> Result<()> {
+    let base = reports_dir();
+    let latest = base.join("latest");
+    let staging = base.join(format!(".latest-{id}"));
+    let _ = fs::remove_file(&staging);
+    std::os::unix::fs::symlink(id, &staging)
+        .with_context(|| format!("cannot create the link {}", staging.display()))?;
+    fs::rename(&staging, &latest).with_context(|| format!("cannot replace {}", latest.display()))
+}
+
+/// Runs `cmd` (stdin inherited), copying its stdout and stderr to ours as they arrive and
+/// into `log` and the returned text (lossy UTF-8, `\r` removed). Ctrl-C reaches the child
+/// through the terminal as before.
+pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String)> {
+    let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let sink = Arc::new(Mutex::new((file, Vec::<u8>::new())));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", process::describe(cmd)))?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    let copy = |mut from: Box<dyn Read + Send>, to_stderr: bool, sink: Arc<Mutex<(File, Vec<u8>)>>| {
+        thread::spawn(move || -> io::Result<()> {
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = match from.read(&mut chunk) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(err),
+                };
+                let bytes = &chunk[..n];
+                // The terminal going away must not stop the capture.
+                let _ = if to_stderr {
+                    io::stderr().write_all(bytes).and_then(|()| io::stderr().flush())
+                } else {
+                    io::stdout().write_all(bytes).and_then(|()| io::stdout().flush())
+                };
+                let mut guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let (file, buffer) = &mut *guard;
+                buffer.extend_from_slice(bytes);
+                file.write_all(bytes)?;
+            }
+        })
+    };
+    let out = copy(Box::new(stdout), false, Arc::clone(&sink));
+    let err = copy(Box::new(stderr), true, Arc::clone(&sink));
+    let status = child.wait().context("cannot wait for QEMU")?;
+    for (name, copier) in [("stdout", out), ("stderr", err)] {
+        match copier.join() {
+            Ok(result) => result.with_context(|| format!("cannot copy QEMU's {name} to {}", log.display()))?,
+            Err(_) => anyhow::bail!("the thread copying QEMU's {name} panicked"),
+        }
+    }
+    let guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let text = String::from_utf8_lossy(&guard.1).replace('\r', "");
+    Ok((status, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parse::tests::{CYCLICTEST, OOB};
+    use serde_json::Value;
+
+    fn run_info() -> RunInfo {
+        RunInfo {
+            id: "20261125-184900".into(),
+            profile: "virt-gicv3-4".into(),
+            board: "qemu-virt".into(),
+            gic: Some("v3".into()),
+            cpus: 4,
+            load: "idle".into(),
+            duration_s: 5,
+            qemu: "qemu-system-aarch64 10.0.2".into(),
+            guest_kernel: Some("vmlinuz-6.12.117+deb12-rt-arm64".into()),
+            icount: false,
+        }
+    }
+
+    fn full() -> Report {
+        Report::new(run_info(), true, Some(0), &format!("{OOB}{CYCLICTEST}"))
+    }
+
+    #[test]
+    fn json_has_every_documented_key() {
+        let json = json::to_json(&full());
+        let latency_keys = ["min_ns", "avg_ns", "p99_ns", "p999_ns", "max_ns", "samples"];
+        for path in ["/oob/thread", "/oob/irq", "/inband", "/inband_per_cpu/0", "/inband_per_cpu/1"] {
+            for key in latency_keys {
+                let value = json.pointer(&format!("{path}/{key}"));
+                assert!(value.is_some_and(Value::is_number), "{path}/{key}: {value:?}");
+            }
+        }
+        assert_eq!(json.pointer("/inband_per_cpu/1/cpu"), Some(&Value::from(1)));
+        assert_eq!(json.pointer("/oob/thread/p99_ns"), Some(&Value::from(60_000)));
+        assert_eq!(json.pointer("/inband_per_cpu/0/p999_lower_bound"), Some(&Value::Bool(true)));
+        assert_eq!(json.pointer("/oob/irq/min_ns"), Some(&Value::from(1_250)));
+        assert_eq!(json.pointer("/inband/samples"), Some(&Value::from(1994)));
+        for key in ["logged", "replayed", "coalesced", "max_depth", "lost"] {
+            assert!(json.pointer(&format!("/replay_log/{key}")).is_some_and(Value::is_number), "{key}");
+        }
+        assert_eq!(json.pointer("/replay_log/logged"), Some(&Value::from(7143)));
+        for key in ["board", "gic", "cpus", "load", "duration_s", "qemu", "guest_kernel", "icount"] {
+            assert!(json.pointer(&format!("/run/{key}")).is_some_and(|v| !v.is_null()), "run.{key}");
+        }
+        assert_eq!(json.pointer("/run/icount"), Some(&Value::Bool(false)));
+        assert!(json.pointer("/oob/sirq").is_none());
+        let missing = json["missing"].as_array().unwrap();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].as_str().unwrap().starts_with("oob.sirq"));
+    }
+
+    #[test]
+    fn table_has_every_row() {
+        let text = table::render(&full());
+        for row in ["oob-irq", "oob-thread", "in-band ", "in-band cpu0", "in-band cpu1"] {
+            assert!(text.contains(&format!("  {row}")), "no row {row}:\n{text}");
+        }
+        assert!(text.contains("67.028"), "{text}");
+        assert!(text.contains("5681.136"), "{text}");
+        assert!(text.contains("replay log: logged 7143"), "{text}");
+    }
+
+    #[test]
+    fn svg_is_well_formed_with_both_series_on_a_log_axis() {
+        let svg = svg::render(&full());
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains(r#"data-series="oob thread: 4956 samples"#), "{svg}");
+        assert!(svg.contains(r#"data-series="in-band cyclictest (all vCPUs): 1994 samples"#), "{svg}");
+        assert!(svg.contains("(log scale)"));
+        for label in [">1<", ">10<", ">100<", ">1k<"] {
+            assert!(svg.contains(label), "no axis label {label}");
+        }
+        // Every element opened is closed (the SVG is plain XML without nesting tricks).
+        let opened = svg.matches("<g ").count();
+        assert_eq!(opened, svg.matches("</g>").count());
+        assert_eq!(svg.matches("<svg").count(), 1);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    }
+
+    #[test]
+    fn missing_sections_are_reported_not_fatal() {
+        let mut info = run_info();
+        info.duration_s = 0;
+        let report = Report::new(info, true, Some(0), "guest: uname: Linux\nguest: done\n");
+        let json = json::to_json(&report);
+        assert!(json["oob"]["thread"].is_null() && json["oob"]["irq"].is_null());
+        assert!(json["inband"].is_null() && json["replay_log"].is_null());
+        assert_eq!(json["inband_per_cpu"], Value::Array(Vec::new()));
+        let missing: Vec<&str> = json["missing"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(missing.iter().any(|m| m.starts_with("oob.thread") && m.contains("--duration 0")), "{missing:?}");
+        assert!(missing.iter().any(|m| m.starts_with("inband:")), "{missing:?}");
+        assert!(missing.iter().any(|m| m.starts_with("replay_log")), "{missing:?}");
+        let text = table::render(&report);
+        assert!(text.contains("oob-thread  missing"), "{text}");
+        let svg = svg::render(&report);
+        assert!(svg.starts_with("<svg") && svg.contains("no histogram in this run"));
+
+        // Without a guest: only the oob rows, no in-band or replay complaints beyond the note.
+        let report = Report::new(run_info(), false, Some(0), OOB);
+        let text = table::render(&report);
+        assert!(!text.contains("in-band"), "{text}");
+        assert!(report.missing().iter().any(|m| m.contains("--no-guest")));
+    }
+
+    #[test]
+    fn writes_the_files() {
+        let dir = std::env::temp_dir().join(format!("xtask-report-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        full().write(&dir).unwrap();
+        let json: Value = serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        assert_eq!(json["run"]["board"], "qemu-virt");
+        assert!(fs::read_to_string(dir.join("latency.svg")).unwrap().starts_with("<svg"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn timestamps_are_utc_dates() {
+        assert_eq!(timestamp(0), "19700101-000000");
+        assert_eq!(timestamp(951_782_400), "20000229-000000");
+        assert_eq!(timestamp(1_795_632_540), "20261125-184900");
+    }
+
+    #[test]
+    fn captures_while_copying() {
+        let dir = std::env::temp_dir().join(format!("xtask-capture-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("console.log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'RTS|      1.000|      2.000|      3.000|       0|     0|    00:00:01/00:00:01'; echo err >&2; exit 3"]);
+        let (status, text) = run_captured(&mut cmd, &log).unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert!(text.contains("RTS|") && text.contains("err\n"));
+        assert_eq!(fs::read_to_string(&log).unwrap().len(), text.len());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

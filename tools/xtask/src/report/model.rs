@@ -1,0 +1,344 @@
+//! What a run measured: latency distributions (1 µs histograms), the replay log's
+//! accounting and the run's settings.
+
+/// A latency histogram with 1 µs buckets: bucket `i` holds the samples in `[i, i+1)` µs
+/// (negative latencies count in bucket 0), `above` those at or beyond `limit_us`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    /// Samples per 1 µs bucket, below `limit_us`.
+    pub counts: Vec<u64>,
+    /// Samples at or above `limit_us` (the open last bucket, or cyclictest's overflows).
+    pub above: u64,
+    /// Where the open-ended range starts, in µs.
+    pub limit_us: u64,
+}
+
+/// A percentile read from a [`Histogram`], at bucket (1 µs) resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Percentile {
+    /// In the bucket starting at this many ns.
+    Within(i64),
+    /// In the open range: at least this many ns, no upper bound known.
+    AtLeast(i64),
+}
+
+impl Percentile {
+    /// The value in ns (the lower bound of its bucket or range).
+    pub fn ns(self) -> i64 {
+        match self {
+            Percentile::Within(ns) | Percentile::AtLeast(ns) => ns,
+        }
+    }
+
+    /// Whether the value is only a lower bound (the percentile is in the open range).
+    pub fn is_lower_bound(self) -> bool {
+        matches!(self, Percentile::AtLeast(_))
+    }
+}
+
+impl Histogram {
+    /// An empty histogram with buckets up to `limit_us`.
+    pub fn new(limit_us: u64) -> Self {
+        Self { counts: Vec::new(), above: 0, limit_us }
+    }
+
+    /// Adds `count` samples to the bucket starting at `bucket_us` (the open range from
+    /// `limit_us` on).
+    pub fn add(&mut self, bucket_us: u64, count: u64) {
+        if bucket_us >= self.limit_us {
+            self.above = self.above.saturating_add(count);
+            return;
+        }
+        let index = usize::try_from(bucket_us).unwrap_or(usize::MAX);
+        if self.counts.len() <= index {
+            self.counts.resize(index + 1, 0);
+        }
+        self.counts[index] = self.counts[index].saturating_add(count);
+    }
+
+    /// All samples, the open range included.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().fold(self.above, |sum, &count| sum.saturating_add(count))
+    }
+
+    /// The `per_mille`/1000 quantile (e.g. 990 for p99, 999 for p99.9) as the lower bound of
+    /// the bucket holding it; `None` for an empty histogram.
+    pub fn percentile(&self, per_mille: u32) -> Option<Percentile> {
+        let total = u128::from(self.total());
+        if total == 0 {
+            return None;
+        }
+        // The smallest rank r with r >= total * q (nearest-rank method), at least 1.
+        let rank = (total * u128::from(per_mille.min(1000))).div_ceil(1000).max(1);
+        let mut seen = 0u128;
+        for (bucket, &count) in self.counts.iter().enumerate() {
+            seen += u128::from(count);
+            if seen >= rank {
+                return Some(Percentile::Within(us_to_ns(bucket as u64)));
+            }
+        }
+        Some(Percentile::AtLeast(us_to_ns(self.limit_us)))
+    }
+
+    /// Adds `other`'s samples to these (the open range starts at the lower of both limits).
+    pub fn merge(&mut self, other: &Histogram) {
+        let limit = self.limit_us.min(other.limit_us);
+        if limit < self.limit_us {
+            let mine = std::mem::replace(self, Histogram::new(limit));
+            self.absorb(&mine);
+        }
+        self.absorb(other);
+    }
+
+    fn absorb(&mut self, other: &Histogram) {
+        for (bucket, &count) in other.counts.iter().enumerate() {
+            if count > 0 {
+                self.add(bucket as u64, count);
+            }
+        }
+        self.above = self.above.saturating_add(other.above);
+    }
+}
+
+fn us_to_ns(us: u64) -> i64 {
+    i64::try_from(us).unwrap_or(i64::MAX / 1000).saturating_mul(1000)
+}
+
+/// One latency distribution's statistics; anything the console did not show is `None`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latency {
+    /// The smallest latency, in ns.
+    pub min_ns: Option<i64>,
+    /// The mean latency, in ns.
+    pub avg_ns: Option<i64>,
+    /// The largest latency, in ns.
+    pub max_ns: Option<i64>,
+    /// How many samples were taken.
+    pub samples: Option<u64>,
+    /// Missed periods (oob only; cyclictest has no such count).
+    pub overruns: Option<u64>,
+    /// The 1 µs histogram, for percentiles.
+    pub histogram: Option<Histogram>,
+}
+
+impl Latency {
+    /// The `per_mille`/1000 percentile from the histogram, if there is one.
+    pub fn percentile(&self, per_mille: u32) -> Option<Percentile> {
+        self.histogram.as_ref()?.percentile(per_mille)
+    }
+
+    /// Merges several distributions (e.g. one per vCPU): min of the minima, max of the
+    /// maxima, mean weighted by samples, histograms added. `None` if `parts` is empty.
+    pub fn merged<'a>(parts: impl IntoIterator<Item = &'a Latency>) -> Option<Latency> {
+        let parts: Vec<&Latency> = parts.into_iter().collect();
+        if parts.is_empty() {
+            return None;
+        }
+        let all = |f: fn(&Latency) -> Option<i64>| parts.iter().map(|part| f(part)).collect::<Option<Vec<i64>>>();
+        let min_ns = all(|l| l.min_ns).and_then(|v| v.into_iter().min());
+        let max_ns = all(|l| l.max_ns).and_then(|v| v.into_iter().max());
+        let samples = parts
+            .iter()
+            .map(|part| part.samples)
+            .try_fold(0u64, |sum, n| Some(sum.saturating_add(n?)));
+        let avg_ns = match samples {
+            Some(total) if total > 0 => parts
+                .iter()
+                .map(|part| Some(i128::from(part.avg_ns?) * i128::from(part.samples?)))
+                .sum::<Option<i128>>()
+                .and_then(|sum| i64::try_from(sum / i128::from(total)).ok()),
+            _ => None,
+        };
+        let overruns = parts
+            .iter()
+            .map(|part| part.overruns)
+            .try_fold(0u64, |sum, n| Some(sum.saturating_add(n?)));
+        let histogram = parts.iter().map(|part| part.histogram.as_ref()).collect::<Option<Vec<_>>>().and_then(
+            |histograms| {
+                let mut merged = (*histograms.first()?).clone();
+                histograms[1..].iter().for_each(|histogram| merged.merge(histogram));
+                Some(merged)
+            },
+        );
+        Some(Latency { min_ns, avg_ns, max_ns, samples, overruns, histogram })
+    }
+}
+
+/// One vCPU's in-band latency (cyclictest's thread `cpu`, pinned to that vCPU by `-S`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuLatency {
+    /// The vCPU (cyclictest's thread number).
+    pub cpu: u32,
+    /// Its statistics.
+    pub latency: Latency,
+}
+
+/// The core's replay-log accounting, printed at power-off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayLog {
+    /// Interrupts entered in the log.
+    pub logged: u64,
+    /// Interrupts replayed into the list registers.
+    pub replayed: u64,
+    /// Interrupts merged into one already pending.
+    pub coalesced: u64,
+    /// Interrupts withdrawn before replay.
+    pub withdrawn: u64,
+    /// The deepest the log got.
+    pub max_depth: u64,
+    /// Interrupts unaccounted for (should be 0).
+    pub lost: u64,
+}
+
+/// Everything parsed from one run's console.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measurements {
+    /// The core's latency test, oob thread context.
+    pub oob_thread: Option<Latency>,
+    /// The core's latency test, oob timer-IRQ context.
+    pub oob_irq: Option<Latency>,
+    /// The guest's cyclictest, one entry per vCPU, by vCPU.
+    pub inband_per_cpu: Vec<CpuLatency>,
+    /// The replay log's accounting.
+    pub replay_log: Option<ReplayLog>,
+}
+
+impl Measurements {
+    /// The guest's cyclictest over all vCPUs.
+    pub fn inband(&self) -> Option<Latency> {
+        Latency::merged(self.inband_per_cpu.iter().map(|cpu| &cpu.latency))
+    }
+
+    /// What the console did not show, one line per missing section, for the report.
+    pub fn missing(&self, guest: bool, replay_expected: bool) -> Vec<String> {
+        let mut missing = Vec::new();
+        for (name, latency) in [("oob.thread", &self.oob_thread), ("oob.irq", &self.oob_irq)] {
+            match latency {
+                None => missing.push(format!("{name}: no latency test output (RTS|/HSD| lines)")),
+                Some(latency) if latency.histogram.is_none() => {
+                    missing.push(format!("{name}: no histogram (HSD| lines), so no percentiles"))
+                }
+                Some(_) => {}
+            }
+        }
+        if guest {
+            if self.inband_per_cpu.is_empty() {
+                missing.push("inband: no cyclictest output in the guest".to_owned());
+            } else if self.inband_per_cpu.iter().any(|cpu| cpu.latency.histogram.is_none()) {
+                missing.push("inband: no cyclictest histogram (-h), so no percentiles".to_owned());
+            }
+        } else {
+            missing.push("inband: no guest (--no-guest)".to_owned());
+        }
+        if self.replay_log.is_none() && replay_expected {
+            missing.push("replay_log: no `replay log:` line (the guest did not power off?)".to_owned());
+        }
+        missing.push("oob.sirq: not measured yet (key omitted)".to_owned());
+        missing
+    }
+}
+
+/// How the run was set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// The run's name (its directory under `target/report/`).
+    pub id: String,
+    /// The QEMU profile.
+    pub profile: String,
+    /// The board the core was built for.
+    pub board: String,
+    /// The GIC version from the profile's machine (`v2`, `v3`), if it says.
+    pub gic: Option<String>,
+    /// The machine's CPUs.
+    pub cpus: u32,
+    /// The load on the guest (`idle` for now).
+    pub load: String,
+    /// The latency test's planned duration, in seconds.
+    pub duration_s: u64,
+    /// QEMU's name and version.
+    pub qemu: String,
+    /// The guest kernel's file name (`None` for `--no-guest`).
+    pub guest_kernel: Option<String>,
+    /// Whether QEMU ran with `-icount`.
+    pub icount: bool,
+}
+
+/// The GIC version named in a QEMU `-machine` value (`gic-version=3` → `v3`).
+pub fn gic_of_machine(machine: &str) -> Option<String> {
+    machine
+        .split(',')
+        .find_map(|option| option.strip_prefix("gic-version="))
+        .map(|version| format!("v{version}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(limit_us: u64, buckets: &[(u64, u64)]) -> Histogram {
+        let mut histogram = Histogram::new(limit_us);
+        buckets.iter().for_each(|&(bucket, count)| histogram.add(bucket, count));
+        histogram
+    }
+
+    #[test]
+    fn percentiles_from_a_histogram() {
+        // 1000 samples: 989 at 3 µs, 10 at 40 µs, 1 at 700 µs.
+        let h = histogram(999, &[(3, 989), (40, 10), (700, 1)]);
+        assert_eq!(h.total(), 1000);
+        assert_eq!(h.percentile(500), Some(Percentile::Within(3_000)));
+        assert_eq!(h.percentile(990), Some(Percentile::Within(40_000)));
+        assert_eq!(h.percentile(999), Some(Percentile::Within(40_000)));
+        assert_eq!(h.percentile(1000), Some(Percentile::Within(700_000)));
+        assert_eq!(Histogram::new(999).percentile(990), None);
+    }
+
+    #[test]
+    fn percentile_in_the_open_range_is_a_lower_bound() {
+        let h = histogram(1000, &[(5, 90), (1000, 10)]);
+        assert_eq!(h.above, 10);
+        let p99 = h.percentile(990).unwrap();
+        assert_eq!(p99, Percentile::AtLeast(1_000_000));
+        assert!(p99.is_lower_bound());
+        assert_eq!(h.percentile(900), Some(Percentile::Within(5_000)));
+    }
+
+    #[test]
+    fn merging_histograms_adds_and_keeps_the_lower_limit() {
+        let mut a = histogram(1000, &[(1, 2), (999, 1), (1200, 3)]);
+        a.merge(&histogram(999, &[(1, 1), (999, 4)]));
+        assert_eq!(a.limit_us, 999);
+        assert_eq!(a.counts[1], 3);
+        assert_eq!(a.above, 3 + 1 + 4);
+        assert_eq!(a.total(), 11);
+    }
+
+    #[test]
+    fn merging_latencies_weights_the_mean() {
+        let cpu = |min, avg, max, samples, buckets: &[(u64, u64)]| Latency {
+            min_ns: Some(min),
+            avg_ns: Some(avg),
+            max_ns: Some(max),
+            samples: Some(samples),
+            overruns: None,
+            histogram: Some(histogram(1000, buckets)),
+        };
+        let a = cpu(10_000, 20_000, 90_000, 100, &[(20, 100)]);
+        let b = cpu(5_000, 50_000, 60_000, 300, &[(50, 300)]);
+        let merged = Latency::merged([&a, &b]).unwrap();
+        assert_eq!(merged.min_ns, Some(5_000));
+        assert_eq!(merged.max_ns, Some(90_000));
+        assert_eq!(merged.avg_ns, Some(42_500));
+        assert_eq!(merged.samples, Some(400));
+        assert_eq!(merged.overruns, None);
+        assert_eq!(merged.histogram.as_ref().unwrap().total(), 400);
+        assert_eq!(merged.percentile(990), Some(Percentile::Within(50_000)));
+        assert_eq!(Latency::merged([]), None);
+    }
+
+    #[test]
+    fn gic_version_from_the_machine() {
+        assert_eq!(gic_of_machine("virt,virtualization=on,gic-version=3").as_deref(), Some("v3"));
+        assert_eq!(gic_of_machine("raspi4b"), None);
+    }
+}

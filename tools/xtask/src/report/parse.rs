@@ -1,0 +1,440 @@
+//! Parsing a run's console: the core's latency test (`RTT|`, `RTS|`, `HSD|`, the `latmus:`
+//! totals), the guest's cyclictest (`T:` summaries and its `-h` histogram) and the replay
+//! log's accounting. Lines may carry the core's log prefix or `\r`; anything unrecognised
+//! is skipped, and malformed numbers make a line count as absent, never a panic.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::model::{CpuLatency, Histogram, Latency, Measurements, ReplayLog};
+
+/// Where the core's latency histogram's open last bucket starts (bucket 999 counts
+/// everything above).
+pub const OOB_LIMIT_US: u64 = 999;
+
+static LATMUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"latmus: (\d+) thread samples, (\d+) irq samples, (\d+) \+ (\d+) overruns").expect("valid regex")
+});
+static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"replay log: logged (\d+), replayed (\d+), coalesced (\d+), withdrawn (\d+), max depth (\d+), lost (\d+)",
+    )
+    .expect("valid regex")
+});
+static CYCLIC_T: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"T:\s*(\d+)\s+\(\s*\d+\)\s+P:\s*\d+\s+I:\s*\d+\s+C:\s*(\d+)\s+Min:\s*(-?\d+)\s+Act:\s*-?\d+\s+Avg:\s*(-?\d+)\s+Max:\s*(-?\d+)",
+    )
+    .expect("valid regex")
+});
+
+/// The `RTS|` summary: min, avg, max (ns) and overruns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rts {
+    min_ns: i64,
+    avg_ns: i64,
+    max_ns: i64,
+    overruns: u64,
+}
+
+/// One oob context while parsing.
+#[derive(Debug, Default)]
+struct OobPart {
+    rts: Option<Rts>,
+    histogram: Option<Histogram>,
+    samples: Option<u64>,
+    overruns: Option<u64>,
+}
+
+impl OobPart {
+    fn finish(self) -> Option<Latency> {
+        if self.rts.is_none() && self.histogram.is_none() && self.samples.is_none() {
+            return None;
+        }
+        let samples = self.samples.or_else(|| self.histogram.as_ref().map(Histogram::total));
+        Some(Latency {
+            min_ns: self.rts.map(|rts| rts.min_ns),
+            avg_ns: self.rts.map(|rts| rts.avg_ns),
+            max_ns: self.rts.map(|rts| rts.max_ns),
+            samples,
+            overruns: self.overruns.or(self.rts.map(|rts| rts.overruns)),
+            histogram: self.histogram,
+        })
+    }
+}
+
+/// cyclictest's per-thread data while parsing.
+#[derive(Debug, Default, Clone)]
+struct Thread {
+    /// From the `T:` line: cycles, min, avg, max (µs).
+    summary: Option<(u64, i64, i64, i64)>,
+    histogram: Option<Histogram>,
+    total: Option<u64>,
+    min: Option<i64>,
+    avg: Option<i64>,
+    max: Option<i64>,
+    overflows: Option<u64>,
+}
+
+impl Thread {
+    fn finish(self) -> Latency {
+        let summary = self.summary;
+        let from_histogram = match (self.total, self.overflows) {
+            (Some(total), Some(overflows)) => Some(total.saturating_add(overflows)),
+            _ => self.histogram.as_ref().map(Histogram::total),
+        };
+        let mut histogram = self.histogram;
+        if let (Some(histogram), Some(overflows)) = (histogram.as_mut(), self.overflows) {
+            histogram.above = overflows;
+        }
+        let us = |value: i64| value.saturating_mul(1000);
+        Latency {
+            min_ns: self.min.or(summary.map(|s| s.1)).map(us),
+            avg_ns: self.avg.or(summary.map(|s| s.2)).map(us),
+            max_ns: self.max.or(summary.map(|s| s.3)).map(us),
+            samples: from_histogram.or(summary.map(|s| s.0)),
+            overruns: None,
+            histogram,
+        }
+    }
+}
+
+/// Parses a decimal µs value with up to 3 decimals (`-4.000`, `5681.136`) into ns.
+fn micros_to_ns(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let fraction: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<3}").parse().ok()? };
+    let ns = whole.checked_mul(1000)?.checked_add(fraction)?;
+    Some(if negative { -ns } else { ns })
+}
+
+/// `RTS|     -4.000|     67.028|   5681.136|      45|     0|    00:00:05/00:00:05`.
+fn parse_rts(rest: &str) -> Option<Rts> {
+    let fields: Vec<&str> = rest.split('|').collect();
+    if fields.len() < 4 {
+        return None;
+    }
+    Some(Rts {
+        min_ns: micros_to_ns(fields[0])?,
+        avg_ns: micros_to_ns(fields[1])?,
+        max_ns: micros_to_ns(fields[2])?,
+        overruns: fields[3].trim().parse().ok()?,
+    })
+}
+
+/// `HSD|    thread|           3|       120`: context, bucket (µs), samples.
+fn parse_hsd(rest: &str) -> Option<(&str, u64, u64)> {
+    let mut fields = rest.split('|').map(str::trim);
+    let context = fields.next()?;
+    let bucket = fields.next()?.parse().ok()?;
+    let count = fields.next()?.parse().ok()?;
+    Some((context, bucket, count))
+}
+
+/// The numbers after a cyclictest footer label (`# Max Latencies: 19344 19725`).
+fn footer_numbers<T: std::str::FromStr>(rest: &str) -> Vec<Option<T>> {
+    rest.split_whitespace().map(|word| word.parse().ok()).collect()
+}
+
+/// Parses a whole console log.
+pub fn parse(console: &str) -> Measurements {
+    let mut thread = OobPart::default();
+    let mut irq = OobPart::default();
+    let mut in_irq_context = false;
+    let mut threads: Vec<Thread> = Vec::new();
+    let mut in_cyclic_histogram = false;
+    let mut replay: Option<ReplayLog> = None;
+
+    let thread_slot = |threads: &mut Vec<Thread>, index: usize| -> Option<usize> {
+        // cyclictest runs one thread per CPU; refuse absurd indices from garbled lines.
+        if index >= 1024 {
+            return None;
+        }
+        if threads.len() <= index {
+            threads.resize(index + 1, Thread::default());
+        }
+        Some(index)
+    };
+
+    for raw in console.lines() {
+        let line = raw.trim_end_matches('\r');
+        if let Some(at) = line.find("RTT|") {
+            in_irq_context = line[at..].contains("timer-IRQ context");
+            continue;
+        }
+        if let Some(at) = line.find("RTS|") {
+            if let Some(rts) = parse_rts(&line[at + 4..]) {
+                let part = if in_irq_context { &mut irq } else { &mut thread };
+                part.rts = Some(rts);
+            }
+            continue;
+        }
+        if let Some(at) = line.find("HSD|") {
+            if let Some((context, bucket, count)) = parse_hsd(&line[at + 4..]) {
+                let part = match context {
+                    "thread" => &mut thread,
+                    "irq" => &mut irq,
+                    _ => continue,
+                };
+                part.histogram.get_or_insert_with(|| Histogram::new(OOB_LIMIT_US)).add(bucket, count);
+            }
+            continue;
+        }
+        if let Some(caps) = LATMUS.captures(line) {
+            let number = |i: usize| caps[i].parse::<u64>().ok();
+            thread.samples = number(1);
+            irq.samples = number(2);
+            thread.overruns = number(3);
+            irq.overruns = number(4);
+            continue;
+        }
+        if let Some(caps) = REPLAY.captures(line) {
+            let number = |i: usize| caps[i].parse::<u64>().unwrap_or(0);
+            let this = ReplayLog {
+                logged: number(1),
+                replayed: number(2),
+                coalesced: number(3),
+                withdrawn: number(4),
+                max_depth: number(5),
+                lost: number(6),
+            };
+            // Several lines (one per CPU, should the core print so) add up.
+            replay = Some(match replay {
+                None => this,
+                Some(sum) => ReplayLog {
+                    logged: sum.logged + this.logged,
+                    replayed: sum.replayed + this.replayed,
+                    coalesced: sum.coalesced + this.coalesced,
+                    withdrawn: sum.withdrawn + this.withdrawn,
+                    max_depth: sum.max_depth.max(this.max_depth),
+                    lost: sum.lost + this.lost,
+                },
+            });
+            continue;
+        }
+        if let Some(caps) = CYCLIC_T.captures(line) {
+            let parsed = (|| {
+                Some((
+                    caps[1].parse::<usize>().ok()?,
+                    (caps[2].parse().ok()?, caps[3].parse().ok()?, caps[4].parse().ok()?, caps[5].parse().ok()?),
+                ))
+            })();
+            if let Some((index, summary)) = parsed
+                && let Some(slot) = thread_slot(&mut threads, index)
+            {
+                threads[slot].summary = Some(summary);
+            }
+            continue;
+        }
+        let trimmed = line.trim();
+        if trimmed == "# Histogram" {
+            in_cyclic_histogram = true;
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix('#') {
+            let rest = rest.trim_start();
+            let footer = |label: &str| rest.strip_prefix(label);
+            if let Some(values) = footer("Total:") {
+                in_cyclic_histogram = false;
+                for (index, value) in footer_numbers::<u64>(values).into_iter().enumerate() {
+                    if let Some(slot) = thread_slot(&mut threads, index) {
+                        threads[slot].total = value;
+                    }
+                }
+            } else if let Some(values) = footer("Min Latencies:") {
+                for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
+                    if let Some(slot) = thread_slot(&mut threads, index) {
+                        threads[slot].min = value;
+                    }
+                }
+            } else if let Some(values) = footer("Avg Latencies:") {
+                for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
+                    if let Some(slot) = thread_slot(&mut threads, index) {
+                        threads[slot].avg = value;
+                    }
+                }
+            } else if let Some(values) = footer("Max Latencies:") {
+                for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
+                    if let Some(slot) = thread_slot(&mut threads, index) {
+                        threads[slot].max = value;
+                    }
+                }
+            } else if let Some(values) = footer("Histogram Overflows:") {
+                for (index, value) in footer_numbers::<u64>(values).into_iter().enumerate() {
+                    if let Some(slot) = thread_slot(&mut threads, index) {
+                        threads[slot].overflows = value;
+                    }
+                }
+            }
+            continue;
+        }
+        if in_cyclic_histogram {
+            // `000042 000003	000000	000001	000000`: bucket (µs), then one count per thread.
+            let mut words = trimmed.split_whitespace();
+            let Some(bucket) = words.next().and_then(|word| word.parse::<u64>().ok()) else { continue };
+            let counts: Option<Vec<u64>> = words.map(|word| word.parse().ok()).collect();
+            let Some(counts) = counts.filter(|counts| !counts.is_empty()) else { continue };
+            for (index, count) in counts.into_iter().enumerate() {
+                if let Some(slot) = thread_slot(&mut threads, index) {
+                    // cyclictest's -h 1000: buckets 0..=999, overflows counted apart.
+                    let histogram = threads[slot].histogram.get_or_insert_with(|| Histogram::new(1000));
+                    if count > 0 {
+                        histogram.add(bucket, count);
+                    }
+                }
+            }
+        }
+    }
+
+    let inband_per_cpu = threads
+        .into_iter()
+        .enumerate()
+        .filter(|(_, thread)| thread.summary.is_some() || thread.histogram.is_some() || thread.total.is_some())
+        .map(|(index, thread)| CpuLatency { cpu: u32::try_from(index).unwrap_or(u32::MAX), latency: thread.finish() })
+        .collect();
+    Measurements { oob_thread: thread.finish(), oob_irq: irq.finish(), inband_per_cpu, replay_log: replay }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::report::model::Percentile;
+
+    /// The core's latency test as `cargo xtask run` shows it (shortened).
+    pub const OOB: &str = "\
+[    2.10 core cpu3 INFO ] latmus: gravity calibrated over 100 periods: irq 1200 ns, thread 3400 ns
+RTT|  00:00:01  (oob thread context, 1000 us period, priority 99, cpu 3, gravity 3400 ns)
+RTH|----lat min|----lat avg|----lat max|-overrun|---msw|---lat best|--lat worst
+RTD|     -2.500|     60.100|   5681.136|      20|     0|     -2.500|   5681.136
+RTD|     -4.000|     70.000|    300.000|      45|     0|     -4.000|   5681.136
+RTS|     -4.000|     67.028|   5681.136|      45|     0|    00:00:05/00:00:05
+RTT|  00:00:01  (oob timer-IRQ context, same run, offset by half a period, gravity 1200 ns)
+RTH|----lat min|----lat avg|----lat max|-overrun|---msw|---lat best|--lat worst
+RTS|      1.250|     20.500|    900.000|      42|     0|    00:00:05/00:00:05
+HSH|--context-|--bucket(us)-|---samples
+HSD|    thread|           0|         4
+HSD|    thread|           3|       120
+HSD|    thread|          60|      4800
+HSD|    thread|         300|        30
+HSD|    thread|         999|         2
+HSD|       irq|           1|      4000
+HSD|       irq|          20|       950
+HSD|       irq|         900|         8
+[    7.20 core cpu3 INFO ] latmus: 4956 thread samples, 4958 irq samples, 45 + 42 overruns
+[   11.78 core cpu0 INFO ] replay log: logged 7143, replayed 7177, coalesced 0, withdrawn 6, max depth 1, lost 0
+";
+
+    /// cyclictest 2.5 (Debian bookworm) with `-h 1000 -q` on two vCPUs: the histogram (all
+    /// 1000 rows in reality, zero rows mostly left out here) and its footer, `\r\n` endings.
+    pub const CYCLICTEST: &str = "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D 5s -q\r
+# /dev/cpu_dma_latency set to 0us\r
+# Histogram\r
+000000 000000\t000000\r
+000104 000010\t000000\r
+000150 000980\t000005\r
+000151 000000\t000900\r
+[    9.10 core cpu0 INFO ] a core line in between\r
+000400 000005\t000090\r
+000999 000000\t000001\r
+# Total: 000000995 000000996\r
+# Min Latencies: 00104 00150\r
+# Avg Latencies: 00152 00175\r
+# Max Latencies: 05965 01200\r
+# Histogram Overflows: 00001 00002\r
+# Histogram Overflow at cycle number:\r
+# Thread 0: 00016\r
+# Thread 1: 00000 00014\r
+guest: cyclictest exited with status 0\r
+";
+
+    #[test]
+    fn parses_the_oob_latency_test() {
+        let m = parse(OOB);
+        let thread = m.oob_thread.unwrap();
+        assert_eq!(thread.min_ns, Some(-4_000));
+        assert_eq!(thread.avg_ns, Some(67_028));
+        assert_eq!(thread.max_ns, Some(5_681_136));
+        assert_eq!(thread.samples, Some(4956));
+        assert_eq!(thread.overruns, Some(45));
+        let histogram = thread.histogram.as_ref().unwrap();
+        assert_eq!(histogram.limit_us, OOB_LIMIT_US);
+        assert_eq!(histogram.above, 2);
+        assert_eq!(histogram.total(), 4956);
+        assert_eq!(thread.percentile(990), Some(Percentile::Within(60_000)));
+        assert_eq!(thread.percentile(999), Some(Percentile::Within(300_000)));
+        assert_eq!(thread.percentile(1000), Some(Percentile::AtLeast(999_000)));
+        let irq = m.oob_irq.unwrap();
+        assert_eq!(irq.min_ns, Some(1_250));
+        assert_eq!(irq.max_ns, Some(900_000));
+        assert_eq!(irq.samples, Some(4958));
+        assert_eq!(irq.overruns, Some(42));
+        assert_eq!(irq.percentile(999), Some(Percentile::Within(900_000)));
+        assert_eq!(
+            m.replay_log,
+            Some(ReplayLog { logged: 7143, replayed: 7177, coalesced: 0, withdrawn: 6, max_depth: 1, lost: 0 })
+        );
+        assert!(m.inband_per_cpu.is_empty());
+    }
+
+    #[test]
+    fn parses_cyclictest_histograms_per_vcpu_and_merges_them() {
+        let m = parse(CYCLICTEST);
+        assert_eq!(m.inband_per_cpu.len(), 2);
+        let cpu0 = &m.inband_per_cpu[0];
+        assert_eq!(cpu0.cpu, 0);
+        assert_eq!(cpu0.latency.min_ns, Some(104_000));
+        assert_eq!(cpu0.latency.avg_ns, Some(152_000));
+        assert_eq!(cpu0.latency.max_ns, Some(5_965_000));
+        assert_eq!(cpu0.latency.samples, Some(996));
+        assert_eq!(cpu0.latency.overruns, None);
+        assert_eq!(cpu0.latency.percentile(990), Some(Percentile::Within(150_000)));
+        // 996 samples, one beyond the histogram: the p99.9 rank (996) is that one.
+        assert_eq!(cpu0.latency.percentile(999), Some(Percentile::AtLeast(1_000_000)));
+        assert_eq!(cpu0.latency.percentile(995), Some(Percentile::Within(400_000)));
+        let cpu1 = &m.inband_per_cpu[1];
+        assert_eq!(cpu1.latency.samples, Some(998));
+        assert_eq!(cpu1.latency.histogram.as_ref().unwrap().total(), 998);
+        let all = m.inband().unwrap();
+        assert_eq!(all.samples, Some(1994));
+        assert_eq!(all.min_ns, Some(104_000));
+        assert_eq!(all.max_ns, Some(5_965_000));
+        assert_eq!(all.avg_ns, Some((152_000 * 996 + 175_000 * 998) / 1994));
+        assert_eq!(all.histogram.as_ref().unwrap().total(), 1994);
+        assert_eq!(all.percentile(990), Some(Percentile::Within(400_000)));
+        assert!(m.oob_thread.is_none() && m.replay_log.is_none());
+    }
+
+    #[test]
+    fn parses_cyclictest_summaries_without_a_histogram() {
+        let console = "T: 0 (  149) P:90 I:1000 C:   4976 Min:    104 Act:  181 Avg:  206 Max:    5965\n\
+                       T: 1 (  150) P:90 I:1000 C:   4970 Min:     98 Act:  120 Avg:  190 Max:    3000\n";
+        let m = parse(console);
+        assert_eq!(m.inband_per_cpu.len(), 2);
+        let cpu0 = &m.inband_per_cpu[0].latency;
+        assert_eq!((cpu0.min_ns, cpu0.avg_ns, cpu0.max_ns), (Some(104_000), Some(206_000), Some(5_965_000)));
+        assert_eq!(cpu0.samples, Some(4976));
+        assert_eq!(cpu0.percentile(990), None);
+        assert_eq!(m.inband().unwrap().samples, Some(9946));
+    }
+
+    #[test]
+    fn odd_input_is_skipped_not_fatal() {
+        let console = "RTS|  garbage|\nHSD|thread|x|1\nHSD|    thread|  5|\n# Total: 1 2\n# Histogram\n999999999999999999999 1\nT: 99999 (1) P:1 I:1 C: 1 Min: 1 Act: 1 Avg: 1 Max: 1\n\u{0}\u{fffd}\n";
+        let m = parse(console);
+        assert!(m.oob_thread.is_none() && m.oob_irq.is_none());
+        assert_eq!(m.inband_per_cpu.len(), 2); // From `# Total: 1 2` only.
+        assert_eq!(micros_to_ns("-0.056"), Some(-56));
+        assert_eq!(micros_to_ns("12"), Some(12_000));
+        assert_eq!(micros_to_ns("1.2345"), None);
+        assert_eq!(micros_to_ns("-"), None);
+    }
+}

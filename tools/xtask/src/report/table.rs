@@ -1,0 +1,103 @@
+//! The side-by-side table printed at the end of `cargo xtask run`.
+
+use std::fmt::Write as _;
+
+use super::Report;
+use super::model::{Latency, Percentile};
+
+/// Formats ns as µs with 3 decimals (`67028` → `67.028`).
+pub fn micros(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "" };
+    let abs = ns.unsigned_abs();
+    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
+}
+
+fn cell(value: Option<i64>) -> String {
+    value.map_or_else(|| "-".to_owned(), micros)
+}
+
+fn percentile_cell(value: Option<Percentile>) -> String {
+    match value {
+        None => "-".to_owned(),
+        Some(Percentile::Within(ns)) => micros(ns),
+        Some(Percentile::AtLeast(ns)) => format!(">={}", micros(ns)),
+    }
+}
+
+fn count_cell(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |n| n.to_string())
+}
+
+/// The rows: name and statistics (`None`: the section is missing).
+pub fn rows(report: &Report) -> Vec<(String, Option<Latency>)> {
+    let m = &report.measurements;
+    let mut rows = vec![
+        ("oob-irq".to_owned(), m.oob_irq.clone()),
+        ("oob-thread".to_owned(), m.oob_thread.clone()),
+    ];
+    if report.guest {
+        rows.push(("in-band".to_owned(), m.inband()));
+        for cpu in &m.inband_per_cpu {
+            rows.push((format!("in-band cpu{}", cpu.cpu), Some(cpu.latency.clone())));
+        }
+    }
+    rows
+}
+
+/// Renders the table (µs; percentiles at 1 µs bucket resolution, `>=` when in the
+/// histogram's open range), followed by the replay log and what is missing.
+pub fn render(report: &Report) -> String {
+    let header = ["", "min", "avg", "p99", "p99.9", "max", "samples", "overruns"];
+    let mut lines: Vec<[String; 8]> = vec![header.map(str::to_owned)];
+    for (name, latency) in rows(report) {
+        let row = match latency {
+            Some(l) => [
+                name,
+                cell(l.min_ns),
+                cell(l.avg_ns),
+                percentile_cell(l.percentile(990)),
+                percentile_cell(l.percentile(999)),
+                cell(l.max_ns),
+                count_cell(l.samples),
+                count_cell(l.overruns),
+            ],
+            None => [name, "missing".to_owned(), "".into(), "".into(), "".into(), "".into(), "".into(), "".into()],
+        };
+        lines.push(row);
+    }
+    let mut widths = [0usize; 8];
+    for line in &lines {
+        for (width, text) in widths.iter_mut().zip(line) {
+            *width = (*width).max(text.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "latency (us; p99/p99.9 at 1 us bucket resolution, >= when beyond the histogram), run {}:",
+        report.run.id
+    );
+    for line in &lines {
+        let mut text = format!("  {:<w$}", line[0], w = widths[0]);
+        for (value, width) in line.iter().zip(widths).skip(1) {
+            let _ = write!(text, "  {value:>width$}");
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    }
+    match &report.measurements.replay_log {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "replay log: logged {}, replayed {}, coalesced {}, withdrawn {}, max depth {}, lost {}",
+                r.logged, r.replayed, r.coalesced, r.withdrawn, r.max_depth, r.lost
+            );
+        }
+        None => {
+            let _ = writeln!(out, "replay log: -");
+        }
+    }
+    for missing in report.missing() {
+        let _ = writeln!(out, "missing: {missing}");
+    }
+    out
+}
