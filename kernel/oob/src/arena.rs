@@ -96,6 +96,16 @@ impl<T> Arena<T> {
     }
 
     /// Whether slot `index` is occupied (tests only).
+    /// The key and the value of the occupied slot `index` in one lookup; panics if the slot is
+    /// free, like indexing.
+    #[inline]
+    pub(crate) fn entry(&self, index: u32) -> (Key, &T) {
+        match &self.slots[index as usize] {
+            Slot::Occupied { generation, value } => (Key { index, generation: *generation }, value),
+            Slot::Free { .. } => panic!("arena index {index} is free"),
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn is_occupied(&self, index: u32) -> bool {
         matches!(self.slots.get(index as usize), Some(Slot::Occupied { .. }))

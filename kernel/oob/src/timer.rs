@@ -195,6 +195,7 @@ impl<T: Copy> TimerQueue<T> {
     }
 
     /// When to program the hardware timer: the earliest `deadline - gravity(context)`.
+    #[inline]
     pub fn hardware_deadline(&self) -> Option<Instant> {
         self.heap.first().map(|&index| self.timers[index].trigger)
     }
@@ -212,13 +213,15 @@ impl<T: Copy> TimerQueue<T> {
     /// Fires the next timer due at `now` (hardware date reached), if any. A one-shot timer is
     /// disarmed; a periodic one moves to the first slot of its original grid whose hardware date
     /// is after `now`, counting the skipped slots as overruns. Call in a loop until `None`.
+    #[inline]
     pub fn pop_expired(&mut self, now: Instant) -> Option<Expiry<T>> {
         let &index = self.heap.first()?;
-        let timer = &self.timers[index];
+        // One slot lookup for the key and the timer.
+        let (key, timer) = self.timers.entry(index);
         if timer.trigger > now {
             return None;
         }
-        let id = TimerId(self.timers.key(index));
+        let id = TimerId(key);
         let (fired, payload, period) = (timer.deadline, timer.payload, timer.period);
         let gravity = self.gravity.of(timer.context);
         let mut overruns = 0;
@@ -241,6 +244,24 @@ impl<T: Copy> TimerQueue<T> {
             None => self.remove_first(),
         }
         Some(Expiry { id, payload, deadline: fired, overruns })
+    }
+
+    /// The payload of the timer that fires next if it is due at `now`, and whether it is
+    /// periodic: a look before [`TimerQueue::pop_expired`], or before
+    /// [`TimerQueue::drop_first`] for a due one-shot timer whose expiry needs nothing else.
+    #[inline]
+    pub fn first_due(&self, now: Instant) -> Option<(T, bool)> {
+        let &index = self.heap.first()?;
+        let timer = &self.timers[index];
+        (timer.trigger <= now).then_some((timer.payload, timer.period.is_some()))
+    }
+
+    /// Disarms the timer that fires next (nothing if none is armed): the end of a one-shot
+    /// timer that [`TimerQueue::first_due`] found due, the same as its
+    /// [`TimerQueue::pop_expired`].
+    #[inline]
+    pub fn drop_first(&mut self) {
+        self.remove_first();
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -292,7 +313,19 @@ impl<T: Copy> TimerQueue<T> {
 
     /// [`TimerQueue::remove_at`] of the root (the timer that fires next): the last entry takes
     /// its place and can only move down.
+    #[inline]
     fn remove_first(&mut self) {
+        if self.heap.len() > 1 {
+            self.remove_first_of_many();
+        } else if let Some(index) = self.heap.pop() {
+            // The only armed timer: nothing moves.
+            self.timers[index].heap_pos = NIL;
+        }
+    }
+
+    /// [`TimerQueue::remove_first`] when other timers are armed (out of line: a sift).
+    #[inline(never)]
+    fn remove_first_of_many(&mut self) {
         if self.heap.is_empty() {
             return;
         }

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use aarch64_cpu::registers::{ICC_SRE_EL2, ICH_VTR_EL2, Readable, Writeable};
 use arm_gic::gicv2::GicV2;
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
-use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
+use arm_gic::{IntId, Trigger, UniqueMmioPointer};
 use platform::{GicInfo, GicVersion};
 use spin::Once;
 
@@ -183,16 +183,27 @@ pub struct Acknowledged {
 /// value (which keeps the SGI source CPU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EndToken {
-    V3(IntId),
+    /// The INTID (below the special range) read from ICC_IAR1_EL1.
+    V3(u32),
     V2(u32),
 }
+
+/// First special INTID (1020..=1023: spurious or reserved), never acknowledged as an interrupt.
+const SPECIAL_INTIDS: u32 = 1020;
 
 /// Acknowledges the highest-priority pending interrupt of this CPU, if any.
 #[inline]
 pub fn acknowledge() -> Option<Acknowledged> {
     if is_v3() {
-        GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)
-            .map(|id| Acknowledged { intid: id.raw_value(), token: EndToken::V3(id) })
+        let iar: u64;
+        // SAFETY: reading ICC_IAR1_EL1 acknowledges this CPU's highest-priority pending Group 1
+        // interrupt (the system register interface is enabled at EL2 by `init`, which only
+        // then leaves `GICC_BASE` at 0), as arm-gic's `get_and_acknowledge_interrupt` does
+        // (same access, same options); it touches no memory.
+        unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack, preserves_flags)) };
+        // INTID bits [23:0]; 1020..=1023 are special (1023: nothing pending), never handled.
+        let intid = (iar & 0xff_ffff) as u32;
+        (intid < SPECIAL_INTIDS).then_some(Acknowledged { intid, token: EndToken::V3(intid) })
     } else {
         cpu_interface_v2().acknowledge().map(|raw| Acknowledged { intid: raw & 0x3ff, token: EndToken::V2(raw) })
     }
@@ -202,7 +213,12 @@ pub fn acknowledge() -> Option<Acknowledged> {
 #[inline]
 pub fn end_of_interrupt(ack: Acknowledged) {
     match ack.token {
-        EndToken::V3(id) => GicCpuInterface::end_interrupt(id, InterruptGroup::Group1),
+        // SAFETY: writing ICC_EOIR1_EL1 the INTID its acknowledge returned ends that interrupt
+        // of this CPU, as arm-gic's `end_interrupt` does (same access, same options); it
+        // touches no memory.
+        EndToken::V3(intid) => unsafe {
+            core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
+        },
         EndToken::V2(raw) => cpu_interface_v2().end_of_interrupt(raw),
     }
 }

@@ -312,12 +312,14 @@ pub fn irq_enter(cpu: usize) {
 /// again first if something changed this CPU's run queue after that choice.
 pub fn irq_exit(cpu: usize) {
     let state = &CPUS[cpu];
-    // A plain decrement, like the increment of `irq_enter`.
+    // A plain decrement, like the increment of `irq_enter`; the outermost exit (the common
+    // case) stores 0 without computing it.
     let depth = state.irq_depth.load(Ordering::Relaxed);
-    state.irq_depth.store(depth.saturating_sub(1), Ordering::Relaxed);
     if depth != 1 {
+        state.irq_depth.store(depth.saturating_sub(1), Ordering::Relaxed);
         return;
     }
+    state.irq_depth.store(0, Ordering::Relaxed);
     if state.need_resched.load(Ordering::Relaxed)
         && let Ok(mut guard) = lock()
         && let Some(glue) = guard.as_mut()

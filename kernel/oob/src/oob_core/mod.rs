@@ -168,28 +168,37 @@ impl OobCore {
     }
 
     /// [`OobCore::effect_masks`], also returning the new hardware deadline of CPU `local` if
-    /// it is to be reprogrammed.
-    #[inline]
-    fn drain_effect_masks(&mut self, local: usize) -> (EffectMasks, Option<Instant>) {
+    /// it is to be reprogrammed. The common case of a timer interrupt or a wake-up on the
+    /// local CPU, rescheduled already (only its own timer queue changed), is inline; the
+    /// general case is [`OobCore::drain_all_effect_masks`].
+    #[inline(always)]
+    pub(crate) fn drain_effect_masks(&mut self, local: usize) -> (EffectMasks, Option<Instant>) {
+        if !(self.touched.is_empty() && self.retimed == CpuMask::only(local)) {
+            return self.drain_all_effect_masks(local);
+        }
+        // The same as the loops of `drain_all_effect_masks`, without them.
+        #[cfg(test)]
+        self.check_unretimed_deadlines();
+        self.retimed = CpuMask::EMPTY;
+        let mut effects = EffectMasks::default();
+        let mut local_deadline = None;
+        if let Some(state) = self.cpus.get_mut(local) {
+            let deadline = state.timers.hardware_deadline();
+            if state.reported_deadline != Some(deadline) {
+                effects.reprogram = CpuMask::only(local);
+                state.reported_deadline = Some(deadline);
+                local_deadline = deadline;
+            }
+        }
+        (effects, local_deadline)
+    }
+
+    /// [`OobCore::drain_effect_masks`] beyond its inline common case: every touched and
+    /// retimed CPU examined.
+    #[inline(never)]
+    fn drain_all_effect_masks(&mut self, local: usize) -> (EffectMasks, Option<Instant>) {
         let mut local_deadline = None;
         let mut effects = EffectMasks::default();
-        if self.touched.is_empty() && self.retimed == CpuMask::only(local) {
-            // The common case of a timer interrupt or a wake-up on the local CPU, rescheduled
-            // already: only its own timer queue changed. The same as the loops below, without
-            // them.
-            #[cfg(test)]
-            self.check_unretimed_deadlines();
-            self.retimed = CpuMask::EMPTY;
-            if let Some(state) = self.cpus.get_mut(local) {
-                let deadline = state.timers.hardware_deadline();
-                if state.reported_deadline != Some(deadline) {
-                    effects.reprogram.insert(local);
-                    state.reported_deadline = Some(deadline);
-                    local_deadline = deadline;
-                }
-            }
-            return (effects, local_deadline);
-        }
         for cpu in self.touched.iter() {
             let state = &self.cpus[cpu];
             if state.rq.pick() != state.current {

@@ -15,8 +15,10 @@ use super::timers::{TimerEvent, TimerExpiry, TimerHandle};
 use crate::effects::EffectMasks;
 use crate::error::Error;
 use crate::sched::{Runnable, SchedParams};
+use crate::sync::{WakeReason, Waiting, make_ready};
 use crate::thread::ThreadId;
 use crate::time::{Duration, Instant};
+use crate::timer::Expiry;
 
 /// A context switch the core recorded for a CPU, named the way the glue switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +90,7 @@ impl OobCore {
     pub fn reschedule(&mut self, cpu: usize, now: Instant) -> Result<Option<Runnable>, Error> {
         let cpu = self.cpu_index(cpu)?;
         self.charge(cpu, now);
-        Ok(self.switch_to_best(cpu, now).map(|next| self.runnable(next)))
+        Ok(self.switch_to_best(cpu, now).map(|(next, _)| self.runnable(next)))
     }
 
     /// [`OobCore::reschedule`], naming the new context the way the glue switches to it: a
@@ -97,53 +99,50 @@ impl OobCore {
     pub fn reschedule_to(&mut self, cpu: usize, now: Instant) -> Result<Option<SwitchTo>, Error> {
         let cpu = self.cpu_index(cpu)?;
         self.charge(cpu, now);
-        Ok(self.switch_to_best(cpu, now).map(|next| self.switch_target(next)))
+        Ok(self.switch_to_best(cpu, now).map(|(_, to)| to))
     }
 
     /// The rest of a reschedule of the valid CPU `cpu`, charged up to `now` already: switches
-    /// to its best runnable context if that is not the current one, and returns it then.
+    /// to its best runnable context if that is not the current one, and returns it then, as a
+    /// thread index (`None`: the in-band stage) and named the way the glue switches to it.
     #[inline]
-    fn switch_to_best(&mut self, cpu: usize, now: Instant) -> Option<Option<u32>> {
+    fn switch_to_best(&mut self, cpu: usize, now: Instant) -> Option<(Option<u32>, SwitchTo)> {
         // `OobCore::switch_to` with the CPU and the next thread each looked up once (the hot
         // path of every wake-up).
         let state = &mut self.cpus[cpu];
         let (previous, next) = (state.current, state.rq.pick());
         let switched = next != previous;
-        if switched {
-            state.current = next;
-            let may_have_budget = match next {
-                Some(t) => {
-                    let thread = &mut self.threads[t];
-                    thread.stats.switches += 1;
-                    thread.may_have_budget()
-                }
-                None => {
-                    state.inband.switches += 1;
-                    false
-                }
-            };
-            let budget_timers_armed = state.budget_timers_armed;
-            if let Some(t) = previous {
-                self.reclaim_if_exited(t);
+        if !switched {
+            // `cpu` runs its best runnable context, which is all `touched` would make
+            // `effects` check for it.
+            self.touched.remove(cpu);
+            return None;
+        }
+        state.current = next;
+        // The thread's glue token is read here, with the thread at hand.
+        let (may_have_budget, to) = match next {
+            Some(t) => {
+                let thread = &mut self.threads[t];
+                thread.stats.switches += 1;
+                (thread.may_have_budget(), SwitchTo::Thread(thread.glue_token))
             }
-            // `OobCore::arm_budget_timers`, its early exit checked with what is at hand.
-            if may_have_budget || budget_timers_armed {
-                self.rearm_budget_timers(cpu, now);
+            None => {
+                state.inband.switches += 1;
+                (false, SwitchTo::InBand)
             }
+        };
+        let budget_timers_armed = state.budget_timers_armed;
+        if let Some(t) = previous {
+            self.reclaim_if_exited(t);
+        }
+        // `OobCore::arm_budget_timers`, its early exit checked with what is at hand.
+        if may_have_budget || budget_timers_armed {
+            self.rearm_budget_timers(cpu, now);
         }
         // `cpu` now runs its best runnable context, which is all `touched` would make
         // `effects` check for it: no reschedule to report, no need to pick again there.
         self.touched.remove(cpu);
-        switched.then_some(next)
-    }
-
-    /// The glue's name of the context `next` (a live thread index, or the in-band stage).
-    #[inline]
-    fn switch_target(&self, next: Option<u32>) -> SwitchTo {
-        match next {
-            Some(t) => SwitchTo::Thread(self.threads[t].glue_token),
-            None => SwitchTo::InBand,
-        }
+        Some((next, to))
     }
 
     /// Makes `next` (a runnable thread of `cpu` or the in-band stage) the current context of
@@ -182,7 +181,7 @@ impl OobCore {
             return Ok(TimerTick::UserTimers);
         }
         // Charged up to `now` by `fire_due` already: what `reschedule_to` would do beyond that.
-        let switch = self.switch_to_best(cpu, now).map(|next| self.switch_target(next));
+        let switch = self.switch_to_best(cpu, now).map(|(_, to)| to);
         let (masks, deadline) = self.drain_effect_masks(cpu);
         Ok(TimerTick::Rescheduled { switch, masks, deadline })
     }
@@ -193,22 +192,58 @@ impl OobCore {
     fn fire_due(&mut self, cpu: usize, now: Instant) {
         self.charge(cpu, now);
         self.fired.clear();
-        self.cpus[cpu].reported_deadline = None;
         self.retimed.insert(cpu);
-        while let Some(expiry) = self.cpus[cpu].timers.pop_expired(now) {
-            match expiry.payload {
-                TimerEvent::Timeout(thread) => self.time_out(thread, now),
-                TimerEvent::Slice => self.slice_expired(cpu, now),
-                TimerEvent::QuotaLimit => self.quota_limit_reached(cpu, now),
-                TimerEvent::QuotaRefill => self.quota_refill(cpu, now),
-                TimerEvent::TpWindow => self.tp_window_ended(cpu, expiry.deadline.max(now)),
-                TimerEvent::User(token) => self.fired.push(TimerExpiry {
-                    timer: TimerHandle { cpu: cpu as u8, id: expiry.id },
-                    token,
-                    deadline: expiry.deadline,
-                    overruns: expiry.overruns,
-                }),
+        loop {
+            // The hot case, the end of a timed-out sleep of a thread of this CPU, is handled
+            // here with the CPU looked up once and the thread once; any other expiry goes to
+            // `fire_first`, which needs the whole core.
+            let Self { cpus, threads, links, touched, .. } = self;
+            let Some(state) = cpus.get_mut(cpu) else { return };
+            state.reported_deadline = None;
+            loop {
+                let Some((event, periodic)) = state.timers.first_due(now) else { return };
+                if !periodic
+                    && let TimerEvent::Timeout(key) = event
+                    && let Some(thread) = threads.get_mut(key)
+                    && matches!(thread.waiting, Some(Waiting::Sleep))
+                    && thread.cpu == cpu
+                {
+                    // The thread's timeout timer, one-shot: out of the queue as `pop_expired`
+                    // would do. A sleep has no wait queue to leave and no owner to deboost.
+                    state.timers.drop_first();
+                    make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
+                    continue;
+                }
+                break;
             }
+            self.fire_first(cpu, now);
+        }
+    }
+
+    /// Pops the timer of `cpu` that is due at `now` and fires it (out of line: the expiries
+    /// other than a sleep's end are the rare case on the hot path).
+    #[inline(never)]
+    fn fire_first(&mut self, cpu: usize, now: Instant) {
+        if let Some(expiry) = self.cpus[cpu].timers.pop_expired(now) {
+            self.fire(cpu, expiry, now);
+        }
+    }
+
+    /// Runs what the expiry of one of the timers of `cpu` does.
+    #[inline]
+    fn fire(&mut self, cpu: usize, expiry: Expiry<TimerEvent>, now: Instant) {
+        match expiry.payload {
+            TimerEvent::Timeout(thread) => self.time_out(thread, now),
+            TimerEvent::Slice => self.slice_expired(cpu, now),
+            TimerEvent::QuotaLimit => self.quota_limit_reached(cpu, now),
+            TimerEvent::QuotaRefill => self.quota_refill(cpu, now),
+            TimerEvent::TpWindow => self.tp_window_ended(cpu, expiry.deadline.max(now)),
+            TimerEvent::User(token) => self.fired.push(TimerExpiry {
+                timer: TimerHandle { cpu: cpu as u8, id: expiry.id },
+                token,
+                deadline: expiry.deadline,
+                overruns: expiry.overruns,
+            }),
         }
     }
 

@@ -16,10 +16,11 @@ pub mod semaphore;
 pub mod sleep;
 
 use crate::arena::Key;
+use crate::effects::CpuMask;
 use crate::error::Error;
 use crate::list::{Link, List};
-use crate::oob_core::OobCore;
-use crate::thread::ThreadId;
+use crate::oob_core::{Cpu, OobCore};
+use crate::thread::{Thread, ThreadId};
 use crate::time::Instant;
 use flags::{FlagsCondition, FlagsId};
 use mutex::MutexId;
@@ -114,27 +115,14 @@ impl OobCore {
     /// path knows its timer just fired (and left the queue), so it skips the cancellation.
     #[inline]
     fn end_wait_with(&mut self, t: u32, reason: WakeReason, timer: TimeoutTimer) {
-        // One thread lookup and one CPU lookup for the whole wake-up (the hot path of every
-        // timeout and post).
         let thread = &mut self.threads[t];
         let cpu = thread.cpu;
         let state = &mut self.cpus[cpu];
-        let still_on_cpu = state.current == Some(t);
-        thread.waiting = None;
-        thread.wake_reason = Some(reason);
-        if let Some(slice) = thread.slice.as_mut().filter(|_| !still_on_cpu) {
-            slice.refill();
-        }
         if timer == TimeoutTimer::MayBeArmed && state.disarm(thread.timeout_timer) {
             self.retimed.insert(cpu);
         }
-        if thread.runnable() {
-            // As `OobCore::enqueue`, with the thread and CPU at hand.
-            state.rq.enqueue(&mut self.links, t, thread.effective, false);
-            self.touched.insert(cpu);
-        }
+        make_ready(thread, t, state, &mut self.links, &mut self.touched, reason);
     }
-
     /// Takes `t` out of the wait queue it is in and ends its wait with `reason`; for a mutex
     /// wait, the owner's inherited priority is recomputed (PI unwinding).
     pub(crate) fn abort_wait(&mut self, t: u32, reason: WakeReason, now: Instant) {
@@ -156,15 +144,22 @@ impl OobCore {
     }
 
     /// Handles the timeout timer of thread `key` firing.
+    #[inline]
     pub(crate) fn time_out(&mut self, key: Key, now: Instant) {
         // One lookup: the key's generation check also yields the wait to abort.
-        if let Some(waiting) = self.threads.get(key).and_then(|thread| thread.waiting) {
+        let Some(thread) = self.threads.get_mut(key) else { return };
+        match thread.waiting {
+            None => {}
             // The timer that fired was the thread's timeout timer, already out of the queue. A
-            // sleep has no wait queue to leave and no owner to deboost: end it directly.
-            match waiting {
-                Waiting::Sleep => self.end_wait_with(key.index, WakeReason::TimedOut, TimeoutTimer::Fired),
-                _ => self.abort_wait_of(key.index, waiting, WakeReason::TimedOut, now, TimeoutTimer::Fired),
+            // sleep has no wait queue to leave and no owner to deboost: end it directly, with
+            // the thread at hand (the hot path of every timed wake-up).
+            Some(Waiting::Sleep) => {
+                let cpu = thread.cpu;
+                if let Some(state) = self.cpus.get_mut(cpu) {
+                    make_ready(thread, key.index, state, &mut self.links, &mut self.touched, WakeReason::TimedOut);
+                }
             }
+            Some(waiting) => self.abort_wait_of(key.index, waiting, WakeReason::TimedOut, now, TimeoutTimer::Fired),
         }
     }
 
@@ -194,6 +189,27 @@ impl OobCore {
     pub fn take_wake_reason(&mut self, thread: ThreadId) -> Result<Option<WakeReason>, Error> {
         let t = self.thread_index(thread)?;
         Ok(self.threads[t].wake_reason.take())
+    }
+}
+
+/// The end of the wait of thread `t` (`thread`, of CPU `state`), its timeout timer already
+/// dealt with and out of any wait queue: woken with `reason` and made ready (unless suspended or
+/// exited). A round-robin thread that was switched out while waiting starts a full slice; one
+/// woken before it even left the CPU just continues its turn (its slice timer still matches).
+/// Takes the core's parts it touches so that callers holding the thread need no second lookup.
+#[inline(always)]
+pub(crate) fn make_ready(thread: &mut Thread, t: u32, state: &mut Cpu, links: &mut [Link], touched: &mut CpuMask, reason: WakeReason) {
+    thread.waiting = None;
+    thread.wake_reason = Some(reason);
+    if let Some(slice) = thread.slice.as_mut()
+        && state.current != Some(t)
+    {
+        slice.refill();
+    }
+    if thread.runnable() {
+        // As `OobCore::enqueue`, with the thread and CPU at hand.
+        state.rq.enqueue(links, t, thread.effective, false);
+        touched.insert(thread.cpu);
     }
 }
 
