@@ -192,40 +192,7 @@ park_vectors:
 
 /* ---- EL2 exception vectors ---------------------------------------------------------- */
 
-.macro VECTOR kind
-    .balign 0x80
-    sub     sp, sp, #TF_SIZE
-    stp     x0, x1, [sp, #0]
-    mov     x0, #\kind
-    b       el2_trap_common
-.endm
-
-.section .text.vectors, "ax"
-.balign 0x800
-.global el2_vectors
-el2_vectors:
-    /* Current EL with SP_EL0 */
-    VECTOR 0
-    VECTOR 1
-    VECTOR 2
-    VECTOR 3
-    /* Current EL with SP_ELx */
-    VECTOR 4
-    VECTOR 5
-    VECTOR 6
-    VECTOR 7
-    /* Lower EL, AArch64 */
-    VECTOR 8
-    VECTOR 9
-    VECTOR 10
-    VECTOR 11
-    /* Lower EL, AArch32 */
-    VECTOR 12
-    VECTOR 13
-    VECTOR 14
-    VECTOR 15
-
-el2_trap_common:
+.macro SAVE_FRAME
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -272,11 +239,9 @@ el2_trap_common:
     mrs     x3, fpsr
     add     x1, x1, #(TF_FPCR - TF_FP)
     stp     x2, x3, [x1]
+.endm
 
-    mov     x1, x0
-    mov     x0, sp
-    bl      el2_trap
-
+.macro RESTORE_FRAME_AND_RETURN
     add     x1, sp, #TF_FP
     ldp     q0, q1, [x1, #0]
     ldp     q2, q3, [x1, #32]
@@ -320,3 +285,60 @@ el2_trap_common:
     ldr     x30, [sp, #240]
     add     sp, sp, #TF_SIZE
     eret
+.endm
+
+.macro IRQ_VECTOR kind
+    .balign 0x80
+    sub     sp, sp, #TF_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       el2_irq_common
+.endm
+
+.macro VECTOR kind
+    .balign 0x80
+    sub     sp, sp, #TF_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       el2_trap_common
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+.global el2_vectors
+el2_vectors:
+    /* Current EL with SP_EL0 */
+    VECTOR 0
+    IRQ_VECTOR 1
+    VECTOR 2
+    VECTOR 3
+    /* Current EL with SP_ELx */
+    VECTOR 4
+    IRQ_VECTOR 5
+    VECTOR 6
+    VECTOR 7
+    /* Lower EL, AArch64 */
+    VECTOR 8
+    IRQ_VECTOR 9
+    VECTOR 10
+    VECTOR 11
+    /* Lower EL, AArch32 */
+    VECTOR 12
+    IRQ_VECTOR 13
+    VECTOR 14
+    VECTOR 15
+
+el2_trap_common:
+    SAVE_FRAME
+    mov     x1, x0
+    mov     x0, sp
+    bl      el2_trap
+    RESTORE_FRAME_AND_RETURN
+
+/* IRQs take a shorter way: straight to the image's interrupt entry, no handler lookup. */
+el2_irq_common:
+    SAVE_FRAME
+    mov     x1, x0
+    mov     x0, sp
+    bl      companion_irq_entry
+    RESTORE_FRAME_AND_RETURN

@@ -32,12 +32,20 @@ fn is_semihosting_probe(frame: &TrapFrame, kind: VectorKind) -> bool {
     insn == power::SEMIHOSTING_HLT
 }
 
+/// The IRQ entry the EL2 vectors call directly (`el2_irq_common` in `entry.S`, no handler
+/// lookup on the path every oob wake-up takes): handles the interrupt, then, on the way
+/// back into a guest, refreshes its list registers.
+#[unsafe(no_mangle)]
+extern "C" fn companion_irq_entry(_frame: &mut TrapFrame, kind: u64) {
+    crate::irq::handle();
+    if !VectorKind(kind).from_current_el() {
+        crate::guest::virq::flush();
+    }
+}
+
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
     if kind.is_irq() {
-        crate::irq::handle();
-        if !kind.from_current_el() {
-            crate::guest::virq::flush();
-        }
+        companion_irq_entry(frame, kind.0);
         return;
     }
     if kind.is_synchronous() && !kind.from_current_el() {

@@ -7,7 +7,7 @@
 
 use core::ops::{Deref, DerefMut};
 
-use spin::mutex::{TicketMutex, TicketMutexGuard};
+use spin::mutex::{SpinMutex, SpinMutexGuard, TicketMutex, TicketMutexGuard};
 use spin::relax::RelaxStrategy;
 
 use super::{IrqState, mask_irqs, restore_irqs};
@@ -103,6 +103,88 @@ impl<T> DerefMut for IrqSpinLockGuard<'_, T> {
 }
 
 impl<T> Drop for IrqSpinLockGuard<'_, T> {
+    fn drop(&mut self) {
+        self.guard = None;
+        restore_irqs(self.irqs);
+    }
+}
+
+/// Access to the data of an [`IrqSpinLock`] taken by code that already runs with IRQs
+/// masked (an interrupt handler): unlocks on drop and leaves the interrupt mask alone.
+pub struct IrqMaskedGuard<'a, T> {
+    guard: TicketMutexGuard<'a, T, YieldRelax>,
+}
+
+impl<T> IrqSpinLock<T> {
+    /// Takes the lock without saving, masking and restoring the interrupt mask: only for
+    /// callers that run with IRQs masked already (interrupt handlers), where that work is
+    /// pure cost on the hot path.
+    pub fn lock_irqs_masked(&self) -> IrqMaskedGuard<'_, T> {
+        debug_assert!(super::irqs_masked(), "lock_irqs_masked with IRQs unmasked");
+        IrqMaskedGuard { guard: self.inner.lock() }
+    }
+}
+
+impl<T> Deref for IrqMaskedGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for IrqMaskedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+/// A test-and-test-and-set spin lock held with IRQs masked: like [`IrqSpinLock`], but
+/// whichever waiting CPU sees it free first takes it, with no arrival order.
+///
+/// For locks taken often by every CPU on in-band paths (the guest's virtual interrupts) when
+/// the CPUs may themselves be threads of a busier host (QEMU's multi-threaded TCG with more
+/// vCPUs than host cores): a ticket lock then hands the lock to the next ticket even when that
+/// waiter's thread is descheduled, and every CPU queued behind it spins for a whole host time
+/// slice while the lock is free (waiter preemption). Here a running waiter takes it at once.
+/// The price is fairness: a waiter may be overtaken, so keep the critical sections short and
+/// do not use it where a bounded wait matters (oob paths keep [`IrqSpinLock`]).
+pub struct IrqTasLock<T> {
+    inner: SpinMutex<T, YieldRelax>,
+}
+
+/// Access to the data of an [`IrqTasLock`]; unlocks, then restores the IRQ mask, on drop.
+pub struct IrqTasLockGuard<'a, T> {
+    guard: Option<SpinMutexGuard<'a, T, YieldRelax>>,
+    irqs: IrqState,
+}
+
+impl<T> IrqTasLock<T> {
+    /// A new unlocked lock.
+    pub const fn new(value: T) -> Self {
+        Self { inner: SpinMutex::<T, YieldRelax>::new(value) }
+    }
+
+    /// Masks IRQs, then takes the lock.
+    pub fn lock(&self) -> IrqTasLockGuard<'_, T> {
+        let irqs = mask_irqs();
+        IrqTasLockGuard { guard: Some(self.inner.lock()), irqs }
+    }
+}
+
+impl<T> Deref for IrqTasLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.guard.as_ref().expect("a live guard holds the lock")
+    }
+}
+
+impl<T> DerefMut for IrqTasLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.guard.as_mut().expect("a live guard holds the lock")
+    }
+}
+
+impl<T> Drop for IrqTasLockGuard<'_, T> {
     fn drop(&mut self) {
         self.guard = None;
         restore_irqs(self.irqs);

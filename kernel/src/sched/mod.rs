@@ -332,10 +332,12 @@ pub fn irq_exit(cpu: usize) {
 /// The EL2 timer interrupt: fire what is due, run IRQ-context callbacks, wake threads.
 fn on_timer_interrupt(_intid: u32) {
     let cpu = boot::cpu_index();
-    let Ok(mut guard) = lock() else {
+    // An interrupt handler runs with IRQs masked: the lock need not touch the mask.
+    let mut guard = GLUE.lock_irqs_masked();
+    if guard.is_none() {
         hwtimer::disarm();
         return;
-    };
+    }
     let Some(glue) = guard.as_mut() else { return };
     let now = clock::now();
     match glue.core.on_timer_tick(cpu, now) {
