@@ -116,8 +116,9 @@ mod image {
                 fail(format_args!("latency test: {e}"));
             }
             let core_end = (&raw const __image_end) as u64;
+            // One vCPU per CPU, pinned, unless told otherwise.
             let vcpus = match info.bootarg("companion.guest.vcpus").map(str::parse::<usize>) {
-                None => 1,
+                None => mpidrs.len(),
                 Some(Ok(n)) if (1..=mpidrs.len()).contains(&n) => n,
                 Some(_) => fail(format_args!("companion.guest.vcpus must be within 1..={}", mpidrs.len())),
             };

@@ -15,7 +15,7 @@ use arm_gic::{IntId, Trigger, UniqueMmioPointer};
 use platform::{GicInfo, GicVersion};
 use spin::Once;
 
-use crate::arch::irq_lock::IrqSpinLock;
+use crate::arch::irq_lock::IrqTasLock;
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::ReadOnly;
@@ -91,7 +91,10 @@ enum Distributor {
 // SAFETY: the driver only holds MMIO pointers; every use goes through the DISTRIBUTOR lock.
 unsafe impl Send for Distributor {}
 
-static DISTRIBUTOR: Once<IrqSpinLock<Distributor>> = Once::new();
+/// Test-and-set rather than ticket: guest exits on every CPU mask and unmask forwarded
+/// interrupts through it, and a ticket lock handed to a waiter whose vCPU thread the host
+/// descheduled stalls every CPU behind it (see `IrqTasLock`).
+static DISTRIBUTOR: Once<IrqTasLock<Distributor>> = Once::new();
 /// GICv2 CPU interface base (banked per CPU, so one address serves all); 0 on GICv3.
 static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
 
@@ -132,7 +135,7 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
             (Distributor::V2(gic), GicSummary { version: info.version, spis, list_registers })
         }
     };
-    DISTRIBUTOR.call_once(|| IrqSpinLock::new(distributor));
+    DISTRIBUTOR.call_once(|| IrqTasLock::new(distributor));
     Ok(summary)
 }
 

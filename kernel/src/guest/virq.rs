@@ -13,7 +13,7 @@
 //! underflow maintenance interrupt asks for a refill. An interrupt for a vCPU on another CPU
 //! (an SPI routed there, an SGI) kicks that CPU, which refills on its way back to the guest.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use boot::exceptions::TrapFrame;
 use platform::GicInfo;
@@ -21,7 +21,7 @@ use vm::mmio::MmioAccess;
 use vm::vgic::{Access, ChangeKind, Changes, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
-use crate::arch::irq_lock::IrqSpinLock;
+use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
 use crate::gic;
 
 /// Size of the distributor frame.
@@ -39,10 +39,6 @@ struct Virq {
     distributor: u64,
     redistributor: u64,
     vcpus: usize,
-    /// Per vCPU (= CPU), the INTID in each of its list registers.
-    in_lr: [[Option<u32>; MAX_LIST_REGISTERS]; boot::MAX_CPUS],
-    /// Per CPU, its number of list registers.
-    lrs: [usize; boot::MAX_CPUS],
     /// SPIs masked at the physical GIC while the guest handles their virtual copy.
     masked_spis: [u32; MAX_INTIDS / 32],
     /// Per CPU, its private interrupts masked the same way.
@@ -51,7 +47,29 @@ struct Virq {
     mpidrs: [u64; boot::MAX_CPUS],
 }
 
-static VIRQ: IrqSpinLock<Option<Virq>> = IrqSpinLock::new(None);
+/// The vGIC model and the physical masking state, shared by all CPUs. Held only for model
+/// updates (memory only): list-register accesses, physical GIC writes and kicks are done
+/// after releasing it. Under QEMU those trap into the emulator (which takes its own global
+/// lock), and a holder that stalls there, or whose host thread is descheduled, keeps every
+/// other vCPU spinning on this lock. It is a test-and-set lock, not a ticket lock, for the
+/// same reason: a ticket would be handed to a waiter whose host thread is descheduled
+/// ([`IrqTasLock`]).
+static VIRQ: IrqTasLock<Option<Virq>> = IrqTasLock::new(None);
+
+/// One CPU's list registers as the core filled them.
+struct CpuLanes {
+    /// The number of list registers (0 until [`init_this_cpu`]).
+    count: usize,
+    /// The INTID in each list register.
+    in_lr: [Option<u32>; MAX_LIST_REGISTERS],
+}
+
+/// Per CPU, its list-register bookkeeping. Only that CPU takes its lock (IRQs masked), so it
+/// is never contended; it is separate from [`VIRQ`] so the hardware accesses stay outside it.
+static LANES: [IrqSpinLock<CpuLanes>; boot::MAX_CPUS] =
+    [const { IrqSpinLock::new(CpuLanes { count: 0, in_lr: [None; MAX_LIST_REGISTERS] }) }; boot::MAX_CPUS];
+/// The number of vCPUs (0: no guest); set once by [`init`].
+static VCPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The maintenance interrupt's INTID (0: none).
 static MAINTENANCE_INTID: AtomicU32 = AtomicU32::new(0);
 /// Physical interrupts forwarded to the guest.
@@ -201,12 +219,11 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32) -> Result<(), &'stati
         distributor: gic_info.distributor.base,
         redistributor,
         vcpus: mpidrs.len().min(boot::MAX_CPUS),
-        in_lr: [[None; MAX_LIST_REGISTERS]; boot::MAX_CPUS],
-        lrs: [0; boot::MAX_CPUS],
         masked_spis: [0; MAX_INTIDS / 32],
         masked_private: [0; boot::MAX_CPUS],
         mpidrs: cpu_mpidrs,
     });
+    VCPU_COUNT.store(mpidrs.len().min(boot::MAX_CPUS), Ordering::Release);
     if let Some(maintenance) = gic_info.maintenance_intid {
         MAINTENANCE_INTID.store(maintenance, Ordering::Relaxed);
         crate::irq::claim(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
@@ -226,11 +243,8 @@ pub fn init_this_cpu(cpu: usize) {
         list_registers::clear(index);
     }
     list_registers::enable_interface();
-    if let Some(virq) = VIRQ.lock().as_mut()
-        && let Some(slot) = virq.lrs.get_mut(cpu)
-    {
-        *slot = lrs;
-        virq.in_lr[cpu] = [None; MAX_LIST_REGISTERS];
+    if let Some(lanes) = LANES.get(cpu) {
+        *lanes.lock() = CpuLanes { count: lrs, in_lr: [None; MAX_LIST_REGISTERS] };
     }
     let maintenance = MAINTENANCE_INTID.load(Ordering::Relaxed);
     if maintenance != 0 {
@@ -242,12 +256,15 @@ pub fn init_this_cpu(cpu: usize) {
 /// no guest (the caller counts it as unclaimed).
 pub fn forward(intid: u32) -> bool {
     let cpu = boot::cpu_index();
-    let mut guard = VIRQ.lock();
-    let Some(virq) = guard.as_mut() else { return false };
-    if intid < 16 || intid as usize >= MAX_INTIDS || cpu >= virq.vcpus {
+    if intid < 16 || intid as usize >= MAX_INTIDS || cpu >= VCPU_COUNT.load(Ordering::Acquire) {
         return false;
     }
+    // Masked at the physical GIC first (outside the lock: a GIC write is slow under
+    // emulation), so it cannot fire again until `flush` re-enables it after the guest
+    // completed this copy; that re-enabling cannot overtake this write.
     let _ = gic::set_enabled(intid, cpu, false);
+    let mut guard = VIRQ.lock();
+    let Some(virq) = guard.as_mut() else { return false };
     let (vcpu, bit) = (cpu, 1u32 << (intid % 32));
     let target = if intid < FIRST_SPI {
         virq.masked_private[cpu] |= bit;
@@ -276,8 +293,10 @@ pub fn forward(intid: u32) -> bool {
     FORWARDED.fetch_add(1, Ordering::Relaxed);
     FORWARDED_BY_INTID[intid as usize].fetch_add(1, Ordering::Relaxed);
     note_work(target);
-    if target != cpu {
-        virq.kick(target);
+    let kick = (target != cpu).then(|| virq.mpidrs[target]);
+    drop(guard);
+    if let Some(mpidr) = kick {
+        kick_cpu(target, mpidr);
     }
     true
 }
@@ -312,24 +331,112 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
         REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
     }
     note_work(target);
-    if level && target != boot::cpu_index() {
-        virq.kick(target);
+    let kick = (level && target != boot::cpu_index()).then(|| virq.mpidrs[target]);
+    drop(guard);
+    if let Some(mpidr) = kick {
+        kick_cpu(target, mpidr);
     }
 }
 
 /// Brings this CPU's list registers up to date before its vCPU runs again: completions are
 /// taken back, masked physical lines re-enabled, and the best pending interrupts injected.
+///
+/// Three steps, so that the shared [`VIRQ`] lock covers only the model: read the list
+/// registers, update the vGIC under the lock, then write the list registers and the physical
+/// GIC.
 pub fn flush() {
     let cpu = boot::cpu_index();
     if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
         return;
     }
-    let mut guard = VIRQ.lock();
-    if let Some(virq) = guard.as_mut()
-        && cpu < virq.vcpus
-    {
-        virq.sync_and_fill(cpu);
+    let Some(lanes) = LANES.get(cpu) else { return };
+    let mut lanes = lanes.lock();
+    let count = lanes.count;
+    if count == 0 {
+        return;
     }
+
+    // 1. Completions: list registers the guest emptied.
+    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let mut completions = 0;
+    for index in 0..count {
+        let Some(intid) = lanes.in_lr[index] else { continue };
+        let (state, _) = list_registers::read(index);
+        if state != LrState::Invalid {
+            continue;
+        }
+        // An empty LR with its EOI request still set keeps the maintenance interrupt
+        // asserted (ICH_EISR_EL2): clear it.
+        list_registers::clear(index);
+        lanes.in_lr[index] = None;
+        completed[completions] = intid;
+        completions += 1;
+        COMPLETED.fetch_add(1, Ordering::Relaxed);
+        let injected_at = INJECTED_AT[cpu][index].load(Ordering::Relaxed);
+        let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
+        record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
+    }
+    let free = lanes.in_lr[..count].iter().filter(|slot| slot.is_none()).count();
+
+    // 2. The model, under the shared lock: completions, then the most urgent pending ones.
+    let mut unmask = [0u32; MAX_LIST_REGISTERS];
+    let mut unmasks = 0;
+    let mut chosen = [(0u32, 0u8); MAX_LIST_REGISTERS];
+    let mut chosen_count = 0;
+    let mut waiting = false;
+    {
+        let mut guard = VIRQ.lock();
+        let Some(virq) = guard.as_mut() else { return };
+        if cpu >= virq.vcpus {
+            return;
+        }
+        for &intid in &completed[..completions] {
+            let _ = virq.vgic.deactivate(cpu, intid);
+            if virq.unmask(intid, cpu) {
+                unmask[unmasks] = intid;
+                unmasks += 1;
+            }
+        }
+        let candidates = virq.vgic.most_urgent(cpu, &mut chosen[..free]);
+        for index in 0..candidates {
+            let (intid, priority) = chosen[index];
+            if virq.vgic.acknowledge(cpu, intid).is_ok() {
+                chosen[chosen_count] = (intid, priority);
+                chosen_count += 1;
+            }
+        }
+        if chosen_count == free {
+            let left = virq.vgic.pending_for(cpu).count() as u64;
+            waiting = left > 0;
+            if waiting {
+                REPLAY.max_depth.fetch_max(left, Ordering::Relaxed);
+            }
+        }
+    }
+
+    // 3. The hardware: re-enable completed physical lines, fill the free list registers.
+    for &intid in &unmask[..unmasks] {
+        // The line is sampled again once enabled: a level still high fires anew.
+        let _ = gic::set_enabled(intid, cpu, true);
+    }
+    let mut next = 0;
+    for &(intid, priority) in &chosen[..chosen_count] {
+        let Some(free) = (next..count).find(|&i| lanes.in_lr[i].is_none()) else { break };
+        next = free + 1;
+        list_registers::inject(free, intid, priority);
+        lanes.in_lr[free] = Some(intid);
+        INJECTED.fetch_add(1, Ordering::Relaxed);
+        let now = crate::hwtimer::counter_unordered();
+        INJECTED_AT[cpu][free].store(now, Ordering::Relaxed);
+        let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
+        if since != 0 {
+            record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(since));
+        }
+    }
+    // More than fits waits for the underflow maintenance interrupt; each injected one asks
+    // for an EOI maintenance interrupt. Either brings this CPU back here: no need to keep
+    // WORK set (which would take the shared lock on every exit).
+    list_registers::request_underflow(waiting);
 }
 
 /// The maintenance interrupt: the guest completed an interrupt, or the list registers ran
@@ -339,97 +446,61 @@ fn on_maintenance(_intid: u32) {
     flush();
 }
 
+/// Makes CPU `cpu` (affinity `mpidr`) refill its list registers: any interrupt does, on its
+/// way back into the guest; the oob kick is one every CPU accepts. Call without [`VIRQ`]
+/// held.
+fn kick_cpu(cpu: usize, mpidr: u64) {
+    gic::send_sgi(crate::sched::KICK_SGI, mpidr, cpu);
+}
+
+/// A physical line to configure after a guest MMIO write (done outside [`VIRQ`]).
+#[derive(Clone, Copy)]
+enum LineUpdate {
+    /// Enable it for the in-band stage, edge-triggered or not.
+    Enable { intid: u32, cpu: usize, edge: bool },
+    /// Disable it.
+    Disable { intid: u32, cpu: usize },
+}
+
 impl Virq {
-    /// Makes CPU `target` refill its list registers (any interrupt does, on its way back into
-    /// the guest; the oob kick is one every CPU accepts).
-    fn kick(&self, target: usize) {
-        if let Some(&mpidr) = self.mpidrs.get(target) {
-            gic::send_sgi(crate::sched::KICK_SGI, mpidr, target);
+    /// A completion of `intid` on `cpu`: if the core masked its physical line, forgets the
+    /// mask and the line's forwarded level and returns true (the caller re-enables the line).
+    fn unmask(&mut self, intid: u32, cpu: usize) -> bool {
+        let bit = 1u32 << (intid % 32);
+        let masked = if intid < FIRST_SPI {
+            self.masked_private.get_mut(cpu)
+        } else {
+            self.masked_spis.get_mut(intid as usize / 32)
+        };
+        let Some(masked) = masked else { return false };
+        if *masked & bit == 0 {
+            return false;
         }
+        *masked &= !bit;
+        let _ = self.vgic.set_level(intid, cpu, false);
+        true
     }
 
-    #[allow(clippy::needless_range_loop, reason = "the index names a list register, used for several arrays and the hardware")]
-    fn sync_and_fill(&mut self, cpu: usize) {
-        let lrs = self.lrs[cpu];
-        for index in 0..lrs {
-            let Some(intid) = self.in_lr[cpu][index] else { continue };
-            let (state, _) = list_registers::read(index);
-            if state != LrState::Invalid {
-                continue;
-            }
-            // An empty LR with its EOI request still set keeps the maintenance interrupt
-            // asserted (ICH_EISR_EL2): clear it.
-            list_registers::clear(index);
-            self.in_lr[cpu][index] = None;
-            let _ = self.vgic.deactivate(cpu, intid);
-            COMPLETED.fetch_add(1, Ordering::Relaxed);
-            let injected_at = INJECTED_AT[cpu][index].load(Ordering::Relaxed);
-            let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
-            record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
-            let bit = 1u32 << (intid % 32);
-            let masked = if intid < FIRST_SPI {
-                &mut self.masked_private[cpu]
-            } else {
-                &mut self.masked_spis[intid as usize / 32]
-            };
-            if *masked & bit != 0 {
-                *masked &= !bit;
-                // The line is sampled again once enabled: a level still high fires anew.
-                let _ = self.vgic.set_level(intid, cpu, false);
-                let _ = gic::set_enabled(intid, cpu, true);
-            }
-        }
-        let mut waiting = false;
-        loop {
-            let Some(free) = (0..lrs).find(|&i| self.in_lr[cpu][i].is_none()) else {
-                waiting = self.vgic.highest_pending(cpu).is_some();
-                break;
-            };
-            let Some((intid, priority)) = self.vgic.highest_pending(cpu) else { break };
-            if self.vgic.acknowledge(cpu, intid).is_err() {
-                break;
-            }
-            list_registers::inject(free, intid, priority);
-            self.in_lr[cpu][free] = Some(intid);
-            INJECTED.fetch_add(1, Ordering::Relaxed);
-            let now = crate::hwtimer::counter_unordered();
-            INJECTED_AT[cpu][free].store(now, Ordering::Relaxed);
-            let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
-            if since != 0 {
-                record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(since));
-            }
-        }
-        if waiting {
-            REPLAY.max_depth.fetch_max(self.vgic.pending_for(cpu).count() as u64, Ordering::Relaxed);
-        }
-        list_registers::request_underflow(waiting);
-        if waiting || self.in_lr[cpu][..lrs].iter().any(Option::is_some) {
-            note_work(cpu);
-        }
-    }
-
-    fn apply(&mut self, changes: Changes) {
+    /// The physical side of a guest MMIO write, as a list of line updates for after the lock.
+    fn apply(&mut self, changes: Changes, updates: &mut [Option<LineUpdate>; 32]) {
         if changes.access == Access::Unknown && !UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
             log::warn!("guest touched a GIC register the model does not know (RAZ/WI; logged once)");
         }
         let Some(change) = changes.change else { return };
         let cpu = change.vcpu.unwrap_or(0);
-        for bit in 0..32 {
+        for (bit, update) in updates.iter_mut().enumerate() {
             if change.mask & (1 << bit) == 0 {
                 continue;
             }
-            let intid = change.base + bit;
-            match change.kind {
+            let intid = change.base + bit as u32;
+            *update = match change.kind {
                 ChangeKind::Enabled if intid >= 16 => {
                     let edge = self.vgic.state(intid, cpu).map(|s| s.edge).unwrap_or(false);
-                    let trigger = if edge { arm_gic::Trigger::Edge } else { arm_gic::Trigger::Level };
-                    let _ = gic::enable_inband(intid, cpu, trigger);
+                    Some(LineUpdate::Enable { intid, cpu, edge })
                 }
-                ChangeKind::Disabled if intid >= 16 => {
-                    let _ = gic::set_enabled(intid, cpu, false);
-                }
-                _ => {}
-            }
+                ChangeKind::Disabled if intid >= 16 => Some(LineUpdate::Disable { intid, cpu }),
+                _ => None,
+            };
         }
     }
 }
@@ -438,6 +509,9 @@ impl Virq {
 /// `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
 /// abort).
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
+    let this_cpu = boot::cpu_index();
+    let mut updates = [None; 32];
+    let mut kicks = [None; boot::MAX_CPUS];
     let mut guard = VIRQ.lock();
     let virq = guard.as_mut()?;
     let (in_dist, in_redist) = (
@@ -453,11 +527,15 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         let changes =
             if in_dist { virq.vgic.dist_write(offset, access.size, value) } else { virq.vgic.redist_write(offset, access.size, value) };
         // A write may make anything deliverable anywhere (enable, pending, routing): let every
-        // vCPU look again.
+        // vCPU look again, and kick those on other CPUs that now have something to take (a
+        // vCPU idling in WFI would otherwise wait for an unrelated interrupt).
         for vcpu in 0..virq.vcpus {
             note_work(vcpu);
+            if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
+                kicks[vcpu] = Some(virq.mpidrs[vcpu]);
+            }
         }
-        changes.map(|changes| virq.apply(changes))
+        changes.map(|changes| virq.apply(changes, &mut updates))
     } else {
         let read = if in_dist { virq.vgic.dist_read(offset, access.size) } else { virq.vgic.redist_read(offset, access.size) };
         read.map(|read| {
@@ -467,6 +545,21 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
             let _ = access.complete_load(&mut frame.x, read.value);
         })
     };
+    drop(guard);
+    for update in updates.into_iter().flatten() {
+        let _ = match update {
+            LineUpdate::Enable { intid, cpu, edge } => {
+                let trigger = if edge { arm_gic::Trigger::Edge } else { arm_gic::Trigger::Level };
+                gic::enable_inband(intid, cpu, trigger)
+            }
+            LineUpdate::Disable { intid, cpu } => gic::set_enabled(intid, cpu, false),
+        };
+    }
+    for (cpu, mpidr) in kicks.into_iter().enumerate() {
+        if let Some(mpidr) = mpidr {
+            kick_cpu(cpu, mpidr);
+        }
+    }
     Some(result.map_err(|_| ()))
 }
 
@@ -474,6 +567,7 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
 /// targets and kicks the other CPUs among them.
 pub fn send_sgi(value: u64) {
     let cpu = boot::cpu_index();
+    let mut kicks = [None; boot::MAX_CPUS];
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
     /// ICC_SGI1R_EL1.INTID, bits 27:24.
@@ -489,8 +583,14 @@ pub fn send_sgi(value: u64) {
             }
             note_work(target);
             if target != cpu {
-                virq.kick(target);
+                kicks[target] = Some(virq.mpidrs[target]);
             }
+        }
+    }
+    drop(guard);
+    for (target, mpidr) in kicks.into_iter().enumerate() {
+        if let Some(mpidr) = mpidr {
+            kick_cpu(target, mpidr);
         }
     }
 }

@@ -80,6 +80,8 @@ pub enum Scenario {
     LinuxGuest {
         /// The initramfs script the guest runs (`guest.script=`).
         script: &'static str,
+        /// vCPUs (`companion.guest.vcpus=`), each pinned to its CPU.
+        vcpus: u32,
     },
 }
 
@@ -205,7 +207,14 @@ pub const CASES: &[Case] = &[
     Case {
         name: "linux-guest-virt-gicv3-4",
         profile: "virt-gicv3-4",
-        scenario: Scenario::LinuxGuest { script: "uname" },
+        scenario: Scenario::LinuxGuest { script: "uname", vcpus: 4 },
+        timeout: Duration::from_secs(180),
+        qemu_args: &[],
+    },
+    Case {
+        name: "linux-guest-1vcpu-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::LinuxGuest { script: "uname", vcpus: 1 },
         timeout: Duration::from_secs(180),
         qemu_args: &[],
     },
@@ -245,8 +254,9 @@ impl Case {
 
     /// The core's command line for this case.
     pub fn bootargs(&self) -> String {
-        if let Scenario::LinuxGuest { script } = self.scenario {
-            return crate::guest::core_bootargs(&[], script, 1);
+        if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
+            let vcpus = format!("companion.guest.vcpus={vcpus}");
+            return crate::guest::core_bootargs(&[&vcpus], script, 1);
         }
         let test = self
             .scenario
@@ -351,11 +361,14 @@ impl Case {
                 lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
                 Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
             }
-            Scenario::LinuxGuest { .. } => {
+            Scenario::LinuxGuest { vcpus, .. } => {
+                let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
+                let cpus_online = format!(r"^guest: cpus online: {online}$");
                 let lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
                     LineMatch::all(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
+                    LineMatch::all(&[&cpus_online]),
                     LineMatch::all(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, replayed [1-9]\d*, coalesced \d+, withdrawn \d+, max depth \d+, lost 0$"]),

@@ -405,7 +405,48 @@ impl Vgic {
 
     /// The first item of [`Self::pending_for`].
     pub fn highest_pending(&self, vcpu: usize) -> Option<(u32, u8)> {
-        self.pending_for(vcpu).next()
+        let mut best = [(0, 0)];
+        (self.most_urgent(vcpu, &mut best) == 1).then_some(best[0])
+    }
+
+    /// Fills `out` with the first `out.len()` items of [`Self::pending_for`] (most urgent
+    /// first) in a single scan of the vCPU's interrupts, and returns how many it wrote. The
+    /// list-register flush uses it to fill all its free list registers at once.
+    pub fn most_urgent(&self, vcpu: usize, out: &mut [(u32, u8)]) -> usize {
+        if out.is_empty() || vcpu >= self.vcpus || !self.group1_enabled {
+            return 0;
+        }
+        let private = self.private[vcpu].iter().enumerate().map(|(intid, irq)| (intid as u32, irq));
+        let shared = self.shared[..self.spis as usize]
+            .iter()
+            .enumerate()
+            .map(|(i, irq)| (regs::FIRST_SPI + i as u32, irq));
+        let mut found = 0;
+        for (intid, irq) in private.chain(shared) {
+            // The cheap per-interrupt test first; routing only for the few that pass it.
+            if !(irq.enabled && irq.pending() && !irq.active) {
+                continue;
+            }
+            let key = (irq.priority, intid);
+            if found == out.len() && out[found - 1].1 <= key.0 {
+                // Not better than the worst kept one (INTIDs ascend, so ties lose).
+                continue;
+            }
+            if !self.is_deliverable(vcpu, intid) {
+                continue;
+            }
+            // Insert in order, dropping the worst if full.
+            let mut at = found.min(out.len() - 1);
+            if found < out.len() {
+                found += 1;
+            }
+            while at > 0 && (out[at - 1].1, out[at - 1].0) > key {
+                out[at] = out[at - 1];
+                at -= 1;
+            }
+            out[at] = (intid, key.0);
+        }
+        found
     }
 
     /// An edge of `intid` (a forwarded physical edge interrupt, or an emulated device's): sets

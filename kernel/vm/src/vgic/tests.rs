@@ -574,3 +574,73 @@ fn random_accesses_never_panic() {
         }
     }
 }
+
+#[test]
+fn most_urgent_fills_in_priority_order() {
+    let mut v = enabled();
+    dw(&mut v, GICD_ISENABLER + 4, 0xffff_ffff);
+    dw(&mut v, GICD_IPRIORITYR + 40, 0x8080_2080); // 40: 0x80, 41: 0x20, 42, 43: 0x80
+    rw(&mut v, 0, SGI_BASE + GICR_IPRIORITYR0 + 24, 0x2000_0000); // PPI 27 at 0x20
+    rw(&mut v, 0, SGI_BASE + GICR_ISENABLER0, 1 << 27);
+    for intid in [40, 41, 42, 43, 27] {
+        v.set_pending(intid, 0).unwrap();
+    }
+    let mut two = [(0, 0); 2];
+    assert_eq!(v.most_urgent(0, &mut two), 2);
+    assert_eq!(two, [(27, 0x20), (41, 0x20)]);
+    let mut many = [(0, 0); 8];
+    assert_eq!(v.most_urgent(0, &mut many), 5);
+    assert_eq!(
+        many[..5],
+        [(27, 0x20), (41, 0x20), (40, 0x80), (42, 0x80), (43, 0x80)]
+    );
+    assert_eq!(v.most_urgent(0, &mut []), 0);
+    assert_eq!(v.most_urgent(99, &mut many), 0);
+    assert_eq!(v.most_urgent(1, &mut many), 0, "PPI 27 is vCPU 0's, SPIs route to vCPU 0");
+    v.acknowledge(0, 27).unwrap();
+    assert_eq!(v.highest_pending(0), Some((41, 0x20)));
+}
+
+#[test]
+fn most_urgent_matches_pending_for() {
+    let mut rng = XorShift::new(0x0b57);
+    for _ in 0..200 {
+        let mut v = enabled();
+        for vcpu in 0..MPIDRS.len() {
+            rw(&mut v, vcpu, SGI_BASE + GICR_ISENABLER0, rng.next() & 0xffff_ffff);
+            for n in 0..8 {
+                rw(&mut v, vcpu, SGI_BASE + GICR_IPRIORITYR0 + 4 * n, rng.next() & 0xf0f0_f0f0);
+            }
+            for intid in 0..32 {
+                if rng.next() % 3 == 0 {
+                    v.set_pending(intid, vcpu).unwrap();
+                }
+            }
+        }
+        for bank in 1..=SPIS / 32 {
+            dw(&mut v, GICD_ISENABLER + 4 * u64::from(bank), rng.next() & 0xffff_ffff);
+        }
+        for n in 8..(8 + SPIS as u64 / 4) {
+            dw(&mut v, GICD_IPRIORITYR + 4 * n, rng.next() & 0xf0f0_f0f0);
+        }
+        for spi in 32..32 + SPIS {
+            if rng.next() % 4 == 0 {
+                v.set_pending(spi, 0).unwrap();
+            }
+            if rng.next() % 4 == 0 {
+                let route = MPIDRS[(rng.next() % 4) as usize] | (rng.next() % 2) << 31;
+                v.dist_write(GICD_IROUTER + 8 * u64::from(spi), Doubleword, route).unwrap();
+            }
+        }
+        for vcpu in 0..MPIDRS.len() {
+            let expected: Vec<_> = v.pending_for(vcpu).collect();
+            for len in [1, 2, 4, 16, 400] {
+                let mut out = vec![(0, 0); len];
+                let found = v.most_urgent(vcpu, &mut out);
+                assert_eq!(out[..found], expected[..found.min(expected.len())]);
+                assert_eq!(found, len.min(expected.len()));
+            }
+            assert_eq!(v.highest_pending(vcpu), expected.first().copied());
+        }
+    }
+}
