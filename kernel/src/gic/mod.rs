@@ -188,7 +188,9 @@ pub struct Acknowledged {
 enum EndToken {
     /// The INTID (below the special range) read from ICC_IAR1_EL1.
     V3(u32),
-    V2(u32),
+    /// The raw GICC_IAR value, and the GICC frame it was read from (kept so the end of the
+    /// interrupt needs no second look at `GICC_BASE`).
+    V2 { raw: u32, gicc: usize },
 }
 
 /// First special INTID (1020..=1023: spurious or reserved), never acknowledged as an interrupt.
@@ -197,7 +199,10 @@ const SPECIAL_INTIDS: u32 = 1020;
 /// Acknowledges the highest-priority pending interrupt of this CPU, if any.
 #[inline]
 pub fn acknowledge() -> Option<Acknowledged> {
-    if is_v3() {
+    // One look at the GICC frame's address decides the version (0: GICv3) and serves GICv2.
+    // Relaxed: `init` stores it before any CPU takes an interrupt (secondaries start later).
+    let gicc = GICC_BASE.load(Ordering::Relaxed);
+    if gicc == 0 {
         let iar: u64;
         // SAFETY: reading ICC_IAR1_EL1 acknowledges this CPU's highest-priority pending Group 1
         // interrupt (the system register interface is enabled at EL2 by `init`, which only
@@ -208,7 +213,9 @@ pub fn acknowledge() -> Option<Acknowledged> {
         let intid = (iar & 0xff_ffff) as u32;
         (intid < SPECIAL_INTIDS).then_some(Acknowledged { intid, token: EndToken::V3(intid) })
     } else {
-        cpu_interface_v2().acknowledge().map(|raw| Acknowledged { intid: raw & 0x3ff, token: EndToken::V2(raw) })
+        // SAFETY: a non-zero GICC_BASE is the mapped, per-CPU banked GICC frame set by `init`.
+        let interface = unsafe { GicV2CpuInterface::new(gicc) };
+        interface.acknowledge().map(|raw| Acknowledged { intid: raw & 0x3ff, token: EndToken::V2 { raw, gicc } })
     }
 }
 
@@ -222,7 +229,8 @@ pub fn end_of_interrupt(ack: Acknowledged) {
         EndToken::V3(intid) => unsafe {
             core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
         },
-        EndToken::V2(raw) => cpu_interface_v2().end_of_interrupt(raw),
+        // SAFETY: the GICC frame the acknowledge was read from (see `acknowledge`).
+        EndToken::V2 { raw, gicc } => unsafe { GicV2CpuInterface::new(gicc) }.end_of_interrupt(raw),
     }
 }
 

@@ -51,10 +51,12 @@ pub struct Figure {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ProfileFigures {
     figures: BTreeMap<String, Figure>,
+    /// The first (warm-up) sample of a figure, measured and shown but not in its statistics.
+    warmup: BTreeMap<String, u64>,
     memory: BTreeMap<String, u64>,
 }
 
-/// Parses the core's `BENCH|` and `BENCH-MEM|` lines.
+/// Parses the core's `BENCH|`, `BENCH-WARMUP|` and `BENCH-MEM|` lines.
 pub fn parse(output: &str) -> Result<ProfileFigures> {
     let mut result = ProfileFigures::default();
     for line in output.lines() {
@@ -64,6 +66,9 @@ pub fn parse(output: &str) -> Result<ProfileFigures> {
             let number = |text: &str| text.trim().parse::<u64>().with_context(|| format!("in bench line: {line}"));
             let figure = Figure { samples: number(samples)?, min: number(min)?, avg: number(avg)?, max: number(max)? };
             result.figures.insert(name.to_string(), figure);
+        } else if let Some(rest) = line.strip_prefix("BENCH-WARMUP|") {
+            let (name, value) = rest.split_once('|').with_context(|| format!("malformed warm-up line: {line}"))?;
+            result.warmup.insert(name.to_string(), value.trim().parse().with_context(|| format!("in: {line}"))?);
         } else if let Some(rest) = line.strip_prefix("BENCH-MEM|") {
             for item in rest.split('|') {
                 let (key, value) = item.rsplit_once(' ').with_context(|| format!("malformed memory item `{item}`"))?;
@@ -140,6 +145,9 @@ fn print_table(all: &BTreeMap<String, ProfileFigures>) {
                 "{figure:<17} {profile:<13} {:>8} {:>8} {:>8} {:>8} {target:>8}  {verdict}",
                 f.samples, f.min, f.avg, f.max
             );
+            if let Some(warmup) = figures.warmup.get(*figure) {
+                println!("{:<31} warm-up sample (first wake-up, not in the statistics): {warmup}", "");
+            }
         }
         println!("  ({what})");
     }
@@ -165,8 +173,10 @@ mod tests {
 
     #[test]
     fn parses_the_cores_lines_and_refuses_garbage() {
-        let output = "noise\nBENCH|switch|200|40|41|45\nBENCH-MEM|image 2887680|heap-in-use 70112\nverdict: PASS\n";
+        let output = "noise\nBENCH-WARMUP|switch|52\nBENCH|switch|200|40|41|45\nBENCH-MEM|image 2887680|heap-in-use 70112\nverdict: PASS\n";
         let parsed = parse(output).unwrap();
+        assert_eq!(parsed.warmup["switch"], 52);
+        assert!(parse("BENCH-WARMUP|switch|x\nBENCH|switch|1|1|1|1\n").is_err());
         assert_eq!(parsed.figures["switch"], Figure { samples: 200, min: 40, avg: 41, max: 45 });
         assert_eq!(footprint(&parsed.memory), 2887680 + 70112);
         assert!(parse("BENCH|switch|200|x|1|2\n").is_err());
