@@ -237,6 +237,8 @@ struct Background {
     results: LatmusResults,
     config: LatmusConfig,
     seconds: u64,
+    /// Thread-context samples since the last [`phase_mark`].
+    phase: Box<LatencyStats>,
 }
 
 static BACKGROUND: IrqSpinLock<Option<Background>> = IrqSpinLock::new(None);
@@ -269,7 +271,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
     ));
     let measurement = Measurement::start(&config, u64::MAX)?;
     let results = LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
-    *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0 });
+    *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0, phase: Box::new(LatencyStats::new()) });
     let reporter = ThreadBuilder::new("latmus-report").cpu(config.cpu).fifo(1).spawn(move || {
         let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
         let start = rt::now();
@@ -282,6 +284,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
             background.measurement.drain(&mut thread, &mut irq);
             background.results.thread.merge(&thread);
             background.results.irq.merge(&irq);
+            background.phase.merge(&thread);
             background.seconds = second;
             let line = alloc::format!("{}", RtdLine { interval: &thread, run: &background.results.thread });
             drop(guard);
@@ -296,6 +299,23 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
     // The reporter lives as long as the run: its handle is not joined.
     core::mem::forget(reporter);
     Ok(())
+}
+
+/// The thread-context latency of the background test since the previous mark — worst and
+/// samples — and starts a new phase; `None` if no background test runs. Lets a caller
+/// compare the oob latency across phases of what runs beside it (e.g. a guest with its IRQs
+/// masked against the same guest idle).
+pub fn phase_mark() -> Option<(i64, u64)> {
+    let mut guard = BACKGROUND.lock();
+    let background = guard.as_mut()?;
+    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+    background.measurement.drain(&mut thread, &mut irq);
+    background.results.thread.merge(&thread);
+    background.results.irq.merge(&irq);
+    background.phase.merge(&thread);
+    let phase = (background.phase.max().unwrap_or(0), background.phase.samples());
+    background.phase.reset();
+    Some(phase)
 }
 
 /// Prints the background test's summary (`RTS|` per context, histograms, totals), if one

@@ -128,13 +128,28 @@ test_guest_start:
     bl      test_guest_report
 8:
 
-    /* IRQs off for one second of the counter: oob work on this CPU must not notice. */
+    /* One second busy with IRQs on (the baseline), then one with IRQs off: oob work on
+     * this CPU must not notice the difference. Reports 9, 10 and 11 mark the phases. */
+    mov     x2, #9
+    bl      test_guest_report
+    msr     daifclr, #2
+    mrs     x11, cntfrq_el0
+    mrs     x12, cntvct_el0
+    add     x12, x12, x11
+13: mrs     x13, cntvct_el0
+    cmp     x13, x12
+    b.lo    13b
+    msr     daifset, #2
+    mov     x2, #10
+    bl      test_guest_report
     mrs     x11, cntfrq_el0
     mrs     x12, cntvct_el0
     add     x12, x12, x11
 6:  mrs     x13, cntvct_el0
     cmp     x13, x12
     b.lo    6b
+    mov     x2, #11
+    bl      test_guest_report
     mov     x1, x11
     mov     x2, #7
     bl      test_guest_report
@@ -192,8 +207,12 @@ unsafe extern "C" {
 
 /// The vendor hypercall the test guest reports with: x1 = value, x2 = report number.
 const REPORT_CALL: u64 = 0xc600_0001;
-/// Reports the guest makes (numbers 1..=8).
-const REPORTS: usize = 9;
+/// Reports the guest makes (numbers 1..=11; 9..=11 mark the IRQs-on and IRQs-off phases).
+const REPORTS: usize = 12;
+
+/// The core's latency during the guest's busy second with IRQs on, then with IRQs off:
+/// (worst ns, samples), recorded at the phase marks.
+static PHASES: spin::Mutex<[Option<(i64, u64)>; 2]> = spin::Mutex::new([None, None]);
 /// No report yet.
 const NONE: u64 = 0xdead_dead_dead_dead;
 
@@ -208,6 +227,14 @@ fn report(frame: &mut TrapFrame) -> Option<u64> {
     let (value, number) = (frame.x[1], frame.x[2] as usize);
     log::info!("el1-guest: report {number}: {value:#x}");
     REPORTED.get(number)?.store(value, Ordering::Relaxed);
+    match number {
+        9 => {
+            let _ = crate::latmus::phase_mark();
+        }
+        10 => PHASES.lock()[0] = crate::latmus::phase_mark(),
+        11 => PHASES.lock()[1] = crate::latmus::phase_mark(),
+        _ => {}
+    }
     Some(0)
 }
 
@@ -253,6 +280,20 @@ fn finish(reset: bool) -> ! {
             passed += usize::from(ok);
         }
         None => log::info!("el1-guest: {timer_what}: not run (no GICv2 virtual GIC yet)"),
+    }
+    let irqs_off_what = "oob latency with the guest's IRQs off stays as with them on";
+    match *PHASES.lock() {
+        [Some((on_max, on_samples)), Some((off_max, off_samples))] => {
+            log::info!(
+                "el1-guest: oob thread latency: IRQs on worst {on_max} ns over {on_samples} samples, IRQs off worst {off_max} ns over {off_samples} samples"
+            );
+            // The same within 20 % and one 1 µs of slack, with a full second of samples each.
+            let ok = off_samples >= 900 && on_samples >= 900 && off_max <= on_max + on_max.max(0) / 5 + 1000;
+            log::info!("el1-guest: {irqs_off_what}: {}", if ok { "ok" } else { "FAILED" });
+            failed += usize::from(!ok);
+            passed += usize::from(ok);
+        }
+        _ => log::info!("el1-guest: {irqs_off_what}: not run (no latency test beside the guest)"),
     }
     crate::latmus::finish_background();
     super::virq::report();
