@@ -159,6 +159,7 @@ fn power_off(reset: bool) -> ! {
     log::info!("guest: PSCI {}", if reset { "SYSTEM_RESET" } else { "SYSTEM_OFF" });
     crate::latmus::finish_background();
     super::virq::report();
+    super::virq::report_forwarded();
     log::info!(
         "guest: virtual interrupts: {} forwarded, {} injected, {} completed",
         super::virq::FORWARDED.load(core::sync::atomic::Ordering::Relaxed),

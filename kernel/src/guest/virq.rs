@@ -77,6 +77,19 @@ pub static FORWARDED: AtomicU64 = AtomicU64::new(0);
 /// Per INTID, physical interrupts forwarded to the guest.
 static FORWARDED_BY_INTID: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MAX_INTIDS];
 
+/// Logs, for every physical interrupt forwarded to the guest, how many times.
+pub fn report_forwarded() {
+    use core::fmt::Write;
+    let mut line = alloc::string::String::new();
+    for (intid, count) in FORWARDED_BY_INTID.iter().enumerate() {
+        let count = count.load(Ordering::Relaxed);
+        if count > 0 {
+            let _ = write!(line, " {intid}: {count};");
+        }
+    }
+    log::info!("guest: physical interrupts forwarded by INTID:{line}");
+}
+
 /// How many times physical interrupt `intid` was forwarded to the guest.
 pub fn forwarded(intid: u32) -> u64 {
     FORWARDED_BY_INTID.get(intid as usize).map_or(0, |count| count.load(Ordering::Relaxed))

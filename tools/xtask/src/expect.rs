@@ -51,6 +51,9 @@ pub struct Expectations {
     pub lines: Vec<LineMatch>,
     /// Patterns no console line may match.
     pub forbidden: Vec<Regex>,
+    /// Pairs of patterns whose first capture group must hold the same text (e.g. a count
+    /// the core printed and the one the guest printed).
+    pub equal_captures: Vec<(Regex, Regex)>,
 }
 
 impl Expectations {
@@ -60,7 +63,15 @@ impl Expectations {
             exit_code,
             lines,
             forbidden: forbidden.iter().map(|pattern| regex(pattern)).collect(),
+            equal_captures: Vec::new(),
         }
+    }
+
+    /// Also requires the first capture of `first` (on the first line it matches) to equal
+    /// the first capture of `second`.
+    pub fn with_equal_captures(mut self, first: &str, second: &str) -> Self {
+        self.equal_captures.push((regex(first), regex(second)));
+        self
     }
 
     /// Every way in which a run that ended with `ending` and printed
@@ -80,6 +91,19 @@ impl Expectations {
         for expected in &self.lines {
             if !console.lines().any(|line| expected.matches(line)) {
                 failures.push(format!("no line matching {expected}"));
+            }
+        }
+        let capture = |pattern: &Regex| {
+            console.lines().find_map(|line| pattern.captures(line)).and_then(|c| c.get(1).map(|m| m.as_str().to_owned()))
+        };
+        for (first, second) in &self.equal_captures {
+            match (capture(first), capture(second)) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => failures.push(format!("/{first}/ captured {a} but /{second}/ captured {b}")),
+                (a, _) => {
+                    let missing = if a.is_none() { first } else { second };
+                    failures.push(format!("no line capturing /{missing}/"));
+                }
             }
         }
         for pattern in &self.forbidden {
@@ -146,4 +170,13 @@ mod tests {
             ["QEMU was killed by a signal"]
         );
     }
+
+    #[test]
+    fn equal_captures_compare_numbers_from_two_lines() {
+        let base = Expectations::new(0, vec![], &[]).with_equal_captures(r"core: (\d+)", r"guest: (\d+)");
+        assert!(base.check(Ending::Exited(0), "core: 2\nguest: 2\n").is_empty());
+        assert_eq!(base.check(Ending::Exited(0), "core: 2\nguest: 3\n").len(), 1);
+        assert_eq!(base.check(Ending::Exited(0), "core: 2\n").len(), 1);
+    }
+
 }

@@ -40,6 +40,14 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
          exit $status\n",
     ),
     (
+        "rtc-alarm",
+        "one RTC alarm interrupt (the PL031, passed through), then /proc/interrupts: for accounting",
+        "echo +1 > /sys/class/rtc/rtc0/wakealarm\n\
+         sleep 3\n\
+         grep -i rtc /proc/interrupts\n\
+         echo \"guest: rtc interrupts: $(grep -i rtc /proc/interrupts | awk '{s=0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}')\"\n",
+    ),
+    (
         "hackbench",
         "hackbench, 4 groups of 40 processes over sockets, 10 loops (about 6 s under TCG)",
         "hackbench -g 4 -l 10\n",
