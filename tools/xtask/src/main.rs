@@ -62,6 +62,16 @@ enum Command {
         /// cyclictest-stress, hackbench, stress-ng, shell).
         #[arg(long, value_name = "NAME", default_value = "cyclictest")]
         guest_script: String,
+        /// Your own guest kernel (a raw arm64 `Image`) instead of Debian's.
+        #[arg(long, value_name = "FILE")]
+        guest_kernel: Option<std::path::PathBuf>,
+        /// Your own initramfs instead of the one built from Debian packages.
+        #[arg(long, value_name = "FILE")]
+        guest_initrd: Option<std::path::PathBuf>,
+        /// The guest's whole kernel command line instead of the default (which selects
+        /// `--guest-script`).
+        #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+        guest_append: Option<String>,
         /// How long the latency test runs, in seconds (0: boot only).
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         duration: u64,
@@ -181,6 +191,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             profile,
             no_guest,
             guest_script,
+            guest_kernel,
+            guest_initrd,
+            guest_append,
             duration,
             period,
             append,
@@ -193,8 +206,24 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 let plan = ReportPlan { duration_s: duration, guest_kernel: None, guest: false };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
-            let guest = Guest::prepare()?;
-            let bootargs = guest::core_bootargs(&[latency_test.as_str(), append.as_deref().unwrap_or("")], &guest_script, duration);
+            let mut guest = Guest::prepare()?;
+            for (what, given, slot) in
+                [("kernel", &guest_kernel, &mut guest.kernel), ("initramfs", &guest_initrd, &mut guest.initramfs)]
+            {
+                if let Some(path) = given {
+                    anyhow::ensure!(path.is_file(), "--guest-{what} {}: no such file", path.display());
+                    *slot = path.clone();
+                }
+            }
+            if guest::init::script(&guest_script).is_none() {
+                anyhow::bail!("--guest-script {guest_script}: no such script (known: {})", guest::init::script_names());
+            }
+            let mut bootargs =
+                guest::core_bootargs(&[latency_test.as_str(), append.as_deref().unwrap_or("")], &guest_script, duration);
+            if let Some(guest_append) = &guest_append {
+                let core = bootargs.split_once(" -- ").map_or(bootargs.as_str(), |(core, _)| core).to_string();
+                bootargs = format!("{core} -- {guest_append}");
+            }
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(qemu_args);
             let plan = ReportPlan {
