@@ -158,6 +158,7 @@ fn power_off(reset: bool) -> ! {
     super::console::flush();
     log::info!("guest: PSCI {}", if reset { "SYSTEM_RESET" } else { "SYSTEM_OFF" });
     crate::latmus::finish_background();
+    super::sirq::report();
     super::virq::report();
     super::virq::report_forwarded();
     log::info!(

@@ -115,3 +115,12 @@ pub fn inject(index: usize, intid: u32, priority: u8) {
 pub fn clear(index: usize) {
     write_raw(index, 0);
 }
+
+/// Requests (or stops requesting) the "no pending" maintenance interrupt: raised as soon as
+/// no list register holds a pending interrupt, i.e. when the guest acknowledged the last one.
+/// The sirq measurement uses it to time the guest's acknowledge.
+pub fn request_no_pending(requested: bool) {
+    let mut value = LocalRegisterCopy::<u64, aarch64_cpu::registers::ICH_HCR_EL2::Register>::new(ICH_HCR_EL2.get());
+    value.modify(if requested { ICH_HCR_EL2::NPIE::SET } else { ICH_HCR_EL2::NPIE::CLEAR });
+    ICH_HCR_EL2.set(value.get());
+}

@@ -11,6 +11,7 @@
 pub mod console;
 pub mod linux;
 pub mod list_registers;
+pub mod sirq;
 pub mod stage2;
 pub mod test_guest;
 pub mod vcpus;

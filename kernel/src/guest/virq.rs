@@ -62,12 +62,14 @@ struct CpuLanes {
     count: usize,
     /// The INTID in each list register.
     in_lr: [Option<u32>; MAX_LIST_REGISTERS],
+    /// The list register holding an outstanding sirq post, whose acknowledge is timed.
+    sirq_lr: Option<usize>,
 }
 
 /// Per CPU, its list-register bookkeeping. Only that CPU takes its lock (IRQs masked), so it
 /// is never contended; it is separate from [`VIRQ`] so the hardware accesses stay outside it.
 static LANES: [IrqSpinLock<CpuLanes>; boot::MAX_CPUS] =
-    [const { IrqSpinLock::new(CpuLanes { count: 0, in_lr: [None; MAX_LIST_REGISTERS] }) }; boot::MAX_CPUS];
+    [const { IrqSpinLock::new(CpuLanes { count: 0, in_lr: [None; MAX_LIST_REGISTERS], sirq_lr: None }) }; boot::MAX_CPUS];
 /// The number of vCPUs (0: no guest); set once by [`init`].
 static VCPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The maintenance interrupt's INTID (0: none).
@@ -257,7 +259,7 @@ pub fn init_this_cpu(cpu: usize) {
     }
     list_registers::enable_interface();
     if let Some(lanes) = LANES.get(cpu) {
-        *lanes.lock() = CpuLanes { count: lrs, in_lr: [None; MAX_LIST_REGISTERS] };
+        *lanes.lock() = CpuLanes { count: lrs, in_lr: [None; MAX_LIST_REGISTERS], sirq_lr: None };
     }
     let maintenance = MAINTENANCE_INTID.load(Ordering::Relaxed);
     if maintenance != 0 {
@@ -369,6 +371,15 @@ pub fn flush() {
         return;
     }
 
+    // 0. The sirq post's acknowledge: its list register no longer pending.
+    if let Some(index) = lanes.sirq_lr
+        && list_registers::read(index).0 != LrState::Pending
+    {
+        lanes.sirq_lr = None;
+        list_registers::request_no_pending(false);
+        super::sirq::acknowledged();
+    }
+
     // 1. Completions: list registers the guest emptied.
     let mut completed = [0u32; MAX_LIST_REGISTERS];
     let mut completions = 0;
@@ -438,6 +449,10 @@ pub fn flush() {
         next = free + 1;
         list_registers::inject(free, intid, priority);
         lanes.in_lr[free] = Some(intid);
+        if super::sirq::is_outstanding(cpu, intid) {
+            lanes.sirq_lr = Some(free);
+            list_registers::request_no_pending(true);
+        }
         INJECTED.fetch_add(1, Ordering::Relaxed);
         let now = crate::hwtimer::counter_unordered();
         INJECTED_AT[cpu][free].store(now, Ordering::Relaxed);
@@ -574,6 +589,27 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         }
     }
     Some(result.map_err(|_| ()))
+}
+
+/// Posts virtual SGI `sgi` to `vcpu` from the core (the sirq measurement), if the guest has
+/// it enabled; returns whether it was posted. Counted in the replay log like any entry.
+pub fn post_sgi(vcpu: usize, sgi: u32) -> bool {
+    let mut guard = VIRQ.lock();
+    let Some(virq) = guard.as_mut() else { return false };
+    if vcpu >= virq.vcpus || !virq.vgic.state(sgi, vcpu).is_ok_and(|s| s.enabled && !s.pending()) {
+        return false;
+    }
+    if virq.vgic.set_pending(sgi, vcpu).is_err() {
+        return false;
+    }
+    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
+    let mpidr = virq.mpidrs[vcpu];
+    drop(guard);
+    note_work(vcpu);
+    if vcpu != boot::cpu_index() {
+        kick_cpu(vcpu, mpidr);
+    }
+    true
 }
 
 /// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: marks the SGI pending for its
