@@ -263,7 +263,7 @@ impl Case {
     pub fn bootargs(&self) -> String {
         if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
-            return crate::guest::core_bootargs(&[&vcpus], script, 1);
+            return crate::guest::core_bootargs(&[&vcpus], script, 1, crate::guest::init::Load::Idle);
         }
         let test = self
             .scenario

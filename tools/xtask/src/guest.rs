@@ -68,9 +68,14 @@ pub fn core_qemu_args(guest: &Guest) -> Vec<String> {
     ]
 }
 
-/// The core's command line booting the guest with `script`, the guest's after ` -- `.
-pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64) -> String {
-    let guest = format!("console=ttyAMA0 panic=-1 guest.script={script} guest.duration={}", duration_s.max(1));
+/// The core's command line booting the guest with `script` for `duration_s` seconds (at
+/// least 1) next to `load` (`guest.load=`, read by the `cyclictest` script), the guest's
+/// after ` -- `.
+pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: init::Load) -> String {
+    let guest = format!(
+        "console=ttyAMA0 panic=-1 guest.script={script} guest.duration={} guest.load={load}",
+        duration_s.max(1)
+    );
     let address = format!("companion.guest={KERNEL_ADDRESS:#x}");
     let mut words: Vec<&str> = vec![address.as_str()];
     words.extend(core_args.iter().copied().filter(|arg| !arg.is_empty()));
@@ -548,6 +553,20 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn core_bootargs_carry_the_script_duration_and_load() {
+        assert_eq!(
+            core_bootargs(&["latmus=5 latmus.period=1000", ""], "cyclictest", 5, init::Load::Grinder),
+            "companion.guest=0x50000000 latmus=5 latmus.period=1000 -- \
+             console=ttyAMA0 panic=-1 guest.script=cyclictest guest.duration=5 guest.load=grinder"
+        );
+        let idle = core_bootargs(&[], "uname", 0, init::Load::Idle);
+        assert!(idle.ends_with(" -- console=ttyAMA0 panic=-1 guest.script=uname guest.duration=1 guest.load=idle"), "{idle}");
+        let neighbour = core_bootargs(&[], "cyclictest", 3, init::Load::Neighbour);
+        let (_, guest) = neighbour.split_once(" -- ").unwrap();
+        assert_eq!(init::load_of_cmdline(guest), Some("neighbour"));
     }
 
     #[test]

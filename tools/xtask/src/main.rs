@@ -27,6 +27,7 @@ use clap::{Args, Parser, Subcommand};
 
 use assets::Assets;
 use guest::Guest;
+use guest::init::Load;
 use image::{Board, BuildProfile};
 use linux_package::LinuxPackage;
 use profiles::Profile;
@@ -69,9 +70,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         guest_initrd: Option<std::path::PathBuf>,
         /// The guest's whole kernel command line instead of the default (which selects
-        /// `--guest-script`).
+        /// `--guest-script`, the duration and `--load`).
         #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
         guest_append: Option<String>,
+        /// The load running in the guest next to cyclictest, after EVL's method: idle
+        /// (nothing), grinder (a hackbench loop and `dd bs=128M` from /dev/zero in a loop) or
+        /// neighbour (stress-ng's switch, vm and memcpy stressors). Default: grinder with
+        /// `--guest-script cyclictest`, idle otherwise (only that script runs a load).
+        #[arg(long, value_enum, value_name = "NAME", conflicts_with_all = ["no_guest", "guest_append"])]
+        load: Option<guest::init::Load>,
         /// How long the latency test runs, in seconds (0: boot only).
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         duration: u64,
@@ -194,6 +201,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             guest_kernel,
             guest_initrd,
             guest_append,
+            load,
             duration,
             period,
             append,
@@ -203,7 +211,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let latency_test = if duration == 0 { String::new() } else { format!("latmus={duration} latmus.period={period}") };
             if no_guest {
                 let bootargs = qemu::bootargs([latency_test.as_str(), append.as_deref().unwrap_or("")]);
-                let plan = ReportPlan { duration_s: duration, guest_kernel: None, guest: false };
+                let plan =
+                    ReportPlan { duration_s: duration, guest_kernel: None, guest: false, load: Load::Idle.to_string() };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
             let mut guest = Guest::prepare()?;
@@ -218,11 +227,19 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if guest::init::script(&guest_script).is_none() {
                 anyhow::bail!("--guest-script {guest_script}: no such script (known: {})", guest::init::script_names());
             }
-            let mut bootargs =
-                guest::core_bootargs(&[latency_test.as_str(), append.as_deref().unwrap_or("")], &guest_script, duration);
+            let load = effective_load(&guest_script, load)?;
+            let mut bootargs = guest::core_bootargs(
+                &[latency_test.as_str(), append.as_deref().unwrap_or("")],
+                &guest_script,
+                duration,
+                load,
+            );
+            // What the report names as the load: the guest command line's, as the guest sees it.
+            let mut load_name = load.to_string();
             if let Some(guest_append) = &guest_append {
                 let core = bootargs.split_once(" -- ").map_or(bootargs.as_str(), |(core, _)| core).to_string();
                 bootargs = format!("{core} -- {guest_append}");
+                load_name = guest::init::load_of_cmdline(guest_append).unwrap_or(Load::Idle.name()).to_owned();
             }
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(qemu_args);
@@ -233,6 +250,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     |name| name.to_string_lossy().into_owned(),
                 )),
                 guest: true,
+                load: load_name,
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
@@ -313,6 +331,22 @@ struct ReportPlan {
     guest_kernel: Option<String>,
     /// Whether a guest runs (in-band rows expected).
     guest: bool,
+    /// The load next to the guest's cyclictest (`idle` without a guest).
+    load: String,
+}
+
+/// The load `cargo xtask run` puts next to `script`: the one asked for, else grinder for
+/// `cyclictest` (the only script that runs a load) and idle for the others. A load other
+/// than idle with another script is an error rather than silently not run.
+fn effective_load(script: &str, asked: Option<Load>) -> Result<Load> {
+    match asked {
+        None if script == "cyclictest" => Ok(Load::default()),
+        None => Ok(Load::Idle),
+        Some(load) if load != Load::Idle && script != "cyclictest" => {
+            anyhow::bail!("--load {load} needs --guest-script cyclictest (the {script} script runs no load)")
+        }
+        Some(load) => Ok(load),
+    }
 }
 
 /// `cargo xtask run`: boots the core (and the guest, if given) on `profile_name`'s machine,
@@ -345,7 +379,7 @@ fn run(
         board: profile.board.to_string(),
         gic: report::model::gic_of_machine(&profile.machine),
         cpus: profile.smp,
-        load: "idle".to_owned(),
+        load: plan.load.clone(),
         duration_s: plan.duration_s,
         qemu: qemu.describe(),
         guest_kernel: plan.guest_kernel.clone(),
@@ -453,4 +487,41 @@ fn exit_code(status: ExitStatus) -> ExitCode {
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(1);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(["xtask"].iter().chain(args)).map(|cli| cli.command)
+    }
+
+    fn load_of(args: &[&str]) -> Option<Load> {
+        match parse(args) {
+            Ok(Command::Run { load, .. }) => load,
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_takes_a_known_load() {
+        assert_eq!(load_of(&["run"]), None);
+        assert_eq!(load_of(&["run", "--load", "idle"]), Some(Load::Idle));
+        assert_eq!(load_of(&["run", "--load", "grinder"]), Some(Load::Grinder));
+        assert_eq!(load_of(&["run", "--load", "neighbour", "--duration", "5"]), Some(Load::Neighbour));
+        assert!(parse(&["run", "--load", "stress"]).is_err());
+        assert!(parse(&["run", "--load", "grinder", "--no-guest"]).is_err());
+        assert!(parse(&["run", "--load", "grinder", "--guest-append", "console=ttyAMA0"]).is_err());
+    }
+
+    #[test]
+    fn the_load_defaults_to_grinder_for_cyclictest_only() {
+        assert_eq!(effective_load("cyclictest", None).unwrap(), Load::Grinder);
+        assert_eq!(effective_load("uname", None).unwrap(), Load::Idle);
+        assert_eq!(effective_load("cyclictest", Some(Load::Neighbour)).unwrap(), Load::Neighbour);
+        assert_eq!(effective_load("hackbench", Some(Load::Idle)).unwrap(), Load::Idle);
+        let err = effective_load("uname", Some(Load::Grinder)).unwrap_err().to_string();
+        assert!(err.contains("--load grinder needs --guest-script cyclictest"), "{err}");
+    }
 }

@@ -24,9 +24,9 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
     ),
     (
         "cyclictest",
-        "cyclictest, one SCHED_FIFO 90 thread per CPU, 1 ms period, 1 us histogram to 1 ms, for the duration",
-        "echo \"guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q\"\n\
-         cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q\n",
+        "cyclictest, one SCHED_FIFO 90 thread per CPU, 1 ms period, 1 us histogram to 1 ms, for the duration, \
+         next to the load named by guest.load= (idle, grinder, neighbour)",
+        CYCLICTEST_WITH_LOAD,
     ),
     (
         "cyclictest-stress",
@@ -63,6 +63,104 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "setsid cttyhack sh || sh\n",
     ),
 ];
+
+/// The load running next to cyclictest, after EVL's method (`latmus` under `idle`, a
+/// "grinder" or a "neighbour"); chosen with `guest.load=NAME` on the guest's command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+pub enum Load {
+    /// Nothing but cyclictest.
+    Idle,
+    /// A `hackbench` loop plus busybox `dd if=/dev/zero of=/dev/null bs=128M` in a loop.
+    #[default]
+    Grinder,
+    /// stress-ng's context-switch (one per CPU), virtual-memory (64 MiB) and memcpy
+    /// stressors.
+    Neighbour,
+}
+
+impl Load {
+    /// The load's name, as on the command lines and in the report (`grinder`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Load::Idle => "idle",
+            Load::Grinder => "grinder",
+            Load::Neighbour => "neighbour",
+        }
+    }
+}
+
+impl std::fmt::Display for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The load the guest command line names with `guest.load=NAME` (the last one wins, as in
+/// the guest's scripts); `None` if it names none.
+pub fn load_of_cmdline(cmdline: &str) -> Option<&str> {
+    cmdline.split_whitespace().filter_map(|word| word.strip_prefix("guest.load=")).last()
+}
+
+/// The `cyclictest` script: reads `guest.load=` from `/proc/cmdline`, starts the load in
+/// its own session (so one signal to its process group stops all of it), runs cyclictest,
+/// then stops the load. The grinder's `dd` takes the largest block size of 128M, 64M, 16M,
+/// 1M that busybox `dd` accepts (and the guest can allocate), and says which.
+const CYCLICTEST_WITH_LOAD: &str = r#"# The load's processes still alive, by name (busybox pgrep cannot match several exactly).
+load_pids() {
+    for comm in /proc/[0-9]*/comm; do
+        read -r name 2>/dev/null <"$comm" || continue
+        case "$name" in hackbench|dd|stress-ng*) pid=${comm#/proc/}; echo "${pid%/comm}" ;; esac
+    done
+}
+load=idle
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        guest.load=*) load="${arg#guest.load=}" ;;
+    esac
+done
+load_pid=
+case "$load" in
+    idle) ;;
+    grinder)
+        bs=
+        for size in 128M 64M 16M 1M; do
+            if dd if=/dev/zero of=/dev/null bs=$size count=1 2>/dev/null; then bs=$size; break; fi
+        done
+        if [ -z "$bs" ]; then echo "guest: dd accepts none of 128M 64M 16M 1M; grinder without dd"; fi
+        echo "guest: grinder: while :; do hackbench -g 4 -l 10; done & while :; do dd if=/dev/zero of=/dev/null bs=${bs:-none} count=8; done &"
+        setsid sh -c "while :; do hackbench -g 4 -l 10 >/dev/null || sleep 1; done &
+            if [ -n '$bs' ]; then while :; do dd if=/dev/zero of=/dev/null bs=$bs count=8 2>/dev/null; done & fi
+            wait" </dev/null &
+        load_pid=$!
+        ;;
+    neighbour)
+        echo "guest: neighbour: stress-ng --switch 0 --vm 1 --vm-bytes 64M --memcpy 1 --timeout $((GUEST_DURATION + 30))s --quiet"
+        setsid stress-ng --switch 0 --vm 1 --vm-bytes 64M --memcpy 1 --timeout "$((GUEST_DURATION + 30))s" --quiet </dev/null &
+        load_pid=$!
+        ;;
+    *) echo "guest: unknown guest.load '$load' (known: idle, grinder, neighbour); running idle"; load=idle ;;
+esac
+echo "guest: load $load started"
+if [ -n "$load_pid" ]; then sleep 1; fi
+echo "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q"
+status=0
+cyclictest -m -S -p 90 -i 1000 -h 1000 -D "${GUEST_DURATION}s" -q || status=$?
+if [ -n "$load_pid" ]; then
+    echo "guest: load $load: $(load_pids | wc -w) processes running at the end"
+    # stress-ng stops its stressors itself on SIGINT; the grinder's shell loops need the group.
+    if [ "$load" = neighbour ]; then kill -INT "$load_pid" 2>/dev/null || true
+    else kill -TERM "-$load_pid" 2>/dev/null || kill -TERM "$load_pid" 2>/dev/null || true; fi
+    wait "$load_pid" 2>/dev/null || true
+    sleep 1
+    left=$(load_pids)
+    if [ -n "$left" ]; then
+        kill -KILL $left 2>/dev/null || true
+        echo "guest: $(echo $left | wc -w) load processes needed SIGKILL"
+    fi
+fi
+echo "guest: load stopped"
+exit $status
+"#;
 
 /// The body of script `name`, if it exists.
 pub fn script(name: &str) -> Option<&'static str> {
@@ -187,6 +285,50 @@ mod tests {
         for name in names {
             assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         }
+    }
+
+    #[test]
+    fn cyclictest_runs_next_to_the_chosen_load_and_stops_it() {
+        let body = script("cyclictest").unwrap();
+        let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
+        for needed in [
+            "guest.load=*) load=\"${arg#guest.load=}\" ;;",
+            "hackbench -g 4 -l 10 >/dev/null || sleep 1",
+            "for size in 128M 64M 16M 1M; do",
+            "dd if=/dev/zero of=/dev/null bs=$bs count=8",
+            "setsid stress-ng --switch 0 --vm 1 --vm-bytes 64M --memcpy 1",
+            "kill -TERM \"-$load_pid\"",
+            "kill -INT \"$load_pid\"",
+            "kill -KILL $left",
+            "exit $status",
+        ] {
+            at(needed);
+        }
+        // The load starts before cyclictest and stops after it; the messages bracket it.
+        let started = at("echo \"guest: load $load started\"");
+        let cyclictest = at("cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q || status=$?");
+        let stopped = at("echo \"guest: load stopped\"");
+        assert!(at("load=idle") < started && started < cyclictest && cyclictest < stopped);
+        assert!(at("kill -TERM") > cyclictest);
+        // Every load the command line can name has its branch in the script.
+        for load in [Load::Grinder, Load::Neighbour] {
+            at(&format!("\n    {load})\n"));
+        }
+        at("\n    idle) ;;\n");
+    }
+
+    #[test]
+    fn loads_by_name() {
+        assert_eq!(Load::default(), Load::Grinder);
+        for load in [Load::Idle, Load::Grinder, Load::Neighbour] {
+            assert_eq!(<Load as clap::ValueEnum>::from_str(load.name(), false), Ok(load));
+            assert_eq!(load.to_string(), load.name());
+            let value = <Load as clap::ValueEnum>::to_possible_value(&load).unwrap();
+            assert_eq!(value.get_name(), load.name());
+        }
+        assert!(<Load as clap::ValueEnum>::from_str("stress", false).is_err());
+        assert_eq!(load_of_cmdline("console=ttyAMA0 guest.load=idle guest.load=neighbour"), Some("neighbour"));
+        assert_eq!(load_of_cmdline("console=ttyAMA0 guest.script=uname"), None);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! is `null` as a whole, and `missing` says why):
 //!
 //! - `version`: 1.
-//! - `oob.thread`, `oob.irq`, `inband` (cyclictest, all vCPUs merged): objects with
+//! - `oob.thread`, `oob.irq`, `oob.sirq` (the guest's synthetic interrupts, measured by
+//!   the core), `inband` (cyclictest, all vCPUs merged): objects with
 //!   `min_ns`, `avg_ns`, `p99_ns`, `p999_ns`, `max_ns`, `samples`, `overruns` (`null` for
-//!   cyclictest), `p99_lower_bound` / `p999_lower_bound` (true when the percentile lies in
+//!   sirq and cyclictest), `p99_lower_bound` / `p999_lower_bound` (true when the percentile lies in
 //!   the histogram's open range, so the value is only a lower bound), `histogram_limit_ns`
 //!   (where that open range starts) and `histogram_above` (samples in it). Percentiles come
 //!   from 1 µs histograms: each is the lower bound of its bucket (< 1 bucket resolution).
@@ -14,10 +15,11 @@
 //!   a guest or cyclictest output).
 //! - `replay_log`: `logged`, `replayed`, `coalesced`, `withdrawn`, `max_depth`, `lost`.
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
-//!   say), `cpus`, `load` (`idle`), `duration_s`, `qemu`, `guest_kernel` (`null` for
+//!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
 //!   `--no-guest`), `icount`, `exit_code`.
-//! - `missing`: strings naming each absent section and why. `oob.sirq` (not measured
-//!   yet) is omitted from `oob` and listed here.
+//! - `missing`: strings naming each absent section and why. `oob.sirq`, when the console
+//!   has no `sirq:` line (no guest, or a core not measuring it yet), is omitted from `oob`
+//!   and listed here.
 
 use serde_json::{Map, Value, json};
 
@@ -64,12 +66,15 @@ pub fn to_json(report: &Report) -> Value {
             Value::Object(object)
         })
         .collect();
+    let mut oob = Map::new();
+    oob.insert("thread".into(), optional(m.oob_thread.as_ref()));
+    oob.insert("irq".into(), optional(m.oob_irq.as_ref()));
+    if let Some(sirq) = &m.oob_sirq {
+        oob.insert("sirq".into(), Value::Object(latency(sirq)));
+    }
     json!({
         "version": 1,
-        "oob": {
-            "thread": optional(m.oob_thread.as_ref()),
-            "irq": optional(m.oob_irq.as_ref()),
-        },
+        "oob": oob,
         "inband": optional(m.inband().as_ref()),
         "inband_per_cpu": per_cpu,
         "replay_log": m.replay_log.map(|r| json!({

@@ -179,7 +179,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parse::tests::{CYCLICTEST, OOB};
+    use parse::tests::{CYCLICTEST, OOB, SIRQ};
     use serde_json::Value;
 
     fn run_info() -> RunInfo {
@@ -189,7 +189,7 @@ mod tests {
             board: "qemu-virt".into(),
             gic: Some("v3".into()),
             cpus: 4,
-            load: "idle".into(),
+            load: "grinder".into(),
             duration_s: 5,
             qemu: "qemu-system-aarch64 10.0.2".into(),
             guest_kernel: Some("vmlinuz-6.12.117+deb12-rt-arm64".into()),
@@ -231,11 +231,40 @@ mod tests {
     }
 
     #[test]
+    fn json_carries_the_load_and_sirq_when_measured() {
+        let report = Report::new(run_info(), true, Some(0), &format!("{OOB}{SIRQ}{CYCLICTEST}"));
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/run/load"), Some(&Value::from("grinder")));
+        for key in ["min_ns", "avg_ns", "p99_ns", "p999_ns", "max_ns", "samples", "histogram_limit_ns", "histogram_above"] {
+            let value = json.pointer(&format!("/oob/sirq/{key}"));
+            assert!(value.is_some_and(Value::is_number), "oob.sirq.{key}: {value:?}");
+        }
+        for key in ["p99_lower_bound", "p999_lower_bound"] {
+            assert!(json.pointer(&format!("/oob/sirq/{key}")).is_some_and(Value::is_boolean), "oob.sirq.{key}");
+        }
+        // The same keys as oob.thread.
+        let keys = |path: &str| json.pointer(path).unwrap().as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys("/oob/sirq"), keys("/oob/thread"));
+        assert_eq!(json.pointer("/oob/sirq/overruns"), Some(&Value::Null));
+        assert_eq!(json.pointer("/oob/sirq/samples"), Some(&Value::from(512)));
+        assert_eq!(json.pointer("/oob/sirq/p99_ns"), Some(&Value::from(120_000)));
+        assert_eq!(json.pointer("/oob/sirq/p999_lower_bound"), Some(&Value::Bool(true)));
+        assert_eq!(json["missing"], Value::Array(Vec::new()));
+        let text = table::render(&report);
+        let row = text.lines().find(|line| line.starts_with("  sirq ")).unwrap_or_else(|| panic!("no sirq row:\n{text}"));
+        for cell in ["12.000", "35.000", "120.000", ">=999.000", "950.000", "512"] {
+            assert!(row.contains(cell), "{cell} not in {row:?}");
+        }
+        assert!(svg::render(&report).contains(r#"data-series="guest sirq: 512 samples, 2 at &gt;= 999 us"#));
+    }
+
+    #[test]
     fn table_has_every_row() {
         let text = table::render(&full());
         for row in ["oob-irq", "oob-thread", "in-band ", "in-band cpu0", "in-band cpu1"] {
             assert!(text.contains(&format!("  {row}")), "no row {row}:\n{text}");
         }
+        assert!(!text.contains("  sirq"), "{text}");
         assert!(text.contains("67.028"), "{text}");
         assert!(text.contains("5681.136"), "{text}");
         assert!(text.contains("replay log: logged 7143"), "{text}");

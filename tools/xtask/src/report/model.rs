@@ -197,6 +197,9 @@ pub struct Measurements {
     pub oob_thread: Option<Latency>,
     /// The core's latency test, oob timer-IRQ context.
     pub oob_irq: Option<Latency>,
+    /// The guest's synthetic interrupts (sirq), measured by the core: its `sirq:` summary
+    /// line and `HSD|      sirq|` histogram, printed at the end of a run with a guest.
+    pub oob_sirq: Option<Latency>,
     /// The guest's cyclictest, one entry per vCPU, by vCPU.
     pub inband_per_cpu: Vec<CpuLatency>,
     /// The replay log's accounting.
@@ -233,7 +236,13 @@ impl Measurements {
         if self.replay_log.is_none() && replay_expected {
             missing.push("replay_log: no `replay log:` line (the guest did not power off?)".to_owned());
         }
-        missing.push("oob.sirq: not measured yet (key omitted)".to_owned());
+        match &self.oob_sirq {
+            None => missing.push("oob.sirq: not measured yet (key omitted)".to_owned()),
+            Some(sirq) if sirq.histogram.is_none() => {
+                missing.push("oob.sirq: no histogram (HSD|      sirq| lines), so no percentiles".to_owned())
+            }
+            Some(_) => {}
+        }
         missing
     }
 }
@@ -251,7 +260,8 @@ pub struct RunInfo {
     pub gic: Option<String>,
     /// The machine's CPUs.
     pub cpus: u32,
-    /// The load on the guest (`idle` for now).
+    /// The load next to the guest's cyclictest: `idle`, `grinder` or `neighbour` (`idle`
+    /// without a guest; with `--guest-append`, its `guest.load=`, else `idle`).
     pub load: String,
     /// The latency test's planned duration, in seconds.
     pub duration_s: u64,

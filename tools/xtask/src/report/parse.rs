@@ -1,5 +1,6 @@
 //! Parsing a run's console: the core's latency test (`RTT|`, `RTS|`, `HSD|`, the `latmus:`
-//! totals), the guest's cyclictest (`T:` summaries and its `-h` histogram) and the replay
+//! totals), the core's synthetic-interrupt latency (the `sirq:` summary and `HSD|` lines of
+//! context `sirq`), the guest's cyclictest (`T:` summaries and its `-h` histogram) and the replay
 //! log's accounting. Lines may carry the core's log prefix or `\r`; anything unrecognised
 //! is skipped, and malformed numbers make a line count as absent, never a panic.
 
@@ -15,6 +16,9 @@ pub const OOB_LIMIT_US: u64 = 999;
 
 static LATMUS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"latmus: (\d+) thread samples, (\d+) irq samples, (\d+) \+ (\d+) overruns").expect("valid regex")
+});
+static SIRQ: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"sirq: (\d+) samples, min (-?\d+) ns, avg (-?\d+) ns, max (-?\d+) ns").expect("valid regex")
 });
 static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -149,6 +153,7 @@ fn footer_numbers<T: std::str::FromStr>(rest: &str) -> Vec<Option<T>> {
 pub fn parse(console: &str) -> Measurements {
     let mut thread = OobPart::default();
     let mut irq = OobPart::default();
+    let mut sirq = OobPart::default();
     let mut in_irq_context = false;
     let mut threads: Vec<Thread> = Vec::new();
     let mut in_cyclic_histogram = false;
@@ -183,6 +188,7 @@ pub fn parse(console: &str) -> Measurements {
                 let part = match context {
                     "thread" => &mut thread,
                     "irq" => &mut irq,
+                    "sirq" => &mut sirq,
                     _ => continue,
                 };
                 part.histogram.get_or_insert_with(|| Histogram::new(OOB_LIMIT_US)).add(bucket, count);
@@ -195,6 +201,25 @@ pub fn parse(console: &str) -> Measurements {
             irq.samples = number(2);
             thread.overruns = number(3);
             irq.overruns = number(4);
+            continue;
+        }
+        if let Some(caps) = SIRQ.captures(line) {
+            // `sirq: 512 samples, min 12000 ns, avg 35000 ns, max 950000 ns`: no overruns.
+            let parsed = (|| {
+                Some((
+                    caps[1].parse::<u64>().ok()?,
+                    Rts {
+                        min_ns: caps[2].parse().ok()?,
+                        avg_ns: caps[3].parse().ok()?,
+                        max_ns: caps[4].parse().ok()?,
+                        overruns: 0,
+                    },
+                ))
+            })();
+            if let Some((samples, summary)) = parsed {
+                sirq.samples = Some(samples);
+                sirq.rts = Some(summary);
+            }
             continue;
         }
         if let Some(caps) = REPLAY.captures(line) {
@@ -301,7 +326,9 @@ pub fn parse(console: &str) -> Measurements {
         .filter(|(_, thread)| thread.summary.is_some() || thread.histogram.is_some() || thread.total.is_some())
         .map(|(index, thread)| CpuLatency { cpu: u32::try_from(index).unwrap_or(u32::MAX), latency: thread.finish() })
         .collect();
-    Measurements { oob_thread: thread.finish(), oob_irq: irq.finish(), inband_per_cpu, replay_log: replay }
+    // The sirq summary has no overrun count: a missed synthetic interrupt is not a period.
+    let oob_sirq = sirq.finish().map(|latency| Latency { overruns: None, ..latency });
+    Measurements { oob_thread: thread.finish(), oob_irq: irq.finish(), oob_sirq, inband_per_cpu, replay_log: replay }
 }
 
 #[cfg(test)]
@@ -383,6 +410,46 @@ guest: cyclictest exited with status 0\r
             Some(ReplayLog { logged: 7143, replayed: 7177, coalesced: 0, withdrawn: 6, max_depth: 1, lost: 0 })
         );
         assert!(m.inband_per_cpu.is_empty());
+    }
+
+    /// The core's synthetic-interrupt latency, printed at the end of a run with a guest.
+    pub const SIRQ: &str = "\
+[   11.99 core cpu0 INFO ] sirq: 512 samples, min 12000 ns, avg 35000 ns, max 950000 ns\r
+HSD|      sirq|          12|       400\r
+HSD|      sirq|          35|       100\r
+HSD|      sirq|         120|        10\r
+HSD|      sirq|         999|         2\r
+";
+
+    #[test]
+    fn parses_the_sirq_latency() {
+        let m = parse(&format!("{OOB}{SIRQ}"));
+        let sirq = m.oob_sirq.as_ref().unwrap();
+        assert_eq!(sirq.min_ns, Some(12_000));
+        assert_eq!(sirq.avg_ns, Some(35_000));
+        assert_eq!(sirq.max_ns, Some(950_000));
+        assert_eq!(sirq.samples, Some(512));
+        assert_eq!(sirq.overruns, None);
+        let histogram = sirq.histogram.as_ref().unwrap();
+        assert_eq!((histogram.limit_us, histogram.above, histogram.total()), (OOB_LIMIT_US, 2, 512));
+        assert_eq!(sirq.percentile(990), Some(Percentile::Within(120_000)));
+        assert_eq!(sirq.percentile(999), Some(Percentile::AtLeast(999_000)));
+        // The sirq lines leave the latency test's contexts alone.
+        assert_eq!(m.oob_thread.as_ref().unwrap().samples, Some(4956));
+        assert_eq!(m.oob_irq.as_ref().unwrap().histogram.as_ref().unwrap().total(), 4958);
+        assert!(!m.missing(true, true).iter().any(|line| line.starts_with("oob.sirq")));
+
+        // A summary alone: no percentiles, and the histogram is reported missing.
+        let m = parse("[   11.99 core cpu0 INFO ] sirq: 7 samples, min 1000 ns, avg 2000 ns, max 3000 ns\n");
+        let sirq = m.oob_sirq.as_ref().unwrap();
+        assert_eq!((sirq.samples, sirq.percentile(990)), (Some(7), None));
+        assert!(m.missing(true, true).iter().any(|line| line.starts_with("oob.sirq: no histogram")));
+        // Absent: as before.
+        let m = parse(OOB);
+        assert!(m.oob_sirq.is_none());
+        assert!(m.missing(true, true).iter().any(|line| line == "oob.sirq: not measured yet (key omitted)"));
+        // Garbled numbers: absent, not a panic.
+        assert!(parse("sirq: 99999999999999999999 samples, min 1 ns, avg 1 ns, max 1 ns\n").oob_sirq.is_none());
     }
 
     #[test]

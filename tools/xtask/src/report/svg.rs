@@ -69,11 +69,15 @@ pub fn render(report: &Report) -> String {
     let inband = m.inband();
     let mut series = Vec::new();
     let mut absent = Vec::new();
-    let candidates = [
+    let mut candidates = vec![
         ("oob thread", "#d62728", "", m.oob_thread.as_ref()),
         ("oob timer IRQ", "#ff7f0e", "6 3", m.oob_irq.as_ref()),
-        ("in-band cyclictest (all vCPUs)", "#1f77b4", "", inband.as_ref()),
     ];
+    // The sirq series only when measured (its absence is already in `missing`).
+    if let Some(sirq) = m.oob_sirq.as_ref() {
+        candidates.push(("guest sirq", "#2ca02c", "2 2", Some(sirq)));
+    }
+    candidates.push(("in-band cyclictest (all vCPUs)", "#1f77b4", "", inband.as_ref()));
     for (name, color, dash, latency) in candidates {
         match latency.and_then(|l| l.histogram.as_ref().map(|h| (l, h))) {
             Some((latency, histogram)) => series.push(Series {

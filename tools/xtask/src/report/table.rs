@@ -28,13 +28,18 @@ fn count_cell(value: Option<u64>) -> String {
     value.map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
-/// The rows: name and statistics (`None`: the section is missing).
+/// The rows: name and statistics (`None`: the section is missing); `sirq` only when the
+/// console showed it.
 pub fn rows(report: &Report) -> Vec<(String, Option<Latency>)> {
     let m = &report.measurements;
     let mut rows = vec![
         ("oob-irq".to_owned(), m.oob_irq.clone()),
         ("oob-thread".to_owned(), m.oob_thread.clone()),
     ];
+    // Only when measured: its absence is listed under `missing`.
+    if let Some(sirq) = &m.oob_sirq {
+        rows.push(("sirq".to_owned(), Some(sirq.clone())));
+    }
     if report.guest {
         rows.push(("in-band".to_owned(), m.inband()));
         for cpu in &m.inband_per_cpu {
