@@ -127,6 +127,16 @@ mod image {
                 Some(Ok(n)) if (1..=mpidrs.len()).contains(&n) => n,
                 Some(_) => fail(format_args!("companion.guest.vcpus must be within 1..={}", mpidrs.len())),
             };
+            // The irqs-off hunter: where Linux holds in-band IRQs off, sampled every US µs.
+            if let Some(us) = info.bootarg("companion.irqsoff") {
+                let period = match us.parse::<u64>() {
+                    Ok(us) if us > 0 => kernel::rt::Duration::from_micros(us),
+                    _ => fail(format_args!("companion.irqsoff={us}: not a period in microseconds (> 0)")),
+                };
+                if let Err(e) = kernel::guest::irqsoff::start(vcpus, period) {
+                    fail(format_args!("irqsoff: {e}"));
+                }
+            }
             let Err(e) = kernel::guest::linux::boot(&info, &mpidrs[..vcpus], gic.spis, dtb, core_end, kernel, cmdline);
             fail(format_args!("guest: {e}"));
         }

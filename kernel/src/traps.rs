@@ -34,11 +34,17 @@ fn is_semihosting_probe(frame: &TrapFrame, kind: VectorKind) -> bool {
 
 /// The IRQ entry the EL2 vectors call directly (`el2_irq_common` in `entry.S`, no handler
 /// lookup on the path every oob wake-up takes): handles the interrupt, then, on the way
-/// back into a guest, refreshes its list registers.
+/// back into a guest, refreshes its list registers. An IRQ from the guest also tells the
+/// irqs-off hunter where the guest was (nothing unless `companion.irqsoff` runs it).
 #[unsafe(no_mangle)]
-extern "C" fn companion_irq_entry(_frame: &mut TrapFrame, kind: u64) {
+extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
+    let from_guest = !VectorKind(kind).from_current_el();
+    if from_guest {
+        crate::guest::irqsoff::note_guest_irq(frame.elr, frame.spsr);
+    }
     crate::irq::handle();
-    if !VectorKind(kind).from_current_el() {
+    if from_guest {
+        crate::guest::irqsoff::guest_irq_handled();
         crate::guest::virq::flush();
     }
 }

@@ -159,6 +159,7 @@ fn power_off(reset: bool) -> ! {
     log::info!("guest: PSCI {}", if reset { "SYSTEM_RESET" } else { "SYSTEM_OFF" });
     crate::latmus::finish_background();
     super::sirq::report();
+    super::irqsoff::report();
     super::virq::report();
     super::virq::report_forwarded();
     log::info!(

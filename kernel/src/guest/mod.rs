@@ -9,6 +9,7 @@
 //! it. The Linux guest, the vGIC and the other vCPUs come next.
 
 pub mod console;
+pub mod irqsoff;
 pub mod linux;
 pub mod list_registers;
 pub mod sirq;

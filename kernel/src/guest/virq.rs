@@ -213,6 +213,32 @@ static UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
 /// the lock (and the vGIC scan) when not, which is most guest exits.
 static WORK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
 
+/// Per CPU, a bit per list register the core filled (cleared when taken back); only that
+/// CPU writes it. [`has_pending`] reads the hardware state of just these.
+static LR_OCCUPIED: [AtomicU32; boot::MAX_CPUS] = [const { AtomicU32::new(0) }; boot::MAX_CPUS];
+
+/// Whether an in-band interrupt waits for `vcpu`: one not yet injected (its WORK flag; may
+/// be a false positive for at most one guest exit after an MMIO write), or one pending in
+/// a list register. Cheap (no lock); the list registers are only read when called on
+/// `vcpu`'s own CPU, as the irqs-off hunter's timer callback is.
+pub fn has_pending(vcpu: usize) -> bool {
+    if WORK.get(vcpu).is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+        return true;
+    }
+    if vcpu != boot::cpu_index() {
+        return false;
+    }
+    let mut occupied = LR_OCCUPIED.get(vcpu).map_or(0, |bits| bits.load(Ordering::Relaxed));
+    while occupied != 0 {
+        let index = occupied.trailing_zeros() as usize;
+        occupied &= occupied - 1;
+        if matches!(list_registers::read(index).0, LrState::Pending | LrState::PendingActive) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Notes that vCPU `vcpu` may have something to inject.
 fn note_work(vcpu: usize) {
     if let Some(flag) = WORK.get(vcpu) {
@@ -465,6 +491,11 @@ pub fn flush() {
     // for an EOI maintenance interrupt. Either brings this CPU back here: no need to keep
     // WORK set (which would take the shared lock on every exit).
     list_registers::request_underflow(waiting);
+    // For `has_pending`: which list registers hold something.
+    let occupied = (0..count).filter(|&index| lanes.in_lr[index].is_some()).fold(0u32, |bits, index| bits | 1 << index);
+    if let Some(bits) = LR_OCCUPIED.get(cpu) {
+        bits.store(occupied, Ordering::Relaxed);
+    }
 }
 
 /// The maintenance interrupt: the guest completed an interrupt, or the list registers ran

@@ -88,11 +88,42 @@ enum Command {
         /// More boot arguments for the core, after the latency test's.
         #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
         append: Option<String>,
+        /// Run the irqs-off hunter (`companion.irqsoff=US`): sample the guest's PC every US
+        /// microseconds and report where Linux held in-band IRQs off while one waited,
+        /// symbolized with the guest kernel's System.map.
+        #[arg(long, value_name = "US", conflicts_with = "no_guest", value_parser = clap::value_parser!(u64).range(1..))]
+        irqsoff: Option<u64>,
+        /// The guest kernel's System.map naming the irqs-off hunter's locations (default:
+        /// the Debian package's, which is only a stub; the real one is in its `-dbg` package).
+        #[arg(long, value_name = "FILE")]
+        system_map: Option<PathBuf>,
         #[command(flatten)]
         build: BuildFlags,
         /// Extra QEMU arguments, after `--`.
         #[arg(last = true, value_name = "QEMU_ARGS")]
         qemu_args: Vec<String>,
+    },
+    /// `run` with the irqs-off hunter (`--irqsoff PERIOD`): where Linux (cyclictest and its
+    /// load) holds in-band IRQs off while one waits, as a top list of guest functions.
+    Irqsoff {
+        /// The QEMU profile (a file qemu/<NAME>.toml).
+        #[arg(long, value_name = "NAME", default_value = profiles::DEFAULT)]
+        profile: String,
+        /// How long the guest's cyclictest (and the core's latency test) runs, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        duration: u64,
+        /// The load next to cyclictest (idle, grinder, neighbour; default grinder).
+        #[arg(long, value_enum, value_name = "NAME")]
+        load: Option<guest::init::Load>,
+        /// The sampling period, in microseconds (each sample is a timer IRQ on every vCPU's
+        /// CPU: 100 µs overloads QEMU's emulation on a small host, 1000 µs costs it little).
+        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        period: u64,
+        /// The guest kernel's System.map naming the locations (see `run --system-map`).
+        #[arg(long, value_name = "FILE")]
+        system_map: Option<PathBuf>,
+        #[command(flatten)]
+        build: BuildFlags,
     },
     /// Run the host unit tests, then the QEMU test cases.
     Test {
@@ -205,14 +236,21 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             duration,
             period,
             append,
+            irqsoff,
+            system_map,
             build,
             qemu_args,
         } => {
             let latency_test = if duration == 0 { String::new() } else { format!("latmus={duration} latmus.period={period}") };
             if no_guest {
                 let bootargs = qemu::bootargs([latency_test.as_str(), append.as_deref().unwrap_or("")]);
-                let plan =
-                    ReportPlan { duration_s: duration, guest_kernel: None, guest: false, load: Load::Idle.to_string() };
+                let plan = ReportPlan {
+                    duration_s: duration,
+                    guest_kernel: None,
+                    guest: false,
+                    load: Load::Idle.to_string(),
+                    system_map: None,
+                };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
             let mut guest = Guest::prepare()?;
@@ -228,8 +266,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 anyhow::bail!("--guest-script {guest_script}: no such script (known: {})", guest::init::script_names());
             }
             let load = effective_load(&guest_script, load)?;
+            let hunter = irqsoff.map(|us| format!("companion.irqsoff={us}")).unwrap_or_default();
             let mut bootargs = guest::core_bootargs(
-                &[latency_test.as_str(), append.as_deref().unwrap_or("")],
+                &[latency_test.as_str(), hunter.as_str(), append.as_deref().unwrap_or("")],
                 &guest_script,
                 duration,
                 load,
@@ -241,6 +280,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 bootargs = format!("{core} -- {guest_append}");
                 load_name = guest::init::load_of_cmdline(guest_append).unwrap_or(Load::Idle.name()).to_owned();
             }
+            // The irqs-off hunter's PCs are named with System.map's addresses: no KASLR (and
+            // so no KPTI trampoline either) in the guest.
+            if irqsoff.is_some() && guest_append.is_none() {
+                bootargs.push_str(" nokaslr");
+            }
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(qemu_args);
             let plan = ReportPlan {
@@ -251,9 +295,27 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 )),
                 guest: true,
                 load: load_name,
+                // Debian's map names only Debian's kernel.
+                system_map: system_map.or_else(|| guest_kernel.is_none().then(|| guest.system_map.clone())),
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
+        Command::Irqsoff { profile, duration, load, period, system_map, build } => dispatch(Command::Run {
+            profile,
+            no_guest: false,
+            guest_script: "cyclictest".to_owned(),
+            guest_kernel: None,
+            guest_initrd: None,
+            guest_append: None,
+            load,
+            duration,
+            period: 1000,
+            append: None,
+            irqsoff: Some(period),
+            system_map,
+            build,
+            qemu_args: Vec::new(),
+        }),
         Command::Test {
             qemu_only,
             host_only,
@@ -333,6 +395,8 @@ struct ReportPlan {
     guest: bool,
     /// The load next to the guest's cyclictest (`idle` without a guest).
     load: String,
+    /// The guest kernel's System.map, to name the irqs-off hunter's locations.
+    system_map: Option<PathBuf>,
 }
 
 /// The load `cargo xtask run` puts next to `script`: the one asked for, else grinder for
@@ -385,7 +449,16 @@ fn run(
         guest_kernel: plan.guest_kernel.clone(),
         icount: qemu_args.iter().chain(&profile.extra_args).any(|arg| arg == "-icount"),
     };
-    let report = report::Report::new(info, plan.guest, status.code(), &console);
+    let mut report = report::Report::new(info, plan.guest, status.code(), &console);
+    if let Some(map) = &plan.system_map
+        && !report.measurements.irqsoff.is_empty()
+    {
+        if console.contains("KASLR enabled") {
+            eprintln!("xtask: warning: the guest ran with KASLR: irqs-off locations stay unnamed (add nokaslr)");
+        } else {
+            report.symbolize(map);
+        }
+    }
     println!();
     print!("{}", report::table::render(&report));
     // The report must not hide QEMU's status: a failure to write it is only a warning.
@@ -513,6 +586,18 @@ mod tests {
         assert!(parse(&["run", "--load", "stress"]).is_err());
         assert!(parse(&["run", "--load", "grinder", "--no-guest"]).is_err());
         assert!(parse(&["run", "--load", "grinder", "--guest-append", "console=ttyAMA0"]).is_err());
+    }
+
+    #[test]
+    fn irqsoff_takes_a_period_and_a_load() {
+        match parse(&["irqsoff", "--duration", "5", "--load", "idle"]) {
+            Ok(Command::Irqsoff { duration: 5, load: Some(Load::Idle), period: 1000, .. }) => {}
+            other => panic!("not an irqsoff run: {other:?}"),
+        }
+        assert!(matches!(parse(&["run", "--irqsoff", "50"]), Ok(Command::Run { irqsoff: Some(50), .. })));
+        assert!(matches!(parse(&["run"]), Ok(Command::Run { irqsoff: None, .. })));
+        assert!(parse(&["run", "--irqsoff", "0"]).is_err());
+        assert!(parse(&["run", "--irqsoff", "100", "--no-guest"]).is_err());
     }
 
     #[test]

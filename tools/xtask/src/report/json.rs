@@ -17,6 +17,10 @@
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
 //!   `--no-guest`), `icount`, `exit_code`.
+//! - `irqsoff` (only when the irqs-off hunter ran, `companion.irqsoff`): `top`, an array
+//!   of `{pc, symbol, samples, longest_ns}` by longest window first (`pc` a `0x…` string,
+//!   `symbol` `name+0xoff` from the guest's System.map or `null`), where Linux held in-band
+//!   IRQs off while one waited.
 //! - `missing`: strings naming each absent section and why. `oob.sirq`, when the console
 //!   has no `sirq:` line (no guest, or a core not measuring it yet), is omitted from `oob`
 //!   and listed here.
@@ -72,7 +76,7 @@ pub fn to_json(report: &Report) -> Value {
     if let Some(sirq) = &m.oob_sirq {
         oob.insert("sirq".into(), Value::Object(latency(sirq)));
     }
-    json!({
+    let mut report_json = json!({
         "version": 1,
         "oob": oob,
         "inband": optional(m.inband().as_ref()),
@@ -99,5 +103,23 @@ pub fn to_json(report: &Report) -> Value {
             "exit_code": report.exit_code,
         },
         "missing": report.missing(),
-    })
+    });
+    if !m.irqsoff.is_empty()
+        && let Some(object) = report_json.as_object_mut()
+    {
+        let top: Vec<Value> = m
+            .irqsoff
+            .iter()
+            .map(|entry| {
+                json!({
+                    "pc": format!("{:#x}", entry.pc),
+                    "symbol": entry.symbol,
+                    "samples": entry.samples,
+                    "longest_ns": entry.longest_ns,
+                })
+            })
+            .collect();
+        object.insert("irqsoff".into(), json!({ "top": top }));
+    }
+    report_json
 }

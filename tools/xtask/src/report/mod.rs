@@ -17,6 +17,7 @@ pub mod json;
 pub mod model;
 pub mod parse;
 pub mod svg;
+pub mod symbols;
 pub mod table;
 
 use std::fs::{self, File};
@@ -50,6 +51,21 @@ impl Report {
     /// Builds the report of a run from its console text.
     pub fn new(run: RunInfo, guest: bool, exit_code: Option<i32>, console: &str) -> Self {
         Self { run, guest, exit_code, measurements: parse::parse(console) }
+    }
+
+    /// Names the irqs-off hunter's PCs with the guest kernel's System.map at `path`; a map
+    /// that cannot be read or has no text symbols (Debian's stub) leaves them as addresses,
+    /// with a warning.
+    pub fn symbolize(&mut self, path: &Path) {
+        match symbols::SystemMap::load(path) {
+            Ok(map) if map.is_empty() => eprintln!(
+                "xtask: warning: irqs-off locations stay unnamed: {} has no text symbols (Debian's is a stub; \
+                 the real one is in linux-image-<version>-dbg): pass --system-map FILE",
+                path.display()
+            ),
+            Ok(map) => self.measurements.symbolize(&map),
+            Err(err) => eprintln!("xtask: warning: irqs-off locations stay unnamed: {err:#}"),
+        }
     }
 
     /// The sections the console lacked, with why (see [`Measurements::missing`]); the
@@ -256,6 +272,39 @@ mod tests {
             assert!(row.contains(cell), "{cell} not in {row:?}");
         }
         assert!(svg::render(&report).contains(r#"data-series="guest sirq: 512 samples, 2 at &gt;= 999 us"#));
+    }
+
+    #[test]
+    fn irqsoff_is_symbolized_in_json_and_table() {
+        let console = "IRQSOFF| pc 0xffff800081234024 samples 12 longest_ns 400000\nIRQSOFF| pc 0xffff800081200010 samples 250 longest_ns 900000\nIRQSOFF| pc 0x1000 samples 1 longest_ns 100000\n";
+        let mut report = Report::new(run_info(), true, Some(0), console);
+        assert!(full().measurements.irqsoff.is_empty());
+        assert!(json::to_json(&full()).get("irqsoff").is_none());
+        assert!(!table::render(&full()).contains("irqs-off hunter"));
+        report.measurements.symbolize(&symbols::SystemMap::parse(
+            "ffff800081200000 t default_idle_call\nffff800081234000 T _raw_spin_lock_irqsave\n",
+        ));
+        let json = json::to_json(&report);
+        let top = json.pointer("/irqsoff/top").and_then(Value::as_array).expect("irqsoff.top");
+        assert_eq!(top.len(), 3);
+        for entry in top {
+            let keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(keys.len(), 4, "{keys:?}");
+            for key in ["pc", "symbol", "samples", "longest_ns"] {
+                assert!(keys.contains(&key), "{key} in {keys:?}");
+            }
+        }
+        assert_eq!(top[0]["pc"], "0xffff800081200010");
+        assert_eq!(top[0]["symbol"], "default_idle_call+0x10");
+        assert_eq!(top[0]["samples"], 250);
+        assert_eq!(top[0]["longest_ns"], 900_000);
+        assert_eq!(top[1]["symbol"], "_raw_spin_lock_irqsave+0x24");
+        assert_eq!(top[2]["symbol"], Value::Null);
+        let text = table::render(&report);
+        assert!(text.contains("irqs-off hunter: top locations"), "{text}");
+        let row = text.lines().find(|line| line.contains("default_idle_call+0x10")).unwrap_or_else(|| panic!("{text}"));
+        assert!(row.contains("250") && row.contains("900.000"), "{row}");
+        assert!(text.lines().any(|line| line.trim_start().starts_with("0x1000")), "{text}");
     }
 
     #[test]

@@ -190,6 +190,20 @@ pub struct ReplayLog {
     pub lost: u64,
 }
 
+/// One guest code location from the irqs-off hunter (`IRQSOFF|` lines): where Linux held
+/// in-band IRQs off while one waited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrqsOffEntry {
+    /// The guest PC.
+    pub pc: u64,
+    /// `name+0xoff` from the guest's System.map, once symbolized.
+    pub symbol: Option<String>,
+    /// Samples taken there (IRQs masked, an in-band IRQ waiting).
+    pub samples: u64,
+    /// The longest window (consecutive such samples) that started there, in ns.
+    pub longest_ns: u64,
+}
+
 /// Everything parsed from one run's console.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measurements {
@@ -204,9 +218,18 @@ pub struct Measurements {
     pub inband_per_cpu: Vec<CpuLatency>,
     /// The replay log's accounting.
     pub replay_log: Option<ReplayLog>,
+    /// The irqs-off hunter's top locations, longest window first (empty when it did not run).
+    pub irqsoff: Vec<IrqsOffEntry>,
 }
 
 impl Measurements {
+    /// Names the irqs-off hunter's PCs with `map`.
+    pub fn symbolize(&mut self, map: &super::symbols::SystemMap) {
+        for entry in &mut self.irqsoff {
+            entry.symbol = map.symbolize(entry.pc);
+        }
+    }
+
     /// The guest's cyclictest over all vCPUs.
     pub fn inband(&self) -> Option<Latency> {
         Latency::merged(self.inband_per_cpu.iter().map(|cpu| &cpu.latency))

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::model::{CpuLatency, Histogram, Latency, Measurements, ReplayLog};
+use super::model::{CpuLatency, Histogram, IrqsOffEntry, Latency, Measurements, ReplayLog};
 
 /// Where the core's latency histogram's open last bucket starts (bucket 999 counts
 /// everything above).
@@ -25,6 +25,9 @@ static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
         r"replay log: logged (\d+), replayed (\d+), coalesced (\d+), withdrawn (\d+), max depth (\d+), lost (\d+)",
     )
     .expect("valid regex")
+});
+static IRQSOFF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"IRQSOFF\|\s*pc 0x([0-9a-fA-F]{1,16}) samples (\d+) longest_ns (\d+)").expect("valid regex")
 });
 static CYCLIC_T: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -158,6 +161,7 @@ pub fn parse(console: &str) -> Measurements {
     let mut threads: Vec<Thread> = Vec::new();
     let mut in_cyclic_histogram = false;
     let mut replay: Option<ReplayLog> = None;
+    let mut irqsoff: Vec<IrqsOffEntry> = Vec::new();
 
     let thread_slot = |threads: &mut Vec<Thread>, index: usize| -> Option<usize> {
         // cyclictest runs one thread per CPU; refuse absurd indices from garbled lines.
@@ -220,6 +224,18 @@ pub fn parse(console: &str) -> Measurements {
                 sirq.samples = Some(samples);
                 sirq.rts = Some(summary);
             }
+            continue;
+        }
+        if let Some(caps) = IRQSOFF.captures(line) {
+            let parsed = (|| {
+                Some(IrqsOffEntry {
+                    pc: u64::from_str_radix(&caps[1], 16).ok()?,
+                    symbol: None,
+                    samples: caps[2].parse().ok()?,
+                    longest_ns: caps[3].parse().ok()?,
+                })
+            })();
+            irqsoff.extend(parsed);
             continue;
         }
         if let Some(caps) = REPLAY.captures(line) {
@@ -328,7 +344,16 @@ pub fn parse(console: &str) -> Measurements {
         .collect();
     // The sirq summary has no overrun count: a missed synthetic interrupt is not a period.
     let oob_sirq = sirq.finish().map(|latency| Latency { overruns: None, ..latency });
-    Measurements { oob_thread: thread.finish(), oob_irq: irq.finish(), oob_sirq, inband_per_cpu, replay_log: replay }
+    // Longest window first, then most samples.
+    irqsoff.sort_by(|a, b| b.longest_ns.cmp(&a.longest_ns).then(b.samples.cmp(&a.samples)).then(a.pc.cmp(&b.pc)));
+    Measurements {
+        oob_thread: thread.finish(),
+        oob_irq: irq.finish(),
+        oob_sirq,
+        inband_per_cpu,
+        replay_log: replay,
+        irqsoff,
+    }
 }
 
 #[cfg(test)]
@@ -491,6 +516,30 @@ HSD|      sirq|         999|         2\r
         assert_eq!(cpu0.samples, Some(4976));
         assert_eq!(cpu0.percentile(990), None);
         assert_eq!(m.inband().unwrap().samples, Some(9946));
+    }
+
+    #[test]
+    fn parses_the_irqsoff_top_list_longest_first() {
+        let console = "\
+[   12.00 core cpu0 INFO ] irqsoff: 300 samples with IRQs masked and an in-band IRQ waiting, at 3 PCs (0 dropped: table full)\r
+IRQSOFF| pc 0xffff800081234024 samples 12 longest_ns 400000\r
+IRQSOFF| pc 0xffff800081200010 samples 250 longest_ns 900000
+IRQSOFF| pc 0xffff800080001000 samples 38 longest_ns 400000
+IRQSOFF| pc 0xzz samples 1 longest_ns 1
+IRQSOFF| pc 0xffff800080001000 samples 99999999999999999999999 longest_ns 1
+";
+        let m = parse(console);
+        let top: Vec<(u64, u64, u64)> = m.irqsoff.iter().map(|e| (e.pc, e.samples, e.longest_ns)).collect();
+        assert_eq!(
+            top,
+            [
+                (0xffff_8000_8120_0010, 250, 900_000),
+                (0xffff_8000_8000_1000, 38, 400_000),
+                (0xffff_8000_8123_4024, 12, 400_000),
+            ]
+        );
+        assert!(m.irqsoff.iter().all(|e| e.symbol.is_none()));
+        assert!(parse(OOB).irqsoff.is_empty());
     }
 
     #[test]

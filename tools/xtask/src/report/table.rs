@@ -101,8 +101,34 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "replay log: -");
         }
     }
+    out.push_str(&irqsoff(report));
     for missing in report.missing() {
         let _ = writeln!(out, "missing: {missing}");
+    }
+    out
+}
+
+/// The irqs-off hunter's section (empty when it did not run): where Linux held in-band IRQs
+/// off while one waited, longest window first.
+pub fn irqsoff(report: &Report) -> String {
+    let top = &report.measurements.irqsoff;
+    if top.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> =
+        top.iter().map(|entry| entry.symbol.clone().unwrap_or_else(|| format!("{:#x}", entry.pc))).collect();
+    let width = names.iter().map(|name| name.chars().count()).max().unwrap_or(0).max("location".len());
+    let mut out = String::new();
+    let _ = writeln!(out, "irqs-off hunter: top locations (in-band IRQ waiting while Linux had IRQs masked):");
+    let _ = writeln!(out, "  {:<width$}  {:>18}  {:>8}  {:>12}", "location", "pc", "samples", "longest (us)");
+    for (entry, name) in top.iter().zip(&names) {
+        let _ = writeln!(
+            out,
+            "  {name:<width$}  {:>18}  {:>8}  {:>12}",
+            format!("{:#x}", entry.pc),
+            entry.samples,
+            micros(i64::try_from(entry.longest_ns).unwrap_or(i64::MAX))
+        );
     }
     out
 }
