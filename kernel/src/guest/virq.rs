@@ -409,6 +409,8 @@ pub fn flush() {
     // 1. Completions: list registers the guest emptied.
     let mut completed = [0u32; MAX_LIST_REGISTERS];
     let mut completions = 0;
+    // The index names a list register: it addresses the hardware and several tables.
+    #[allow(clippy::needless_range_loop)]
     for index in 0..count {
         let Some(intid) = lanes.in_lr[index] else { continue };
         let (state, _) = list_registers::read(index);
@@ -588,10 +590,10 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         // A write may make anything deliverable anywhere (enable, pending, routing): let every
         // vCPU look again, and kick those on other CPUs that now have something to take (a
         // vCPU idling in WFI would otherwise wait for an unrelated interrupt).
-        for vcpu in 0..virq.vcpus {
+        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
             note_work(vcpu);
             if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                kicks[vcpu] = Some(virq.mpidrs[vcpu]);
+                *kick = Some(virq.mpidrs[vcpu]);
             }
         }
         changes.map(|changes| virq.apply(changes, &mut updates))

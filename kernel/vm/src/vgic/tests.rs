@@ -612,7 +612,7 @@ fn most_urgent_matches_pending_for() {
                 rw(&mut v, vcpu, SGI_BASE + GICR_IPRIORITYR0 + 4 * n, rng.next() & 0xf0f0_f0f0);
             }
             for intid in 0..32 {
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     v.set_pending(intid, vcpu).unwrap();
                 }
             }
@@ -624,10 +624,10 @@ fn most_urgent_matches_pending_for() {
             dw(&mut v, GICD_IPRIORITYR + 4 * n, rng.next() & 0xf0f0_f0f0);
         }
         for spi in 32..32 + SPIS {
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 v.set_pending(spi, 0).unwrap();
             }
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 let route = MPIDRS[(rng.next() % 4) as usize] | (rng.next() % 2) << 31;
                 v.dist_write(GICD_IROUTER + 8 * u64::from(spi), Doubleword, route).unwrap();
             }

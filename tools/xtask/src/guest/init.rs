@@ -98,7 +98,7 @@ impl std::fmt::Display for Load {
 /// The load the guest command line names with `guest.load=NAME` (the last one wins, as in
 /// the guest's scripts); `None` if it names none.
 pub fn load_of_cmdline(cmdline: &str) -> Option<&str> {
-    cmdline.split_whitespace().filter_map(|word| word.strip_prefix("guest.load=")).last()
+    cmdline.split_whitespace().filter_map(|word| word.strip_prefix("guest.load=")).next_back()
 }
 
 /// The `cyclictest` script: reads `guest.load=` from `/proc/cmdline`, starts the load in
