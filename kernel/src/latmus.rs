@@ -159,15 +159,13 @@ impl Measurement {
     }
 }
 
-/// Runs the test and prints its results.
-pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
-    if config.cpu >= rt::cpu_count() {
-        return Err(Error::InvalidCpu);
-    }
+/// The gravity the test runs with — `latmus.gravity` for every context, or calibrated —
+/// installed in the core.
+fn set_up_gravity(config: &LatmusConfig) -> Result<Gravity, Error> {
     let gravity = match config.gravity_ns {
         Some(ns) => Gravity { irq: Duration::from_nanos(ns), kernel: Duration::from_nanos(ns), user: Duration::from_nanos(ns) },
         None => {
-            let gravity = calibrate(&config)?;
+            let gravity = calibrate(config)?;
             log::info!(
                 "latmus: gravity calibrated over {CALIBRATION_PERIODS} periods: irq {} ns, thread {} ns",
                 gravity.irq.as_nanos(),
@@ -177,7 +175,11 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
         }
     };
     rt::set_gravity(gravity)?;
+    Ok(gravity)
+}
 
+/// The `RTT|` and `RTH|` lines opening the thread context's report.
+fn print_thread_header(config: &LatmusConfig, gravity: Gravity) {
     rt::print(format_args!(
         "RTT|  00:00:01  (oob thread context, {} us period, priority {}, cpu {}, gravity {} ns)\n{RTH}\n",
         config.period_us,
@@ -185,6 +187,16 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
         config.cpu,
         gravity.user.as_nanos()
     ));
+}
+
+/// Runs the test and prints its results.
+pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
+    if config.cpu >= rt::cpu_count() {
+        return Err(Error::InvalidCpu);
+    }
+    let gravity = set_up_gravity(&config)?;
+
+    print_thread_header(&config, gravity);
     let measurement = Measurement::start(&config, u64::MAX)?;
     let mut results =
         LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
@@ -250,11 +262,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
     if config.cpu >= rt::cpu_count() {
         return Err(Error::InvalidCpu);
     }
-    let gravity = match config.gravity_ns {
-        Some(ns) => Gravity { irq: Duration::from_nanos(ns), kernel: Duration::from_nanos(ns), user: Duration::from_nanos(ns) },
-        None => calibrate(&config)?,
-    };
-    rt::set_gravity(gravity)?;
+    let gravity = set_up_gravity(&config)?;
     log::info!(
         "latmus: running next to the guest on cpu {} for {} s (gravity irq {} ns, thread {} ns)",
         config.cpu,
@@ -262,13 +270,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
         gravity.irq.as_nanos(),
         gravity.user.as_nanos()
     );
-    rt::print(format_args!(
-        "RTT|  00:00:01  (oob thread context, {} us period, priority {}, cpu {}, gravity {} ns)\n{RTH}\n",
-        config.period_us,
-        config.priority,
-        config.cpu,
-        gravity.user.as_nanos()
-    ));
+    print_thread_header(&config, gravity);
     let measurement = Measurement::start(&config, u64::MAX)?;
     let results = LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
     *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0, phase: Box::new(LatencyStats::new()) });

@@ -176,6 +176,21 @@ const fn error_code(status: i32) -> u64 {
     status as i64 as u64
 }
 
+/// The affinity fields of `mpidrs` (at most [`MAX_VCPUS`]), as a table indexed by vCPU;
+/// `Err(affinity)` names the first affinity given twice. Shared by the PSCI and vGIC models,
+/// which both map MPIDRs to vCPU indices.
+pub(crate) fn affinity_table(mpidrs: &[u64]) -> Result<[u64; MAX_VCPUS], u64> {
+    let mut table = [0; MAX_VCPUS];
+    for (i, &mpidr) in mpidrs.iter().take(MAX_VCPUS).enumerate() {
+        let affinity = mpidr & MPIDR_AFFINITY_MASK;
+        if table[..i].contains(&affinity) {
+            return Err(affinity);
+        }
+        table[i] = affinity;
+    }
+    Ok(table)
+}
+
 /// Whether `function_id` is one this model implements.
 pub fn is_supported(function_id: u32) -> bool {
     SUPPORTED_FUNCTIONS.contains(&function_id)
@@ -204,14 +219,7 @@ impl Psci {
         if boot_vcpu >= mpidrs.len() {
             return Err(Error::NoSuchVcpu(boot_vcpu));
         }
-        let mut table = [0; MAX_VCPUS];
-        for (i, &mpidr) in mpidrs.iter().enumerate() {
-            let affinity = mpidr & MPIDR_AFFINITY_MASK;
-            if table[..i].contains(&affinity) {
-                return Err(Error::DuplicateMpidr(affinity));
-            }
-            table[i] = affinity;
-        }
+        let table = affinity_table(mpidrs).map_err(Error::DuplicateMpidr)?;
         let mut psci = Self {
             mpidrs: table,
             states: [PowerState::Off; MAX_VCPUS],

@@ -245,14 +245,7 @@ impl Vgic {
         if spis > MAX_SPIS || (!spis.is_multiple_of(regs::INTIDS_PER_BANK) && spis != MAX_SPIS) {
             return Err(Error::BadSpiCount(spis));
         }
-        let mut table = [0; MAX_VCPUS];
-        for (i, &mpidr) in mpidrs.iter().enumerate() {
-            let affinity = mpidr & MPIDR_AFFINITY_MASK;
-            if table[..i].contains(&affinity) {
-                return Err(Error::DuplicateMpidr(affinity));
-            }
-            table[i] = affinity;
-        }
+        let table = crate::psci::affinity_table(mpidrs).map_err(Error::DuplicateMpidr)?;
         let mut vgic = Self {
             mpidrs: table,
             vcpus: mpidrs.len(),
