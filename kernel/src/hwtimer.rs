@@ -33,8 +33,3 @@ pub fn arm(deadline: u64) {
 pub fn disarm() {
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::SET);
 }
-
-/// True when the armed deadline has passed.
-pub fn expired() -> bool {
-    CNTHP_CTL_EL2.is_set(CNTHP_CTL_EL2::ISTATUS)
-}

@@ -127,20 +127,6 @@ pub fn cpu_online(cpu: usize) -> Result<(), gic::GicError> {
     gic::enable_private(KICK_SGI, cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Edge)
 }
 
-/// Whether [`init`] ran.
-pub fn is_ready() -> bool {
-    GLUE.lock().is_some()
-}
-
-/// The idle loop of a CPU's in-band stage: waits for interrupts with IRQs on. Oob threads
-/// preempt it.
-pub fn inband_idle() -> ! {
-    loop {
-        crate::arch::unmask_irqs();
-        aarch64_cpu::asm::wfi();
-    }
-}
-
 /// The oob thread running on this CPU, `None` in the in-band stage.
 pub fn current_thread() -> Option<ThreadId> {
     let thread = CPUS[boot::cpu_index()].current.load(Ordering::Relaxed);
