@@ -6,11 +6,13 @@
 //! Cache layout (under [`cache_dir`]`/guest`): `debs/` holds the downloaded
 //! packages, `unpacked/<name>_<version>/` each one unpacked, and
 //! `initramfs-<key>.cpio` the archives, keyed by the package versions and the
-//! init scripts, with a `.manifest` next to each.
+//! init scripts, with a `.manifest` next to each; `System.map-<release>-<key>` is the
+//! kernel's symbol table, read from its `/proc/kallsyms` (see [`kallsyms`]).
 
 mod cpio;
 mod elf;
 pub mod init;
+mod kallsyms;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -87,7 +89,10 @@ pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: in
 pub struct Guest {
     /// The raw arm64 kernel `Image`.
     pub kernel: PathBuf,
-    /// The kernel's `System.map` (for symbolizing guest addresses later).
+    /// The kernel's `System.map` (naming the irqs-off hunter's guest PCs): built once per
+    /// kernel from its own `/proc/kallsyms` by a `nokaslr` boot under QEMU, since Debian's
+    /// packaged one is a placeholder; that placeholder only if the build failed (with a
+    /// warning), leaving the report's locations unnamed.
     pub system_map: PathBuf,
     /// The initramfs (an uncompressed `newc` cpio archive).
     pub initramfs: PathBuf,
@@ -95,12 +100,23 @@ pub struct Guest {
 
 impl Guest {
     /// Fetches Debian's newest PREEMPT_RT arm64 kernel and builds (or reuses
-    /// from the cache) the initramfs from the current bookworm packages.
+    /// from the cache) the initramfs from the current bookworm packages and the
+    /// kernel's `System.map` (the first time, booting the kernel under QEMU).
     pub fn prepare() -> Result<Self> {
         let linux = LinuxPackage::fetch().context("cannot fetch the guest kernel")?;
         let kernel = linux.image()?;
-        let system_map = linux.system_map()?;
         let initramfs = build_initramfs().context("cannot build the guest initramfs")?;
+        // Only the irqs-off hunter needs the map: a failure must not stop every guest run.
+        let system_map = match kallsyms::system_map(&kernel, &initramfs, &guest_cache()?) {
+            Ok(path) => path,
+            Err(err) => {
+                eprintln!(
+                    "xtask: warning: cannot build the guest kernel's System.map, irqs-off locations will stay \
+                     unnamed (or pass --system-map FILE): {err:#}"
+                );
+                linux.system_map()?
+            }
+        };
         Ok(Self {
             kernel,
             system_map,

@@ -1,5 +1,7 @@
 //! Debian's arm64 Linux kernel package: the source of the boards' device
-//! trees and of the guest kernel (a raw arm64 `Image`) and its `System.map`.
+//! trees and of the guest kernel (a raw arm64 `Image`). Its `System.map` is only a
+//! placeholder; the guest's real one is read from the running kernel (see
+//! `guest::kallsyms`).
 
 use std::fs;
 use std::path::PathBuf;
@@ -74,7 +76,9 @@ impl LinuxPackage {
         self.boot_file("vmlinuz-")
     }
 
-    /// The kernel's symbol table, `boot/System.map-<release>`.
+    /// The package's `boot/System.map-<release>`: a one-line placeholder (its real
+    /// symbols are in the `-dbg` package), holding no text symbol; the fallback when the
+    /// map built from `/proc/kallsyms` cannot be.
     pub fn system_map(&self) -> Result<PathBuf> {
         self.boot_file("System.map-")
     }

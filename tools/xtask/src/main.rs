@@ -139,9 +139,21 @@ enum Command {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
-    /// Measure the core's paths (timer IRQ to oob thread, context switch) and footprint under
-    /// QEMU -icount; prints a table, writes target/bench/bench.json.
-    Bench,
+    /// Repeatable figures under QEMU -icount: (1) the core's paths and footprint, (2) what the
+    /// core costs Linux (the same guest with and without it), (3) oob latency under each guest
+    /// load against an idle guest; prints tables with the targets, writes
+    /// target/bench/bench.json.
+    Bench {
+        /// Only these groups (repeatable; default all).
+        #[arg(long = "only", value_enum, value_name = "GROUP")]
+        groups: Vec<bench::Group>,
+        /// Boots per configuration in groups 2 and 3 (medians and spread over them).
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        runs: u32,
+        /// How long cyclictest and the latency test run in each boot, in virtual seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
+        duration: u64,
+    },
     /// Boot the Linux test guest (Debian's PREEMPT_RT arm64 kernel and an
     /// initramfs of Debian packages, fetched and built into the cache) under
     /// QEMU; console on stdio (Ctrl-A X quits), exits with QEMU's status.
@@ -337,8 +349,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Bench => {
-            bench::run()?;
+        Command::Bench { groups, runs, duration } => {
+            bench::run(&bench::Options { groups, runs, duration_s: duration })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Guest {

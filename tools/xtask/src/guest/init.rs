@@ -48,6 +48,16 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
          echo \"guest: rtc interrupts: $(grep -i rtc /proc/interrupts | awk '{s=0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}')\"\n",
     ),
     (
+        "bench",
+        "cargo xtask bench's Linux figures: cyclictest as in `cyclictest` with no load, then \
+         hackbench (4 groups of 40, 20 loops) three times",
+        "echo \"guest: bench: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q\"\n\
+         cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q\n\
+         for run in 1 2 3; do\n\
+         \x20   echo \"guest: bench: hackbench -g 4 -l 20 run $run: $(hackbench -g 4 -l 20 | grep '^Time:')\"\n\
+         done\n",
+    ),
+    (
         "hackbench",
         "hackbench, 4 groups of 40 processes over sockets, 10 loops (about 6 s under TCG)",
         "hackbench -g 4 -l 10\n",
@@ -56,6 +66,12 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "stress-ng",
         "stress-ng's CPU stressor on every CPU for the duration, with metrics",
         "stress-ng --cpu 0 --timeout \"${GUEST_DURATION}s\" --metrics-brief\n",
+    ),
+    (
+        super::kallsyms::SCRIPT,
+        "print the kernel's text symbols from /proc/kallsyms between markers (cargo xtask builds \
+         the guest's System.map from them; boot with nokaslr for the addresses other nokaslr boots use)",
+        super::kallsyms::SCRIPT_BODY,
     ),
     (
         "shell",

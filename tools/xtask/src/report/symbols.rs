@@ -1,6 +1,7 @@
 //! Symbolizing guest kernel addresses with its `System.map` (`address type name` lines,
 //! as `nm` prints them): an address is named after the greatest text symbol (type `t` or
-//! `T`) at or below it, as `name+0xoff`.
+//! `T`) at or below it, as `name+0xoff`. For Debian's kernel the map is the one `cargo
+//! xtask` builds from the kernel's own `/proc/kallsyms` (see `guest::kallsyms`).
 
 use std::path::Path;
 
@@ -37,8 +38,8 @@ impl SystemMap {
         Ok(Self::parse(&text))
     }
 
-    /// Whether it holds no text symbol (Debian's packaged `System.map` is such a stub: the
-    /// real one is in the `linux-image-<version>-dbg` package).
+    /// Whether it holds no text symbol, like the placeholder `System.map` Debian packages
+    /// with its kernel (the real one is in the `linux-image-<version>-dbg` package).
     pub fn is_empty(&self) -> bool {
         self.symbols.is_empty()
     }

@@ -1,22 +1,19 @@
-//! `cargo xtask bench`: the core's path figures, repeatable under QEMU `-icount`.
+//! The benchmark's first group: the core's own paths, repeatable under QEMU `-icount`.
 //!
 //! Method: QEMU runs with `-icount shift=0,sleep=off` (one instruction advances the virtual
 //! clock by one nanosecond) and a 1 GHz generic counter (`cntfrq`), so one counter tick is
 //! one instruction while only the measured CPU executes; the other CPUs are halted. The core
 //! (`companion.bench=1`) prints `BENCH|name|samples|min|avg|max` lines in ticks and a
-//! `BENCH-MEM|` footprint line; this command collects them for each GIC, prints a table
-//! with the targets and writes `target/bench/bench.json`.
+//! `BENCH-MEM|` footprint line; [`measure`] collects them for each GIC and prints a table
+//! with the targets.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::assets::Assets;
-use crate::image::BuildProfile;
-use crate::paths;
 use crate::process::{self, Ending};
 use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
@@ -88,10 +85,10 @@ fn footprint(memory: &BTreeMap<String, u64>) -> u64 {
     memory.get("image").copied().unwrap_or(0) + memory.get("heap-in-use").copied().unwrap_or(0)
 }
 
-/// Runs the benchmark and reports; fails only if a run fails, not if a target is missed.
-pub fn run() -> Result<()> {
-    let qemu = Qemu::ensure_installed()?;
-    let mut assets = Assets::new(BuildProfile::Release);
+/// Measures the core's paths on each GIC, prints the table and returns the group's JSON
+/// (conditions, targets, figures per profile); fails only if a run fails, not if a target is
+/// missed.
+pub fn measure(qemu: &Qemu, assets: &mut Assets) -> Result<serde_json::Value> {
     let mut all = BTreeMap::new();
     for name in PROFILES {
         let profile = Profile::load(name)?;
@@ -111,11 +108,8 @@ pub fn run() -> Result<()> {
         all.insert(name.to_string(), parse(&captured.output)?);
     }
     print_table(&all);
-    let dir = paths::target_dir().join("bench");
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::json!({
+    Ok(serde_json::json!({
         "conditions": {
-            "qemu": qemu.describe(),
             "machine": "virt, cortex-a72, 4 CPUs",
             "qemu_args": DETERMINISTIC.join(" "),
             "unit": "instructions (virtual ns at 1 instruction/ns, 1 GHz counter)",
@@ -123,11 +117,7 @@ pub fn run() -> Result<()> {
         "targets": TARGETS.iter().filter_map(|(name, target, _)| target.map(|t| (name.to_string(), t))).collect::<BTreeMap<_, _>>(),
         "footprint_target_bytes": FOOTPRINT_TARGET,
         "profiles": all,
-    });
-    let path = dir.join("bench.json");
-    fs::write(&path, serde_json::to_string_pretty(&json)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
-    println!("\nwritten: {}", path.display());
-    Ok(())
+    }))
 }
 
 fn print_table(all: &BTreeMap<String, ProfileFigures>) {

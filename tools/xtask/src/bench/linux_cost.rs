@@ -1,0 +1,246 @@
+//! The benchmark's second group: what the core costs Linux. The same Debian PREEMPT_RT
+//! kernel and initramfs boot twice per run, under the core and directly on QEMU's `virt`
+//! machine (entered at EL1, no EL2), on the same one CPU and memory, both under `-icount`;
+//! the guest's `bench` script runs cyclictest (no load) and then hackbench three times. The
+//! figures are compared as ratios of their medians over the runs: cyclictest's p99 and max,
+//! and hackbench's time.
+//!
+//! One CPU, because `-icount` runs all CPUs round-robin on one host thread: an interrupt due
+//! on one CPU waits while the others use their time slices (up to milliseconds of virtual
+//! time with 4 busy vCPUs), which would measure QEMU's scheduling rather than either
+//! system. With one CPU, virtual time is that CPU's instruction count.
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::runner::{self, ICOUNT};
+use super::stats::{RatioCheck, Spread};
+use crate::assets::Assets;
+use crate::guest::{self, Guest, init::Load};
+use crate::image::Board;
+use crate::profiles::Profile;
+use crate::qemu::{Boot, Qemu};
+use crate::report::parse;
+
+/// The profile the core hosts the guest on; the baseline copies its CPUs and memory.
+pub const PROFILE: &str = "virt-gicv3-1";
+/// The guest script measuring Linux (cyclictest, then hackbench three times).
+pub const SCRIPT: &str = "bench";
+/// The marker before each hackbench result line of the `bench` script.
+pub const HACKBENCH_MARKER: &str = "guest: bench: hackbench";
+/// The issue's bound on both ratios (under the core / without it).
+const TARGET: f64 = 1.10;
+
+/// One boot's Linux figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinuxFigures {
+    /// cyclictest's p99 over all vCPUs, ns (1 µs bucket resolution).
+    pub cyclictest_p99_ns: f64,
+    /// cyclictest's max over all vCPUs, ns.
+    pub cyclictest_max_ns: f64,
+    /// hackbench's reported times, s, in order.
+    pub hackbench_s: Vec<f64>,
+}
+
+/// Reads the `bench` script's figures from a console.
+pub fn parse_figures(console: &str) -> Result<LinuxFigures> {
+    let measured = parse::parse(console);
+    let inband = measured.inband().context("no cyclictest histogram in the guest's output")?;
+    let p99 = inband.percentile(990).context("cyclictest printed no samples")?;
+    let max = inband.max_ns.context("cyclictest printed no max latency")?;
+    let mut hackbench_s = Vec::new();
+    for line in console.lines() {
+        let Some(at) = line.find(HACKBENCH_MARKER) else { continue };
+        let rest = &line[at..];
+        let time = rest
+            .split_once("Time:")
+            .and_then(|(_, time)| time.split_whitespace().next())
+            .and_then(|time| time.parse::<f64>().ok())
+            .with_context(|| format!("hackbench printed no time: {line}"))?;
+        hackbench_s.push(time);
+    }
+    if hackbench_s.is_empty() {
+        bail!("no hackbench result (`{HACKBENCH_MARKER} … Time: S` lines) in the guest's output");
+    }
+    Ok(LinuxFigures { cyclictest_p99_ns: p99.ns() as f64, cyclictest_max_ns: max as f64, hackbench_s })
+}
+
+/// One configuration's figures over the runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigSpread {
+    /// cyclictest p99 (ns) per run.
+    pub cyclictest_p99_ns: Spread,
+    /// cyclictest max (ns) per run.
+    pub cyclictest_max_ns: Spread,
+    /// hackbench time (s): each run's median of its three.
+    pub hackbench_s: Spread,
+}
+
+impl ConfigSpread {
+    fn of(runs: &[LinuxFigures]) -> Option<Self> {
+        let pick = |f: fn(&LinuxFigures) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+        Some(Self {
+            cyclictest_p99_ns: pick(|run| run.cyclictest_p99_ns)?,
+            cyclictest_max_ns: pick(|run| run.cyclictest_max_ns)?,
+            hackbench_s: pick(|run| Spread::of(&run.hackbench_s).map_or(f64::NAN, |s| s.median))?,
+        })
+    }
+}
+
+/// The group's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinuxCost {
+    /// Under the core.
+    pub with_core: ConfigSpread,
+    /// The same guest on QEMU alone.
+    pub without_core: ConfigSpread,
+    /// cyclictest p99 and hackbench time, under the core / without, against 1.10.
+    pub checks: Vec<RatioCheck>,
+    /// cyclictest max, under the core / without (no target; shown for the tail).
+    pub cyclictest_max_ratio: Option<f64>,
+}
+
+/// Runs the group `runs` times with cyclictest lasting `duration_s` seconds.
+pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> Result<LinuxCost> {
+    let guest = Guest::prepare()?;
+    let profile = Profile::load(PROFILE)?;
+    let files = assets.for_profile(&profile)?;
+    let baseline = baseline_profile(&profile);
+    let icount = ICOUNT.iter().map(|arg| arg.to_string());
+    let (mut with_core, mut without_core) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let bootargs = guest::core_bootargs(&[], SCRIPT, duration_s, Load::Idle);
+        let mut extra = guest::core_qemu_args(&guest);
+        extra.extend(icount.clone());
+        let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
+        let console = runner::boot(&format!("linux-with-core-{run}"), qemu.command(&boot))?;
+        with_core.push(parse_figures(&console).context("under the core")?);
+
+        let append = guest::init::kernel_cmdline(SCRIPT, duration_s.max(1));
+        let mut extra = vec!["-initrd".to_owned(), guest.initramfs.display().to_string()];
+        extra.extend(icount.clone());
+        let boot = Boot { profile: &baseline, kernel: &guest.kernel, dtb: None, bootargs: &append, extra_args: &extra };
+        let console = runner::boot(&format!("linux-without-core-{run}"), qemu.command(&boot))?;
+        without_core.push(parse_figures(&console).context("without the core")?);
+    }
+    let with_core = ConfigSpread::of(&with_core).context("no runs")?;
+    let without_core = ConfigSpread::of(&without_core).context("no runs")?;
+    let checks = vec![
+        RatioCheck::new(
+            "cyclictest p99, under the core / without",
+            with_core.cyclictest_p99_ns.median,
+            without_core.cyclictest_p99_ns.median,
+            TARGET,
+        ),
+        RatioCheck::new("hackbench time, under the core / without", with_core.hackbench_s.median, without_core.hackbench_s.median, TARGET),
+    ];
+    let max_ratio = (without_core.cyclictest_max_ns.median > 0.0)
+        .then(|| with_core.cyclictest_max_ns.median / without_core.cyclictest_max_ns.median);
+    let cost = LinuxCost { with_core, without_core, checks, cyclictest_max_ratio: max_ratio };
+    print(&cost);
+    Ok(cost)
+}
+
+/// The machine the guest boots on without the core: the core's profile without EL2
+/// (`virtualization=on` dropped), so Linux is entered at EL1 as it is under the core.
+fn baseline_profile(core: &Profile) -> Profile {
+    let machine = core.machine.split(',').filter(|option| *option != "virtualization=on").collect::<Vec<_>>().join(",");
+    Profile {
+        name: format!("{}-no-core", core.name),
+        description: format!("{} without the core (Linux at EL1)", core.description),
+        board: Board::QemuVirt,
+        machine,
+        cpu: core.cpu.clone(),
+        smp: core.smp,
+        memory: core.memory.clone(),
+        dtb: None,
+        serial: core.serial.clone(),
+        extra_args: core.extra_args.clone(),
+    }
+}
+
+fn print(cost: &LinuxCost) {
+    println!("\n(2) what the core costs Linux: the same guest under the core and on QEMU alone, median (min..max) over the runs");
+    println!("  {:<34} {:>28} {:>28}", "", "under the core", "without the core");
+    let rows: [(&str, &Spread, &Spread, f64, &str); 3] = [
+        ("cyclictest p99 (us)", &cost.with_core.cyclictest_p99_ns, &cost.without_core.cyclictest_p99_ns, 1e-3, ""),
+        ("cyclictest max (us)", &cost.with_core.cyclictest_max_ns, &cost.without_core.cyclictest_max_ns, 1e-3, ""),
+        ("hackbench time (s)", &cost.with_core.hackbench_s, &cost.without_core.hackbench_s, 1.0, ""),
+    ];
+    for (name, with, without, scale, unit) in rows {
+        println!("  {name:<34} {:>28} {:>28}", scaled(with, scale).describe(unit), scaled(without, scale).describe(unit));
+    }
+    for check in &cost.checks {
+        println!("  {:<48} {}", check.name, check.verdict);
+    }
+    if let Some(ratio) = cost.cyclictest_max_ratio {
+        println!("  {:<48} {ratio:.3}x (no target)", "cyclictest max, under the core / without");
+    }
+}
+
+/// `spread` with every value multiplied by `scale` (ns to µs for display).
+fn scaled(spread: &Spread, scale: f64) -> Spread {
+    Spread::of(&spread.runs.iter().map(|value| value * scale).collect::<Vec<_>>()).unwrap_or_else(|| spread.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "\
+guest: bench: cyclictest -m -S -p 90 -i 1000 -h 1000 -D 3s -q
+# Histogram
+000012 000010 000020
+000013 000090 000080
+000020 000000 000001
+# Total: 000000100 000000101
+# Min Latencies: 00012 00012
+# Avg Latencies: 00012 00012
+# Max Latencies: 00013 00020
+# Histogram Overflows: 00000 00000
+[    9.000000 core cpu0 INFO ] guest: bench: hackbench -g 4 -l 20 run 1: Time: 0.532
+guest: bench: hackbench -g 4 -l 20 run 2: Time: 0.540
+guest: bench: hackbench -g 4 -l 20 run 3: Time: 0.528
+";
+
+    #[test]
+    fn reads_cyclictest_and_hackbench() {
+        let figures = parse_figures(CONSOLE).unwrap();
+        assert_eq!(figures.cyclictest_p99_ns, 13_000.0);
+        assert_eq!(figures.cyclictest_max_ns, 20_000.0);
+        assert_eq!(figures.hackbench_s, vec![0.532, 0.540, 0.528]);
+    }
+
+    #[test]
+    fn missing_or_garbled_figures_are_errors() {
+        let without_hackbench: String = CONSOLE.lines().filter(|l| !l.contains("hackbench")).map(|l| format!("{l}\n")).collect();
+        assert!(parse_figures(&without_hackbench).unwrap_err().to_string().contains("no hackbench result"));
+        let garbled = CONSOLE.replace("Time: 0.540", "Time: soon");
+        assert!(parse_figures(&garbled).unwrap_err().to_string().contains("hackbench printed no time"));
+        assert!(parse_figures("guest: bench: hackbench run 1: Time: 0.5\n").is_err());
+    }
+
+    #[test]
+    fn spreads_take_each_runs_hackbench_median() {
+        let run = |p99: f64, times: &[f64]| LinuxFigures { cyclictest_p99_ns: p99, cyclictest_max_ns: p99 * 2.0, hackbench_s: times.to_vec() };
+        let spread = ConfigSpread::of(&[run(10.0, &[1.0, 5.0, 2.0]), run(30.0, &[3.0]), run(20.0, &[4.0, 4.0])]).unwrap();
+        assert_eq!(spread.cyclictest_p99_ns.median, 20.0);
+        assert_eq!(spread.hackbench_s.runs, vec![2.0, 3.0, 4.0]);
+        assert!(ConfigSpread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn the_guest_script_prints_what_is_parsed() {
+        let script = crate::guest::init::script(SCRIPT).expect("the bench script exists");
+        assert!(script.contains(HACKBENCH_MARKER), "{script}");
+        assert!(script.contains("Time:") && script.contains("cyclictest -m -S -p 90 -i 1000 -h 1000"), "{script}");
+    }
+
+    #[test]
+    fn the_baseline_drops_el2_only() {
+        let core = Profile::parse("virt-gicv3-4", "description = \"d\"\nboard = \"qemu-virt\"\nmachine = \"virt,virtualization=on,gic-version=3\"\ncpu = \"cortex-a72\"\nsmp = 4\nmemory = \"1G\"\nserial = [\"-serial\", \"stdio\"]\n").unwrap();
+        let baseline = baseline_profile(&core);
+        assert_eq!(baseline.machine, "virt,gic-version=3");
+        assert_eq!((baseline.smp, baseline.memory.as_str(), baseline.cpu.as_str()), (4, "1G", "cortex-a72"));
+    }
+}

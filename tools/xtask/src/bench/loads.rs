@@ -1,0 +1,220 @@
+//! The benchmark's third group, the point of the product: the core's oob latency while
+//! Linux runs each of EVL's loads, against the same with an idle guest. Each run is the main
+//! job (`cargo xtask run --load L`) under `-icount` on one CPU: the core's latency test
+//! (thread and timer-IRQ contexts, 1 kHz, priority 99) shares that CPU with the guest's
+//! cyclictest and the load, the hardest place for it (every Linux IRQs-off section and every
+//! trap of the load happens on the oob CPU), and the only one `-icount` measures without
+//! QEMU's round-robin between CPUs in the figures (see [`super::linux_cost`]). Checked as
+//! ratios of medians over the runs: oob max under a load at most 1.2× its idle-guest value,
+//! and under grinder the oob thread's max at most 1/10 of Linux's.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::runner::{self, ICOUNT};
+use super::stats::{RatioCheck, Spread};
+use crate::assets::Assets;
+use crate::guest::{self, Guest, init::Load};
+use crate::profiles::Profile;
+use crate::qemu::{Boot, Qemu};
+use crate::report::model::Measurements;
+use crate::report::parse;
+
+/// The machine: one CPU (see the module's documentation).
+const PROFILE: &str = super::linux_cost::PROFILE;
+/// The loads, idle (the reference) first.
+const LOADS: [Load; 3] = [Load::Idle, Load::Grinder, Load::Neighbour];
+/// Largest oob max under a load, relative to the idle guest's.
+const LOAD_TARGET: f64 = 1.2;
+/// Largest oob-thread max under grinder, relative to Linux's (cyclictest) max.
+const INBAND_TARGET: f64 = 0.1;
+
+/// One run's figures, ns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFigures {
+    /// oob thread context, max.
+    pub thread_max_ns: f64,
+    /// oob timer-IRQ context, max.
+    pub irq_max_ns: f64,
+    /// Linux's cyclictest over all vCPUs, max.
+    pub inband_max_ns: f64,
+    /// Linux's cyclictest over all vCPUs, p99 (1 µs resolution).
+    pub inband_p99_ns: f64,
+    /// The sirq test's max (the in-band delay Linux's masking adds), if measured.
+    pub sirq_max_ns: Option<f64>,
+}
+
+/// Reads a main-job console's figures; every one of them must be there.
+pub fn figures(measured: &Measurements) -> Result<RunFigures> {
+    let max = |latency: &Option<crate::report::model::Latency>, what: &str| -> Result<f64> {
+        latency.as_ref().and_then(|l| l.max_ns).map(|ns| ns as f64).with_context(|| format!("no {what} max in the console"))
+    };
+    let inband = measured.inband().context("no cyclictest output from the guest")?;
+    Ok(RunFigures {
+        thread_max_ns: max(&measured.oob_thread, "oob thread")?,
+        irq_max_ns: max(&measured.oob_irq, "oob irq")?,
+        inband_max_ns: inband.max_ns.context("no cyclictest max")? as f64,
+        inband_p99_ns: inband.percentile(990).context("cyclictest printed no samples")?.ns() as f64,
+        sirq_max_ns: measured.oob_sirq.as_ref().and_then(|sirq| sirq.max_ns).map(|ns| ns as f64),
+    })
+}
+
+/// One load's figures over the runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSpread {
+    /// The load.
+    pub load: String,
+    /// oob thread max, ns.
+    pub oob_thread_max_ns: Spread,
+    /// oob timer-IRQ max, ns.
+    pub oob_irq_max_ns: Spread,
+    /// cyclictest max, ns.
+    pub inband_max_ns: Spread,
+    /// cyclictest p99, ns.
+    pub inband_p99_ns: Spread,
+    /// sirq max, ns (absent if the core did not measure it).
+    pub sirq_max_ns: Option<Spread>,
+}
+
+impl LoadSpread {
+    fn of(load: Load, runs: &[RunFigures]) -> Option<Self> {
+        let pick = |f: fn(&RunFigures) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+        let sirq: Option<Vec<f64>> = runs.iter().map(|run| run.sirq_max_ns).collect();
+        Some(Self {
+            load: load.to_string(),
+            oob_thread_max_ns: pick(|run| run.thread_max_ns)?,
+            oob_irq_max_ns: pick(|run| run.irq_max_ns)?,
+            inband_max_ns: pick(|run| run.inband_max_ns)?,
+            inband_p99_ns: pick(|run| run.inband_p99_ns)?,
+            sirq_max_ns: sirq.and_then(|values| Spread::of(&values)),
+        })
+    }
+}
+
+/// The group's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Loads {
+    /// Per load, idle first.
+    pub loads: Vec<LoadSpread>,
+    /// The ratio checks.
+    pub checks: Vec<RatioCheck>,
+}
+
+/// The checks of the issue over `loads` (idle first).
+pub fn checks(loads: &[LoadSpread]) -> Vec<RatioCheck> {
+    let mut checks = Vec::new();
+    let Some(idle) = loads.iter().find(|l| l.load == Load::Idle.name()) else { return checks };
+    for loaded in loads.iter().filter(|l| l.load != Load::Idle.name()) {
+        let name = &loaded.load;
+        checks.push(RatioCheck::new(
+            format!("oob-thread max, {name} / idle"),
+            loaded.oob_thread_max_ns.median,
+            idle.oob_thread_max_ns.median,
+            LOAD_TARGET,
+        ));
+        checks.push(RatioCheck::new(
+            format!("oob-irq max, {name} / idle"),
+            loaded.oob_irq_max_ns.median,
+            idle.oob_irq_max_ns.median,
+            LOAD_TARGET,
+        ));
+        if loaded.load == Load::Grinder.name() {
+            checks.push(RatioCheck::new(
+                "oob-thread max / in-band max, grinder",
+                loaded.oob_thread_max_ns.median,
+                loaded.inband_max_ns.median,
+                INBAND_TARGET,
+            ));
+        }
+    }
+    checks
+}
+
+/// Runs every load `runs` times for `duration_s` seconds.
+pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> Result<Loads> {
+    let guest = Guest::prepare()?;
+    let profile = Profile::load(PROFILE)?;
+    let files = assets.for_profile(&profile)?;
+    let latency_test = format!("latmus={duration_s} latmus.period=1000");
+    let mut loads = Vec::new();
+    for load in LOADS {
+        let mut per_run = Vec::new();
+        for run in 1..=runs {
+            let bootargs = guest::core_bootargs(&[latency_test.as_str()], "cyclictest", duration_s, load);
+            let mut extra = guest::core_qemu_args(&guest);
+            extra.extend(ICOUNT.iter().map(|arg| arg.to_string()));
+            let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
+            let console = runner::boot(&format!("load-{load}-{run}"), qemu.command(&boot))?;
+            per_run.push(figures(&parse::parse(&console)).with_context(|| format!("load {load}, run {run}"))?);
+        }
+        loads.push(LoadSpread::of(load, &per_run).context("no runs")?);
+    }
+    let result = Loads { checks: checks(&loads), loads };
+    print(&result);
+    Ok(result)
+}
+
+fn print(result: &Loads) {
+    println!("\n(3) oob latency under each guest load against an idle guest (us), median (min..max) over the runs");
+    println!("  {:<10} {:>24} {:>24} {:>24} {:>24} {:>24}", "load", "oob-thread max", "oob-irq max", "in-band max", "in-band p99", "sirq max");
+    let us = |spread: &Spread| {
+        Spread::of(&spread.runs.iter().map(|ns| ns / 1000.0).collect::<Vec<_>>()).map_or_else(String::new, |s| s.describe(""))
+    };
+    for load in &result.loads {
+        println!(
+            "  {:<10} {:>24} {:>24} {:>24} {:>24} {:>24}",
+            load.load,
+            us(&load.oob_thread_max_ns),
+            us(&load.oob_irq_max_ns),
+            us(&load.inband_max_ns),
+            us(&load.inband_p99_ns),
+            load.sirq_max_ns.as_ref().map_or_else(|| "-".to_owned(), us)
+        );
+    }
+    for check in &result.checks {
+        println!("  {:<48} {}", check.name, check.verdict);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(thread: f64, irq: f64, inband: f64) -> RunFigures {
+        RunFigures { thread_max_ns: thread, irq_max_ns: irq, inband_max_ns: inband, inband_p99_ns: inband / 2.0, sirq_max_ns: None }
+    }
+
+    #[test]
+    fn checks_compare_each_load_with_idle_and_grinder_with_linux() {
+        let idle = LoadSpread::of(Load::Idle, &[run(1000.0, 500.0, 20_000.0), run(1200.0, 600.0, 22_000.0)]).unwrap();
+        let grinder = LoadSpread::of(Load::Grinder, &[run(1100.0, 550.0, 100_000.0)]).unwrap();
+        let neighbour = LoadSpread::of(Load::Neighbour, &[run(2200.0, 500.0, 50_000.0)]).unwrap();
+        let checks = checks(&[idle, grinder, neighbour]);
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "oob-thread max, grinder / idle",
+                "oob-irq max, grinder / idle",
+                "oob-thread max / in-band max, grinder",
+                "oob-thread max, neighbour / idle",
+                "oob-irq max, neighbour / idle",
+            ]
+        );
+        assert!(checks[0].met(), "1100 / 1100: {}", checks[0].verdict);
+        assert!(checks[2].met(), "1100 / 100000");
+        assert!(!checks[3].met(), "2200 / 1100 is 2x");
+        assert!(checks[3].verdict.contains("MISSED by 0.800"), "{}", checks[3].verdict);
+    }
+
+    #[test]
+    fn no_idle_reference_no_checks() {
+        let grinder = LoadSpread::of(Load::Grinder, &[run(1.0, 1.0, 1.0)]).unwrap();
+        assert!(checks(&[grinder]).is_empty());
+    }
+
+    #[test]
+    fn a_console_without_figures_is_an_error() {
+        assert!(figures(&parse::parse("nothing here\n")).is_err());
+    }
+}
