@@ -9,6 +9,7 @@ mod expect;
 mod guest;
 mod image;
 mod linux_package;
+mod machine;
 mod paths;
 mod process;
 mod profiles;
@@ -51,16 +52,33 @@ enum Command {
         #[command(flatten)]
         build: BuildFlags,
     },
-    /// Boot the core under QEMU, console on stdio; exits with QEMU's status.
+    /// The main job: the core on QEMU hosting Debian PREEMPT_RT, the oob latency test beside
+    /// the guest's cyclictest and a load; live console, then a latency table and a report in
+    /// target/report/<run>/. Exits with QEMU's status.
     Run {
-        /// The QEMU profile (a file qemu/<NAME>.toml).
-        #[arg(long, value_name = "NAME", default_value = profiles::DEFAULT)]
-        profile: String,
+        /// The board QEMU emulates.
+        #[arg(long, value_enum, default_value_t = Board::QemuVirt)]
+        board: Board,
+        /// The GIC version (QEMU virt; default v3, which the Linux guest needs).
+        #[arg(long, value_enum, value_name = "VERSION")]
+        gic: Option<machine::Gic>,
+        /// The number of CPUs (QEMU virt, 1 to 8; default 4). The guest gets one vCPU per CPU;
+        /// the latency test runs on the last.
+        #[arg(long, value_name = "N")]
+        cpus: Option<u32>,
+        /// A QEMU profile (a file qemu/<NAME>.toml) instead of --board/--gic/--cpus.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["gic", "cpus"])]
+        profile: Option<String>,
+        /// Run under QEMU `-icount shift=0,sleep=off`: virtual time is the instruction count,
+        /// so figures repeat run to run (but with several busy CPUs, QEMU's round-robin
+        /// between them shows in the latencies; see the README).
+        #[arg(long)]
+        icount: bool,
         /// Boot the core alone, without the Linux guest.
         #[arg(long)]
         no_guest: bool,
         /// What the guest runs (a script of its initramfs: uname, cyclictest,
-        /// cyclictest-stress, hackbench, stress-ng, shell).
+        /// cyclictest-stress, rtc-alarm, bench, hackbench, stress-ng, kallsyms, shell).
         #[arg(long, value_name = "NAME", default_value = "cyclictest")]
         guest_script: String,
         /// Your own guest kernel (a raw arm64 `Image`) instead of Debian's.
@@ -88,13 +106,14 @@ enum Command {
         /// More boot arguments for the core, after the latency test's.
         #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
         append: Option<String>,
-        /// Run the irqs-off hunter (`companion.irqsoff=US`): sample the guest's PC every US
-        /// microseconds and report where Linux held in-band IRQs off while one waited,
-        /// symbolized with the guest kernel's System.map.
-        #[arg(long, value_name = "US", conflicts_with = "no_guest", value_parser = clap::value_parser!(u64).range(1..))]
-        irqsoff: Option<u64>,
-        /// The guest kernel's System.map naming the irqs-off hunter's locations (default:
-        /// the Debian package's, which is only a stub; the real one is in its `-dbg` package).
+        /// The irqs-off hunter's sampling period in microseconds, 0 to turn it off: while an
+        /// in-band IRQ waits because Linux has IRQs masked, an oob timer samples the guest's PC
+        /// every US µs (`companion.irqsoff=US`); the report names the locations with the guest
+        /// kernel's System.map. On by default (the guest then boots with `nokaslr`).
+        #[arg(long, value_name = "US", default_value_t = 1000, conflicts_with = "no_guest")]
+        irqsoff: u64,
+        /// The guest kernel's System.map naming the irqs-off hunter's locations (default: the
+        /// map `cargo xtask` builds once per kernel from Debian's kernel's own /proc/kallsyms).
         #[arg(long, value_name = "FILE")]
         system_map: Option<PathBuf>,
         #[command(flatten)]
@@ -238,7 +257,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
+            board,
+            gic,
+            cpus,
             profile,
+            icount,
             no_guest,
             guest_script,
             guest_kernel,
@@ -254,6 +277,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             qemu_args,
         } => {
             let latency_test = if duration == 0 { String::new() } else { format!("latmus={duration} latmus.period={period}") };
+            let profile = match profile {
+                Some(name) => {
+                    anyhow::ensure!(board == Board::QemuVirt, "--profile {name} names the board itself; drop --board");
+                    Profile::load(&name)?
+                }
+                None => machine::MachineFlags { board, gic, cpus }.resolve()?,
+            };
+            let mut qemu_args = qemu_args;
+            if icount && !qemu_args.iter().any(|arg| arg == "-icount") {
+                qemu_args.splice(0..0, ["-icount".to_owned(), "shift=0,sleep=off".to_owned()]);
+            }
             if no_guest {
                 let bootargs = qemu::bootargs([latency_test.as_str(), append.as_deref().unwrap_or("")]);
                 let plan = ReportPlan {
@@ -264,6 +298,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     system_map: None,
                 };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
+            }
+            if let Some(why) = machine::guest_unsupported(&profile) {
+                anyhow::bail!("{why}");
             }
             let mut guest = Guest::prepare()?;
             for (what, given, slot) in
@@ -278,7 +315,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 anyhow::bail!("--guest-script {guest_script}: no such script (known: {})", guest::init::script_names());
             }
             let load = effective_load(&guest_script, load)?;
-            let hunter = irqsoff.map(|us| format!("companion.irqsoff={us}")).unwrap_or_default();
+            let hunter = if irqsoff > 0 { format!("companion.irqsoff={irqsoff}") } else { String::new() };
             let mut bootargs = guest::core_bootargs(
                 &[latency_test.as_str(), hunter.as_str(), append.as_deref().unwrap_or("")],
                 &guest_script,
@@ -294,7 +331,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             // The irqs-off hunter's PCs are named with System.map's addresses: no KASLR (and
             // so no KPTI trampoline either) in the guest.
-            if irqsoff.is_some() && guest_append.is_none() {
+            if irqsoff > 0 && guest_append.is_none() {
                 bootargs.push_str(" nokaslr");
             }
             let mut extra = guest::core_qemu_args(&guest);
@@ -313,7 +350,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
         Command::Irqsoff { profile, duration, load, period, system_map, build } => dispatch(Command::Run {
-            profile,
+            board: Board::QemuVirt,
+            gic: None,
+            cpus: None,
+            profile: Some(profile),
+            icount: false,
             no_guest: false,
             guest_script: "cyclictest".to_owned(),
             guest_kernel: None,
@@ -323,7 +364,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             duration,
             period: 1000,
             append: None,
-            irqsoff: Some(period),
+            irqsoff: period,
             system_map,
             build,
             qemu_args: Vec::new(),
@@ -429,17 +470,16 @@ fn effective_load(script: &str, asked: Option<Load>) -> Result<Load> {
 /// showing the console live while capturing it into `target/report/<run>/console.log`; at
 /// the end prints the latency table and writes the report (see [`report`]).
 fn run(
-    profile_name: &str,
+    profile: &Profile,
     bootargs: &str,
     build: BuildProfile,
     qemu_args: &[String],
     plan: &ReportPlan,
 ) -> Result<ExitCode> {
-    let profile = Profile::load(profile_name)?;
     let qemu = Qemu::ensure_installed()?;
-    let files = Assets::new(build).for_profile(&profile)?;
+    let files = Assets::new(build).for_profile(profile)?;
     let boot = Boot {
-        profile: &profile,
+        profile,
         kernel: &files.image.raw,
         dtb: files.dtb.as_deref(),
         bootargs,
@@ -601,14 +641,27 @@ mod tests {
     }
 
     #[test]
+    fn run_takes_machine_flags_or_a_profile() {
+        match parse(&["run", "--cpus", "2", "--gic", "v3", "--icount"]) {
+            Ok(Command::Run { board: Board::QemuVirt, gic: Some(machine::Gic::V3), cpus: Some(2), icount: true, profile: None, .. }) => {}
+            other => panic!("not parsed as asked: {other:?}"),
+        }
+        assert!(matches!(parse(&["run", "--board", "rpi4", "--no-guest"]), Ok(Command::Run { board: Board::Rpi4, .. })));
+        assert!(parse(&["run", "--profile", "virt-gicv3-1", "--cpus", "2"]).is_err());
+        assert!(parse(&["run", "--gic", "v4"]).is_err());
+        assert!(parse(&["run", "--board", "pdp11"]).is_err());
+    }
+
+    #[test]
     fn irqsoff_takes_a_period_and_a_load() {
         match parse(&["irqsoff", "--duration", "5", "--load", "idle"]) {
             Ok(Command::Irqsoff { duration: 5, load: Some(Load::Idle), period: 1000, .. }) => {}
             other => panic!("not an irqsoff run: {other:?}"),
         }
-        assert!(matches!(parse(&["run", "--irqsoff", "50"]), Ok(Command::Run { irqsoff: Some(50), .. })));
-        assert!(matches!(parse(&["run"]), Ok(Command::Run { irqsoff: None, .. })));
-        assert!(parse(&["run", "--irqsoff", "0"]).is_err());
+        assert!(matches!(parse(&["run", "--irqsoff", "50"]), Ok(Command::Run { irqsoff: 50, .. })));
+        assert!(matches!(parse(&["run"]), Ok(Command::Run { irqsoff: 1000, .. })));
+        assert!(matches!(parse(&["run", "--irqsoff", "0"]), Ok(Command::Run { irqsoff: 0, .. })));
+        assert!(matches!(parse(&["run", "--no-guest"]), Ok(Command::Run { no_guest: true, .. })));
         assert!(parse(&["run", "--irqsoff", "100", "--no-guest"]).is_err());
     }
 
