@@ -76,6 +76,14 @@ pub enum Scenario {
         /// under `-icount`) and check that the guest's masked second did not disturb it.
         latency: bool,
     },
+    /// The main job in small (`cargo xtask run --cpus 1 --icount --load grinder`): the
+    /// latency test and the irqs-off hunter beside the guest's cyclictest and grinder load;
+    /// the report built from the console must have every section, and the hunter's top
+    /// locations must be named with the guest kernel's System.map.
+    MainJob {
+        /// The latency test's and cyclictest's length.
+        seconds: u64,
+    },
     /// Boot the Debian PREEMPT_RT guest under the core and run a guest script.
     LinuxGuest {
         /// The initramfs script the guest runs (`guest.script=`).
@@ -83,6 +91,43 @@ pub enum Scenario {
         /// vCPUs (`companion.guest.vcpus=`), each pinned to its CPU.
         vcpus: u32,
     },
+}
+
+/// The irqs-off hunter in the main-job case: every 100 µs (cheap on one CPU under icount).
+const MAIN_JOB_HUNTER: &str = "companion.irqsoff=100";
+
+/// What the main-job case's report lacks: every section of `report.json` must be there
+/// (nothing in its `missing` list) and at least one irqs-off location named with
+/// `system_map` as `function+0xoff`; one line per problem.
+pub fn main_job_report_problems(console: &str, system_map: &std::path::Path) -> Vec<String> {
+    let info = crate::report::model::RunInfo {
+        id: "test".into(),
+        profile: "virt-gicv3-1".into(),
+        board: "qemu-virt".into(),
+        gic: Some("v3".into()),
+        cpus: 1,
+        load: "grinder".into(),
+        duration_s: 2,
+        qemu: "qemu".into(),
+        guest_kernel: None,
+        icount: true,
+    };
+    let mut report = crate::report::Report::new(info, true, Some(0), console);
+    report.symbolize(system_map);
+    let mut problems: Vec<String> = report.missing().into_iter().map(|line| format!("report lacks {line}")).collect();
+    let top = &report.measurements.irqsoff;
+    let named = top.iter().filter(|entry| entry.symbol.as_deref().is_some_and(is_function_offset)).count();
+    if named == 0 {
+        problems.push(format!("none of the {} irqs-off locations is named as function+0xoff", top.len()));
+    }
+    problems
+}
+
+/// Whether `symbol` reads `name+0xoffset`.
+fn is_function_offset(symbol: &str) -> bool {
+    symbol.split_once("+0x").is_some_and(|(name, offset)| {
+        !name.is_empty() && !name.starts_with("0x") && u64::from_str_radix(offset, 16).is_ok()
+    })
 }
 
 /// The checks the core makes of the EL1 test guest's reports, in order.
@@ -130,7 +175,7 @@ impl Scenario {
             Scenario::Fault => Some("fault"),
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest { .. } => Some("el1-guest"),
-            Scenario::LinuxGuest { .. } => None,
+            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } => None,
         }
     }
 }
@@ -226,6 +271,13 @@ pub const CASES: &[Case] = &[
         qemu_args: &[],
     },
     Case {
+        name: "main-job-report-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::MainJob { seconds: 2 },
+        timeout: Duration::from_secs(300),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "el1-guest-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::El1Guest { gic: Gic::V3, latency: false },
@@ -264,6 +316,11 @@ impl Case {
         if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
             return crate::guest::core_bootargs(&[&vcpus], script, 1, crate::guest::init::Load::Idle);
+        }
+        if let Scenario::MainJob { seconds } = self.scenario {
+            let latency = format!("latmus={seconds} latmus.period=1000");
+            let args = [latency.as_str(), MAIN_JOB_HUNTER];
+            return crate::guest::core_bootargs(&args, "cyclictest", seconds, crate::guest::init::Load::Grinder) + " nokaslr";
         }
         let test = self
             .scenario
@@ -368,6 +425,16 @@ impl Case {
                 lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
                 Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
             }
+            Scenario::MainJob { .. } => {
+                let lines = vec![
+                    LineMatch::all(&[r"^guest: load grinder started$"]),
+                    LineMatch::all(&[r"^guest: done$"]),
+                    LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
+                    LineMatch::all(&[r"^IRQSOFF\| pc 0x[0-9a-f]+ samples [1-9]"]),
+                    LineMatch::all(&[r"\bverdict: PASS\b"]),
+                ];
+                Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b", r"Kernel panic", r"KASLR enabled"])
+            }
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
@@ -461,6 +528,19 @@ mod tests {
     use crate::process::Ending;
     use crate::profiles::Profile;
     use std::collections::HashSet;
+
+    #[test]
+    fn main_job_case_runs_latency_test_hunter_and_grinder_without_kaslr() {
+        let case = CASES.iter().find(|case| matches!(case.scenario, Scenario::MainJob { .. })).unwrap();
+        let args = case.bootargs();
+        let (core, guest) = args.split_once(" -- ").unwrap();
+        assert!(core.contains("latmus=2") && core.contains(MAIN_JOB_HUNTER), "{core}");
+        assert!(guest.contains("guest.load=grinder") && guest.ends_with(" nokaslr"), "{guest}");
+        assert!(is_function_offset("cpu_do_idle+0x8"));
+        assert!(!is_function_offset("0xffff800080ee12a0"));
+        assert!(!is_function_offset("+0x8"));
+        assert!(!is_function_offset("name+0xzz"));
+    }
 
     /// A console as the contract describes it, for `cpus` CPUs and `gic`.
     fn boot_console(cpus: u32, gic: &str) -> String {

@@ -147,7 +147,8 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
     let mut assets = Assets::new(BuildProfile::Release);
     let mut guest: Option<crate::guest::Guest> = None;
     for case in cases {
-        let guest_args = if matches!(case.scenario, crate::cases::Scenario::LinuxGuest { .. }) {
+        let needs_guest = matches!(case.scenario, crate::cases::Scenario::LinuxGuest { .. } | crate::cases::Scenario::MainJob { .. });
+        let guest_args = if needs_guest {
             if guest.is_none() {
                 match crate::guest::Guest::prepare() {
                     Ok(prepared) => guest = Some(prepared),
@@ -161,7 +162,15 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
         } else {
             Vec::new()
         };
-        match run_case(&qemu, &mut assets, case, &guest_args) {
+        let run = run_case(&qemu, &mut assets, case, &guest_args).map(|mut run| {
+            if let (crate::cases::Scenario::MainJob { .. }, Some(guest)) = (case.scenario, &guest)
+                && run.failures.is_empty()
+            {
+                run.failures.extend(crate::cases::main_job_report_problems(&run.captured.output, &guest.system_map));
+            }
+            run
+        });
+        match run {
             Ok(run) if run.failures.is_empty() => report.pass(case.name, run.captured.elapsed),
             Ok(run) => {
                 report.fail(case.name, &run.failures.join("; "));
