@@ -144,9 +144,34 @@ pub fn link_latest(id: &str) -> Result<()> {
     fs::rename(&staging, &latest).with_context(|| format!("cannot replace {}", latest.display()))
 }
 
+/// While alive, this process ignores SIGINT (restored on drop): Ctrl-C at the terminal then
+/// stops only the child (QEMU, which handles the signal itself), and the run still ends with
+/// its table and report of what the console showed so far.
+struct IgnoreInterrupts {
+    previous: libc::sighandler_t,
+}
+
+impl IgnoreInterrupts {
+    fn new() -> Self {
+        // SAFETY: installing SIG_IGN has no handler code to run; the previous disposition is
+        // kept to restore it.
+        let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        Self { previous }
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        if self.previous != libc::SIG_ERR {
+            // SAFETY: restores the disposition `signal` returned, which was valid before.
+            unsafe { libc::signal(libc::SIGINT, self.previous) };
+        }
+    }
+}
+
 /// Runs `cmd` (stdin inherited), copying its stdout and stderr to ours as they arrive and
-/// into `log` and the returned text (lossy UTF-8, `\r` removed). Ctrl-C reaches the child
-/// through the terminal as before.
+/// into `log` and the returned text (lossy UTF-8, `\r` removed). Ctrl-C stops the child
+/// only (see [`IgnoreInterrupts`]); what it printed until then is returned.
 pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String)> {
     let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let sink = Arc::new(Mutex::new((file, Vec::<u8>::new())));
@@ -178,6 +203,8 @@ pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String
             }
         })
     };
+    // After the spawn: the child keeps the default disposition.
+    let _interrupts = IgnoreInterrupts::new();
     let out = copy(Box::new(stdout), false, Arc::clone(&sink));
     let err = copy(Box::new(stderr), true, Arc::clone(&sink));
     let status = child.wait().context("cannot wait for QEMU")?;
