@@ -91,12 +91,54 @@ enum Distributor {
 // SAFETY: the driver only holds MMIO pointers; every use goes through the DISTRIBUTOR lock.
 unsafe impl Send for Distributor {}
 
-/// Test-and-set rather than ticket: guest exits on every CPU mask and unmask forwarded
-/// interrupts through it, and a ticket lock handed to a waiter whose vCPU thread the host
-/// descheduled stalls every CPU behind it (see `IrqTasLock`).
+/// Test-and-set rather than ticket: guest exits on every CPU may take it (guest writes to the
+/// emulated distributor; on GICv2, masking and unmasking forwarded interrupts, which GICv3
+/// does without it, see [`EnableRegisters`]), and a ticket lock handed to a waiter whose vCPU
+/// thread the host descheduled stalls every CPU behind it (see `IrqTasLock`).
 static DISTRIBUTOR: Once<IrqTasLock<Distributor>> = Once::new();
 /// GICv2 CPU interface base (banked per CPU, so one address serves all); 0 on GICv3.
 static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
+
+/// GICv3: where [`set_enabled`] writes the enable bits of an interrupt without the
+/// [`DISTRIBUTOR`] lock (all 0 until [`init`] found a GICv3).
+///
+/// GICD_ISENABLER / GICD_ICENABLER and their redistributor copies are write-one-to-set /
+/// write-one-to-clear: one store changes one interrupt's bit and leaves the others alone, so
+/// unlike the driver's read-modify-write configuration registers they need no lock. This is
+/// the path every forwarded interrupt takes twice (mask, then unmask on completion).
+struct EnableRegisters {
+    /// The distributor frame.
+    gicd: AtomicUsize,
+    /// The first redistributor (its RD_base frame).
+    gicr: AtomicUsize,
+    /// Bytes from one CPU's redistributor to the next.
+    gicr_stride: AtomicUsize,
+    /// CPUs whose redistributor is mapped.
+    cpus: AtomicUsize,
+}
+
+static ENABLE_REGISTERS: EnableRegisters = EnableRegisters {
+    gicd: AtomicUsize::new(0),
+    gicr: AtomicUsize::new(0),
+    gicr_stride: AtomicUsize::new(0),
+    cpus: AtomicUsize::new(0),
+};
+
+/// GICD_ISENABLER<n> / GICR_ISENABLER0 offset (from GICD / SGI_base).
+const ISENABLER: usize = 0x100;
+/// GICD_ICENABLER<n> / GICR_ICENABLER0 offset (from GICD / SGI_base).
+const ICENABLER: usize = 0x180;
+/// Offset of a redistributor's SGI_base frame from its RD_base.
+const GICR_SGI_BASE: usize = 0x1_0000;
+/// GICR_TYPER offset (from RD_base).
+const GICR_TYPER: usize = 0x8;
+/// GICR_TYPER.VLPIS: the redistributor has the two extra GICv4 frames (VLPI_base and a
+/// reserved one).
+const GICR_TYPER_VLPIS: u64 = 1 << 1;
+/// Redistributor stride of GICv3: RD_base and SGI_base.
+const GICR_STRIDE_V3: usize = 0x2_0000;
+/// Redistributor stride with the GICv4 frames.
+const GICR_STRIDE_V4: usize = 0x4_0000;
 
 /// Takes ownership of the GIC: default configuration (every SPI group 1, disabled, level),
 /// the boot CPU's interface enabled. Returns what the hardware implements.
@@ -112,6 +154,15 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
             // SAFETY: the caller guarantees the frames are mapped and unaliased.
             let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, cpus) }
                 .map_err(|_| GicError::Redistributor)?;
+            // SAFETY: the first redistributor's RD_base frame is mapped as device memory (the
+            // caller's contract; the driver just read it); GICR_TYPER is a read-only register.
+            let typer = unsafe { gicr.cast::<u8>().add(GICR_TYPER).cast::<u64>().read_volatile() };
+            let stride = if typer & GICR_TYPER_VLPIS != 0 { GICR_STRIDE_V4 } else { GICR_STRIDE_V3 };
+            ENABLE_REGISTERS.gicr_stride.store(stride, Ordering::Relaxed);
+            ENABLE_REGISTERS.gicr.store(gicr.as_ptr() as usize, Ordering::Relaxed);
+            ENABLE_REGISTERS.cpus.store(cpus, Ordering::Relaxed);
+            // Last, with release: a non-zero GICD address publishes the others.
+            ENABLE_REGISTERS.gicd.store(info.distributor.base as usize, Ordering::Release);
             enable_el2_system_registers();
             gic.setup(0);
             GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
@@ -294,6 +345,14 @@ pub const INBAND_PRIORITY: u8 = 0xa0;
 /// copy, which on GICv2 must be the calling CPU). Used to mask a forwarded interrupt while
 /// the guest handles its virtual copy.
 pub fn set_enabled(intid: u32, cpu: usize, enabled: bool) -> Result<(), GicError> {
+    if let Some(register) = enable_register(intid, cpu, enabled) {
+        // SAFETY: `enable_register` returns the address of a GICD_ISENABLER/ICENABLER or
+        // GICR_ISENABLER0/ICENABLER0 register inside the frames `init` found mapped as device
+        // memory (for ever); a write-one register changes only the bit written (see
+        // `EnableRegisters`), so no lock is needed and no other state is touched.
+        unsafe { (register as *mut u32).write_volatile(1 << (intid % 32)) };
+        return Ok(());
+    }
     let Some(distributor) = DISTRIBUTOR.get() else { return Err(GicError::MissingFrame("distributor")) };
     let id = IntId::try_from(intid).map_err(|_| GicError::BadIntId(intid))?;
     match &mut *distributor.lock() {
@@ -302,6 +361,30 @@ pub fn set_enabled(intid: u32, cpu: usize, enabled: bool) -> Result<(), GicError
             gic.enable_interrupt(id, cpu, enabled).map_err(|_| GicError::BadIntId(intid))
         }
         Distributor::V2(gic) => gic.enable_interrupt(id, enabled).map_err(|_| GicError::BadIntId(intid)),
+    }
+}
+
+/// The GICv3 register whose bit `intid % 32` enables (`enable`) or disables `intid` (for a
+/// private one, on `cpu`); `None` without a GICv3, for a CPU without a redistributor, or for
+/// an INTID outside SGIs, PPIs and SPIs (the driver's path handles or refuses those).
+#[inline]
+fn enable_register(intid: u32, cpu: usize, enable: bool) -> Option<usize> {
+    let gicd = ENABLE_REGISTERS.gicd.load(Ordering::Acquire);
+    if gicd == 0 {
+        return None;
+    }
+    let offset = if enable { ISENABLER } else { ICENABLER };
+    if intid < 32 {
+        if cpu >= ENABLE_REGISTERS.cpus.load(Ordering::Relaxed) {
+            return None;
+        }
+        let gicr = ENABLE_REGISTERS.gicr.load(Ordering::Relaxed);
+        let stride = ENABLE_REGISTERS.gicr_stride.load(Ordering::Relaxed);
+        Some(gicr + cpu * stride + GICR_SGI_BASE + offset)
+    } else if intid < SPECIAL_INTIDS {
+        Some(gicd + offset + 4 * (intid as usize / 32))
+    } else {
+        None
     }
 }
 

@@ -62,14 +62,36 @@ struct CpuLanes {
     count: usize,
     /// The INTID in each list register.
     in_lr: [Option<u32>; MAX_LIST_REGISTERS],
+    /// A bit per list register holding something (`in_lr[i]` is `Some`): [`flush`] reads
+    /// back only these.
+    occupied: u32,
     /// The list register holding an outstanding sirq post, whose acknowledge is timed.
     sirq_lr: Option<usize>,
+    /// Whether the underflow maintenance interrupt is requested (ICH_HCR_EL2.UIE as last
+    /// written), so [`flush`] writes it only when that changes.
+    underflow: bool,
+    /// [`flush`]'s scratch list of the interrupts it takes, `(INTID, priority)`: kept here so
+    /// that no flush spends instructions clearing one on its stack.
+    chosen: [(u32, u8); MAX_LIST_REGISTERS],
+}
+
+impl CpuLanes {
+    /// No list registers filled, `count` of them.
+    const fn empty(count: usize) -> Self {
+        Self {
+            count,
+            in_lr: [None; MAX_LIST_REGISTERS],
+            occupied: 0,
+            sirq_lr: None,
+            underflow: false,
+            chosen: [(0, 0); MAX_LIST_REGISTERS],
+        }
+    }
 }
 
 /// Per CPU, its list-register bookkeeping. Only that CPU takes its lock (IRQs masked), so it
 /// is never contended; it is separate from [`VIRQ`] so the hardware accesses stay outside it.
-static LANES: [IrqSpinLock<CpuLanes>; boot::MAX_CPUS] =
-    [const { IrqSpinLock::new(CpuLanes { count: 0, in_lr: [None; MAX_LIST_REGISTERS], sirq_lr: None }) }; boot::MAX_CPUS];
+static LANES: [IrqSpinLock<CpuLanes>; boot::MAX_CPUS] = [const { IrqSpinLock::new(CpuLanes::empty(0)) }; boot::MAX_CPUS];
 /// The number of vCPUs (0: no guest); set once by [`init`].
 static VCPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The maintenance interrupt's INTID (0: none).
@@ -283,9 +305,10 @@ pub fn init_this_cpu(cpu: usize) {
     for index in 0..lrs {
         list_registers::clear(index);
     }
+    // All maintenance requests off, as `CpuLanes::empty` records.
     list_registers::enable_interface();
     if let Some(lanes) = LANES.get(cpu) {
-        *lanes.lock() = CpuLanes { count: lrs, in_lr: [None; MAX_LIST_REGISTERS], sirq_lr: None };
+        *lanes.lock() = CpuLanes::empty(lrs);
     }
     let maintenance = MAINTENANCE_INTID.load(Ordering::Relaxed);
     if maintenance != 0 {
@@ -317,9 +340,8 @@ pub fn forward(intid: u32) -> bool {
             _ => vcpu,
         }
     };
-    let edge = virq.vgic.state(intid, target).map(|s| s.edge).unwrap_or(false);
-    let was_pending = virq.vgic.state(intid, target).is_ok_and(|s| s.pending());
-    let _ = if edge { virq.vgic.set_pending(intid, target) } else { virq.vgic.set_level(intid, target, true) };
+    // An edge for an edge-triggered interrupt, the line high for a level-sensitive one.
+    let was_pending = virq.vgic.signal(intid, target).unwrap_or(false);
     REPLAY.logged.fetch_add(1, Ordering::Relaxed);
     if was_pending {
         REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +413,8 @@ pub fn flush() {
         return;
     }
     let Some(lanes) = LANES.get(cpu) else { return };
-    let mut lanes = lanes.lock();
+    let mut guard = lanes.lock();
+    let lanes = &mut *guard;
     let count = lanes.count;
     if count == 0 {
         return;
@@ -406,13 +429,19 @@ pub fn flush() {
         super::sirq::acknowledged();
     }
 
-    // 1. Completions: list registers the guest emptied.
+    // 1. Completions: list registers the guest emptied (only those the core filled are read).
     let mut completed = [0u32; MAX_LIST_REGISTERS];
     let mut completions = 0;
-    // The index names a list register: it addresses the hardware and several tables.
-    #[allow(clippy::needless_range_loop)]
-    for index in 0..count {
-        let Some(intid) = lanes.in_lr[index] else { continue };
+    let mut occupied = lanes.occupied;
+    let mut filled = occupied;
+    while filled != 0 {
+        let index = filled.trailing_zeros() as usize;
+        filled &= filled - 1;
+        let Some(intid) = lanes.in_lr.get(index).copied().flatten() else {
+            // Not the core's (never: the bit and the entry are set together): forget it.
+            occupied &= !(1 << index);
+            continue;
+        };
         let (state, _) = list_registers::read(index);
         if state != LrState::Invalid {
             continue;
@@ -421,6 +450,7 @@ pub fn flush() {
         // asserted (ICH_EISR_EL2): clear it.
         list_registers::clear(index);
         lanes.in_lr[index] = None;
+        occupied &= !(1 << index);
         completed[completions] = intid;
         completions += 1;
         COMPLETED.fetch_add(1, Ordering::Relaxed);
@@ -428,13 +458,15 @@ pub fn flush() {
         let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
         record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
     }
-    let free = lanes.in_lr[..count].iter().filter(|slot| slot.is_none()).count();
+    lanes.occupied = occupied;
+    // Only bits below `count` are ever set.
+    let free = count - occupied.count_ones() as usize;
 
     // 2. The model, under the shared lock: completions, then the most urgent pending ones.
     let mut unmask = [0u32; MAX_LIST_REGISTERS];
     let mut unmasks = 0;
-    let mut chosen = [(0u32, 0u8); MAX_LIST_REGISTERS];
-    let mut chosen_count = 0;
+    let chosen = &mut lanes.chosen;
+    let chosen_count;
     let mut waiting = false;
     {
         let mut guard = VIRQ.lock();
@@ -449,14 +481,8 @@ pub fn flush() {
                 unmasks += 1;
             }
         }
-        let candidates = virq.vgic.most_urgent(cpu, &mut chosen[..free]);
-        for index in 0..candidates {
-            let (intid, priority) = chosen[index];
-            if virq.vgic.acknowledge(cpu, intid).is_ok() {
-                chosen[chosen_count] = (intid, priority);
-                chosen_count += 1;
-            }
-        }
+        // Found and acknowledged at once: each is now active in the model, not offered again.
+        chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
         if chosen_count == free {
             let left = virq.vgic.pending_for(cpu).count() as u64;
             waiting = left > 0;
@@ -471,12 +497,17 @@ pub fn flush() {
         // The line is sampled again once enabled: a level still high fires anew.
         let _ = gic::set_enabled(intid, cpu, true);
     }
-    let mut next = 0;
-    for &(intid, priority) in &chosen[..chosen_count] {
-        let Some(free) = (next..count).find(|&i| lanes.in_lr[i].is_none()) else { break };
-        next = free + 1;
+    // The empty list registers (`count` is at most 16).
+    let mut empty = !occupied & ((1u32 << count) - 1);
+    for &(intid, priority) in &lanes.chosen[..chosen_count] {
+        if empty == 0 {
+            break;
+        }
+        let free = empty.trailing_zeros() as usize;
+        empty &= empty - 1;
         list_registers::inject(free, intid, priority);
         lanes.in_lr[free] = Some(intid);
+        occupied |= 1 << free;
         if super::sirq::is_outstanding(cpu, intid) {
             lanes.sirq_lr = Some(free);
             list_registers::request_no_pending(true);
@@ -492,9 +523,12 @@ pub fn flush() {
     // More than fits waits for the underflow maintenance interrupt; each injected one asks
     // for an EOI maintenance interrupt. Either brings this CPU back here: no need to keep
     // WORK set (which would take the shared lock on every exit).
-    list_registers::request_underflow(waiting);
+    if lanes.underflow != waiting {
+        list_registers::request_underflow(waiting);
+        lanes.underflow = waiting;
+    }
+    lanes.occupied = occupied;
     // For `has_pending`: which list registers hold something.
-    let occupied = (0..count).filter(|&index| lanes.in_lr[index].is_some()).fold(0u32, |bits, index| bits | 1 << index);
     if let Some(bits) = LR_OCCUPIED.get(cpu) {
         bits.store(occupied, Ordering::Relaxed);
     }

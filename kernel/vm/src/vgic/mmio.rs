@@ -269,6 +269,16 @@ impl Vgic {
         }
     }
 
+    /// [`Vgic::refresh`] for `intid` as `frame` sees it (nothing if the frame does not cover
+    /// it).
+    fn refresh_in(&mut self, frame: Frame, intid: u32) {
+        match frame {
+            Frame::Dist if intid >= FIRST_SPI => self.refresh(intid, 0),
+            Frame::Redist(vcpu) if intid < FIRST_SPI => self.refresh(intid, vcpu),
+            _ => {}
+        }
+    }
+
     fn dist_ctlr(&self) -> u32 {
         let enable = if self.group1_enabled {
             CTLR_ENABLE_GRP1
@@ -415,6 +425,8 @@ impl Vgic {
                         BitReg::ClearActive => core::mem::replace(&mut irq.active, false),
                     };
                     mask |= u32::from(changed) << bit;
+                    // Enabled, pending or active may have changed: keep the ready bit in step.
+                    self.refresh_in(frame, first + bit);
                 }
                 let kind = match kind {
                     // IGROUPR is RAO/WI: its mask is always 0, so no change is reported.
@@ -454,6 +466,8 @@ impl Vgic {
                     {
                         irq.edge = edge;
                         mask |= 1 << field;
+                        // A level line's pending state depends on the trigger.
+                        self.refresh_in(frame, intid);
                     }
                 }
                 change(ChangeKind::Config, first, mask)

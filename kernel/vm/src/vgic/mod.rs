@@ -56,14 +56,16 @@
 //! coalescing of in-band physical IRQs per CPU and the list registers. The glue joins them:
 //!
 //! - **Physical in-band IRQ** forwarded to the guest: update the vGIC first
-//!   ([`Vgic::set_pending`] for edge, [`Vgic::set_level`] for level), then, if
+//!   ([`Vgic::set_pending`] for edge, [`Vgic::set_level`] for level; [`Vgic::signal`] does
+//!   whichever applies), then, if
 //!   [`Vgic::is_deliverable`] for the target vCPU, `ReplayLog::raise` a `VirqDesc` built from
 //!   [`Vgic::state`] (its priority and trigger) with the hardware link. If it is not
 //!   deliverable (the guest disabled it), it stays pending in the vGIC only.
 //! - **Virtual-only interrupts** (SGIs from [`Vgic::sgi1r`], emulated devices): raise each
 //!   deliverable INTID from [`Vgic::pending_for`] into the target's log.
-//! - **Flush**: each interrupt the list-register flush takes is [`Vgic::acknowledge`]d: the vGIC
-//!   counts "in a list register or active in the guest" as active, so it is not offered again.
+//! - **Flush**: each interrupt the list-register flush takes is [`Vgic::acknowledge`]d (found
+//!   and acknowledged in one pass by [`Vgic::take_most_urgent`]): the vGIC counts "in a list
+//!   register or active in the guest" as active, so it is not offered again.
 //!   A pending LR entry taken back to the log (requeued) is [`Vgic::requeue`]d.
 //! - **LR sync**: each completion (the guest's EOI / deactivation) is [`Vgic::deactivate`]d.
 //! - **Guest MMIO writes** return [`Changes`]: `Enabled` → enable the physical line of a
@@ -204,6 +206,12 @@ impl IrqState {
     pub const fn pending(&self) -> bool {
         self.pending_latch || (!self.edge && self.line_level)
     }
+
+    /// Enabled, pending and not active: a candidate for injection, routing and the
+    /// distributor enable aside. [`Vgic`] keeps one bit of this per interrupt.
+    const fn ready(&self) -> bool {
+        self.enabled && self.pending() && !self.active
+    }
 }
 
 /// Where an interrupt is delivered.
@@ -217,8 +225,18 @@ pub enum Target {
     Nobody,
 }
 
+/// Words of the SPI ready bitmap: one bit per SPI.
+const SPI_WORDS: usize = MAX_SPIS.div_ceil(u32::BITS) as usize;
+
 /// The emulated GICv3 distributor and redistributors of one guest. About 17 KiB; no
 /// allocation.
+///
+/// Besides the state of each interrupt it keeps, for the list-register flush, a bitmap of
+/// the interrupts that are *ready* (enabled, pending and not active): one word per vCPU for
+/// its private interrupts, one bit per SPI, and a summary word saying which SPI words are
+/// non-zero. Every change of enabled, pending or active updates it, so
+/// [`Vgic::most_urgent`] and [`Vgic::pending_for`] visit only the set bits rather than every
+/// interrupt. Routing and the distributor enable are checked when the bits are visited.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vgic {
     mpidrs: [u64; MAX_VCPUS],
@@ -229,6 +247,12 @@ pub struct Vgic {
     private: [[IrqState; NR_PRIVATE]; MAX_VCPUS],
     shared: [IrqState; MAX_SPIS as usize],
     routes: [u64; MAX_SPIS as usize],
+    /// Per vCPU, bit `n`: private INTID `n` is ready.
+    private_ready: [u32; MAX_VCPUS],
+    /// Bit `n % 32` of word `n / 32`: SPI `32 + n` is ready.
+    spi_ready: [u32; SPI_WORDS],
+    /// Bit `w`: `spi_ready[w]` is non-zero.
+    spi_ready_words: u32,
 }
 
 impl Vgic {
@@ -255,6 +279,9 @@ impl Vgic {
             private: [[IrqState::reset(false); NR_PRIVATE]; MAX_VCPUS],
             shared: [IrqState::reset(false); MAX_SPIS as usize],
             routes: [0; MAX_SPIS as usize],
+            private_ready: [0; MAX_VCPUS],
+            spi_ready: [0; SPI_WORDS],
+            spi_ready_words: 0,
         };
         vgic.reset();
         Ok(vgic)
@@ -272,6 +299,10 @@ impl Vgic {
         }
         self.shared = [IrqState::reset(false); MAX_SPIS as usize];
         self.routes = [self.mpidrs[0]; MAX_SPIS as usize];
+        // Everything is disabled and idle: nothing is ready.
+        self.private_ready = [0; MAX_VCPUS];
+        self.spi_ready = [0; SPI_WORDS];
+        self.spi_ready_words = 0;
     }
 
     /// Number of vCPUs.
@@ -366,6 +397,16 @@ impl Vgic {
         }
     }
 
+    /// Whether SPI number `index` (INTID 32 + `index`, implemented) is routed to `vcpu`: to
+    /// its affinity, or to any vCPU (IRM = 1).
+    fn spi_routed_to(&self, index: usize, vcpu: usize) -> bool {
+        match self.route_target(self.routes[index]) {
+            Target::Vcpu(target) => target == vcpu,
+            Target::Any => true,
+            Target::Nobody => false,
+        }
+    }
+
     /// Whether `intid` may be injected into `vcpu` now: the distributor and the interrupt are
     /// enabled, it is pending and not active, and it targets `vcpu` (an IRM = 1 SPI targets
     /// every vCPU). False for unknown INTIDs and vCPUs.
@@ -374,14 +415,93 @@ impl Vgic {
             return false;
         };
         self.group1_enabled
-            && irq.enabled
-            && irq.pending()
-            && !irq.active
-            && match self.target(intid, vcpu) {
-                Ok(Target::Vcpu(index)) => index == vcpu,
-                Ok(Target::Any) => true,
-                _ => false,
+            && irq.ready()
+            && match spi_index(intid) {
+                // `lookup` accepted it: an implemented SPI, which routing decides.
+                Some(index) => vcpu < self.vcpus && self.spi_routed_to(index, vcpu),
+                // A private interrupt of the bank `lookup` found: `vcpu`'s own.
+                None => true,
             }
+    }
+
+    /// Brings the ready bit of `intid` (of `vcpu`'s bank, for a private INTID) up to date
+    /// with its state. Every change of an interrupt's enabled, pending (latch, line, trigger)
+    /// or active state calls it; out-of-range arguments are ignored.
+    #[inline]
+    fn refresh(&mut self, intid: u32, vcpu: usize) {
+        if intid < regs::FIRST_SPI {
+            let Some(bank) = self.private[..self.vcpus].get(vcpu) else {
+                return;
+            };
+            let bit = 1u32 << intid;
+            if bank[intid as usize].ready() {
+                self.private_ready[vcpu] |= bit;
+            } else {
+                self.private_ready[vcpu] &= !bit;
+            }
+        } else if intid < regs::FIRST_SPI + self.spis {
+            let index = (intid - regs::FIRST_SPI) as usize;
+            let (word, bit) = (index / 32, 1u32 << (index % 32));
+            if self.shared[index].ready() {
+                self.spi_ready[word] |= bit;
+            } else {
+                self.spi_ready[word] &= !bit;
+            }
+            if self.spi_ready[word] != 0 {
+                self.spi_ready_words |= 1 << word;
+            } else {
+                self.spi_ready_words &= !(1 << word);
+            }
+        }
+    }
+
+    /// Calls `visit(intid, state)` for every ready interrupt that may go to `vcpu` by its
+    /// bank (its private ones, every ready SPI whatever its routing), in ascending INTID
+    /// order. Nothing for a vCPU index outside the model.
+    #[inline]
+    fn for_each_ready(&self, vcpu: usize, mut visit: impl FnMut(u32, &IrqState)) {
+        let (Some(bank), Some(&private)) = (self.private.get(vcpu), self.private_ready.get(vcpu))
+        else {
+            return;
+        };
+        let mut bits = private;
+        while bits != 0 {
+            let intid = bits.trailing_zeros();
+            bits &= bits - 1;
+            visit(intid, &bank[intid as usize]);
+        }
+        let mut words = self.spi_ready_words;
+        while words != 0 {
+            let word = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let mut bits = self.spi_ready[word];
+            while bits != 0 {
+                let index = word * 32 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // Only implemented SPIs have their bit set: always `Some`.
+                if let Some(irq) = self.shared.get(index) {
+                    visit(regs::FIRST_SPI + index as u32, irq);
+                }
+            }
+        }
+    }
+
+    /// Whether the ready bitmaps agree with the interrupts' states (for tests).
+    #[cfg(test)]
+    fn ready_bits_consistent(&self) -> bool {
+        let private = (0..MAX_VCPUS).all(|vcpu| {
+            (0..NR_PRIVATE).all(|intid| {
+                let ready = vcpu < self.vcpus && self.private[vcpu][intid].ready();
+                (self.private_ready[vcpu] >> intid) & 1 == u32::from(ready)
+            })
+        });
+        let shared = (0..MAX_SPIS as usize).all(|index| {
+            let ready = index < self.spis as usize && self.shared[index].ready();
+            (self.spi_ready[index / 32] >> (index % 32)) & 1 == u32::from(ready)
+        });
+        let words = (0..SPI_WORDS)
+            .all(|word| (self.spi_ready_words >> word) & 1 == u32::from(self.spi_ready[word] != 0));
+        private && shared && words && self.spi_ready_words >> SPI_WORDS == 0
     }
 
     /// Every interrupt that may be injected into `vcpu` now (see [`Self::is_deliverable`]),
@@ -403,30 +523,26 @@ impl Vgic {
     }
 
     /// Fills `out` with the first `out.len()` items of [`Self::pending_for`] (most urgent
-    /// first) in a single scan of the vCPU's interrupts, and returns how many it wrote. The
-    /// list-register flush uses it to fill all its free list registers at once.
+    /// first) in a single pass over the vCPU's ready interrupts (the bitmap, not every INTID),
+    /// and returns how many it wrote. The list-register flush uses it to fill all its free
+    /// list registers at once.
     pub fn most_urgent(&self, vcpu: usize, out: &mut [(u32, u8)]) -> usize {
         if out.is_empty() || vcpu >= self.vcpus || !self.group1_enabled {
             return 0;
         }
-        let private = self.private[vcpu].iter().enumerate().map(|(intid, irq)| (intid as u32, irq));
-        let shared = self.shared[..self.spis as usize]
-            .iter()
-            .enumerate()
-            .map(|(i, irq)| (regs::FIRST_SPI + i as u32, irq));
         let mut found = 0;
-        for (intid, irq) in private.chain(shared) {
-            // The cheap per-interrupt test first; routing only for the few that pass it.
-            if !(irq.enabled && irq.pending() && !irq.active) {
-                continue;
-            }
+        // INTIDs ascend, so among equal priorities the first one kept wins.
+        self.for_each_ready(vcpu, |intid, irq| {
             let key = (irq.priority, intid);
             if found == out.len() && out[found - 1].1 <= key.0 {
                 // Not better than the worst kept one (INTIDs ascend, so ties lose).
-                continue;
+                return;
             }
-            if !self.is_deliverable(vcpu, intid) {
-                continue;
+            // Routing only for the few that would be kept.
+            if let Some(index) = spi_index(intid)
+                && !self.spi_routed_to(index, vcpu)
+            {
+                return;
             }
             // Insert in order, dropping the worst if full.
             let mut at = found.min(out.len() - 1);
@@ -438,7 +554,7 @@ impl Vgic {
                 at -= 1;
             }
             out[at] = (intid, key.0);
-        }
+        });
         found
     }
 
@@ -449,6 +565,7 @@ impl Vgic {
         let irq = self.lookup_mut(intid, vcpu)?;
         let was = irq.pending();
         irq.pending_latch = true;
+        self.refresh(intid, vcpu);
         Ok(!was)
     }
 
@@ -463,7 +580,25 @@ impl Vgic {
             irq.pending_latch = true;
         }
         irq.line_level = level;
-        Ok(irq.pending() != was)
+        let changed = irq.pending() != was;
+        self.refresh(intid, vcpu);
+        Ok(changed)
+    }
+
+    /// A forwarded physical interrupt `intid` fired: an edge for an edge-triggered one (as
+    /// [`Self::set_pending`]), its line high for a level-sensitive one (as
+    /// [`Self::set_level`] with `true`). `vcpu` selects the bank of a private INTID. Returns
+    /// whether it was pending already (the new assertion merges into the pending one).
+    pub fn signal(&mut self, intid: u32, vcpu: usize) -> Result<bool, Error> {
+        let irq = self.lookup_mut(intid, vcpu)?;
+        let was = irq.pending();
+        if irq.edge {
+            irq.pending_latch = true;
+        } else {
+            irq.line_level = true;
+        }
+        self.refresh(intid, vcpu);
+        Ok(was)
     }
 
     /// The list-register flush took `intid` for `vcpu`: pending becomes active (the latch is
@@ -474,17 +609,36 @@ impl Vgic {
         if !self.is_deliverable(vcpu, intid) {
             return Err(Error::NotDeliverable(intid));
         }
-        let irq = self.lookup_mut(intid, vcpu)?;
-        irq.latch_taken = irq.pending_latch;
-        irq.pending_latch = false;
-        irq.active = true;
+        self.take(vcpu, intid);
         Ok(())
+    }
+
+    /// [`Self::acknowledge`] of an interrupt known to be deliverable to `vcpu`.
+    fn take(&mut self, vcpu: usize, intid: u32) {
+        if let Ok(irq) = self.lookup_mut(intid, vcpu) {
+            irq.latch_taken = irq.pending_latch;
+            irq.pending_latch = false;
+            irq.active = true;
+            self.refresh(intid, vcpu);
+        }
+    }
+
+    /// [`Self::most_urgent`], then [`Self::acknowledge`] of each interrupt it wrote to `out`:
+    /// what the list-register flush does, in one pass. Returns how many it took.
+    pub fn take_most_urgent(&mut self, vcpu: usize, out: &mut [(u32, u8)]) -> usize {
+        let found = self.most_urgent(vcpu, out);
+        for &(intid, _) in &out[..found] {
+            // Each was deliverable, and taking one leaves the others so (distinct INTIDs).
+            self.take(vcpu, intid);
+        }
+        found
     }
 
     /// The guest deactivated `intid` (a completion from the list-register sync): it is no
     /// longer active. Deactivating an inactive interrupt does nothing.
     pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
         self.lookup_mut(intid, vcpu)?.active = false;
+        self.refresh(intid, vcpu);
         Ok(())
     }
 
@@ -497,6 +651,7 @@ impl Vgic {
             irq.active = false;
             irq.pending_latch |= irq.latch_taken;
             irq.latch_taken = false;
+            self.refresh(intid, vcpu);
         }
         Ok(())
     }
@@ -511,6 +666,7 @@ impl Vgic {
         let targets = request.targets(&self.mpidrs[..self.vcpus], sender);
         for vcpu in targets.iter() {
             self.private[vcpu][request.intid as usize].pending_latch = true;
+            self.refresh(request.intid, vcpu);
         }
         Ok(targets)
     }
@@ -526,7 +682,7 @@ fn spi_index(intid: u32) -> Option<usize> {
 }
 
 /// The interrupts deliverable to one vCPU, most urgent first ([`Vgic::pending_for`]). Each
-/// step scans the vCPU's private interrupts and the SPIs.
+/// step visits the ready interrupts (the bitmap) once.
 #[derive(Clone, Debug)]
 pub struct PendingIter<'a> {
     vgic: &'a Vgic,
@@ -543,22 +699,17 @@ impl Iterator for PendingIter<'_> {
         if self.done || self.vcpu >= vgic.vcpus || !vgic.group1_enabled {
             return None;
         }
-        let private =
-            (0..regs::FIRST_SPI).map(|intid| (intid, &vgic.private[self.vcpu][intid as usize]));
-        let shared = (0..vgic.spis).map(|i| (regs::FIRST_SPI + i, &vgic.shared[i as usize]));
+        let (vcpu, after) = (self.vcpu, self.after);
         let mut best: Option<(u8, u32)> = None;
-        for (intid, irq) in private.chain(shared) {
-            if !(irq.enabled && irq.pending() && !irq.active) {
-                continue;
-            }
+        vgic.for_each_ready(vcpu, |intid, irq| {
             let key = (irq.priority, intid);
-            if self.after.is_some_and(|after| key <= after) || best.is_some_and(|b| key >= b) {
-                continue;
+            if after.is_some_and(|after| key <= after) || best.is_some_and(|b| key >= b) {
+                return;
             }
-            if vgic.is_deliverable(self.vcpu, intid) {
+            if spi_index(intid).is_none_or(|index| vgic.spi_routed_to(index, vcpu)) {
                 best = Some(key);
             }
-        }
+        });
         self.after = best;
         self.done = best.is_none();
         best.map(|(priority, intid)| (intid, priority))

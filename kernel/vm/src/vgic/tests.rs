@@ -644,3 +644,230 @@ fn most_urgent_matches_pending_for() {
         }
     }
 }
+
+/// What [`Vgic::pending_for`] must yield, by the definition: every implemented INTID that
+/// [`Vgic::state`] and [`Vgic::target`] say is enabled, pending, inactive and routed to
+/// `vcpu`, with the distributor enabled, sorted by priority then INTID (a plain scan of
+/// every INTID, as the model did before it kept a ready bitmap).
+fn naive_pending(v: &Vgic, vcpu: usize) -> Vec<(u32, u8)> {
+    if vcpu >= v.vcpu_count() || !v.distributor_enabled() {
+        return Vec::new();
+    }
+    let mut found: Vec<(u32, u8)> = (0..FIRST_SPI + v.spi_count())
+        .filter_map(|intid| {
+            let irq = v.state(intid, vcpu).ok()?;
+            let routed = match v.target(intid, vcpu).ok()? {
+                Target::Vcpu(target) => target == vcpu,
+                Target::Any => true,
+                Target::Nobody => false,
+            };
+            (irq.enabled && irq.pending() && !irq.active && routed).then_some((intid, irq.priority))
+        })
+        .collect();
+    found.sort_by_key(|&(intid, priority)| (priority, intid));
+    found
+}
+
+/// Checks the ready bitmap and every query built on it against the naive scan.
+fn check_against_naive(v: &Vgic) {
+    assert!(
+        v.ready_bits_consistent(),
+        "ready bitmap out of step with the state"
+    );
+    for vcpu in 0..=v.vcpu_count() {
+        let expected = naive_pending(v, vcpu);
+        assert_eq!(v.pending_for(vcpu).collect::<Vec<_>>(), expected);
+        assert_eq!(v.highest_pending(vcpu), expected.first().copied());
+        for len in [1, 3, 16] {
+            let mut out = vec![(0, 0); len];
+            let found = v.most_urgent(vcpu, &mut out);
+            assert_eq!(out[..found], expected[..len.min(expected.len())]);
+        }
+        for intid in 0..FIRST_SPI + v.spi_count() + 2 {
+            assert_eq!(
+                v.is_deliverable(vcpu, intid),
+                expected.iter().any(|&(i, _)| i == intid),
+                "INTID {intid}, vCPU {vcpu}"
+            );
+        }
+    }
+}
+
+/// A random walk through everything that changes enabled, pending, active, trigger,
+/// priority, routing or the distributor enable, with the bitmap-driven queries compared
+/// to the naive scan after every step.
+#[test]
+fn ready_bitmap_matches_naive_scan() {
+    let mut rng = XorShift::new(0xb17_3a9);
+    for (mpidrs, spis) in [
+        (&MPIDRS[..], SPIS),
+        (&[0x0][..], 0),
+        (&[0x0, 0x1][..], MAX_SPIS),
+    ] {
+        let mut v = Vgic::new(mpidrs, spis).unwrap();
+        let vcpus = mpidrs.len();
+        let intids = FIRST_SPI + spis;
+        dw(&mut v, GICD_CTLR, u64::from(CTLR_ENABLE_GRP1));
+        for step in 0..6_000 {
+            let r = rng.next();
+            let value = rng.next();
+            // A few bits set, so that few interrupts are ready at once, as in real use.
+            let sparse = value & rng.next() & rng.next();
+            let vcpu = (r >> 8) as usize % (vcpus + 1);
+            let intid = (r >> 16) as u32 % (intids + 4);
+            let bank = (r >> 32) % (u64::from(intids) / 32 + 1);
+            let redist = r & (1 << 7) != 0 && vcpu < vcpus;
+            const BIT_REGS: [(u64, u64); 6] = [
+                (GICD_ISENABLER, GICR_ISENABLER0),
+                (GICD_ICENABLER, GICR_ICENABLER0),
+                (GICD_ISPENDR, GICR_ISPENDR0),
+                (GICD_ICPENDR, GICR_ICPENDR0),
+                (GICD_ISACTIVER, GICR_ISACTIVER0),
+                (GICD_ICACTIVER, GICR_ICACTIVER0),
+            ];
+            match r % 16 {
+                0..=3 => {
+                    // Sets (even indices) twice as dense as clears, so that interrupts pile up.
+                    let which = (value % 6) as usize;
+                    let bits = if which.is_multiple_of(2) {
+                        value & (rng.next() | rng.next())
+                    } else {
+                        sparse
+                    };
+                    let (dist, sgi) = BIT_REGS[which];
+                    if redist {
+                        rw(&mut v, vcpu, SGI_BASE + sgi, bits);
+                    } else {
+                        dw(&mut v, dist + 4 * bank, bits);
+                    }
+                }
+                4 => {
+                    let offset = 4 * (u64::from(intid) / 4);
+                    if redist && intid < FIRST_SPI {
+                        rw(
+                            &mut v,
+                            vcpu,
+                            SGI_BASE + GICR_IPRIORITYR0 + offset,
+                            value & 0xf0f0_f0f0,
+                        );
+                    } else {
+                        let _ = v.dist_write(GICD_IPRIORITYR + offset, Word, value & 0xf0f0_f0f0);
+                    }
+                }
+                5 => {
+                    if redist {
+                        rw(&mut v, vcpu, SGI_BASE + GICR_ICFGR1, value);
+                    } else {
+                        dw(&mut v, GICD_ICFGR + 4 * (2 * bank + (value & 1)), value);
+                    }
+                }
+                6 => {
+                    let route = mpidrs[(value % vcpus as u64) as usize]
+                        | ((value >> 8) % 2) << 31
+                        | if value.is_multiple_of(17) { 0xff } else { 0 };
+                    let _ = v.dist_write(GICD_IROUTER + 8 * u64::from(intid), Doubleword, route);
+                }
+                7 => {
+                    // Mostly on: off now and then, back on soon.
+                    let on = !value.is_multiple_of(8);
+                    dw(
+                        &mut v,
+                        GICD_CTLR,
+                        if on { u64::from(CTLR_ENABLE_GRP1) } else { 0 },
+                    );
+                }
+                8 if value & 1 == 0 => drop(v.set_pending(intid, vcpu)),
+                8 => {
+                    // A forwarded physical interrupt: as the edge or the line it stands for.
+                    let mut by_hand = v.clone();
+                    let expected = by_hand.state(intid, vcpu).map(|irq| {
+                        if irq.edge {
+                            by_hand.set_pending(intid, vcpu).unwrap();
+                        } else {
+                            by_hand.set_level(intid, vcpu, true).unwrap();
+                        }
+                        irq.pending()
+                    });
+                    assert_eq!(v.signal(intid, vcpu), expected);
+                    assert_eq!(v, by_hand);
+                }
+                9 => drop(v.set_level(intid, vcpu, value & 1 != 0)),
+                10 => drop(v.acknowledge(vcpu, intid)),
+                11 => drop(v.deactivate(vcpu, intid)),
+                12 => drop(v.requeue(vcpu, intid)),
+                13 => drop(v.sgi1r(vcpu, value)),
+                14 => {
+                    // The flush: take the most urgent, as most_urgent then acknowledge would.
+                    let mut by_hand = v.clone();
+                    let mut expected = [(0, 0); 4];
+                    let found = by_hand.most_urgent(vcpu, &mut expected);
+                    for &(intid, _) in &expected[..found] {
+                        by_hand.acknowledge(vcpu, intid).unwrap();
+                    }
+                    let mut out = [(0, 0); 4];
+                    assert_eq!(v.take_most_urgent(vcpu, &mut out), found);
+                    assert_eq!(out[..found], expected[..found]);
+                    assert_eq!(v, by_hand);
+                }
+                _ => {
+                    if value.is_multiple_of(500) {
+                        v.reset();
+                        dw(&mut v, GICD_CTLR, u64::from(CTLR_ENABLE_GRP1));
+                    }
+                }
+            }
+            if step % 3 == 0 || spis < MAX_SPIS {
+                check_against_naive(&v);
+            }
+        }
+    }
+}
+
+#[test]
+fn ready_bitmap_follows_each_transition() {
+    let mut v = enabled();
+    assert!(v.ready_bits_consistent());
+    // Level SPI 40: the line makes it ready, acknowledge makes it active, the line falling
+    // and deactivation leave it idle.
+    v.set_level(40, 0, true).unwrap();
+    assert_eq!(v.highest_pending(0), Some((40, 0)));
+    v.acknowledge(0, 40).unwrap();
+    assert_eq!(v.highest_pending(0), None);
+    v.set_level(40, 0, false).unwrap();
+    v.deactivate(0, 40).unwrap();
+    assert_eq!(v.highest_pending(0), None);
+    assert!(v.ready_bits_consistent());
+    // Edge PPI 27: pending, taken, requeued (pending again), disabled (not ready), enabled.
+    rw(&mut v, 0, SGI_BASE + GICR_ICFGR1, 0b10 << (2 * 11));
+    v.set_pending(27, 0).unwrap();
+    v.acknowledge(0, 27).unwrap();
+    assert_eq!(v.highest_pending(0), None);
+    v.requeue(0, 27).unwrap();
+    assert_eq!(v.highest_pending(0), Some((27, 0)));
+    rw(&mut v, 0, SGI_BASE + GICR_ICENABLER0, 1 << 27);
+    assert_eq!(v.highest_pending(0), None);
+    rw(&mut v, 0, SGI_BASE + GICR_ISENABLER0, 1 << 27);
+    assert_eq!(v.highest_pending(0), Some((27, 0)));
+    // A level-high PPI turned edge stops being pending (its latch was never set).
+    rw(&mut v, 0, SGI_BASE + GICR_ICPENDR0, 1 << 27);
+    rw(&mut v, 0, SGI_BASE + GICR_ICFGR1, 0);
+    v.set_level(27, 0, true).unwrap();
+    assert_eq!(v.highest_pending(0), Some((27, 0)));
+    rw(&mut v, 0, SGI_BASE + GICR_ICFGR1, 0b10 << (2 * 11));
+    assert_eq!(v.highest_pending(0), None);
+    assert!(v.ready_bits_consistent());
+    // Distributor-set active hides it; ICACTIVER shows it again.
+    dw(&mut v, GICD_ISPENDR + 4, 1 << 8);
+    dw(&mut v, GICD_ISACTIVER + 4, 1 << 8);
+    assert_eq!(v.highest_pending(0), None);
+    dw(&mut v, GICD_ICACTIVER + 4, 1 << 8);
+    assert_eq!(v.highest_pending(0), Some((40, 0)));
+    // An SGI to vCPU 1 (enabled there) is ready on vCPU 1 only.
+    rw(&mut v, 1, SGI_BASE + GICR_ISENABLER0, 1 << 3);
+    v.sgi1r(0, (3 << 24) | 0b10).unwrap();
+    assert_eq!(v.highest_pending(1), Some((3, 0)));
+    assert!(v.ready_bits_consistent());
+    v.reset();
+    assert!(v.ready_bits_consistent());
+    assert_eq!(v, vgic());
+}
