@@ -365,6 +365,17 @@ mod tests {
     }
 
     #[test]
+    fn svg_scale_follows_the_populated_buckets_not_a_stray_open_range() {
+        let console = "HSD|    thread|           3|       100\nHSD|    thread|          37|         1\nHSD|    thread|         999|         1\n";
+        let report = Report::new(run_info(), false, Some(0), console);
+        let svg = svg::render(&report);
+        assert!(svg.contains(">50</text>") && !svg.contains(">1000</text>"), "axis to 50 us: {svg}");
+        assert!(svg.contains("1 at &gt;= 999 us"), "the open range is counted in the legend: {svg}");
+        let only_beyond = Report::new(run_info(), false, Some(0), "HSD|    thread|         999|         7\n");
+        assert!(svg::render(&only_beyond).contains(">1000</text>"), "all beyond: the axis reaches the limit");
+    }
+
+    #[test]
     fn missing_sections_are_reported_not_fatal() {
         let mut info = run_info();
         info.duration_s = 0;

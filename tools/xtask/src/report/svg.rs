@@ -97,11 +97,21 @@ pub fn render(report: &Report) -> String {
             None => absent.push(name),
         }
     }
-    let dense: Vec<Vec<u64>> = series.iter().map(|s| dense(s.histogram)).collect();
-    let highest = dense.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    // The last bucket (often the open range at 999 or 1000 µs) sets the scale; its right
-    // edge may poke out by a bucket and is clamped to the frame.
-    let x_max = nice_ceiling(highest - 1);
+    // The scale follows the highest populated 1 µs bucket, so a few samples in an open range
+    // (counted in the legend) do not squeeze every distribution into the first pixels; only
+    // when no histogram has a sample below its limit is the open range drawn, at its limit.
+    let in_range = series.iter().filter_map(|s| s.histogram.counts.iter().rposition(|&count| count > 0)).max();
+    let (x_max, dense): (usize, Vec<Vec<u64>>) = match in_range {
+        Some(last) => {
+            let x_max = nice_ceiling(last + 1);
+            (x_max, series.iter().map(|s| s.histogram.counts.iter().copied().take(x_max).collect()).collect())
+        }
+        None => {
+            let dense: Vec<Vec<u64>> = series.iter().map(|s| dense(s.histogram)).collect();
+            // The open range's bucket may poke out by one and is clamped to the frame.
+            (nice_ceiling(dense.iter().map(Vec::len).max().unwrap_or(0).max(2) - 1), dense)
+        }
+    };
     let max_count = dense.iter().flatten().copied().max().unwrap_or(1).max(1);
     let decades = (max_count as f64).log10().ceil().max(1.0) as u32;
 
@@ -158,7 +168,7 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency (us, 1 us buckets; the open range beyond each histogram drawn at its limit)</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency (us, 1 us buckets; samples beyond the axis are counted in the legend)</text>"#,
         LEFT + plot_w / 2.0,
         HEIGHT - 30.0
     );
