@@ -318,6 +318,7 @@ pub fn init_this_cpu(cpu: usize) {
 
 /// Takes a physical interrupt nobody in the core claimed for the guest; false if there is
 /// no guest (the caller counts it as unclaimed).
+#[inline(never)]
 pub fn forward(intid: u32) -> bool {
     let cpu = boot::cpu_index();
     if intid < 16 || intid as usize >= MAX_INTIDS || cpu >= VCPU_COUNT.load(Ordering::Acquire) {
