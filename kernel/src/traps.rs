@@ -55,8 +55,10 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         return;
     }
     if kind.is_synchronous() && !kind.from_current_el() {
-        crate::guest::handle_trap(frame);
+        let start = crate::hwtimer::counter_unordered();
+        let kind = crate::guest::handle_trap(frame);
         crate::guest::virq::flush();
+        crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
         return;
     }
     if is_semihosting_probe(frame, kind) {

@@ -161,6 +161,7 @@ fn power_off(reset: bool) -> ! {
     super::sirq::report();
     super::irqsoff::report();
     super::virq::report();
+    super::exits::report();
     super::virq::report_forwarded();
     log::info!(
         "guest: virtual interrupts: {} forwarded, {} injected, {} completed",

@@ -9,6 +9,7 @@
 //! it. The Linux guest, the vGIC and the other vCPUs come next.
 
 pub mod console;
+pub mod exits;
 pub mod irqsoff;
 pub mod linux;
 pub mod list_registers;
@@ -113,38 +114,53 @@ pub(crate) unsafe fn enter_vcpu(entry: u64, args: [u64; 4]) -> ! {
 
 /// Handles a synchronous exception from the guest (lower EL). Never panics on what the
 /// guest did: what cannot be handled is refused with an injected abort or NOT_SUPPORTED.
-pub fn handle_trap(frame: &mut TrapFrame) {
+/// Returns the kind of exit it was, for [`exits`].
+pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
     match Trap::decode(frame.esr) {
-        Trap::Hvc { .. } => hypercall(frame),
+        Trap::Hvc { .. } => {
+            hypercall(frame);
+            exits::ExitKind::Hypercall
+        }
         Trap::Smc { .. } => {
             hypercall(frame);
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+            exits::ExitKind::Hypercall
         }
         Trap::DataAbort { access, .. } => {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
             let emulated = virq::mmio(frame, ipa, access)
-                .map(|result| (result, "GIC"))
-                .or_else(|| console::mmio(frame, ipa, access).map(|result| (result, "UART")));
+                .map(|result| (result, "GIC", exits::ExitKind::GicMmio))
+                .or_else(|| console::mmio(frame, ipa, access).map(|result| (result, "UART", exits::ExitKind::UartMmio)));
             match emulated {
-                Some((Ok(()), _)) => frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr),
-                Some((Err(()), device)) => {
+                Some((Ok(()), _, kind)) => {
+                    frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+                    kind
+                }
+                Some((Err(()), device, kind)) => {
                     log::warn!("guest {device} access at IPA {ipa:#x} refused (PC {:#x}): abort injected", frame.elr);
                     inject_data_abort(frame);
+                    kind
                 }
-                None => outside_map(frame, ipa),
+                None => {
+                    outside_map(frame, ipa);
+                    exits::ExitKind::Other
+                }
             }
         }
         Trap::SysReg(sysreg) if sysreg.known() == Some(vm::sysreg::KnownSysReg::IccSgi1rEl1) && !sysreg.read => {
             virq::send_sgi(vm::gpr::read(&frame.x, sysreg.register));
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+            exits::ExitKind::SgiWrite
         }
         Trap::Undecodable { .. } | Trap::InstructionAbort { .. } => {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
             outside_map(frame, ipa);
+            exits::ExitKind::Other
         }
         trap => {
             log::warn!("guest trap not handled ({trap:?}) at PC {:#x}: skipped", frame.elr);
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+            exits::ExitKind::Other
         }
     }
 }
