@@ -119,7 +119,11 @@ pub fn irqsoff(report: &Report) -> String {
         top.iter().map(|entry| entry.symbol.clone().unwrap_or_else(|| format!("{:#x}", entry.pc))).collect();
     let width = names.iter().map(|name| name.chars().count()).max().unwrap_or(0).max("location".len());
     let mut out = String::new();
-    let _ = writeln!(out, "irqs-off hunter: top locations (in-band IRQ waiting while Linux had IRQs masked):");
+    let _ = writeln!(
+        out,
+        "irqs-off hunter: top locations (in-band IRQ waiting while Linux had IRQs masked; a window is \
+         its consecutive samples plus one sampling period, so one sample reads as one period):"
+    );
     let _ = writeln!(out, "  {:<width$}  {:>18}  {:>8}  {:>12}", "location", "pc", "samples", "longest (us)");
     for (entry, name) in top.iter().zip(&names) {
         let _ = writeln!(
