@@ -34,8 +34,9 @@ fn is_semihosting_probe(frame: &TrapFrame, kind: VectorKind) -> bool {
 
 /// The IRQ entry the EL2 vectors call directly (`el2_irq_common` in `entry.S`, no handler
 /// lookup on the path every oob wake-up takes): handles the interrupt, then, on the way
-/// back into a guest, refreshes its list registers. An IRQ from the guest also tells the
-/// irqs-off hunter where the guest was (nothing unless `companion.irqsoff` runs it).
+/// back into a guest, drains the console and refreshes the guest's list registers. An IRQ
+/// from the guest also tells the irqs-off hunter where the guest was (nothing unless
+/// `companion.irqsoff` runs it).
 #[unsafe(no_mangle)]
 extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     let from_guest = !VectorKind(kind).from_current_el();
@@ -45,8 +46,18 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     crate::irq::handle();
     if from_guest {
         crate::guest::irqsoff::guest_irq_handled();
-        crate::guest::virq::flush();
+        before_guest_entry();
     }
+}
+
+/// On the way back into the guest, in its in-band context with every interrupt handled (the
+/// interrupt depth is back to 0, nothing is locked): drains the console — with IRQs unmasked,
+/// so oob interrupts preempt it, and may switch to oob threads — then refreshes the list
+/// registers with whatever those interrupts left for the guest.
+#[inline]
+fn before_guest_entry() {
+    crate::console::drain();
+    crate::guest::virq::flush();
 }
 
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
@@ -58,7 +69,11 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         let start = crate::hwtimer::counter_unordered();
         let kind = crate::guest::handle_trap(frame);
         crate::guest::virq::flush();
+        // The exit's time with IRQs masked; the console drain that follows has them unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        if crate::console::drain() {
+            crate::guest::virq::flush();
+        }
         return;
     }
     if is_semihosting_probe(frame, kind) {
