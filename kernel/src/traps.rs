@@ -51,13 +51,24 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
 }
 
 /// On the way back into the guest, in its in-band context with every interrupt handled (the
-/// interrupt depth is back to 0, nothing is locked): drains the console — with IRQs unmasked,
-/// so oob interrupts preempt it, and may switch to oob threads — then refreshes the list
-/// registers with whatever those interrupts left for the guest.
+/// interrupt depth is back to 0, nothing is locked): refreshes the list registers (what the
+/// interrupt brought is injected without waiting for the console), then drains the console.
 #[inline]
 fn before_guest_entry() {
-    crate::console::drain();
     crate::guest::virq::flush();
+    drain_console_for_guest();
+}
+
+/// Drains the console on the way back into the guest: with IRQs unmasked, so oob interrupts
+/// preempt it (and may switch to oob threads), and giving way to the guest — no drain while
+/// an interrupt waits for it, and the drain stops before the next byte once one does (the
+/// rest drains at a later exit). Refreshes the list registers again if it drained, for what
+/// the interrupts taken meanwhile left the guest.
+#[inline]
+fn drain_console_for_guest() {
+    if crate::console::drain_giving_way(crate::guest::virq::pending_here) {
+        crate::guest::virq::flush();
+    }
 }
 
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
@@ -71,9 +82,7 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         crate::guest::virq::flush();
         // The exit's time with IRQs masked; the console drain that follows has them unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
-        if crate::console::drain() {
-            crate::guest::virq::flush();
-        }
+        drain_console_for_guest();
         return;
     }
     if is_semihosting_probe(frame, kind) {

@@ -73,26 +73,44 @@ pub(super) fn deferred() -> bool {
 /// may have been taken meanwhile.
 #[inline]
 pub fn drain() -> bool {
+    drain_giving_way(never)
+}
+
+/// [`drain`] that gives way to `give_way`: it does not start, or stops before the next byte,
+/// when `give_way()` holds (on the way back into the guest: an interrupt waits for the guest,
+/// which should take it before the console is written out; the rest drains at a later exit).
+#[inline]
+pub fn drain_giving_way(give_way: fn() -> bool) -> bool {
     if !PENDING.load(Ordering::Relaxed) {
         return false;
     }
-    drain_point()
+    drain_point(give_way)
 }
 
 #[cold]
 #[inline(never)]
-fn drain_point() -> bool {
+fn drain_point(give_way: fn() -> bool) -> bool {
     // Oob contexts never drain (a misplaced drain point must not make them wait).
-    if in_oob_context() {
+    if in_oob_context() || give_way() {
         return false;
     }
-    drain_now(Wait::Unmasked)
+    drain_now_giving_way(Wait::Unmasked, give_way)
+}
+
+/// Never gives way.
+fn never() -> bool {
+    false
 }
 
 /// Drains the ring if no other context is at it, then again if a record came in just as the
 /// drainer let go (its writer saw the UART taken and left it to the drainer). Writes at most
 /// one ring's worth, so that a flood of output cannot hold the caller forever.
 pub(super) fn drain_now(wait: Wait) -> bool {
+    drain_now_giving_way(wait, never)
+}
+
+/// [`drain_now`], stopping as soon as `give_way()` holds.
+fn drain_now_giving_way(wait: Wait, give_way: fn() -> bool) -> bool {
     let mut budget = RING_SIZE;
     let mut drained = false;
     while budget > 0 {
@@ -104,9 +122,9 @@ pub(super) fn drain_now(wait: Wait) -> bool {
         }
         let Some(drainer) = Drainer::try_take() else { break };
         drained = true;
-        let written = drainer.drain(wait, RING_SIZE, budget);
+        let written = drainer.drain(wait, RING_SIZE, budget, give_way);
         drop(drainer);
-        if written == 0 {
+        if written == 0 || give_way() {
             break;
         }
         budget = budget.saturating_sub(written);
@@ -133,7 +151,7 @@ pub(super) fn make_room(len: usize, wait: Wait) -> bool {
             if drainer.guard.is_none() {
                 return false;
             }
-            drainer.drain(wait, len, usize::MAX);
+            drainer.drain(wait, len, usize::MAX, never);
             // The caller tries again (another writer may have taken the room meanwhile).
             return true;
         }
@@ -159,7 +177,7 @@ pub(super) fn write_through(args: fmt::Arguments<'_>, wait: Wait) {
     let mut watch = StallWatch::new();
     loop {
         if let Some(drainer) = Drainer::try_take() {
-            drainer.drain(wait, RING_SIZE, usize::MAX);
+            drainer.drain(wait, RING_SIZE, usize::MAX, never);
             if let Some(uart) = drainer.guard.as_ref() {
                 with_mask(wait, || {
                     let _ = UartWriter(uart).write_fmt(args);
@@ -225,10 +243,11 @@ impl Drainer {
     }
 
     /// Writes the ring's oldest bytes to the UART until it has `need_free` free bytes
-    /// ([`RING_SIZE`]: until it is empty) or `budget` bytes were written; returns how many
-    /// were. Bytes leave the ring only once the UART took them. With [`Wait::Unmasked`], IRQs
-    /// are unmasked throughout (masked only inside the ring's lock) and restored at the end.
-    fn drain(&self, wait: Wait, need_free: usize, budget: usize) -> usize {
+    /// ([`RING_SIZE`]: until it is empty), `budget` bytes were written, or `give_way()` holds
+    /// (checked before each byte); returns how many were written. Bytes leave the ring only
+    /// once the UART took them. With [`Wait::Unmasked`], IRQs are unmasked throughout (masked
+    /// only inside the ring's lock) and restored at the end.
+    fn drain(&self, wait: Wait, need_free: usize, budget: usize, give_way: fn() -> bool) -> usize {
         let Some(uart) = self.guard.as_ref() else { return 0 };
         let saved = (wait == Wait::Unmasked).then(|| {
             let saved = mask_irqs();
@@ -237,8 +256,9 @@ impl Drainer {
         });
         let mut chunk = [0u8; CHUNK];
         let mut written = 0;
-        // The bytes of the last chunk, out on the UART, still to consume.
+        // The bytes of the last chunk out on the UART, still to consume.
         let mut out = 0;
+        let mut stopped = false;
         loop {
             let n = {
                 let mut ring = RING.lock();
@@ -246,15 +266,15 @@ impl Drainer {
                 if ring.is_empty() {
                     PENDING.store(false, Ordering::Relaxed);
                 }
-                if ring.free() >= need_free || written >= budget {
+                if stopped || ring.free() >= need_free || written >= budget {
                     break;
                 }
                 ring.peek(&mut chunk)
             };
-            put_bytes(uart, &chunk[..n]);
-            DRAINED.fetch_add(n as u64, Ordering::Relaxed);
-            written += n;
-            out = n;
+            out = put_bytes_until(uart, &chunk[..n], give_way);
+            stopped = out < n;
+            DRAINED.fetch_add(out as u64, Ordering::Relaxed);
+            written += out;
         }
         if let Some(saved) = saved {
             restore_irqs(saved);
@@ -362,6 +382,17 @@ fn with_mask<T>(wait: Wait, f: impl FnOnce() -> T) -> T {
     let result = f();
     restore_irqs(saved);
     result
+}
+
+/// [`put_bytes`] byte by byte until `give_way()` holds; returns how many bytes were sent.
+fn put_bytes_until(uart: &Console, bytes: &[u8], give_way: fn() -> bool) -> usize {
+    for (sent, byte) in bytes.iter().enumerate() {
+        if give_way() {
+            return sent;
+        }
+        put_bytes(uart, core::slice::from_ref(byte));
+    }
+    bytes.len()
 }
 
 /// Sends `bytes` to the UART, turning `\n` into `\r\n`, waiting while its FIFO is full.

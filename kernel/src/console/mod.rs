@@ -53,7 +53,7 @@ mod logger;
 mod write;
 
 #[cfg(target_os = "none")]
-pub use drain::{defer_output, drain, finish, init, write_fmt_emergency, write_unbuffered};
+pub use drain::{defer_output, drain, drain_giving_way, finish, init, write_fmt_emergency, write_unbuffered};
 #[cfg(target_os = "none")]
 pub use logger::{counter_frequency, start_log, uptime_ns};
 #[cfg(target_os = "none")]
