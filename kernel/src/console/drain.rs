@@ -17,9 +17,11 @@ use crate::arch::{mask_irqs, restore_irqs, unmask_irqs};
 
 /// The physical UART. Holding this lock is being the drainer, the one context writing to the
 /// UART. It is not IRQ-safe on purpose: the drainer holds it with IRQs unmasked while it
-/// waits for the UART, and may be preempted by oob work meanwhile. So nobody ever spins on
-/// it with IRQs masked except at the end of a run ([`take_for_exit`]); everyone else
-/// `try_lock`s it and goes on (or waits, in-band only, for another CPU's drainer).
+/// waits for the UART, and may be preempted by oob work meanwhile. So it is only ever
+/// `try_lock`ed: a drain point that finds it taken goes on; only an in-band writer that
+/// needs room in a full ring waits for another CPU's holder (with IRQs masked, only while the
+/// holder makes progress: [`make_room`]), and the end of a run takes it from a holder that
+/// stopped ([`take_for_exit`]).
 static UART: SpinMutex<Option<Console>, YieldRelax> = SpinMutex::new(None);
 /// The CPU whose context holds [`UART`] ([`NO_CPU`] when it is free). A writer of that CPU
 /// must never wait for the drainer: it is the drainer's own context, or preempted it.
@@ -114,8 +116,9 @@ fn drain_now_giving_way(wait: Wait, give_way: fn() -> bool) -> bool {
     let mut budget = RING_SIZE;
     let mut drained = false;
     while budget > 0 {
-        // Pairs with the fence after releasing the UART: either this sees the record the
-        // other drainer missed, or that drainer's next check sees ours.
+        // A writer stores PENDING and then tries the UART; a drainer lets the UART go and
+        // then loads PENDING (its next turn here). With this fence on both sides, one of them
+        // sees the other: no record is left behind with nobody draining it.
         fence(Ordering::SeqCst);
         if !PENDING.load(Ordering::Relaxed) {
             break;

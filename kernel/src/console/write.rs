@@ -7,7 +7,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::ring::{Ring, Staging, formatted_len};
 use super::{PENDING, RING, RING_SIZE, STAGING_SIZE, Wait, drain, in_oob_context};
 
-/// Bytes of output dropped because the ring was full when an oob context wrote them.
+/// Bytes of output dropped: the ring was full when an oob context wrote them (or, in corner
+/// cases, an in-band writer could not make room: see [`drain::make_room`]).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Bytes of console output dropped so far (oob writers finding the ring full).
@@ -18,7 +19,7 @@ pub fn dropped_bytes() -> u64 {
 /// Writes formatted text to the console as one record: it comes out whole, in order with
 /// every other record. Never waits for the UART from an oob context (a full ring drops the
 /// record); an in-band caller finding the ring full drains it with its interrupt mask as it
-/// is.
+/// is, or waits for another CPU's drainer to make room.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
     write(args, Wait::AsCaller);
 }
