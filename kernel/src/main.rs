@@ -92,8 +92,10 @@ mod image {
             fail(format_args!("only {online} of {} CPUs online", cpus.len()));
         }
         log::info!("all {online} CPUs online");
-        // From here on the boot flow is CPU 0's in-band stage: oob work preempts it.
+        // From here on the boot flow is CPU 0's in-band stage: oob work preempts it, and
+        // console output waits in the ring for the drain points.
         kernel::arch::unmask_irqs();
+        console::defer_output();
 
         if info.bootarg("companion.test") == Some("el1-guest") {
             if let Some(duration) = info.bootarg("latmus")
@@ -285,7 +287,8 @@ mod image {
     extern "C" fn companion_wrong_exception_level(el: u64, _dtb: usize) -> ! {
         // SAFETY: the board's console UART, MMU off.
         unsafe { console::init(&BOARD.console) };
-        console::write_fmt(format_args!(
+        // Straight to the UART: at EL1 there is no per-CPU state (TPIDR_EL2) for the ring.
+        console::write_unbuffered(format_args!(
             "companion core: entered at EL{el}, but it must be entered at EL2 (with virtualization \
              enabled); refusing to start\nverdict: FAIL (exit code {})\n",
             power::EXIT_WRONG_EL

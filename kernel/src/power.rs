@@ -43,9 +43,11 @@ pub fn semihosting_exit(code: u32) {
     }
 }
 
-/// Prints the verdict and ends the run with `code` (0 = pass).
+/// Writes out the console (what its ring holds, then the count of dropped output), prints the
+/// verdict and ends the run with `code` (0 = pass).
 pub fn exit(code: u32) -> ! {
     let verdict = if code == EXIT_SUCCESS { "PASS" } else { "FAIL" };
+    crate::console::finish();
     crate::console::write_fmt_emergency(format_args!("verdict: {verdict} (exit code {code})\n"));
     semihosting_exit(code);
     if PSCI.load(Ordering::Relaxed) == 1 {

@@ -34,8 +34,9 @@ fn is_semihosting_probe(frame: &TrapFrame, kind: VectorKind) -> bool {
 
 /// The IRQ entry the EL2 vectors call directly (`el2_irq_common` in `entry.S`, no handler
 /// lookup on the path every oob wake-up takes): handles the interrupt, then, on the way
-/// back into a guest, refreshes its list registers. An IRQ from the guest also tells the
-/// irqs-off hunter where the guest was (nothing unless `companion.irqsoff` runs it).
+/// back into a guest, drains the console and refreshes the guest's list registers. An IRQ
+/// from the guest also tells the irqs-off hunter where the guest was (nothing unless
+/// `companion.irqsoff` runs it).
 #[unsafe(no_mangle)]
 extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     let from_guest = !VectorKind(kind).from_current_el();
@@ -45,6 +46,27 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     crate::irq::handle();
     if from_guest {
         crate::guest::irqsoff::guest_irq_handled();
+        before_guest_entry();
+    }
+}
+
+/// On the way back into the guest, in its in-band context with every interrupt handled (the
+/// interrupt depth is back to 0, nothing is locked): refreshes the list registers (what the
+/// interrupt brought is injected without waiting for the console), then drains the console.
+#[inline]
+fn before_guest_entry() {
+    crate::guest::virq::flush();
+    drain_console_for_guest();
+}
+
+/// Drains the console on the way back into the guest: with IRQs unmasked, so oob interrupts
+/// preempt it (and may switch to oob threads), and giving way to the guest — no drain while
+/// an interrupt waits for it, and the drain stops before the next byte once one does (the
+/// rest drains at a later exit). Refreshes the list registers again if it drained, for what
+/// the interrupts taken meanwhile left the guest.
+#[inline]
+fn drain_console_for_guest() {
+    if crate::console::drain_giving_way(crate::guest::virq::pending_here) {
         crate::guest::virq::flush();
     }
 }
@@ -58,7 +80,9 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         let start = crate::hwtimer::counter_unordered();
         let kind = crate::guest::handle_trap(frame);
         crate::guest::virq::flush();
+        // The exit's time with IRQs masked; the console drain that follows has them unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        drain_console_for_guest();
         return;
     }
     if is_semihosting_probe(frame, kind) {

@@ -2,10 +2,13 @@
 //! so the guest and the core share the one physical UART line by line.
 //!
 //! The guest's stores and loads on the UART's page trap (stage 2 leaves it unmapped) and come
-//! here through [`mmio`]. Each line the guest completes is printed with one
-//! [`crate::console::write_fmt`] call, under the same lock the core's log lines take whole, so
-//! neither is ever cut into the other. Guest lines are printed as the guest wrote them; the
-//! core's lines carry their `[time core cpuN LEVEL]` prefix.
+//! here through [`mmio`]. Each line the guest completes goes into the console ring as one
+//! record ([`crate::console::write_line_from_trap`]), like each of the core's log lines, so
+//! neither is ever cut into the other; the trap only copies the line, and the physical UART
+//! is written later, with IRQs unmasked, on the way back into the guest. Guest lines are
+//! printed as the guest wrote them; the core's lines carry their `[time core cpuN LEVEL]`
+//! prefix. The model's TX FIFO never reports full: when the ring is full, the trap makes room
+//! by draining it (IRQs unmasked), so no guest output is lost.
 //!
 //! The model's interrupt output drives the guest's virtual SPI through
 //! [`super::virq::set_virtual_level`] whenever it changes. Receiving is not wired: the RX FIFO
@@ -113,9 +116,15 @@ impl GuestConsole {
     }
 }
 
-/// One guest line, whole, in one console write.
+/// One guest line, whole, in one console record: copied as it is when it is valid UTF-8 (the
+/// common case, no formatting in the trap), with its invalid bytes escaped otherwise. Called
+/// from the guest's trap (or its SYSTEM_OFF), in-band with no lock held: waiting for room in
+/// the ring may unmask IRQs.
 fn print_line(line: &Line) {
-    crate::console::write_fmt(format_args!("{line}\n"));
+    match core::str::from_utf8(line.as_bytes()) {
+        Ok(text) => crate::console::write_line_from_trap(text),
+        Err(_) => crate::console::write_fmt_from_trap(format_args!("{line}\n")),
+    }
 }
 
 /// Logs an odd guest access once per run.

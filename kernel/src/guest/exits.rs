@@ -2,7 +2,9 @@
 //! longest time from the trap handler's start to the list registers' refresh before the
 //! return. The core handles a trap with IRQs masked, so the longest exit bounds how late an
 //! oob interrupt can be taken on that CPU because of the guest; printed at power-off as
-//! `guest exits: …`.
+//! `guest exits handled at EL2: …`. The console drain that may follow on the way back into
+//! the guest runs with IRQs unmasked and is not counted (a UART exit only copies a completed
+//! line into the console ring).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -47,11 +47,12 @@ fn take_start(cpu: usize) -> Option<(u64, u64)> {
         .then(|| (START_ENTRY[cpu].load(Ordering::Relaxed), START_CONTEXT[cpu].load(Ordering::Relaxed)))
 }
 
-/// The in-band idle loop of a secondary CPU: waits for interrupts (oob work preempts it)
-/// and enters the guest's vCPU once it is started.
+/// The in-band idle loop of a secondary CPU: drains the console, waits for interrupts (oob
+/// work preempts both) and enters the guest's vCPU once it is started.
 pub fn idle(cpu: usize) -> ! {
     loop {
         crate::arch::unmask_irqs();
+        crate::console::drain();
         aarch64_cpu::asm::wfi();
         if GUEST_READY.load(Ordering::Acquire)
             && let Some((entry, context)) = take_start(cpu)
@@ -81,8 +82,10 @@ pub fn stop_this_vcpu(frame: &mut TrapFrame) {
             frame.x[0] = context;
             return;
         }
-        // Let pending interrupts (oob work, the kick) be handled, then wait again.
+        // Let pending interrupts (oob work, the kick) be handled, drain the console (the
+        // hypercall holds no lock), then wait again.
         crate::arch::unmask_irqs();
+        crate::console::drain();
         let _ = crate::arch::mask_irqs();
     }
 }

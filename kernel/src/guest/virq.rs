@@ -261,6 +261,12 @@ pub fn has_pending(vcpu: usize) -> bool {
     false
 }
 
+/// [`has_pending`] for this CPU's vCPU: whether the guest has an interrupt to take (what
+/// in-band work on the way back into the guest, such as the console drain, gives way to).
+pub fn pending_here() -> bool {
+    has_pending(boot::cpu_index())
+}
+
 /// Notes that vCPU `vcpu` may have something to inject.
 fn note_work(vcpu: usize) {
     if let Some(flag) = WORK.get(vcpu) {

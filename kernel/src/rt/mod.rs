@@ -144,6 +144,11 @@ pub fn inband_sleep_until(deadline: Instant) -> Result<(), Error> {
     timer.start(deadline, None)?;
     while now() < deadline {
         crate::arch::unmask_irqs();
+        // The in-band stage is idle: write out the console meanwhile (the deadline is checked
+        // again after, as draining may outlast it).
+        if crate::console::drain() && now() >= deadline {
+            break;
+        }
         aarch64_cpu::asm::wfi();
     }
     Ok(())
@@ -219,7 +224,10 @@ pub fn print(args: core::fmt::Arguments<'_>) {
 /// Prints every in-band stage and thread, like `evl ps`, on the console.
 pub fn ps() {
     let Ok(snapshot) = with_core(|glue, _| Ok(glue.core.snapshot())) else { return };
-    crate::console::write_fmt(format_args!("{snapshot}"));
+    // Formatted first: a record this long is copied into the console ring under its lock,
+    // which should not also cover formatting the table.
+    let table = alloc::format!("{snapshot}");
+    crate::console::write_fmt(format_args!("{table}"));
 }
 
 /// Time partitioning (EVL's `SCHED_TP`): a per-CPU cyclic schedule of windows, each giving
