@@ -1,9 +1,12 @@
 //! Interrupt entry at EL2: acknowledge, run the owner's handler, end. Oob handlers run at
-//! once and their cost is measured; interrupts nobody claimed are counted (they will go to
-//! the in-band stage once it exists).
+//! once and their cost is measured, then the interrupt is ended (GICv3: priority drop and
+//! deactivation). An interrupt nobody in the core claimed goes to the guest, if there is
+//! one: hardware-linked, it only has its priority dropped and stays active until the guest
+//! deactivates it; otherwise it is counted as unclaimed and ended.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::guest::virq::Forward;
 use crate::{gic, hwtimer};
 
 /// Interrupt IDs the core tracks (SGIs, PPIs and SPIs up to the GICv2/v3 limit).
@@ -56,10 +59,19 @@ pub fn handle() {
         let slot = SLOTS.get(ack.intid as usize);
         let handler = slot.map_or(0, |slot| slot.handler.load(Ordering::Acquire));
         if handler == 0 {
-            // Not the core's: the guest's, if there is one (masked and reinjected).
-            let forwarded = crate::guest::virq::forward(ack.intid);
-            if !forwarded && let Some(slot) = slot {
-                slot.unclaimed.fetch_add(1, Ordering::Relaxed);
+            // Not the core's: the guest's, if there is one. Its priority is dropped first
+            // (before any other CPU can see it forwarded and the guest deactivate it); a
+            // hardware-linked one stays active until the guest deactivates its virtual copy.
+            gic::drop_priority(ack);
+            match crate::guest::virq::forward(ack.intid) {
+                Forward::Linked => {}
+                Forward::Taken => gic::deactivate(ack),
+                Forward::Unclaimed => {
+                    gic::deactivate(ack);
+                    if let Some(slot) = slot {
+                        slot.unclaimed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         } else if let Some(slot) = slot {
             // Unordered reads: a few instructions of slack on a statistic is fine, and the
@@ -70,8 +82,10 @@ pub fn handle() {
             handler(ack.intid);
             let cost = hwtimer::counter_unordered().wrapping_sub(start);
             slot.record_cost(cost);
+            gic::end_of_interrupt(ack);
+        } else {
+            gic::end_of_interrupt(ack);
         }
-        gic::end_of_interrupt(ack);
     }
     // The interrupt was ended: switch now if its handler woke a better context.
     crate::sched::irq_exit(cpu);

@@ -1,14 +1,21 @@
 //! The physical GIC, owned by the core: set up through the `arm-gic` driver (distributor,
 //! redistributors), with the per-CPU acknowledge/end-of-interrupt path kept lock-free.
 //! GICv3 and GICv2 sit behind the same functions.
+//!
+//! On GICv3 the core's CPU interface splits priority drop and deactivation
+//! (`ICC_CTLR_EL1.EOImode = 1` at EL2): [`end_of_interrupt`] is an EOI (priority drop)
+//! followed by a deactivation (`ICC_DIR_EL1`), while an interrupt forwarded to the guest
+//! only has its priority dropped ([`drop_priority`]) and stays active until the guest
+//! deactivates its hardware-linked virtual copy (see `guest::virq`). GICv2, which hosts no
+//! guest, keeps EOImode 0: there the EOI does both.
 
 mod v2_cpu_interface;
 
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use aarch64_cpu::registers::{ICC_SRE_EL2, ICH_VTR_EL2, Readable, Writeable};
+use aarch64_cpu::registers::{ICC_CTLR_EL1, ICC_SRE_EL2, ICH_VTR_EL2, Readable, Writeable};
 use arm_gic::gicv2::GicV2;
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, Trigger, UniqueMmioPointer};
@@ -16,6 +23,7 @@ use platform::{GicInfo, GicVersion};
 use spin::Once;
 
 use crate::arch::irq_lock::IrqTasLock;
+use tock_registers::LocalRegisterCopy;
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::ReadOnly;
@@ -27,6 +35,15 @@ register_bitfields![u32,
     GICH_VTR [
         /// Number of list registers minus one.
         LIST_REGS OFFSET(0) NUMBITS(6) []
+    ]
+];
+
+register_bitfields![u64,
+    /// ICC_CTLR_EL1, the fields the core sets (`aarch64-cpu` describes it read-only).
+    ICC_CTLR [
+        /// EOImode: 0, an EOI drops the priority and deactivates; 1, it only drops the
+        /// priority, and ICC_DIR_EL1 deactivates.
+        EOIMODE OFFSET(1) NUMBITS(1) []
     ]
 ];
 
@@ -70,6 +87,8 @@ pub enum GicError {
     Redistributor,
     /// An interrupt number the GIC rejects.
     BadIntId(u32),
+    /// The GICv3 CPU interface kept EOImode 0 (no split priority drop and deactivation).
+    NoSplitEoi,
 }
 
 impl fmt::Display for GicError {
@@ -78,6 +97,7 @@ impl fmt::Display for GicError {
             Self::MissingFrame(which) => write!(f, "the device tree gives no {which} frame"),
             Self::Redistributor => write!(f, "the GICv3 redistributors could not be read"),
             Self::BadIntId(intid) => write!(f, "interrupt {intid} is not valid for this GIC"),
+            Self::NoSplitEoi => write!(f, "the GICv3 CPU interface refused EOImode 1"),
         }
     }
 }
@@ -99,13 +119,14 @@ static DISTRIBUTOR: Once<IrqTasLock<Distributor>> = Once::new();
 /// GICv2 CPU interface base (banked per CPU, so one address serves all); 0 on GICv3.
 static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
 
-/// GICv3: where [`set_enabled`] writes the enable bits of an interrupt without the
-/// [`DISTRIBUTOR`] lock (all 0 until [`init`] found a GICv3).
+/// GICv3: where [`set_enabled`], [`deactivate_physical`] and [`bank_state`] reach the
+/// enable, active and pending bits of an interrupt without the [`DISTRIBUTOR`] lock (all 0
+/// until [`init`] found a GICv3).
 ///
-/// GICD_ISENABLER / GICD_ICENABLER and their redistributor copies are write-one-to-set /
-/// write-one-to-clear: one store changes one interrupt's bit and leaves the others alone, so
-/// unlike the driver's read-modify-write configuration registers they need no lock. This is
-/// the path every forwarded interrupt takes twice (mask, then unmask on completion).
+/// GICD_ISENABLER / GICD_ICENABLER, GICD_ICACTIVER and their redistributor copies are
+/// write-one-to-set / write-one-to-clear: one store changes one interrupt's bit and leaves
+/// the others alone, so unlike the driver's read-modify-write configuration registers they
+/// need no lock; ISPENDR and ISACTIVER are only read.
 struct EnableRegisters {
     /// The distributor frame.
     gicd: AtomicUsize,
@@ -128,6 +149,12 @@ static ENABLE_REGISTERS: EnableRegisters = EnableRegisters {
 const ISENABLER: usize = 0x100;
 /// GICD_ICENABLER<n> / GICR_ICENABLER0 offset (from GICD / SGI_base).
 const ICENABLER: usize = 0x180;
+/// GICD_ISPENDR<n> / GICR_ISPENDR0 offset (from GICD / SGI_base).
+const ISPENDR: usize = 0x200;
+/// GICD_ISACTIVER<n> / GICR_ISACTIVER0 offset (from GICD / SGI_base).
+const ISACTIVER: usize = 0x300;
+/// GICD_ICACTIVER<n> / GICR_ICACTIVER0 offset (from GICD / SGI_base).
+const ICACTIVER: usize = 0x380;
 /// Offset of a redistributor's SGI_base frame from its RD_base.
 const GICR_SGI_BASE: usize = 0x1_0000;
 /// GICR_TYPER offset (from RD_base).
@@ -165,6 +192,10 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
             ENABLE_REGISTERS.gicd.store(info.distributor.base as usize, Ordering::Release);
             enable_el2_system_registers();
             gic.setup(0);
+            if !split_priority_drop() {
+                return Err(GicError::NoSplitEoi);
+            }
+            SPLIT_EOI.store(true, Ordering::Release);
             GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
             let list_registers = ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as u32 + 1;
             let summary = GicSummary { version: info.version, spis: gic.typer().num_spis(), list_registers };
@@ -190,6 +221,23 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
     Ok(summary)
 }
 
+/// Sets this CPU's GICv3 interface to EOImode 1 (after the driver's `init_cpu`, which writes
+/// ICC_CTLR_EL1 with EOImode 0) and returns whether it took: an EOI then only drops the
+/// priority, and [`end_of_interrupt`] deactivates with ICC_DIR_EL1.
+fn split_priority_drop() -> bool {
+    let mut ctlr = LocalRegisterCopy::<u64, ICC_CTLR::Register>::new(ICC_CTLR_EL1.get());
+    ctlr.modify(ICC_CTLR::EOIMODE::SET);
+    // SAFETY: ICC_CTLR_EL1 at EL2 configures this CPU's physical CPU interface; only
+    // EOImode changes (the other fields are written back as read), which every path that
+    // ends an interrupt follows (`end_of_interrupt`, `drop_priority`, `deactivate`). No
+    // interrupt is active on this CPU yet (called while it brings its interface up, IRQs
+    // masked). It touches no memory.
+    unsafe {
+        core::arch::asm!("msr icc_ctlr_el1, {}", "isb", in(reg) ctlr.get(), options(nomem, nostack, preserves_flags));
+    }
+    LocalRegisterCopy::<u64, ICC_CTLR::Register>::new(ICC_CTLR_EL1.get()).is_set(ICC_CTLR::EOIMODE)
+}
+
 /// Turns on this CPU's GICv3 system-register interface at EL2; it must be on before any
 /// `ICC_*`/`ICH_*` register is touched.
 fn enable_el2_system_registers() {
@@ -204,6 +252,13 @@ pub fn init_cpu(cpu: usize) {
         Distributor::V3(gic) => {
             enable_el2_system_registers();
             gic.init_cpu(cpu);
+            if !split_priority_drop() {
+                // The boot CPU's interface took EOImode 1 (`init` checked it), and they are
+                // all the same GIC: this is not expected. Interrupts would be deactivated at
+                // their EOI already, and the ICC_DIR_EL1 after it is ignored or, at worst,
+                // UNPREDICTABLE; say so.
+                log::error!("cpu {cpu}: the GICv3 CPU interface refused EOImode 1");
+            }
             if let Ok(mut redistributor) = gic.redistributor(cpu) {
                 redistributor.configure_default_settings();
             }
@@ -270,19 +325,89 @@ pub fn acknowledge() -> Option<Acknowledged> {
     }
 }
 
-/// Ends an acknowledged interrupt (priority drop and deactivation).
+/// Ends an acknowledged interrupt: priority drop and deactivation (GICv3: EOI, then
+/// ICC_DIR_EL1, as EOImode 1 asks; GICv2: the EOI does both).
 #[inline]
 pub fn end_of_interrupt(ack: Acknowledged) {
     match ack.token {
-        // SAFETY: writing ICC_EOIR1_EL1 the INTID its acknowledge returned ends that interrupt
-        // of this CPU, as arm-gic's `end_interrupt` does (same access, same options); it
-        // touches no memory.
+        // SAFETY: writing ICC_EOIR1_EL1 the INTID its acknowledge returned drops the priority
+        // of that interrupt of this CPU, as arm-gic's `end_interrupt` does; with EOImode 1
+        // (set by `init`/`init_cpu`) ICC_DIR_EL1 with the same INTID then deactivates it.
+        // Both touch no memory.
+        EndToken::V3(intid) => unsafe {
+            core::arch::asm!(
+                "msr icc_eoir1_el1, {0}",
+                "msr icc_dir_el1, {0}",
+                in(reg) u64::from(intid),
+                options(nomem, nostack, preserves_flags)
+            );
+        },
+        // SAFETY: the GICC frame the acknowledge was read from (see `acknowledge`).
+        EndToken::V2 { raw, gicc } => unsafe { GicV2CpuInterface::new(gicc) }.end_of_interrupt(raw),
+    }
+}
+
+/// Drops the priority of an acknowledged interrupt but leaves it active (GICv3, EOImode 1):
+/// other interrupts of its priority and below can be taken again, while it cannot fire
+/// again until [`deactivate`] — or, hardware-linked in a list register, the guest's
+/// deactivation of its virtual copy. On GICv2 (EOImode 0) the EOI deactivates it too.
+#[inline]
+pub fn drop_priority(ack: Acknowledged) {
+    match ack.token {
+        // SAFETY: ICC_EOIR1_EL1 with the INTID its acknowledge returned, as in
+        // `end_of_interrupt`; it touches no memory.
         EndToken::V3(intid) => unsafe {
             core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
         },
         // SAFETY: the GICC frame the acknowledge was read from (see `acknowledge`).
         EndToken::V2 { raw, gicc } => unsafe { GicV2CpuInterface::new(gicc) }.end_of_interrupt(raw),
     }
+}
+
+/// Deactivates an interrupt whose priority [`drop_priority`] dropped (GICv3: ICC_DIR_EL1;
+/// GICv2: nothing left to do).
+#[inline]
+pub fn deactivate(ack: Acknowledged) {
+    if let EndToken::V3(intid) = ack.token {
+        // SAFETY: ICC_DIR_EL1 with the INTID of an interrupt this CPU acknowledged and
+        // priority-dropped deactivates it (EOImode 1, set by `init`/`init_cpu`); it touches
+        // no memory.
+        unsafe {
+            core::arch::asm!("msr icc_dir_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
+        }
+    }
+}
+
+/// Whether the core's CPU interfaces split priority drop and deactivation (GICv3 after
+/// [`init`]), which hardware-linked forwarding needs.
+pub fn splits_priority_drop() -> bool {
+    SPLIT_EOI.load(Ordering::Acquire)
+}
+
+/// Set by [`init`] once the boot CPU's GICv3 interface took EOImode 1.
+static SPLIT_EOI: AtomicBool = AtomicBool::new(false);
+
+/// Deactivates physical interrupt `intid` (for a PPI: `cpu`'s copy) from any CPU, through
+/// GICD_ICACTIVER / GICR_ICACTIVER0: for a forwarded interrupt whose hardware link the vGIC
+/// released (the guest will not deactivate it). GICv3 only (false otherwise, or for an
+/// INTID or CPU the GIC does not have).
+pub fn deactivate_physical(intid: u32, cpu: usize) -> bool {
+    let Some(register) = bank_register(intid, cpu, ICACTIVER) else { return false };
+    // SAFETY: `bank_register` returns the address of a GICD_ICACTIVER<n> or GICR_ICACTIVER0
+    // register inside the frames `init` found mapped as device memory (for ever); a
+    // write-one-to-clear register changes only the bit written (see `EnableRegisters`).
+    unsafe { (register as *mut u32).write_volatile(1 << (intid % 32)) };
+    true
+}
+
+/// The physical pending (`active` false) or active bits of the 32 interrupts from `base` (a
+/// multiple of 32; for PPIs, `cpu`'s), from GICD_ISPENDR/ISACTIVER<n> or
+/// GICR_ISPENDR0/ISACTIVER0. GICv3 only.
+pub fn bank_state(base: u32, cpu: usize, active: bool) -> Option<u32> {
+    let register = bank_register(base, cpu, if active { ISACTIVER } else { ISPENDR })?;
+    // SAFETY: a GICD_ISPENDR/ISACTIVER<n> or GICR_ISPENDR0/ISACTIVER0 register inside the
+    // mapped frames (see `bank_register`); reading it has no side effect.
+    Some(unsafe { (register as *const u32).read_volatile() })
 }
 
 /// Enables a private interrupt (SGI/PPI) of `cpu` at `priority`.
@@ -342,11 +467,11 @@ pub fn send_sgi(sgi: u32, mpidr: u64, cpu: usize) {
 pub const INBAND_PRIORITY: u8 = 0xa0;
 
 /// Enables or disables interrupt `intid` at the physical GIC (for SGIs and PPIs: `cpu`'s
-/// copy, which on GICv2 must be the calling CPU). Used to mask a forwarded interrupt while
-/// the guest handles its virtual copy.
+/// copy, which on GICv2 must be the calling CPU). Used when the guest disables a forwarded
+/// interrupt, and to mask one that fired while the guest had it disabled.
 pub fn set_enabled(intid: u32, cpu: usize, enabled: bool) -> Result<(), GicError> {
-    if let Some(register) = enable_register(intid, cpu, enabled) {
-        // SAFETY: `enable_register` returns the address of a GICD_ISENABLER/ICENABLER or
+    if let Some(register) = bank_register(intid, cpu, if enabled { ISENABLER } else { ICENABLER }) {
+        // SAFETY: `bank_register` returns the address of a GICD_ISENABLER/ICENABLER or
         // GICR_ISENABLER0/ICENABLER0 register inside the frames `init` found mapped as device
         // memory (for ever); a write-one register changes only the bit written (see
         // `EnableRegisters`), so no lock is needed and no other state is touched.
@@ -364,16 +489,16 @@ pub fn set_enabled(intid: u32, cpu: usize, enabled: bool) -> Result<(), GicError
     }
 }
 
-/// The GICv3 register whose bit `intid % 32` enables (`enable`) or disables `intid` (for a
-/// private one, on `cpu`); `None` without a GICv3, for a CPU without a redistributor, or for
-/// an INTID outside SGIs, PPIs and SPIs (the driver's path handles or refuses those).
+/// The GICv3 register of the one-bit-per-INTID array at `offset` (ISENABLER, ICENABLER,
+/// ISPENDR, ISACTIVER, ICACTIVER) that holds bit `intid % 32` of `intid` (for a private one,
+/// `cpu`'s); `None` without a GICv3, for a CPU without a redistributor, or for an INTID
+/// outside SGIs, PPIs and SPIs (the driver's path handles or refuses those).
 #[inline]
-fn enable_register(intid: u32, cpu: usize, enable: bool) -> Option<usize> {
+fn bank_register(intid: u32, cpu: usize, offset: usize) -> Option<usize> {
     let gicd = ENABLE_REGISTERS.gicd.load(Ordering::Acquire);
     if gicd == 0 {
         return None;
     }
-    let offset = if enable { ISENABLER } else { ICENABLER };
     if intid < 32 {
         if cpu >= ENABLE_REGISTERS.cpus.load(Ordering::Relaxed) {
             return None;

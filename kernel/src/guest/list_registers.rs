@@ -1,8 +1,11 @@
 //! The GICv3 virtual CPU interface's list registers (`ICH_LR<n>_EL2`) of this CPU: how the
-//! core puts a virtual interrupt in front of the guest and learns when the guest is done.
+//! core puts a virtual interrupt in front of the guest — a software one with an EOI
+//! maintenance request, or a physical one hardware-linked — and learns when the guest is
+//! done.
 
 use aarch64_cpu::registers::{
-    ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2,
+    ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2, ICH_AP1R1_EL2, ICH_AP1R2_EL2,
+    ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2,
     ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2, ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2,
     ICH_LR15_EL2, ICH_VTR_EL2, Readable, Writeable,
 };
@@ -104,10 +107,30 @@ pub fn read(index: usize) -> (LrState, u32) {
 }
 
 /// Puts virtual interrupt `intid` (Group 1, `priority`) pending in list register `index`,
-/// asking for an EOI maintenance interrupt when the guest deactivates it.
+/// asking for an EOI maintenance interrupt when the guest deactivates it (a software
+/// interrupt: SGIs, the core's posts, emulated devices).
 pub fn inject(index: usize, intid: u32, priority: u8) {
     let mut lr = Lr::new(0);
     lr.write(LR::State.val(0b01) + LR::Group::SET + LR::Priority.val(u64::from(priority)) + LR::EOI::SET + LR::vINTID.val(u64::from(intid)));
+    write_raw(index, lr.get());
+}
+
+/// Puts physical interrupt `intid` (a PPI or SPI this CPU acknowledged, priority dropped and
+/// still active) hardware-linked in list register `index`: pending, Group 1, `priority`,
+/// `HW = 1`, `pINTID = vINTID = intid`. The guest's deactivation of the virtual interrupt
+/// (its EOI with EOImode 0, or its ICV_DIR_EL1) deactivates the physical one; no maintenance
+/// interrupt is asked for (with `HW = 1` the EOI bit is part of pINTID), so the core learns
+/// of the completion only when it next reads this list register back as invalid.
+pub fn inject_linked(index: usize, intid: u32, priority: u8) {
+    let mut lr = Lr::new(0);
+    lr.write(
+        LR::State.val(0b01)
+            + LR::HW::SET
+            + LR::Group::SET
+            + LR::Priority.val(u64::from(priority))
+            + LR::pINTID.val(u64::from(intid))
+            + LR::vINTID.val(u64::from(intid)),
+    );
     write_raw(index, lr.get());
 }
 
@@ -123,4 +146,25 @@ pub fn request_no_pending(requested: bool) {
     let mut value = LocalRegisterCopy::<u64, aarch64_cpu::registers::ICH_HCR_EL2::Register>::new(ICH_HCR_EL2.get());
     value.modify(if requested { ICH_HCR_EL2::NPIE::SET } else { ICH_HCR_EL2::NPIE::CLEAR });
     ICH_HCR_EL2.set(value.get());
+}
+
+/// Forgets every active priority of this CPU's virtual CPU interface (`ICH_AP0R<n>_EL2`,
+/// `ICH_AP1R<n>_EL2`, as many as `ICH_VTR_EL2.PREbits` implements), as a PE that powers up
+/// has none: for a vCPU that stopped with an interrupt acknowledged and not completed, whose
+/// list register the core emptied.
+pub fn clear_active_priorities() {
+    // PREbits + 1 preemption bits: 5 need one register per group, 6 two, 7 four.
+    let registers = 1usize << (ICH_VTR_EL2.read(ICH_VTR_EL2::PREbits) as usize + 1).saturating_sub(5).min(2);
+    ICH_AP0R0_EL2.set(0);
+    ICH_AP1R0_EL2.set(0);
+    if registers > 1 {
+        ICH_AP0R1_EL2.set(0);
+        ICH_AP1R1_EL2.set(0);
+    }
+    if registers > 2 {
+        ICH_AP0R2_EL2.set(0);
+        ICH_AP0R3_EL2.set(0);
+        ICH_AP1R2_EL2.set(0);
+        ICH_AP1R3_EL2.set(0);
+    }
 }

@@ -72,6 +72,9 @@ pub fn idle(cpu: usize) -> ! {
 /// resume the guest there.
 pub fn stop_this_vcpu(frame: &mut TrapFrame) {
     let cpu = boot::cpu_index();
+    // Nobody handles this CPU's list registers while it is off: empty them (what is still
+    // pending goes back to the vGIC for whichever vCPU it targets; nothing stays active).
+    virq::take_back();
     loop {
         aarch64_cpu::asm::wfi();
         if let Some((entry, context)) = take_start(cpu) {

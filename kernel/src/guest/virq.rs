@@ -2,11 +2,40 @@
 //! ([`vm::vgic::Vgic`]), physical in-band interrupts forwarded to the guest, and the
 //! list-register flush on the way back into the guest.
 //!
-//! A forwarded physical interrupt is *masked and reinjected*: the core disables it at the
-//! physical GIC, marks it pending in the vGIC and ends it at once; its virtual copy goes into
-//! a list register with an EOI maintenance request; when the guest deactivates it, the core
-//! re-enables the physical line (a level still high fires again). The guest's masking of its
-//! own IRQs therefore never holds a physical interrupt active at EL2.
+//! A forwarded physical interrupt (a PPI or SPI the core does not own) is *hardware-linked*:
+//! the core drops its priority (its CPU interface runs with EOImode 1) but leaves it active,
+//! marks it pending in the vGIC, whose entry then owns that activation
+//! ([`vm::vgic::Vgic::forward`]), and injects it in a list register with `HW = 1` and
+//! `pINTID` = its INTID. The guest's deactivation of the virtual interrupt deactivates the
+//! physical one in hardware: no masking, no unmasking, no maintenance interrupt, no second
+//! trip to EL2. While it is active it cannot fire again; a level still high after the
+//! guest's deactivation fires anew. The guest's masking of its own IRQs only delays the
+//! virtual copy: the physical interrupt's priority was dropped at once, so it never holds
+//! back another interrupt at EL2.
+//!
+//! SGIs, the core's posted SGIs (sirq) and the emulated devices' interrupts have no
+//! physical interrupt to link: they are injected as software interrupts with an EOI
+//! maintenance request, which brings the CPU back to take the completion.
+//!
+//! What the guest can do to a linked interrupt, and where its physical activation goes
+//! (every activation stays owned until deactivated; see the vGIC's "Hardware-linked
+//! interrupts"):
+//!
+//! - it deactivates the virtual copy: the hardware deactivates the physical interrupt; the
+//!   core sees the list register invalid at its next read-back (see [`COMPLETED`]);
+//! - it disables the interrupt, clears its pending state or changes its trigger while the
+//!   entry waits for a list register: the entry gives the activation up, and the core masks
+//!   the line (if disabled) and deactivates the physical interrupt (a level is sampled again
+//!   when the guest enables it);
+//! - it does any of that while the interrupt sits in a list register: the list register
+//!   keeps it (the physical interrupt is deactivated when the guest deactivates the virtual
+//!   copy), as a list register the hardware already signalled would;
+//! - its vCPU stops (PSCI `CPU_OFF`): [`take_back`] empties that CPU's list registers; a
+//!   linked interrupt still pending goes back to its vGIC entry with its activation (to be
+//!   delivered to whichever vCPU it targets), one the guest left active is deactivated.
+//!
+//! An interrupt that fires while the guest has it disabled (a race with the guest's disable)
+//! is masked and deactivated at once; an edge is remembered as pending.
 //!
 //! vCPU *i* runs on CPU *i*; each CPU manages its own list registers. What does not fit in
 //! them stays pending in the vGIC (one entry per INTID, offered by priority) until the
@@ -18,7 +47,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use boot::exceptions::TrapFrame;
 use platform::GicInfo;
 use vm::mmio::MmioAccess;
-use vm::vgic::{Access, ChangeKind, Changes, Target, Vgic};
+use vm::vgic::{Access, ChangeKind, Changes, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
@@ -39,10 +68,6 @@ struct Virq {
     distributor: u64,
     redistributor: u64,
     vcpus: usize,
-    /// SPIs masked at the physical GIC while the guest handles their virtual copy.
-    masked_spis: [u32; MAX_INTIDS / 32],
-    /// Per CPU, its private interrupts masked the same way.
-    masked_private: [u32; boot::MAX_CPUS],
     /// Per CPU, its MPIDR (to kick it).
     mpidrs: [u64; boot::MAX_CPUS],
 }
@@ -54,7 +79,35 @@ struct Virq {
 /// other vCPU spinning on this lock. It is a test-and-set lock, not a ticket lock, for the
 /// same reason: a ticket would be handed to a waiter whose host thread is descheduled
 /// ([`IrqTasLock`]).
-static VIRQ: IrqTasLock<Option<Virq>> = IrqTasLock::new(None);
+static VIRQ: IrqTasLock<VirqSlot> = IrqTasLock::new(VirqSlot {
+    configured: false,
+    virq: Virq { vgic: Vgic::unconfigured(), distributor: 0, redistributor: 0, vcpus: 0, mpidrs: [0; boot::MAX_CPUS] },
+});
+
+/// [`VIRQ`]'s content: the glue's state, built in place by [`init`] (the vGIC model is
+/// about 20 KiB, more than a boot stack should hold in copies), and seen as an `Option`.
+struct VirqSlot {
+    /// Whether [`init`] set up a guest.
+    configured: bool,
+    virq: Virq,
+}
+
+impl VirqSlot {
+    /// The glue's state, if there is a guest.
+    fn as_ref(&self) -> Option<&Virq> {
+        self.configured.then_some(&self.virq)
+    }
+
+    /// The glue's state, if there is a guest.
+    fn as_mut(&mut self) -> Option<&mut Virq> {
+        self.configured.then_some(&mut self.virq)
+    }
+
+    /// Whether there is no guest.
+    fn is_none(&self) -> bool {
+        !self.configured
+    }
+}
 
 /// One CPU's list registers as the core filled them.
 struct CpuLanes {
@@ -65,6 +118,8 @@ struct CpuLanes {
     /// A bit per list register holding something (`in_lr[i]` is `Some`): [`flush`] reads
     /// back only these.
     occupied: u32,
+    /// A bit per list register holding a hardware-linked interrupt (a subset of `occupied`).
+    linked: u32,
     /// The list register holding an outstanding sirq post, whose acknowledge is timed.
     sirq_lr: Option<usize>,
     /// Whether the underflow maintenance interrupt is requested (ICH_HCR_EL2.UIE as last
@@ -73,18 +128,35 @@ struct CpuLanes {
     /// [`flush`]'s scratch list of the interrupts it takes, `(INTID, priority)`: kept here so
     /// that no flush spends instructions clearing one on its stack.
     chosen: [(u32, u8); MAX_LIST_REGISTERS],
+    /// A bit per entry of `chosen` to inject hardware-linked.
+    chosen_linked: u32,
 }
 
 impl CpuLanes {
+    /// The list register of this CPU the core put `intid` in, if any.
+    fn index_of(&self, intid: u32) -> Option<usize> {
+        let mut occupied = self.occupied;
+        while occupied != 0 {
+            let index = occupied.trailing_zeros() as usize;
+            occupied &= occupied - 1;
+            if self.in_lr.get(index).copied().flatten() == Some(intid) {
+                return Some(index);
+            }
+        }
+        None
+    }
+
     /// No list registers filled, `count` of them.
     const fn empty(count: usize) -> Self {
         Self {
             count,
             in_lr: [None; MAX_LIST_REGISTERS],
             occupied: 0,
+            linked: 0,
             sirq_lr: None,
             underflow: false,
             chosen: [(0, 0); MAX_LIST_REGISTERS],
+            chosen_linked: 0,
         }
     }
 }
@@ -128,13 +200,21 @@ struct ReplayStats {
     coalesced: AtomicU64,
     /// Most entries left waiting after a refill (the list registers were full).
     max_depth: AtomicU64,
-    /// Entries of emulated level interrupts whose line fell before they were replayed.
+    /// Entries that left the log without being replayed: an emulated level line fell, or
+    /// the guest disabled a forwarded level interrupt or cleared its pending state (its
+    /// physical line is sampled again).
     withdrawn: AtomicU64,
+    /// Replayed entries a list register gave back still pending ([`take_back`]): they wait
+    /// in the log again and will be replayed anew.
+    requeued: AtomicU64,
     /// Physical interrupt to injection: worst and total counter ticks, and how many.
     to_injection_max: AtomicU64,
     to_injection_sum: AtomicU64,
     to_injection_count: AtomicU64,
-    /// Injection to the guest's deactivation: worst and total counter ticks, and how many.
+    /// Injection to the guest's deactivation, for software interrupts only (their EOI
+    /// maintenance interrupt brings the completion at once): worst and total counter ticks,
+    /// and how many. A hardware-linked interrupt's completion is only seen at the next
+    /// read-back of its list register, which says nothing of when the guest was done.
     to_completion_max: AtomicU64,
     to_completion_sum: AtomicU64,
     to_completion_count: AtomicU64,
@@ -145,6 +225,7 @@ static REPLAY: ReplayStats = ReplayStats {
     coalesced: AtomicU64::new(0),
     max_depth: AtomicU64::new(0),
     withdrawn: AtomicU64::new(0),
+    requeued: AtomicU64::new(0),
     to_injection_max: AtomicU64::new(0),
     to_injection_sum: AtomicU64::new(0),
     to_injection_count: AtomicU64::new(0),
@@ -170,13 +251,14 @@ fn record(max: &AtomicU64, sum: &AtomicU64, count: &AtomicU64, ticks: u64) {
 pub struct ReplayCounters {
     /// Entries raised.
     pub logged: u64,
-    /// Entries replayed into list registers.
+    /// Entries replayed into list registers (and not given back, see [`take_back`]).
     pub replayed: u64,
     /// Raises merged into an entry already pending.
     pub coalesced: u64,
     /// Most entries waiting behind full list registers.
     pub max_depth: u64,
-    /// Entries of emulated level interrupts withdrawn by their device before replay.
+    /// Entries withdrawn before replay: by their emulated device (the line fell) or by the
+    /// guest (disabled or pending cleared while waiting).
     pub withdrawn: u64,
     /// Entries neither replayed, coalesced, withdrawn nor still pending: must be 0.
     pub lost: u64,
@@ -185,12 +267,12 @@ pub struct ReplayCounters {
 /// The replay log's counters now.
 pub fn replay_counters() -> ReplayCounters {
     let logged = REPLAY.logged.load(Ordering::Relaxed);
-    let replayed = INJECTED.load(Ordering::Relaxed);
+    let replayed = INJECTED.load(Ordering::Relaxed).saturating_sub(REPLAY.requeued.load(Ordering::Relaxed));
     let coalesced = REPLAY.coalesced.load(Ordering::Relaxed);
     let withdrawn = REPLAY.withdrawn.load(Ordering::Relaxed);
-    let pending = VIRQ.lock().as_ref().map_or(0, |virq| {
-        (0..virq.vcpus).map(|vcpu| virq.vgic.pending_for(vcpu).count() as u64).sum::<u64>()
-    });
+    // Still in the log: pending and not in a list register, deliverable now or not (the
+    // guest may have it disabled).
+    let pending = VIRQ.lock().as_ref().map_or(0, |virq| virq.vgic.waiting() as u64);
     ReplayCounters {
         logged,
         replayed,
@@ -201,8 +283,10 @@ pub fn replay_counters() -> ReplayCounters {
     }
 }
 
-/// Logs the replay log's counters and timing.
+/// Logs the replay log's counters and timing, after taking back this CPU's completions (so
+/// that a hardware-linked interrupt the guest completed since the last read-back counts).
 pub fn report() {
+    sync_completions();
     let counters = replay_counters();
     let ns = |ticks: u64| crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks));
     let avg = |sum: &AtomicU64, count: &AtomicU64| {
@@ -218,18 +302,35 @@ pub fn report() {
         counters.lost
     );
     log::info!(
-        "replay log: physical IRQ to injection avg {} ns, max {} ns; injection to guest completion avg {} ns, max {} ns",
+        "replay log: physical IRQ to injection avg {} ns, max {} ns; injection to guest completion avg {} ns, max {} ns (software interrupts, {} timed)",
         avg(&REPLAY.to_injection_sum, &REPLAY.to_injection_count),
         ns(REPLAY.to_injection_max.load(Ordering::Relaxed)),
         avg(&REPLAY.to_completion_sum, &REPLAY.to_completion_count),
-        ns(REPLAY.to_completion_max.load(Ordering::Relaxed))
+        ns(REPLAY.to_completion_max.load(Ordering::Relaxed)),
+        REPLAY.to_completion_count.load(Ordering::Relaxed)
+    );
+    log::info!(
+        "replay log: hardware-linked: {} injected, {} completed (seen at the next list-register read-back, untimed), {} given back by list registers",
+        INJECTED_LINKED.load(Ordering::Relaxed),
+        COMPLETED_LINKED.load(Ordering::Relaxed),
+        REPLAY.requeued.load(Ordering::Relaxed)
     );
 }
 
-/// Virtual interrupts put into list registers.
+/// Virtual interrupts put into list registers (software and hardware-linked).
 pub static INJECTED: AtomicU64 = AtomicU64::new(0);
-/// Virtual interrupts the guest deactivated.
+/// Virtual interrupts the core found completed: list registers it read back invalid (the
+/// guest deactivated what it injected there), or emptied itself after the guest left them
+/// active ([`take_back`]). A software interrupt's completion is seen at once (its EOI
+/// maintenance interrupt); a hardware-linked one's at the next read-back of its list
+/// register — the next time that CPU injects, when the same interrupt fires again, or at
+/// the final report (for the reporting CPU) — so at any moment this lags the guest by the
+/// linked interrupts completed since.
 pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
+/// Of [`INJECTED`], the hardware-linked ones.
+pub static INJECTED_LINKED: AtomicU64 = AtomicU64::new(0);
+/// Of [`COMPLETED`], the hardware-linked ones.
+pub static COMPLETED_LINKED: AtomicU64 = AtomicU64::new(0);
 static UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
 /// Per vCPU: something may be pending for it or sits in its list registers. [`flush`] skips
 /// the lock (and the vGIC scan) when not, which is most guest exits.
@@ -277,21 +378,23 @@ fn note_work(vcpu: usize) {
 /// Sets up the vGIC for one vCPU per entry of `mpidrs` (vCPU i on CPU i) with `spis` SPIs.
 /// Call once, before any CPU runs [`init_this_cpu`].
 pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32) -> Result<(), &'static str> {
-    let vgic = Vgic::new(mpidrs, spis).map_err(|_| "vGIC model")?;
     let redistributor = gic_info.redistributor.ok_or("no redistributor region (GICv3 only for now)")?.base;
-    let mut cpu_mpidrs = [0; boot::MAX_CPUS];
-    for (slot, &mpidr) in cpu_mpidrs.iter_mut().zip(mpidrs) {
-        *slot = mpidr;
+    if !gic::splits_priority_drop() {
+        return Err("the GIC CPU interface does not split priority drop and deactivation");
     }
-    *VIRQ.lock() = Some(Virq {
-        vgic,
-        distributor: gic_info.distributor.base,
-        redistributor,
-        vcpus: mpidrs.len().min(boot::MAX_CPUS),
-        masked_spis: [0; MAX_INTIDS / 32],
-        masked_private: [0; boot::MAX_CPUS],
-        mpidrs: cpu_mpidrs,
-    });
+    {
+        // In place: the model is too big to build on this stack and move.
+        let mut guard = VIRQ.lock();
+        let slot = &mut *guard;
+        slot.virq.vgic.configure(mpidrs, spis).map_err(|_| "vGIC model")?;
+        slot.virq.distributor = gic_info.distributor.base;
+        slot.virq.redistributor = redistributor;
+        slot.virq.vcpus = mpidrs.len().min(boot::MAX_CPUS);
+        for (slot, &mpidr) in slot.virq.mpidrs.iter_mut().zip(mpidrs) {
+            *slot = mpidr;
+        }
+        slot.configured = true;
+    }
     VCPU_COUNT.store(mpidrs.len().min(boot::MAX_CPUS), Ordering::Release);
     if let Some(maintenance) = gic_info.maintenance_intid {
         MAINTENANCE_INTID.store(maintenance, Ordering::Relaxed);
@@ -322,52 +425,120 @@ pub fn init_this_cpu(cpu: usize) {
     }
 }
 
-/// Takes a physical interrupt nobody in the core claimed for the guest; false if there is
-/// no guest (the caller counts it as unclaimed).
+/// How [`forward`] took a physical interrupt, whose priority the IRQ entry already dropped:
+/// what is left to do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Hardware-linked for the guest: leave it active; the guest's deactivation of its
+    /// virtual copy deactivates it.
+    Linked,
+    /// Taken without a link (the guest has it disabled; its line is now masked, an edge
+    /// remembered as pending): deactivate it.
+    Taken,
+    /// No guest takes it: deactivate it (and count it as unclaimed).
+    Unclaimed,
+}
+
+/// Takes a physical PPI or SPI nobody in the core claimed for the guest, acknowledged on
+/// this CPU and priority dropped ([`gic::drop_priority`]); see [`Forward`] for what the
+/// caller does next.
+///
+/// For this CPU's own vCPU, a linked interrupt goes straight into a free list register here
+/// ([`inject_now`]), under the lock this already holds; otherwise (another vCPU's, or no
+/// list register free, or interrupts already waiting for one) [`flush`] injects it on that
+/// CPU's way back into the guest, in priority order.
 #[inline(never)]
-pub fn forward(intid: u32) -> bool {
+pub fn forward(intid: u32) -> Forward {
     let cpu = boot::cpu_index();
     if intid < 16 || intid as usize >= MAX_INTIDS || cpu >= VCPU_COUNT.load(Ordering::Acquire) {
-        return false;
+        return Forward::Unclaimed;
     }
-    // Masked at the physical GIC first (outside the lock: a GIC write is slow under
-    // emulation), so it cannot fire again until `flush` re-enables it after the guest
-    // completed this copy; that re-enabling cannot overtake this write.
-    let _ = gic::set_enabled(intid, cpu, false);
+    // This CPU's list registers first (the lock order of `flush`); only this CPU takes them.
+    let Some(lanes) = LANES.get(cpu) else { return Forward::Unclaimed };
+    let mut lanes = lanes.lock();
     let mut guard = VIRQ.lock();
-    let Some(virq) = guard.as_mut() else { return false };
-    let (vcpu, bit) = (cpu, 1u32 << (intid % 32));
+    let Some(virq) = guard.as_mut() else { return Forward::Unclaimed };
     let target = if intid < FIRST_SPI {
-        virq.masked_private[cpu] |= bit;
-        vcpu
+        cpu
     } else {
-        virq.masked_spis[intid as usize / 32] |= bit;
-        match virq.vgic.target(intid, vcpu) {
+        match virq.vgic.target(intid, cpu) {
             Ok(Target::Vcpu(target)) => target,
-            _ => vcpu,
+            _ => cpu,
         }
     };
-    // An edge for an edge-triggered interrupt, the line high for a level-sensitive one.
-    let was_pending = virq.vgic.signal(intid, target).unwrap_or(false);
-    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-    if was_pending {
-        REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
-    } else {
-        let _ = WAITING_SINCE[intid as usize].compare_exchange(
-            0,
-            crate::hwtimer::counter_unordered(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+    // Enabled: pending (an edge, or the line high) and owning the physical activation.
+    let (coalesced, linked) = match virq.vgic.forward(intid, target) {
+        Ok(Forwarded::Linked { coalesced }) => (coalesced, true),
+        Ok(Forwarded::Latched { coalesced }) => (coalesced, false),
+        Ok(Forwarded::Refused) => (false, false),
+        // An SPI beyond the guest's: nothing the guest could have enabled.
+        Err(_) => return Forward::Unclaimed,
+    };
+    if !linked {
+        // The guest has it disabled (its disable raced with this interrupt): masked now,
+        // under the lock, so that the guest's enable, which takes the lock to update the
+        // model before it enables the line, cannot be overtaken by this write.
+        let _ = gic::set_enabled(intid, cpu, false);
+        if !virq.vgic.state(intid, target).is_ok_and(|s| s.pending()) {
+            // A level line: nothing recorded; the GIC samples it again once enabled.
+            return Forward::Taken;
+        }
     }
+    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
     FORWARDED.fetch_add(1, Ordering::Relaxed);
     FORWARDED_BY_INTID[intid as usize].fetch_add(1, Ordering::Relaxed);
+    let now = crate::hwtimer::counter_unordered();
+    if coalesced {
+        REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
+    } else if linked && target == cpu && inject_now(cpu, &mut lanes, &mut virq.vgic, intid, now) {
+        publish_occupied(cpu, lanes.occupied);
+        return Forward::Linked;
+    } else {
+        let _ = WAITING_SINCE[intid as usize].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
     note_work(target);
     let kick = (target != cpu).then(|| virq.mpidrs[target]);
     drop(guard);
+    drop(lanes);
     if let Some(mpidr) = kick {
         kick_cpu(target, mpidr);
     }
+    if linked { Forward::Linked } else { Forward::Taken }
+}
+
+/// [`forward`]'s fast path: puts linked interrupt `intid`, just forwarded to this CPU's
+/// vCPU, into a free list register of this CPU at once. The copy of `intid` the model still
+/// has listed here, if any, is complete — the physical interrupt could not have fired again
+/// unless the guest deactivated it — and is taken back first (its list register checked).
+/// Declines, leaving the injection to [`flush`], when interrupts already wait for list
+/// registers (the flush keeps them in priority order), none is free, the listed copy is
+/// another CPU's or not read back empty, or the interrupt is not deliverable (the guest's
+/// distributor is off; a listed copy is still taken back then).
+fn inject_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32, arrived: u64) -> bool {
+    let count = lanes.count;
+    if count == 0 || lanes.underflow {
+        return false;
+    }
+    // A listed copy must be in a list register of this CPU read back empty (else it is all
+    // left to the flush); it is then retired, and its list register is the free one.
+    match lanes.index_of(intid) {
+        Some(index) => {
+            if list_registers::read(index).0 != LrState::Invalid {
+                return false;
+            }
+            retire(cpu, lanes, index);
+        }
+        None => {
+            if vgic.is_listed(intid, cpu) || lanes.occupied == (1u32 << count) - 1 {
+                return false;
+            }
+        }
+    }
+    let empty = !lanes.occupied & ((1u32 << count) - 1);
+    // The listed copy's completion, then the new copy taken, in one step of the model.
+    let Some((priority, linked)) = vgic.retake(cpu, intid) else { return false };
+    let now = place(cpu, lanes, empty.trailing_zeros() as usize, intid, priority, linked);
+    record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(arrived));
     true
 }
 
@@ -409,11 +580,11 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
 }
 
 /// Brings this CPU's list registers up to date before its vCPU runs again: completions are
-/// taken back, masked physical lines re-enabled, and the best pending interrupts injected.
+/// taken back and the best pending interrupts injected (hardware-linked for forwarded
+/// physical interrupts).
 ///
 /// Three steps, so that the shared [`VIRQ`] lock covers only the model: read the list
-/// registers, update the vGIC under the lock, then write the list registers and the physical
-/// GIC.
+/// registers, update the vGIC under the lock, then write the list registers.
 pub fn flush() {
     let cpu = boot::cpu_index();
     if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
@@ -438,42 +609,14 @@ pub fn flush() {
 
     // 1. Completions: list registers the guest emptied (only those the core filled are read).
     let mut completed = [0u32; MAX_LIST_REGISTERS];
-    let mut completions = 0;
-    let mut occupied = lanes.occupied;
-    let mut filled = occupied;
-    while filled != 0 {
-        let index = filled.trailing_zeros() as usize;
-        filled &= filled - 1;
-        let Some(intid) = lanes.in_lr.get(index).copied().flatten() else {
-            // Not the core's (never: the bit and the entry are set together): forget it.
-            occupied &= !(1 << index);
-            continue;
-        };
-        let (state, _) = list_registers::read(index);
-        if state != LrState::Invalid {
-            continue;
-        }
-        // An empty LR with its EOI request still set keeps the maintenance interrupt
-        // asserted (ICH_EISR_EL2): clear it.
-        list_registers::clear(index);
-        lanes.in_lr[index] = None;
-        occupied &= !(1 << index);
-        completed[completions] = intid;
-        completions += 1;
-        COMPLETED.fetch_add(1, Ordering::Relaxed);
-        let injected_at = INJECTED_AT[cpu][index].load(Ordering::Relaxed);
-        let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
-        record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
-    }
-    lanes.occupied = occupied;
+    let completions = read_back(cpu, lanes, &mut completed);
     // Only bits below `count` are ever set.
-    let free = count - occupied.count_ones() as usize;
+    let free = count - lanes.occupied.count_ones() as usize;
 
     // 2. The model, under the shared lock: completions, then the most urgent pending ones.
-    let mut unmask = [0u32; MAX_LIST_REGISTERS];
-    let mut unmasks = 0;
     let chosen = &mut lanes.chosen;
     let chosen_count;
+    let mut chosen_linked = 0u32;
     let mut waiting = false;
     {
         let mut guard = VIRQ.lock();
@@ -482,14 +625,16 @@ pub fn flush() {
             return;
         }
         for &intid in &completed[..completions] {
+            // A linked one was deactivated with it: a level line is sampled again.
             let _ = virq.vgic.deactivate(cpu, intid);
-            if virq.unmask(intid, cpu) {
-                unmask[unmasks] = intid;
-                unmasks += 1;
+        }
+        // Found and acknowledged at once: each is now listed in the model, not offered again.
+        chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
+        for (i, &(intid, _)) in chosen[..chosen_count].iter().enumerate() {
+            if virq.vgic.is_linked(intid, cpu) {
+                chosen_linked |= 1 << i;
             }
         }
-        // Found and acknowledged at once: each is now active in the model, not offered again.
-        chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
         if chosen_count == free {
             let left = virq.vgic.pending_for(cpu).count() as u64;
             waiting = left > 0;
@@ -498,51 +643,225 @@ pub fn flush() {
             }
         }
     }
+    lanes.chosen_linked = chosen_linked;
 
-    // 3. The hardware: re-enable completed physical lines, fill the free list registers.
-    for &intid in &unmask[..unmasks] {
-        // The line is sampled again once enabled: a level still high fires anew.
-        let _ = gic::set_enabled(intid, cpu, true);
-    }
-    // The empty list registers (`count` is at most 16).
-    let mut empty = !occupied & ((1u32 << count) - 1);
-    for &(intid, priority) in &lanes.chosen[..chosen_count] {
+    // 3. The hardware: fill the free list registers (`count` is at most 16).
+    let mut empty = !lanes.occupied & ((1u32 << count) - 1);
+    for i in 0..chosen_count {
+        let (intid, priority) = lanes.chosen[i];
         if empty == 0 {
             break;
         }
         let free = empty.trailing_zeros() as usize;
         empty &= empty - 1;
-        list_registers::inject(free, intid, priority);
-        lanes.in_lr[free] = Some(intid);
-        occupied |= 1 << free;
+        let now = place(cpu, lanes, free, intid, priority, lanes.chosen_linked & (1 << i) != 0);
         if super::sirq::is_outstanding(cpu, intid) {
             lanes.sirq_lr = Some(free);
             list_registers::request_no_pending(true);
         }
-        INJECTED.fetch_add(1, Ordering::Relaxed);
-        let now = crate::hwtimer::counter_unordered();
-        INJECTED_AT[cpu][free].store(now, Ordering::Relaxed);
         let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
         if since != 0 {
             record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(since));
         }
     }
-    // More than fits waits for the underflow maintenance interrupt; each injected one asks
-    // for an EOI maintenance interrupt. Either brings this CPU back here: no need to keep
-    // WORK set (which would take the shared lock on every exit).
+    // More than fits waits for the underflow maintenance interrupt; a software interrupt
+    // asks for an EOI maintenance interrupt, and a linked one's completion is taken when it
+    // fires again (`inject_now`) or at the next flush that injects on this CPU (only a new
+    // forward or raise makes one): no need to keep WORK set (which would take the shared
+    // lock on every exit).
     if lanes.underflow != waiting {
         list_registers::request_underflow(waiting);
         lanes.underflow = waiting;
     }
-    lanes.occupied = occupied;
-    // For `has_pending`: which list registers hold something.
+    publish_occupied(cpu, lanes.occupied);
+}
+
+/// For [`has_pending`]: which of `cpu`'s list registers hold something.
+fn publish_occupied(cpu: usize, occupied: u32) {
     if let Some(bits) = LR_OCCUPIED.get(cpu) {
         bits.store(occupied, Ordering::Relaxed);
     }
 }
 
-/// The maintenance interrupt: the guest completed an interrupt, or the list registers ran
-/// low.
+/// Puts `intid` (at `priority`, hardware-linked or not) into this CPU's empty list register
+/// `index` and into `lanes`, and counts the injection; returns its time (counter).
+fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u8, linked: bool) -> u64 {
+    if linked {
+        list_registers::inject_linked(index, intid, priority);
+        lanes.linked |= 1 << index;
+        INJECTED_LINKED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        list_registers::inject(index, intid, priority);
+    }
+    lanes.in_lr[index] = Some(intid);
+    lanes.occupied |= 1 << index;
+    INJECTED.fetch_add(1, Ordering::Relaxed);
+    let now = crate::hwtimer::counter_unordered();
+    if let Some(at) = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)) {
+        at.store(now, Ordering::Relaxed);
+    }
+    now
+}
+
+/// List register `index` of this CPU, read back invalid (the guest deactivated what it
+/// held), leaves `lanes`; the completion is counted (and timed and cleared for a software
+/// interrupt, whose EOI maintenance request would otherwise keep the maintenance interrupt
+/// asserted). The caller tells the vGIC.
+fn retire(cpu: usize, lanes: &mut CpuLanes, index: usize) {
+    lanes.in_lr[index] = None;
+    lanes.occupied &= !(1 << index);
+    COMPLETED.fetch_add(1, Ordering::Relaxed);
+    if lanes.linked & (1 << index) != 0 {
+        // No maintenance request, nothing to clear; the completion is only seen now.
+        lanes.linked &= !(1 << index);
+        COMPLETED_LINKED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        list_registers::clear(index);
+        let injected_at = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)).map_or(0, |at| at.load(Ordering::Relaxed));
+        let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
+        record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
+    }
+}
+
+/// Reads back this CPU's filled list registers and takes those the guest emptied out of
+/// `lanes` (counted in [`COMPLETED`], software ones timed), writing their INTIDs to
+/// `completed`; returns how many. The caller tells the vGIC ([`Vgic::deactivate`]).
+fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [u32; MAX_LIST_REGISTERS]) -> usize {
+    let mut completions = 0;
+    let mut filled = lanes.occupied;
+    while filled != 0 {
+        let index = filled.trailing_zeros() as usize;
+        filled &= filled - 1;
+        let Some(intid) = lanes.in_lr.get(index).copied().flatten() else {
+            // Not the core's (never: the bit and the entry are set together): forget it.
+            lanes.occupied &= !(1 << index);
+            continue;
+        };
+        if list_registers::read(index).0 != LrState::Invalid {
+            continue;
+        }
+        retire(cpu, lanes, index);
+        completed[completions] = intid;
+        completions += 1;
+    }
+    completions
+}
+
+/// Takes back the completions in this CPU's list registers without injecting anything (for
+/// an accurate account: a hardware-linked completion is otherwise seen at the next flush
+/// that injects).
+pub fn sync_completions() {
+    let cpu = boot::cpu_index();
+    let Some(lanes) = LANES.get(cpu) else { return };
+    let mut guard = lanes.lock();
+    if guard.count == 0 {
+        return;
+    }
+    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let completions = read_back(cpu, &mut guard, &mut completed);
+    if let Some(virq) = VIRQ.lock().as_mut() {
+        for &intid in &completed[..completions] {
+            let _ = virq.vgic.deactivate(cpu, intid);
+        }
+    }
+    publish_occupied(cpu, guard.occupied);
+}
+
+/// This CPU's vCPU stops (PSCI `CPU_OFF`): empties its list registers, since nobody will
+/// handle what they hold until it starts again. What the guest emptied is a completion;
+/// what it never acknowledged goes back to its vGIC entry (pending again, with its physical
+/// activation if linked, for whichever vCPU it targets now — the guest moves its SPIs away
+/// from a CPU it takes offline); what it acknowledged but left active is deactivated
+/// (physically too, if linked): the guest will not deactivate it. No physical interrupt
+/// stays active for a list register nobody runs.
+pub fn take_back() {
+    let cpu = boot::cpu_index();
+    let Some(lanes) = LANES.get(cpu) else { return };
+    let mut guard = lanes.lock();
+    let lanes = &mut *guard;
+    if lanes.count == 0 {
+        return;
+    }
+    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let completions = read_back(cpu, lanes, &mut completed);
+    // What is left is pending or active: (INTID, linked, still pending).
+    let mut left = [(0u32, false, false); MAX_LIST_REGISTERS];
+    let mut lefts = 0;
+    let mut occupied = lanes.occupied;
+    while occupied != 0 {
+        let index = occupied.trailing_zeros() as usize;
+        occupied &= occupied - 1;
+        let (state, _) = list_registers::read(index);
+        list_registers::clear(index);
+        if let Some(intid) = lanes.in_lr[index].take() {
+            left[lefts] = (intid, lanes.linked & (1 << index) != 0, state == LrState::Pending);
+            lefts += 1;
+        }
+    }
+    lanes.occupied = 0;
+    lanes.linked = 0;
+    if lanes.sirq_lr.take().is_some() {
+        list_registers::request_no_pending(false);
+    }
+    if lanes.underflow {
+        list_registers::request_underflow(false);
+        lanes.underflow = false;
+    }
+    // What the guest acknowledged and left active is gone from the list registers: so is
+    // its active priority (the vCPU starts again as a PE that powers up).
+    list_registers::clear_active_priorities();
+    publish_occupied(cpu, 0);
+    // The physical interrupts to deactivate, and the vCPUs to look again.
+    let mut deactivate = [0u32; MAX_LIST_REGISTERS];
+    let mut deactivations = 0;
+    let mut kicks = [None; boot::MAX_CPUS];
+    {
+        let mut guard = VIRQ.lock();
+        let Some(virq) = guard.as_mut() else { return };
+        for &intid in &completed[..completions] {
+            let _ = virq.vgic.deactivate(cpu, intid);
+        }
+        for &(intid, linked, pending) in &left[..lefts] {
+            let release = if pending {
+                REPLAY.requeued.fetch_add(1, Ordering::Relaxed);
+                let released = virq.vgic.requeue(cpu, intid).unwrap_or(false);
+                if released && !virq.vgic.state(intid, cpu).is_ok_and(|s| s.pending()) {
+                    REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
+                }
+                released
+            } else {
+                COMPLETED.fetch_add(1, Ordering::Relaxed);
+                if linked {
+                    COMPLETED_LINKED.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = virq.vgic.deactivate(cpu, intid);
+                linked
+            };
+            if release {
+                deactivate[deactivations] = intid;
+                deactivations += 1;
+            }
+        }
+        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
+            note_work(vcpu);
+            if vcpu != cpu && virq.vgic.highest_pending(vcpu).is_some() {
+                *kick = Some(virq.mpidrs[vcpu]);
+            }
+        }
+    }
+    drop(guard);
+    for &intid in &deactivate[..deactivations] {
+        gic::deactivate_physical(intid, cpu);
+    }
+    for (vcpu, mpidr) in kicks.into_iter().enumerate() {
+        if let Some(mpidr) = mpidr {
+            kick_cpu(vcpu, mpidr);
+        }
+    }
+}
+
+/// The maintenance interrupt: the guest completed a software interrupt, acknowledged the
+/// sirq post, or the list registers ran low.
 fn on_maintenance(_intid: u32) {
     note_work(boot::cpu_index());
     flush();
@@ -560,29 +879,14 @@ fn kick_cpu(cpu: usize, mpidr: u64) {
 enum LineUpdate {
     /// Enable it for the in-band stage, edge-triggered or not.
     Enable { intid: u32, cpu: usize, edge: bool },
-    /// Disable it.
-    Disable { intid: u32, cpu: usize },
+    /// Disable it; then, if its vGIC entry gave up the physical activation, deactivate it
+    /// (in that order: a level still high must not fire again in between).
+    Disable { intid: u32, cpu: usize, deactivate: bool },
+    /// Deactivate it: its vGIC entry gave up the physical activation.
+    Deactivate { intid: u32, cpu: usize },
 }
 
 impl Virq {
-    /// A completion of `intid` on `cpu`: if the core masked its physical line, forgets the
-    /// mask and the line's forwarded level and returns true (the caller re-enables the line).
-    fn unmask(&mut self, intid: u32, cpu: usize) -> bool {
-        let bit = 1u32 << (intid % 32);
-        let masked = if intid < FIRST_SPI {
-            self.masked_private.get_mut(cpu)
-        } else {
-            self.masked_spis.get_mut(intid as usize / 32)
-        };
-        let Some(masked) = masked else { return false };
-        if *masked & bit == 0 {
-            return false;
-        }
-        *masked &= !bit;
-        let _ = self.vgic.set_level(intid, cpu, false);
-        true
-    }
-
     /// The physical side of a guest MMIO write, as a list of line updates for after the lock.
     fn apply(&mut self, changes: Changes, updates: &mut [Option<LineUpdate>; 32]) {
         if changes.access == Access::Unknown && !UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
@@ -595,12 +899,20 @@ impl Virq {
                 continue;
             }
             let intid = change.base + bit as u32;
+            let unlinked = change.unlinked & (1 << bit) != 0;
+            if unlinked && !self.vgic.state(intid, cpu).is_ok_and(|s| s.pending()) {
+                // Its entry left the log unreplayed: a level line is sampled again.
+                REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
+            }
+            // For an SPI, the physical interrupt is active on the CPU that took it, but
+            // GICD_ICACTIVER reaches it from any CPU (`cpu` only matters for a PPI).
             *update = match change.kind {
                 ChangeKind::Enabled if intid >= 16 => {
                     let edge = self.vgic.state(intid, cpu).map(|s| s.edge).unwrap_or(false);
                     Some(LineUpdate::Enable { intid, cpu, edge })
                 }
-                ChangeKind::Disabled if intid >= 16 => Some(LineUpdate::Disable { intid, cpu }),
+                ChangeKind::Disabled if intid >= 16 => Some(LineUpdate::Disable { intid, cpu, deactivate: unlinked }),
+                _ if unlinked => Some(LineUpdate::Deactivate { intid, cpu }),
                 _ => None,
             };
         }
@@ -624,7 +936,7 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         return None;
     }
     let offset = if in_dist { ipa - virq.distributor } else { ipa - virq.redistributor };
-    let result = if access.write {
+    if access.write {
         let Ok(value) = access.store_value(&frame.x) else { return Some(Err(())) };
         let changes =
             if in_dist { virq.vgic.dist_write(offset, access.size, value) } else { virq.vgic.redist_write(offset, access.size, value) };
@@ -637,32 +949,52 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
                 *kick = Some(virq.mpidrs[vcpu]);
             }
         }
-        changes.map(|changes| virq.apply(changes, &mut updates))
-    } else {
-        let read = if in_dist { virq.vgic.dist_read(offset, access.size) } else { virq.vgic.redist_read(offset, access.size) };
-        read.map(|read| {
-            if read.access == Access::Unknown && !UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
-                log::warn!("guest read a GIC register the model does not know at {ipa:#x} (RAZ; logged once)");
-            }
-            let _ = access.complete_load(&mut frame.x, read.value);
-        })
-    };
-    drop(guard);
-    for update in updates.into_iter().flatten() {
-        let _ = match update {
-            LineUpdate::Enable { intid, cpu, edge } => {
-                let trigger = if edge { arm_gic::Trigger::Edge } else { arm_gic::Trigger::Level };
-                gic::enable_inband(intid, cpu, trigger)
-            }
-            LineUpdate::Disable { intid, cpu } => gic::set_enabled(intid, cpu, false),
-        };
-    }
-    for (cpu, mpidr) in kicks.into_iter().enumerate() {
-        if let Some(mpidr) = mpidr {
-            kick_cpu(cpu, mpidr);
+        let result = changes.map(|changes| virq.apply(changes, &mut updates));
+        drop(guard);
+        for update in updates.into_iter().flatten() {
+            let _ = match update {
+                LineUpdate::Enable { intid, cpu, edge } => {
+                    let trigger = if edge { arm_gic::Trigger::Edge } else { arm_gic::Trigger::Level };
+                    gic::enable_inband(intid, cpu, trigger)
+                }
+                LineUpdate::Disable { intid, cpu, deactivate } => {
+                    let disabled = gic::set_enabled(intid, cpu, false);
+                    if deactivate {
+                        gic::deactivate_physical(intid, cpu);
+                    }
+                    disabled
+                }
+                LineUpdate::Deactivate { intid, cpu } => {
+                    gic::deactivate_physical(intid, cpu);
+                    Ok(())
+                }
+            };
         }
+        for (cpu, mpidr) in kicks.into_iter().enumerate() {
+            if let Some(mpidr) = mpidr {
+                kick_cpu(cpu, mpidr);
+            }
+        }
+        return Some(result.map_err(|_| ()));
     }
-    Some(result.map_err(|_| ()))
+    let read = if in_dist { virq.vgic.dist_read(offset, access.size) } else { virq.vgic.redist_read(offset, access.size) };
+    drop(guard);
+    let Ok(read) = read else { return Some(Err(())) };
+    if read.access == Access::Unknown && !UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
+        log::warn!("guest read a GIC register the model does not know at {ipa:#x} (RAZ; logged once)");
+    }
+    let mut value = read.value;
+    // Interrupts sitting hardware-linked in a list register: the physical GIC knows whether
+    // the guest deactivated them (the model learns it at the next read-back), and whether
+    // their line is high again. Pending and active registers are word-sized: the bits are
+    // the INTIDs `base..base + 32` (vINTID = pINTID).
+    if let Some(linked) = read.linked
+        && let Some(physical) = gic::bank_state(linked.base, linked.vcpu.unwrap_or(this_cpu), linked.active)
+    {
+        value = (value & !u64::from(linked.mask)) | u64::from(physical & linked.mask);
+    }
+    let _ = access.complete_load(&mut frame.x, value);
+    Some(Ok(()))
 }
 
 /// Posts virtual SGI `sgi` to `vcpu` from the core (the sirq measurement), if the guest has

@@ -22,6 +22,26 @@ pub struct MmioRead {
     pub value: u64,
     /// Whether the register is known.
     pub access: Access,
+    /// For a pending or active register (ISPENDR, ICPENDR, ISACTIVER, ICACTIVER): the bits of
+    /// `value` that belong to interrupts sitting hardware-linked in a list register. Only
+    /// the physical interrupt knows their state (the guest may have deactivated them since
+    /// the list register was last read back): the hypervisor replaces those bits by the same
+    /// register of the physical GIC (same INTIDs).
+    pub linked: Option<Linked>,
+}
+
+/// The bits of a guest read that the physical GIC answers ([`MmioRead::linked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Linked {
+    /// The active registers (ISACTIVER/ICACTIVER); otherwise the pending ones.
+    pub active: bool,
+    /// For private INTIDs, the vCPU whose bank was read (its physical CPU's redistributor);
+    /// `None` for SPIs (the distributor).
+    pub vcpu: Option<usize>,
+    /// The first INTID of the register (a multiple of 32).
+    pub base: u32,
+    /// Which bits of the register.
+    pub mask: u32,
 }
 
 /// What changed for a set of interrupts.
@@ -36,11 +56,15 @@ pub enum ChangeKind {
     PendingSet,
     /// The guest wrote ICPENDR for interrupts that were pending: cancel them in the replay log
     /// (a level-sensitive one whose line is still high stays pending; the next resample
-    /// raises it again).
+    /// raises it again). A hardware-linked one waiting for a list register gives its physical
+    /// activation up ([`Change::unlinked`]) and its line is forgotten: the physical GIC
+    /// samples it again once deactivated.
     PendingCleared,
     /// The guest set the active state.
     ActiveSet,
-    /// The guest cleared the active state: deactivate a hardware-linked physical interrupt.
+    /// The guest cleared the active state. (A list register holding the interrupt keeps it,
+    /// and with it the physical activation of a hardware-linked one: the guest's
+    /// deactivation of the virtual interrupt ends both.)
     ActiveCleared,
     /// The priority changed: update the replay log's entry.
     Priority,
@@ -63,6 +87,12 @@ pub struct Change {
     pub base: u32,
     /// Which INTIDs of the bank changed (0 for `DistributorEnable`).
     pub mask: u32,
+    /// Which of them gave up the activation of their physical interrupt (see the module's
+    /// "Hardware-linked interrupts"): disabled, pending cleared, or no longer pending after
+    /// a trigger change, while their pending entry owned it. The hypervisor deactivates
+    /// those physical interrupts, after applying the change (a disabled line masked first,
+    /// so that a level still high does not fire again at once).
+    pub unlinked: u32,
 }
 
 impl Change {
@@ -375,7 +405,44 @@ impl Vgic {
         } else {
             Access::Emulated
         };
-        MmioRead { value, access }
+        MmioRead {
+            value,
+            access,
+            linked: self.linked_bits(reg, frame),
+        }
+    }
+
+    /// For a read of a pending or active register, which of its interrupts sit
+    /// hardware-linked in a list register ([`MmioRead::linked`]).
+    fn linked_bits(&mut self, reg: Reg, frame: Frame) -> Option<Linked> {
+        let Reg::Bits(kind, n) = reg else {
+            return None;
+        };
+        let active = match kind {
+            BitReg::SetPending | BitReg::ClearPending => false,
+            BitReg::SetActive | BitReg::ClearActive => true,
+            _ => return None,
+        };
+        let base = n * INTIDS_PER_BANK;
+        let mut mask = 0u32;
+        for bit in 0..INTIDS_PER_BANK {
+            if self
+                .frame_irq(frame, base + bit)
+                .is_some_and(|irq| irq.hw_listed)
+            {
+                mask |= 1 << bit;
+            }
+        }
+        let vcpu = match frame {
+            Frame::Redist(vcpu) => Some(vcpu),
+            Frame::Dist => None,
+        };
+        (mask != 0).then_some(Linked {
+            active,
+            vcpu,
+            base,
+            mask,
+        })
     }
 
     /// Applies a write of `value` (already masked to `size`) at byte `at` of `reg`.
@@ -390,8 +457,11 @@ impl Vgic {
                 vcpu,
                 base: first & !(INTIDS_PER_BANK - 1),
                 mask: mask << (first % INTIDS_PER_BANK),
+                unlinked: 0,
             })
         };
+        // Bits (from the register's first INTID) whose pending entry gave up its link.
+        let mut unlinked = 0u32;
         let change = match reg {
             Reg::DistCtlr => {
                 let enable = value as u32 & CTLR_ENABLE_GRP1 != 0;
@@ -402,6 +472,7 @@ impl Vgic {
                     vcpu: None,
                     base: 0,
                     mask: 0,
+                    unlinked: 0,
                 })
             }
             Reg::Bits(kind, n) => {
@@ -414,11 +485,18 @@ impl Vgic {
                     let changed = match kind {
                         BitReg::Group => false,
                         BitReg::SetEnable => !core::mem::replace(&mut irq.enabled, true),
-                        BitReg::ClearEnable => core::mem::replace(&mut irq.enabled, false),
+                        BitReg::ClearEnable => {
+                            // Not offered while disabled: its link ends (the line is masked,
+                            // then the physical interrupt deactivated).
+                            unlinked |= u32::from(irq.unlink()) << bit;
+                            core::mem::replace(&mut irq.enabled, false)
+                        }
                         BitReg::SetPending => !core::mem::replace(&mut irq.pending_latch, true),
                         BitReg::ClearPending => {
                             let was = irq.pending();
                             irq.pending_latch = false;
+                            // Its link ends: a level line is resampled by the physical GIC.
+                            unlinked |= u32::from(irq.unlink()) << bit;
                             was
                         }
                         BitReg::SetActive => !core::mem::replace(&mut irq.active, true),
@@ -437,7 +515,7 @@ impl Vgic {
                     BitReg::SetActive => ChangeKind::ActiveSet,
                     BitReg::ClearActive => ChangeKind::ActiveCleared,
                 };
-                change(kind, first, mask)
+                change(kind, first, mask).map(|change| Change { unlinked, ..change })
             }
             Reg::Priority(first) => {
                 let mut mask = 0u32;
@@ -466,11 +544,19 @@ impl Vgic {
                     {
                         irq.edge = edge;
                         mask |= 1 << field;
-                        // A level line's pending state depends on the trigger.
+                        // A level line's pending state depends on the trigger: a linked
+                        // entry no longer pending gives its physical activation up.
+                        if irq.hw_pending && !irq.pending() {
+                            irq.unlink();
+                            unlinked |= 1 << field;
+                        }
                         self.refresh_in(frame, intid);
                     }
                 }
-                change(ChangeKind::Config, first, mask)
+                change(ChangeKind::Config, first, mask).map(|change| Change {
+                    unlinked: unlinked << (first % INTIDS_PER_BANK),
+                    ..change
+                })
             }
             Reg::Router(intid) => {
                 if self.frame_irq(Frame::Dist, intid).is_some() {

@@ -56,8 +56,9 @@
 //! coalescing of in-band physical IRQs per CPU and the list registers. The glue joins them:
 //!
 //! - **Physical in-band IRQ** forwarded to the guest: update the vGIC first
-//!   ([`Vgic::set_pending`] for edge, [`Vgic::set_level`] for level; [`Vgic::signal`] does
-//!   whichever applies), then, if
+//!   ([`Vgic::forward`], which also hands it the physical activation, see below; for a
+//!   line not linked, [`Vgic::set_pending`] for edge, [`Vgic::set_level`] for level, or
+//!   [`Vgic::signal`] for whichever applies), then, if
 //!   [`Vgic::is_deliverable`] for the target vCPU, `ReplayLog::raise` a `VirqDesc` built from
 //!   [`Vgic::state`] (its priority and trigger) with the hardware link. If it is not
 //!   deliverable (the guest disabled it), it stays pending in the vGIC only.
@@ -67,7 +68,9 @@
 //!   and acknowledged in one pass by [`Vgic::take_most_urgent`]): the vGIC counts "in a list
 //!   register or active in the guest" as active, so it is not offered again.
 //!   A pending LR entry taken back to the log (requeued) is [`Vgic::requeue`]d.
-//! - **LR sync**: each completion (the guest's EOI / deactivation) is [`Vgic::deactivate`]d.
+//! - **LR sync**: each completion (the guest's EOI / deactivation) is [`Vgic::deactivate`]d;
+//!   for a hardware-linked interrupt it is seen only when the list register is next read
+//!   back (no maintenance interrupt).
 //! - **Guest MMIO writes** return [`Changes`]: `Enabled` → enable the physical line of a
 //!   pass-through SPI and raise whatever became deliverable; `Disabled` → disable the physical
 //!   line; `PendingCleared` → `ReplayLog::cancel`; `Priority` → `ReplayLog::set_priority`;
@@ -76,6 +79,40 @@
 //!
 //! The vGIC therefore never decides the order in which physical IRQs reach the guest; it only
 //! answers which interrupts the guest allows, at what priority, and to which vCPU.
+//!
+//! # Hardware-linked interrupts
+//!
+//! A physical PPI or SPI forwarded to the guest is not masked: the hypervisor drops its
+//! priority (EOImode 1) but leaves it *active*, and [`Vgic::forward`] hands that activation
+//! to the interrupt's pending entry ([`IrqState::hw_pending`]). The flush that takes the
+//! entry moves the activation into the list register ([`IrqState::hw_listed`]), which it
+//! writes with `HW = 1` and `pINTID = vINTID`: the guest's deactivation of the virtual
+//! interrupt then deactivates the physical one, and a level line still high fires again.
+//! The model keeps one invariant, checked by the host tests: **every physical activation
+//! it was given is owned by one of**
+//!
+//! - a pending, enabled entry (`hw_pending`), which will be injected with its link;
+//! - a list register (`hw_listed`, with [`IrqState::listed`]), whose deactivation by the
+//!   guest deactivates it;
+//! - nobody, in which case the model said so: [`Change::unlinked`] after a guest write that
+//!   disabled the interrupt, cleared its pending state or made it no longer pending (the
+//!   hypervisor deactivates the physical interrupt, after masking a disabled line),
+//!   [`Vgic::requeue`] returning true (a list register taken back for an interrupt the guest
+//!   disabled meanwhile), and [`Vgic::forward`] of an interrupt the guest has disabled (the
+//!   hypervisor masks and deactivates it at once).
+//!
+//! (A listed copy the guest has deactivated stays listed until its list register is read
+//! back; meanwhile the physical interrupt can fire again, and [`Vgic::forward`] gives the
+//! new activation to the pending entry: both flags are then set, the list register's being
+//! stale.)
+//!
+//! A level interrupt whose link ends (the guest deactivated it, or the link was dropped) has
+//! its line forgotten: the physical line is *resampled* — still high, it fires and is
+//! forwarded again. A list register taken back while still pending ([`Vgic::requeue`])
+//! gives its link back to the pending entry. While an interrupt sits linked in a list
+//! register, its pending and active bits as the guest reads them are the physical
+//! interrupt's ([`MmioRead::linked`]): the list register, not the model, knows when the
+//! guest deactivated it.
 
 #[cfg(test)]
 mod tests;
@@ -86,7 +123,7 @@ mod sgi;
 
 use core::fmt;
 
-pub use mmio::{Access, Change, ChangeKind, Changes, MmioRead};
+pub use mmio::{Access, Change, ChangeKind, Changes, Linked, MmioRead};
 pub use regs::{MAX_SPIS, NR_PRIVATE};
 pub use sgi::{SgiRequest, SgiTargets};
 
@@ -114,6 +151,8 @@ pub enum Error {
     NoSuchIntid(u32),
     /// [`Vgic::acknowledge`] of an interrupt that was not deliverable to that vCPU.
     NotDeliverable(u32),
+    /// [`Vgic::forward`] of an SGI: only PPIs and SPIs have a physical interrupt to link.
+    NotLinkable(u32),
 }
 
 impl fmt::Display for Error {
@@ -127,6 +166,9 @@ impl fmt::Display for Error {
             Self::NoSuchIntid(intid) => write!(f, "INTID {intid} not implemented"),
             Self::NotDeliverable(intid) => {
                 write!(f, "INTID {intid} acknowledged but not deliverable")
+            }
+            Self::NotLinkable(intid) => {
+                write!(f, "INTID {intid} has no physical interrupt to link")
             }
         }
     }
@@ -180,6 +222,17 @@ pub struct IrqState {
     pub line_level: bool,
     /// Active: acknowledged (in a list register or being handled) and not yet deactivated.
     pub active: bool,
+    /// In a list register: taken by [`Vgic::acknowledge`] and not yet given back by
+    /// [`Vgic::deactivate`] (the list register read back empty) or [`Vgic::requeue`]. Never
+    /// offered again meanwhile, whatever the guest writes to its active bit: one INTID is in
+    /// at most one list register.
+    pub listed: bool,
+    /// The pending entry owns the activation of the physical interrupt of the same INTID
+    /// ([`Vgic::forward`]): its injection carries the hardware link.
+    pub hw_pending: bool,
+    /// The list register holding it carries the hardware link: the guest's deactivation of
+    /// the virtual interrupt deactivates the physical one.
+    pub hw_listed: bool,
     /// The last [`Vgic::acknowledge`] consumed the pending latch; [`Vgic::requeue`] restores it.
     pub latch_taken: bool,
     /// The priority (lower is more urgent), all 8 bits.
@@ -196,6 +249,9 @@ impl IrqState {
             pending_latch: false,
             line_level: false,
             active: false,
+            listed: false,
+            hw_pending: false,
+            hw_listed: false,
             latch_taken: false,
             priority: 0,
             edge,
@@ -207,11 +263,44 @@ impl IrqState {
         self.pending_latch || (!self.edge && self.line_level)
     }
 
-    /// Enabled, pending and not active: a candidate for injection, routing and the
-    /// distributor enable aside. [`Vgic`] keeps one bit of this per interrupt.
+    /// Enabled, pending, not active and not in a list register: a candidate for injection,
+    /// routing and the distributor enable aside. [`Vgic`] keeps one bit of this per interrupt.
     const fn ready(&self) -> bool {
-        self.enabled && self.pending() && !self.active
+        self.enabled && self.pending() && !self.active && !self.listed
     }
+
+    /// The pending entry gives up the physical activation it owns, if any (the hypervisor
+    /// deactivates the physical interrupt); a level line is forgotten, to be resampled.
+    /// Returns whether there was a link.
+    pub(crate) fn unlink(&mut self) -> bool {
+        let linked = core::mem::take(&mut self.hw_pending);
+        if linked && !self.edge {
+            self.line_level = false;
+        }
+        linked
+    }
+}
+
+/// How [`Vgic::forward`] took a physical interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Forwarded {
+    /// Pending (an edge latched, or the line high), and the entry owns the physical
+    /// interrupt's activation: the hypervisor leaves it active for the guest's deactivation.
+    /// `coalesced`: it was pending already.
+    Linked {
+        /// The interrupt was pending already: this assertion merged into it.
+        coalesced: bool,
+    },
+    /// The guest has the interrupt disabled: an edge is latched (pending, without a link) and
+    /// the hypervisor masks the physical line and deactivates it. `coalesced` as for `Linked`.
+    Latched {
+        /// The interrupt was pending already.
+        coalesced: bool,
+    },
+    /// The guest has a level-sensitive interrupt disabled: nothing is recorded; the
+    /// hypervisor masks the physical line and deactivates it (the line keeps the physical
+    /// interrupt pending, and is sampled again when the guest enables it).
+    Refused,
 }
 
 /// Where an interrupt is delivered.
@@ -260,6 +349,33 @@ impl Vgic {
     /// the affinity fields are ignored) and `spis` SPIs (INTIDs 32 to 32 + `spis` - 1), in its
     /// reset state.
     pub fn new(mpidrs: &[u64], spis: u32) -> Result<Self, Error> {
+        let mut vgic = Self::unconfigured();
+        vgic.configure(mpidrs, spis)?;
+        Ok(vgic)
+    }
+
+    /// A vGIC of no vCPUs and no SPIs, all zero (a static's initial value, built at
+    /// compile time): [`Self::configure`] it in place. (The model is about 20 KiB; building
+    /// it with [`Self::new`] on a small stack and moving it into place may not fit.)
+    pub const fn unconfigured() -> Self {
+        Self {
+            mpidrs: [0; MAX_VCPUS],
+            vcpus: 0,
+            spis: 0,
+            group1_enabled: false,
+            asleep: [false; MAX_VCPUS],
+            private: [[IrqState::reset(false); NR_PRIVATE]; MAX_VCPUS],
+            shared: [IrqState::reset(false); MAX_SPIS as usize],
+            routes: [0; MAX_SPIS as usize],
+            private_ready: [0; MAX_VCPUS],
+            spi_ready: [0; SPI_WORDS],
+            spi_ready_words: 0,
+        }
+    }
+
+    /// Makes this vGIC the one [`Self::new`] returns for the same arguments, in place;
+    /// changes nothing on error.
+    pub fn configure(&mut self, mpidrs: &[u64], spis: u32) -> Result<(), Error> {
         if mpidrs.is_empty() {
             return Err(Error::NoVcpus);
         }
@@ -270,25 +386,16 @@ impl Vgic {
             return Err(Error::BadSpiCount(spis));
         }
         let table = crate::psci::affinity_table(mpidrs).map_err(Error::DuplicateMpidr)?;
-        let mut vgic = Self {
-            mpidrs: table,
-            vcpus: mpidrs.len(),
-            spis,
-            group1_enabled: false,
-            asleep: [true; MAX_VCPUS],
-            private: [[IrqState::reset(false); NR_PRIVATE]; MAX_VCPUS],
-            shared: [IrqState::reset(false); MAX_SPIS as usize],
-            routes: [0; MAX_SPIS as usize],
-            private_ready: [0; MAX_VCPUS],
-            spi_ready: [0; SPI_WORDS],
-            spi_ready_words: 0,
-        };
-        vgic.reset();
-        Ok(vgic)
+        self.mpidrs = table;
+        self.vcpus = mpidrs.len();
+        self.spis = spis;
+        self.reset();
+        Ok(())
     }
 
     /// Back to the reset state (after a guest reset): everything disabled and idle, SPIs
-    /// routed to vCPU 0, redistributors asleep.
+    /// routed to vCPU 0, redistributors asleep. Hardware links are dropped with the rest:
+    /// the hypervisor deactivates the physical interrupts it forwarded first.
     pub fn reset(&mut self) {
         self.group1_enabled = false;
         self.asleep = [true; MAX_VCPUS];
@@ -297,8 +404,8 @@ impl Vgic {
                 *irq = IrqState::reset((intid as u32) < regs::NR_SGIS);
             }
         }
-        self.shared = [IrqState::reset(false); MAX_SPIS as usize];
-        self.routes = [self.mpidrs[0]; MAX_SPIS as usize];
+        self.shared.fill(IrqState::reset(false));
+        self.routes.fill(self.mpidrs[0]);
         // Everything is disabled and idle: nothing is ready.
         self.private_ready = [0; MAX_VCPUS];
         self.spi_ready = [0; SPI_WORDS];
@@ -516,6 +623,19 @@ impl Vgic {
         }
     }
 
+    /// How many interrupt entries wait to be replayed: pending and not in a list register,
+    /// over every vCPU's private interrupts and the SPIs — deliverable now or not (the guest
+    /// may have them disabled, or its distributor off). The replay log's accounting counts
+    /// them as still in the log.
+    pub fn waiting(&self) -> usize {
+        let private = self.private[..self.vcpus].iter().flatten();
+        let shared = self.shared[..self.spis as usize].iter();
+        private
+            .chain(shared)
+            .filter(|irq| irq.pending() && !irq.listed)
+            .count()
+    }
+
     /// The first item of [`Self::pending_for`].
     pub fn highest_pending(&self, vcpu: usize) -> Option<(u32, u8)> {
         let mut best = [(0, 0)];
@@ -601,8 +721,43 @@ impl Vgic {
         Ok(was)
     }
 
+    /// A physical PPI or SPI `intid` the hypervisor acknowledged for the guest, priority
+    /// dropped and left active (`vcpu`: the bank of a PPI, the target of an SPI — ignored
+    /// for SPIs). If the guest has it enabled, it becomes pending as [`Self::signal`] makes
+    /// it and its entry owns the physical activation ([`Forwarded::Linked`]); otherwise
+    /// see [`Forwarded`]. An SGI is refused with [`Error::NotLinkable`].
+    pub fn forward(&mut self, intid: u32, vcpu: usize) -> Result<Forwarded, Error> {
+        if intid < regs::NR_SGIS {
+            return Err(Error::NotLinkable(intid));
+        }
+        let irq = self.lookup_mut(intid, vcpu)?;
+        // Linked in a list register, the physical interrupt could not have fired again
+        // unless the guest deactivated it: the line the model holds is that copy's, not a
+        // pending assertion this one merges into (the read-back will forget it).
+        let stale_line = irq.hw_listed && !irq.hw_pending;
+        let coalesced = irq.pending_latch || (!irq.edge && irq.line_level && !stale_line);
+        let forwarded = if irq.enabled {
+            if irq.edge {
+                irq.pending_latch = true;
+            } else {
+                irq.line_level = true;
+            }
+            irq.hw_pending = true;
+            Forwarded::Linked { coalesced }
+        } else if irq.edge {
+            irq.pending_latch = true;
+            Forwarded::Latched { coalesced }
+        } else {
+            Forwarded::Refused
+        };
+        self.refresh(intid, vcpu);
+        Ok(forwarded)
+    }
+
     /// The list-register flush took `intid` for `vcpu`: pending becomes active (the latch is
-    /// cleared; a level line that is still high leaves it active and pending). Fails, changing
+    /// cleared; a level line that is still high leaves it active and pending) and listed; a
+    /// physical activation the entry owned moves to the list register
+    /// ([`IrqState::hw_listed`]: inject it with the hardware link). Fails, changing
     /// nothing, unless it was deliverable to `vcpu`.
     pub fn acknowledge(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
         self.lookup(intid, vcpu)?;
@@ -619,6 +774,8 @@ impl Vgic {
             irq.latch_taken = irq.pending_latch;
             irq.pending_latch = false;
             irq.active = true;
+            irq.listed = true;
+            irq.hw_listed = core::mem::take(&mut irq.hw_pending);
             self.refresh(intid, vcpu);
         }
     }
@@ -634,26 +791,90 @@ impl Vgic {
         found
     }
 
-    /// The guest deactivated `intid` (a completion from the list-register sync): it is no
-    /// longer active. Deactivating an inactive interrupt does nothing.
+    /// The guest deactivated `intid` (a completion from the list-register sync: its list
+    /// register read back empty): it is neither active nor listed any more. If the list
+    /// register carried the hardware link, the physical interrupt was deactivated with it:
+    /// a level line is forgotten (resampled: still high, it fires and is forwarded again)
+    /// unless a new forward already raised it. Deactivating an inactive interrupt does
+    /// nothing.
     pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
-        self.lookup_mut(intid, vcpu)?.active = false;
+        let irq = self.lookup_mut(intid, vcpu)?;
+        irq.active = false;
+        irq.listed = false;
+        if core::mem::take(&mut irq.hw_listed) && !irq.edge && !irq.hw_pending {
+            irq.line_level = false;
+        }
         self.refresh(intid, vcpu);
         Ok(())
     }
 
     /// An acknowledged interrupt went back from a list register to the replay log while still
-    /// pending (the guest never took it): active becomes pending again (the pending latch the
-    /// acknowledgement consumed is restored; a level interrupt's line speaks for itself).
-    pub fn requeue(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
+    /// pending (the guest never took it): it is pending again, no longer active nor listed
+    /// (the pending latch the acknowledgement consumed is restored; a level interrupt's line
+    /// speaks for itself), and a physical activation the list register carried goes back to
+    /// the pending entry — unless the guest disabled the interrupt or changed its trigger
+    /// while it was listed, so that the entry is not pending and enabled: then the link is
+    /// released and this returns true (the hypervisor deactivates the physical interrupt, as
+    /// for [`Change::unlinked`]). Nothing happens to an interrupt that is not listed.
+    pub fn requeue(&mut self, vcpu: usize, intid: u32) -> Result<bool, Error> {
         let irq = self.lookup_mut(intid, vcpu)?;
-        if irq.active {
+        let mut released = false;
+        if irq.listed {
             irq.active = false;
+            irq.listed = false;
             irq.pending_latch |= irq.latch_taken;
             irq.latch_taken = false;
+            irq.hw_pending |= core::mem::take(&mut irq.hw_listed);
+            if irq.hw_pending && !(irq.enabled && irq.pending()) {
+                released = irq.unlink();
+            }
             self.refresh(intid, vcpu);
         }
-        Ok(())
+        Ok(released)
+    }
+
+    /// [`Self::deactivate`] of `intid`'s listed copy, if it has one, then
+    /// [`Self::acknowledge`] of `intid` for `vcpu` if it is deliverable — in one lookup, for
+    /// a list-register fast path: the caller knows the listed copy's list register empty
+    /// (and has a free one). Returns the priority to inject it with and whether it carries
+    /// the hardware link, or `None` if it was not deliverable (after the deactivation).
+    pub fn retake(&mut self, vcpu: usize, intid: u32) -> Option<(u8, bool)> {
+        // Routing and the distributor enable, as `is_deliverable` checks them.
+        let routed = self.group1_enabled
+            && match spi_index(intid) {
+                Some(index) => vcpu < self.vcpus && self.spi_routed_to(index, vcpu),
+                None => true,
+            };
+        let irq = self.lookup_mut(intid, vcpu).ok()?;
+        if irq.listed {
+            irq.active = false;
+            irq.listed = false;
+            if core::mem::take(&mut irq.hw_listed) && !irq.edge && !irq.hw_pending {
+                irq.line_level = false;
+            }
+        }
+        let taken = (routed && irq.ready()).then(|| {
+            irq.latch_taken = irq.pending_latch;
+            irq.pending_latch = false;
+            irq.active = true;
+            irq.listed = true;
+            irq.hw_listed = core::mem::take(&mut irq.hw_pending);
+            (irq.priority, irq.hw_listed)
+        });
+        self.refresh(intid, vcpu);
+        taken
+    }
+
+    /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register
+    /// ([`IrqState::listed`]). False for unknown INTIDs and vCPUs.
+    pub fn is_listed(&self, intid: u32, vcpu: usize) -> bool {
+        self.lookup(intid, vcpu).is_ok_and(|irq| irq.listed)
+    }
+
+    /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register with the
+    /// hardware link ([`IrqState::hw_listed`]). False for unknown INTIDs and vCPUs.
+    pub fn is_linked(&self, intid: u32, vcpu: usize) -> bool {
+        self.lookup(intid, vcpu).is_ok_and(|irq| irq.hw_listed)
     }
 
     /// Handles a trapped write of `value` to ICC_SGI1R_EL1 by vCPU `sender`: marks the SGI

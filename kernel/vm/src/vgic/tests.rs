@@ -174,7 +174,8 @@ fn linux_redistributor_init() {
                 kind: ChangeKind::Enabled,
                 vcpu: Some(vcpu),
                 base: 0,
-                mask: 0xffff
+                mask: 0xffff,
+                unlinked: 0,
             })
         );
         assert_eq!(rr(&mut v, vcpu, SGI_BASE + GICR_ISENABLER0), 0xffff);
@@ -476,7 +477,8 @@ fn access_size_rules() {
             read,
             MmioRead {
                 value: 0,
-                access: Access::Unknown
+                access: Access::Unknown,
+                linked: None,
             }
         );
         let write = v
@@ -661,7 +663,8 @@ fn naive_pending(v: &Vgic, vcpu: usize) -> Vec<(u32, u8)> {
                 Target::Any => true,
                 Target::Nobody => false,
             };
-            (irq.enabled && irq.pending() && !irq.active && routed).then_some((intid, irq.priority))
+            (irq.enabled && irq.pending() && !irq.active && !irq.listed && routed)
+                .then_some((intid, irq.priority))
         })
         .collect();
     found.sort_by_key(|&(intid, priority)| (priority, intid));
@@ -776,6 +779,7 @@ fn ready_bitmap_matches_naive_scan() {
                         if on { u64::from(CTLR_ENABLE_GRP1) } else { 0 },
                     );
                 }
+                8 if value & 3 == 2 => drop(v.forward(intid, vcpu)),
                 8 if value & 1 == 0 => drop(v.set_pending(intid, vcpu)),
                 8 => {
                     // A forwarded physical interrupt: as the edge or the line it stands for.
@@ -794,7 +798,21 @@ fn ready_bitmap_matches_naive_scan() {
                 9 => drop(v.set_level(intid, vcpu, value & 1 != 0)),
                 10 => drop(v.acknowledge(vcpu, intid)),
                 11 => drop(v.deactivate(vcpu, intid)),
-                12 => drop(v.requeue(vcpu, intid)),
+                12 if value & 1 == 0 => drop(v.requeue(vcpu, intid)),
+                12 => {
+                    // The fast path: deactivate the listed copy, then acknowledge, at once.
+                    let mut by_hand = v.clone();
+                    let expected = by_hand.state(intid, vcpu).ok().and_then(|state| {
+                        if state.listed {
+                            by_hand.deactivate(vcpu, intid).unwrap();
+                        }
+                        by_hand.acknowledge(vcpu, intid).ok()?;
+                        let state = by_hand.state(intid, vcpu).unwrap();
+                        Some((state.priority, state.hw_listed))
+                    });
+                    assert_eq!(v.retake(vcpu, intid), expected);
+                    assert_eq!(v, by_hand);
+                }
                 13 => drop(v.sgi1r(vcpu, value)),
                 14 => {
                     // The flush: take the most urgent, as most_urgent then acknowledge would.
@@ -870,4 +888,344 @@ fn ready_bitmap_follows_each_transition() {
     v.reset();
     assert!(v.ready_bits_consistent());
     assert_eq!(v, vgic());
+}
+
+#[test]
+fn hardware_link_follows_the_interrupt() {
+    let mut v = enabled();
+    let spi = 40;
+    // Forwarded while enabled: pending, and the entry owns the physical activation.
+    assert_eq!(
+        v.forward(spi, 0),
+        Ok(Forwarded::Linked { coalesced: false })
+    );
+    let state = v.state(spi, 0).unwrap();
+    assert!(state.pending() && state.hw_pending && !state.hw_listed);
+    // The flush takes it: the link moves to the list register.
+    let mut out = [(0, 0); 4];
+    assert_eq!(v.take_most_urgent(0, &mut out), 1);
+    assert_eq!(out[0], (spi, 0));
+    assert!(v.is_linked(spi, 0));
+    let state = v.state(spi, 0).unwrap();
+    assert!(state.listed && state.active && !state.hw_pending);
+    // While linked, the guest's pending and active bits are the physical GIC's.
+    let linked = Linked {
+        active: true,
+        vcpu: None,
+        base: 32,
+        mask: 1 << 8,
+    };
+    let read = v.dist_read(GICD_ISACTIVER + 4, Word).unwrap();
+    assert_eq!((read.value, read.linked), (1 << 8, Some(linked)));
+    let read = v.dist_read(GICD_ICPENDR + 4, Word).unwrap();
+    assert_eq!(
+        read.linked,
+        Some(Linked {
+            active: false,
+            ..linked
+        })
+    );
+    assert_eq!(v.dist_read(GICD_ISENABLER + 4, Word).unwrap().linked, None);
+    assert_eq!(v.dist_read(GICD_ISACTIVER, Word).unwrap().linked, None);
+    // The guest deactivated it (read back empty): the level line is resampled.
+    v.deactivate(0, spi).unwrap();
+    let state = v.state(spi, 0).unwrap();
+    assert!(!state.listed && !state.hw_listed && !state.pending() && !state.active);
+    assert_eq!(v.dist_read(GICD_ISACTIVER + 4, Word).unwrap().linked, None);
+    // Forwarded again after the guest's deactivation but before the read-back: the new
+    // activation stays with the pending entry, and the line with it.
+    v.forward(spi, 0).unwrap();
+    v.take_most_urgent(0, &mut out);
+    assert_eq!(
+        v.forward(spi, 0),
+        Ok(Forwarded::Linked { coalesced: false }),
+        "the line it holds is the listed copy's: a new assertion"
+    );
+    assert_eq!(v.highest_pending(0), None, "still listed");
+    v.deactivate(0, spi).unwrap();
+    let state = v.state(spi, 0).unwrap();
+    assert!(state.pending() && state.hw_pending && !state.hw_listed);
+    assert_eq!(v.take_most_urgent(0, &mut out), 1);
+    assert!(v.is_linked(spi, 0));
+    // Taken back while still pending: the link goes back to the pending entry.
+    v.requeue(0, spi).unwrap();
+    let state = v.state(spi, 0).unwrap();
+    assert!(state.hw_pending && !state.hw_listed && !state.listed && state.pending());
+    assert_eq!(v.highest_pending(0), Some((spi, 0)));
+    // SGIs have no physical interrupt to link; unknown INTIDs are refused.
+    assert_eq!(v.forward(3, 0), Err(Error::NotLinkable(3)));
+    assert_eq!(
+        v.forward(FIRST_SPI + SPIS, 0),
+        Err(Error::NoSuchIntid(FIRST_SPI + SPIS))
+    );
+    // Disabled by the guest: a level is refused (the physical line keeps it), an edge is
+    // latched without a link.
+    assert_eq!(v.forward(41, 0), Ok(Forwarded::Refused));
+    assert!(!v.state(41, 0).unwrap().pending());
+    dw(&mut v, GICD_ICFGR + 8, 0b10 << 18); // INTID 41 edge
+    assert_eq!(
+        v.forward(41, 0),
+        Ok(Forwarded::Latched { coalesced: false })
+    );
+    let state = v.state(41, 0).unwrap();
+    assert!(state.pending() && !state.hw_pending);
+    dw(&mut v, GICD_ISENABLER + 4, 1 << 9);
+    v.requeue(0, spi).unwrap();
+    assert_eq!(v.take_most_urgent(0, &mut out), 2);
+    assert!(v.is_linked(spi, 0) && !v.is_linked(41, 0));
+    assert!(v.ready_bits_consistent());
+}
+
+#[test]
+fn guest_writes_release_links() {
+    let mut v = enabled();
+    // Level SPI 40 disabled while pending with its link: the link is released and the line
+    // forgotten (resampled when the guest enables it again).
+    v.forward(40, 0).unwrap();
+    let change = dw(&mut v, GICD_ICENABLER + 4, 1 << 8).change.unwrap();
+    assert_eq!(
+        (change.kind, change.mask, change.unlinked),
+        (ChangeKind::Disabled, 1 << 8, 1 << 8)
+    );
+    let state = v.state(40, 0).unwrap();
+    assert!(!state.hw_pending && !state.pending());
+    dw(&mut v, GICD_ISENABLER + 4, 1 << 8);
+    // Edge PPI 27: ICPENDR releases the link along with the pending state.
+    rw(&mut v, 0, SGI_BASE + GICR_ICFGR1, 0b10 << (2 * 11));
+    v.forward(27, 0).unwrap();
+    let change = rw(&mut v, 0, SGI_BASE + GICR_ICPENDR0, 1 << 27)
+        .change
+        .unwrap();
+    assert_eq!(
+        (change.kind, change.vcpu, change.mask, change.unlinked),
+        (ChangeKind::PendingCleared, Some(0), 1 << 27, 1 << 27)
+    );
+    assert!(!v.state(27, 0).unwrap().pending());
+    // Disabled: the edge stays latched (the guest sees it pending) but without its link; it
+    // is injected as a software interrupt once enabled again.
+    v.forward(27, 0).unwrap();
+    let change = rw(&mut v, 0, SGI_BASE + GICR_ICENABLER0, 1 << 27)
+        .change
+        .unwrap();
+    assert_eq!(change.unlinked, 1 << 27);
+    let state = v.state(27, 0).unwrap();
+    assert!(state.pending() && !state.hw_pending);
+    rw(&mut v, 0, SGI_BASE + GICR_ISENABLER0, 1 << 27);
+    let mut out = [(0, 0); 4];
+    assert_eq!(v.take_most_urgent(0, &mut out), 1);
+    assert!(!v.is_linked(27, 0));
+    v.deactivate(0, 27).unwrap();
+    // A level SPI turned edge while pending only by its line: no longer pending, unlinked.
+    dw(&mut v, GICD_ISENABLER + 4, 1 << 9);
+    v.forward(41, 0).unwrap();
+    let change = dw(&mut v, GICD_ICFGR + 8, 0b10 << 18).change.unwrap();
+    assert_eq!(
+        (change.kind, change.base, change.mask, change.unlinked),
+        (ChangeKind::Config, 32, 1 << 9, 1 << 9)
+    );
+    assert!(!v.state(41, 0).unwrap().pending());
+    // An edge turned level keeps its latch, and its link.
+    v.forward(41, 0).unwrap();
+    assert_eq!(dw(&mut v, GICD_ICFGR + 8, 0).change.unwrap().unlinked, 0);
+    assert!(v.state(41, 0).unwrap().hw_pending);
+    // Listed with its link: the list register owns it; guest writes do not release it, and
+    // clearing its active bit does not offer it a second time.
+    v.forward(40, 0).unwrap();
+    assert_eq!(v.take_most_urgent(0, &mut out), 2);
+    assert!(v.is_linked(40, 0) && v.is_linked(41, 0));
+    for offset in [
+        GICD_ICENABLER,
+        GICD_ICPENDR,
+        GICD_ICACTIVER,
+        GICD_ISENABLER,
+        GICD_ISPENDR,
+    ] {
+        let changes = dw(&mut v, offset + 4, 0b11 << 8);
+        assert_eq!(changes.change.map_or(0, |c| c.unlinked), 0);
+    }
+    assert_eq!(
+        v.highest_pending(0),
+        None,
+        "listed: never in two list registers"
+    );
+    assert!(v.is_linked(40, 0) && v.is_linked(41, 0));
+    assert!(v.ready_bits_consistent());
+}
+
+/// A random walk of forwards, flushes, completions, requeues and guest writes, with a
+/// shadow of which physical interrupts are active: every activation handed to the model
+/// must be owned by a pending enabled entry or by a list register, until the guest's
+/// deactivation of that list register or a [`Change::unlinked`] releases it — never lost,
+/// never invented.
+#[test]
+fn every_physical_activation_stays_owned() {
+    use std::collections::BTreeSet;
+    let mut rng = XorShift::new(0x4a_11ed);
+    let mut v = vgic();
+    let vcpus = MPIDRS.len();
+    let intids = FIRST_SPI + SPIS;
+    dw(&mut v, GICD_CTLR, u64::from(CTLR_ENABLE_GRP1));
+    // (INTID, bank): the bank is the vCPU for a PPI, 0 for an SPI.
+    let key = |intid: u32, vcpu: usize| (intid, if intid < FIRST_SPI { vcpu } else { 0 });
+    let mut active: BTreeSet<(u32, usize)> = BTreeSet::new();
+    let mut releases = 0;
+    for step in 0..20_000 {
+        let r = rng.next();
+        let value = rng.next();
+        let vcpu = (r >> 8) as usize % vcpus;
+        let intid = NR_SGIS + (r >> 16) as u32 % (intids - NR_SGIS);
+        let bank = (r >> 32) % (u64::from(intids) / 32);
+        let redist = r & (1 << 7) != 0;
+        let mut released = |change: Option<Change>, active: &mut BTreeSet<(u32, usize)>| {
+            let Some(change) = change else { return };
+            for bit in 0..32 {
+                if change.unlinked & (1 << bit) != 0 {
+                    assert_ne!(change.mask & (1 << bit), 0, "unlinked but unchanged");
+                    let intid = change.base + bit;
+                    assert!(
+                        active.remove(&key(intid, change.vcpu.unwrap_or(0))),
+                        "released twice"
+                    );
+                    releases += 1;
+                }
+            }
+        };
+        match r % 8 {
+            0 | 1 => {
+                // A physical interrupt fires: only if it is not active already (the GIC
+                // does not signal an active interrupt again).
+                if active.contains(&key(intid, vcpu)) {
+                    continue;
+                }
+                match v.forward(intid, vcpu).unwrap() {
+                    Forwarded::Linked { .. } => {
+                        active.insert(key(intid, vcpu));
+                    }
+                    Forwarded::Latched { .. } | Forwarded::Refused => {}
+                }
+            }
+            2 => {
+                let mut out = [(0, 0); 4];
+                let taken = v.take_most_urgent(vcpu, &mut out);
+                for &(intid, _) in &out[..taken] {
+                    let state = v.state(intid, vcpu).unwrap();
+                    assert_eq!(state.hw_listed, active.contains(&key(intid, vcpu)));
+                }
+            }
+            3 => {
+                // A list register read back: the guest deactivated it (with the physical
+                // interrupt, if linked), or the flush takes it back still pending.
+                let Ok(state) = v.state(intid, vcpu) else {
+                    continue;
+                };
+                if !state.listed {
+                    continue;
+                }
+                if value & 3 == 3 && state.hw_listed {
+                    // The fast path: the guest deactivated it, it fires again at once, and
+                    // the new copy is taken into the same list register.
+                    assert!(active.remove(&key(intid, vcpu)));
+                    if let Forwarded::Linked { .. } = v.forward(intid, vcpu).unwrap() {
+                        active.insert(key(intid, vcpu));
+                    }
+                    if let Some((_, linked)) = v.retake(vcpu, intid) {
+                        assert_eq!(linked, active.contains(&key(intid, vcpu)));
+                    }
+                } else if value & 1 == 0 {
+                    if state.hw_listed {
+                        assert!(active.remove(&key(intid, vcpu)));
+                    }
+                    v.deactivate(vcpu, intid).unwrap();
+                } else if v.requeue(vcpu, intid).unwrap() {
+                    assert!(active.remove(&key(intid, vcpu)));
+                    releases += 1;
+                }
+            }
+            4 => {
+                const BIT_REGS: [(u64, u64); 6] = [
+                    (GICD_ISENABLER, GICR_ISENABLER0),
+                    (GICD_ICENABLER, GICR_ICENABLER0),
+                    (GICD_ISPENDR, GICR_ISPENDR0),
+                    (GICD_ICPENDR, GICR_ICPENDR0),
+                    (GICD_ISACTIVER, GICR_ISACTIVER0),
+                    (GICD_ICACTIVER, GICR_ICACTIVER0),
+                ];
+                let which = (value % 6) as usize;
+                // Enables dense, everything else sparse.
+                let bits = if which == 0 {
+                    value | rng.next()
+                } else {
+                    value & rng.next() & rng.next()
+                };
+                let (dist, sgi) = BIT_REGS[which];
+                let change = if redist {
+                    rw(&mut v, vcpu, SGI_BASE + sgi, bits).change
+                } else {
+                    dw(&mut v, dist + 4 * bank, bits).change
+                };
+                released(change, &mut active);
+            }
+            5 => {
+                let change = if redist {
+                    rw(&mut v, vcpu, SGI_BASE + GICR_ICFGR1, value).change
+                } else {
+                    dw(&mut v, GICD_ICFGR + 4 * (2 * bank + (value & 1)), value).change
+                };
+                released(change, &mut active);
+            }
+            6 => {
+                let route = MPIDRS[(value % vcpus as u64) as usize] | ((value >> 8) % 2) << 31;
+                let _ = v.dist_write(GICD_IROUTER + 8 * u64::from(intid), Doubleword, route);
+                let on = !value.is_multiple_of(16);
+                dw(
+                    &mut v,
+                    GICD_CTLR,
+                    if on { u64::from(CTLR_ENABLE_GRP1) } else { 0 },
+                );
+            }
+            _ => {
+                // Guest reads: the linked bits are exactly the listed-with-link interrupts.
+                let offset = [GICD_ISPENDR, GICD_ICACTIVER][(value & 1) as usize];
+                let read = if redist {
+                    v.redist_read(vcpu as u64 * REDIST_STRIDE + SGI_BASE + offset, Word)
+                        .unwrap()
+                } else {
+                    v.dist_read(offset + 4 * bank, Word).unwrap()
+                };
+                let base = if redist { 0 } else { 32 * bank as u32 };
+                let expected: u32 = (0..32)
+                    .filter(|bit| v.is_linked(base + bit, vcpu) && (redist || base > 0))
+                    .map(|bit| 1 << bit)
+                    .sum();
+                assert_eq!(read.linked.map_or(0, |l| l.mask), expected, "step {step}");
+            }
+        }
+        // The invariant, over every INTID and bank.
+        for vcpu in 0..vcpus {
+            for intid in NR_SGIS..intids {
+                if intid >= FIRST_SPI && vcpu > 0 {
+                    break;
+                }
+                let state = v.state(intid, vcpu).unwrap();
+                let owned = (state.hw_pending && state.enabled && state.pending())
+                    || (state.hw_listed && state.listed);
+                assert!(!(state.hw_pending && state.hw_listed) || state.listed);
+                assert_eq!(
+                    active.contains(&key(intid, vcpu)),
+                    state.hw_pending || state.hw_listed,
+                    "INTID {intid} vCPU {vcpu} at step {step}: {state:?}"
+                );
+                if state.hw_pending || state.hw_listed {
+                    assert!(owned, "INTID {intid} vCPU {vcpu} at step {step}: {state:?}");
+                }
+            }
+        }
+        if step % 7 == 0 {
+            check_against_naive(&v);
+        }
+    }
+    assert!(
+        releases > 50,
+        "the walk released links only {releases} times"
+    );
 }
