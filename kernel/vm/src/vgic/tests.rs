@@ -39,6 +39,17 @@ fn enabled() -> Vgic {
     v
 }
 
+
+/// The one-bit-per-interrupt register pairs (distributor, redistributor SGI frame) the
+/// randomized walks write: set/clear enable, pending and active.
+const BIT_REGS: [(u64, u64); 6] = [
+    (GICD_ISENABLER, GICR_ISENABLER0),
+    (GICD_ICENABLER, GICR_ICENABLER0),
+    (GICD_ISPENDR, GICR_ISPENDR0),
+    (GICD_ICPENDR, GICR_ICPENDR0),
+    (GICD_ISACTIVER, GICR_ISACTIVER0),
+    (GICD_ICACTIVER, GICR_ICACTIVER0),
+];
 #[test]
 fn configuration_errors() {
     assert_eq!(Vgic::new(&[], 32), Err(Error::NoVcpus));
@@ -720,14 +731,6 @@ fn ready_bitmap_matches_naive_scan() {
             let intid = (r >> 16) as u32 % (intids + 4);
             let bank = (r >> 32) % (u64::from(intids) / 32 + 1);
             let redist = r & (1 << 7) != 0 && vcpu < vcpus;
-            const BIT_REGS: [(u64, u64); 6] = [
-                (GICD_ISENABLER, GICR_ISENABLER0),
-                (GICD_ICENABLER, GICR_ICENABLER0),
-                (GICD_ISPENDR, GICR_ISPENDR0),
-                (GICD_ICPENDR, GICR_ICPENDR0),
-                (GICD_ISACTIVER, GICR_ISACTIVER0),
-                (GICD_ICACTIVER, GICR_ICACTIVER0),
-            ];
             match r % 16 {
                 0..=3 => {
                     // Sets (even indices) twice as dense as clears, so that interrupts pile up.
@@ -1142,14 +1145,6 @@ fn every_physical_activation_stays_owned() {
                 }
             }
             4 => {
-                const BIT_REGS: [(u64, u64); 6] = [
-                    (GICD_ISENABLER, GICR_ISENABLER0),
-                    (GICD_ICENABLER, GICR_ICENABLER0),
-                    (GICD_ISPENDR, GICR_ISPENDR0),
-                    (GICD_ICPENDR, GICR_ICPENDR0),
-                    (GICD_ISACTIVER, GICR_ISACTIVER0),
-                    (GICD_ICACTIVER, GICR_ICACTIVER0),
-                ];
                 let which = (value % 6) as usize;
                 // Enables dense, everything else sparse.
                 let bits = if which == 0 {
