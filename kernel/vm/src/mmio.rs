@@ -11,6 +11,18 @@
 use crate::error::Error;
 use crate::gpr::{self, Register, RegisterFile};
 
+/// How an emulated device model handled an access (the vGIC's and the PL011's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// A register the model implements (including the architecturally RAZ/WI ones, reads of
+    /// write-only registers and writes to read-only ones, which the hardware ignores too).
+    #[default]
+    Emulated,
+    /// An offset the model does not know (or, for the PL011, a write inside a register
+    /// rather than at its first byte): read as zero, write ignored. Worth logging once.
+    Unknown,
+}
+
 /// The size of a single-register load or store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AccessSize {

@@ -181,17 +181,8 @@ const IFLS_RESET: u32 = 0x12;
 /// The RX trigger level field of UARTIFLS (RXIFLSEL).
 const IFLS_RX_SHIFT: u32 = 3;
 
-/// How an access was handled.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// A register the model implements (including reads of write-only registers and writes
-    /// to read-only ones, which the hardware ignores too).
-    #[default]
-    Emulated,
-    /// An offset the model does not know, or a write inside a register rather than at its
-    /// first byte: read as zero, write ignored. Worth logging once.
-    Unknown,
-}
+/// How an access was handled (shared with the other device models).
+pub use crate::mmio::Access;
 
 /// Why the model refused an access (the glue injects an abort).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -5,15 +5,8 @@ use super::regs::*;
 use super::{AccessError, IrqState, MAX_VCPUS, Vgic};
 use crate::mmio::AccessSize;
 
-/// How an access was handled.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// A register the model implements (including the architecturally RAZ/WI ones).
-    #[default]
-    Emulated,
-    /// An offset the model does not know: read as zero, write ignored. Worth logging once.
-    Unknown,
-}
+/// How an access was handled (shared with the other device models).
+pub use crate::mmio::Access;
 
 /// The result of a guest read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
