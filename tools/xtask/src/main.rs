@@ -6,6 +6,7 @@ mod bench;
 mod cases;
 mod debian;
 mod expect;
+mod first_run;
 mod guest;
 mod image;
 mod linux_package;
@@ -210,6 +211,9 @@ enum Command {
     },
     /// List the QEMU profiles.
     Profiles,
+    /// Check the pinned toolchain, installing its bare-metal target and llvm-tools (from
+    /// rust-toolchain.toml) if they are missing, and print where it is.
+    Toolchain,
     /// Fetch a profile's device tree (if it uses one) and print its path.
     Dtb {
         /// The QEMU profile.
@@ -416,6 +420,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 prepare_only,
             };
             run_guest(&options, &qemu_args)
+        }
+        Command::Toolchain => {
+            let toolchain = toolchain::Toolchain::ensure_installed()?;
+            println!(
+                "toolchain ready: {} with {} and {}",
+                toolchain::pinned_channel()?,
+                toolchain::TARGET,
+                toolchain.objcopy().display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Profiles => {
             for profile in profiles::all()? {

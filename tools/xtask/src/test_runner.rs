@@ -19,21 +19,33 @@ use crate::toolchain;
 /// How many console lines a failure report shows.
 const TAIL_LINES: usize = 40;
 
-/// A host test step: its name and the cargo arguments running it. The
-/// workspace's tests run for the host target, xtask's own separately.
+/// A host test step: its name and what it runs. The workspace's tests run for
+/// the host target, xtask's own separately.
 struct HostStep {
     name: &'static str,
-    cargo_args: &'static [&'static str],
+    runs: HostRun,
+}
+
+/// What a host step runs.
+enum HostRun {
+    /// `cargo` with these arguments.
+    Cargo(&'static [&'static str]),
+    /// A check written in xtask.
+    Check(fn() -> Result<()>),
 }
 
 const HOST_STEPS: &[HostStep] = &[
     HostStep {
         name: "host-workspace",
-        cargo_args: &["test", "--workspace", "--exclude", "xtask"],
+        runs: HostRun::Cargo(&["test", "--workspace", "--exclude", "xtask"]),
     },
     HostStep {
         name: "host-xtask",
-        cargo_args: &["test", "--package", "xtask"],
+        runs: HostRun::Cargo(&["test", "--package", "xtask"]),
+    },
+    HostStep {
+        name: "first-run-toolchain",
+        runs: HostRun::Check(crate::first_run::check),
     },
 ];
 
@@ -122,9 +134,11 @@ pub fn run(selection: &Selection) -> Result<bool> {
 
 fn run_host_step(step: &HostStep, report: &mut Report) {
     let start = Instant::now();
-    let mut cargo = toolchain::cargo();
-    cargo.args(step.cargo_args);
-    match process::run(&mut cargo) {
+    let result = match step.runs {
+        HostRun::Cargo(args) => process::run(toolchain::cargo().args(args)),
+        HostRun::Check(check) => check(),
+    };
+    match result {
         Ok(()) => report.pass(step.name, start.elapsed()),
         Err(err) => report.fail(step.name, &format!("{err:#}")),
     }

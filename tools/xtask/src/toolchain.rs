@@ -36,11 +36,7 @@ impl Toolchain {
             return Ok(toolchain);
         }
         eprintln!("xtask: the pinned toolchain lacks {TARGET} or llvm-tools; installing it");
-        let mut install = Command::new("rustup");
-        install
-            .args(["toolchain", "install"])
-            .current_dir(workspace_root());
-        process::run(&mut install)?;
+        process::run(&mut install_pinned())?;
         Self::find()?.with_context(|| {
             format!(
                 "`rustup toolchain install` did not provide {TARGET} and llvm-tools; \
@@ -63,6 +59,36 @@ impl Toolchain {
             .join("bin/llvm-objcopy");
         Ok((has_libcore(&libdir) && objcopy.is_file()).then_some(Self { objcopy }))
     }
+}
+
+/// `rustup toolchain install` for the workspace's `rust-toolchain.toml`: the pinned channel
+/// with its targets and components.
+///
+/// Under `cargo xtask`, rustup's `cargo` proxy has set `RUSTUP_TOOLCHAIN` to the pinned
+/// channel's name. Left in place, it makes rustup install that *bare* toolchain (no target,
+/// no components) instead of reading `rust-toolchain.toml`: the variable is removed here so
+/// the file decides.
+pub fn install_pinned() -> Command {
+    let mut install = Command::new("rustup");
+    install
+        // Installing a toolchain is no reason to replace the user's rustup.
+        .args(["toolchain", "install", "--no-self-update"])
+        .current_dir(workspace_root())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTUP_TOOLCHAIN_SOURCE");
+    install
+}
+
+/// The channel `rust-toolchain.toml` pins (e.g. `1.95.0`).
+pub fn pinned_channel() -> Result<String> {
+    let path = workspace_root().join("rust-toolchain.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let file: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    file.get("toolchain")
+        .and_then(|toolchain| toolchain.get("channel"))
+        .and_then(toml::Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("{} names no [toolchain] channel", path.display()))
 }
 
 /// Runs the workspace's `rustc` and returns its trimmed stdout.
