@@ -267,7 +267,7 @@ mod tests {
             ..Selection::default()
         }
         .names();
-        assert_eq!(host, ["host-workspace", "host-xtask"]);
+        assert_eq!(host, ["host-workspace", "host-xtask", "first-run-toolchain"]);
 
         let virt = Selection {
             filter: Some("boot-virt-gicv2".into()),
