@@ -92,12 +92,25 @@ impl ImageHeader {
         Ok(Self { text_offset, image_size, page_size, place_anywhere: flags & FLAG_PLACE_ANYWHERE != 0 })
     }
 
-    /// Checks that an image at `address` is where the boot protocol wants it.
-    pub fn check_placement(&self, address: u64) -> Result<(), ImageError> {
-        if !address.wrapping_sub(self.text_offset).is_multiple_of(IMAGE_BASE_ALIGN) || address < self.text_offset {
-            return Err(ImageError::Misplaced { address, text_offset: self.text_offset });
+    /// Where an image loaded at `address` must run from: `address` itself when it already sits
+    /// `text_offset` above a 2 MiB aligned base, otherwise the lowest such place above it (less
+    /// than 2 MiB higher), to which the caller moves the image's `image_size` bytes. A loader
+    /// that knows nothing of `text_offset` (QEMU's generic loader, U-Boot's `load`) puts an
+    /// image at a round address; booting it there would be wrong for any `text_offset` but 0.
+    /// An image that cannot say how big it is (`image_size` 0, pre-3.17 kernels) or whose
+    /// `text_offset` is not below 2 MiB can only be booted where it already is.
+    pub fn run_address(&self, address: u64) -> Result<u64, ImageError> {
+        let misplaced = ImageError::Misplaced { address, text_offset: self.text_offset };
+        if address >= self.text_offset && (address - self.text_offset).is_multiple_of(IMAGE_BASE_ALIGN) {
+            return Ok(address);
         }
-        Ok(())
+        if self.image_size == 0 || self.text_offset >= IMAGE_BASE_ALIGN {
+            return Err(misplaced);
+        }
+        let base = (address / IMAGE_BASE_ALIGN) * IMAGE_BASE_ALIGN;
+        let at = base + self.text_offset;
+        let at = if at < address { at.checked_add(IMAGE_BASE_ALIGN).ok_or(misplaced)? } else { at };
+        Ok(at)
     }
 }
 
@@ -119,8 +132,8 @@ mod tests {
         // Debian 6.12 rt-arm64: text_offset 0, image_size 0x2b10000, flags 0xa (LE, 4K, anywhere).
         let parsed = ImageHeader::parse(&header(0, 0x2b1_0000, 0xa)).unwrap();
         assert_eq!(parsed, ImageHeader { text_offset: 0, image_size: 0x2b1_0000, page_size: Some(4096), place_anywhere: true });
-        assert_eq!(parsed.check_placement(0x5000_0000), Ok(()));
-        assert!(parsed.check_placement(0x5000_1000).is_err());
+        assert_eq!(parsed.run_address(0x5000_0000), Ok(0x5000_0000));
+        assert_eq!(parsed.run_address(0x5000_1000), Ok(0x5020_0000));
     }
 
     #[test]
@@ -128,9 +141,25 @@ mod tests {
         assert_eq!(ImageHeader::parse(&[0; 10]), Err(ImageError::Truncated));
         assert_eq!(ImageHeader::parse(&[0; 64]), Err(ImageError::BadMagic));
         assert_eq!(ImageHeader::parse(&header(0, 0, 1)), Err(ImageError::BigEndian));
+        // A pre-3.17 kernel (no image_size) can only run where it was put.
         let old = ImageHeader::parse(&header(0x80000, 0, 0)).unwrap();
-        assert_eq!(old.check_placement(0x4008_0000), Ok(()));
-        assert_eq!(old.check_placement(0x4000_0000), Err(ImageError::Misplaced { address: 0x4000_0000, text_offset: 0x80000 }));
-        assert!(old.check_placement(0x1000).is_err());
+        assert_eq!(old.run_address(0x4008_0000), Ok(0x4008_0000));
+        assert_eq!(old.run_address(0x4000_0000), Err(ImageError::Misplaced { address: 0x4000_0000, text_offset: 0x80000 }));
+        assert!(old.run_address(0x1000).is_err());
+        let huge_offset = ImageHeader::parse(&header(IMAGE_BASE_ALIGN, 0x10_0000, 0)).unwrap();
+        assert!(huge_offset.run_address(0x5000_0000 + 0x1000).is_err());
+        let at_the_top = ImageHeader::parse(&header(0x80000, 0x10_0000, 0)).unwrap();
+        assert!(at_the_top.run_address(u64::MAX - 0x1000).is_err());
+    }
+
+    #[test]
+    fn an_image_with_a_text_offset_runs_that_far_above_a_round_load_address() {
+        // Debian 6.1's and any self-built kernel with TEXT_OFFSET 0x80000, put at 0x50000000.
+        let image = ImageHeader::parse(&header(0x80000, 0x200_0000, 0xa)).unwrap();
+        assert_eq!(image.run_address(0x5000_0000), Ok(0x5008_0000));
+        assert_eq!(image.run_address(0x5008_0000), Ok(0x5008_0000));
+        // Past the offset within its 2 MiB: the next base.
+        assert_eq!(image.run_address(0x5009_0000), Ok(0x5028_0000));
+        assert_eq!(image.run_address(0x1000), Ok(0x8_0000));
     }
 }

@@ -91,7 +91,8 @@ pub fn boot(
     // SAFETY: the header range is inside RAM, which the core maps.
     let header_bytes = unsafe { core::slice::from_raw_parts(kernel as *const u8, HEADER_SIZE) };
     let header = ImageHeader::parse(header_bytes).map_err(BootError::Image)?;
-    header.check_placement(kernel).map_err(BootError::Image)?;
+    let loaded_at = kernel;
+    let kernel = header.run_address(loaded_at).map_err(BootError::Image)?;
     let running = MemoryRange::new(kernel, header.image_size.max(HEADER_SIZE as u64));
     if !inside(&memory, running) {
         return Err(BootError::OutsideGuestMemory("kernel with its BSS", running));
@@ -101,6 +102,24 @@ pub fn boot(
         && !inside(&memory, initrd)
     {
         return Err(BootError::OutsideGuestMemory("initramfs", initrd));
+    }
+    if kernel != loaded_at {
+        // The loader put the image at a round address; it runs `text_offset` above one.
+        let loaded = MemoryRange::new(loaded_at, header.image_size);
+        if !inside(&memory, loaded) {
+            return Err(BootError::OutsideGuestMemory("kernel as loaded", loaded));
+        }
+        if initrd.is_some_and(|i| i.base < running.end() && running.base < i.end()) {
+            return Err(BootError::OutsideGuestMemory("kernel moved to its text_offset (it would cover the initramfs)", running));
+        }
+        // SAFETY: both ranges lie in guest RAM (checked above), which the core maps and no
+        // guest uses yet; `copy` handles their overlap.
+        unsafe { core::ptr::copy(loaded_at as *const u8, kernel as *mut u8, header.image_size as usize) };
+        boot::mmu::clean_to_poc(kernel as usize..(kernel + header.image_size) as usize);
+        log::info!(
+            "guest: kernel moved from {loaded_at:#x} to {kernel:#x} (its text_offset {:#x} above a 2 MiB boundary)",
+            header.text_offset
+        );
     }
 
     let config = GuestTreeConfig {
