@@ -468,7 +468,7 @@ impl Case {
                 let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, r"el1-guest: stage 2 with \d+ regions"]),
-                    LineMatch::all(&[LOG_LINE, r"guest access outside its map at IPA 0x[0-9a-f]+ .*abort injected"]),
+                    LineMatch::all(&[LOG_LINE, r"guest: \d+ more data accesses outside its map \(data abort injected\), the last at 0x[0-9a-f]+"]),
                 ];
                 lines.extend(EL1_GUEST_CHECKS.iter().map(|check| {
                     LineMatch::all(&[LOG_LINE, &format!(r"el1-guest: {}: ok$", regex::escape(check))])
