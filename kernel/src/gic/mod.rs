@@ -378,6 +378,17 @@ pub fn deactivate(ack: Acknowledged) {
     }
 }
 
+/// Whether physical interrupt `intid` (for a private one: `cpu`'s copy) is enabled at the
+/// GIC; `None` without a GICv3 frame for it.
+pub fn is_enabled(intid: u32, cpu: usize) -> Option<bool> {
+    let register = bank_register(intid, cpu, ISENABLER)?;
+    // SAFETY: `bank_register` returns the address of a GICD_ISENABLER<n> or GICR_ISENABLER0
+    // register inside the frames `init` found mapped as device memory (for ever); reading it
+    // has no side effect.
+    let bits = unsafe { (register as *const u32).read_volatile() };
+    Some(bits & (1 << (intid % 32)) != 0)
+}
+
 /// A physical FIQ reached EL2: the core uses no group 0 interrupt, so whatever signalled it
 /// is acknowledged, ended and masked (GICv3: through ICC_IAR0_EL1, ICC_EOIR0_EL1 and
 /// ICC_DIR_EL1), so that it cannot come back. On GICv2 nothing is done (FIQs are not

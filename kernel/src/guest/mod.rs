@@ -10,6 +10,7 @@
 
 pub mod console;
 pub mod exits;
+pub mod hostile_guest;
 pub mod irqsoff;
 pub mod linux;
 pub mod list_registers;
