@@ -327,7 +327,8 @@ pub const CASES: &[Case] = &[
         name: "el1-guest-irqs-off-latmus-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::El1Guest { gic: Gic::V3, latency: true },
-        timeout: DEFAULT_TIMEOUT,
+        // About 3 s of virtual time under -icount: well over a minute on a loaded host.
+        timeout: Duration::from_secs(240),
         qemu_args: ICOUNT,
     },
 ];
