@@ -52,6 +52,16 @@ impl VectorKind {
         self.0 % 4 == 1
     }
 
+    /// True for FIQ vectors.
+    pub fn is_fiq(self) -> bool {
+        self.0 % 4 == 2
+    }
+
+    /// True for SError vectors.
+    pub fn is_serror(self) -> bool {
+        self.0 % 4 == 3
+    }
+
     /// True for synchronous exceptions.
     pub fn is_synchronous(self) -> bool {
         self.0.is_multiple_of(4)

@@ -1,5 +1,9 @@
 //! The EL2 stage-1 translation: an identity map with RAM as normal write-back memory and
 //! device regions as Device-nGnRE, execute-never. Built with `aarch64-paging`.
+//!
+//! W^X: only the image's text is executable, and it is read-only; its read-only data is
+//! read-only and execute-never; everything else in RAM (data, BSS, stacks, heap, the
+//! guest's RAM) is read/write and execute-never at EL2.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, MAIR_EL2, Readable, SCTLR_EL2, TCR_EL2, Writeable};
@@ -15,6 +19,12 @@ pub use aarch64_paging::MapError;
 const NORMAL: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0.union(El23Attributes::INNER_SHAREABLE);
 /// MAIR index 1: Device-nGnRE.
 const DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_1.union(El23Attributes::XN);
+/// The image's text: read-only, executable.
+const TEXT: El23Attributes = NORMAL.union(El23Attributes::READ_ONLY);
+/// The image's read-only data: read-only, execute-never.
+const RODATA: El23Attributes = NORMAL.union(El23Attributes::READ_ONLY).union(El23Attributes::XN);
+/// All other RAM: read/write, execute-never.
+const DATA: El23Attributes = NORMAL.union(El23Attributes::XN);
 /// Bits every live mapping carries.
 const PRESENT: El23Attributes = El23Attributes::VALID.union(El23Attributes::ACCESSED);
 /// Root at level 1: 39-bit virtual addresses (512 GiB), enough for every supported board.
@@ -55,8 +65,11 @@ fn page_aligned(range: &Range<u64>) -> MemoryRegion {
 pub unsafe fn enable(ram: &[Range<u64>], devices: &[Range<u64>]) -> Result<MmuRegisters, MapError> {
     let idmap = Box::leak(Box::new(IdMap::new(ROOT_LEVEL, El2)));
     for range in ram {
-        idmap.map_range(&page_aligned(range), NORMAL | PRESENT)?;
+        idmap.map_range(&page_aligned(range), DATA | PRESENT)?;
     }
+    let (text, rodata) = image_sections();
+    idmap.map_range(&page_aligned(&text), TEXT | PRESENT)?;
+    idmap.map_range(&page_aligned(&rodata), RODATA | PRESENT)?;
     for range in devices {
         idmap.map_range(&page_aligned(range), DEVICE | PRESENT)?;
     }
@@ -90,6 +103,20 @@ pub unsafe fn enable(ram: &[Range<u64>], devices: &[Range<u64>]) -> Result<MmuRe
     barrier::isb(barrier::SY);
 
     Ok(MmuRegisters { mair: MAIR_EL2.get(), tcr: TCR_EL2.get(), ttbr0: idmap.root_address().0 as u64, sctlr })
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+}
+
+/// The image's text and read-only data, as the linker script laid them out (page aligned).
+pub fn image_sections() -> (Range<u64>, Range<u64>) {
+    // Linker-script symbols: only their addresses are used.
+    let (start, text_end, rodata_end) =
+        (&raw const __image_start as u64, &raw const __text_end as u64, &raw const __rodata_end as u64);
+    (start..text_end, text_end..rodata_end)
 }
 
 /// Cleans and invalidates the data cache lines covering `range` to the point of coherency,

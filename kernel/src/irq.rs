@@ -1,8 +1,9 @@
-//! Interrupt entry at EL2: acknowledge, run the owner's handler, end. Oob handlers run at
-//! once and their cost is measured, then the interrupt is ended (GICv3: priority drop and
-//! deactivation). An interrupt nobody in the core claimed goes to the guest, if there is
-//! one: hardware-linked, it only has its priority dropped and stays active until the guest
-//! deactivates it; otherwise it is counted as unclaimed and ended.
+//! Interrupt entry at EL2: acknowledge, run the owner's handler, end. Who owns what is the
+//! one ownership table, [`OWNERSHIP`]. The core's interrupts (claimed with [`claim`]) run
+//! their oob handler at once, its cost measured, then are ended (GICv3: priority drop and
+//! deactivation). One passed through to the guest is forwarded: hardware-linked, it only has
+//! its priority dropped and stays active until the guest deactivates it. Anything else
+//! (nobody's, or an emulated device's INTID firing physically) is counted, masked and ended.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -11,6 +12,10 @@ use crate::{gic, hwtimer};
 
 /// Interrupt IDs the core tracks (SGIs, PPIs and SPIs up to the GICv2/v3 limit).
 pub const MAX_INTID: usize = 1020;
+
+/// Who owns every interrupt: the core's claims, the guest's passed-through and emulated
+/// interrupts ([`crate::guest::virq::init`]); the vGIC and its physical glue ask it too.
+pub static OWNERSHIP: vm::ownership::OwnershipTable<{ boot::MAX_CPUS }> = vm::ownership::OwnershipTable::new();
 
 /// An oob interrupt handler; it receives the INTID.
 pub type OobHandler = fn(u32);
@@ -37,9 +42,12 @@ static SLOTS: [IrqSlot; MAX_INTID] = [const {
     }
 }; MAX_INTID];
 
-/// Makes `intid` an oob interrupt handled by `handler`.
+/// Makes `intid` an oob interrupt handled by `handler`, the core's on every CPU.
 pub fn claim(intid: u32, handler: OobHandler) -> Result<(), gic::GicError> {
     let slot = SLOTS.get(intid as usize).ok_or(gic::GicError::BadIntId(intid))?;
+    OWNERSHIP
+        .set_everywhere(intid, vm::ownership::Owner::Core)
+        .map_err(|_| gic::GicError::BadIntId(intid))?;
     slot.handler.store(handler as usize, Ordering::Release);
     Ok(())
 }
@@ -63,10 +71,16 @@ pub fn handle() {
             // (before any other CPU can see it forwarded and the guest deactivate it); a
             // hardware-linked one stays active until the guest deactivates its virtual copy.
             gic::drop_priority(ack);
-            match crate::guest::virq::forward(ack.intid) {
+            let passed_through = OWNERSHIP.owner(cpu, ack.intid) == vm::ownership::Owner::PassThrough;
+            match if passed_through { crate::guest::virq::forward(ack.intid) } else { Forward::Unclaimed } {
                 Forward::Linked => {}
                 Forward::Taken => gic::deactivate(ack),
                 Forward::Unclaimed => {
+                    if !passed_through {
+                        // Nobody's: it must not fire again.
+                        let _ = gic::set_enabled(ack.intid, cpu, false);
+                        crate::guest::trap_log::count_at(crate::guest::trap_log::Kind::UnownedInterrupt, u64::from(ack.intid));
+                    }
                     gic::deactivate(ack);
                     if let Some(slot) = slot {
                         slot.unclaimed.fetch_add(1, Ordering::Relaxed);

@@ -107,6 +107,17 @@ mod image {
             let Err(e) = kernel::guest::test_guest::run(&info, dtb, core_end, smp::current_mpidr());
             fail(format_args!("el1-guest: {e}"));
         }
+        if info.bootarg("companion.test") == Some("hostile-guest") {
+            if let Some(duration) = info.bootarg("latmus")
+                && let Err(e) = latmus::start_in_background(latmus_config(&info, duration, cpus.len()))
+            {
+                fail(format_args!("latency test: {e}"));
+            }
+            let core_end = (&raw const __image_end) as u64;
+            let attacks = info.bootarg("companion.hostile").unwrap_or("");
+            let Err(e) = kernel::guest::hostile_guest::run(&info, dtb, core_end, &mpidrs, gic.spis, attacks);
+            fail(format_args!("hostile-guest: {e}"));
+        }
         if let Some(address) = info.bootarg("companion.guest") {
             let Some(kernel) = address.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok()) else {
                 fail(format_args!("companion.guest={address}: not a hexadecimal address (0x...)"))

@@ -83,6 +83,18 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         // The exit's time with IRQs masked; the console drain that follows has them unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
         drain_console_for_guest();
+        crate::guest::trap_log::emit_due();
+        return;
+    }
+    if kind.is_serror() && !kind.from_current_el() {
+        // The guest's (a device it touched): a virtual SError for it, never the core's death.
+        crate::guest::serror_from_guest();
+        return;
+    }
+    if kind.is_fiq() {
+        // The core uses no FIQ (group 0) interrupt: end and mask whatever signalled one.
+        crate::guest::trap_log::count(crate::guest::trap_log::Kind::Fiq);
+        crate::gic::quiesce_fiq();
         return;
     }
     if is_semihosting_probe(frame, kind) {

@@ -1,4 +1,4 @@
-//! The companion core's interrupt pipeline: who owns each interrupt, the per-CPU replay log of
+//! The companion core's interrupt pipeline: the per-CPU replay log of
 //! in-band interrupts, the model of the GIC virtual CPU interface's list registers, and the
 //! in-band stage's stall state.
 //!
@@ -8,25 +8,25 @@
 //! # How the glue uses it
 //!
 //! Per CPU: one [`ReplayLog`], one [`ListRegisters`] (sized from ICH_VTR_EL2.ListRegs + 1 or
-//! GICH_VTR), one [`StageState`]; one [`OwnershipTable`] for the machine. All run with physical
-//! IRQs masked at EL2 on their own CPU (the log and LRs are `&mut`, per CPU); the ownership
-//! table is lock-free and shared.
+//! GICH_VTR), one [`StageState`]. All run with physical IRQs masked at EL2 on their own CPU
+//! (the log and LRs are `&mut`, per CPU). Who owns each interrupt is not this crate's: the
+//! one ownership table is `vm::ownership::OwnershipTable`.
 //!
 //! **Physical IRQ (EL2 vector).** Read the INTID (ICC_IAR1_EL1 / GICC_IAR), take a timestamp
-//! `now`, and look it up with [`OwnershipTable::note_raised`]:
-//! - `Oob`: run the core's handler at once, EOI + deactivate, [`OwnershipTable::note_handled`].
-//! - `InBand`: priority-drop only (EOImode=1: ICC_EOIR1_EL1), do **not** deactivate, then
+//! `now`, and look its owner up in the ownership table:
+//! - the core's: run the core's handler at once, EOI + deactivate.
+//! - passed through to the guest: priority-drop only (EOImode=1: ICC_EOIR1_EL1), do **not** deactivate, then
 //!   [`ReplayLog::raise`] with a [`VirqDesc`] carrying the guest's virtual priority (from the
 //!   vGIC distributor), the trigger type and `with_hw(intid)` so the guest's deactivation
 //!   deactivates the physical interrupt (list register HW bit).
-//! - `Unassigned`: count it, disable it at the distributor, deactivate it.
+//! - nobody's: count it, disable it at the distributor, deactivate it.
 //!
 //! **Flush** (inject): whenever the CPU is about to return to the guest — after any exit,
 //! including the IRQ above when [`StageState::should_inject_now`] says so, and when the oob
 //! scheduler switches back to the in-band stage — do, in this order:
 //! 1. [`ListRegisters::sync_from_hardware`] with each LR's state field and EOIcount (then write
 //!    EOIcount back to 0). For each [`Completion`] with `deactivate_physical`, write the physical
-//!    INTID to ICC_DIR_EL1 / GICC_DIR; count it with `note_handled`.
+//!    INTID to ICC_DIR_EL1 / GICC_DIR.
 //! 2. Optionally [`ListRegisters::resample_resident`] (see below).
 //! 3. [`ListRegisters::flush`]; write back every LR whose bit is set in
 //!    [`FlushOutcome::dirty`] (encode [`ListRegisters::get`]: state, vINTID, priority, group 1,
@@ -36,7 +36,7 @@
 //! LRs live on the physical CPU while oob threads run (the vCPU is pinned), so nothing needs
 //! saving on a stage switch; only the model must not be flushed while the guest runs.
 //!
-//! **Maintenance IRQ** (PPI 25, owned `Oob`): it only means "sync and flush now": do steps
+//! **Maintenance IRQ** (PPI 25, the core's): it only means "sync and flush now": do steps
 //! 1–3, which refills the LRs and clears or keeps UIE/LRENPIE. UIE is level-sensitive (at most
 //! one valid LR); flush only requests it when every LR is occupied, so it cannot storm.
 //!
@@ -61,7 +61,6 @@
 
 pub mod intid;
 pub mod list_registers;
-pub mod ownership;
 pub mod replay_log;
 pub mod stall;
 pub mod stats;
@@ -78,7 +77,6 @@ pub use list_registers::{
     Completion, FALLEN_OUT_CAPACITY, FlushOutcome, ListRegisters, LrHwState, LrState, LrStats,
     MAX_LRS, Maintenance, SyncOutcome,
 };
-pub use ownership::{LineConfig, LineCounters, Owner, OwnershipTable};
 pub use replay_log::{DEFAULT_LEVELS, LogStats, Pending, Raised, ReplayLog};
 pub use stall::{Stage, StageState, StallStats};
 pub use stats::DelayStats;

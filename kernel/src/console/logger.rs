@@ -64,6 +64,12 @@ impl fmt::Display for Stamp {
     }
 }
 
+/// Logs one core-stamped line from a guest trap's way back into the guest, holding no lock:
+/// a full ring is waited for with IRQs unmasked ([`super::write_fmt_from_trap`]).
+pub fn log_from_trap(level: log::Level, args: fmt::Arguments<'_>) {
+    super::write_fmt_from_trap(format_args!("{}{}\n", Stamp::now(level), args));
+}
+
 /// The `log` backend: one console record per line.
 struct CoreLogger;
 

@@ -55,7 +55,7 @@ mod write;
 #[cfg(target_os = "none")]
 pub use drain::{defer_output, drain, drain_giving_way, finish, init, write_fmt_emergency, write_unbuffered};
 #[cfg(target_os = "none")]
-pub use logger::{counter_frequency, start_log, uptime_ns};
+pub use logger::{counter_frequency, log_from_trap, start_log, uptime_ns};
 #[cfg(target_os = "none")]
 pub use write::{dropped_bytes, write_fmt, write_fmt_from_trap, write_line_from_trap};
 

@@ -378,6 +378,47 @@ pub fn deactivate(ack: Acknowledged) {
     }
 }
 
+/// Whether physical interrupt `intid` (for a private one: `cpu`'s copy) is enabled at the
+/// GIC; `None` without a GICv3 frame for it.
+pub fn is_enabled(intid: u32, cpu: usize) -> Option<bool> {
+    let register = bank_register(intid, cpu, ISENABLER)?;
+    // SAFETY: `bank_register` returns the address of a GICD_ISENABLER<n> or GICR_ISENABLER0
+    // register inside the frames `init` found mapped as device memory (for ever); reading it
+    // has no side effect.
+    let bits = unsafe { (register as *const u32).read_volatile() };
+    Some(bits & (1 << (intid % 32)) != 0)
+}
+
+/// A physical FIQ reached EL2: the core uses no group 0 interrupt, so whatever signalled it
+/// is acknowledged, ended and masked (GICv3: through ICC_IAR0_EL1, ICC_EOIR0_EL1 and
+/// ICC_DIR_EL1), so that it cannot come back. On GICv2 nothing is done (FIQs are not
+/// routed to the core there).
+pub fn quiesce_fiq() {
+    if GICC_BASE.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let iar: u64;
+    // SAFETY: reading ICC_IAR0_EL1 acknowledges this CPU's highest-priority pending group 0
+    // interrupt (the system register interface is enabled at EL2 by `init`); it touches no
+    // memory.
+    unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) iar, options(nomem, nostack, preserves_flags)) };
+    let intid = (iar & 0xff_ffff) as u32;
+    if intid >= SPECIAL_INTIDS {
+        return;
+    }
+    let _ = set_enabled(intid, boot::cpu_index(), false);
+    // SAFETY: ICC_EOIR0_EL1 then ICC_DIR_EL1 with the INTID ICC_IAR0_EL1 returned end that
+    // group 0 interrupt (EOImode 1); neither touches memory.
+    unsafe {
+        core::arch::asm!(
+            "msr icc_eoir0_el1, {0}",
+            "msr icc_dir_el1, {0}",
+            in(reg) u64::from(intid),
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+}
+
 /// Whether the core's CPU interfaces split priority drop and deactivation (GICv3 after
 /// [`init`]), which hardware-linked forwarding needs.
 pub fn splits_priority_drop() -> bool {

@@ -154,9 +154,10 @@ pub fn boot(
         memory.iter().map(|m| m.size).sum::<u64>() >> 20
     );
 
-    let state = GuestState::new(mpidrs, |_| None, power_off).ok_or(BootError::Tree)?;
-    super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32)).map_err(BootError::Vgic)?;
+    let state = GuestState::new(mpidrs, &memory, |_| None, power_off).ok_or(BootError::Tree)?;
     let uart_intid = platform::discovery::uart_intid(&tree, &info.uart);
+    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice() };
+    super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32), &interrupts).map_err(BootError::Vgic)?;
     super::console::init(info.uart.base, info.uart.size, uart_intid);
     log::info!(
         "guest: console is an emulated PL011 at {:#x} ({}), shared line by line with the core's log",
@@ -182,6 +183,7 @@ fn power_off(reset: bool) -> ! {
     super::virq::report();
     super::exits::report();
     super::virq::report_forwarded();
+    super::trap_log::report();
     log::info!(
         "guest: virtual interrupts: {} forwarded, {} injected, {} completed",
         super::virq::FORWARDED.load(core::sync::atomic::Ordering::Relaxed),

@@ -10,19 +10,21 @@
 
 pub mod console;
 pub mod exits;
+pub mod hostile_guest;
 pub mod irqsoff;
 pub mod linux;
 pub mod list_registers;
 pub mod sirq;
 pub mod stage2;
 pub mod test_guest;
+pub mod trap_log;
 pub mod vcpus;
 pub mod virq;
 
-use core::sync::atomic::{AtomicBool, Ordering};
-
 use aarch64_cpu::registers::{
-    ELR_EL2, ESR_EL1, FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, Readable, SCTLR_EL1, SPSR_EL1, SPSR_EL2, VBAR_EL1, Writeable,
+    AFSR0_EL1, AFSR1_EL1, AMAIR_EL1, CNTKCTL_EL1, CONTEXTIDR_EL1, CPACR_EL1, ELR_EL2, ESR_EL1, FAR_EL1, FAR_EL2, HCR_EL2,
+    HPFAR_EL2, MAIR_EL1, PAR_EL1, ReadWriteable, Readable, SCTLR_EL1, SP_EL0, SP_EL1, SPSR_EL1, SPSR_EL2, TCR_EL1, TPIDR_EL0, TPIDR_EL1,
+    TPIDRRO_EL0, TTBR0_EL1, TTBR1_EL1, VBAR_EL1, Writeable,
 };
 use boot::exceptions::TrapFrame;
 use spin::Mutex;
@@ -39,6 +41,16 @@ const VECTOR_LOWER_A64_SYNC: u64 = 0x400;
 const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
 /// Exception class of a data abort from a lower EL.
 const EC_DATA_ABORT_LOWER_EL: u64 = 0x24;
+/// Exception class of an instruction abort taken without a change of EL.
+const EC_INSTRUCTION_ABORT_SAME_EL: u64 = 0x21;
+/// Exception class of an instruction abort from a lower EL.
+const EC_INSTRUCTION_ABORT_LOWER_EL: u64 = 0x20;
+/// Exception class "unknown reason": what an undefined instruction raises.
+const EC_UNKNOWN: u64 = 0x00;
+/// ESR.EC's position.
+const ESR_EC_SHIFT: u64 = 26;
+/// Data abort ISS.WnR: the access was a write.
+const ESR_WNR: u64 = 1 << 6;
 /// ESR.IL: a 32-bit instruction.
 const ESR_IL: u64 = 1 << 25;
 /// Data fault status: translation fault at level 3 (no mapping).
@@ -57,8 +69,6 @@ pub struct GuestState {
 }
 
 static GUEST: Mutex<Option<GuestState>> = Mutex::new(None);
-/// Whether an abort outside the map was already logged (log once, keep going).
-static ABORT_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// SMCCC NOT_SUPPORTED.
 const NOT_SUPPORTED: u64 = u64::MAX;
@@ -83,7 +93,7 @@ pub unsafe fn enter(entry: u64, args: [u64; 4], state: GuestState) -> ! {
 /// # Safety
 /// As for [`enter`], on this CPU.
 pub(crate) unsafe fn enter_vcpu(entry: u64, args: [u64; 4]) -> ! {
-    SCTLR_EL1.set(SCTLR_EL1_RESET);
+    reset_el1_state();
     HCR_EL2.write(
         HCR_EL2::RW::EL1IsAarch64
             + HCR_EL2::VM::Enable
@@ -112,6 +122,36 @@ pub(crate) unsafe fn enter_vcpu(entry: u64, args: [u64; 4]) -> ! {
     }
 }
 
+/// Puts this CPU's EL1 state in the state a PE powers up in, as far as the guest can tell:
+/// MMU and caches off, no vector base, no translation tables, FP/SIMD trapped, no thread
+/// pointers, nothing left from a previous run of the vCPU (a `CPU_ON` after `CPU_OFF`, or
+/// a start into a vCPU some earlier guest code had configured).
+pub(crate) fn reset_el1_state() {
+    SCTLR_EL1.set(SCTLR_EL1_RESET);
+    VBAR_EL1.set(0);
+    TCR_EL1.set(0);
+    TTBR0_EL1.set(0);
+    TTBR1_EL1.set(0);
+    MAIR_EL1.set(0);
+    AMAIR_EL1.set(0);
+    CPACR_EL1.set(0);
+    CONTEXTIDR_EL1.set(0);
+    CNTKCTL_EL1.set(0);
+    ESR_EL1.set(0);
+    FAR_EL1.set(0);
+    AFSR0_EL1.set(0);
+    AFSR1_EL1.set(0);
+    PAR_EL1.set(0);
+    SPSR_EL1.set(0);
+    aarch64_cpu::registers::ELR_EL1.set(0);
+    SP_EL0.set(0);
+    SP_EL1.set(0);
+    TPIDR_EL0.set(0);
+    TPIDR_EL1.set(0);
+    TPIDRRO_EL0.set(0);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
 /// Handles a synchronous exception from the guest (lower EL). Never panics on what the
 /// guest did: what cannot be handled is refused with an injected abort or NOT_SUPPORTED.
 /// Returns the kind of exit it was, for [`exits`].
@@ -136,13 +176,14 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
                     frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
                     kind
                 }
-                Some((Err(()), device, kind)) => {
-                    log::warn!("guest {device} access at IPA {ipa:#x} refused (PC {:#x}): abort injected", frame.elr);
-                    inject_data_abort(frame);
+                Some((Err(()), _, kind)) => {
+                    trap_log::count_at(trap_log::Kind::RefusedDeviceAccess, ipa);
+                    inject_abort(frame, AbortKind::Data);
                     kind
                 }
                 None => {
-                    outside_map(frame, ipa);
+                    trap_log::count_at(trap_log::Kind::OutsideMap, ipa);
+                    inject_abort(frame, AbortKind::Data);
                     exits::ExitKind::Other
                 }
             }
@@ -152,25 +193,35 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
             exits::ExitKind::SgiWrite
         }
-        Trap::Undecodable { .. } | Trap::InstructionAbort { .. } => {
-            let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-            outside_map(frame, ipa);
-            exits::ExitKind::Other
-        }
-        trap => {
-            log::warn!("guest trap not handled ({trap:?}) at PC {:#x}: skipped", frame.elr);
+        Trap::SysReg(sysreg)
+            if !sysreg.read
+                && matches!(
+                    sysreg.known(),
+                    Some(vm::sysreg::KnownSysReg::IccSgi0rEl1 | vm::sysreg::KnownSysReg::IccAsgi1rEl1)
+                ) =>
+        {
+            // No group 0 and no other Security state in the guest's GIC: nothing to send.
+            trap_log::count(trap_log::Kind::IgnoredSgi);
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
             exits::ExitKind::Other
         }
+        Trap::Undecodable { .. } => {
+            trap_log::count_at(trap_log::Kind::OutsideMap, vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get()));
+            inject_abort(frame, AbortKind::Data);
+            exits::ExitKind::Other
+        }
+        Trap::InstructionAbort { .. } => {
+            trap_log::count_at(trap_log::Kind::InstructionAbort, frame.elr);
+            inject_abort(frame, AbortKind::Instruction);
+            exits::ExitKind::Other
+        }
+        _ => {
+            // Nothing the core emulates: the instruction is undefined for the guest.
+            trap_log::count_at(trap_log::Kind::Undefined, frame.esr);
+            inject_undefined(frame);
+            exits::ExitKind::Other
+        }
     }
-}
-
-/// A guest access outside its map: an abort for the guest, one log line for the run.
-fn outside_map(frame: &mut TrapFrame, ipa: u64) {
-    if !ABORT_LOGGED.swap(true, Ordering::Relaxed) {
-        log::warn!("guest access outside its map at IPA {ipa:#x} (PC {:#x}): abort injected (logged once)", frame.elr);
-    }
-    inject_data_abort(frame);
 }
 
 /// A hypercall: PSCI, or the vendor call hook.
@@ -210,14 +261,39 @@ pub(crate) fn vcpu_running(index: usize) {
     }
 }
 
-/// Makes the guest take a translation-fault data abort at the faulting instruction, as if
-/// its own translation had refused the access.
-fn inject_data_abort(frame: &mut TrapFrame) {
+/// Which abort to inject.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AbortKind {
+    /// A data access.
+    Data,
+    /// An instruction fetch.
+    Instruction,
+}
+
+/// Makes the guest take a translation-fault abort (data or instruction, as the trap was) at
+/// the faulting instruction, as if its own translation had refused the access.
+fn inject_abort(frame: &mut TrapFrame, kind: AbortKind) {
     let from_el1 = (frame.spsr & 0xf) != 0;
-    let iss_write = frame.esr & (1 << 6);
-    let ec = if from_el1 { EC_DATA_ABORT_SAME_EL } else { EC_DATA_ABORT_LOWER_EL };
-    ESR_EL1.set((ec << 26) | ESR_IL | iss_write | DFSC_TRANSLATION_L3);
-    FAR_EL1.set(FAR_EL2.get());
+    let (ec, iss) = match (kind, from_el1) {
+        (AbortKind::Data, true) => (EC_DATA_ABORT_SAME_EL, frame.esr & ESR_WNR),
+        (AbortKind::Data, false) => (EC_DATA_ABORT_LOWER_EL, frame.esr & ESR_WNR),
+        (AbortKind::Instruction, true) => (EC_INSTRUCTION_ABORT_SAME_EL, 0),
+        (AbortKind::Instruction, false) => (EC_INSTRUCTION_ABORT_LOWER_EL, 0),
+    };
+    inject_sync(frame, (ec << ESR_EC_SHIFT) | ESR_IL | iss | DFSC_TRANSLATION_L3, FAR_EL2.get());
+}
+
+/// Makes the guest take an undefined-instruction exception at the trapping instruction.
+fn inject_undefined(frame: &mut TrapFrame) {
+    inject_sync(frame, (EC_UNKNOWN << ESR_EC_SHIFT) | ESR_IL, 0);
+}
+
+/// Makes the guest take a synchronous exception with syndrome `esr` and fault address
+/// `far` at the trapping instruction, through its EL1 vectors.
+fn inject_sync(frame: &mut TrapFrame, esr: u64, far: u64) {
+    let from_el1 = (frame.spsr & 0xf) != 0;
+    ESR_EL1.set(esr);
+    FAR_EL1.set(far);
     aarch64_cpu::registers::ELR_EL1.set(frame.elr);
     SPSR_EL1.set(frame.spsr);
     let offset = if from_el1 { VECTOR_CURRENT_SPX_SYNC } else { VECTOR_LOWER_A64_SYNC };
@@ -225,10 +301,33 @@ fn inject_data_abort(frame: &mut TrapFrame) {
     frame.spsr = EL1H_MASKED;
 }
 
+/// A physical SError taken while the guest ran (HCR_EL2.AMO routes it to EL2): most likely
+/// the guest's own access to a device that faulted. The guest gets a virtual SError
+/// (HCR_EL2.VSE, taken when it unmasks SErrors); the core counts it and goes on.
+pub fn serror_from_guest() {
+    trap_log::count_at(trap_log::Kind::SError, aarch64_cpu::registers::ELR_EL2.get());
+    HCR_EL2.modify(HCR_EL2::VSE::SET);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
 impl GuestState {
-    /// A guest with one vCPU per affinity in `mpidrs` (vCPU i on CPU i), vCPU 0 running.
-    pub fn new(mpidrs: &[u64], vendor_call: fn(&mut TrapFrame) -> Option<u64>, power_off: fn(bool) -> !) -> Option<Self> {
-        let psci = Psci::new(mpidrs, 0).ok()?;
+    /// A guest with one vCPU per affinity in `mpidrs` (vCPU i on CPU i), vCPU 0 running,
+    /// and `ram` (IPA = PA) as its memory: `CPU_ON` starts vCPUs only there.
+    pub fn new(
+        mpidrs: &[u64],
+        ram: &[platform::MemoryRange],
+        vendor_call: fn(&mut TrapFrame) -> Option<u64>,
+        power_off: fn(bool) -> !,
+    ) -> Option<Self> {
+        let mut psci = Psci::new(mpidrs, 0).ok()?;
+        let mut ranges = [(0u64, 0u64); vm::psci::MAX_RAM_RANGES];
+        if ram.len() > ranges.len() {
+            return None;
+        }
+        for (range, memory) in ranges.iter_mut().zip(ram) {
+            *range = (memory.base, memory.size);
+        }
+        psci.set_guest_ram(&ranges[..ram.len()]).ok()?;
         Some(Self { psci, vendor_call, power_off })
     }
 }

@@ -327,10 +327,11 @@ pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Re
     boot::mmu::clean_to_poc(entry as usize..entry as usize + (end - start));
     // SAFETY: invalidating the instruction cache has no effect on program state.
     unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
-    let state = GuestState::new(&[mpidr], report, finish).ok_or("PSCI model")?;
+    let state = GuestState::new(&[mpidr], &memory, report, finish).ok_or("PSCI model")?;
     // The guest owns this CPU from here on: the previous state is never restored.
     let _ = crate::arch::mask_irqs();
-    let gicr = match super::virq::init(&info.gic, &[mpidr], 32) {
+    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: &[] };
+    let gicr = match super::virq::init(&info.gic, &[mpidr], 32, &interrupts) {
         Ok(()) => {
             VGIC.store(true, Ordering::Relaxed);
             info.gic.redistributor.map_or(0, |r| r.base)

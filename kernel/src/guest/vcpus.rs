@@ -79,6 +79,7 @@ pub fn stop_this_vcpu(frame: &mut TrapFrame) {
         aarch64_cpu::asm::wfi();
         if let Some((entry, context)) = take_start(cpu) {
             super::vcpu_running(cpu);
+            super::reset_el1_state();
             frame.elr = entry;
             frame.spsr = super::EL1H_MASKED;
             frame.x = [0; 31];

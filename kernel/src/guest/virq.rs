@@ -45,9 +45,11 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use boot::exceptions::TrapFrame;
-use platform::GicInfo;
+use platform::{GicInfo, TimerInfo};
+use vm::ownership::Owner;
 use vm::mmio::MmioAccess;
-use vm::vgic::{Access, ChangeKind, Changes, Forwarded, Target, Vgic};
+use vm::vgic::physical::{self, PhysicalGic};
+use vm::vgic::{Access, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
@@ -331,7 +333,6 @@ pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
 pub static INJECTED_LINKED: AtomicU64 = AtomicU64::new(0);
 /// Of [`COMPLETED`], the hardware-linked ones.
 pub static COMPLETED_LINKED: AtomicU64 = AtomicU64::new(0);
-static UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
 /// Per vCPU: something may be pending for it or sits in its list registers. [`flush`] skips
 /// the lock (and the vGIC scan) when not, which is most guest exits.
 static WORK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
@@ -375,18 +376,45 @@ fn note_work(vcpu: usize) {
     }
 }
 
-/// Sets up the vGIC for one vCPU per entry of `mpidrs` (vCPU i on CPU i) with `spis` SPIs.
-/// Call once, before any CPU runs [`init_this_cpu`].
-pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32) -> Result<(), &'static str> {
+/// The interrupts a guest gets besides its SGIs (always its own, virtual).
+pub struct GuestInterrupts<'a> {
+    /// The generic timer: its EL1 virtual and physical timer PPIs are passed through.
+    pub timer: &'a TimerInfo,
+    /// The emulated devices' interrupts (virtual only: the physical GIC never sees the
+    /// guest's configuration of them).
+    pub emulated: &'a [u32],
+}
+
+/// Sets up the vGIC for one vCPU per entry of `mpidrs` (vCPU i on CPU i) with `spis` SPIs,
+/// and gives the guest its interrupts in the ownership table ([`crate::irq::OWNERSHIP`]):
+/// its timer PPIs and every SPI below `32 + spis` the core does not own are passed through,
+/// `interrupts.emulated` are virtual; everything else (the core's timer, the maintenance
+/// interrupt, other PPIs) stays hidden from it. Call once, before any CPU runs
+/// [`init_this_cpu`].
+pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32, interrupts: &GuestInterrupts<'_>) -> Result<(), &'static str> {
     let redistributor = gic_info.redistributor.ok_or("no redistributor region (GICv3 only for now)")?.base;
     if !gic::splits_priority_drop() {
         return Err("the GIC CPU interface does not split priority drop and deactivation");
+    }
+    if let Some(maintenance) = gic_info.maintenance_intid {
+        MAINTENANCE_INTID.store(maintenance, Ordering::Relaxed);
+        crate::irq::claim(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
+    }
+    let table = &crate::irq::OWNERSHIP;
+    let ownership = "interrupt ownership";
+    for ppi in [interrupts.timer.virt_intid, interrupts.timer.phys_intid] {
+        table.assign_unless_core(ppi, Owner::PassThrough).map_err(|_| ownership)?;
+    }
+    for spi in FIRST_SPI..(FIRST_SPI + spis).min(vm::ownership::INTID_LIMIT) {
+        let owner = if interrupts.emulated.contains(&spi) { Owner::Virtual } else { Owner::PassThrough };
+        table.assign_unless_core(spi, owner).map_err(|_| ownership)?;
     }
     {
         // In place: the model is too big to build on this stack and move.
         let mut guard = VIRQ.lock();
         let slot = &mut *guard;
         slot.virq.vgic.configure(mpidrs, spis).map_err(|_| "vGIC model")?;
+        slot.virq.vgic.apply_ownership(table);
         slot.virq.distributor = gic_info.distributor.base;
         slot.virq.redistributor = redistributor;
         slot.virq.vcpus = mpidrs.len().min(boot::MAX_CPUS);
@@ -396,10 +424,6 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32) -> Result<(), &'stati
         slot.configured = true;
     }
     VCPU_COUNT.store(mpidrs.len().min(boot::MAX_CPUS), Ordering::Release);
-    if let Some(maintenance) = gic_info.maintenance_intid {
-        MAINTENANCE_INTID.store(maintenance, Ordering::Relaxed);
-        crate::irq::claim(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
-    }
     Ok(())
 }
 
@@ -874,48 +898,23 @@ fn kick_cpu(cpu: usize, mpidr: u64) {
     gic::send_sgi(crate::sched::KICK_SGI, mpidr, cpu);
 }
 
-/// A physical line to configure after a guest MMIO write (done outside [`VIRQ`]).
-#[derive(Clone, Copy)]
-enum LineUpdate {
-    /// Enable it for the in-band stage, edge-triggered or not.
-    Enable { intid: u32, cpu: usize, edge: bool },
-    /// Disable it; then, if its vGIC entry gave up the physical activation, deactivate it
-    /// (in that order: a level still high must not fire again in between).
-    Disable { intid: u32, cpu: usize, deactivate: bool },
-    /// Deactivate it: its vGIC entry gave up the physical activation.
-    Deactivate { intid: u32, cpu: usize },
-}
+/// The physical GIC as [`vm::vgic::physical`] drives it: the thin hardware end of the plan
+/// the host-tested glue makes of a guest's GIC write (only passed-through INTIDs ever get
+/// here).
+struct HardwareGic;
 
-impl Virq {
-    /// The physical side of a guest MMIO write, as a list of line updates for after the lock.
-    fn apply(&mut self, changes: Changes, updates: &mut [Option<LineUpdate>; 32]) {
-        if changes.access == Access::Unknown && !UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
-            log::warn!("guest touched a GIC register the model does not know (RAZ/WI; logged once)");
-        }
-        let Some(change) = changes.change else { return };
-        let cpu = change.vcpu.unwrap_or(0);
-        for (bit, update) in updates.iter_mut().enumerate() {
-            if change.mask & (1 << bit) == 0 {
-                continue;
-            }
-            let intid = change.base + bit as u32;
-            let unlinked = change.unlinked & (1 << bit) != 0;
-            if unlinked && !self.vgic.state(intid, cpu).is_ok_and(|s| s.pending()) {
-                // Its entry left the log unreplayed: a level line is sampled again.
-                REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
-            }
-            // For an SPI, the physical interrupt is active on the CPU that took it, but
-            // GICD_ICACTIVER reaches it from any CPU (`cpu` only matters for a PPI).
-            *update = match change.kind {
-                ChangeKind::Enabled if intid >= 16 => {
-                    let edge = self.vgic.state(intid, cpu).map(|s| s.edge).unwrap_or(false);
-                    Some(LineUpdate::Enable { intid, cpu, edge })
-                }
-                ChangeKind::Disabled if intid >= 16 => Some(LineUpdate::Disable { intid, cpu, deactivate: unlinked }),
-                _ if unlinked => Some(LineUpdate::Deactivate { intid, cpu }),
-                _ => None,
-            };
-        }
+impl PhysicalGic for HardwareGic {
+    fn enable(&mut self, intid: u32, cpu: usize, edge: bool) {
+        let trigger = if edge { arm_gic::Trigger::Edge } else { arm_gic::Trigger::Level };
+        let _ = gic::enable_inband(intid, cpu, trigger);
+    }
+
+    fn disable(&mut self, intid: u32, cpu: usize) {
+        let _ = gic::set_enabled(intid, cpu, false);
+    }
+
+    fn deactivate(&mut self, intid: u32, cpu: usize) {
+        gic::deactivate_physical(intid, cpu);
     }
 }
 
@@ -924,7 +923,6 @@ impl Virq {
 /// abort).
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
     let this_cpu = boot::cpu_index();
-    let mut updates = [None; 32];
     let mut kicks = [None; boot::MAX_CPUS];
     let mut guard = VIRQ.lock();
     let virq = guard.as_mut()?;
@@ -949,39 +947,29 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
                 *kick = Some(virq.mpidrs[vcpu]);
             }
         }
-        let result = changes.map(|changes| virq.apply(changes, &mut updates));
+        let result = changes.map(|changes| {
+            if changes.access == Access::Unknown {
+                crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
+            }
+            physical::plan(&virq.vgic, &crate::irq::OWNERSHIP, &changes)
+        });
         drop(guard);
-        for update in updates.into_iter().flatten() {
-            let _ = match update {
-                LineUpdate::Enable { intid, cpu, edge } => {
-                    let trigger = if edge { arm_gic::Trigger::Edge } else { arm_gic::Trigger::Level };
-                    gic::enable_inband(intid, cpu, trigger)
-                }
-                LineUpdate::Disable { intid, cpu, deactivate } => {
-                    let disabled = gic::set_enabled(intid, cpu, false);
-                    if deactivate {
-                        gic::deactivate_physical(intid, cpu);
-                    }
-                    disabled
-                }
-                LineUpdate::Deactivate { intid, cpu } => {
-                    gic::deactivate_physical(intid, cpu);
-                    Ok(())
-                }
-            };
+        if let Ok(plan) = &result {
+            REPLAY.withdrawn.fetch_add(u64::from(plan.withdrawn), Ordering::Relaxed);
+            plan.perform(&mut HardwareGic);
         }
         for (cpu, mpidr) in kicks.into_iter().enumerate() {
             if let Some(mpidr) = mpidr {
                 kick_cpu(cpu, mpidr);
             }
         }
-        return Some(result.map_err(|_| ()));
+        return Some(result.map(|_| ()).map_err(|_| ()));
     }
     let read = if in_dist { virq.vgic.dist_read(offset, access.size) } else { virq.vgic.redist_read(offset, access.size) };
     drop(guard);
     let Ok(read) = read else { return Some(Err(())) };
-    if read.access == Access::Unknown && !UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
-        log::warn!("guest read a GIC register the model does not know at {ipa:#x} (RAZ; logged once)");
+    if read.access == Access::Unknown {
+        crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
     }
     let mut value = read.value;
     // Interrupts sitting hardware-linked in a list register: the physical GIC knows whether

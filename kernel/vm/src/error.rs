@@ -22,6 +22,8 @@ pub enum Error {
     NotALoad,
     /// A store value was fetched for an MMIO load.
     NotAStore,
+    /// More guest RAM ranges than a PSCI model keeps.
+    TooManyRamRanges(usize),
 }
 
 impl fmt::Display for Error {
@@ -34,6 +36,7 @@ impl fmt::Display for Error {
             Self::NotStarting(index) => write!(f, "vCPU {index} is not being started"),
             Self::NotALoad => write!(f, "load result applied to an MMIO store"),
             Self::NotAStore => write!(f, "store value fetched for an MMIO load"),
+            Self::TooManyRamRanges(n) => write!(f, "{n} guest RAM ranges: at most {}", crate::psci::MAX_RAM_RANGES),
         }
     }
 }

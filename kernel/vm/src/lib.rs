@@ -58,6 +58,7 @@ pub mod error;
 pub mod esr;
 pub mod gpr;
 pub mod mmio;
+pub mod ownership;
 pub mod pl011;
 pub mod psci;
 pub mod sysreg;

@@ -196,13 +196,20 @@ pub fn is_supported(function_id: u32) -> bool {
     SUPPORTED_FUNCTIONS.contains(&function_id)
 }
 
-/// The PSCI state of a guest: each vCPU's MPIDR and power state.
+/// Most guest RAM ranges a [`Psci`] checks entry points against.
+pub const MAX_RAM_RANGES: usize = 16;
+
+/// The PSCI state of a guest: each vCPU's MPIDR and power state, and the guest's RAM (where
+/// a `CPU_ON` entry point may be).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Psci {
     mpidrs: [u64; MAX_VCPUS],
     states: [PowerState; MAX_VCPUS],
     count: usize,
     boot_vcpu: usize,
+    /// Guest RAM as `(base, size)` IPA ranges; the first `ram_count` are used.
+    ram: [(u64, u64); MAX_RAM_RANGES],
+    ram_count: usize,
 }
 
 impl Psci {
@@ -225,9 +232,32 @@ impl Psci {
             states: [PowerState::Off; MAX_VCPUS],
             count: mpidrs.len(),
             boot_vcpu,
+            ram: [(0, 0); MAX_RAM_RANGES],
+            ram_count: 0,
         };
         psci.reset();
         Ok(psci)
+    }
+
+    /// Gives the model the guest's RAM, `(base, size)` IPA ranges: a `CPU_ON` entry point
+    /// must lie in one of them (a whole instruction), or the call fails with
+    /// INVALID_ADDRESS. Until this is called the model has no RAM and refuses every entry
+    /// point: a vCPU can never be started into memory nobody said was the guest's.
+    pub fn set_guest_ram(&mut self, ranges: &[(u64, u64)]) -> Result<(), Error> {
+        if ranges.len() > MAX_RAM_RANGES {
+            return Err(Error::TooManyRamRanges(ranges.len()));
+        }
+        self.ram[..ranges.len()].copy_from_slice(ranges);
+        self.ram_count = ranges.len();
+        Ok(())
+    }
+
+    /// Whether the instruction at `entry` lies wholly in the guest's RAM.
+    pub fn in_guest_ram(&self, entry: u64) -> bool {
+        let Some(last) = entry.checked_add(ENTRY_POINT_ALIGNMENT - 1) else { return false };
+        self.ram[..self.ram_count]
+            .iter()
+            .any(|&(base, size)| entry >= base && last - base < size)
     }
 
     /// Back to the boot state: the boot vCPU on, every other off (after a SYSTEM_RESET, which
@@ -336,7 +366,7 @@ impl Psci {
         let Some(index) = self.target(target, valid) else {
             return Outcome::error(code::INVALID_PARAMETERS);
         };
-        if !entry.is_multiple_of(ENTRY_POINT_ALIGNMENT) {
+        if !entry.is_multiple_of(ENTRY_POINT_ALIGNMENT) || !self.in_guest_ram(entry) {
             return Outcome::error(code::INVALID_ADDRESS);
         }
         let Some(state) = self.states[..self.count].get_mut(index) else {

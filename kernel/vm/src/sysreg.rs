@@ -114,8 +114,8 @@ impl KnownSysReg {
     pub const fn encoding(self) -> SysRegEncoding {
         match self {
             Self::IccSgi1rEl1 => SysRegEncoding::new(3, 0, 12, 11, 5),
-            Self::IccAsgi1rEl1 => SysRegEncoding::new(3, 1, 12, 11, 6),
-            Self::IccSgi0rEl1 => SysRegEncoding::new(3, 2, 12, 11, 7),
+            Self::IccAsgi1rEl1 => SysRegEncoding::new(3, 0, 12, 11, 6),
+            Self::IccSgi0rEl1 => SysRegEncoding::new(3, 0, 12, 11, 7),
             Self::IccSreEl1 => SysRegEncoding::new(3, 0, 12, 12, 5),
             Self::CntpTvalEl0 => SysRegEncoding::new(3, 3, 14, 2, 0),
             Self::CntpCtlEl0 => SysRegEncoding::new(3, 3, 14, 2, 1),

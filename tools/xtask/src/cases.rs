@@ -76,6 +76,11 @@ pub enum Scenario {
         /// under `-icount`) and check that the guest's masked second did not disturb it.
         latency: bool,
     },
+    /// Run the hostile EL1 guest beside the latency test on its CPU
+    /// (`companion.test=hostile-guest latmus=3 latmus.cpu=0`, under `-icount`): it attacks
+    /// the GIC, PSCI, SGI generation and the core's memory and forges console lines; the
+    /// core checks its image hash, its interrupts and the latency samples.
+    HostileGuest,
     /// The main job in small (`cargo xtask run --cpus 1 --icount --load grinder`): the
     /// latency test and the irqs-off hunter beside the guest's cyclictest and grinder load;
     /// the report built from the console must have every section, and the hunter's top
@@ -147,6 +152,25 @@ const EL1_GUEST_VGIC_CHECKS: &[&str] = &[
     "100 virtual timer interrupts: as many forwarded by the core as counted by the guest",
 ];
 
+/// The checks the core makes when the hostile guest powers off, in order.
+const HOSTILE_GUEST_CHECKS: &[&str] = &[
+    "the core's text and read-only data are intact",
+    "the core's timer, maintenance and kick interrupts are still enabled on every CPU",
+    "the GIC attacks completed",
+    "CPU_ON into the core's memory is INVALID_ADDRESS",
+    "CPU_ON at address 0 is INVALID_ADDRESS",
+    "CPU_ON at a misaligned entry is INVALID_ADDRESS",
+    "CPU_ON of a garbage target is INVALID_PARAMETERS",
+    "the refused vCPU is still off",
+    "1000 random PSCI function IDs are all NOT_SUPPORTED",
+    "4000 garbage SGI0R/ASGI1R writes ignored and 2000 SGI1R ones survived",
+    "a jump into the core's memory is an instruction abort",
+    "a load from the core's memory is a data abort",
+    "a store to the core's memory is a data abort",
+    "the latency test kept one sample per period beside the guest",
+    "the guest powered off (not reset)",
+];
+
 /// The tests of the core's oob suite (`kernel/src/oob_suite`), in the order they run:
 /// each must report `oob-test NAME ... ok`.
 const OOB_TESTS: &[&str] = &[
@@ -175,6 +199,7 @@ impl Scenario {
             Scenario::Fault => Some("fault"),
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest { .. } => Some("el1-guest"),
+            Scenario::HostileGuest => Some("hostile-guest"),
             Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } => None,
         }
     }
@@ -292,10 +317,18 @@ pub const CASES: &[Case] = &[
         qemu_args: &[],
     },
     Case {
+        name: "hostile-guest-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::HostileGuest,
+        timeout: Duration::from_secs(180),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "el1-guest-irqs-off-latmus-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::El1Guest { gic: Gic::V3, latency: true },
-        timeout: DEFAULT_TIMEOUT,
+        // About 3 s of virtual time under -icount: well over a minute on a loaded host.
+        timeout: Duration::from_secs(240),
         qemu_args: ICOUNT,
     },
 ];
@@ -328,7 +361,7 @@ impl Case {
             .map(|name| format!("companion.test={name}"));
         let latency = match self.scenario {
             Scenario::Latency { seconds } => format!("latmus={seconds} latmus.period=1000"),
-            Scenario::El1Guest { latency: true, .. } => "latmus=3 latmus.cpu=0".to_string(),
+            Scenario::El1Guest { latency: true, .. } | Scenario::HostileGuest => "latmus=3 latmus.cpu=0".to_string(),
             _ => String::new(),
         };
         qemu::bootargs([test.as_deref().unwrap_or(""), &latency])
@@ -464,11 +497,25 @@ impl Case {
                     expectations
                 }
             }
+            Scenario::HostileGuest => {
+                let mut lines = vec![
+                    LineMatch::all(&[LOG_LINE, &all_online]),
+                    LineMatch::all(&[LOG_LINE, &format!(r"hostile-guest: {cpus} vCPUs, guest RAM from 0x[0-9a-f]+")]),
+                    LineMatch::all(&[LOG_LINE, r"hostile-guest: core image hash 0x[0-9a-f]{16} at the start, 0x[0-9a-f]{16} at the end"]),
+                ];
+                lines.extend(HOSTILE_GUEST_CHECKS.iter().map(|check| {
+                    LineMatch::all(&[LOG_LINE, &format!(r"hostile-guest: {}: ok$", regex::escape(check))])
+                }));
+                lines.push(LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]));
+                lines.push(LineMatch::all(&[LOG_LINE, &format!(r"hostile-guest: {} passed, 0 failed", HOSTILE_GUEST_CHECKS.len())]));
+                lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
+                Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b", r"unexpected exception"])
+            }
             Scenario::El1Guest { gic, latency } => {
                 let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, r"el1-guest: stage 2 with \d+ regions"]),
-                    LineMatch::all(&[LOG_LINE, r"guest access outside its map at IPA 0x[0-9a-f]+ .*abort injected"]),
+                    LineMatch::all(&[LOG_LINE, r"guest: \d+ more data accesses outside its map \(data abort injected\), the last at 0x[0-9a-f]+"]),
                 ];
                 lines.extend(EL1_GUEST_CHECKS.iter().map(|check| {
                     LineMatch::all(&[LOG_LINE, &format!(r"el1-guest: {}: ok$", regex::escape(check))])

@@ -12,8 +12,33 @@ const AFFINITY_ON: u64 = 0;
 const AFFINITY_OFF: u64 = 1;
 const AFFINITY_ON_PENDING: u64 = 2;
 
+/// The guest's RAM in these tests: 256 MiB at 1 GiB, and 64 KiB at 4 GiB.
+const GUEST_RAM: [(u64, u64); 2] = [(0x4000_0000, 0x1000_0000), (0x1_0000_0000, 0x1_0000)];
+
 fn psci() -> Psci {
-    Psci::new(&MPIDRS, 0).unwrap()
+    let mut psci = Psci::new(&MPIDRS, 0).unwrap();
+    psci.set_guest_ram(&GUEST_RAM).unwrap();
+    psci
+}
+
+#[test]
+fn cpu_on_outside_guest_ram_is_invalid_address() {
+    // The core's image below the guest, past its end, a gap between ranges, straddling the
+    // end of a range, at the top of the address space: all refused, and nothing started.
+    for entry in [0x0, 0x3fe0_0000, 0x3fff_fffc, 0x5000_0000, 0x8000_0000, 0x1_0001_0000, 0xffff_ffff_ffff_fffc] {
+        let mut psci = psci();
+        assert_eq!(x0(&mut psci, 0, call(0xc400_0003, 1, entry, 0)), INVALID_ADDRESS, "{entry:#x}");
+        assert_eq!(psci.state(1), Some(PowerState::Off), "{entry:#x}");
+    }
+    // The first and last instruction of each range are fine.
+    for entry in [0x4000_0000, 0x4fff_fffc, 0x1_0000_0000, 0x1_0000_fffc] {
+        let mut psci = psci();
+        assert_eq!(x0(&mut psci, 0, call(0xc400_0003, 1, entry, 0)), 0, "{entry:#x}");
+    }
+    // No RAM given: nothing can be started.
+    let mut bare = Psci::new(&MPIDRS, 0).unwrap();
+    assert_eq!(x0(&mut bare, 0, call(0xc400_0003, 1, 0x4000_0000, 0)), INVALID_ADDRESS);
+    assert_eq!(bare.set_guest_ram(&[(0, 1); MAX_RAM_RANGES + 1]), Err(Error::TooManyRamRanges(MAX_RAM_RANGES + 1)));
 }
 
 fn call(function_id: u32, arg1: u64, arg2: u64, arg3: u64) -> PsciCall {
@@ -386,8 +411,10 @@ fn random_call_sequences_keep_states_consistent() {
         };
         let arg2 = if rng.next().is_multiple_of(8) {
             rng.next()
-        } else {
+        } else if rng.next().is_multiple_of(4) {
             rng.next() & !3 & 0xffff_ffff
+        } else {
+            GUEST_RAM[0].0 + (rng.next() & !3) % GUEST_RAM[0].1
         };
         let arg2 = if rng.next().is_multiple_of(2) {
             arg2
@@ -398,8 +425,9 @@ fn random_call_sequences_keep_states_consistent() {
             .handle(caller, call(function, target, arg2, rng.next()))
             .unwrap();
         match outcome.action {
-            Action::StartVcpu { index, .. } => {
+            Action::StartVcpu { index, entry, .. } => {
                 starts += 1;
+                assert!(psci.in_guest_ram(entry), "{entry:#x}");
                 assert_eq!(reference[index], PowerState::Off);
                 reference[index] = PowerState::OnPending;
                 if rng.next().is_multiple_of(2) {

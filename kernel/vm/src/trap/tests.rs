@@ -275,15 +275,16 @@ fn mrs_and_other_known_registers() {
     };
     assert!(access.read);
     assert_eq!(access.known_name(), Some("CNTP_CTL_EL0"));
-    // msr ICC_SGI0R_EL1, xzr ; msr ICC_ASGI1R_EL1, x30
-    let Trap::SysReg(sgi0) = Trap::decode(sys_reg_esr(3, 2, 12, 11, 7, 31, false)) else {
+    // msr ICC_SGI0R_EL1, xzr ; msr ICC_ASGI1R_EL1, x30 (S3_0_C12_C11_7 and _6, as QEMU
+    // reports them: the hostile guest's writes are recognized by these)
+    let Trap::SysReg(sgi0) = Trap::decode(sys_reg_esr(3, 0, 12, 11, 7, 31, false)) else {
         panic!()
     };
     assert_eq!(
         (sgi0.encoding.known(), sgi0.register),
         (Some(KnownSysReg::IccSgi0rEl1), Register::ZERO)
     );
-    let Trap::SysReg(asgi) = Trap::decode(sys_reg_esr(3, 1, 12, 11, 6, 30, false)) else {
+    let Trap::SysReg(asgi) = Trap::decode(sys_reg_esr(3, 0, 12, 11, 6, 30, false)) else {
         panic!()
     };
     assert_eq!(asgi.encoding.known(), Some(KnownSysReg::IccAsgi1rEl1));

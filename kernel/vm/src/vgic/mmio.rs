@@ -280,6 +280,13 @@ fn check(reg: Reg, reg_start: u64, offset: u64, size: AccessSize) -> Result<u32,
 impl Vgic {
     /// The interrupt `intid` as `frame` sees it: `None` if the frame does not cover it (RAZ/WI).
     fn frame_irq(&mut self, frame: Frame, intid: u32) -> Option<&mut IrqState> {
+        let vcpu = match frame {
+            Frame::Dist => 0,
+            Frame::Redist(vcpu) => vcpu,
+        };
+        if self.is_concealed(intid, vcpu) {
+            return None;
+        }
         match frame {
             Frame::Dist if intid >= FIRST_SPI && intid < FIRST_SPI + self.spis => {
                 self.shared.get_mut((intid - FIRST_SPI) as usize)

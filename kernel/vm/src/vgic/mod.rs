@@ -118,6 +118,7 @@
 mod tests;
 
 mod mmio;
+pub mod physical;
 pub mod regs;
 mod sgi;
 
@@ -128,6 +129,7 @@ pub use regs::{MAX_SPIS, NR_PRIVATE};
 pub use sgi::{SgiRequest, SgiTargets};
 
 use crate::mmio::AccessSize;
+use crate::ownership::OwnershipTable;
 use crate::psci::MPIDR_AFFINITY_MASK;
 
 /// Most vCPUs a [`Vgic`] models (GICv3's Processor_Number space is larger; this crate's is
@@ -153,6 +155,8 @@ pub enum Error {
     NotDeliverable(u32),
     /// [`Vgic::forward`] of an SGI: only PPIs and SPIs have a physical interrupt to link.
     NotLinkable(u32),
+    /// An INTID the guest does not own ([`Vgic::apply_ownership`]): the model ignores it.
+    Concealed(u32),
 }
 
 impl fmt::Display for Error {
@@ -170,6 +174,7 @@ impl fmt::Display for Error {
             Self::NotLinkable(intid) => {
                 write!(f, "INTID {intid} has no physical interrupt to link")
             }
+            Self::Concealed(intid) => write!(f, "INTID {intid} is not the guest's"),
         }
     }
 }
@@ -342,6 +347,10 @@ pub struct Vgic {
     spi_ready: [u32; SPI_WORDS],
     /// Bit `w`: `spi_ready[w]` is non-zero.
     spi_ready_words: u32,
+    /// Per vCPU, bit `n`: private INTID `n` is not the guest's (RAZ/WI, never raised).
+    concealed_private: [u32; MAX_VCPUS],
+    /// Bit `n % 32` of word `n / 32`: SPI `32 + n` is not the guest's.
+    concealed_spi: [u32; SPI_WORDS],
 }
 
 impl Vgic {
@@ -370,6 +379,8 @@ impl Vgic {
             private_ready: [0; MAX_VCPUS],
             spi_ready: [0; SPI_WORDS],
             spi_ready_words: 0,
+            concealed_private: [0; MAX_VCPUS],
+            concealed_spi: [0; SPI_WORDS],
         }
     }
 
@@ -389,6 +400,8 @@ impl Vgic {
         self.mpidrs = table;
         self.vcpus = mpidrs.len();
         self.spis = spis;
+        self.concealed_private = [0; MAX_VCPUS];
+        self.concealed_spi = [0; SPI_WORDS];
         self.reset();
         Ok(())
     }
@@ -479,6 +492,9 @@ impl Vgic {
     }
 
     fn lookup(&self, intid: u32, vcpu: usize) -> Result<&IrqState, Error> {
+        if self.is_concealed(intid, vcpu) {
+            return Err(Error::Concealed(intid));
+        }
         if intid < regs::FIRST_SPI {
             let bank = self.private[..self.vcpus]
                 .get(vcpu)
@@ -492,6 +508,9 @@ impl Vgic {
     }
 
     fn lookup_mut(&mut self, intid: u32, vcpu: usize) -> Result<&mut IrqState, Error> {
+        if self.is_concealed(intid, vcpu) {
+            return Err(Error::Concealed(intid));
+        }
         if intid < regs::FIRST_SPI {
             let bank = self.private[..self.vcpus]
                 .get_mut(vcpu)
@@ -501,6 +520,46 @@ impl Vgic {
             Ok(&mut self.shared[(intid - regs::FIRST_SPI) as usize])
         } else {
             Err(Error::NoSuchIntid(intid))
+        }
+    }
+
+    /// Whether `intid` (of `vcpu`'s bank, if private) is hidden from the guest
+    /// ([`Self::apply_ownership`]).
+    pub fn is_concealed(&self, intid: u32, vcpu: usize) -> bool {
+        if intid < regs::FIRST_SPI {
+            self.concealed_private.get(vcpu).is_some_and(|bits| bits & (1 << intid) != 0)
+        } else {
+            spi_index(intid).is_some_and(|index| self.concealed_spi[index / 32] & (1 << (index % 32)) != 0)
+        }
+    }
+
+    /// Hides from the guest every PPI and SPI `table` does not give it (see
+    /// [`OwnershipTable::guest_visible`]): they read as zero and ignore writes in every
+    /// register, and cannot be raised, forwarded or injected. What is hidden is put back in
+    /// its reset state (never pending, never ready). INTIDs the table gives the guest are
+    /// shown again, with their state as it was. The guest's SGIs are always its own.
+    pub fn apply_ownership<const CPUS: usize>(&mut self, table: &OwnershipTable<CPUS>) {
+        for vcpu in 0..self.vcpus {
+            let mut concealed = 0u32;
+            for intid in regs::NR_SGIS..regs::FIRST_SPI {
+                if !table.guest_visible(vcpu, intid) {
+                    concealed |= 1 << intid;
+                    self.private[vcpu][intid as usize] = IrqState::reset(false);
+                }
+            }
+            self.concealed_private[vcpu] = concealed;
+            for intid in regs::NR_SGIS..regs::FIRST_SPI {
+                self.refresh(intid, vcpu);
+            }
+        }
+        self.concealed_spi = [0; SPI_WORDS];
+        for index in 0..self.spis as usize {
+            let intid = regs::FIRST_SPI + index as u32;
+            if !table.guest_visible(0, intid) {
+                self.concealed_spi[index / 32] |= 1 << (index % 32);
+                self.shared[index] = IrqState::reset(false);
+            }
+            self.refresh(intid, 0);
         }
     }
 
