@@ -17,7 +17,7 @@
 
 use alloc::vec::Vec;
 
-use crate::discovery::{MemoryRange, PlatformInfo};
+use crate::discovery::{GIC_SPECIFIER_CELLS, MemoryRange, PlatformInfo, gic_intid};
 use crate::fdt::{DeviceTree, Node};
 use crate::guest_map::GUEST_PAGE;
 
@@ -56,18 +56,6 @@ pub const DMA_MASTERS: &[&str] = &[
 /// writes MSIs).
 const MASTER_PROPERTIES: &[&str] = &["dma-coherent", "iommus", "iommu-map", "msi-parent", "msi-map"];
 
-/// GIC interrupt specifier type of a shared peripheral interrupt.
-const GIC_SPI: u32 = 0;
-/// GIC interrupt specifier type of a private peripheral interrupt.
-const GIC_PPI: u32 = 1;
-/// First SPI INTID.
-const SPI_BASE: u32 = 32;
-/// First PPI INTID.
-const PPI_BASE: u32 = 16;
-/// Number of PPIs.
-const PPIS: u32 = 16;
-/// Cells of a GIC interrupt specifier (type, number, flags).
-const GIC_SPECIFIER_CELLS: usize = 3;
 /// Deepest node nesting walked (deeper subtrees are not devices the core knows about).
 const MAX_DEPTH: usize = 16;
 
@@ -312,14 +300,5 @@ impl<'a> Walk<'_, 'a> {
         intids.sort_unstable();
         intids.dedup();
         intids
-    }
-}
-
-/// The INTID of a 3-cell GIC specifier (type, number, flags), `None` for other types.
-fn gic_intid(specifier: &[u32]) -> Option<u32> {
-    match specifier {
-        [GIC_SPI, number, _] => SPI_BASE.checked_add(*number),
-        [GIC_PPI, number, _] if *number < PPIS => Some(PPI_BASE + number),
-        _ => None,
     }
 }

@@ -35,6 +35,11 @@ const HOST_STEPS: &[HostStep] = &[
         name: "host-xtask",
         cargo_args: &["test", "--package", "xtask"],
     },
+    // A short coverage-guided run of every fuzz target (docs/fuzzing.md).
+    HostStep {
+        name: "host-fuzz",
+        cargo_args: &["xtask", "fuzz", "--seconds", "3"],
+    },
 ];
 
 /// Which tests to run.
@@ -253,7 +258,7 @@ mod tests {
             ..Selection::default()
         }
         .names();
-        assert_eq!(host, ["host-workspace", "host-xtask"]);
+        assert_eq!(host, ["host-workspace", "host-xtask", "host-fuzz"]);
 
         let virt = Selection {
             filter: Some("boot-virt-gicv2".into()),
