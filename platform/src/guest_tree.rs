@@ -2,7 +2,8 @@
 //!
 //! The guest (an unmodified Linux at EL1) must see the machine as the core presents it:
 //!
-//! - **memory** without the core's own region (the core leaves it unmapped at stage 2);
+//! - **memory** without the core's own region and the pages of the loader's tree (the core
+//!   leaves both unmapped at stage 2);
 //! - **CPUs**: the first `vcpus` CPU nodes, each started through PSCI (a spin-table
 //!   `cpu-release-addr` is dropped: the core emulates PSCI for the guest);
 //! - **PSCI** 1.0/0.2 through the conduit the core emulates (HVC by default), added if the

@@ -140,9 +140,10 @@ impl<'a> DevicePolicy<'a> {
     }
 }
 
-/// Whether a `compatible` string names a GIC part (distributor, ITS, v2m frame).
+/// Whether a `compatible` string names an Arm GIC part (`arm,gic-v3`, `arm,gic-v3-its`,
+/// `arm,gic-400`, `arm,cortex-a15-gic`, `arm,gic-v2m-frame`, ...).
 fn is_gic(compatible: &str) -> bool {
-    compatible.contains("gic")
+    compatible.starts_with("arm,") && compatible.contains("gic")
 }
 
 /// Whether two ranges overlap.

@@ -179,6 +179,7 @@ fn hand_built_tree_allow_list_masters_memory_and_translation() {
         ("smmu-client@4000", "arm,pl061", 0x4000, Some("iommus")),
         ("unknown@5000", "acme,widget", 0x5000, None),
         ("console@6000", "arm,pl011", 0x6000, None),
+        ("magic@7000", "acme,magic-box", 0x7000, None),
     ]);
     let tree = DeviceTree::parse(&blob).unwrap();
     let ram = [MemoryRange::new(0x4000_0000, 1 << 30)];
@@ -192,6 +193,8 @@ fn hand_built_tree_allow_list_masters_memory_and_translation() {
     assert_eq!(class("smmu-client@4000"), DeviceClass::Withheld(DmaMaster));
     assert_eq!(class("unknown@5000"), DeviceClass::Withheld(NotAllowListed));
     assert_eq!(class("console@6000"), DeviceClass::CoreOwned);
+    // Not a GIC for having "gic" in its name.
+    assert_eq!(class("magic@7000"), DeviceClass::Withheld(NotAllowListed));
     assert_eq!(class("framebuffer@7000000"), DeviceClass::Withheld(OverlapsMemory));
     assert_eq!(class("sram@30000000"), DeviceClass::Withheld(OverlapsMemory));
     // Reserved-memory children and memory are not devices.
