@@ -17,6 +17,10 @@ pub struct Board {
     pub gic: GicInfo,
     /// Generic timer interrupts (and frequency if CNTFRQ_EL0 is unset).
     pub timer: TimerInfo,
+    /// `compatible` strings of the devices the in-band guest may drive itself (passed
+    /// through at IPA = PA): only blocks that never master the bus. Everything else the
+    /// tree describes is withheld (see [`crate::passthrough`]).
+    pub passthrough: &'static [&'static str],
 }
 
 /// Arm generic-timer PPIs as most boards wire them: INTIDs 26 (EL2 physical), 27 (virtual),
@@ -44,6 +48,9 @@ pub const QEMU_VIRT: Board = Board {
         maintenance_intid: Some(25),
     },
     timer: STANDARD_TIMER_PPIS,
+    // The RTC (its alarm is the Linux guest's test interrupt) and the GPIO block behind
+    // the `gpio-keys` power button. Not fw-cfg, virtio-mmio or PCIe: all bus masters.
+    passthrough: &["arm,pl031", "arm,pl061"],
 };
 
 /// Raspberry Pi 4 Model B (BCM2711: GIC-400, PL011 UART0 at 0xfe20_1000, 54 MHz timer).
@@ -61,6 +68,8 @@ pub const RPI4: Board = Board {
         maintenance_intid: Some(25),
     },
     timer: TimerInfo { frequency_hz: Some(54_000_000), ..STANDARD_TIMER_PPIS },
+    // GPIO, I2C, PWM and the random number generator: register-only blocks.
+    passthrough: &["brcm,bcm2711-gpio", "brcm,bcm2835-gpio", "brcm,bcm2835-i2c", "brcm,bcm2835-pwm", "brcm,bcm2711-rng200"],
 };
 
 /// NXP i.MX 8M Plus EVK (GICv3, console on UART2 at 0x3089_0000, 8 MHz timer).
@@ -78,6 +87,8 @@ pub const IMX8: Board = Board {
         maintenance_intid: Some(25),
     },
     timer: TimerInfo { frequency_hz: Some(8_000_000), ..STANDARD_TIMER_PPIS },
+    // GPIO, I2C and PWM: register-only blocks.
+    passthrough: &["fsl,imx8mp-gpio", "fsl,imx35-gpio", "fsl,imx8mp-i2c", "fsl,imx21-i2c", "fsl,imx8mp-pwm", "fsl,imx27-pwm"],
 };
 
 /// Every supported board, for look-up by name.

@@ -214,23 +214,32 @@ fn physical_regs<'a>(tree: &DeviceTree<'a>, node: &Node<'a>) -> Vec<MemoryRange>
         .collect()
 }
 
-/// The INTIDs in `node`'s `interrupts` property, for a 3-cell GIC binding.
-fn gic_intids(node: &Node<'_>) -> Vec<u32> {
-    let Some(prop) = node.property("interrupts") else { return Vec::new() };
-    let cells: Vec<u32> = prop.cells().collect();
-    cells
-        .chunks_exact(3)
-        .map(|c| match c[0] {
-            1 => PPI_BASE + c[1],
-            _ => SPI_BASE + c[1],
-        })
-        .collect()
-}
-
 /// GIC interrupt specifier type of a shared peripheral interrupt.
 const GIC_SPI: u32 = 0;
 /// GIC interrupt specifier type of a private peripheral interrupt.
 const GIC_PPI: u32 = 1;
+/// Number of PPIs.
+const PPIS: u32 = 16;
+/// Cells of a GIC interrupt specifier (type, number, flags).
+pub(crate) const GIC_SPECIFIER_CELLS: usize = 3;
+
+/// The INTID of a 3-cell GIC interrupt specifier (type 0 = SPI: INTID 32 + number; 1 = PPI:
+/// 16 + number, below 16; flags); `None` for another type or an out-of-range number.
+pub(crate) fn gic_intid(specifier: &[u32]) -> Option<u32> {
+    match *specifier {
+        [GIC_SPI, number, _] => SPI_BASE.checked_add(number),
+        [GIC_PPI, number, _] if number < PPIS => Some(PPI_BASE + number),
+        _ => None,
+    }
+}
+
+/// The INTIDs in `node`'s `interrupts` property, for a 3-cell GIC binding; empty if any
+/// specifier is not a valid SPI or PPI (callers then fall back to defaults).
+fn gic_intids(node: &Node<'_>) -> Vec<u32> {
+    let Some(prop) = node.property("interrupts") else { return Vec::new() };
+    let cells: Vec<u32> = prop.cells().collect();
+    cells.chunks_exact(GIC_SPECIFIER_CELLS).map(gic_intid).collect::<Option<Vec<u32>>>().unwrap_or_default()
+}
 
 /// The GIC INTID of `uart`'s interrupt: the first specifier of the `interrupts` property of
 /// the enabled node whose first `reg` is the UART's, read as the GIC's three cells (type
@@ -241,13 +250,8 @@ pub fn uart_intid(tree: &DeviceTree<'_>, uart: &UartInfo) -> Option<u32> {
         .nodes()
         .filter(|n| n.is_enabled() && n.property("interrupts").is_some())
         .find(|n| physical_regs(tree, n).first().is_some_and(|r| r.base == uart.base))?;
-    let mut cells = node.property("interrupts")?.cells();
-    let (kind, number, _flags) = (cells.next()?, cells.next()?, cells.next()?);
-    match kind {
-        GIC_SPI => SPI_BASE.checked_add(number),
-        GIC_PPI if number < 16 => Some(PPI_BASE + number),
-        _ => None,
-    }
+    let cells: Vec<u32> = node.property("interrupts")?.cells().take(GIC_SPECIFIER_CELLS).collect();
+    gic_intid(&cells)
 }
 
 impl<'a> PlatformInfo<'a> {

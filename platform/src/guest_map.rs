@@ -1,7 +1,8 @@
 //! The in-band guest's physical address map, as the stage-2 tables will describe it.
 //!
-//! Guest RAM sits at IPA = PA (so DMA-capable devices the guest programs stay correct) and
-//! excludes the core's own region. Devices are passed through at IPA = PA, except:
+//! Guest RAM sits at IPA = PA and excludes the core's own region. Only the devices
+//! [`crate::passthrough`] allows (register-only blocks on the board's allow-list, never a bus
+//! master, never a range touching RAM) are mapped, at IPA = PA; of those, these stay out:
 //!
 //! - the GIC distributor and redistributors, left unmapped so every access traps to the
 //!   core, which emulates them;
@@ -18,6 +19,7 @@ use alloc::vec::Vec;
 
 use crate::discovery::{GicInfo, GicVersion};
 use crate::fdt::DeviceTree;
+use crate::passthrough::{DeviceClass, DevicePolicy, devices, overlaps, page_range};
 use crate::{MemoryRange, UartInfo};
 
 /// What backs a region of the guest's physical address space.
@@ -47,50 +49,22 @@ pub struct GuestRegion {
 /// Page granule of the stage-2 tables.
 pub const GUEST_PAGE: u64 = 4096;
 
-/// The regions the guest may not touch directly: GIC frames and, if `console` is given, the
-/// console.
-fn withheld(gic: &GicInfo, console: Option<&UartInfo>) -> Vec<MemoryRange> {
+/// The GIC frames: the guest may not touch them directly.
+fn gic_frames(gic: &GicInfo) -> Vec<MemoryRange> {
     let mut regions = Vec::from([gic.distributor]);
-    regions.extend(console.map(|uart| MemoryRange::new(uart.base, uart.size)));
     regions.extend([gic.redistributor, gic.cpu_interface, gic.hyp_interface, gic.virtual_cpu_interface].into_iter().flatten());
     regions
 }
 
-/// Whether two ranges overlap.
-fn overlaps(a: &MemoryRange, b: &MemoryRange) -> bool {
-    a.base < b.end() && b.base < a.end()
-}
-
-/// Rounds a range out to whole pages.
-fn page_range(range: MemoryRange) -> MemoryRange {
-    let base = range.base & !(GUEST_PAGE - 1);
-    let end = range.end().saturating_add(GUEST_PAGE - 1) & !(GUEST_PAGE - 1);
-    MemoryRange::new(base, end - base)
-}
-
-/// Every MMIO range the tree describes outside memory, translated to CPU addresses: the
-/// `reg` of every enabled node that is not memory, a CPU, a reserved-memory carve-out or
-/// part of the interrupt controller (the GIC and its ITS or MSI frames stay the core's).
-pub fn device_ranges(tree: &DeviceTree<'_>) -> Vec<MemoryRange> {
-    let mut ranges = Vec::new();
-    for node in tree.nodes() {
-        let name = node.base_name();
-        if matches!(name, "memory" | "cpu" | "cpus" | "reserved-memory" | "chosen" | "aliases" | "")
-            || !node.is_enabled()
-            || node.address_cells == 0
-            || node.property("compatible").is_some_and(|c| c.strings().any(|s| s.contains("gic")))
-        {
-            continue;
-        }
-        for (address, size) in node.reg() {
-            if size == 0 {
-                continue;
-            }
-            if let Some(cpu_address) = tree.translate_address(&node, address) {
-                ranges.push(MemoryRange::new(cpu_address, size));
-            }
-        }
-    }
+/// The ranges of every device `policy` passes through (see [`crate::passthrough`]): an
+/// allow-listed, register-only device, outside RAM and reserved memory. Everything else
+/// the tree describes stays unmapped.
+pub fn device_ranges(tree: &DeviceTree<'_>, policy: &DevicePolicy<'_>) -> Vec<MemoryRange> {
+    let mut ranges: Vec<MemoryRange> = devices(tree, policy)
+        .into_iter()
+        .filter(|device| device.class == DeviceClass::PassThrough)
+        .flat_map(|device| device.regs)
+        .collect();
     ranges.sort_by_key(|range| range.base);
     ranges.dedup();
     ranges
@@ -105,8 +79,9 @@ pub enum ConsoleAccess {
     PassThrough,
 }
 
-/// The guest's map: `memory` as RAM, `devices` passed through except what the core keeps
-/// (see the [module docs](self)), and for GICv2 the virtual CPU interface at the CPU
+/// The guest's map: `memory` as RAM, `devices` (from [`device_ranges`]) passed through
+/// except what the core keeps (see the [module docs](self)), the console if `console` says
+/// so, and for GICv2 the virtual CPU interface at the CPU
 /// interface's address. Regions are page aligned and sorted by IPA.
 pub fn plan_guest_map(
     memory: &[MemoryRange],
@@ -115,7 +90,13 @@ pub fn plan_guest_map(
     uart: &UartInfo,
     console: ConsoleAccess,
 ) -> Vec<GuestRegion> {
-    let withheld = withheld(gic, (console == ConsoleAccess::Shared).then_some(uart));
+    let mut withheld = gic_frames(gic);
+    let console_range = MemoryRange::new(uart.base, uart.size);
+    let mut devices = devices.to_vec();
+    match console {
+        ConsoleAccess::Shared => withheld.push(console_range),
+        ConsoleAccess::PassThrough => devices.push(console_range),
+    }
     let mut regions: Vec<GuestRegion> = memory
         .iter()
         .map(|range| GuestRegion { ipa: range.base, pa: range.base, size: range.size, kind: GuestRegionKind::Ram })

@@ -2,7 +2,8 @@
 //!
 //! The guest (an unmodified Linux at EL1) must see the machine as the core presents it:
 //!
-//! - **memory** without the core's own region (the core leaves it unmapped at stage 2);
+//! - **memory** without the core's own region and the pages of the loader's tree (the core
+//!   leaves both unmapped at stage 2);
 //! - **CPUs**: the first `vcpus` CPU nodes, each started through PSCI (a spin-table
 //!   `cpu-release-addr` is dropped: the core emulates PSCI for the guest);
 //! - **PSCI** 1.0/0.2 through the conduit the core emulates (HVC by default), added if the
@@ -12,7 +13,10 @@
 //!   address (the core maps the virtual CPU interface there) and the hypervisor frames are
 //!   removed; the maintenance interrupt is removed;
 //! - **the generic timer** without its EL2 (hypervisor) interrupts;
-//! - **`/chosen`** with the guest's command line and initrd.
+//! - **`/chosen`** with the guest's command line and initrd;
+//! - **withheld devices** (everything [`crate::passthrough`] does not pass through: bus
+//!   masters, devices off the board's allow-list) with `status = "disabled"`, so the guest
+//!   never probes what it cannot reach.
 //!
 //! Everything else is copied unchanged. The result is a fresh DTB built with
 //! [`FdtWriter`]; nothing here panics on a malformed or unusual input tree.
@@ -22,6 +26,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::MemoryRange;
+use crate::passthrough::{DeviceClass, DevicePolicy, devices, page_range};
 use crate::fdt::{DeviceTree, FdtWriteError, FdtWriter, Node, Property};
 
 /// How the guest reaches the core's PSCI emulation.
@@ -49,6 +54,8 @@ pub struct GuestTreeConfig<'a> {
     pub initrd: Option<MemoryRange>,
     /// The PSCI conduit the core emulates.
     pub psci: GuestPsciConduit,
+    /// Which devices the guest gets: the ones it withholds are marked disabled.
+    pub devices: DevicePolicy<'a>,
 }
 
 /// Why the guest tree could not be built.
@@ -109,13 +116,22 @@ pub fn build_guest_tree(host: &DeviceTree<'_>, config: &GuestTreeConfig<'_>) -> 
     for range in config.reserved {
         writer.reserve_memory(range.base, range.size);
     }
-    let mut rewrite = Rewrite { config, memory: &memory, kept_cpus: &kept_cpus, memory_written: false };
+    let withheld: Vec<usize> = devices(host, &config.devices)
+        .iter()
+        .filter(|device| matches!(device.class, DeviceClass::Withheld(_)))
+        .map(|device| device.node.offset())
+        .collect();
+    let mut rewrite = Rewrite { config, memory: &memory, kept_cpus: &kept_cpus, withheld: &withheld, memory_written: false };
     rewrite.node(&mut writer, host.root(), 0)?;
     Ok(writer.finish()?)
 }
 
-/// Guest memory: every `/memory` range minus the core's regions, sorted.
+/// Guest memory: every `/memory` range minus the core's regions and minus the pages of
+/// `host` itself (the loader's tree carries the core's own command line; QEMU puts it in RAM
+/// after the initramfs), sorted.
 pub fn guest_memory(host: &DeviceTree<'_>, core_regions: &[MemoryRange]) -> Result<Vec<MemoryRange>, GuestTreeError> {
+    let blob = host.as_bytes();
+    let blob = page_range(MemoryRange::new(blob.as_ptr() as u64, blob.len() as u64));
     let mut ranges: Vec<MemoryRange> = host
         .root()
         .children()
@@ -126,7 +142,7 @@ pub fn guest_memory(host: &DeviceTree<'_>, core_regions: &[MemoryRange]) -> Resu
     if ranges.is_empty() {
         return Err(GuestTreeError::NoMemory);
     }
-    for hole in core_regions {
+    for hole in core_regions.iter().chain([&blob]) {
         ranges = ranges.into_iter().flat_map(|range| subtract(range, *hole)).collect();
     }
     ranges.sort_by_key(|range| range.base);
@@ -161,6 +177,8 @@ struct Rewrite<'c, 'm> {
     config: &'c GuestTreeConfig<'c>,
     memory: &'m [MemoryRange],
     kept_cpus: &'m [&'m str],
+    /// Offsets of the device nodes the guest does not get.
+    withheld: &'m [usize],
     memory_written: bool,
 }
 
@@ -198,8 +216,10 @@ impl Rewrite<'_, '_> {
         let gic_v2 = GIC_V2_COMPATIBLES.iter().any(|c| node.is_compatible(c));
         let is_timer = TIMER_COMPATIBLES.iter().any(|c| node.is_compatible(c));
         let is_chosen = path_is("chosen");
+        let is_withheld = self.withheld.contains(&node.offset());
         for property in node.properties() {
             match property.name {
+                "status" if is_withheld => {}
                 "enable-method" | "cpu-release-addr" if is_cpu => {}
                 "method" | "compatible" if is_psci => {}
                 "cpu_on" | "cpu_off" | "cpu_suspend" | "migrate" if is_psci => {}
@@ -219,6 +239,9 @@ impl Rewrite<'_, '_> {
         }
         if is_chosen {
             self.chosen_properties(out)?;
+        }
+        if is_withheld {
+            out.property_str("status", "disabled")?;
         }
         for child in node.children() {
             self.node(out, child, depth + 1)?;

@@ -14,6 +14,7 @@ pub mod fdt;
 pub mod guest_map;
 pub mod guest_tree;
 pub mod linux_image;
+pub mod passthrough;
 pub mod uart;
 
 pub use board::Board;

@@ -4,6 +4,7 @@
 use platform::board::QEMU_VIRT;
 use platform::fdt::{DeviceTree, FdtWriter};
 use platform::guest_tree::{GuestPsciConduit, GuestTreeConfig, GuestTreeError, build_guest_tree, guest_memory};
+use platform::passthrough::DevicePolicy;
 use platform::{GicVersion, MemoryRange, PlatformInfo};
 
 const VIRT_GICV3: &[u8] = include_bytes!("fixtures/virt-gicv3-4cpu.dtb");
@@ -12,6 +13,13 @@ const VIRT_GICV2: &[u8] = include_bytes!("fixtures/virt-gicv2-2cpu.dtb");
 /// The core's region in the tests: 4 MiB at the start of RAM.
 const CORE: MemoryRange = MemoryRange::new(0x4000_0000, 4 << 20);
 const INITRD: MemoryRange = MemoryRange::new(0x4800_0000, 0x0123_4000);
+/// All of QEMU virt's RAM in the fixtures (1 GiB).
+const VIRT_RAM: &[MemoryRange] = &[MemoryRange::new(0x4000_0000, 1 << 30)];
+
+/// QEMU virt's device policy: its allow-list, RAM and PL011 console.
+fn virt_policy() -> DevicePolicy<'static> {
+    DevicePolicy { allowed: QEMU_VIRT.passthrough, ram: VIRT_RAM, console: MemoryRange::new(0x0900_0000, 0x1000) }
+}
 
 fn config(vcpus: usize) -> GuestTreeConfig<'static> {
     GuestTreeConfig {
@@ -21,6 +29,7 @@ fn config(vcpus: usize) -> GuestTreeConfig<'static> {
         bootargs: "console=ttyAMA0 earlycon",
         initrd: Some(INITRD),
         psci: GuestPsciConduit::Hvc,
+        devices: virt_policy(),
     }
 }
 
@@ -174,7 +183,7 @@ mod guest_map {
         let tree = DeviceTree::parse(blob).unwrap();
         let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
         let memory = guest_memory(&tree, &[CORE]).unwrap();
-        plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::Shared)
+        plan_guest_map(&memory, &device_ranges(&tree, &virt_policy()), &info.gic, &info.uart, ConsoleAccess::Shared)
     }
 
     #[test]
@@ -182,7 +191,7 @@ mod guest_map {
         let tree = DeviceTree::parse(VIRT_GICV3).unwrap();
         let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
         let memory = guest_memory(&tree, &[CORE]).unwrap();
-        let regions = plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::PassThrough);
+        let regions = plan_guest_map(&memory, &device_ranges(&tree, &virt_policy()), &info.gic, &info.uart, ConsoleAccess::PassThrough);
         let uart = regions.iter().find(|r| r.ipa == 0x0900_0000).expect("console mapped");
         assert_eq!((uart.pa, uart.kind), (0x0900_0000, GuestRegionKind::Device));
     }
@@ -200,8 +209,8 @@ mod guest_map {
         }
         // The core's own memory is not mapped.
         assert!(!touches(CORE.base));
-        // Other devices pass through at IPA = PA, e.g. the PL031 RTC and virtio-mmio.
-        for device in [0x0901_0000, 0x0a00_0000] {
+        // Allow-listed devices pass through at IPA = PA: the PL031 RTC and the PL061 GPIO.
+        for device in [0x0901_0000, 0x0903_0000] {
             let region = regions.iter().find(|r| r.ipa == device).unwrap_or_else(|| panic!("{device:#x} mapped"));
             assert_eq!((region.pa, region.kind), (device, GuestRegionKind::Device));
         }

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use platform::fdt::DeviceTree;
 use platform::guest_map::{ConsoleAccess, device_ranges, plan_guest_map};
 use platform::guest_tree::{GuestPsciConduit, GuestTreeConfig, build_guest_tree, guest_memory};
+use platform::passthrough::DevicePolicy;
 use platform::linux_image::{HEADER_SIZE, IMAGE_BASE_ALIGN, ImageHeader};
 use platform::{MemoryRange, PlatformInfo};
 
@@ -129,6 +130,7 @@ pub fn boot(
         bootargs: cmdline,
         initrd,
         psci: GuestPsciConduit::Hvc,
+        devices: DevicePolicy::new(info),
     };
     let guest_tree: Vec<u8> = build_guest_tree(&tree, &config).map_err(BootError::GuestTree)?;
     // The tree goes in the 2 MiB below the kernel's base.
@@ -144,7 +146,7 @@ pub fn boot(
     unsafe { core::ptr::copy_nonoverlapping(guest_tree.as_ptr(), tree_at as *mut u8, guest_tree.len()) };
     boot::mmu::clean_to_poc(tree_at as usize..tree_at as usize + guest_tree.len());
 
-    let plan = plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::Shared);
+    let plan = plan_guest_map(&memory, &device_ranges(&tree, &config.devices), &info.gic, &info.uart, ConsoleAccess::Shared);
     // SAFETY: no guest runs yet; the tables are leaked.
     unsafe { stage2::install(&plan) }.map_err(BootError::Stage2)?;
     log::info!(

@@ -11,6 +11,7 @@ use boot::exceptions::TrapFrame;
 use platform::fdt::DeviceTree;
 use platform::guest_map::{ConsoleAccess, device_ranges, plan_guest_map};
 use platform::guest_tree::guest_memory;
+use platform::passthrough::DevicePolicy;
 use platform::{MemoryRange, PlatformInfo};
 
 use super::{GuestState, stage2};
@@ -310,7 +311,7 @@ pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Re
     let core_size = (core_end - ram_start).next_multiple_of(2 << 20);
     let core = MemoryRange::new(ram_start, core_size);
     let memory = guest_memory(&tree, &[core]).map_err(|_| "no guest memory")?;
-    let plan = plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::Shared);
+    let plan = plan_guest_map(&memory, &device_ranges(&tree, &DevicePolicy::new(info)), &info.gic, &info.uart, ConsoleAccess::Shared);
     // SAFETY: no guest runs yet; the tables are leaked.
     let skipped = unsafe { stage2::install(&plan) }.map_err(|_| "stage-2 tables")?;
     log::info!(

@@ -77,6 +77,7 @@ fn cstr(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
 /// A parsed, validated device tree borrowing the blob.
 #[derive(Clone, Copy)]
 pub struct DeviceTree<'a> {
+    blob: &'a [u8],
     structs: &'a [u8],
     strings: &'a [u8],
     total_size: usize,
@@ -157,6 +158,11 @@ pub struct Node<'a> {
 }
 
 impl<'a> Node<'a> {
+    /// Where the node starts in the structure block: unique per node of one tree.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
     /// The node name without its unit address.
     pub fn base_name(&self) -> &'a str {
         self.name.split('@').next().unwrap_or(self.name)
@@ -308,7 +314,7 @@ impl<'a> DeviceTree<'a> {
         };
         let structs = block(header(2)?, header(9)?, "structure")?;
         let strings = block(header(3)?, header(8)?, "strings")?;
-        let tree = Self { structs, strings, total_size };
+        let tree = Self { blob: &blob[..total_size], structs, strings, total_size };
         tree.validate()?;
         Ok(tree)
     }
@@ -331,6 +337,11 @@ impl<'a> DeviceTree<'a> {
         let total = be32(header, 4).ok_or(FdtError::Truncated)? as usize;
         // SAFETY: the caller guarantees `totalsize` readable bytes.
         Self::parse(unsafe { core::slice::from_raw_parts(ptr, total.max(HEADER_LEN)) })
+    }
+
+    /// The whole blob (`totalsize` bytes), e.g. to keep where it lies out of a guest's reach.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.blob
     }
 
     /// Size of the whole blob in bytes (`totalsize`).
@@ -459,10 +470,23 @@ impl<'a> DeviceTree<'a> {
             *slot = Some(candidate);
             (candidate.offset == node.offset).then_some(d)
         })?;
+        // The buses holding `node`: stack[1..depth] (the root has no `ranges` to apply).
+        let buses = stack.get(1..depth.max(1))?;
+        if buses.iter().any(Option::is_none) {
+            return None;
+        }
+        Self::translate_through(buses.iter().flatten(), address)
+    }
+
+    /// Translates a bus address of the innermost of `buses` (the ancestors of a node below
+    /// the root, outermost first) into a CPU physical address, applying each bus's `ranges`
+    /// as [`translate_address`](Self::translate_address) does.
+    pub fn translate_through<'n>(buses: impl DoubleEndedIterator<Item = &'n Node<'a>>, address: u64) -> Option<u64>
+    where
+        'a: 'n,
+    {
         let mut address = address;
-        // The bus holding `node` is stack[depth - 1]; walk up to (not including) the root.
-        for level in (1..depth).rev() {
-            let bus = stack[level]?;
+        for bus in buses.rev() {
             let Some(ranges) = bus.property("ranges") else { continue };
             if ranges.value.is_empty() {
                 continue;

@@ -7,6 +7,7 @@ mod cases;
 mod debian;
 mod expect;
 mod first_run;
+mod fuzz;
 mod guest;
 mod image;
 mod linux_package;
@@ -158,6 +159,15 @@ enum Command {
         list: bool,
         /// Only tests whose name contains this.
         filter: Option<String>,
+    },
+    /// Coverage-guided fuzzing of the parsers of guest- and user-controlled bytes (libFuzzer
+    /// on the pinned stable toolchain; docs/fuzzing.md).
+    Fuzz {
+        /// Seconds of fuzzing per target; 0 replays the corpus once.
+        #[arg(long, value_name = "N", default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (trap, vgic, psci, pl011, fdt).
+        target: Option<String>,
     },
     /// Repeatable figures under QEMU -icount: (1) the core's paths and footprint, (2) what the
     /// core costs Linux (the same guest with and without it), (3) oob latency under each guest
@@ -394,6 +404,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Fuzz { seconds, target } => Ok(if fuzz::run(&fuzz::Options { seconds, target })? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Bench { groups, runs, duration } => {
             bench::run(&bench::Options { groups, runs, duration_s: duration })?;
             Ok(ExitCode::SUCCESS)

@@ -47,6 +47,11 @@ const HOST_STEPS: &[HostStep] = &[
         name: "first-run-toolchain",
         runs: HostRun::Check(crate::first_run::check),
     },
+    // A short coverage-guided run of every fuzz target (docs/fuzzing.md).
+    HostStep {
+        name: "host-fuzz",
+        runs: HostRun::Cargo(&["xtask", "fuzz", "--seconds", "3"]),
+    },
 ];
 
 /// Which tests to run.
@@ -267,7 +272,7 @@ mod tests {
             ..Selection::default()
         }
         .names();
-        assert_eq!(host, ["host-workspace", "host-xtask", "first-run-toolchain"]);
+        assert_eq!(host, ["host-workspace", "host-xtask", "first-run-toolchain", "host-fuzz"]);
 
         let virt = Selection {
             filter: Some("boot-virt-gicv2".into()),

@@ -99,7 +99,7 @@ fn rustc(args: &[&str]) -> Result<String> {
 }
 
 /// The host triple, from `rustc -vV`.
-fn host_triple() -> Result<String> {
+pub fn host_triple() -> Result<String> {
     let verbose = rustc(&["-vV"])?;
     verbose
         .lines()

@@ -1,0 +1,42 @@
+//! Fuzz targets for everything of the companion core that parses guest- or user-controlled
+//! bytes, each a function of arbitrary bytes that panics when a property fails:
+//!
+//! - [`trap`]: ESR_EL2 decoding and MMIO load/store completion;
+//! - [`vgic`]: the vGIC distributor and redistributor MMIO model;
+//! - [`psci`]: the PSCI model;
+//! - [`pl011`]: the PL011 model;
+//! - [`fdt`]: the device-tree reader and writer, discovery, the device allow-list and the
+//!   guest-tree rewrite.
+//!
+//! `cargo xtask fuzz` runs them under libFuzzer (the `libfuzzer/` harness); `cargo test`
+//! replays the checked-in corpus and every crash kept in `regressions/` (see
+//! `docs/fuzzing.md`).
+
+pub mod fdt;
+pub mod input;
+pub mod pl011;
+pub mod psci;
+pub mod trap;
+pub mod vgic;
+
+/// A fuzz target: its name (the corpus directory's) and the function.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
+    ("trap", trap::fuzz),
+    ("vgic", vgic::fuzz),
+    ("psci", psci::fuzz),
+    ("pl011", pl011::fuzz),
+    ("fdt", fdt::fuzz),
+];
+
+/// The target called `name`.
+pub fn by_name(name: &str) -> Option<fn(&[u8])> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// The names of every target.
+pub fn names() -> Vec<&'static str> {
+    TARGETS.iter().map(|(n, _)| *n).collect()
+}
