@@ -734,7 +734,7 @@ mod tests {
         assert_eq!(
             crate::process::describe(&boot.command(&qemu)),
             "qemu-system-aarch64 -machine virt,gic-version=3 -cpu cortex-a72 -smp 4 -m 2G \
-             -nodefaults -display none -no-reboot -semihosting-config enable=on,target=native \
+             -nodefaults -display none -no-reboot \
              -serial mon:stdio -kernel /c/Image -append 'console=ttyAMA0 guest.script=uname' \
              -initrd /c/initramfs.cpio"
         );

@@ -15,6 +15,7 @@ use crate::process::{self, Captured};
 use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
 use crate::toolchain;
+use crate::verdict::Nonce;
 
 /// How many console lines a failure report shows.
 const TAIL_LINES: usize = 40;
@@ -192,7 +193,8 @@ struct CaseRun {
 fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]) -> Result<CaseRun> {
     let profile = Profile::load(case.profile)?;
     let files = assets.for_profile(&profile)?;
-    let bootargs = case.bootargs();
+    let nonce = Nonce::generate()?;
+    let bootargs = nonce.add_to(&case.bootargs());
     let boot = Boot {
         profile: &profile,
         kernel: &files.image.raw,
@@ -202,7 +204,7 @@ fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]
     };
     let cmd = qemu.command(&boot);
     let command = process::describe(&cmd);
-    let captured = process::capture_with_timeout(cmd, case.timeout)?;
+    let captured = process::capture_watched(cmd, case.timeout, Some(&nonce.end_marker()))?;
 
     let logs = test_logs_dir();
     fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
@@ -211,7 +213,7 @@ fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]
 
     let failures = case
         .expectations(profile.smp)
-        .check(captured.ending, &captured.output);
+        .check(captured.ending, &captured.output, &nonce);
     Ok(CaseRun {
         command,
         log,
