@@ -25,6 +25,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::debian::{self, Package, PrivateApt};
 use crate::image::Board;
+use crate::integrity;
 use crate::linux_package::LinuxPackage;
 use crate::paths::cache_dir;
 use crate::profiles::Profile;
@@ -180,15 +181,19 @@ fn guest_cache() -> Result<PathBuf> {
 }
 
 /// Builds the initramfs for the current package versions unless the cache
-/// already holds it; returns its path.
+/// already holds it intact (the SHA-256 recorded when it was built still
+/// matches; otherwise it is rebuilt); returns its path.
 fn build_initramfs() -> Result<PathBuf> {
     let apt = PrivateApt::arm64()?;
     let closure = apt.install_closure(&PACKAGES)?;
     let cache = guest_cache()?;
     let key = cache_key(&closure);
     let archive = cache.join(format!("initramfs-{key}.cpio"));
-    if archive.is_file() {
+    if integrity::intact(&archive) {
         return Ok(archive);
+    }
+    if archive.exists() {
+        eprintln!("xtask: {} does not match its recorded SHA-256: rebuilding it", archive.display());
     }
     let debs = apt.download(&closure, &cache.join("debs"))?;
     let unpacked_dir = cache.join("unpacked");
@@ -212,12 +217,16 @@ fn build_initramfs() -> Result<PathBuf> {
     rootfs.add_generated_files();
     rootfs.resolve_libraries()?;
 
-    let staging = cache.join(format!(".initramfs-{key}.partial"));
+    let staging = integrity::unique_temp(&archive);
     let size = rootfs.write_cpio(&staging)?;
     let manifest = manifest(&closure, &rootfs);
     let manifest_path = cache.join(format!("initramfs-{key}.manifest"));
-    fs::write(&manifest_path, manifest)
+    let manifest_staging = integrity::unique_temp(&manifest_path);
+    fs::write(&manifest_staging, manifest)
+        .with_context(|| format!("cannot write {}", manifest_staging.display()))?;
+    fs::rename(&manifest_staging, &manifest_path)
         .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+    integrity::record(&staging, &archive)?;
     fs::rename(&staging, &archive)
         .with_context(|| format!("cannot move {} to {}", staging.display(), archive.display()))?;
     prune_old_archives(&cache, &key);
@@ -240,7 +249,7 @@ fn prune_old_archives(cache: &Path, key: &str) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let old = name.starts_with("initramfs-")
-            && (name.ends_with(".cpio") || name.ends_with(".manifest"))
+            && (name.ends_with(".cpio") || name.ends_with(".cpio.sha256") || name.ends_with(".manifest"))
             && !name.contains(key);
         if old {
             let _ = fs::remove_file(entry.path());

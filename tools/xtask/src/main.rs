@@ -8,6 +8,7 @@ mod debian;
 mod expect;
 mod guest;
 mod image;
+mod integrity;
 mod linux_package;
 mod machine;
 mod paths;
