@@ -85,6 +85,12 @@ pub enum Scenario {
         /// The latency test's and cyclictest's length.
         seconds: u64,
     },
+    /// The soak in short form ([`crate::soak::Plan::short`]): the latency test throughout while
+    /// the guest cycles its loads, on one CPU under `-icount`.
+    Soak {
+        /// The soak's length.
+        seconds: u64,
+    },
     /// Boot the Debian PREEMPT_RT guest under the core and run a guest script.
     LinuxGuest {
         /// The initramfs script the guest runs (`guest.script=`).
@@ -176,7 +182,7 @@ impl Scenario {
             Scenario::Fault => Some("fault"),
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest { .. } => Some("el1-guest"),
-            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } => None,
+            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } => None,
         }
     }
 }
@@ -279,6 +285,13 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        name: "soak-short-virt-gicv3-1",
+        profile: crate::soak::PROFILE,
+        scenario: Scenario::Soak { seconds: 6 },
+        timeout: Duration::from_secs(900),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "el1-guest-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::El1Guest { gic: Gic::V3, latency: false },
@@ -317,6 +330,9 @@ impl Case {
         if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
             return crate::guest::core_bootargs(&[&vcpus], script, 1, crate::guest::init::Load::Idle);
+        }
+        if let Scenario::Soak { seconds } = self.scenario {
+            return crate::soak::Plan::short(seconds).bootargs();
         }
         if let Scenario::MainJob { seconds } = self.scenario {
             let latency = format!("latmus={seconds} latmus.period=1000");
@@ -430,6 +446,12 @@ impl Case {
                 ];
                 Expectations::new(EXIT_PASS, lines, &[]).forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
             }
+            Scenario::Soak { .. } => Expectations::new(
+                EXIT_PASS,
+                vec![LineMatch::guest(&[r"^guest: soak: \d+ segments done$"])],
+                &[r"abort injected"],
+            )
+            .forbid_guest(&[r"Kernel panic"]),
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");

@@ -16,6 +16,7 @@ mod process;
 mod profiles;
 mod qemu;
 mod report;
+mod soak;
 mod test_runner;
 mod toolchain;
 mod verdict;
@@ -210,6 +211,17 @@ enum Command {
         /// Extra QEMU arguments, after `--`.
         #[arg(last = true, value_name = "QEMU_ARGS")]
         qemu_args: Vec<String>,
+    },
+    /// A soak under QEMU -icount on one CPU: the core's latency test throughout while the guest
+    /// cycles its loads; passes on the core's verdict, nothing lost, forwarded interrupts equal
+    /// to the guest's /proc/interrupts, no overrun and no drift of the worst latency per minute.
+    Soak {
+        /// How long, in virtual minutes.
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=24 * 60))]
+        minutes: u64,
+        /// A short form instead, in seconds (the three loads in equal segments, one window each).
+        #[arg(long, value_name = "SECONDS", conflicts_with = "minutes", value_parser = clap::value_parser!(u64).range(6..))]
+        seconds: Option<u64>,
     },
     /// List the QEMU profiles.
     Profiles,
@@ -422,6 +434,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             };
             run_guest(&options, &qemu_args)
         }
+        Command::Soak { minutes, seconds } => soak::run(seconds.map_or_else(|| soak::Plan::minutes(minutes), soak::Plan::short)),
         Command::Profiles => {
             for profile in profiles::all()? {
                 println!(

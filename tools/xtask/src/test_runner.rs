@@ -148,7 +148,10 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
     let mut assets = Assets::new(BuildProfile::Release);
     let mut guest: Option<crate::guest::Guest> = None;
     for case in cases {
-        let needs_guest = matches!(case.scenario, crate::cases::Scenario::LinuxGuest { .. } | crate::cases::Scenario::MainJob { .. });
+        let needs_guest = matches!(
+            case.scenario,
+            crate::cases::Scenario::LinuxGuest { .. } | crate::cases::Scenario::MainJob { .. } | crate::cases::Scenario::Soak { .. }
+        );
         let guest_args = if needs_guest {
             if guest.is_none() {
                 match crate::guest::Guest::prepare() {
@@ -168,6 +171,11 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
                 && run.failures.is_empty()
             {
                 run.failures.extend(crate::cases::main_job_report_problems(&run.captured.output, &guest.system_map));
+            }
+            if let crate::cases::Scenario::Soak { seconds } = case.scenario
+                && run.failures.is_empty()
+            {
+                run.failures.extend(crate::soak::problems(&run.captured.output, &crate::soak::Plan::short(seconds)));
             }
             run
         });
