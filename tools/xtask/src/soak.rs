@@ -43,6 +43,10 @@ pub const PROFILE: &str = "virt-gicv3-1";
 pub const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
 /// How long each load runs before the next, in seconds (long form).
 pub const SEGMENT_S: u64 = 20;
+/// How much longer than the loads the latency test is asked to run, in seconds: it starts
+/// before the guest boots and must cover the whole of the loads; the run ends when the guest
+/// powers off after its last segment.
+pub const BOOT_ALLOWANCE_S: u64 = 30;
 /// The drift window of the long form, in seconds.
 pub const WINDOW_S: u64 = 60;
 /// A window's worst latency may be at most this times the first window's…
@@ -79,7 +83,7 @@ impl Plan {
 
     /// The core's boot arguments (the nonce is added by the caller).
     pub fn bootargs(&self) -> String {
-        let latency = format!("latmus={} latmus.period=1000", self.duration_s);
+        let latency = format!("latmus={} latmus.period=1000", self.duration_s + BOOT_ALLOWANCE_S);
         guest::core_bootargs(&[&latency], "soak", self.duration_s, Load::Idle)
             + &format!(" guest.segment={}", self.segment_s)
     }
@@ -274,7 +278,7 @@ mod tests {
         assert_eq!(plan, Plan { duration_s: 6, segment_s: 2, window_s: 2 });
         let args = plan.bootargs();
         let (core, guest) = args.split_once(" -- ").unwrap();
-        assert!(core.contains("latmus=6"), "{core}");
+        assert!(core.contains(&format!("latmus={}", 6 + BOOT_ALLOWANCE_S)), "{core}");
         assert!(guest.contains("guest.script=soak") && guest.contains("guest.segment=2"), "{guest}");
         assert_eq!(Plan::minutes(30).duration_s, 1800);
     }
