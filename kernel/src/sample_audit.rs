@@ -15,15 +15,15 @@ pub struct SampleAudit {
     period_ns: u64,
     /// Samples plus overruns counted so far.
     counted: u64,
-    /// Whether a gap was already reported (once per context).
-    failed: bool,
+    /// The first disagreement found, `(counted, due)`: reported once per context.
+    gap: Option<(u64, u64)>,
 }
 
 impl SampleAudit {
     /// An audit of a context whose first deadline is at `first_ns` and whose period is
     /// `period_ns`.
     pub const fn new(first_ns: u64, period_ns: u64) -> Self {
-        Self { first_ns, period_ns, counted: 0, failed: false }
+        Self { first_ns, period_ns, counted: 0, gap: None }
     }
 
     /// Periods whose deadline passed by `now_ns`.
@@ -40,11 +40,16 @@ impl SampleAudit {
         self.counted = self.counted.saturating_add(taken);
         let due = self.due(now_ns);
         let off = self.counted.abs_diff(due) > AUDIT_SLACK;
-        if off && !self.failed {
-            self.failed = true;
-            return Some((self.counted, due));
+        if off && self.gap.is_none() {
+            self.gap = Some((self.counted, due));
+            return self.gap;
         }
         None
+    }
+
+    /// The first gap found, `(counted, due)`, if any.
+    pub const fn gap(&self) -> Option<(u64, u64)> {
+        self.gap
     }
 }
 
@@ -70,7 +75,7 @@ mod tests {
         assert_eq!(audit.check(1000, 999_999_999), None);
         // The next second took only 500 samples: a gap of 500 periods.
         assert_eq!(audit.check(500, 1_999_999_999), Some((1500, 2000)));
-        assert!(audit.failed);
+        assert_eq!(audit.gap(), Some((1500, 2000)));
         // Reported once; a later second does not report again.
         assert_eq!(audit.check(0, 2_999_999_999), None);
         // Overruns count as periods: a late thread is not a gap.
