@@ -239,8 +239,15 @@ fn build_initramfs() -> Result<PathBuf> {
     Ok(archive)
 }
 
-/// Removes the archives (and manifests) of other keys: they were built from
-/// package versions the archive no longer serves. Failures only cost space.
+/// How long an archive of another key is kept: other checkouts sharing the cache (other
+/// branches, with other init scripts) build and boot their own archives meanwhile, and
+/// must not see them deleted under their runs.
+const OTHER_ARCHIVES_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Removes the archives (and manifests and records) of other keys not used for
+/// [`OTHER_ARCHIVES_KEPT`] (by modification time): they were built from package versions the
+/// archive no longer serves, or by scripts no checkout runs any more. Failures only cost
+/// space.
 fn prune_old_archives(cache: &Path, key: &str) {
     let Ok(entries) = fs::read_dir(cache) else {
         return;
@@ -248,10 +255,16 @@ fn prune_old_archives(cache: &Path, key: &str) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let old = name.starts_with("initramfs-")
+        let other = name.starts_with("initramfs-")
             && (name.ends_with(".cpio") || name.ends_with(".cpio.sha256") || name.ends_with(".manifest"))
             && !name.contains(key);
-        if old {
+        let stale = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > OTHER_ARCHIVES_KEPT);
+        if other && stale {
             let _ = fs::remove_file(entry.path());
         }
     }
