@@ -106,7 +106,7 @@ impl Guest {
     pub fn prepare() -> Result<Self> {
         let linux = LinuxPackage::fetch().context("cannot fetch the guest kernel")?;
         let kernel = linux.image()?;
-        let initramfs = build_initramfs().context("cannot build the guest initramfs")?;
+        let initramfs = pin(&build_initramfs().context("cannot build the guest initramfs")?)?;
         // Only the irqs-off hunter needs the map: a failure must not stop every guest run.
         let system_map = match kallsyms::system_map(&kernel, &initramfs, &guest_cache()?) {
             Ok(path) => path,
@@ -124,6 +124,25 @@ impl Guest {
             initramfs,
         })
     }
+}
+
+/// A copy of the shared cache's `archive` private to this checkout (`target/guest/`, a hard
+/// link when the file system allows, else a copy), so another checkout pruning the cache
+/// cannot delete it under a run; reused while intact.
+fn pin(archive: &Path) -> Result<PathBuf> {
+    let dir = crate::paths::target_dir().join("guest");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = archive.file_name().context("an initramfs path without a file name")?;
+    let pinned = dir.join(name);
+    if pinned.is_file() && integrity::matches(&pinned, &integrity::digest(archive)?)? {
+        return Ok(pinned);
+    }
+    let staging = integrity::unique_temp(&pinned);
+    if fs::hard_link(archive, &staging).is_err() {
+        fs::copy(archive, &staging).with_context(|| format!("cannot copy {} to {}", archive.display(), staging.display()))?;
+    }
+    fs::rename(&staging, &pinned).with_context(|| format!("cannot move {} to {}", staging.display(), pinned.display()))?;
+    Ok(pinned)
 }
 
 /// How `cargo xtask guest` boots the guest under QEMU without the core.
