@@ -7,6 +7,12 @@
 //! context, then an `RTS|` summary per context (each after its own `RTT|` line) and a
 //! histogram (`HSH|`/`HSD|`, 1 µs buckets).
 //!
+//! Sampling audit: every drain checks that each context took one sample (or counted one
+//! overrun) per period since its first deadline — at each second's report and at the end —
+//! so a context that stopped sampling (its timer or interrupt switched off, its CPU stolen)
+//! fails the run's verdict ([`crate::power::EXIT_SAMPLING_GAP`]) instead of reporting fine
+//! figures over fewer samples.
+//!
 //! Gravity: unless given, the test first calibrates it like `latmus -t`: it runs both
 //! contexts with zero anticipation and sets each context's gravity to the smallest latency
 //! seen, so the timer fires that much early and the woken code runs on time.
@@ -17,6 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::irq_lock::IrqSpinLock;
 use crate::latency_stats::{LatencyStats, RTH, RtdLine, RtsLine};
+use crate::sample_audit::SampleAudit;
 use crate::rt::{self, Duration, Error, Gravity, Instant, IrqContext, IrqTimer, ThreadBuilder, Timer, TimerExpiry};
 
 /// Test parameters, from the command line (`latmus.*`).
@@ -68,16 +75,43 @@ struct ThreadSampler {
     taken: AtomicU64,
 }
 
+/// Audits one context's drained samples against the periods due by `now`; a gap fails the
+/// run at once (lock-free: drains happen under locks and in the guest's traps) and is logged
+/// with the summary ([`log_gaps`]).
+fn audit(audit: &mut SampleAudit, stats: &LatencyStats, now: Instant) {
+    if audit.check(stats.samples() + stats.overruns(), now.as_nanos()).is_some() {
+        crate::power::record_failure(crate::power::EXIT_SAMPLING_GAP);
+    }
+}
+
+/// Logs the gaps the audits of the thread and IRQ contexts found, if any.
+fn log_gaps(audits: Option<(SampleAudit, SampleAudit)>) {
+    let Some((thread, irq)) = audits else { return };
+    for (context, audit) in [("oob thread", thread), ("oob timer-IRQ", irq)] {
+        if let Some((counted, due)) = audit.gap() {
+            log::error!(
+                "latmus: the {context} context took {counted} samples and overruns where {due} periods were due: \
+                 it stopped sampling; the run fails"
+            );
+        }
+    }
+}
+
 /// Runs both contexts for `periods` periods (or until told to stop) and leaves the samples
-/// in `IRQ_SAMPLES` and the sampler; the caller drains them as it likes.
+/// in `IRQ_SAMPLES` and the sampler; the caller drains them as it likes, each drain audited
+/// unless the run is a calibration.
 struct Measurement {
     sampler: Arc<ThreadSampler>,
     irq_timer: IrqTimer,
     thread: rt::JoinHandle,
+    /// The audits of the thread and IRQ contexts (`None`: calibration, not audited).
+    audits: Option<(SampleAudit, SampleAudit)>,
+    /// When the contexts were told to stop: no period is due after it.
+    stopped_at: Option<Instant>,
 }
 
 impl Measurement {
-    fn start(config: &LatmusConfig, periods: u64) -> Result<Self, Error> {
+    fn start(config: &LatmusConfig, periods: u64, audited: bool) -> Result<Self, Error> {
         let period = Duration::from_micros(config.period_us);
         *IRQ_SAMPLES.lock() = LatencyStats::new();
         let sampler = Arc::new(ThreadSampler {
@@ -107,30 +141,62 @@ impl Measurement {
                 }
             }
         })?;
-        Ok(Self { sampler, irq_timer, thread })
+        let audits = audited.then(|| {
+            let period_ns = period.as_nanos();
+            (
+                SampleAudit::new(first.as_nanos(), period_ns),
+                SampleAudit::new(first.as_nanos() + period_ns / 2, period_ns),
+            )
+        });
+        Ok(Self { sampler, irq_timer, thread, audits, stopped_at: None })
     }
 
     /// Moves the samples gathered since the last call into `thread` and `irq` (replacing
-    /// what they held).
-    fn drain(&self, thread: &mut LatencyStats, irq: &mut LatencyStats) {
+    /// what they held) and audits them.
+    fn drain(&mut self, thread: &mut LatencyStats, irq: &mut LatencyStats) {
         thread.reset();
         irq.reset();
         core::mem::swap(&mut *self.sampler.samples.lock(), thread);
         core::mem::swap(&mut *IRQ_SAMPLES.lock(), irq);
+        self.audit(thread, irq);
     }
 
-    /// Stops both contexts and moves what was left undrained into `thread` and `irq`.
-    fn finish(self, thread: &mut LatencyStats, irq: &mut LatencyStats) -> Result<(), Error> {
+    /// Audits what a drain moved out against the periods due by now (or by the stop).
+    fn audit(&mut self, thread: &LatencyStats, irq: &LatencyStats) {
+        let now = self.stopped_at.unwrap_or_else(rt::now);
+        if let Some((thread_audit, irq_audit)) = self.audits.as_mut() {
+            audit(thread_audit, thread, now);
+            audit(irq_audit, irq, now);
+        }
+    }
+
+    /// Tells both contexts to stop (the thread after its next sample).
+    fn stop(&mut self) -> Result<(), Error> {
+        self.stopped_at = Some(rt::now());
         self.sampler.stop.store(true, Ordering::Relaxed);
-        self.irq_timer.stop()?;
-        let Self { sampler, irq_timer, thread: handle } = self;
+        self.irq_timer.stop().map(|_| ())
+    }
+
+    /// Stops both contexts, moves what was left undrained into `thread` and `irq`, and
+    /// returns the audits (`None` for a calibration).
+    fn finish(
+        mut self,
+        thread: &mut LatencyStats,
+        irq: &mut LatencyStats,
+    ) -> Result<Option<(SampleAudit, SampleAudit)>, Error> {
+        self.stop()?;
+        let Self { sampler, irq_timer, thread: handle, mut audits, stopped_at } = self;
         handle.join()?;
         drop(irq_timer);
         thread.reset();
         irq.reset();
         core::mem::swap(&mut *sampler.samples.lock(), thread);
         core::mem::swap(&mut *IRQ_SAMPLES.lock(), irq);
-        Ok(())
+        if let (Some((thread_audit, irq_audit)), Some(now)) = (audits.as_mut(), stopped_at) {
+            audit(thread_audit, thread, now);
+            audit(irq_audit, irq, now);
+        }
+        Ok(audits)
     }
 }
 
@@ -140,7 +206,7 @@ const CALIBRATION_PERIODS: u64 = 500;
 /// Measures both contexts with zero gravity and returns the smallest latency of each.
 fn calibrate(config: &LatmusConfig) -> Result<Gravity, Error> {
     rt::set_gravity(Gravity::default())?;
-    let measurement = Measurement::start(config, CALIBRATION_PERIODS)?;
+    let measurement = Measurement::start(config, CALIBRATION_PERIODS, false)?;
     measurement.thread_wait()?;
     let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
     measurement.finish(&mut thread, &mut irq)?;
@@ -197,7 +263,7 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
     let gravity = set_up_gravity(&config)?;
 
     print_thread_header(&config, gravity);
-    let measurement = Measurement::start(&config, u64::MAX)?;
+    let mut measurement = Measurement::start(&config, u64::MAX, true)?;
     let mut results =
         LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
     let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
@@ -211,7 +277,7 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
     }
     // The measuring thread is still alive: show it with its statistics.
     rt::ps();
-    measurement.finish(&mut thread, &mut irq)?;
+    let audits = measurement.finish(&mut thread, &mut irq)?;
     results.thread.merge(&thread);
     results.irq.merge(&irq);
 
@@ -230,6 +296,7 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
         results.thread.overruns(),
         results.irq.overruns()
     );
+    log_gaps(audits);
     Ok(results)
 }
 
@@ -271,7 +338,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
         gravity.user.as_nanos()
     );
     print_thread_header(&config, gravity);
-    let measurement = Measurement::start(&config, u64::MAX)?;
+    let measurement = Measurement::start(&config, u64::MAX, true)?;
     let results = LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
     *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0, phase: Box::new(LatencyStats::new()) });
     let reporter = ThreadBuilder::new("latmus-report").cpu(config.cpu).fifo(1).spawn(move || {
@@ -294,8 +361,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
         }
         // The measurement stops; the summary waits for finish_background.
         if let Some(background) = BACKGROUND.lock().as_mut() {
-            background.measurement.sampler.stop.store(true, Ordering::Relaxed);
-            let _ = background.measurement.irq_timer.stop();
+            let _ = background.measurement.stop();
         }
     })?;
     // The reporter lives as long as the run: its handle is not joined.
@@ -344,6 +410,8 @@ pub fn finish_background() {
         results.thread.overruns(),
         results.irq.overruns()
     );
+    log_gaps(background.measurement.audits);
     // The test's threads and timers stay allocated: the run is ending.
     core::mem::forget(background);
 }
+

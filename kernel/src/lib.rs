@@ -10,6 +10,7 @@ pub mod clock;
 // The console ring is portable (host tested); the UART side builds for the target only.
 pub mod console;
 pub mod latency_stats;
+pub mod sample_audit;
 
 #[cfg(target_os = "none")]
 pub mod apps;

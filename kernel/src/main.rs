@@ -44,6 +44,11 @@ mod image {
 
         let mmu = enable_mmu(&info);
         power::set_psci(info.psci);
+        if let Some(nonce) = info.bootarg("companion.nonce")
+            && !power::set_nonce(nonce)
+        {
+            fail(format_args!("companion.nonce: not 1 to {} hexadecimal digits", power::NONCE_MAX_DIGITS));
+        }
         // SAFETY: the GIC frames were mapped as device memory by `enable_mmu`.
         let gic = match unsafe { gic::init(&info.gic, info.cpus.len().max(1)) } {
             Ok(summary) => summary,
@@ -301,12 +306,10 @@ mod image {
         // Straight to the UART: at EL1 there is no per-CPU state (TPIDR_EL2) for the ring.
         console::write_unbuffered(format_args!(
             "companion core: entered at EL{el}, but it must be entered at EL2 (with virtualization \
-             enabled); refusing to start\nverdict: FAIL (exit code {})\n",
+             enabled); refusing to start\nverdict: FAIL (exit code {}, nonce unknown at EL1)\n",
             power::EXIT_WRONG_EL
         ));
-        // Without a semihosting host the HLT traps to the parking vectors set by entry.S.
-        power::semihosting_exit(power::EXIT_WRONG_EL);
-        power::park()
+        power::system_off_from_el1()
     }
 
     #[panic_handler]

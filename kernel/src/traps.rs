@@ -1,7 +1,6 @@
 //! The core's exception handler: IRQs go to the interrupt entry; every other exception is
-//! unexpected except the semihosting probe. Guest traps come with the in-band stage.
+//! unexpected. Guest traps come with the in-band stage.
 
-use boot::esr;
 use boot::exceptions::{Dump, TrapFrame, VectorKind};
 
 use crate::power;
@@ -18,18 +17,6 @@ pub fn route_interrupts_to_el2() {
     use aarch64_cpu::registers::{HCR_EL2, Writeable};
     HCR_EL2.write(HCR_EL2::RW::EL1IsAarch64 + HCR_EL2::IMO::EnableVirtualIRQ + HCR_EL2::FMO::EnableVirtualFIQ + HCR_EL2::AMO::SET);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-}
-
-/// Exception class of an `HLT` that was not taken by a debugger (unknown reason).
-const EC_UNKNOWN: u8 = 0x00;
-
-fn is_semihosting_probe(frame: &TrapFrame, kind: VectorKind) -> bool {
-    if !(kind.is_synchronous() && kind.from_current_el()) || esr::exception_class(frame.esr) != EC_UNKNOWN {
-        return false;
-    }
-    // SAFETY: ELR points at the EL2 instruction that trapped, inside our mapped image.
-    let insn = unsafe { (frame.elr as *const u32).read_volatile() };
-    insn == power::SEMIHOSTING_HLT
 }
 
 /// The IRQ entry the EL2 vectors call directly (`el2_irq_common` in `entry.S`, no handler
@@ -95,11 +82,6 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         // The core uses no FIQ (group 0) interrupt: end and mask whatever signalled one.
         crate::guest::trap_log::count(crate::guest::trap_log::Kind::Fiq);
         crate::gic::quiesce_fiq();
-        return;
-    }
-    if is_semihosting_probe(frame, kind) {
-        frame.x[0] = power::SEMIHOSTING_UNAVAILABLE;
-        frame.elr += 4;
         return;
     }
     crate::console::write_fmt_emergency(format_args!("{}", Dump { frame, kind }));

@@ -31,12 +31,12 @@ pub fn write_fmt_from_trap(args: fmt::Arguments<'_>) {
     write(args, Wait::Unmasked);
 }
 
-/// Writes `text` and a newline to the console as one record, with no formatting: the guest
-/// console's lines, from its trap ([`write_fmt_from_trap`]'s waiting rules).
-pub fn write_line_from_trap(text: &str) {
+/// Writes `prefix`, `text` and a newline to the console as one record, with no formatting:
+/// the guest console's lines, from its trap ([`write_fmt_from_trap`]'s waiting rules).
+pub fn write_line_from_trap(prefix: &str, text: &str) {
     let oob = in_oob_context();
-    let parts: [&[u8]; 2] = [text.as_bytes(), b"\n"];
-    let queued = put(text.len() + 1, oob, Wait::Unmasked, |ring| ring.push_parts(&parts));
+    let parts: [&[u8]; 3] = [prefix.as_bytes(), text.as_bytes(), b"\n"];
+    let queued = put(prefix.len() + text.len() + 1, oob, Wait::Unmasked, |ring| ring.push_parts(&parts));
     queued_by(queued, oob, Wait::Unmasked);
 }
 

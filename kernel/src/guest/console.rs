@@ -5,10 +5,13 @@
 //! here through [`mmio`]. Each line the guest completes goes into the console ring as one
 //! record ([`crate::console::write_line_from_trap`]), like each of the core's log lines, so
 //! neither is ever cut into the other; the trap only copies the line, and the physical UART
-//! is written later, with IRQs unmasked, on the way back into the guest. Guest lines are
-//! printed as the guest wrote them; the core's lines carry their `[time core cpuN LEVEL]`
-//! prefix. The model's TX FIFO never reports full: when the ring is full, the trap makes room
-//! by draining it (IRQs unmasked), so no guest output is lost.
+//! is written later, with IRQs unmasked, on the way back into the guest. Every guest line
+//! starts with [`GUEST_LINE_PREFIX`] (`guest| `), added by the core: after every newline the
+//! guest writes, and on each piece of an overlong or unfinished line, so no guest byte ever
+//! starts a console line of its own and the harness can tell the guest's output from the
+//! core's (whose lines carry their `[time core cpuN LEVEL]` prefix or a `XXX|` tag). The
+//! model's TX FIFO never reports full: when the ring is full, the trap makes room by draining
+//! it (IRQs unmasked), so no guest output is lost.
 //!
 //! The model's interrupt output drives the guest's virtual SPI through
 //! [`super::virq::set_virtual_level`] whenever it changes. Receiving is not wired: the RX FIFO
@@ -35,6 +38,9 @@ struct GuestConsole {
     /// The level last given to the virtual interrupt.
     level: bool,
 }
+
+/// What the core puts before every line of guest console output.
+pub const GUEST_LINE_PREFIX: &str = "guest| ";
 
 /// IRQ-safe: taken in the guest's trap handler. Lock order: this, then the vGIC's.
 static GUEST_CONSOLE: IrqSpinLock<Option<GuestConsole>> = IrqSpinLock::new(None);
@@ -116,14 +122,15 @@ impl GuestConsole {
     }
 }
 
-/// One guest line, whole, in one console record: copied as it is when it is valid UTF-8 (the
-/// common case, no formatting in the trap), with its invalid bytes escaped otherwise. Called
+/// One guest line, whole, in one console record after [`GUEST_LINE_PREFIX`]: copied as it is
+/// when it is valid UTF-8 (the common case, no formatting in the trap), with its invalid bytes
+/// escaped otherwise. (A [`Line`] never holds a `\n`: the model ends the line there.) Called
 /// from the guest's trap (or its SYSTEM_OFF), in-band with no lock held: waiting for room in
 /// the ring may unmask IRQs.
 fn print_line(line: &Line) {
     match core::str::from_utf8(line.as_bytes()) {
-        Ok(text) => crate::console::write_line_from_trap(text),
-        Err(_) => crate::console::write_fmt_from_trap(format_args!("{line}\n")),
+        Ok(text) => crate::console::write_line_from_trap(GUEST_LINE_PREFIX, text),
+        Err(_) => crate::console::write_fmt_from_trap(format_args!("{GUEST_LINE_PREFIX}{line}\n")),
     }
 }
 

@@ -30,6 +30,7 @@ use boot::exceptions::TrapFrame;
 use platform::fdt::DeviceTree;
 use platform::guest_map::{ConsoleAccess, device_ranges, plan_guest_map};
 use platform::guest_tree::guest_memory;
+use platform::passthrough::DevicePolicy;
 use platform::{MemoryRange, PlatformInfo};
 
 use super::{GuestState, stage2};
@@ -468,7 +469,7 @@ pub fn run(
     let ram_start = info.memory.first().ok_or("no memory")?.base;
     let core = MemoryRange::new(ram_start, (core_end - ram_start).next_multiple_of(2 << 20));
     let memory = guest_memory(&tree, &[core]).map_err(|_| "no guest memory")?;
-    let plan = plan_guest_map(&memory, &device_ranges(&tree), &info.gic, &info.uart, ConsoleAccess::Shared);
+    let plan = plan_guest_map(&memory, &device_ranges(&tree, &DevicePolicy::new(info)), &info.gic, &info.uart, ConsoleAccess::Shared);
     // SAFETY: no guest runs yet; the tables are leaked.
     unsafe { stage2::install(&plan) }.map_err(|_| "stage-2 tables")?;
     let (start, end) = (&raw const hostile_guest_start as usize, &raw const hostile_guest_end as usize);

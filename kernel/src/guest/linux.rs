@@ -175,10 +175,16 @@ pub fn boot(
     unsafe { super::enter(kernel, [tree_at, 0, 0, 0], state) }
 }
 
-/// The guest asked PSCI to power off or reset: end the run.
+/// The guest asked PSCI to power off or reset: end the run. A reset fails it: restarting a
+/// guest is not supported yet, and a guest that resets did not finish what it ran.
 fn power_off(reset: bool) -> ! {
     super::console::flush();
-    log::info!("guest: PSCI {}", if reset { "SYSTEM_RESET" } else { "SYSTEM_OFF" });
+    if reset {
+        log::error!("guest: PSCI SYSTEM_RESET: restarting the guest is not supported; the run fails");
+        power::record_failure(power::EXIT_GUEST_RESET);
+    } else {
+        log::info!("guest: PSCI SYSTEM_OFF");
+    }
     crate::latmus::finish_background();
     super::sirq::report();
     super::irqsoff::report();

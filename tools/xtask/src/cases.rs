@@ -4,9 +4,10 @@
 //! The expectations follow the core's console contract: log lines look like
 //! `[    0.001234 core cpu0 INFO] message`; a banner names the core, EL2, the
 //! CPU count, the GIC version, the timer frequency and the memory; each CPU
-//! reports `cpu K online`, then `all N CPUs online`; the run ends with
-//! `verdict: PASS` (exit 0) or `verdict: FAIL` (panic: 101, unexpected
-//! exception: 102).
+//! reports `cpu K online`, then `all N CPUs online`; the run ends with the
+//! core's `verdict: PASS (exit code 0, nonce HEX)` or `verdict: FAIL (exit code N, ...)`
+//! (panic: 101, unexpected exception: 102, wrong EL: 104), judged by [`crate::verdict`].
+//! Guest output (lines the core marks `guest| `) is matched only by guest expectations.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::qemu;
 /// How long a case may run unless it says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The core's exit codes.
+/// The core's exit codes (in its verdict line).
 const EXIT_PASS: i32 = 0;
 const EXIT_UNEXPECTED_EXCEPTION: i32 = 102;
 const EXIT_WRONG_EL: i32 = 104;
@@ -77,8 +78,9 @@ pub enum Scenario {
         latency: bool,
     },
     /// Run the hostile EL1 guest beside the latency test on its CPU
-    /// (`companion.test=hostile-guest latmus=3 latmus.cpu=0`, under `-icount`): it attacks
-    /// the GIC, PSCI, SGI generation and the core's memory and forges console lines; the
+    /// (`companion.test=hostile-guest latmus=3 latmus.cpu=0 companion.hostile=dma,semihosting`,
+    /// under `-icount`): it attacks the GIC, PSCI, SGI generation and the core's memory, asks
+    /// fw-cfg for DMA over the core, tries a semihosting exit and forges console lines; the
     /// core checks its image hash, its interrupts and the latency samples.
     HostileGuest,
     /// The main job in small (`cargo xtask run --cpus 1 --icount --load grinder`): the
@@ -87,6 +89,12 @@ pub enum Scenario {
     /// locations must be named with the guest kernel's System.map.
     MainJob {
         /// The latency test's and cyclictest's length.
+        seconds: u64,
+    },
+    /// The soak in short form ([`crate::soak::Plan::short`]): the latency test throughout while
+    /// the guest cycles its loads, on one CPU under `-icount`.
+    Soak {
+        /// The soak's length.
         seconds: u64,
     },
     /// Boot the Debian PREEMPT_RT guest under the core and run a guest script.
@@ -200,7 +208,7 @@ impl Scenario {
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest { .. } => Some("el1-guest"),
             Scenario::HostileGuest => Some("hostile-guest"),
-            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } => None,
+            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } => None,
         }
     }
 }
@@ -303,6 +311,13 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        name: "soak-short-virt-gicv3-1",
+        profile: crate::soak::PROFILE,
+        scenario: Scenario::Soak { seconds: 6 },
+        timeout: Duration::from_secs(900),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "el1-guest-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::El1Guest { gic: Gic::V3, latency: false },
@@ -350,6 +365,9 @@ impl Case {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
             return crate::guest::core_bootargs(&[&vcpus], script, 1, crate::guest::init::Load::Idle);
         }
+        if let Scenario::Soak { seconds } = self.scenario {
+            return crate::soak::Plan::short(seconds).bootargs();
+        }
         if let Scenario::MainJob { seconds } = self.scenario {
             let latency = format!("latmus={seconds} latmus.period=1000");
             let args = [latency.as_str(), MAIN_JOB_HUNTER];
@@ -361,7 +379,10 @@ impl Case {
             .map(|name| format!("companion.test={name}"));
         let latency = match self.scenario {
             Scenario::Latency { seconds } => format!("latmus={seconds} latmus.period=1000"),
-            Scenario::El1Guest { latency: true, .. } | Scenario::HostileGuest => "latmus=3 latmus.cpu=0".to_string(),
+            Scenario::El1Guest { latency: true, .. } => "latmus=3 latmus.cpu=0".to_string(),
+            // Every attack, the DMA request and the semihosting exit included: the stage-2
+            // allow-list withholds fw-cfg, and QEMU runs without semihosting.
+            Scenario::HostileGuest => "latmus=3 latmus.cpu=0 companion.hostile=dma,semihosting".to_string(),
             _ => String::new(),
         };
         qemu::bootargs([test.as_deref().unwrap_or(""), &latency])
@@ -388,8 +409,7 @@ impl Case {
                         .map(|cpu| LineMatch::all(&[LOG_LINE, &format!(r"\bcpu {cpu} online\b")])),
                 );
                 lines.push(LineMatch::all(&[LOG_LINE, &all_online]));
-                lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
-                Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b"])
+                Expectations::new(EXIT_PASS, lines, &[])
             }
             Scenario::Fault => {
                 let lines = [
@@ -400,21 +420,19 @@ impl Case {
                     r"\bELR_EL2\b",
                     r"\bx0\b",
                     "Data Abort",
-                    r"\bverdict: FAIL\b",
                 ];
                 let lines = lines
                     .iter()
                     .map(|pattern| LineMatch::all(&[pattern]))
                     .collect();
-                Expectations::new(EXIT_UNEXPECTED_EXCEPTION, lines, &[r"\bverdict: PASS\b"])
+                Expectations::new(EXIT_UNEXPECTED_EXCEPTION, lines, &[])
             }
             Scenario::WrongExceptionLevel => Expectations::new(
                 EXIT_WRONG_EL,
                 vec![
                     LineMatch::all(&[r"entered at EL1, but it must be entered at EL2", "refusing to start"]),
-                    LineMatch::all(&[r"\bverdict: FAIL\b"]),
                 ],
-                &[r"\bonline\b", r"\bverdict: PASS\b"],
+                &[r"\bonline\b"],
             ),
             Scenario::Latency { seconds } => {
                 // One sample per millisecond and context: exact under -icount but for the
@@ -444,9 +462,8 @@ impl Case {
                     LineMatch::all(&[r"^HSD\|\s+irq\|"]),
                     LineMatch::all(&[LOG_LINE, &totals]),
                     LineMatch::all(&[r"^CPU\s+ID\s+POLICY\s+PRIO\s+STATE"]),
-                    LineMatch::all(&[r"\bverdict: PASS\b"]),
                 ];
-                Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b"])
+                Expectations::new(EXIT_PASS, lines, &[])
             }
             Scenario::OobSuite => {
                 let mut lines = vec![LineMatch::all(&[LOG_LINE, &all_online])];
@@ -455,43 +472,46 @@ impl Case {
                 }));
                 let summary = format!(r"^oob-suite: {} passed, 0 failed\b", OOB_TESTS.len());
                 lines.push(LineMatch::all(&[&summary]));
-                lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
-                Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
+                Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b"])
             }
             Scenario::MainJob { .. } => {
                 let lines = vec![
-                    LineMatch::all(&[r"^guest: load grinder started$"]),
-                    LineMatch::all(&[r"^guest: done$"]),
+                    LineMatch::guest(&[r"^guest: load grinder started$"]),
+                    LineMatch::guest(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
                     LineMatch::all(&[r"^IRQSOFF\| pc 0x[0-9a-f]+ samples [1-9]"]),
-                    LineMatch::all(&[r"\bverdict: PASS\b"]),
                 ];
-                Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b", r"Kernel panic", r"KASLR enabled"])
+                Expectations::new(EXIT_PASS, lines, &[]).forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
             }
+            Scenario::Soak { .. } => Expectations::new(
+                EXIT_PASS,
+                vec![LineMatch::guest(&[r"^guest: soak: \d+ segments done$"])],
+                &[r"abort injected"],
+            )
+            .forbid_guest(&[r"Kernel panic"]),
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
                 let lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
-                    LineMatch::all(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
+                    LineMatch::guest(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
                     // The `uname` script reports the CPUs online; `/init` prints the `uname` line
                     // for every script.
-                    LineMatch::all(&[if script == "uname" { &cpus_online } else { r"^guest: running " }]),
-                    LineMatch::all(&[r"^guest: done$"]),
+                    LineMatch::guest(&[if script == "uname" { &cpus_online } else { r"^guest: running " }]),
+                    LineMatch::guest(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, replayed [1-9]\d*, coalesced \d+, withdrawn \d+, max depth \d+, lost 0$"]),
                     LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, [1-9]\d* injected, [1-9]\d* completed"]),
-                    LineMatch::all(&[r"\bverdict: PASS\b"]),
                 ];
                 let expectations =
-                    Expectations::new(EXIT_PASS, lines, &[r"\bverdict: FAIL\b", r"Kernel panic", r"abort injected"]);
+                    Expectations::new(EXIT_PASS, lines, &[r"abort injected"]).forbid_guest(&[r"Kernel panic"]);
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
                     // forwarded must be what Linux counted in /proc/interrupts — and not zero.
                     expectations.with_equal_captures(
-                        r"guest: physical interrupts forwarded by INTID:.* 34: ([1-9]\d*);",
-                        r"^guest: rtc interrupts: ([1-9]\d*)$",
+                        LineMatch::all(&[r"guest: physical interrupts forwarded by INTID:.* 34: ([1-9]\d*);"]),
+                        LineMatch::guest(&[r"^guest: rtc interrupts: ([1-9]\d*)$"]),
                     )
                 } else {
                     expectations
@@ -562,8 +582,7 @@ impl Case {
                 let checks = EL1_GUEST_CHECKS.len() + vgic_checks + usize::from(latency);
                 let summary = format!(r"el1-guest: {checks} passed, 0 failed");
                 lines.push(LineMatch::all(&[LOG_LINE, &summary]));
-                lines.push(LineMatch::all(&[r"\bverdict: PASS\b"]));
-                Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b", r"\bverdict: FAIL\b"])
+                Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b"])
             }
         }
     }
@@ -573,6 +592,19 @@ impl Case {
 mod tests {
     use super::*;
     use crate::process::Ending;
+    use crate::verdict::Nonce;
+
+    const NONCE: &str = "feedc0de";
+
+    fn nonce() -> Nonce {
+        Nonce::fixed(NONCE)
+    }
+
+    /// The core's last line for a run that ended with `code`.
+    fn verdict_line(code: i32) -> String {
+        let word = if code == 0 { "PASS" } else { "FAIL" };
+        format!("verdict: {word} (exit code {code}, nonce {NONCE})\n")
+    }
     use crate::profiles::Profile;
     use std::collections::HashSet;
 
@@ -598,10 +630,7 @@ mod tests {
         for cpu in 0..cpus {
             console += &format!("[    0.00{cpu}200 core cpu{cpu} INFO] cpu {cpu} online\n");
         }
-        console
-            + &format!(
-                "[    0.009000 core cpu0 INFO] all {cpus} CPUs online\n[    0.009100 core cpu0 INFO] verdict: PASS\n"
-            )
+        console + &format!("[    0.009000 core cpu0 INFO] all {cpus} CPUs online\n") + &verdict_line(0)
     }
 
     fn case(name: &str) -> &'static Case {
@@ -630,7 +659,7 @@ mod tests {
         assert_eq!(case.bootargs(), "");
         let failures = case
             .expectations(4)
-            .check(Ending::Exited(0), &boot_console(4, "GICv3"));
+            .check(Ending::Exited(0), &boot_console(4, "GICv3"), &nonce());
         assert!(failures.is_empty(), "{failures:?}");
     }
 
@@ -639,7 +668,7 @@ mod tests {
         let console = boot_console(4, "GICv2").replace("cpu 2 online", "cpu 2 stuck");
         let failures = case("boot-imx8mp-evk")
             .expectations(4)
-            .check(Ending::Exited(0), &console);
+            .check(Ending::Exited(0), &console, &nonce());
         assert_eq!(failures.len(), 2, "{failures:?}");
         assert!(failures[0].contains("GICv3"));
         assert!(failures[1].contains(r"cpu 2 online"));
@@ -653,20 +682,17 @@ mod tests {
             .into_owned();
         let failures = case("boot-virt-gicv2-1")
             .expectations(1)
-            .check(Ending::Exited(0), &console);
+            .check(Ending::Exited(0), &console, &nonce());
         assert_eq!(failures.len(), 3, "{failures:?}");
     }
 
     /// The console of an oob suite run on 4 CPUs, every test passing.
     fn oob_console() -> String {
-        let mut console = boot_console(4, "GICv3").replace(
-            "[    0.009100 core cpu0 INFO] verdict: PASS\n",
-            "",
-        );
+        let mut console = boot_console(4, "GICv3").replace(&verdict_line(0), "");
         for test in OOB_TESTS {
             console += &format!("oob-test {test} ... ok (1000 us)\n");
         }
-        console + &format!("oob-suite: {} passed, 0 failed (400 ms)\nverdict: PASS\n", OOB_TESTS.len())
+        console + &format!("oob-suite: {} passed, 0 failed (400 ms)\n", OOB_TESTS.len()) + &verdict_line(0)
     }
 
     #[test]
@@ -674,7 +700,7 @@ mod tests {
         let case = case("oob-suite-virt-gicv2-4");
         assert_eq!(case.bootargs(), "companion.test=oob");
         assert_eq!(case.qemu_args, ICOUNT);
-        let failures = case.expectations(4).check(Ending::Exited(0), &oob_console());
+        let failures = case.expectations(4).check(Ending::Exited(0), &oob_console(), &nonce());
         assert!(failures.is_empty(), "{failures:?}");
     }
 
@@ -685,9 +711,9 @@ mod tests {
             "oob-test quota ... ok (1000 us)",
             "oob-test quota ... FAILED: group CPU times 0 us",
         );
-        assert!(!expectations.check(Ending::Exited(0), &failed).is_empty());
+        assert!(!expectations.check(Ending::Exited(0), &failed, &nonce()).is_empty());
         let missing = oob_console().replace("oob-test ceiling ... ok (1000 us)\n", "");
-        let failures = expectations.check(Ending::Exited(0), &missing);
+        let failures = expectations.check(Ending::Exited(0), &missing, &nonce());
         assert!(failures.iter().any(|f| f.contains("ceiling")), "{failures:?}");
     }
 
@@ -695,16 +721,15 @@ mod tests {
     fn fault_case_accepts_contract_console() {
         let case = case("fault-dump");
         assert_eq!(case.bootargs(), "companion.test=fault");
-        let console = boot_console(4, "GICv3").replace("verdict: PASS", "provoking a data abort")
+        let console = boot_console(4, "GICv3").replace(&verdict_line(0), "provoking a data abort\n")
             + "[    0.010000 core cpu0 ERROR] unexpected exception: Data Abort (current EL)\n\
                ESR_EL2 0x96000045 FAR_EL2 0xdead0000 ELR_EL2 0x40081234\n\
-               x0  0x0000000000000000 x1  0x0000000000000001\n\
-               [    0.010100 core cpu0 ERROR] verdict: FAIL\n";
+               x0  0x0000000000000000 x1  0x0000000000000001\n";
         let expectations = case.expectations(4);
-        assert!(expectations.check(Ending::Exited(102), &console).is_empty());
+        assert!(expectations.check(Ending::Exited(0), &(console.clone() + &verdict_line(102)), &nonce()).is_empty());
         assert_eq!(
-            expectations.check(Ending::Exited(101), &console),
-            ["exit status 101, expected 102"]
+            expectations.check(Ending::Exited(0), &(console + &verdict_line(101)), &nonce()),
+            ["the core's verdict has exit code 101, expected 102"]
         );
     }
 }

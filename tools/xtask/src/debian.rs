@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::paths::cache_dir;
 use crate::process;
+use crate::integrity::{self, Digest};
 
 /// The Debian release the private sources follow.
 pub const RELEASE: &str = "bookworm";
@@ -285,11 +286,8 @@ impl PrivateApt {
             return Ok(root);
         }
         self.refresh()?;
-        let staging = unpacked_dir.join(format!(".{name}.partial"));
-        if staging.exists() {
-            fs::remove_dir_all(&staging)
-                .with_context(|| format!("cannot remove {}", staging.display()))?;
-        }
+        // This run's own staging directory: concurrent runs never share one.
+        let staging = integrity::unique_temp(&root);
         let download_dir = staging.join("download");
         fs::create_dir_all(&download_dir)
             .with_context(|| format!("cannot create {}", download_dir.display()))?;
@@ -299,16 +297,21 @@ impl PrivateApt {
         download.args(["download", name]).current_dir(&download_dir);
         process::run(&mut download)?;
         let deb = single_deb(&download_dir)?;
+        let package = self.candidate(name)?;
+        self.verify(&deb, &package)?;
 
         let staged_root = staging.join("root");
         let mut unpack = Command::new("dpkg-deb");
         unpack.arg("-x").arg(&deb).arg(&staged_root);
         process::run(&mut unpack)?;
-        // Publish the tree only once it is complete.
-        fs::rename(&staged_root, &root)
-            .with_context(|| format!("cannot move unpacked {name} to {}", root.display()))?;
-        fs::remove_dir_all(&staging)
-            .with_context(|| format!("cannot remove {}", staging.display()))?;
+        // Publish the tree only once it is complete; a concurrent run may have published
+        // its own meanwhile, which is as good.
+        let published = fs::rename(&staged_root, &root);
+        let _ = fs::remove_dir_all(&staging);
+        if published.is_err() && root.is_dir() {
+            return Ok(root);
+        }
+        published.with_context(|| format!("cannot move unpacked {name} to {}", root.display()))?;
         Ok(root)
     }
 
@@ -336,20 +339,33 @@ impl PrivateApt {
     }
 
     /// Downloads the exact `packages` (name and version) into `dir`, skipping
-    /// those already there, and returns each one's `.deb`, in order.
+    /// those already there whose size and SHA-256 match Debian's index (a cached
+    /// `.deb` that does not is downloaded again), and returns each one's `.deb`, in
+    /// order. Downloads go to a directory of this run's own and are checked before
+    /// an atomic rename publishes them.
     pub fn download(&self, packages: &[Package], dir: &Path) -> Result<Vec<PathBuf>> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let missing: Vec<String> = packages
-            .iter()
-            .filter(|package| find_deb(dir, package).is_none())
-            .map(|package| format!("{}={}", package.name, package.version))
-            .collect();
+        let digests = self.digests(packages)?;
+        let mut missing = Vec::new();
+        for (package, digest) in packages.iter().zip(&digests) {
+            match find_deb(dir, package) {
+                Some(deb) if integrity::matches(&deb, digest)? => {}
+                Some(deb) => {
+                    eprintln!("xtask: {} does not match Debian's index: downloading it again", deb.display());
+                    fs::remove_file(&deb).with_context(|| format!("cannot remove {}", deb.display()))?;
+                    missing.push(package);
+                }
+                None => missing.push(package),
+            }
+        }
         if !missing.is_empty() {
             self.refresh()?;
             eprintln!("xtask: downloading {} Debian packages", missing.len());
-            let mut download = self.apt_get();
-            download.arg("download").args(&missing).current_dir(dir);
-            process::run(&mut download)?;
+            let staging = integrity::unique_temp(&dir.join("download"));
+            fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+            let result = self.download_into(&missing, &staging, dir);
+            let _ = fs::remove_dir_all(&staging);
+            result?;
         }
         packages
             .iter()
@@ -367,19 +383,87 @@ impl PrivateApt {
     }
 }
 
+impl PrivateApt {
+    /// The candidate version of package `name`.
+    fn candidate(&self, name: &str) -> Result<Package> {
+        let mut show = self.apt_cache();
+        show.args(["show", "--no-all-versions", name]);
+        parse_packages(&process::output(&mut show)?)
+            .into_iter()
+            .find(|package| package.name == name)
+            .with_context(|| format!("`apt-cache show {name}` described no such package"))
+    }
+
+    /// The size and SHA-256 Debian's `Packages` index gives each of `packages`, in order.
+    fn digests(&self, packages: &[Package]) -> Result<Vec<Digest>> {
+        if packages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut show = self.apt_cache();
+        show.arg("show").args(packages.iter().map(|package| format!("{}={}", package.name, package.version)));
+        let stanzas = parse_digests(&process::output(&mut show)?);
+        packages
+            .iter()
+            .map(|package| {
+                stanzas
+                    .iter()
+                    .find(|(described, _)| described == package)
+                    .map(|(_, digest)| digest.clone())
+                    .with_context(|| format!("Debian's index gives no SHA256/Size for {} {}", package.name, package.version))
+            })
+            .collect()
+    }
+
+    /// Fails unless `deb` has the size and SHA-256 Debian's index gives `package`.
+    fn verify(&self, deb: &Path, package: &Package) -> Result<()> {
+        let digest = self.digests(std::slice::from_ref(package))?.remove(0);
+        if !integrity::matches(deb, &digest)? {
+            bail!("{} does not match Debian's index (size {}, SHA256 {})", deb.display(), digest.size, digest.sha256);
+        }
+        Ok(())
+    }
+
+    /// Downloads `packages` into `staging` (this run's own directory), checks each against
+    /// Debian's index and moves it into `dir`.
+    fn download_into(&self, packages: &[&Package], staging: &Path, dir: &Path) -> Result<()> {
+        let mut download = self.apt_get();
+        download
+            .arg("download")
+            .args(packages.iter().map(|package| format!("{}={}", package.name, package.version)))
+            .current_dir(staging);
+        process::run(&mut download)?;
+        for package in packages {
+            let deb = find_deb(staging, package)
+                .with_context(|| format!("apt-get download left no .deb for {} {}", package.name, package.version))?;
+            self.verify(&deb, package)?;
+            let name = deb.file_name().context("a .deb without a name")?;
+            fs::rename(&deb, dir.join(name)).with_context(|| format!("cannot move {} into {}", deb.display(), dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The package, version, size and SHA-256 of each `apt-cache show` stanza that has them.
+fn parse_digests(text: &str) -> Vec<(Package, Digest)> {
+    text.split("\n\n")
+        .filter_map(|stanza| {
+            let field = |name: &str| {
+                stanza.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(|v| v.trim().to_owned())
+            };
+            let package = Package { name: field("Package")?, version: field("Version")? };
+            let digest = Digest { size: field("Size")?.parse().ok()?, sha256: field("SHA256")?.to_ascii_lowercase() };
+            Some((package, digest))
+        })
+        .collect()
+}
+
 /// Unpacks `deb` into `dest` (once: an existing `dest` is reused), through a
-/// staging directory so a half-unpacked tree is never used.
+/// staging directory of this run's own so a half-unpacked tree is never used.
 pub fn unpack(deb: &Path, dest: &Path) -> Result<()> {
     if dest.is_dir() {
         return Ok(());
     }
-    let mut staging = dest.as_os_str().to_owned();
-    staging.push(".partial");
-    let staging = PathBuf::from(staging);
-    if staging.exists() {
-        fs::remove_dir_all(&staging)
-            .with_context(|| format!("cannot remove {}", staging.display()))?;
-    }
+    let staging = integrity::unique_temp(dest);
     let mut extract = Command::new("dpkg-deb");
     extract.arg("-x").arg(deb).arg(&staging);
     if let Some(parent) = staging.parent() {
@@ -387,8 +471,15 @@ pub fn unpack(deb: &Path, dest: &Path) -> Result<()> {
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     process::run(&mut extract).with_context(|| format!("cannot unpack {}", deb.display()))?;
-    fs::rename(&staging, dest)
-        .with_context(|| format!("cannot move {} to {}", staging.display(), dest.display()))
+    match fs::rename(&staging, dest) {
+        Ok(()) => Ok(()),
+        // A concurrent run published the same package first.
+        Err(_) if dest.is_dir() => {
+            let _ = fs::remove_dir_all(&staging);
+            Ok(())
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot move {} to {}", staging.display(), dest.display())),
+    }
 }
 
 /// The `.deb` `apt-get download` saves `package` as (`name_version_arch.deb`,
@@ -546,6 +637,18 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn parses_sizes_and_hashes_of_the_index() {
+        let text = "Package: libc6\nVersion: 2.36-9\nArchitecture: arm64\nSize: 2321948\n\
+                    SHA256: ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n\n\
+                    Package: busybox\nVersion: 1:1.35.0-4\n\n";
+        let digests = parse_digests(text);
+        assert_eq!(digests.len(), 1, "a stanza without SHA256/Size gives none");
+        assert_eq!(digests[0].0, Package { name: "libc6".into(), version: "2.36-9".into() });
+        assert_eq!(digests[0].1.size, 2_321_948);
+        assert!(digests[0].1.sha256.starts_with("abcdef0123"));
     }
 
     #[test]

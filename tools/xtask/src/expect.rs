@@ -1,33 +1,48 @@
-//! Checking a run's console output and exit status against expectations.
+//! Checking a run's console output and the core's verdict against expectations: each
+//! expected line is looked for among the core's lines or the guest's (see [`verdict`]).
 
 use std::fmt;
 
 use regex::Regex;
 
 use crate::process::Ending;
+use crate::verdict::{self, Nonce, Source};
 
 /// Compiles a pattern that is part of xtask's own code.
 fn regex(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|err| panic!("bad pattern {pattern:?}: {err}"))
 }
 
-/// Requires some console line to match every one of its patterns (so one
+/// Requires some console line of one source to match every one of its patterns (so one
 /// line can be checked for several items in any order).
 #[derive(Debug, Clone)]
 pub struct LineMatch {
+    source: Source,
     patterns: Vec<Regex>,
 }
 
 impl LineMatch {
-    /// A line matching all of `patterns` (regular expressions).
+    /// A core line matching all of `patterns` (regular expressions).
     pub fn all(patterns: &[&str]) -> Self {
-        Self {
-            patterns: patterns.iter().map(|pattern| regex(pattern)).collect(),
-        }
+        Self::from(Source::Core, patterns)
+    }
+
+    /// A guest line (what follows the core's guest mark) matching all of `patterns`.
+    pub fn guest(patterns: &[&str]) -> Self {
+        Self::from(Source::Guest, patterns)
+    }
+
+    fn from(source: Source, patterns: &[&str]) -> Self {
+        Self { source, patterns: patterns.iter().map(|pattern| regex(pattern)).collect() }
     }
 
     fn matches(&self, line: &str) -> bool {
         self.patterns.iter().all(|pattern| pattern.is_match(line))
+    }
+
+    /// The first line of `console` from this source matching every pattern.
+    fn find<'a>(&self, console: &'a str) -> Option<&'a str> {
+        verdict::lines_of(console, self.source).find(|line| self.matches(line))
     }
 }
 
@@ -38,6 +53,9 @@ impl fmt::Display for LineMatch {
             .iter()
             .map(|pattern| format!("/{pattern}/"))
             .collect();
+        if self.source == Source::Guest {
+            f.write_str("guest ")?;
+        }
         f.write_str(&patterns.join(" & "))
     }
 }
@@ -45,70 +63,76 @@ impl fmt::Display for LineMatch {
 /// What a run must show.
 #[derive(Debug, Clone)]
 pub struct Expectations {
-    /// The exit status QEMU must end with.
+    /// The exit code the core's verdict line must carry (0: `verdict: PASS`).
     pub exit_code: i32,
     /// Lines that must each appear somewhere in the console output.
     pub lines: Vec<LineMatch>,
-    /// Patterns no console line may match.
-    pub forbidden: Vec<Regex>,
-    /// Pairs of patterns whose first capture group must hold the same text (e.g. a count
-    /// the core printed and the one the guest printed).
-    pub equal_captures: Vec<(Regex, Regex)>,
+    /// Lines that may not appear.
+    pub forbidden: Vec<LineMatch>,
+    /// Pairs of lines whose patterns' first capture group must hold the same text (e.g. a
+    /// count the core printed and the one the guest printed).
+    pub equal_captures: Vec<(LineMatch, LineMatch)>,
 }
 
 impl Expectations {
-    /// Expects exit status `exit_code`, the given lines, and none of `forbidden`.
+    /// Expects the core's verdict with `exit_code`, the given lines, and no core line
+    /// matching any of `forbidden`.
     pub fn new(exit_code: i32, lines: Vec<LineMatch>, forbidden: &[&str]) -> Self {
         Self {
             exit_code,
             lines,
-            forbidden: forbidden.iter().map(|pattern| regex(pattern)).collect(),
+            forbidden: forbidden.iter().map(|pattern| LineMatch::all(&[pattern])).collect(),
             equal_captures: Vec::new(),
         }
     }
 
-    /// Also requires the first capture of `first` (on the first line it matches) to equal
-    /// the first capture of `second`.
-    pub fn with_equal_captures(mut self, first: &str, second: &str) -> Self {
-        self.equal_captures.push((regex(first), regex(second)));
+    /// Also forbids guest lines matching any of `patterns`.
+    pub fn forbid_guest(mut self, patterns: &[&str]) -> Self {
+        self.forbidden.extend(patterns.iter().map(|pattern| LineMatch::guest(&[pattern])));
         self
     }
 
-    /// Every way in which a run that ended with `ending` and printed
-    /// `console` falls short; empty when it passes.
-    pub fn check(&self, ending: Ending, console: &str) -> Vec<String> {
+    /// Also requires the first capture of `first` (on the first line it matches) to equal
+    /// the first capture of `second`.
+    pub fn with_equal_captures(mut self, first: LineMatch, second: LineMatch) -> Self {
+        self.equal_captures.push((first, second));
+        self
+    }
+
+    /// Every way in which a run that ended with `ending` and printed `console` falls short
+    /// (its verdict judged with `nonce`); empty when it passes.
+    pub fn check(&self, ending: Ending, console: &str, nonce: &Nonce) -> Vec<String> {
         let mut failures = Vec::new();
-        match ending {
-            Ending::Exited(code) if code == self.exit_code => {}
-            Ending::Exited(code) => {
-                failures.push(format!("exit status {code}, expected {}", self.exit_code))
-            }
-            Ending::Signaled => failures.push("QEMU was killed by a signal".to_owned()),
-            Ending::TimedOut(limit) => {
-                failures.push(format!("timed out after {}s", limit.as_secs_f64()))
-            }
+        match verdict::judge(ending, console, nonce) {
+            Ok(code) if code == self.exit_code => {}
+            Ok(code) => failures.push(format!("the core's verdict has exit code {code}, expected {}", self.exit_code)),
+            Err(why) => failures.push(why),
+        }
+        if self.exit_code == 0 {
+            failures.extend(verdict::sampling_problems(console));
         }
         for expected in &self.lines {
-            if !console.lines().any(|line| expected.matches(line)) {
+            if expected.find(console).is_none() {
                 failures.push(format!("no line matching {expected}"));
             }
         }
-        let capture = |pattern: &Regex| {
-            console.lines().find_map(|line| pattern.captures(line)).and_then(|c| c.get(1).map(|m| m.as_str().to_owned()))
+        let capture = |matcher: &LineMatch| {
+            let line = matcher.find(console)?;
+            matcher.patterns.iter().find_map(|pattern| Some(pattern.captures(line)?.get(1)?.as_str().to_owned()))
         };
         for (first, second) in &self.equal_captures {
             match (capture(first), capture(second)) {
                 (Some(a), Some(b)) if a == b => {}
-                (Some(a), Some(b)) => failures.push(format!("/{first}/ captured {a} but /{second}/ captured {b}")),
+                (Some(a), Some(b)) => failures.push(format!("{first} captured {a} but {second} captured {b}")),
                 (a, _) => {
                     let missing = if a.is_none() { first } else { second };
-                    failures.push(format!("no line capturing /{missing}/"));
+                    failures.push(format!("no line capturing {missing}"));
                 }
             }
         }
         for pattern in &self.forbidden {
-            if let Some(line) = console.lines().find(|line| pattern.is_match(line)) {
-                failures.push(format!("forbidden /{pattern}/ in line {:?}", line.trim()));
+            if let Some(line) = pattern.find(console) {
+                failures.push(format!("forbidden {pattern} in line {:?}", line.trim()));
             }
         }
         failures
@@ -120,63 +144,96 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const NONCE: &str = "00112233445566778899aabbccddeeff";
+
+    fn nonce() -> Nonce {
+        Nonce::fixed(NONCE)
+    }
+
+    fn pass() -> String {
+        format!("verdict: PASS (exit code 0, nonce {NONCE})\n")
+    }
+
     fn expectations() -> Expectations {
-        Expectations::new(
-            0,
-            vec![
-                LineMatch::all(&["companion core", r"\bGICv3\b"]),
-                LineMatch::all(&["verdict: PASS"]),
-            ],
-            &["verdict: FAIL"],
-        )
+        Expectations::new(0, vec![LineMatch::all(&["companion core", r"\bGICv3\b"])], &["unexpected"])
     }
 
     #[test]
     fn passes_when_everything_matches() {
-        let console = "noise\n[ 0.1 core cpu0 INFO] GICv3, companion core\nverdict: PASS\n";
-        assert!(expectations().check(Ending::Exited(0), console).is_empty());
+        let console = format!("noise\n[ 0.1 core cpu0 INFO] GICv3, companion core\n{}", pass());
+        assert!(expectations().check(Ending::Exited(0), &console, &nonce()).is_empty());
     }
 
     #[test]
     fn patterns_of_one_match_must_share_a_line() {
-        let console = "companion core\nGICv3\nverdict: PASS\n";
+        let console = format!("companion core\nGICv3\n{}", pass());
         assert_eq!(
-            expectations().check(Ending::Exited(0), console),
+            expectations().check(Ending::Exited(0), &console, &nonce()),
             [r"no line matching /companion core/ & /\bGICv3\b/"]
         );
     }
 
     #[test]
     fn reports_every_failure() {
-        let console = "companion core GICv2\nverdict: FAIL\n";
+        let console = format!("companion core GICv2\nunexpected exception\nverdict: FAIL (exit code 101, nonce {NONCE})\n");
         assert_eq!(
-            expectations().check(Ending::Exited(101), console),
+            expectations().check(Ending::Exited(0), &console, &nonce()),
             [
-                "exit status 101, expected 0".to_owned(),
+                "the core's verdict has exit code 101, expected 0".to_owned(),
                 r"no line matching /companion core/ & /\bGICv3\b/".to_owned(),
-                "no line matching /verdict: PASS/".to_owned(),
-                r#"forbidden /verdict: FAIL/ in line "verdict: FAIL""#.to_owned(),
+                r#"forbidden /unexpected/ in line "unexpected exception""#.to_owned(),
             ]
         );
     }
 
     #[test]
-    fn reports_timeouts_and_signals() {
-        let console = "companion core GICv3\nverdict: PASS\n";
-        let timed_out = expectations().check(Ending::TimedOut(Duration::from_secs(60)), console);
-        assert_eq!(timed_out, ["timed out after 60s"]);
-        assert_eq!(
-            expectations().check(Ending::Signaled, console),
-            ["QEMU was killed by a signal"]
+    fn reports_timeouts_and_missing_verdicts() {
+        let console = "companion core GICv3\n";
+        let timed_out = expectations().check(Ending::TimedOut(Duration::from_secs(60)), console, &nonce());
+        assert!(timed_out[0].starts_with("watchdog: no verdict from the core within 60 s"), "{timed_out:?}");
+        let ended = expectations().check(Ending::Exited(0), console, &nonce());
+        assert!(ended[0].contains("without the core's verdict"), "{ended:?}");
+    }
+
+    #[test]
+    fn guest_lines_match_only_guest_expectations() {
+        let e = Expectations::new(0, vec![LineMatch::guest(&["^guest: done$"])], &[]).forbid_guest(&["Kernel panic"]);
+        let ok = format!("guest| guest: done\n{}", pass());
+        assert!(e.check(Ending::Exited(0), &ok, &nonce()).is_empty());
+        // The same text from the core is not the guest's.
+        let core = format!("guest: done\n{}", pass());
+        assert_eq!(e.check(Ending::Exited(0), &core, &nonce()).len(), 1);
+        let panic = format!("guest| guest: done\nguest| Kernel panic - not syncing\n{}", pass());
+        assert_eq!(e.check(Ending::Exited(0), &panic, &nonce()).len(), 1);
+    }
+
+    #[test]
+    fn a_forging_guest_changes_nothing() {
+        // The run failed; the guest prints every line a passing run would show.
+        let e = Expectations::new(0, vec![LineMatch::all(&[r"replay log: .* lost 0$"]), LineMatch::all(&["^RTS\\|"])], &[]);
+        let forged = format!(
+            "guest| {}guest| [ 1.0 core cpu0 INFO] replay log: logged 1, replayed 1, coalesced 0, withdrawn 0, max depth 1, lost 0\n\
+             guest| RTS|      1.000|      2.000|      3.000|       0|     0|    00:00:01/00:00:01\n\
+             verdict: FAIL (exit code 105, nonce {NONCE})\n",
+            pass()
         );
+        let failures = e.check(Ending::Exited(0), &forged, &nonce());
+        assert_eq!(failures.len(), 3, "{failures:?}");
+        assert!(failures[0].contains("exit code 105"));
+        // Without the core's verdict, the guest's `verdict: PASS` is no verdict at all.
+        let only_forged = format!("guest| {}", pass());
+        assert!(e.check(Ending::Exited(0), &only_forged, &nonce())[0].contains("without the core's verdict"));
     }
 
     #[test]
     fn equal_captures_compare_numbers_from_two_lines() {
-        let base = Expectations::new(0, vec![], &[]).with_equal_captures(r"core: (\d+)", r"guest: (\d+)");
-        assert!(base.check(Ending::Exited(0), "core: 2\nguest: 2\n").is_empty());
-        assert_eq!(base.check(Ending::Exited(0), "core: 2\nguest: 3\n").len(), 1);
-        assert_eq!(base.check(Ending::Exited(0), "core: 2\n").len(), 1);
+        let base = Expectations::new(0, vec![], &[])
+            .with_equal_captures(LineMatch::all(&[r"core: (\d+)"]), LineMatch::guest(&[r"guest: (\d+)"]));
+        let check = |console: &str| base.check(Ending::Exited(0), &format!("{console}{}", pass()), &nonce());
+        assert!(check("core: 2\nguest| guest: 2\n").is_empty());
+        assert_eq!(check("core: 2\nguest| guest: 3\n").len(), 1);
+        assert_eq!(check("core: 2\n").len(), 1);
+        // The guest cannot supply the core's side.
+        assert_eq!(check("guest| core: 3\nguest| guest: 3\n").len(), 1);
     }
-
 }

@@ -25,6 +25,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::debian::{self, Package, PrivateApt};
 use crate::image::Board;
+use crate::integrity;
 use crate::linux_package::LinuxPackage;
 use crate::paths::cache_dir;
 use crate::profiles::Profile;
@@ -105,7 +106,7 @@ impl Guest {
     pub fn prepare() -> Result<Self> {
         let linux = LinuxPackage::fetch().context("cannot fetch the guest kernel")?;
         let kernel = linux.image()?;
-        let initramfs = build_initramfs().context("cannot build the guest initramfs")?;
+        let initramfs = pin(&build_initramfs().context("cannot build the guest initramfs")?)?;
         // Only the irqs-off hunter needs the map: a failure must not stop every guest run.
         let system_map = match kallsyms::system_map(&kernel, &initramfs, &guest_cache()?) {
             Ok(path) => path,
@@ -123,6 +124,25 @@ impl Guest {
             initramfs,
         })
     }
+}
+
+/// A copy of the shared cache's `archive` private to this checkout (`target/guest/`, a hard
+/// link when the file system allows, else a copy), so another checkout pruning the cache
+/// cannot delete it under a run; reused while intact.
+fn pin(archive: &Path) -> Result<PathBuf> {
+    let dir = crate::paths::target_dir().join("guest");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = archive.file_name().context("an initramfs path without a file name")?;
+    let pinned = dir.join(name);
+    if pinned.is_file() && integrity::matches(&pinned, &integrity::digest(archive)?)? {
+        return Ok(pinned);
+    }
+    let staging = integrity::unique_temp(&pinned);
+    if fs::hard_link(archive, &staging).is_err() {
+        fs::copy(archive, &staging).with_context(|| format!("cannot copy {} to {}", archive.display(), staging.display()))?;
+    }
+    fs::rename(&staging, &pinned).with_context(|| format!("cannot move {} to {}", staging.display(), pinned.display()))?;
+    Ok(pinned)
 }
 
 /// How `cargo xtask guest` boots the guest under QEMU without the core.
@@ -180,15 +200,19 @@ fn guest_cache() -> Result<PathBuf> {
 }
 
 /// Builds the initramfs for the current package versions unless the cache
-/// already holds it; returns its path.
+/// already holds it intact (the SHA-256 recorded when it was built still
+/// matches; otherwise it is rebuilt); returns its path.
 fn build_initramfs() -> Result<PathBuf> {
     let apt = PrivateApt::arm64()?;
     let closure = apt.install_closure(&PACKAGES)?;
     let cache = guest_cache()?;
     let key = cache_key(&closure);
     let archive = cache.join(format!("initramfs-{key}.cpio"));
-    if archive.is_file() {
+    if integrity::intact(&archive) {
         return Ok(archive);
+    }
+    if archive.exists() {
+        eprintln!("xtask: {} does not match its recorded SHA-256: rebuilding it", archive.display());
     }
     let debs = apt.download(&closure, &cache.join("debs"))?;
     let unpacked_dir = cache.join("unpacked");
@@ -212,12 +236,16 @@ fn build_initramfs() -> Result<PathBuf> {
     rootfs.add_generated_files();
     rootfs.resolve_libraries()?;
 
-    let staging = cache.join(format!(".initramfs-{key}.partial"));
+    let staging = integrity::unique_temp(&archive);
     let size = rootfs.write_cpio(&staging)?;
     let manifest = manifest(&closure, &rootfs);
     let manifest_path = cache.join(format!("initramfs-{key}.manifest"));
-    fs::write(&manifest_path, manifest)
+    let manifest_staging = integrity::unique_temp(&manifest_path);
+    fs::write(&manifest_staging, manifest)
+        .with_context(|| format!("cannot write {}", manifest_staging.display()))?;
+    fs::rename(&manifest_staging, &manifest_path)
         .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+    integrity::record(&staging, &archive)?;
     fs::rename(&staging, &archive)
         .with_context(|| format!("cannot move {} to {}", staging.display(), archive.display()))?;
     prune_old_archives(&cache, &key);
@@ -230,8 +258,15 @@ fn build_initramfs() -> Result<PathBuf> {
     Ok(archive)
 }
 
-/// Removes the archives (and manifests) of other keys: they were built from
-/// package versions the archive no longer serves. Failures only cost space.
+/// How long an archive of another key is kept: other checkouts sharing the cache (other
+/// branches, with other init scripts) build and boot their own archives meanwhile, and
+/// must not see them deleted under their runs.
+const OTHER_ARCHIVES_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Removes the archives (and manifests and records) of other keys not used for
+/// [`OTHER_ARCHIVES_KEPT`] (by modification time): they were built from package versions the
+/// archive no longer serves, or by scripts no checkout runs any more. Failures only cost
+/// space.
 fn prune_old_archives(cache: &Path, key: &str) {
     let Ok(entries) = fs::read_dir(cache) else {
         return;
@@ -239,10 +274,16 @@ fn prune_old_archives(cache: &Path, key: &str) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let old = name.starts_with("initramfs-")
-            && (name.ends_with(".cpio") || name.ends_with(".manifest"))
+        let other = name.starts_with("initramfs-")
+            && (name.ends_with(".cpio") || name.ends_with(".cpio.sha256") || name.ends_with(".manifest"))
             && !name.contains(key);
-        if old {
+        let stale = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > OTHER_ARCHIVES_KEPT);
+        if other && stale {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -734,7 +775,7 @@ mod tests {
         assert_eq!(
             crate::process::describe(&boot.command(&qemu)),
             "qemu-system-aarch64 -machine virt,gic-version=3 -cpu cortex-a72 -smp 4 -m 2G \
-             -nodefaults -display none -no-reboot -semihosting-config enable=on,target=native \
+             -nodefaults -display none -no-reboot \
              -serial mon:stdio -kernel /c/Image -append 'console=ttyAMA0 guest.script=uname' \
              -initrd /c/initramfs.cpio"
         );

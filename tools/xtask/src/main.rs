@@ -10,6 +10,7 @@ mod first_run;
 mod fuzz;
 mod guest;
 mod image;
+mod integrity;
 mod linux_package;
 mod machine;
 mod paths;
@@ -17,8 +18,10 @@ mod process;
 mod profiles;
 mod qemu;
 mod report;
+mod soak;
 mod test_runner;
 mod toolchain;
+mod verdict;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -56,7 +59,8 @@ enum Command {
     },
     /// The main job: the core on QEMU hosting Debian PREEMPT_RT, the oob latency test beside
     /// the guest's cyclictest and a load; live console, then a latency table and a report in
-    /// target/report/<run>/. Exits with QEMU's status.
+    /// target/report/<run>/. Exits with the exit code of the core's verdict (1 when the run
+    /// has none: a hang the watchdog stopped, or QEMU ending without one).
     Run {
         /// The board QEMU emulates.
         #[arg(long, value_enum, default_value_t = Board::QemuVirt)]
@@ -219,6 +223,17 @@ enum Command {
         #[arg(last = true, value_name = "QEMU_ARGS")]
         qemu_args: Vec<String>,
     },
+    /// A soak under QEMU -icount on one CPU: the core's latency test throughout while the guest
+    /// cycles its loads; passes on the core's verdict, nothing lost, forwarded interrupts equal
+    /// to the guest's /proc/interrupts, no overrun and no drift of the worst latency per minute.
+    Soak {
+        /// How long, in virtual minutes.
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=24 * 60))]
+        minutes: u64,
+        /// A short form instead, in seconds (the three loads in equal segments, one window each).
+        #[arg(long, value_name = "SECONDS", conflicts_with = "minutes", value_parser = clap::value_parser!(u64).range(6..))]
+        seconds: Option<u64>,
+    },
     /// List the QEMU profiles.
     Profiles,
     /// Check the pinned toolchain, installing its bare-metal target and llvm-tools (from
@@ -310,6 +325,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     guest: false,
                     load: Load::Idle.to_string(),
                     system_map: None,
+                    interactive: false,
                 };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
@@ -360,6 +376,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 load: load_name,
                 // Debian's map names only Debian's kernel.
                 system_map: system_map.or_else(|| guest_kernel.is_none().then(|| guest.system_map.clone())),
+                interactive: guest_script == "shell",
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
@@ -446,6 +463,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Soak { minutes, seconds } => soak::run(seconds.map_or_else(|| soak::Plan::minutes(minutes), soak::Plan::short)),
         Command::Profiles => {
             for profile in profiles::all()? {
                 println!(
@@ -479,6 +497,17 @@ struct ReportPlan {
     load: String,
     /// The guest kernel's System.map, to name the irqs-off hunter's locations.
     system_map: Option<PathBuf>,
+    /// Whether the guest is interactive (`--guest-script shell`): no watchdog then.
+    interactive: bool,
+}
+
+impl ReportPlan {
+    /// The watchdog's limit: the run's length plus a margin generous enough for booting the
+    /// guest under plain TCG on a small host (and -icount runs, whose virtual seconds can
+    /// take longer than real ones); none for an interactive guest.
+    fn watchdog(&self) -> Option<std::time::Duration> {
+        (!self.interactive).then(|| std::time::Duration::from_secs(600 + 20 * self.duration_s))
+    }
 }
 
 /// The load `cargo xtask run` puts next to `script`: the one asked for, else grinder for
@@ -507,17 +536,21 @@ fn run(
 ) -> Result<ExitCode> {
     let qemu = Qemu::ensure_installed()?;
     let files = Assets::new(build).for_profile(profile)?;
+    let nonce = verdict::Nonce::generate()?;
+    let bootargs = nonce.add_to(bootargs);
     let boot = Boot {
         profile,
         kernel: &files.image.raw,
         dtb: files.dtb.as_deref(),
-        bootargs,
+        bootargs: &bootargs,
         extra_args: qemu_args,
     };
     let mut cmd = qemu.command(&boot);
     let (id, dir) = report::create_run_dir()?;
     eprintln!("xtask: {}", process::describe(&cmd));
-    let (status, console) = report::run_captured(&mut cmd, &dir.join("console.log"))?;
+    let watch = report::Watch { watchdog: plan.watchdog(), end_marker: Some(nonce.end_marker()) };
+    let (ending, console) = report::run_captured(&mut cmd, &dir.join("console.log"), &watch)?;
+    let judged = verdict::judge(ending, &console, &nonce);
     let info = report::model::RunInfo {
         id: id.clone(),
         profile: profile.name.clone(),
@@ -530,7 +563,7 @@ fn run(
         guest_kernel: plan.guest_kernel.clone(),
         icount: qemu_args.iter().chain(&profile.extra_args).any(|arg| arg == "-icount"),
     };
-    let mut report = report::Report::new(info, plan.guest, status.code(), &console);
+    let mut report = report::Report::new(info, plan.guest, judged.as_ref().ok().copied(), &console);
     if let Some(map) = &plan.system_map
         && !report.measurements.irqsoff.is_empty()
     {
@@ -542,12 +575,24 @@ fn run(
     }
     println!();
     print!("{}", report::table::render(&report));
-    // The report must not hide QEMU's status: a failure to write it is only a warning.
+    // The report must not hide the verdict: a failure to write it is only a warning.
     match report.write(&dir).and_then(|()| report::link_latest(&id)) {
         Ok(()) => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
         Err(err) => eprintln!("xtask: warning: the report is incomplete: {err:#}"),
     }
-    Ok(exit_code(status))
+    let problems = verdict::sampling_problems(&console);
+    for problem in &problems {
+        eprintln!("xtask: FAIL: {problem}");
+    }
+    Ok(match judged {
+        Ok(0) if problems.is_empty() => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::FAILURE,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(why) => {
+            eprintln!("xtask: FAIL: {why}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 /// What `cargo xtask guest` was asked for.

@@ -3,7 +3,9 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -81,6 +83,67 @@ pub enum Ending {
     Signaled,
     /// The program ran past its time limit and was killed.
     TimedOut(Duration),
+    /// The program printed its end marker but did not exit within [`END_GRACE`], and was
+    /// killed (a board whose core cannot power the machine off).
+    AfterVerdict,
+}
+
+/// How long a program may keep running after it printed its end marker.
+pub const END_GRACE: Duration = Duration::from_secs(3);
+/// How often a watched run is polled.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Waits for `child` until it exits, `timeout` passes (watchdog), or [`END_GRACE`] after
+/// `ended` became true; kills it in the last two cases.
+pub fn wait_watched(child: &mut Child, timeout: Duration, ended: &AtomicBool) -> Result<Ending> {
+    let start = Instant::now();
+    let mut ended_at: Option<Instant> = None;
+    loop {
+        if let Some(status) = child.wait_timeout(POLL).context("cannot wait for child")? {
+            return Ok(status.code().map_or(Ending::Signaled, Ending::Exited));
+        }
+        if ended_at.is_none() && ended.load(Ordering::Relaxed) {
+            ended_at = Some(Instant::now());
+        }
+        let ending = match ended_at {
+            Some(at) if at.elapsed() >= END_GRACE => Ending::AfterVerdict,
+            _ if start.elapsed() >= timeout => Ending::TimedOut(timeout),
+            _ => continue,
+        };
+        // Already gone or not, it must not outlive us; the error of a kill racing with its
+        // exit is irrelevant.
+        let _ = child.kill();
+        child.wait().context("cannot reap killed child")?;
+        return Ok(ending);
+    }
+}
+
+/// Watches a stream of output for a marker (which may straddle reads): sets its flag once
+/// the marker appeared.
+pub struct MarkerWatch {
+    marker: Option<String>,
+    tail: Vec<u8>,
+    seen: Arc<AtomicBool>,
+}
+
+impl MarkerWatch {
+    /// Watches for `marker` (nothing if `None`), reporting into `seen`.
+    pub fn new(marker: Option<&str>, seen: Arc<AtomicBool>) -> Self {
+        Self { marker: marker.map(str::to_owned), tail: Vec::new(), seen }
+    }
+
+    /// Looks at the next `bytes` of output.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let Some(marker) = &self.marker else { return };
+        let marker = marker.as_bytes();
+        self.tail.extend_from_slice(bytes);
+        if self.tail.windows(marker.len()).any(|window| window == marker) {
+            self.seen.store(true, Ordering::Relaxed);
+        }
+        let keep = marker.len().saturating_sub(1);
+        let drop = self.tail.len().saturating_sub(keep);
+        self.tail.drain(..drop);
+    }
 }
 
 /// What a timed run printed and how it ended.
@@ -96,7 +159,13 @@ pub struct Captured {
 
 /// Runs `cmd` with no stdin and its stdout and stderr merged into one pipe,
 /// killing it after `timeout`.
-pub fn capture_with_timeout(mut cmd: Command, timeout: Duration) -> Result<Captured> {
+pub fn capture_with_timeout(cmd: Command, timeout: Duration) -> Result<Captured> {
+    capture_watched(cmd, timeout, None)
+}
+
+/// [`capture_with_timeout`], also ending the run [`END_GRACE`] after `end_marker` appeared in
+/// its output (the core's verdict line, when the core cannot power the machine off).
+pub fn capture_watched(mut cmd: Command, timeout: Duration, end_marker: Option<&str>) -> Result<Captured> {
     let (mut reader, writer) = io::pipe().context("cannot create a pipe")?;
     cmd.stdin(Stdio::null())
         .stdout(writer.try_clone().context("cannot duplicate a pipe")?)
@@ -108,23 +177,24 @@ pub fn capture_with_timeout(mut cmd: Command, timeout: Duration) -> Result<Captu
     // The command still holds the pipe's write ends: close them so the
     // reader sees end-of-file when the child exits.
     drop(cmd);
+    let seen = Arc::new(AtomicBool::new(false));
+    let mut watch = MarkerWatch::new(end_marker, Arc::clone(&seen));
     let collector = thread::spawn(move || {
         let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes).map(|_| bytes)
-    });
-    let ending = match child
-        .wait_timeout(timeout)
-        .context("cannot wait for child")?
-    {
-        Some(status) => status.code().map_or(Ending::Signaled, Ending::Exited),
-        None => {
-            // Already gone or not, it must not outlive us; the error of a
-            // kill racing with its exit is irrelevant.
-            let _ = child.kill();
-            child.wait().context("cannot reap killed child")?;
-            Ending::TimedOut(timeout)
+        let mut chunk = [0u8; 8192];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => return Ok(bytes),
+                Ok(n) => {
+                    watch.feed(&chunk[..n]);
+                    bytes.extend_from_slice(&chunk[..n]);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
         }
-    };
+    });
+    let ending = wait_watched(&mut child, timeout, &seen)?;
     let elapsed = start.elapsed();
     let bytes = collector
         .join()
@@ -161,6 +231,26 @@ mod tests {
         let captured = capture_with_timeout(cmd, Duration::from_secs(10)).unwrap();
         assert_eq!(captured.ending, Ending::Exited(7));
         assert_eq!(captured.output, "out\nerr\n");
+    }
+
+    #[test]
+    fn ends_a_run_that_printed_its_marker_but_does_not_exit() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'verdict: PASS (exit code 0, nonce 12)'; exec sleep 30"]);
+        let captured = capture_watched(cmd, Duration::from_secs(20), Some(", nonce 12)")).unwrap();
+        assert_eq!(captured.ending, Ending::AfterVerdict);
+        assert!(captured.elapsed < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn marker_watch_sees_markers_split_across_reads() {
+        let seen = Arc::new(AtomicBool::new(false));
+        let mut watch = MarkerWatch::new(Some("nonce ab)"), Arc::clone(&seen));
+        watch.feed(b"verdict: PASS (exit code 0, non");
+        assert!(!seen.load(Ordering::Relaxed));
+        watch.feed(b"ce a");
+        watch.feed(b"b)\n");
+        assert!(seen.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -21,9 +21,8 @@ const MIN_MAJOR: u32 = 10;
 const PACKAGE: &str = "qemu-system-arm";
 const SUITE: &str = "bookworm-backports";
 
-/// The command line given to the core: the non-empty `args`, space separated.
-/// (The core ends every run through semihosting `SYS_EXIT` when QEMU offers it, which
-/// `-semihosting-config` below does, so QEMU exits with the core's exit code.)
+/// The command line given to the core: the non-empty `args`, space separated. (The run's
+/// verdict comes from the core's console, see [`crate::verdict`], not from QEMU's status.)
 pub fn bootargs<'a>(args: impl IntoIterator<Item = &'a str>) -> String {
     args.into_iter().filter(|arg| !arg.is_empty()).collect::<Vec<_>>().join(" ")
 }
@@ -65,9 +64,10 @@ impl Qemu {
     }
 
     /// The QEMU command booting `boot`: the profile's machine with no
-    /// default devices, display or monitor, semihosting on and no reboot
-    /// (the run ends instead), then the console, the files to load and any
-    /// extra arguments.
+    /// default devices, display or monitor and no reboot (the run ends
+    /// instead), then the console, the files to load and any extra arguments.
+    /// Semihosting stays off (QEMU's default): nothing on the machine may reach
+    /// the host's files or set QEMU's exit status.
     pub fn command(&self, boot: &Boot<'_>) -> Command {
         let profile = boot.profile;
         let mut cmd = Command::new(PROGRAM);
@@ -76,7 +76,6 @@ impl Qemu {
         cmd.args(["-smp", &profile.smp.to_string()]);
         cmd.args(["-m", &profile.memory]);
         cmd.args(["-nodefaults", "-display", "none", "-no-reboot"]);
-        cmd.args(["-semihosting-config", "enable=on,target=native"]);
         cmd.args(&profile.serial);
         cmd.arg("-kernel").arg(boot.kernel);
         if let Some(dtb) = boot.dtb {
@@ -256,7 +255,7 @@ mod tests {
         assert_eq!(
             process::describe(&qemu.command(&boot)),
             "qemu-system-aarch64 -machine imx8mp-evk -cpu cortex-a53 -smp 4 -m 2G -nodefaults \
-             -display none -no-reboot -semihosting-config enable=on,target=native \
+             -display none -no-reboot \
              -serial null -serial stdio -kernel /t/Image -dtb /c/imx8mp-evk.dtb \
              -append companion.test=fault -d guest_errors -s"
         );

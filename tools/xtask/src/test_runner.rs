@@ -15,6 +15,7 @@ use crate::process::{self, Captured};
 use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
 use crate::toolchain;
+use crate::verdict::Nonce;
 
 /// How many console lines a failure report shows.
 const TAIL_LINES: usize = 40;
@@ -166,7 +167,10 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
     let mut assets = Assets::new(BuildProfile::Release);
     let mut guest: Option<crate::guest::Guest> = None;
     for case in cases {
-        let needs_guest = matches!(case.scenario, crate::cases::Scenario::LinuxGuest { .. } | crate::cases::Scenario::MainJob { .. });
+        let needs_guest = matches!(
+            case.scenario,
+            crate::cases::Scenario::LinuxGuest { .. } | crate::cases::Scenario::MainJob { .. } | crate::cases::Scenario::Soak { .. }
+        );
         let guest_args = if needs_guest {
             if guest.is_none() {
                 match crate::guest::Guest::prepare() {
@@ -186,6 +190,11 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
                 && run.failures.is_empty()
             {
                 run.failures.extend(crate::cases::main_job_report_problems(&run.captured.output, &guest.system_map));
+            }
+            if let crate::cases::Scenario::Soak { seconds } = case.scenario
+                && run.failures.is_empty()
+            {
+                run.failures.extend(crate::soak::problems(&run.captured.output, &crate::soak::Plan::short(seconds)));
             }
             run
         });
@@ -211,7 +220,8 @@ struct CaseRun {
 fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]) -> Result<CaseRun> {
     let profile = Profile::load(case.profile)?;
     let files = assets.for_profile(&profile)?;
-    let bootargs = case.bootargs();
+    let nonce = Nonce::generate()?;
+    let bootargs = nonce.add_to(&case.bootargs());
     let boot = Boot {
         profile: &profile,
         kernel: &files.image.raw,
@@ -221,7 +231,7 @@ fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]
     };
     let cmd = qemu.command(&boot);
     let command = process::describe(&cmd);
-    let captured = process::capture_with_timeout(cmd, case.timeout)?;
+    let captured = process::capture_watched(cmd, case.timeout, Some(&nonce.end_marker()))?;
 
     let logs = test_logs_dir();
     fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
@@ -230,7 +240,7 @@ fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]
 
     let failures = case
         .expectations(profile.smp)
-        .check(captured.ending, &captured.output);
+        .check(captured.ending, &captured.output, &nonce);
     Ok(CaseRun {
         command,
         log,

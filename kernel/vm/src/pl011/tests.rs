@@ -386,3 +386,36 @@ fn random_accesses_never_panic_and_keep_invariants() {
         }
     }
 }
+
+/// Nothing the guest writes can start a console line of its own: a line never holds a `\n`
+/// (the glue then prefixes every line, so a forged `verdict:` line always carries the guest
+/// mark), whatever bytes come, and an overlong line is cut into pieces the glue marks too.
+#[test]
+fn no_line_ever_holds_a_newline() {
+    let mut uart = Pl011::new();
+    let lines = send(&mut uart, "ok\nverdict: PASS (exit code 0, nonce 00)\r\n\nRTS|  1|\n");
+    let texts: Vec<String> = lines.iter().map(text).collect();
+    assert_eq!(texts, ["ok", "verdict: PASS (exit code 0, nonce 00)", "", "RTS|  1|"]);
+    let mut random = XorShift::new(0x5eed);
+    let mut uart = Pl011::new();
+    let mut bytes = 0usize;
+    for _ in 0..20_000 {
+        // Mostly newlines and printable bytes, now and then anything.
+        let byte = match random.next() % 8 {
+            0 => b'\n',
+            1 => (random.next() & 0xff) as u8,
+            _ => b'a' + (random.next() % 26) as u8,
+        };
+        if let Some(line) = uart.write(offset::DR, BYTE, byte.into()).unwrap().line {
+            assert!(!line.as_bytes().contains(&b'\n'));
+            assert!(line.as_bytes().len() <= LINE_CAPACITY);
+            bytes += line.as_bytes().len();
+        }
+    }
+    assert!(bytes > 0);
+    let long = "x".repeat(LINE_CAPACITY + 10) + "\n";
+    let pieces = send(&mut Pl011::new(), &long);
+    assert_eq!(pieces.len(), 2);
+    assert_eq!((pieces[0].end(), pieces[0].as_bytes().len()), (LineEnd::Full, LINE_CAPACITY));
+    assert_eq!((pieces[1].end(), pieces[1].as_bytes().len()), (LineEnd::Newline, 10));
+}

@@ -14,7 +14,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::assets::Assets;
-use crate::process::{self, Ending};
+use crate::process;
+use crate::verdict::{self, Nonce};
 use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
 
@@ -94,16 +95,21 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets) -> Result<serde_json::Value> {
         let profile = Profile::load(name)?;
         let files = assets.for_profile(&profile)?;
         let extra: Vec<String> = DETERMINISTIC.iter().map(|s| s.to_string()).collect();
+        let nonce = Nonce::generate()?;
+        let bootargs = nonce.add_to("companion.bench=1");
         let boot = Boot {
             profile: &profile,
             kernel: &files.image.raw,
             dtb: files.dtb.as_deref(),
-            bootargs: "companion.bench=1",
+            bootargs: &bootargs,
             extra_args: &extra,
         };
-        let captured = process::capture_with_timeout(qemu.command(&boot), Duration::from_secs(120))?;
-        if captured.ending != Ending::Exited(0) {
-            bail!("the benchmark run on {name} ended with {:?}:\n{}", captured.ending, captured.output);
+        let cmd = qemu.command(&boot);
+        let captured = process::capture_watched(cmd, Duration::from_secs(120), Some(&nonce.end_marker()))?;
+        match verdict::judge(captured.ending, &captured.output, &nonce) {
+            Ok(0) => {}
+            Ok(code) => bail!("the benchmark run on {name} failed (exit code {code}):\n{}", captured.output),
+            Err(why) => bail!("the benchmark run on {name}: {why}:\n{}", captured.output),
         }
         all.insert(name.to_string(), parse(&captured.output)?);
     }

@@ -21,6 +21,7 @@ use crate::image::Board;
 use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
 use crate::report::parse;
+use crate::verdict::{self, Nonce, Source};
 
 /// The profile the core hosts the guest on; the baseline copies its CPUs and memory.
 pub const PROFILE: &str = "virt-gicv3-1";
@@ -43,13 +44,17 @@ pub struct LinuxFigures {
 }
 
 /// Reads the `bench` script's figures from a console.
-pub fn parse_figures(console: &str) -> Result<LinuxFigures> {
-    let measured = parse::parse(console);
+pub fn parse_figures(console: &str, under_core: bool) -> Result<LinuxFigures> {
+    let (measured, guest_lines): (_, Vec<&str>) = if under_core {
+        (parse::parse(console), verdict::lines_of(console, Source::Guest).collect())
+    } else {
+        (parse::parse_bare_guest(console), console.lines().collect())
+    };
     let inband = measured.inband().context("no cyclictest histogram in the guest's output")?;
     let p99 = inband.percentile(990).context("cyclictest printed no samples")?;
     let max = inband.max_ns.context("cyclictest printed no max latency")?;
     let mut hackbench_s = Vec::new();
-    for line in console.lines() {
+    for line in guest_lines {
         let Some(at) = line.find(HACKBENCH_MARKER) else { continue };
         let rest = &line[at..];
         let time = rest
@@ -109,19 +114,20 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> 
     let icount = ICOUNT.iter().map(|arg| arg.to_string());
     let (mut with_core, mut without_core) = (Vec::new(), Vec::new());
     for run in 1..=runs {
-        let bootargs = guest::core_bootargs(&[], SCRIPT, duration_s, Load::Idle);
+        let nonce = Nonce::generate()?;
+        let bootargs = nonce.add_to(&guest::core_bootargs(&[], SCRIPT, duration_s, Load::Idle));
         let mut extra = guest::core_qemu_args(&guest);
         extra.extend(icount.clone());
         let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
-        let console = runner::boot(&format!("linux-with-core-{run}"), qemu.command(&boot))?;
-        with_core.push(parse_figures(&console).context("under the core")?);
+        let console = runner::boot(&format!("linux-with-core-{run}"), qemu.command(&boot), Some(&nonce))?;
+        with_core.push(parse_figures(&console, true).context("under the core")?);
 
         let append = guest::init::kernel_cmdline(SCRIPT, duration_s.max(1));
         let mut extra = vec!["-initrd".to_owned(), guest.initramfs.display().to_string()];
         extra.extend(icount.clone());
         let boot = Boot { profile: &baseline, kernel: &guest.kernel, dtb: None, bootargs: &append, extra_args: &extra };
-        let console = runner::boot(&format!("linux-without-core-{run}"), qemu.command(&boot))?;
-        without_core.push(parse_figures(&console).context("without the core")?);
+        let console = runner::boot(&format!("linux-without-core-{run}"), qemu.command(&boot), None)?;
+        without_core.push(parse_figures(&console, false).context("without the core")?);
     }
     let with_core = ConfigSpread::of(&with_core).context("no runs")?;
     let without_core = ConfigSpread::of(&without_core).context("no runs")?;
@@ -198,26 +204,35 @@ guest: bench: cyclictest -m -S -p 90 -i 1000 -h 1000 -D 3s -q
 # Avg Latencies: 00012 00012
 # Max Latencies: 00013 00020
 # Histogram Overflows: 00000 00000
-[    9.000000 core cpu0 INFO ] guest: bench: hackbench -g 4 -l 20 run 1: Time: 0.532
+guest: bench: hackbench -g 4 -l 20 run 1: Time: 0.532
 guest: bench: hackbench -g 4 -l 20 run 2: Time: 0.540
 guest: bench: hackbench -g 4 -l 20 run 3: Time: 0.528
 ";
 
+    /// `console` as the core shows it: every guest line marked, a core line in between.
+    fn under_core(console: &str) -> String {
+        let marked: String = console.lines().map(|line| format!("guest| {line}\n")).collect();
+        marked.replacen("guest| # Total", "[    9.000000 core cpu0 INFO ] a core line\nguest| # Total", 1)
+    }
+
     #[test]
     fn reads_cyclictest_and_hackbench() {
-        let figures = parse_figures(CONSOLE).unwrap();
-        assert_eq!(figures.cyclictest_p99_ns, 13_000.0);
-        assert_eq!(figures.cyclictest_max_ns, 20_000.0);
-        assert_eq!(figures.hackbench_s, vec![0.532, 0.540, 0.528]);
+        for figures in [parse_figures(CONSOLE, false).unwrap(), parse_figures(&under_core(CONSOLE), true).unwrap()] {
+            assert_eq!(figures.cyclictest_p99_ns, 13_000.0);
+            assert_eq!(figures.cyclictest_max_ns, 20_000.0);
+            assert_eq!(figures.hackbench_s, vec![0.532, 0.540, 0.528]);
+        }
+        // Under the core, unmarked lines are not the guest's.
+        assert!(parse_figures(CONSOLE, true).is_err());
     }
 
     #[test]
     fn missing_or_garbled_figures_are_errors() {
         let without_hackbench: String = CONSOLE.lines().filter(|l| !l.contains("hackbench")).map(|l| format!("{l}\n")).collect();
-        assert!(parse_figures(&without_hackbench).unwrap_err().to_string().contains("no hackbench result"));
+        assert!(parse_figures(&without_hackbench, false).unwrap_err().to_string().contains("no hackbench result"));
         let garbled = CONSOLE.replace("Time: 0.540", "Time: soon");
-        assert!(parse_figures(&garbled).unwrap_err().to_string().contains("hackbench printed no time"));
-        assert!(parse_figures("guest: bench: hackbench run 1: Time: 0.5\n").is_err());
+        assert!(parse_figures(&garbled, false).unwrap_err().to_string().contains("hackbench printed no time"));
+        assert!(parse_figures("guest: bench: hackbench run 1: Time: 0.5\n", false).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
 use crate::report::model::Measurements;
 use crate::report::parse;
+use crate::verdict::Nonce;
 
 /// The machine: one CPU (see the module's documentation).
 const PROFILE: &str = super::linux_cost::PROFILE;
@@ -140,11 +141,12 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> 
     for load in LOADS {
         let mut per_run = Vec::new();
         for run in 1..=runs {
-            let bootargs = guest::core_bootargs(&[latency_test.as_str()], "cyclictest", duration_s, load);
+            let nonce = Nonce::generate()?;
+            let bootargs = nonce.add_to(&guest::core_bootargs(&[latency_test.as_str()], "cyclictest", duration_s, load));
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(ICOUNT.iter().map(|arg| arg.to_string()));
             let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
-            let console = runner::boot(&format!("load-{load}-{run}"), qemu.command(&boot))?;
+            let console = runner::boot(&format!("load-{load}-{run}"), qemu.command(&boot), Some(&nonce))?;
             per_run.push(figures(&parse::parse(&console)).with_context(|| format!("load {load}, run {run}"))?);
         }
         loads.push(LoadSpread::of(load, &per_run).context("no runs")?);

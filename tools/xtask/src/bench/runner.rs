@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::paths;
 use crate::process::{self, Ending};
+use crate::verdict::{self, Nonce};
 
 /// QEMU arguments making the guest runs repeatable: one instruction advances the virtual
 /// clock by 1 ns, and idle time is skipped rather than slept.
@@ -22,18 +23,30 @@ pub fn logs_dir() -> PathBuf {
     paths::target_dir().join("bench").join("logs")
 }
 
-/// Runs `cmd` (a QEMU boot), writes its console to `logs/<name>.log` and returns it; a boot
-/// that does not exit with status 0 is an error naming the log and quoting its end.
-pub fn boot(name: &str, cmd: Command) -> Result<String> {
+/// Runs `cmd` (a QEMU boot), writes its console to `logs/<name>.log` and returns it. A boot of
+/// the core (`nonce`: the one in its boot arguments) must end with the core's passing verdict
+/// ([`verdict::judge`]); a guest booted without the core (`None`, the baseline) with QEMU's
+/// status 0. Anything else is an error naming the log and quoting its end.
+pub fn boot(name: &str, cmd: Command, nonce: Option<&Nonce>) -> Result<String> {
     let dir = logs_dir();
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log = dir.join(format!("{name}.log"));
     eprint!("xtask: bench: {name} ... ");
-    let captured = process::capture_with_timeout(cmd, TIMEOUT)?;
+    let marker = nonce.map(Nonce::end_marker);
+    let captured = process::capture_watched(cmd, TIMEOUT, marker.as_deref())?;
     fs::write(&log, &captured.output).with_context(|| format!("cannot write {}", log.display()))?;
     eprintln!("{:.0} s", captured.elapsed.as_secs_f64());
-    if captured.ending != Ending::Exited(0) {
-        bail!("{name} ended with {:?} (console in {}); its last lines:\n{}", captured.ending, log.display(), tail(&captured.output, 15));
+    let problem = match nonce {
+        Some(nonce) => match verdict::judge(captured.ending, &captured.output, nonce) {
+            Ok(0) => None,
+            Ok(code) => Some(format!("the core's verdict FAIL (exit code {code})")),
+            Err(why) => Some(why),
+        },
+        None if captured.ending == Ending::Exited(0) => None,
+        None => Some(format!("QEMU ended with {:?}", captured.ending)),
+    };
+    if let Some(problem) = problem {
+        bail!("{name}: {problem} (console in {}); its last lines:\n{}", log.display(), tail(&captured.output, 15));
     }
     Ok(captured.output)
 }

@@ -48,6 +48,12 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
          echo \"guest: rtc interrupts: $(grep -i rtc /proc/interrupts | awk '{s=0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}')\"\n",
     ),
     (
+        "soak",
+        "cargo xtask soak: the loads idle, grinder and neighbour in turn for guest.segment= seconds each, \
+         an RTC alarm per segment, for the duration; then /proc/interrupts summed per INTID",
+        SOAK,
+    ),
+    (
         "bench",
         "cargo xtask bench's Linux figures: cyclictest as in `cyclictest` with no load, then \
          hackbench (4 groups of 40, 20 loops) three times",
@@ -176,6 +182,63 @@ if [ -n "$load_pid" ]; then
 fi
 echo "guest: load stopped"
 exit $status
+"#;
+
+/// The `soak` script: cycles the loads (idle, grinder, neighbour), each for `guest.segment=`
+/// seconds (default 10) until the duration is over, setting an RTC alarm (the passed-through
+/// PL031, SPI 2) at each segment's start; then prints `/proc/interrupts` and, per GIC
+/// interrupt, `guest: interrupts INTID N: COUNT` (summed over the CPUs) for the harness to
+/// compare with what the core forwarded.
+const SOAK: &str = r#"segment=10
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        guest.segment=*) segment="${arg#guest.segment=}" ;;
+    esac
+done
+load_pids() {
+    for comm in /proc/[0-9]*/comm; do
+        read -r name 2>/dev/null <"$comm" || continue
+        case "$name" in hackbench|dd|stress-ng*) pid=${comm#/proc/}; echo "${pid%/comm}" ;; esac
+    done
+}
+elapsed=0
+n=0
+while [ "$elapsed" -lt "$GUEST_DURATION" ]; do
+    case $((n % 3)) in
+        0) load=idle ;;
+        1) load=grinder ;;
+        *) load=neighbour ;;
+    esac
+    echo "guest: soak: segment $n: load $load for ${segment}s"
+    echo 0 > /sys/class/rtc/rtc0/wakealarm 2>/dev/null || true
+    echo +1 > /sys/class/rtc/rtc0/wakealarm 2>/dev/null || echo "guest: soak: cannot set the RTC alarm"
+    pid=
+    case "$load" in
+        grinder)
+            setsid sh -c "while :; do hackbench -g 4 -l 10 >/dev/null || sleep 1; done &
+                while :; do dd if=/dev/zero of=/dev/null bs=1M count=8 2>/dev/null; done &
+                wait" </dev/null &
+            pid=$! ;;
+        neighbour)
+            setsid stress-ng --switch 0 --vm 1 --vm-bytes 64M --memcpy 1 --timeout "$((segment + 30))s" --quiet </dev/null &
+            pid=$! ;;
+    esac
+    sleep "$segment"
+    if [ -n "$pid" ]; then
+        if [ "$load" = neighbour ]; then kill -INT "$pid" 2>/dev/null || true
+        else kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; fi
+        wait "$pid" 2>/dev/null || true
+        left=$(load_pids)
+        if [ -n "$left" ]; then kill -KILL $left 2>/dev/null || true; fi
+    fi
+    elapsed=$((elapsed + segment))
+    n=$((n + 1))
+done
+sleep 2
+cat /proc/interrupts
+awk '$1 ~ /^[0-9]+:$/ { s = 0; i = 2; while (i <= NF && $i ~ /^[0-9]+$/) { s += $i; i++ }
+    if ($i ~ /^GIC/ && $(i + 1) ~ /^[0-9]+$/) print "guest: interrupts INTID " $(i + 1) ": " s }' /proc/interrupts
+echo "guest: soak: $n segments done"
 "#;
 
 /// The body of script `name`, if it exists.

@@ -146,6 +146,7 @@ fn describe_ending(ending: Ending) -> String {
         Ending::Exited(code) => format!("QEMU exited with status {code}"),
         Ending::Signaled => "QEMU was killed by a signal".to_owned(),
         Ending::TimedOut(limit) => format!("QEMU was stopped after the {} s limit", limit.as_secs()),
+        Ending::AfterVerdict => "QEMU was stopped after its end marker".to_owned(),
     }
 }
 

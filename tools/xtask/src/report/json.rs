@@ -13,10 +13,15 @@
 //!   from 1 µs histograms: each is the lower bound of its bucket (< 1 bucket resolution).
 //! - `inband_per_cpu`: an array, one such object per vCPU with `cpu` added (empty without
 //!   a guest or cyclictest output).
+//! - `sources`: who measured each section: `oob` and `replay_log` are `core` (read from the
+//!   core's own console lines only), `inband` is `guest-reported` (cyclictest's output, read
+//!   from the lines the core marked as the guest's: a hostile guest could print anything
+//!   there, so these figures are the guest's word, not the core's).
 //! - `replay_log`: `logged`, `replayed`, `coalesced`, `withdrawn`, `max_depth`, `lost`.
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
-//!   `--no-guest`), `icount`, `exit_code`.
+//!   `--no-guest`), `icount`, `exit_code` (the core's verdict's exit code, `null` when the run
+//!   has no verdict the harness trusts: see `crate::verdict`).
 //! - `irqsoff` (only when the irqs-off hunter ran, `companion.irqsoff`): `top`, an array
 //!   of `{pc, symbol, samples, longest_ns}` by longest window first (`pc` a `0x…` string,
 //!   `symbol` `name+0xoff` from the guest's System.map or `null`), where Linux held in-band
@@ -103,6 +108,7 @@ pub fn to_json(report: &Report) -> Value {
             "exit_code": report.exit_code,
         },
         "missing": report.missing(),
+        "sources": { "oob": "core", "replay_log": "core", "inband": "guest-reported" },
     });
     if !m.irqsoff.is_empty()
         && let Some(object) = report_json.as_object_mut()

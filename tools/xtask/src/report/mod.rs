@@ -23,7 +23,8 @@ pub mod table;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -169,17 +170,31 @@ impl Drop for IgnoreInterrupts {
     }
 }
 
+/// How a watched run ends besides exiting: the watchdog's limit (`None`: none, for an
+/// interactive guest), and the marker after which the run may be stopped (the core's verdict
+/// line, see [`crate::verdict::Nonce::end_marker`]).
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    /// Kill the run after this long.
+    pub watchdog: Option<std::time::Duration>,
+    /// Stop the run shortly after this text appeared.
+    pub end_marker: Option<String>,
+}
+
 /// Runs `cmd` (stdin inherited), copying its stdout and stderr to ours as they arrive and
-/// into `log` and the returned text (lossy UTF-8, `\r` removed). Ctrl-C stops the child
-/// only (see [`IgnoreInterrupts`]); what it printed until then is returned.
-pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String)> {
+/// into `log` and the returned text (lossy UTF-8, `\r` removed), ending it as `watch` says.
+/// Ctrl-C stops the child only (see [`IgnoreInterrupts`]); what it printed until then is
+/// returned.
+pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(process::Ending, String)> {
     let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let sink = Arc::new(Mutex::new((file, Vec::<u8>::new())));
+    let seen = Arc::new(AtomicBool::new(false));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", process::describe(cmd)))?;
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let stderr = child.stderr.take().context("no stderr pipe")?;
     let copy = |mut from: Box<dyn Read + Send>, to_stderr: bool, sink: Arc<Mutex<(File, Vec<u8>)>>| {
+        let mut marker = process::MarkerWatch::new(watch.end_marker.as_deref(), Arc::clone(&seen));
         thread::spawn(move || -> io::Result<()> {
             let mut chunk = [0u8; 8192];
             loop {
@@ -190,6 +205,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String
                     Err(err) => return Err(err),
                 };
                 let bytes = &chunk[..n];
+                marker.feed(bytes);
                 // The terminal going away must not stop the capture.
                 let _ = if to_stderr {
                     io::stderr().write_all(bytes).and_then(|()| io::stderr().flush())
@@ -207,7 +223,9 @@ pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String
     let _interrupts = IgnoreInterrupts::new();
     let out = copy(Box::new(stdout), false, Arc::clone(&sink));
     let err = copy(Box::new(stderr), true, Arc::clone(&sink));
-    let status = child.wait().context("cannot wait for QEMU")?;
+    // A day stands in for "no watchdog" (an interactive guest).
+    let limit = watch.watchdog.unwrap_or(std::time::Duration::from_secs(24 * 3600));
+    let ending = process::wait_watched(&mut child, limit, &seen)?;
     for (name, copier) in [("stdout", out), ("stderr", err)] {
         match copier.join() {
             Ok(result) => result.with_context(|| format!("cannot copy QEMU's {name} to {}", log.display()))?,
@@ -216,7 +234,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path) -> Result<(ExitStatus, String
     }
     let guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let text = String::from_utf8_lossy(&guard.1).replace('\r', "");
-    Ok((status, text))
+    Ok((ending, text))
 }
 
 #[cfg(test)]
@@ -379,7 +397,7 @@ mod tests {
     fn missing_sections_are_reported_not_fatal() {
         let mut info = run_info();
         info.duration_s = 0;
-        let report = Report::new(info, true, Some(0), "guest: uname: Linux\nguest: done\n");
+        let report = Report::new(info, true, Some(0), "guest| guest: uname: Linux\nguest| guest: done\n");
         let json = json::to_json(&report);
         assert!(json["oob"]["thread"].is_null() && json["oob"]["irq"].is_null());
         assert!(json["inband"].is_null() && json["replay_log"].is_null());
@@ -389,7 +407,7 @@ mod tests {
         assert!(missing.iter().any(|m| m.starts_with("inband:")), "{missing:?}");
         assert!(missing.iter().any(|m| m.starts_with("replay_log")), "{missing:?}");
         let text = table::render(&report);
-        assert!(text.contains("oob-thread  missing"), "{text}");
+        assert!(text.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["oob-thread", "missing"]), "{text}");
         let svg = svg::render(&report);
         assert!(svg.starts_with("<svg") && svg.contains("no histogram in this run"));
 
@@ -425,8 +443,8 @@ mod tests {
         let log = dir.join("console.log");
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo 'RTS|      1.000|      2.000|      3.000|       0|     0|    00:00:01/00:00:01'; echo err >&2; exit 3"]);
-        let (status, text) = run_captured(&mut cmd, &log).unwrap();
-        assert_eq!(status.code(), Some(3));
+        let (ending, text) = run_captured(&mut cmd, &log, &Watch::default()).unwrap();
+        assert_eq!(ending, process::Ending::Exited(3));
         assert!(text.contains("RTS|") && text.contains("err\n"));
         assert_eq!(fs::read_to_string(&log).unwrap().len(), text.len());
         fs::remove_dir_all(&dir).unwrap();

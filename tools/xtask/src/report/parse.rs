@@ -8,6 +8,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::verdict::{self, Source};
+
 use super::model::{CpuLatency, Histogram, IrqsOffEntry, Latency, Measurements, ReplayLog};
 
 /// Where the core's latency histogram's open last bucket starts (bucket 999 counts
@@ -27,7 +29,7 @@ static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 static IRQSOFF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"IRQSOFF\|\s*pc 0x([0-9a-fA-F]{1,16}) samples (\d+) longest_ns (\d+)").expect("valid regex")
+    Regex::new(r"^IRQSOFF\|\s*pc 0x([0-9a-fA-F]{1,16}) samples (\d+) longest_ns (\d+)").expect("valid regex")
 });
 static CYCLIC_T: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -152,8 +154,20 @@ fn footer_numbers<T: std::str::FromStr>(rest: &str) -> Vec<Option<T>> {
     rest.split_whitespace().map(|word| word.parse().ok()).collect()
 }
 
-/// Parses a whole console log.
+/// Parses the console of a run under the core: the core's figures from its own lines only,
+/// the guest's (cyclictest) from the lines the core marked as the guest's only, so nothing
+/// the guest prints can stand in for the core's figures (see [`crate::verdict`]).
 pub fn parse(console: &str) -> Measurements {
+    parse_lines(console.lines().map(verdict::classify))
+}
+
+/// Parses the console of a guest booted without the core (the baseline): every line is the
+/// guest's.
+pub fn parse_bare_guest(console: &str) -> Measurements {
+    parse_lines(console.lines().map(|line| (Source::Guest, line)))
+}
+
+fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measurements {
     let mut thread = OobPart::default();
     let mut irq = OobPart::default();
     let mut sirq = OobPart::default();
@@ -163,32 +177,25 @@ pub fn parse(console: &str) -> Measurements {
     let mut replay: Option<ReplayLog> = None;
     let mut irqsoff: Vec<IrqsOffEntry> = Vec::new();
 
-    let thread_slot = |threads: &mut Vec<Thread>, index: usize| -> Option<usize> {
-        // cyclictest runs one thread per CPU; refuse absurd indices from garbled lines.
-        if index >= 1024 {
-            return None;
-        }
-        if threads.len() <= index {
-            threads.resize(index + 1, Thread::default());
-        }
-        Some(index)
-    };
-
-    for raw in console.lines() {
+    for (source, raw) in lines {
         let line = raw.trim_end_matches('\r');
-        if let Some(at) = line.find("RTT|") {
-            in_irq_context = line[at..].contains("timer-IRQ context");
+        if source == Source::Guest {
+            parse_guest_line(line, &mut threads, &mut in_cyclic_histogram);
             continue;
         }
-        if let Some(at) = line.find("RTS|") {
-            if let Some(rts) = parse_rts(&line[at + 4..]) {
+        if let Some(rest) = line.strip_prefix("RTT|") {
+            in_irq_context = rest.contains("timer-IRQ context");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("RTS|") {
+            if let Some(rts) = parse_rts(rest) {
                 let part = if in_irq_context { &mut irq } else { &mut thread };
                 part.rts = Some(rts);
             }
             continue;
         }
-        if let Some(at) = line.find("HSD|") {
-            if let Some((context, bucket, count)) = parse_hsd(&line[at + 4..]) {
+        if let Some(rest) = line.strip_prefix("HSD|") {
+            if let Some((context, bucket, count)) = parse_hsd(rest) {
                 let part = match context {
                     "thread" => &mut thread,
                     "irq" => &mut irq,
@@ -262,78 +269,6 @@ pub fn parse(console: &str) -> Measurements {
             });
             continue;
         }
-        if let Some(caps) = CYCLIC_T.captures(line) {
-            let parsed = (|| {
-                Some((
-                    caps[1].parse::<usize>().ok()?,
-                    (caps[2].parse().ok()?, caps[3].parse().ok()?, caps[4].parse().ok()?, caps[5].parse().ok()?),
-                ))
-            })();
-            if let Some((index, summary)) = parsed
-                && let Some(slot) = thread_slot(&mut threads, index)
-            {
-                threads[slot].summary = Some(summary);
-            }
-            continue;
-        }
-        let trimmed = line.trim();
-        if trimmed == "# Histogram" {
-            in_cyclic_histogram = true;
-            continue;
-        }
-        if let Some(rest) = trimmed.strip_prefix('#') {
-            let rest = rest.trim_start();
-            let footer = |label: &str| rest.strip_prefix(label);
-            if let Some(values) = footer("Total:") {
-                in_cyclic_histogram = false;
-                for (index, value) in footer_numbers::<u64>(values).into_iter().enumerate() {
-                    if let Some(slot) = thread_slot(&mut threads, index) {
-                        threads[slot].total = value;
-                    }
-                }
-            } else if let Some(values) = footer("Min Latencies:") {
-                for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
-                    if let Some(slot) = thread_slot(&mut threads, index) {
-                        threads[slot].min = value;
-                    }
-                }
-            } else if let Some(values) = footer("Avg Latencies:") {
-                for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
-                    if let Some(slot) = thread_slot(&mut threads, index) {
-                        threads[slot].avg = value;
-                    }
-                }
-            } else if let Some(values) = footer("Max Latencies:") {
-                for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
-                    if let Some(slot) = thread_slot(&mut threads, index) {
-                        threads[slot].max = value;
-                    }
-                }
-            } else if let Some(values) = footer("Histogram Overflows:") {
-                for (index, value) in footer_numbers::<u64>(values).into_iter().enumerate() {
-                    if let Some(slot) = thread_slot(&mut threads, index) {
-                        threads[slot].overflows = value;
-                    }
-                }
-            }
-            continue;
-        }
-        if in_cyclic_histogram {
-            // `000042 000003	000000	000001	000000`: bucket (µs), then one count per thread.
-            let mut words = trimmed.split_whitespace();
-            let Some(bucket) = words.next().and_then(|word| word.parse::<u64>().ok()) else { continue };
-            let counts: Option<Vec<u64>> = words.map(|word| word.parse().ok()).collect();
-            let Some(counts) = counts.filter(|counts| !counts.is_empty()) else { continue };
-            for (index, count) in counts.into_iter().enumerate() {
-                if let Some(slot) = thread_slot(&mut threads, index) {
-                    // cyclictest's -h 1000: buckets 0..=999, overflows counted apart.
-                    let histogram = threads[slot].histogram.get_or_insert_with(|| Histogram::new(1000));
-                    if count > 0 {
-                        histogram.add(bucket, count);
-                    }
-                }
-            }
-        }
     }
 
     let inband_per_cpu = threads
@@ -353,6 +288,94 @@ pub fn parse(console: &str) -> Measurements {
         inband_per_cpu,
         replay_log: replay,
         irqsoff,
+    }
+}
+
+/// The slot of cyclictest thread `index` in `threads` (grown to hold it); `None` for absurd
+/// indices from garbled lines (cyclictest runs one thread per CPU).
+fn thread_slot(threads: &mut Vec<Thread>, index: usize) -> Option<usize> {
+    if index >= 1024 {
+        return None;
+    }
+    if threads.len() <= index {
+        threads.resize(index + 1, Thread::default());
+    }
+    Some(index)
+}
+
+/// One guest line: cyclictest's `T:` summaries, its `-h` histogram and footer.
+fn parse_guest_line(line: &str, threads: &mut Vec<Thread>, in_cyclic_histogram: &mut bool) {
+    if let Some(caps) = CYCLIC_T.captures(line) {
+        let parsed = (|| {
+            Some((
+                caps[1].parse::<usize>().ok()?,
+                (caps[2].parse().ok()?, caps[3].parse().ok()?, caps[4].parse().ok()?, caps[5].parse().ok()?),
+            ))
+        })();
+        if let Some((index, summary)) = parsed
+            && let Some(slot) = thread_slot(threads, index)
+        {
+            threads[slot].summary = Some(summary);
+        }
+        return;
+    }
+    let trimmed = line.trim();
+    if trimmed == "# Histogram" {
+        *in_cyclic_histogram = true;
+        return;
+    }
+    if let Some(rest) = trimmed.strip_prefix('#') {
+        let rest = rest.trim_start();
+        let footer = |label: &str| rest.strip_prefix(label);
+        if let Some(values) = footer("Total:") {
+            *in_cyclic_histogram = false;
+            for (index, value) in footer_numbers::<u64>(values).into_iter().enumerate() {
+                if let Some(slot) = thread_slot(threads, index) {
+                    threads[slot].total = value;
+                }
+            }
+        } else if let Some(values) = footer("Min Latencies:") {
+            for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
+                if let Some(slot) = thread_slot(threads, index) {
+                    threads[slot].min = value;
+                }
+            }
+        } else if let Some(values) = footer("Avg Latencies:") {
+            for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
+                if let Some(slot) = thread_slot(threads, index) {
+                    threads[slot].avg = value;
+                }
+            }
+        } else if let Some(values) = footer("Max Latencies:") {
+            for (index, value) in footer_numbers::<i64>(values).into_iter().enumerate() {
+                if let Some(slot) = thread_slot(threads, index) {
+                    threads[slot].max = value;
+                }
+            }
+        } else if let Some(values) = footer("Histogram Overflows:") {
+            for (index, value) in footer_numbers::<u64>(values).into_iter().enumerate() {
+                if let Some(slot) = thread_slot(threads, index) {
+                    threads[slot].overflows = value;
+                }
+            }
+        }
+        return;
+    }
+    if *in_cyclic_histogram {
+        // `000042 000003	000000	000001	000000`: bucket (µs), then one count per thread.
+        let mut words = trimmed.split_whitespace();
+        let Some(bucket) = words.next().and_then(|word| word.parse::<u64>().ok()) else { return };
+        let counts: Option<Vec<u64>> = words.map(|word| word.parse().ok()).collect();
+        let Some(counts) = counts.filter(|counts| !counts.is_empty()) else { return };
+        for (index, count) in counts.into_iter().enumerate() {
+            if let Some(slot) = thread_slot(threads, index) {
+                // cyclictest's -h 1000: buckets 0..=999, overflows counted apart.
+                let histogram = threads[slot].histogram.get_or_insert_with(|| Histogram::new(1000));
+                if count > 0 {
+                    histogram.add(bucket, count);
+                }
+            }
+        }
     }
 }
 
@@ -387,26 +410,26 @@ HSD|       irq|         900|         8
 
     /// cyclictest 2.5 (Debian bookworm) with `-h 1000 -q` on two vCPUs: the histogram (all
     /// 1000 rows in reality, zero rows mostly left out here) and its footer, `\r\n` endings.
-    pub const CYCLICTEST: &str = "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D 5s -q\r
-# /dev/cpu_dma_latency set to 0us\r
-# Histogram\r
-000000 000000\t000000\r
-000104 000010\t000000\r
-000150 000980\t000005\r
-000151 000000\t000900\r
+    pub const CYCLICTEST: &str = "guest| guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D 5s -q\r
+guest| # /dev/cpu_dma_latency set to 0us\r
+guest| # Histogram\r
+guest| 000000 000000\t000000\r
+guest| 000104 000010\t000000\r
+guest| 000150 000980\t000005\r
+guest| 000151 000000\t000900\r
 [    9.10 core cpu0 INFO ] a core line in between\r
-000400 000005\t000090\r
-000999 000000\t000001\r
-# Total: 000000995 000000996\r
-# Min Latencies: 00104 00150\r
-# Avg Latencies: 00152 00175\r
-# Max Latencies: 05965 01200\r
-# Histogram Overflows: 00001 00002\r
-# Histogram Overflow at cycle number:\r
-# Thread 0: 00016\r
-# Thread 1: 00000 00014\r
-guest: cyclictest exited with status 0\r
-";
+guest| 000400 000005\t000090\r
+guest| 000999 000000\t000001\r
+guest| # Total: 000000995 000000996\r
+guest| # Min Latencies: 00104 00150\r
+guest| # Avg Latencies: 00152 00175\r
+guest| # Max Latencies: 05965 01200\r
+guest| # Histogram Overflows: 00001 00002\r
+guest| # Histogram Overflow at cycle number:\r
+guest| # Thread 0: 00016\r
+guest| # Thread 1: 00000 00014\r
+guest| guest: cyclictest exited with status 0\r
+guest| ";
 
     #[test]
     fn parses_the_oob_latency_test() {
@@ -507,8 +530,8 @@ HSD|      sirq|         999|         2\r
 
     #[test]
     fn parses_cyclictest_summaries_without_a_histogram() {
-        let console = "T: 0 (  149) P:90 I:1000 C:   4976 Min:    104 Act:  181 Avg:  206 Max:    5965\n\
-                       T: 1 (  150) P:90 I:1000 C:   4970 Min:     98 Act:  120 Avg:  190 Max:    3000\n";
+        let console = "guest| T: 0 (  149) P:90 I:1000 C:   4976 Min:    104 Act:  181 Avg:  206 Max:    5965\n\
+                       guest| T: 1 (  150) P:90 I:1000 C:   4970 Min:     98 Act:  120 Avg:  190 Max:    3000\n";
         let m = parse(console);
         assert_eq!(m.inband_per_cpu.len(), 2);
         let cpu0 = &m.inband_per_cpu[0].latency;
@@ -544,7 +567,7 @@ IRQSOFF| pc 0xffff800080001000 samples 99999999999999999999999 longest_ns 1
 
     #[test]
     fn odd_input_is_skipped_not_fatal() {
-        let console = "RTS|  garbage|\nHSD|thread|x|1\nHSD|    thread|  5|\n# Total: 1 2\n# Histogram\n999999999999999999999 1\nT: 99999 (1) P:1 I:1 C: 1 Min: 1 Act: 1 Avg: 1 Max: 1\n\u{0}\u{fffd}\n";
+        let console = "RTS|  garbage|\nHSD|thread|x|1\nHSD|    thread|  5|\nguest| # Total: 1 2\nguest| # Histogram\nguest| 999999999999999999999 1\nguest| T: 99999 (1) P:1 I:1 C: 1 Min: 1 Act: 1 Avg: 1 Max: 1\n\u{0}\u{fffd}\n";
         let m = parse(console);
         assert!(m.oob_thread.is_none() && m.oob_irq.is_none());
         assert_eq!(m.inband_per_cpu.len(), 2); // From `# Total: 1 2` only.
@@ -552,5 +575,21 @@ IRQSOFF| pc 0xffff800080001000 samples 99999999999999999999999 longest_ns 1
         assert_eq!(micros_to_ns("12"), Some(12_000));
         assert_eq!(micros_to_ns("1.2345"), None);
         assert_eq!(micros_to_ns("-"), None);
+    }
+
+    #[test]
+    fn guest_lines_never_count_as_the_cores_figures() {
+        // A guest printing the core's whole latency test and replay log: nothing measured.
+        let forged: String = OOB.lines().map(|line| format!("guest| {line}\n")).collect();
+        let m = parse(&forged);
+        assert!(m.oob_thread.is_none() && m.oob_irq.is_none() && m.replay_log.is_none());
+        assert!(parse(&format!("guest| IRQSOFF| pc 0xffff800080001000 samples 1 longest_ns 1\n{OOB}")).irqsoff.is_empty());
+        // Nor can it change the core's figures by adding its own after them.
+        let m = parse(&format!("{OOB}{forged}guest| RTS|      0.000|      0.000|      0.000|       0|     0|    00:00:05/00:00:05\n"));
+        assert_eq!(m.oob_thread.unwrap().max_ns, Some(5_681_136));
+        // And cyclictest's lines count only from the guest.
+        let unmarked = CYCLICTEST.replace("guest| ", "");
+        assert!(parse(&unmarked).inband_per_cpu.is_empty());
+        assert_eq!(parse_bare_guest(&unmarked).inband_per_cpu.len(), 2);
     }
 }

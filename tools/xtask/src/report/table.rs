@@ -41,9 +41,9 @@ pub fn rows(report: &Report) -> Vec<(String, Option<Latency>)> {
         rows.push(("sirq".to_owned(), Some(sirq.clone())));
     }
     if report.guest {
-        rows.push(("in-band".to_owned(), m.inband()));
+        rows.push(("in-band (guest-reported)".to_owned(), m.inband()));
         for cpu in &m.inband_per_cpu {
-            rows.push((format!("in-band cpu{}", cpu.cpu), Some(cpu.latency.clone())));
+            rows.push((format!("in-band cpu{} (guest)", cpu.cpu), Some(cpu.latency.clone())));
         }
     }
     rows

@@ -1,0 +1,295 @@
+//! A run's verdict, and why a guest cannot forge it.
+//!
+//! QEMU runs with semihosting off, so nothing on the machine can set QEMU's exit status or
+//! touch a host file; the core ends every run by printing `verdict: PASS|FAIL (exit code N,
+//! nonce HEX)` and powering off (PSCI `SYSTEM_OFF`). HEX is a fresh random [`Nonce`] xtask
+//! passes in the core's own boot arguments (`companion.nonce=`), which the guest never sees.
+//! The core marks every line of guest console output with [`GUEST_MARK`] at its start, so:
+//!
+//! - a line without the mark is the core's (or QEMU's) — [`Source::Core`];
+//! - the run passes only on a core line `verdict: PASS` carrying this run's nonce; a core
+//!   `verdict: FAIL` counts with any nonce (a failure needs no proof: the core may fail before
+//!   it read its arguments, or be entered at EL1 where it reads none);
+//! - figures the harness trusts (`RTS|`, `replay log:`, forwarded counts, …) are read from
+//!   core lines only; what the guest reports (cyclictest, `/proc/interrupts`) from guest lines
+//!   only, and labelled as guest-reported.
+//!
+//! [`judge`] turns how QEMU ended and what the console showed into the core's exit code or
+//! the reason the run has no trustworthy verdict (a hang caught by the watchdog, QEMU ending
+//! without a verdict).
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::sync::LazyLock;
+
+use anyhow::{Context, Result};
+use regex::Regex;
+
+use crate::process::Ending;
+
+/// What the core puts before every line of guest console output (`kernel/src/guest/console.rs`).
+pub const GUEST_MARK: &str = "guest| ";
+
+/// Random bytes in a nonce (printed as twice as many hex digits).
+const NONCE_BYTES: usize = 16;
+
+/// A per-run secret the core prints in its verdict line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce(String);
+
+impl Nonce {
+    /// A fresh nonce from the host's random source.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = [0u8; NONCE_BYTES];
+        File::open("/dev/urandom")
+            .and_then(|mut random| random.read_exact(&mut bytes))
+            .context("cannot read /dev/urandom for the run's nonce")?;
+        Ok(Self(bytes.iter().map(|byte| format!("{byte:02x}")).collect()))
+    }
+
+    /// A fixed nonce, for tests.
+    #[cfg(test)]
+    pub fn fixed(hex: &str) -> Self {
+        Self(hex.to_owned())
+    }
+
+    /// The core's boot argument carrying it.
+    pub fn bootarg(&self) -> String {
+        format!("companion.nonce={}", self.0)
+    }
+
+    /// What only the core's final verdict line contains: the run may end once it appeared.
+    pub fn end_marker(&self) -> String {
+        format!(", nonce {})", self.0)
+    }
+
+    /// `bootargs` with the nonce among the core's arguments (before a ` -- ` that starts the
+    /// guest's command line, never after it).
+    pub fn add_to(&self, bootargs: &str) -> String {
+        match bootargs.split_once(" -- ") {
+            Some((core, guest)) => format!("{} -- {guest}", join(core, &self.bootarg())),
+            None => join(bootargs, &self.bootarg()),
+        }
+    }
+}
+
+impl fmt::Display for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `first` and `second` separated by a space, either possibly empty.
+fn join(first: &str, second: &str) -> String {
+    [first, second].iter().filter(|s| !s.trim().is_empty()).copied().collect::<Vec<_>>().join(" ")
+}
+
+/// Who printed a console line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The core (or QEMU): no guest mark.
+    Core,
+    /// The guest, through the core's emulated UART: the line started with [`GUEST_MARK`].
+    Guest,
+}
+
+/// A console line's source and its text (without the guest mark).
+pub fn classify(line: &str) -> (Source, &str) {
+    match line.strip_prefix(GUEST_MARK) {
+        Some(text) => (Source::Guest, text),
+        None => (Source::Core, line),
+    }
+}
+
+/// The text of the lines of `console` printed by `source`, in order.
+pub fn lines_of(console: &str, source: Source) -> impl Iterator<Item = &str> {
+    console.lines().map(classify).filter(move |(from, _)| *from == source).map(|(_, text)| text)
+}
+
+static VERDICT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^verdict: (PASS|FAIL) \(exit code (\d+), nonce ([^)]*)\)$").expect("valid regex")
+});
+
+/// The core's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the run passed.
+    pub pass: bool,
+    /// The core's exit code (0 for a pass).
+    pub code: i32,
+}
+
+/// The core's verdict in `console`: the first core line `verdict: PASS` with this run's
+/// nonce, or `verdict: FAIL` (any nonce); `None` if there is neither.
+pub fn verdict(console: &str, nonce: &Nonce) -> Option<Verdict> {
+    lines_of(console, Source::Core).find_map(|line| {
+        let caps = VERDICT.captures(line)?;
+        let pass = &caps[1] == "PASS";
+        if pass && caps[3] != nonce.0 {
+            return None;
+        }
+        let code = caps[2].parse().ok()?;
+        Some(Verdict { pass: pass && code == 0, code })
+    })
+}
+
+/// The core's exit code for a run that ended with `ending` and printed `console`, or why it
+/// has no verdict to trust.
+pub fn judge(ending: Ending, console: &str, nonce: &Nonce) -> Result<i32, String> {
+    let found = verdict(console, nonce);
+    match (ending, found) {
+        (Ending::Exited(0) | Ending::AfterVerdict, Some(verdict)) => Ok(verdict.code),
+        (Ending::Exited(code), Some(_)) => Err(format!("QEMU exited with status {code} after the core's verdict")),
+        (Ending::TimedOut(_), Some(verdict)) => Ok(verdict.code),
+        (Ending::TimedOut(limit), None) => Err(format!(
+            "watchdog: no verdict from the core within {:.0} s; QEMU killed (a hung core or guest)",
+            limit.as_secs_f64()
+        )),
+        (Ending::Signaled, _) => Err("QEMU was killed by a signal".to_owned()),
+        (Ending::Exited(_) | Ending::AfterVerdict, None) => {
+            Err("QEMU ended without the core's verdict (no `verdict:` line with this run's nonce)".to_owned())
+        }
+    }
+}
+
+static RTT_PERIOD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^RTT\|.*\(oob thread context, (\d+) us period").expect("valid regex"));
+static RTS_ELAPSED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^RTS\|.*\|\s*(\d\d):(\d\d):(\d\d)/\d\d:\d\d:\d\d$").expect("valid regex"));
+static LATMUS_TOTALS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\] latmus: (\d+) thread samples, (\d+) irq samples, (\d+) \+ (\d+) overruns$").expect("valid regex")
+});
+
+/// Whether the core's latency test (if the console shows one) kept sampling: one `RTD|` line
+/// per second it reports as elapsed, and per context as many samples plus overruns as
+/// periods in those seconds (less the first 2 ms before the first deadline, plus at most one
+/// second more when the run ended after the last report). Core lines only. One line per
+/// problem; empty when fine or when no latency test ran.
+pub fn sampling_problems(console: &str) -> Vec<String> {
+    let core: Vec<&str> = lines_of(console, Source::Core).collect();
+    let Some(period_us) = core.iter().find_map(|line| RTT_PERIOD.captures(line)?[1].parse::<u64>().ok()) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    let rtd = core.iter().filter(|line| line.starts_with("RTD|")).count() as u64;
+    let elapsed = core.iter().find_map(|line| {
+        let caps = RTS_ELAPSED.captures(line)?;
+        let part = |i: usize| caps[i].parse::<u64>().ok();
+        Some(part(1)? * 3600 + part(2)? * 60 + part(3)?)
+    });
+    let Some(elapsed) = elapsed else {
+        return vec!["the latency test started (RTT|) but printed no RTS| summary".to_owned()];
+    };
+    if rtd != elapsed {
+        problems.push(format!("the latency test reported {elapsed} s elapsed but printed {rtd} RTD| lines (one per second)"));
+    }
+    let Some(caps) = core.iter().find_map(|line| LATMUS_TOTALS.captures(line)) else {
+        problems.push("the latency test printed no `latmus: ... samples` totals".to_owned());
+        return problems;
+    };
+    let number = |i: usize| caps[i].parse::<u64>().unwrap_or(0);
+    let per_second = 1_000_000 / period_us.max(1);
+    let (low, high) = ((elapsed * per_second).saturating_sub(3), (elapsed + 1) * per_second + 3);
+    for (context, samples, overruns) in [("thread", number(1), number(3)), ("irq", number(2), number(4))] {
+        let counted = samples + overruns;
+        if !(low..=high).contains(&counted) {
+            problems.push(format!(
+                "the {context} context counted {counted} samples and overruns over {elapsed} s at a {period_us} us \
+                 period (expected {low}..={high}): it did not sample every period"
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+    fn nonce() -> Nonce {
+        Nonce::fixed(NONCE)
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_go_to_the_core_only() {
+        let (a, b) = (Nonce::generate().unwrap(), Nonce::generate().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.0.len(), 2 * NONCE_BYTES);
+        assert!(a.0.bytes().all(|b| b.is_ascii_hexdigit()));
+        let n = nonce();
+        assert_eq!(n.add_to(""), format!("companion.nonce={NONCE}"));
+        assert_eq!(n.add_to("latmus=2"), format!("latmus=2 companion.nonce={NONCE}"));
+        assert_eq!(
+            n.add_to("companion.guest=0x1 latmus=2 -- console=ttyAMA0 guest.script=uname"),
+            format!("companion.guest=0x1 latmus=2 companion.nonce={NONCE} -- console=ttyAMA0 guest.script=uname")
+        );
+    }
+
+    #[test]
+    fn classifies_guest_lines_by_their_mark() {
+        assert_eq!(classify("guest| verdict: PASS"), (Source::Guest, "verdict: PASS"));
+        assert_eq!(classify("[ 0.1 core cpu0 INFO] x"), (Source::Core, "[ 0.1 core cpu0 INFO] x"));
+        assert_eq!(classify(" guest| x"), (Source::Core, " guest| x"));
+        let console = "a\nguest| b\nc\nguest| guest| d\n";
+        assert_eq!(lines_of(console, Source::Core).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(lines_of(console, Source::Guest).collect::<Vec<_>>(), ["b", "guest| d"]);
+    }
+
+    #[test]
+    fn a_pass_needs_this_runs_nonce_on_a_core_line() {
+        let pass = format!("verdict: PASS (exit code 0, nonce {NONCE})\n");
+        assert_eq!(verdict(&pass, &nonce()), Some(Verdict { pass: true, code: 0 }));
+        // The guest's copy, a wrong nonce, none at all: no verdict.
+        assert_eq!(verdict(&format!("guest| {pass}"), &nonce()), None);
+        assert_eq!(verdict("verdict: PASS (exit code 0, nonce 00)\n", &nonce()), None);
+        assert_eq!(verdict("verdict: PASS\n", &nonce()), None);
+        // A failure counts whatever its nonce.
+        let fail = "verdict: FAIL (exit code 104, nonce unknown at EL1)\n";
+        assert_eq!(verdict(fail, &nonce()), Some(Verdict { pass: false, code: 104 }));
+    }
+
+    #[test]
+    fn judges_hangs_and_missing_verdicts_as_failures() {
+        let pass = format!("verdict: PASS (exit code 0, nonce {NONCE})\n");
+        assert_eq!(judge(Ending::Exited(0), &pass, &nonce()), Ok(0));
+        assert_eq!(judge(Ending::AfterVerdict, &pass, &nonce()), Ok(0));
+        assert!(judge(Ending::Exited(0), "guest| all fine\n", &nonce()).unwrap_err().contains("without the core's verdict"));
+        let hung = judge(Ending::TimedOut(Duration::from_secs(90)), "booting\n", &nonce()).unwrap_err();
+        assert!(hung.contains("watchdog") && hung.contains("90 s"), "{hung}");
+        assert!(judge(Ending::Exited(1), &pass, &nonce()).is_err());
+        assert!(judge(Ending::Signaled, &pass, &nonce()).is_err());
+    }
+
+    /// The core's latency-test lines of a 3 s run at 1 ms.
+    fn latmus_console(rtd_lines: usize, thread_samples: u64) -> String {
+        let mut console = "RTT|  00:00:01  (oob thread context, 1000 us period, priority 99, cpu 3, gravity 0 ns)\n".to_owned();
+        for _ in 0..rtd_lines {
+            console += "RTD|      1.000|      2.000|      3.000|       0|     0|      1.000|      3.000\n";
+        }
+        console += "RTS|      1.000|      2.000|      3.000|       0|     0|    00:00:03/00:00:03\n";
+        console + &format!("[ 3.1 core cpu0 INFO ] latmus: {thread_samples} thread samples, 2999 irq samples, 0 + 0 overruns\n")
+    }
+
+    #[test]
+    fn sampling_checks_catch_missing_seconds_and_samples() {
+        assert!(sampling_problems(&latmus_console(3, 2998)).is_empty());
+        assert!(sampling_problems("no latency test here\n").is_empty());
+        assert_eq!(sampling_problems(&latmus_console(2, 2998)).len(), 1);
+        let gap = sampling_problems(&latmus_console(3, 1500));
+        assert!(gap.len() == 1 && gap[0].contains("thread context counted 1500"), "{gap:?}");
+    }
+
+    #[test]
+    fn sampling_checks_ignore_guest_forgeries() {
+        // A guest printing a whole latency test changes nothing: none ran.
+        let forged: String = latmus_console(3, 2998).lines().map(|line| format!("guest| {line}\n")).collect();
+        assert!(sampling_problems(&forged).is_empty());
+        // Nor can it hide a gap in the core's own by adding lines.
+        let console = latmus_console(3, 1500) + "guest| [ 3.2 core cpu0 INFO ] latmus: 3000 thread samples, 3000 irq samples, 0 + 0 overruns\n";
+        assert_eq!(sampling_problems(&console).len(), 1);
+    }
+}
