@@ -386,8 +386,19 @@ pub fn phase_mark() -> Option<(i64, u64)> {
     Some(phase)
 }
 
+/// Stops the background test's sampling now, if it runs: a guest asked to power off, and
+/// what follows (reports, the console flushed from the trap with IRQs masked) takes the CPU
+/// from the test; no period after this point is due. [`finish_background`] then prints the
+/// summary.
+pub fn stop_background() {
+    if let Some(background) = BACKGROUND.lock().as_mut() {
+        let _ = background.measurement.stop();
+    }
+}
+
 /// Prints the background test's summary (`RTS|` per context, histograms, totals), if one
-/// ran. Callable from any context; it does not wait for the test's threads.
+/// ran. Callable from any context; it does not wait for the test's threads. Periods after
+/// [`stop_background`], if it was called, are not due.
 pub fn finish_background() {
     let Some(mut background) = BACKGROUND.lock().take() else { return };
     let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));

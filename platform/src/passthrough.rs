@@ -188,13 +188,20 @@ pub fn devices<'a>(tree: &DeviceTree<'a>, policy: &DevicePolicy<'_>) -> Vec<Devi
     walk.found
 }
 
-/// The GIC INTIDs of every device [`devices`] withholds, sorted and without repeats: the
-/// interrupts the guest must not be given.
-pub fn withheld_intids(devices: &[Device<'_>]) -> Vec<u32> {
+/// The GIC INTIDs the guest is given: those of passed-through devices, less any INTID a
+/// withheld or core-owned device also raises (a shared line stays the core's), sorted and
+/// without repeats. Every other SPI stays unassigned: hidden from the guest's vGIC.
+pub fn passed_intids(devices: &[Device<'_>]) -> Vec<u32> {
+    let kept_back: Vec<u32> = devices
+        .iter()
+        .filter(|d| d.class != DeviceClass::PassThrough)
+        .flat_map(|d| d.intids.iter().copied())
+        .collect();
     let mut intids: Vec<u32> = devices
         .iter()
-        .filter(|d| matches!(d.class, DeviceClass::Withheld(_)))
+        .filter(|d| d.class == DeviceClass::PassThrough)
         .flat_map(|d| d.intids.iter().copied())
+        .filter(|intid| !kept_back.contains(intid))
         .collect();
     intids.sort_unstable();
     intids.dedup();

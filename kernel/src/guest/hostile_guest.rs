@@ -398,6 +398,8 @@ fn report(frame: &mut TrapFrame) -> Option<u64> {
 
 /// Checks everything when the guest powers off and ends the run with the core's verdict.
 fn finish(reset: bool) -> ! {
+    // The run ends here: the latency test's periods stop being due before the reports take the CPU.
+    crate::latmus::stop_background();
     super::console::flush();
     let got = |n: usize| REPORTED[n].load(Ordering::Relaxed);
     let (start_hash, end_hash) = (HASH_AT_START.load(Ordering::Relaxed), image_hash());
@@ -483,7 +485,8 @@ pub fn run(
 
     let state = GuestState::new(mpidrs, &memory, report, finish).ok_or("PSCI model")?;
     let uart_intid = platform::discovery::uart_intid(&tree, &info.uart);
-    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice() };
+    let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
+    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice(), passed_through: &passed_through };
     super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32), &interrupts)?;
     super::console::init(info.uart.base, info.uart.size, uart_intid);
     let gicr = info.gic.redistributor.ok_or("no redistributor (GICv3 only)")?.base;

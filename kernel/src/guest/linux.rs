@@ -158,7 +158,8 @@ pub fn boot(
 
     let state = GuestState::new(mpidrs, &memory, |_| None, power_off).ok_or(BootError::Tree)?;
     let uart_intid = platform::discovery::uart_intid(&tree, &info.uart);
-    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice() };
+    let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
+    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice(), passed_through: &passed_through };
     super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32), &interrupts).map_err(BootError::Vgic)?;
     super::console::init(info.uart.base, info.uart.size, uart_intid);
     log::info!(
@@ -178,6 +179,8 @@ pub fn boot(
 /// The guest asked PSCI to power off or reset: end the run. A reset fails it: restarting a
 /// guest is not supported yet, and a guest that resets did not finish what it ran.
 fn power_off(reset: bool) -> ! {
+    // The run ends here: the latency test's periods stop being due before the reports take the CPU.
+    crate::latmus::stop_background();
     super::console::flush();
     if reset {
         log::error!("guest: PSCI SYSTEM_RESET: restarting the guest is not supported; the run fails");

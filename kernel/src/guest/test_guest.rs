@@ -241,6 +241,8 @@ fn report(frame: &mut TrapFrame) -> Option<u64> {
 
 /// Checks the reports when the guest powers off and ends the run with the verdict.
 fn finish(reset: bool) -> ! {
+    // The run ends here: the latency test's periods stop being due before the reports take the CPU.
+    crate::latmus::stop_background();
     let got = |n: usize| REPORTED[n].load(Ordering::Relaxed);
     let abort = got(4);
     let timer_forwarded = super::virq::forwarded(27);
@@ -331,7 +333,8 @@ pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Re
     let state = GuestState::new(&[mpidr], &memory, report, finish).ok_or("PSCI model")?;
     // The guest owns this CPU from here on: the previous state is never restored.
     let _ = crate::arch::mask_irqs();
-    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: &[] };
+    let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
+    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: &[], passed_through: &passed_through };
     let gicr = match super::virq::init(&info.gic, &[mpidr], 32, &interrupts) {
         Ok(()) => {
             VGIC.store(true, Ordering::Relaxed);

@@ -383,12 +383,16 @@ pub struct GuestInterrupts<'a> {
     /// The emulated devices' interrupts (virtual only: the physical GIC never sees the
     /// guest's configuration of them).
     pub emulated: &'a [u32],
+    /// The passed-through devices' interrupts (`platform::passthrough::passed_intids`):
+    /// the only SPIs that reach the physical GIC. Every other SPI stays unassigned, hidden
+    /// from the guest.
+    pub passed_through: &'a [u32],
 }
 
 /// Sets up the vGIC for one vCPU per entry of `mpidrs` (vCPU i on CPU i) with `spis` SPIs,
 /// and gives the guest its interrupts in the ownership table ([`crate::irq::OWNERSHIP`]):
-/// its timer PPIs and every SPI below `32 + spis` the core does not own are passed through,
-/// `interrupts.emulated` are virtual; everything else (the core's timer, the maintenance
+/// its timer PPIs and `interrupts.passed_through` (below `32 + spis`, unless the core owns
+/// them) are passed through, `interrupts.emulated` are virtual; everything else (the core's timer, the maintenance
 /// interrupt, other PPIs) stays hidden from it. Call once, before any CPU runs
 /// [`init_this_cpu`].
 pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32, interrupts: &GuestInterrupts<'_>) -> Result<(), &'static str> {
@@ -406,7 +410,13 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32, interrupts: &GuestInt
         table.assign_unless_core(ppi, Owner::PassThrough).map_err(|_| ownership)?;
     }
     for spi in FIRST_SPI..(FIRST_SPI + spis).min(vm::ownership::INTID_LIMIT) {
-        let owner = if interrupts.emulated.contains(&spi) { Owner::Virtual } else { Owner::PassThrough };
+        let owner = if interrupts.emulated.contains(&spi) {
+            Owner::Virtual
+        } else if interrupts.passed_through.contains(&spi) {
+            Owner::PassThrough
+        } else {
+            continue;
+        };
         table.assign_unless_core(spi, owner).map_err(|_| ownership)?;
     }
     {
