@@ -170,9 +170,10 @@ impl Measurement {
         }
     }
 
-    /// Tells both contexts to stop (the thread after its next sample).
+    /// Tells both contexts to stop (the thread after its next sample); the first call's time
+    /// is when periods stop being due.
     fn stop(&mut self) -> Result<(), Error> {
-        self.stopped_at = Some(rt::now());
+        self.stopped_at.get_or_insert_with(rt::now);
         self.sampler.stop.store(true, Ordering::Relaxed);
         self.irq_timer.stop().map(|_| ())
     }
