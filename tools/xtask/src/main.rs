@@ -9,6 +9,7 @@ mod expect;
 mod first_run;
 mod guest;
 mod image;
+mod irqsoff_compare;
 mod linux_package;
 mod machine;
 mod paths;
@@ -142,6 +143,11 @@ enum Command {
         /// The guest kernel's System.map naming the locations (see `run --system-map`).
         #[arg(long, value_name = "FILE")]
         system_map: Option<PathBuf>,
+        /// Run under QEMU `-icount shift=0,sleep=off` (see `run --icount`).
+        #[arg(long)]
+        icount: bool,
+        #[command(flatten)]
+        compare: irqsoff_compare::Flags,
         #[command(flatten)]
         build: BuildFlags,
     },
@@ -348,31 +354,48 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 )),
                 guest: true,
                 load: load_name,
-                // Debian's map names only Debian's kernel.
-                system_map: system_map.or_else(|| guest_kernel.is_none().then(|| guest.system_map.clone())),
+                // Debian's map names only Debian's kernel; another is read from its own kallsyms.
+                system_map: system_map.or_else(|| match &guest_kernel {
+                    None => Some(guest.system_map.clone()),
+                    Some(_) if irqsoff == 0 => None,
+                    Some(kernel) => guest::system_map(kernel, &guest.initramfs)
+                        .map_err(|err| eprintln!("xtask: warning: irqs-off locations stay unnamed: {err:#}"))
+                        .ok(),
+                }),
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
-        Command::Irqsoff { profile, duration, load, period, system_map, build } => dispatch(Command::Run {
-            board: Board::QemuVirt,
-            gic: None,
-            cpus: None,
-            profile: Some(profile),
-            icount: false,
-            no_guest: false,
-            guest_script: "cyclictest".to_owned(),
-            guest_kernel: None,
-            guest_initrd: None,
-            guest_append: None,
-            load,
-            duration,
-            period: 1000,
-            append: None,
-            irqsoff: period,
-            system_map,
-            build,
-            qemu_args: Vec::new(),
-        }),
+        Command::Irqsoff { profile, duration, load, period, system_map, icount, compare, build } => {
+            let hunt = |guest_kernel, guest_initrd, system_map| {
+                dispatch(Command::Run {
+                    board: Board::QemuVirt,
+                    gic: None,
+                    cpus: None,
+                    profile: Some(profile.clone()),
+                    icount,
+                    no_guest: false,
+                    guest_script: "cyclictest".to_owned(),
+                    guest_kernel,
+                    guest_initrd,
+                    guest_append: None,
+                    load,
+                    duration,
+                    period: 1000,
+                    append: None,
+                    irqsoff: period,
+                    system_map,
+                    build: BuildFlags { release: build.release, debug: build.debug },
+                    qemu_args: Vec::new(),
+                })
+            };
+            if !compare.is_set() {
+                return hunt(None, None, system_map);
+            }
+            let sides = irqsoff_compare::sides(&compare)?;
+            irqsoff_compare::run(&sides, &irqsoff_compare::Settings { period_us: period }, &mut |side| {
+                hunt(Some(side.kernel.clone()), Some(side.initramfs.clone()), Some(side.system_map.clone()))
+            })
+        }
         Command::Test {
             qemu_only,
             host_only,
