@@ -16,6 +16,7 @@ mod paths;
 mod process;
 mod profiles;
 mod qemu;
+mod qemu_dtb;
 mod report;
 mod test_runner;
 mod toolchain;
@@ -220,7 +221,8 @@ enum Command {
     /// Check the pinned toolchain, installing its bare-metal target and llvm-tools (from
     /// rust-toolchain.toml) if they are missing, and print where it is.
     Toolchain,
-    /// Fetch a profile's device tree (if it uses one) and print its path.
+    /// Fetch a profile's device tree and print its path; for a `virt` profile, the tree QEMU
+    /// generates for its machine, dumped into target/dtb/<PROFILE>.dtb.
     Dtb {
         /// The QEMU profile.
         #[arg(value_name = "PROFILE")]
@@ -466,7 +468,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Dtb { qemu_profile } => {
             let profile = Profile::load(&qemu_profile)?;
             let Some(dtb) = &profile.dtb else {
-                anyhow::bail!("profile {qemu_profile} uses the device tree QEMU generates");
+                println!("{}", qemu_dtb::dump(&profile)?.display());
+                return Ok(ExitCode::SUCCESS);
             };
             println!("{}", LinuxPackage::fetch()?.dtb(dtb)?.display());
             Ok(ExitCode::SUCCESS)
