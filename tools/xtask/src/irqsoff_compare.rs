@@ -111,20 +111,19 @@ pub struct Settings {
 
 /// Runs the hunter on both `sides` with `run_one` (a `cargo xtask irqsoff` run of that
 /// side's files, writing its report under `target/report/`), compares their reports,
-/// prints the table and writes the comparison. Fails if a run leaves no report or no
-/// named irqs-off location.
-pub fn run(sides: &[Side; 2], settings: &Settings, run_one: &mut dyn FnMut(&Side) -> Result<ExitCode>) -> Result<ExitCode> {
+/// prints the table and writes the comparison into the directory returned. Fails if a run
+/// leaves no report or no named irqs-off location.
+pub fn run(sides: &[Side; 2], settings: &Settings, run_one: &mut dyn FnMut(&Side) -> Result<ExitCode>) -> Result<PathBuf> {
     let mut runs = Vec::new();
     for side in sides {
         eprintln!("xtask: irqs-off hunt on {} ({})", side.label, side.kernel.display());
-        let before = report_dirs()?;
-        let code = run_one(side)?;
-        let after = report_dirs()?;
-        let new: Vec<&PathBuf> = after.difference(&before).collect();
-        let [dir] = new[..] else {
-            bail!("the run on {} left {} new report directories, expected one (exit {code:?})", side.label, new.len());
-        };
-        runs.push(RunResult::load(dir, &side.label)?);
+        let mut code = None;
+        let dir = only_new_dir(DirKind::Run, || {
+            code = Some(run_one(side)?);
+            Ok(())
+        })
+        .with_context(|| format!("the run on {} (exit {code:?})", side.label))?;
+        runs.push(RunResult::load(&dir, &side.label)?);
     }
     let [a, b]: [RunResult; 2] = runs.try_into().map_err(|_| anyhow::anyhow!("two runs expected"))?;
     let comparison = Comparison::new(a, b, settings.period_us);
@@ -144,11 +143,33 @@ pub fn run(sides: &[Side; 2], settings: &Settings, run_one: &mut dyn FnMut(&Side
     fs::write(dir.join("compare.json"), format!("{json}\n")).with_context(|| format!("cannot write in {}", dir.display()))?;
     fs::write(dir.join("compare.svg"), plot(&comparison)?).with_context(|| format!("cannot write in {}", dir.display()))?;
     eprintln!("xtask: comparison in {} (compare.txt, compare.json, compare.svg)", dir.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(dir)
 }
 
-/// The run directories under `target/report/` now (none if it does not exist yet).
-fn report_dirs() -> Result<BTreeSet<PathBuf>> {
+/// Which directories of `target/report/` [`only_new_dir`] looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirKind {
+    /// A run's (`<timestamp>`).
+    Run,
+    /// A comparison's (`irqsoff-compare-<timestamp>`).
+    Comparison,
+}
+
+/// The one directory of `kind` that `action` adds under `target/report/`; an error if it
+/// adds none or several.
+fn only_new_dir(kind: DirKind, action: impl FnOnce() -> Result<()>) -> Result<PathBuf> {
+    let before = report_dirs(kind)?;
+    action()?;
+    let after = report_dirs(kind)?;
+    let mut new: Vec<&PathBuf> = after.difference(&before).collect();
+    match new.len() {
+        1 => Ok(new.remove(0).clone()),
+        n => bail!("{n} new report directories under {}, expected one", report::reports_dir().display()),
+    }
+}
+
+/// The directories of `kind` under `target/report/` now (none if it does not exist yet).
+fn report_dirs(kind: DirKind) -> Result<BTreeSet<PathBuf>> {
     let base = report::reports_dir();
     let Ok(entries) = fs::read_dir(&base) else {
         return Ok(BTreeSet::new());
@@ -158,11 +179,53 @@ fn report_dirs() -> Result<BTreeSet<PathBuf>> {
         let entry = entry.with_context(|| format!("cannot read {}", base.display()))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if entry.file_type().is_ok_and(|kind| kind.is_dir()) && !name.starts_with('.') && !name.starts_with("irqsoff-compare-") {
+        let comparison = name.starts_with("irqsoff-compare-");
+        let wanted = match kind {
+            DirKind::Run => !comparison,
+            DirKind::Comparison => comparison,
+        };
+        if wanted && entry.file_type().is_ok_and(|kind| kind.is_dir()) && !name.starts_with('.') {
             dirs.insert(entry.path());
         }
     }
     Ok(dirs)
+}
+
+/// The QEMU test comparing Debian's 6.1 and 6.12 PREEMPT_RT kernels in small.
+pub const CASE_NAME: &str = "irqsoff-compare-6.1-6.12";
+
+/// [`CASE_NAME`]: `cargo xtask irqsoff --compare-release 6.1 --profile virt-gicv3-1 --icount
+/// --duration 2 --period 100` (one CPU, the hunter every 100 µs, cheap under `-icount`),
+/// then `compare.json` must exist, name both kernels and hold functions (named, not bare
+/// PCs) on both sides.
+pub fn check_case() -> Result<()> {
+    let args = ["xtask", "irqsoff", "--compare-release", "6.1", "--profile", "virt-gicv3-1", "--icount", "--duration", "2", "--period", "100"];
+    let command = <crate::Cli as clap::Parser>::try_parse_from(args)?.command;
+    let dir = only_new_dir(DirKind::Comparison, || crate::dispatch(command).map(drop))?;
+    let path = dir.join("compare.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("no comparison report {}", path.display()))?;
+    let problems = case_problems(&serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?);
+    ensure!(problems.is_empty(), "{}: {}", path.display(), problems.join("; "));
+    ensure!(dir.join("compare.svg").is_file(), "no compare.svg in {}", dir.display());
+    Ok(())
+}
+
+/// What [`CASE_NAME`]'s `compare.json` lacks, one line per problem.
+fn case_problems(json: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, release) in [("a", "6.1."), ("b", "6.12.")] {
+        let label = json[key]["label"].as_str().unwrap_or_default();
+        if !label.starts_with(release) {
+            problems.push(format!("side {key} is {label:?}, not a {release}x kernel"));
+        }
+        let named = json["functions"]
+            .as_array()
+            .map_or(0, |rows| rows.iter().filter(|row| !row[key].is_null() && !row["function"].as_str().unwrap_or("0x").starts_with("0x")).count());
+        if named == 0 {
+            problems.push(format!("no named function on side {key} ({label})"));
+        }
+    }
+    problems
 }
 
 /// A new `target/report/irqsoff-compare-<timestamp>` directory.
@@ -631,6 +694,17 @@ mod tests {
         let run = RunResult::parse(&text.to_string(), Path::new("/r"), "k").unwrap();
         assert!(run.functions.is_empty());
         assert!(RunResult::parse("{}", Path::new("/r"), "k").is_err());
+    }
+
+    #[test]
+    fn the_case_needs_named_functions_on_both_releases() {
+        let mut c = comparison();
+        assert_eq!(case_problems(&to_json(&c)), Vec::<String>::new());
+        c.b.label = "6.1.0-41-rt-arm64".into();
+        c.rows.retain(|row| row.b.is_none());
+        let problems = case_problems(&to_json(&c));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("not a 6.12.x kernel") && problems[1].contains("no named function on side b"), "{problems:?}");
     }
 
     #[test]

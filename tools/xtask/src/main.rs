@@ -396,7 +396,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let sides = irqsoff_compare::sides(&compare)?;
             irqsoff_compare::run(&sides, &irqsoff_compare::Settings { period_us: period }, &mut |side| {
                 hunt(Some(side.kernel.clone()), Some(side.initramfs.clone()), Some(side.system_map.clone()))
-            })
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Test {
             qemu_only,

@@ -49,6 +49,11 @@ const HOST_STEPS: &[HostStep] = &[
     },
 ];
 
+/// QEMU tests written in xtask rather than as [`Case`]s (each boots QEMU itself), run after
+/// the cases.
+const QEMU_STEPS: &[HostStep] =
+    &[HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) }];
+
 /// Which tests to run.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -84,10 +89,15 @@ impl Selection {
         CASES.iter().filter(|case| self.wants(case.name)).collect()
     }
 
+    fn qemu_steps(&self) -> Vec<&'static HostStep> {
+        QEMU_STEPS.iter().filter(|step| !self.host_only && self.wants(step.name)).collect()
+    }
+
     /// The names of the selected tests, in running order.
     pub fn names(&self) -> Vec<&'static str> {
         let host = self.host_steps().into_iter().map(|step| step.name);
         host.chain(self.cases().into_iter().map(|case| case.name))
+            .chain(self.qemu_steps().into_iter().map(|step| step.name))
             .collect()
     }
 }
@@ -115,7 +125,7 @@ impl Report {
 pub fn run(selection: &Selection) -> Result<bool> {
     let steps = selection.host_steps();
     let cases = selection.cases();
-    if steps.is_empty() && cases.is_empty() {
+    if steps.is_empty() && cases.is_empty() && selection.qemu_steps().is_empty() {
         bail!(
             "no test selected; the tests are: {}",
             Selection::default().names().join(", ")
@@ -127,6 +137,9 @@ pub fn run(selection: &Selection) -> Result<bool> {
     }
     if !cases.is_empty() {
         run_cases(&cases, &mut report);
+    }
+    for step in selection.qemu_steps() {
+        run_host_step(step, &mut report);
     }
     println!("{} passed, {} failed", report.passed, report.failed);
     Ok(report.failed == 0)
