@@ -129,6 +129,12 @@ pub fn run(sides: &[Side; 2], settings: &Settings, run_one: &mut dyn FnMut(&Side
     let comparison = Comparison::new(a, b, settings.period_us);
     for side in [&comparison.a, &comparison.b] {
         ensure!(
+            !side.functions.is_empty(),
+            "the run on {} ({}) caught no irqs-off window: sample more often (--period, e.g. 100 µs) or longer",
+            side.label,
+            side.dir.display()
+        );
+        ensure!(
             side.functions.keys().any(|name| !name.starts_with("0x")),
             "the run on {} ({}) named no irqs-off location: see its report",
             side.label,
