@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn selection_filters_by_kind_and_name() {
         let all = Selection::default().names();
-        assert_eq!(all.len(), HOST_STEPS.len() + CASES.len());
+        assert_eq!(all.len(), HOST_STEPS.len() + CASES.len() + QEMU_STEPS.len());
         assert_eq!(all[0], "host-workspace");
 
         let qemu = Selection {
@@ -273,14 +273,15 @@ mod tests {
             ..Selection::default()
         }
         .names();
-        assert_eq!(qemu.len(), CASES.len());
+        assert_eq!(qemu.len(), CASES.len() + QEMU_STEPS.len());
+        assert_eq!(qemu.last(), Some(&crate::irqsoff_compare::CASE_NAME));
 
         let host = Selection {
             host_only: true,
             ..Selection::default()
         }
         .names();
-        assert_eq!(host, ["host-workspace", "host-xtask"]);
+        assert_eq!(host, ["host-workspace", "host-xtask", "first-run-toolchain"]);
 
         let virt = Selection {
             filter: Some("boot-virt-gicv2".into()),
