@@ -714,6 +714,24 @@ mod tests {
     }
 
     #[test]
+    fn the_flags_take_two_kernels_or_a_release_and_no_map() {
+        let parse = |args: &[&str]| {
+            <crate::Cli as clap::Parser>::try_parse_from(["xtask", "irqsoff"].iter().chain(args)).map(|cli| match cli.command {
+                crate::Command::Irqsoff { compare, .. } => compare,
+                other => panic!("not irqsoff: {other:?}"),
+            })
+        };
+        let pair = parse(&["--compare", "a", "b"]).unwrap();
+        assert_eq!(pair.compare, Some(vec![PathBuf::from("a"), PathBuf::from("b")]));
+        assert!(pair.is_set());
+        assert_eq!(parse(&["--compare-release", "6.1"]).unwrap().compare_release.as_deref(), Some("6.1"));
+        assert!(!parse(&[]).unwrap().is_set());
+        assert!(parse(&["--compare", "a"]).is_err());
+        assert!(parse(&["--compare", "a", "b", "--compare-release", "6.1"]).is_err());
+        assert!(parse(&["--compare-release", "6.1", "--system-map", "m"]).is_err());
+    }
+
+    #[test]
     fn labels_drop_the_vmlinuz_prefix() {
         assert_eq!(label_of(Path::new("/c/boot/vmlinuz-6.1.0-41-rt-arm64")), "6.1.0-41-rt-arm64");
         assert_eq!(label_of(Path::new("/tmp/Image")), "Image");
