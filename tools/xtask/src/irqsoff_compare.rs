@@ -306,6 +306,9 @@ pub struct RunResult {
     pub conditions: String,
     /// QEMU's exit code.
     pub exit_code: Option<i32>,
+    /// The hunter's totals, from the console's summary line (the top list holds only the
+    /// longest windows).
+    pub totals: Option<Totals>,
     /// Per function (the symbol without its offset; `0x…` for an unnamed PC).
     pub functions: BTreeMap<String, Windows>,
 }
@@ -315,7 +318,10 @@ impl RunResult {
     fn load(dir: &Path, label: &str) -> Result<Self> {
         let path = dir.join("report.json");
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::parse(&text, dir, label).with_context(|| format!("cannot read {}", path.display()))
+        let mut run = Self::parse(&text, dir, label).with_context(|| format!("cannot read {}", path.display()))?;
+        // The console is the only place the totals are; without it they are unknown.
+        run.totals = fs::read_to_string(dir.join("console.log")).ok().as_deref().and_then(Totals::of_console);
+        Ok(run)
     }
 
     /// [`RunResult::load`] of the text of a `report.json`.
@@ -332,7 +338,45 @@ impl RunResult {
             run.duration_s
         );
         let top = report.irqsoff.map(|irqsoff| irqsoff.top).unwrap_or_default();
-        Ok(Self { label: label.to_owned(), dir: dir.to_owned(), conditions, exit_code: run.exit_code, functions: by_function(&top) })
+        Ok(Self {
+            label: label.to_owned(),
+            dir: dir.to_owned(),
+            conditions,
+            exit_code: run.exit_code,
+            totals: None,
+            functions: by_function(&top),
+        })
+    }
+}
+
+/// The hunter's summary of a run: `irqsoff: N samples with IRQs masked and an in-band IRQ
+/// waiting, at P PCs (D dropped: table full)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Samples taken with IRQs masked while an in-band IRQ waited.
+    pub samples: u64,
+    /// Distinct PCs among them.
+    pub pcs: u64,
+    /// Samples not recorded because the core's table was full.
+    pub dropped: u64,
+}
+
+impl Totals {
+    /// The last summary line on `console`, if any.
+    fn of_console(console: &str) -> Option<Self> {
+        let line = regex::Regex::new(r"irqsoff: (\d+) samples with IRQs masked .*, at (\d+) PCs \((\d+) dropped")
+            .expect("valid regex");
+        let caps = line.captures_iter(console).last()?;
+        let number = |i: usize| caps[i].parse::<u64>().ok();
+        Some(Self { samples: number(1)?, pcs: number(2)?, dropped: number(3)? })
+    }
+
+    /// `422 samples at 283 PCs (1175 dropped: table full)`.
+    fn describe(totals: Option<Self>) -> String {
+        match totals {
+            Some(t) => format!("{} samples at {} PCs ({} dropped: table full)", t.samples, t.pcs, t.dropped),
+            None => "hunter totals unknown (no summary line on the console)".to_owned(),
+        }
     }
 }
 
@@ -454,12 +498,14 @@ impl Comparison {
         };
         let width = self.rows.iter().map(|row| row.function.len()).max().unwrap_or(8).max(8);
         let mut text = format!(
-            "irqs-off windows per function, A = {} vs B = {} (sampling period {} µs)\n  A: {}\n  B: {}\n",
+            "irqs-off windows per function, A = {} vs B = {} (sampling period {} µs)\n  A: {}; {}\n  B: {}; {}\n",
             self.a.label,
             self.b.label,
             self.period_ns / 1000,
             self.a.conditions,
-            self.b.conditions
+            Totals::describe(self.a.totals),
+            self.b.conditions,
+            Totals::describe(self.b.totals)
         );
         text.push_str(&format!(
             "{:<width$}  {:>12} {:>9}  {:>12} {:>9}  {}\n",
@@ -488,7 +534,8 @@ impl Comparison {
 }
 
 /// `compare.json`: `version` (1); `period_ns`; `a` and `b`, each `{label, report_dir,
-/// conditions, exit_code}`; `functions`, an array of `{function, change, a, b}` in the
+/// conditions, exit_code, totals}` (`totals`: the hunter's `{samples, pcs, dropped}` over
+/// the whole run, or `null`); `functions`, an array of `{function, change, a, b}` in the
 /// table's order, `a`/`b` being `{longest_ns, samples, locations}` or `null` where the
 /// function was not seen; `counts`: the number of functions per change.
 pub fn to_json(comparison: &Comparison) -> Value {
@@ -498,6 +545,7 @@ pub fn to_json(comparison: &Comparison) -> Value {
             "report_dir": run.dir.display().to_string(),
             "conditions": run.conditions,
             "exit_code": run.exit_code,
+            "totals": run.totals.map(|t| json!({ "samples": t.samples, "pcs": t.pcs, "dropped": t.dropped })),
         })
     };
     let windows = |w: Option<Windows>| {
@@ -691,6 +739,22 @@ mod tests {
         for text in ["__schedule (grew)", "new_in_b (appeared)", "A 6.1.0-41-rt-arm64", "B 6.12.118+deb12-rt-arm64"] {
             assert!(svg.contains(text), "the plot lacks {text}");
         }
+    }
+
+    #[test]
+    fn totals_come_from_the_last_summary_line() {
+        let console = "[ 1.0 core cpu0 INFO ] irqsoff: sampling the guest on 1 CPU(s) every 10 us\n\
+            [ 14.7 core cpu0 INFO ] irqsoff: 422 samples with IRQs masked and an in-band IRQ waiting, at 283 PCs (1175 dropped: table full)\r\n";
+        let totals = Totals::of_console(console).unwrap();
+        assert_eq!(totals, Totals { samples: 422, pcs: 283, dropped: 1175 });
+        assert_eq!(Totals::describe(Some(totals)), "422 samples at 283 PCs (1175 dropped: table full)");
+        assert_eq!(Totals::of_console("irqsoff: sampling the guest on 1 CPU(s) every 10 us\n"), None);
+        let mut c = comparison();
+        c.a.totals = Some(totals);
+        assert!(c.table().contains("load grinder, 3 s; 422 samples at 283 PCs (1175 dropped: table full)"), "{}", c.table());
+        assert!(c.table().contains("hunter totals unknown"));
+        assert_eq!(to_json(&c)["a"]["totals"]["dropped"], 1175);
+        assert_eq!(to_json(&c)["b"]["totals"], Value::Null);
     }
 
     #[test]
