@@ -40,8 +40,9 @@ pub struct Flags {
     /// appeared, disappeared or grew from A to B (target/report/irqsoff-compare-<id>/).
     #[arg(long, num_args = 2, value_names = ["KERNEL_A", "KERNEL_B"], conflicts_with_all = ["compare_release", "system_map"])]
     pub compare: Option<Vec<PathBuf>>,
-    /// Compare Debian's PREEMPT_RT arm64 kernel of this upstream release (e.g. 6.1, from
-    /// bookworm) as A with the default guest kernel (the newest, from bookworm-backports) as B.
+    /// Compare Debian's newest PREEMPT_RT arm64 kernel of this upstream release (e.g. 6.1, from
+    /// bookworm and its security updates) as A with the default guest kernel (the newest of
+    /// all, from bookworm-backports) as B.
     #[arg(long, value_name = "RELEASE", conflicts_with = "system_map")]
     pub compare_release: Option<String>,
 }

@@ -39,7 +39,8 @@ impl LinuxPackage {
     }
 
     /// The newest PREEMPT_RT arm64 kernel package of upstream release `release` (e.g. `6.1`,
-    /// from bookworm itself, where the default comes from bookworm-backports), unpacked.
+    /// from bookworm and bookworm-security, where the default comes from bookworm-backports),
+    /// unpacked.
     pub fn fetch_release(release: &str) -> Result<Self> {
         Self::fetch_matching(&release_pattern(release)?)
     }
