@@ -108,7 +108,7 @@ impl Guest {
         let kernel = linux.image()?;
         let initramfs = pin(&build_initramfs().context("cannot build the guest initramfs")?)?;
         // Only the irqs-off hunter needs the map: a failure must not stop every guest run.
-        let system_map = match kallsyms::system_map(&kernel, &initramfs, &guest_cache()?) {
+        let system_map = match system_map(&kernel, &initramfs) {
             Ok(path) => path,
             Err(err) => {
                 eprintln!(
@@ -143,6 +143,13 @@ fn pin(archive: &Path) -> Result<PathBuf> {
     }
     fs::rename(&staging, &pinned).with_context(|| format!("cannot move {} to {}", staging.display(), pinned.display()))?;
     Ok(pinned)
+}
+
+/// The `System.map` of any arm64 guest `kernel` (Debian's or one's own), built once per
+/// kernel from its own `/proc/kallsyms` by a `nokaslr` boot with `initramfs` under QEMU and
+/// cached (see [`kallsyms`]).
+pub fn system_map(kernel: &Path, initramfs: &Path) -> Result<PathBuf> {
+    kallsyms::system_map(kernel, initramfs, &guest_cache()?)
 }
 
 /// How `cargo xtask guest` boots the guest under QEMU without the core.

@@ -13,6 +13,18 @@ use crate::debian::PrivateApt;
 /// The packages considered, as an APT regex; the newest one is used.
 const PACKAGE_PATTERN: &str = "^linux-image-.*-rt-arm64-unsigned$";
 
+/// The APT regex of the PREEMPT_RT arm64 kernel packages of upstream release `release`
+/// (`6.1` matches `linux-image-6.1.0-41-rt-arm64-unsigned` but not `6.12.…`); an error
+/// for anything but dotted numbers.
+pub fn release_pattern(release: &str) -> Result<String> {
+    let valid = !release.is_empty()
+        && release.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        bail!("kernel release {release:?} is not a version such as 6.1 or 6.12");
+    }
+    Ok(format!("^linux-image-{}[.-].*-rt-arm64-unsigned$", release.replace('.', "\\.")))
+}
+
 /// An unpacked Debian arm64 kernel package.
 #[derive(Debug, Clone)]
 pub struct LinuxPackage {
@@ -23,8 +35,21 @@ pub struct LinuxPackage {
 impl LinuxPackage {
     /// Finds the newest matching package and unpacks it (once) into the cache.
     pub fn fetch() -> Result<Self> {
+        Self::fetch_matching(PACKAGE_PATTERN)
+    }
+
+    /// The newest PREEMPT_RT arm64 kernel package of upstream release `release` (e.g. `6.1`,
+    /// from bookworm and bookworm-security, where the default comes from bookworm-backports),
+    /// unpacked.
+    pub fn fetch_release(release: &str) -> Result<Self> {
+        Self::fetch_matching(&release_pattern(release)?)
+    }
+
+    /// The newest package whose name matches the APT regex `pattern`, unpacked (once) into
+    /// the cache.
+    fn fetch_matching(pattern: &str) -> Result<Self> {
         let apt = PrivateApt::arm64()?;
-        let package = apt.newest_package(PACKAGE_PATTERN)?;
+        let package = apt.newest_package(pattern)?;
         let root = apt.fetch_unpacked(&package.name)?;
         Ok(Self {
             name: package.name,
@@ -96,6 +121,25 @@ impl LinuxPackage {
         match files.len() {
             1 => Ok(files.remove(0)),
             n => bail!("{}: expected one boot/{prefix}* file, found {n}", self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_patterns_match_only_that_release() {
+        let pattern = regex::Regex::new(&release_pattern("6.1").unwrap()).unwrap();
+        assert!(pattern.is_match("linux-image-6.1.0-41-rt-arm64-unsigned"));
+        assert!(!pattern.is_match("linux-image-6.12.118+deb12-rt-arm64-unsigned"));
+        assert!(!pattern.is_match("linux-image-6.1.0-41-arm64-unsigned"));
+        let newer = regex::Regex::new(&release_pattern("6.12").unwrap()).unwrap();
+        assert!(newer.is_match("linux-image-6.12.118+deb12-rt-arm64-unsigned"));
+        assert!(!newer.is_match("linux-image-6.1.0-41-rt-arm64-unsigned"));
+        for bad in ["", "6.", "6..1", "6.1*", "latest", "6.1$"] {
+            assert!(release_pattern(bad).is_err(), "{bad:?}");
         }
     }
 }

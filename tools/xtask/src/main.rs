@@ -11,12 +11,14 @@ mod fuzz;
 mod guest;
 mod image;
 mod integrity;
+mod irqsoff_compare;
 mod linux_package;
 mod machine;
 mod paths;
 mod process;
 mod profiles;
 mod qemu;
+mod qemu_dtb;
 mod report;
 mod soak;
 mod test_runner;
@@ -147,6 +149,11 @@ enum Command {
         /// The guest kernel's System.map naming the locations (see `run --system-map`).
         #[arg(long, value_name = "FILE")]
         system_map: Option<PathBuf>,
+        /// Run under QEMU `-icount shift=0,sleep=off` (see `run --icount`).
+        #[arg(long)]
+        icount: bool,
+        #[command(flatten)]
+        compare: irqsoff_compare::Flags,
         #[command(flatten)]
         build: BuildFlags,
     },
@@ -239,7 +246,8 @@ enum Command {
     /// Check the pinned toolchain, installing its bare-metal target and llvm-tools (from
     /// rust-toolchain.toml) if they are missing, and print where it is.
     Toolchain,
-    /// Fetch a profile's device tree (if it uses one) and print its path.
+    /// Fetch a profile's device tree and print its path; for a `virt` profile, the tree QEMU
+    /// generates for its machine, dumped into target/dtb/<PROFILE>.dtb.
     Dtb {
         /// The QEMU profile.
         #[arg(value_name = "PROFILE")]
@@ -374,32 +382,50 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 )),
                 guest: true,
                 load: load_name,
-                // Debian's map names only Debian's kernel.
-                system_map: system_map.or_else(|| guest_kernel.is_none().then(|| guest.system_map.clone())),
+                // Debian's map names only Debian's kernel; another is read from its own kallsyms.
+                system_map: system_map.or_else(|| match &guest_kernel {
+                    None => Some(guest.system_map.clone()),
+                    Some(_) if irqsoff == 0 => None,
+                    Some(kernel) => guest::system_map(kernel, &guest.initramfs)
+                        .map_err(|err| eprintln!("xtask: warning: irqs-off locations stay unnamed: {err:#}"))
+                        .ok(),
+                }),
                 interactive: guest_script == "shell",
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
-        Command::Irqsoff { profile, duration, load, period, system_map, build } => dispatch(Command::Run {
-            board: Board::QemuVirt,
-            gic: None,
-            cpus: None,
-            profile: Some(profile),
-            icount: false,
-            no_guest: false,
-            guest_script: "cyclictest".to_owned(),
-            guest_kernel: None,
-            guest_initrd: None,
-            guest_append: None,
-            load,
-            duration,
-            period: 1000,
-            append: None,
-            irqsoff: period,
-            system_map,
-            build,
-            qemu_args: Vec::new(),
-        }),
+        Command::Irqsoff { profile, duration, load, period, system_map, icount, compare, build } => {
+            let hunt = |guest_kernel, guest_initrd, system_map| {
+                dispatch(Command::Run {
+                    board: Board::QemuVirt,
+                    gic: None,
+                    cpus: None,
+                    profile: Some(profile.clone()),
+                    icount,
+                    no_guest: false,
+                    guest_script: "cyclictest".to_owned(),
+                    guest_kernel,
+                    guest_initrd,
+                    guest_append: None,
+                    load,
+                    duration,
+                    period: 1000,
+                    append: None,
+                    irqsoff: period,
+                    system_map,
+                    build: BuildFlags { release: build.release, debug: build.debug },
+                    qemu_args: Vec::new(),
+                })
+            };
+            if !compare.is_set() {
+                return hunt(None, None, system_map);
+            }
+            let sides = irqsoff_compare::sides(&compare)?;
+            irqsoff_compare::run(&sides, &irqsoff_compare::Settings { period_us: period }, &mut |side| {
+                hunt(Some(side.kernel.clone()), Some(side.initramfs.clone()), Some(side.system_map.clone()))
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Test {
             qemu_only,
             host_only,
@@ -476,7 +502,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Dtb { qemu_profile } => {
             let profile = Profile::load(&qemu_profile)?;
             let Some(dtb) = &profile.dtb else {
-                anyhow::bail!("profile {qemu_profile} uses the device tree QEMU generates");
+                println!("{}", qemu_dtb::dump(&profile)?.display());
+                return Ok(ExitCode::SUCCESS);
             };
             println!("{}", LinuxPackage::fetch()?.dtb(dtb)?.display());
             Ok(ExitCode::SUCCESS)

@@ -55,6 +55,11 @@ const HOST_STEPS: &[HostStep] = &[
     },
 ];
 
+/// QEMU tests written in xtask rather than as [`Case`]s (each boots QEMU itself), run after
+/// the cases.
+const QEMU_STEPS: &[HostStep] =
+    &[HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) }];
+
 /// Which tests to run.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -90,10 +95,15 @@ impl Selection {
         CASES.iter().filter(|case| self.wants(case.name)).collect()
     }
 
+    fn qemu_steps(&self) -> Vec<&'static HostStep> {
+        QEMU_STEPS.iter().filter(|step| !self.host_only && self.wants(step.name)).collect()
+    }
+
     /// The names of the selected tests, in running order.
     pub fn names(&self) -> Vec<&'static str> {
         let host = self.host_steps().into_iter().map(|step| step.name);
         host.chain(self.cases().into_iter().map(|case| case.name))
+            .chain(self.qemu_steps().into_iter().map(|step| step.name))
             .collect()
     }
 }
@@ -121,7 +131,7 @@ impl Report {
 pub fn run(selection: &Selection) -> Result<bool> {
     let steps = selection.host_steps();
     let cases = selection.cases();
-    if steps.is_empty() && cases.is_empty() {
+    if steps.is_empty() && cases.is_empty() && selection.qemu_steps().is_empty() {
         bail!(
             "no test selected; the tests are: {}",
             Selection::default().names().join(", ")
@@ -133,6 +143,9 @@ pub fn run(selection: &Selection) -> Result<bool> {
     }
     if !cases.is_empty() {
         run_cases(&cases, &mut report);
+    }
+    for step in selection.qemu_steps() {
+        run_host_step(step, &mut report);
     }
     println!("{} passed, {} failed", report.passed, report.failed);
     Ok(report.failed == 0)
@@ -267,7 +280,7 @@ mod tests {
     #[test]
     fn selection_filters_by_kind_and_name() {
         let all = Selection::default().names();
-        assert_eq!(all.len(), HOST_STEPS.len() + CASES.len());
+        assert_eq!(all.len(), HOST_STEPS.len() + CASES.len() + QEMU_STEPS.len());
         assert_eq!(all[0], "host-workspace");
 
         let qemu = Selection {
@@ -275,7 +288,8 @@ mod tests {
             ..Selection::default()
         }
         .names();
-        assert_eq!(qemu.len(), CASES.len());
+        assert_eq!(qemu.len(), CASES.len() + QEMU_STEPS.len());
+        assert_eq!(qemu.last(), Some(&crate::irqsoff_compare::CASE_NAME));
 
         let host = Selection {
             host_only: true,

@@ -1,14 +1,11 @@
-//! Just enough of ELF64 (little-endian) to find what a program loads: its
-//! interpreter (`PT_INTERP`) and the shared libraries it needs (`DT_NEEDED`).
+//! What a program loads, read with `goblin`: its interpreter (`PT_INTERP`) and the shared
+//! libraries it needs (`DT_NEEDED`), for the 64-bit little-endian ELF files of the guest's
+//! packages.
 
 use anyhow::{Context, Result, bail};
-
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const PT_INTERP: u32 = 3;
-const DT_NULL: u64 = 0;
-const DT_NEEDED: u64 = 1;
-const DT_STRTAB: u64 = 5;
+use goblin::elf::Elf;
+use goblin::elf::dynamic::{DT_NEEDED, DT_STRTAB};
+use goblin::elf::program_header::PT_LOAD;
 
 /// What the dynamic loader needs to run one ELF file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,109 +27,32 @@ pub fn dynamic(bytes: &[u8]) -> Result<Dynamic> {
     if !is_elf(bytes) {
         bail!("not an ELF file");
     }
-    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+    let elf = Elf::parse(bytes).context("malformed ELF file")?;
+    if !elf.is_64 || !elf.little_endian {
         bail!("not a 64-bit little-endian ELF file");
     }
-    let phoff = usize_at(bytes, 0x20)?;
-    let phentsize = usize::from(u16_at(bytes, 0x36)?);
-    let phnum = usize::from(u16_at(bytes, 0x38)?);
-    let mut loads = Vec::new();
-    let mut dynamic_range = None;
-    let mut interpreter = None;
-    for index in 0..phnum {
-        let header = phoff + index * phentsize;
-        let kind = u32_at(bytes, header)?;
-        let offset = usize_at(bytes, header + 8)?;
-        let vaddr = u64_at(bytes, header + 16)?;
-        let filesz = usize_at(bytes, header + 32)?;
-        match kind {
-            PT_LOAD => loads.push((vaddr, offset, filesz)),
-            PT_DYNAMIC => dynamic_range = Some((offset, filesz)),
-            PT_INTERP => {
-                let raw = slice(bytes, offset, filesz)?;
-                interpreter = Some(c_string(raw, 0)?);
-            }
-            _ => {}
+    // goblin reads the names wherever DT_STRTAB points; they must lie in a loaded segment.
+    let dyns = elf.dynamic.as_ref().map_or(&[][..], |dynamic| &dynamic.dyns[..]);
+    if dyns.iter().any(|entry| entry.d_tag == DT_NEEDED) {
+        let strtab = dyns.iter().find(|entry| entry.d_tag == DT_STRTAB).context("DT_NEEDED without DT_STRTAB")?.d_val;
+        let loaded = elf.program_headers.iter().any(|header| {
+            header.p_type == PT_LOAD && strtab >= header.p_vaddr && strtab - header.p_vaddr < header.p_filesz
+        });
+        if !loaded {
+            bail!("DT_STRTAB lies in no PT_LOAD segment");
         }
     }
-    let Some((dyn_offset, dyn_size)) = dynamic_range else {
-        return Ok(Dynamic {
-            interpreter,
-            needed: Vec::new(),
-        });
-    };
-    let entries = slice(bytes, dyn_offset, dyn_size)?;
-    let mut needed_offsets = Vec::new();
-    let mut strtab_vaddr = None;
-    for entry in entries.chunks_exact(16) {
-        let tag = u64_at(entry, 0)?;
-        let value = u64_at(entry, 8)?;
-        match tag {
-            DT_NULL => break,
-            DT_NEEDED => needed_offsets.push(value),
-            DT_STRTAB => strtab_vaddr = Some(value),
-            _ => {}
-        }
-    }
-    if needed_offsets.is_empty() {
-        return Ok(Dynamic {
-            interpreter,
-            needed: Vec::new(),
-        });
-    }
-    let strtab_vaddr = strtab_vaddr.context("DT_NEEDED without DT_STRTAB")?;
-    // DT_STRTAB is an address: find the loaded segment holding it.
-    let strtab = loads
-        .iter()
-        .find(|(vaddr, _, filesz)| strtab_vaddr >= *vaddr && strtab_vaddr - vaddr < *filesz as u64)
-        .map(|(vaddr, offset, _)| offset + (strtab_vaddr - vaddr) as usize)
-        .context("DT_STRTAB lies in no PT_LOAD segment")?;
-    let needed = needed_offsets
-        .into_iter()
-        .map(|name| c_string(bytes, strtab + name as usize))
-        .collect::<Result<_>>()?;
     Ok(Dynamic {
-        interpreter,
-        needed,
+        interpreter: elf.interpreter.map(str::to_owned),
+        needed: elf.libraries.iter().map(|&name| name.to_owned()).collect(),
     })
-}
-
-fn slice(bytes: &[u8], offset: usize, len: usize) -> Result<&[u8]> {
-    offset
-        .checked_add(len)
-        .and_then(|end| bytes.get(offset..end))
-        .with_context(|| format!("truncated ELF file ({len} bytes at {offset:#x})"))
-}
-
-fn u16_at(bytes: &[u8], offset: usize) -> Result<u16> {
-    Ok(u16::from_le_bytes(slice(bytes, offset, 2)?.try_into()?))
-}
-
-fn u32_at(bytes: &[u8], offset: usize) -> Result<u32> {
-    Ok(u32::from_le_bytes(slice(bytes, offset, 4)?.try_into()?))
-}
-
-fn u64_at(bytes: &[u8], offset: usize) -> Result<u64> {
-    Ok(u64::from_le_bytes(slice(bytes, offset, 8)?.try_into()?))
-}
-
-fn usize_at(bytes: &[u8], offset: usize) -> Result<usize> {
-    usize::try_from(u64_at(bytes, offset)?).context("ELF offset out of range")
-}
-
-/// The NUL-terminated string at `offset`.
-fn c_string(bytes: &[u8], offset: usize) -> Result<String> {
-    let rest = bytes.get(offset..).context("string offset past the end")?;
-    let len = rest
-        .iter()
-        .position(|&b| b == 0)
-        .context("unterminated string")?;
-    String::from_utf8(rest[..len].to_vec()).context("non-UTF-8 string")
 }
 
 #[cfg(test)]
 pub mod tests {
     use super::*;
+    use goblin::elf::dynamic::DT_STRSZ;
+    use goblin::elf::program_header::{PT_DYNAMIC, PT_INTERP};
 
     /// A minimal ELF64 image: one PT_LOAD mapping the whole file at
     /// `0x400000`, an optional PT_INTERP and a PT_DYNAMIC naming `needed`.
@@ -158,6 +78,8 @@ pub mod tests {
         }
         dynamic.extend_from_slice(&DT_STRTAB.to_le_bytes());
         dynamic.extend_from_slice(&(BASE + strtab_off as u64).to_le_bytes());
+        dynamic.extend_from_slice(&DT_STRSZ.to_le_bytes());
+        dynamic.extend_from_slice(&(strtab.len() as u64).to_le_bytes());
         dynamic.extend_from_slice(&[0; 16]);
         let total = dyn_off + dynamic.len();
 
@@ -174,6 +96,7 @@ pub mod tests {
             ph[8..16].copy_from_slice(&(offset as u64).to_le_bytes());
             ph[16..24].copy_from_slice(&vaddr.to_le_bytes());
             ph[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            ph[40..48].copy_from_slice(&(size as u64).to_le_bytes());
             out.extend_from_slice(&ph);
         };
         header(PT_LOAD, 0, BASE, total);
@@ -209,6 +132,23 @@ pub mod tests {
         let found = dynamic(&elf).unwrap();
         assert_eq!(found.interpreter, None);
         assert_eq!(found.needed, ["libc.so.6"]);
+    }
+
+    #[test]
+    fn reads_a_real_program() {
+        // This test binary: a dynamically linked 64-bit little-endian ELF on the usual hosts.
+        let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let found = dynamic(&bytes).unwrap();
+        assert!(found.interpreter.as_deref().is_some_and(|path| path.starts_with('/')), "{found:?}");
+        assert!(found.needed.iter().any(|name| name.starts_with("libc.so")), "{found:?}");
+    }
+
+    #[test]
+    fn needed_names_without_their_strings_are_an_error() {
+        let mut elf = synthetic_elf(None, &["libc.so.6"]);
+        let strtab = elf.windows(8).position(|w| w == DT_STRTAB.to_le_bytes()).unwrap();
+        elf[strtab + 8..strtab + 16].copy_from_slice(&0xdead_0000_u64.to_le_bytes());
+        assert!(format!("{:#}", dynamic(&elf).unwrap_err()).contains("DT_STRTAB lies in no PT_LOAD"));
     }
 
     #[test]

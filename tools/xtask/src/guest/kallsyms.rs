@@ -110,19 +110,27 @@ fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
 }
 
-/// Removes the maps other than `keep`: they belong to kernels no longer used. Failures
-/// only cost space.
+/// Removes the other maps of `keep`'s release (same kernel file name, other contents): they
+/// belong to builds of that kernel no longer used. The maps of other releases stay, since
+/// comparisons (`cargo xtask irqsoff --compare`) alternate between kernels. Failures only
+/// cost space.
 fn prune_old_maps(cache: &Path, keep: &str) {
     let Ok(entries) = fs::read_dir(cache) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("System.map-") && name != keep {
+        if is_older_build(&name.to_string_lossy(), keep) {
             let _ = fs::remove_file(entry.path());
         }
     }
+}
+
+/// Whether map file `name` is another build of `keep`'s kernel: the same
+/// `System.map-<release>-` prefix with another key.
+fn is_older_build(name: &str, keep: &str) -> bool {
+    let release_prefix = |file: &str| file.rsplit_once('-').map(|(prefix, _)| prefix.to_owned());
+    name != keep && name.starts_with("System.map-") && release_prefix(name).is_some() && release_prefix(name) == release_prefix(keep)
 }
 
 /// Boots `kernel` with `initramfs` on 1 CPU without KASLR, running [`SCRIPT`], and
@@ -320,6 +328,17 @@ mod tests {
         let lines = symbols(MIN_SYMBOLS);
         let kaslr = format!("[    0.0] KASLR enabled\n{}", console(&lines, lines.len()));
         assert!(format!("{:#}", system_map_of_console(&kaslr).unwrap_err()).contains("ran with KASLR"));
+    }
+
+    #[test]
+    fn pruning_keeps_other_releases() {
+        let keep = map_file_name_of("vmlinuz-6.12.118+deb12-rt-arm64", b"new");
+        let older = map_file_name_of("vmlinuz-6.12.118+deb12-rt-arm64", b"old");
+        let other = map_file_name_of("vmlinuz-6.1.0-41-rt-arm64", b"old");
+        assert!(is_older_build(&older, &keep));
+        assert!(!is_older_build(&keep, &keep));
+        assert!(!is_older_build(&other, &keep));
+        assert!(!is_older_build("initramfs-0123.cpio", &keep));
     }
 
     #[test]

@@ -1,44 +1,48 @@
-//! `latency.svg`: the latency histograms on one chart, samples on a log scale against
-//! latency in µs, drawn as step outlines (hand-written SVG, viewable in a browser).
+//! `latency.svg`: the latency histograms on one chart drawn with `plotters` (SVG backend),
+//! samples per bucket against latency, both on log scales so the µs-range oob
+//! distributions and the in-band tail show side by side; each series with dashed p99 and
+//! solid max markers in its colour, and a title naming the run's load, CPUs, mode
+//! (`-icount` or plain TCG) and duration.
 
-use std::fmt::Write as _;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
 use super::Report;
-use super::model::Histogram;
+use super::model::{Histogram, Latency};
 
-const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 540.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 30.0;
-const TOP: f64 = 50.0;
-const BOTTOM: f64 = 70.0;
-/// How far below one sample (in decades) the baseline, where empty buckets are, lies.
-const FLOOR: f64 = 0.3;
+const WIDTH: u32 = 960;
+const HEIGHT: u32 = 540;
+/// Where empty buckets are drawn: below one sample, on the log axis.
+const FLOOR: f64 = 0.5;
 
-/// One series: its label, colour, dash pattern and histogram.
+/// One series: its name, colour and distribution.
 struct Series<'a> {
-    label: String,
-    color: &'static str,
-    dash: &'static str,
+    name: &'static str,
+    color: RGBColor,
+    latency: &'a Latency,
     histogram: &'a Histogram,
 }
 
-/// Escapes text for SVG content and attributes.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// The histogram as plain per-µs counts, the open range added at its limit.
-fn dense(histogram: &Histogram) -> Vec<u64> {
-    let limit = usize::try_from(histogram.limit_us).unwrap_or(usize::MAX).min(1 << 20);
-    let mut counts = histogram.counts.clone();
-    if histogram.above > 0 {
-        if counts.len() <= limit {
-            counts.resize(limit + 1, 0);
+impl Series<'_> {
+    /// The legend line: samples, the open range if used, p99 and max.
+    fn label(&self) -> String {
+        let histogram = self.histogram;
+        let mut label = format!("{}: {} samples", self.name, self.latency.samples.unwrap_or_else(|| histogram.total()));
+        if histogram.above > 0 {
+            label.push_str(&format!(", {} at >= {} us", histogram.above, histogram.limit_us));
         }
-        counts[limit] = counts[limit].saturating_add(histogram.above);
+        // p99 is known to its bucket: `<1 us` for the first, `N us` (lower bound) otherwise.
+        match self.latency.percentile(990) {
+            Some(p99) if p99.is_lower_bound() => label.push_str(&format!(", p99 >={} us", p99.ns() / 1000)),
+            Some(p99) if p99.ns() < 1000 => label.push_str(", p99 <1 us"),
+            Some(p99) => label.push_str(&format!(", p99 {} us", p99.ns() / 1000)),
+            None => {}
+        }
+        if let Some(max) = self.latency.max_ns {
+            label.push_str(&format!(", max {:.1} us", max as f64 / 1000.0));
+        }
+        label
     }
-    counts
 }
 
 /// The smallest of 10, 20, 50, 100, … at or above `value`.
@@ -54,172 +58,138 @@ fn nice_ceiling(value: usize) -> usize {
     }
 }
 
-/// Tick labels for counts: 1, 10, 100, 1k, 10k, …
-fn count_label(decade: u32) -> String {
-    match decade {
-        0..=2 => 10u64.pow(decade).to_string(),
-        3..=5 => format!("{}k", 10u64.pow(decade - 3)),
-        _ => format!("{}M", 10u64.pow(decade.saturating_sub(6).min(12))),
-    }
+/// The chart's title: the run and the conditions its figures depend on.
+fn title(report: &Report) -> String {
+    let run = &report.run;
+    format!(
+        "Latency, run {}: load {}, {} CPU(s){}, {}, {} s",
+        run.id,
+        run.load,
+        run.cpus,
+        run.gic.as_deref().map(|gic| format!(", GIC{gic}")).unwrap_or_default(),
+        if run.icount { "-icount" } else { "plain TCG" },
+        run.duration_s
+    )
 }
 
-/// Renders the chart; series without a histogram are left out and named in a note.
+/// Renders the chart; series without a histogram are left out and named under the legend.
 pub fn render(report: &Report) -> String {
     let m = &report.measurements;
     let inband = m.inband();
-    let mut series = Vec::new();
-    let mut absent = Vec::new();
     let mut candidates = vec![
-        ("oob thread", "#d62728", "", m.oob_thread.as_ref()),
-        ("oob timer IRQ", "#ff7f0e", "6 3", m.oob_irq.as_ref()),
+        ("oob thread", RGBColor(0xd6, 0x27, 0x28), m.oob_thread.as_ref()),
+        ("oob timer IRQ", RGBColor(0xff, 0x7f, 0x0e), m.oob_irq.as_ref()),
     ];
     // The sirq series only when measured (its absence is already in `missing`).
     if let Some(sirq) = m.oob_sirq.as_ref() {
-        candidates.push(("guest sirq", "#2ca02c", "2 2", Some(sirq)));
+        candidates.push(("guest sirq", RGBColor(0x2c, 0xa0, 0x2c), Some(sirq)));
     }
-    candidates.push(("in-band cyclictest (all vCPUs)", "#1f77b4", "", inband.as_ref()));
-    for (name, color, dash, latency) in candidates {
-        match latency.and_then(|l| l.histogram.as_ref().map(|h| (l, h))) {
-            Some((latency, histogram)) => series.push(Series {
-                label: format!(
-                    "{name}: {} samples{}",
-                    latency.samples.unwrap_or_else(|| histogram.total()),
-                    if histogram.above > 0 {
-                        format!(", {} at >= {} us", histogram.above, histogram.limit_us)
-                    } else {
-                        String::new()
-                    }
-                ),
-                color,
-                dash,
-                histogram,
-            }),
+    candidates.push(("in-band cyclictest (all vCPUs)", RGBColor(0x1f, 0x77, 0xb4), inband.as_ref()));
+    let mut series = Vec::new();
+    let mut absent = Vec::new();
+    for (name, color, latency) in candidates {
+        match latency.and_then(|latency| Some((latency, latency.histogram.as_ref()?))) {
+            Some((latency, histogram)) => series.push(Series { name, color, latency, histogram }),
             None => absent.push(name),
         }
     }
+    let mut svg = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, &title(report), &series, &absent).and_then(|()| root.present().map_err(|err| err.to_string()))
+    };
+    match drawn {
+        Ok(()) => svg,
+        // Drawing into a string cannot fail short of a plotters bug: say so in the file.
+        Err(err) => format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"40\"><text x=\"10\" y=\"25\">cannot draw the chart: {}</text></svg>\n",
+            err.replace('&', "&amp;").replace('<', "&lt;")
+        ),
+    }
+}
+
+/// The per-bucket step outline of `histogram` up to `x_max` µs: `(µs, samples)` points,
+/// empty buckets at [`FLOOR`]; the open range, when nothing lies below it, at its limit.
+fn outline(histogram: &Histogram, x_max: usize) -> Vec<(f64, f64)> {
+    let mut counts: Vec<u64> = histogram.counts.iter().copied().take(x_max).collect();
+    let limit = usize::try_from(histogram.limit_us).unwrap_or(usize::MAX);
+    if histogram.above > 0 && limit < x_max {
+        counts.resize(limit + 1, 0);
+        counts[limit] = counts[limit].saturating_add(histogram.above);
+    }
+    let level = |count: u64| if count == 0 { FLOOR } else { count as f64 };
+    let mut points = Vec::with_capacity(counts.len() * 2 + 1);
+    for (bucket, &count) in counts.iter().enumerate() {
+        points.push(((bucket as f64).max(FLOOR), level(count)));
+        points.push(((bucket + 1) as f64, level(count)));
+    }
+    points.push((counts.len() as f64, FLOOR));
+    points
+}
+
+fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, series: &[Series<'_>], absent: &[&str]) -> Result<(), String> {
+    let error = |err: DrawingAreaErrorKind<_>| err.to_string();
+    root.fill(&WHITE).map_err(error)?;
     // The scale follows the highest populated 1 µs bucket, so a few samples in an open range
     // (counted in the legend) do not squeeze every distribution into the first pixels; only
     // when no histogram has a sample below its limit is the open range drawn, at its limit.
     let in_range = series.iter().filter_map(|s| s.histogram.counts.iter().rposition(|&count| count > 0)).max();
-    let (x_max, dense): (usize, Vec<Vec<u64>>) = match in_range {
-        Some(last) => {
-            let x_max = nice_ceiling(last + 1);
-            (x_max, series.iter().map(|s| s.histogram.counts.iter().copied().take(x_max).collect()).collect())
-        }
-        None => {
-            let dense: Vec<Vec<u64>> = series.iter().map(|s| dense(s.histogram)).collect();
-            // The open range's bucket may poke out by one and is clamped to the frame.
-            (nice_ceiling(dense.iter().map(Vec::len).max().unwrap_or(0).max(2) - 1), dense)
-        }
+    let x_max = match in_range {
+        Some(last) => nice_ceiling(last + 1),
+        None => nice_ceiling(series.iter().map(|s| s.histogram.limit_us as usize + 1).max().unwrap_or(1).max(2)),
     };
-    let max_count = dense.iter().flatten().copied().max().unwrap_or(1).max(1);
-    let decades = (max_count as f64).log10().ceil().max(1.0) as u32;
-
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |us: f64| LEFT + (us / x_max as f64).min(1.0) * plot_w;
-    let y = |count: u64| {
-        let level = if count == 0 { -FLOOR } else { (count as f64).log10() };
-        TOP + plot_h - (level + FLOOR) / (f64::from(decades) + FLOOR) * plot_h
-    };
-
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let run = &report.run;
-    let title = format!(
-        "Latency histograms, run {} ({}, {} CPUs{}, {}s, {})",
-        run.id,
-        run.board,
-        run.cpus,
-        run.gic.as_deref().map(|gic| format!(", GIC{gic}")).unwrap_or_default(),
-        run.duration_s,
-        run.qemu
-    );
-    let _ = writeln!(svg, r#"<title>{}</title>"#, escape(&title));
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(svg, r#"<text x="{}" y="24" font-size="15" text-anchor="middle">{}</text>"#, WIDTH / 2.0, escape(&title));
-    // Grid and axes: one line per decade of samples, ten divisions of latency.
-    let _ = writeln!(svg, r##"<g class="axis-y" stroke="#ddd">"##);
-    for decade in 0..=decades {
-        let level = y(10u64.saturating_pow(decade));
-        let _ = writeln!(svg, r#"<line x1="{LEFT}" y1="{level:.1}" x2="{:.1}" y2="{level:.1}"/>"#, LEFT + plot_w);
-    }
-    let _ = writeln!(svg, "</g>");
-    let _ = writeln!(svg, r#"<g class="axis-y-labels" text-anchor="end">"#);
-    for decade in 0..=decades {
-        let level = y(10u64.saturating_pow(decade));
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, LEFT - 6.0, level + 4.0, count_label(decade));
-    }
-    let _ = writeln!(svg, "</g>");
-    let _ = writeln!(svg, r#"<g class="axis-x-labels" text-anchor="middle">"#);
-    for tick in 0..=10 {
-        let us = x_max * tick / 10;
-        let at = x(us as f64);
-        let _ = writeln!(svg, r##"<line x1="{at:.1}" y1="{:.1}" x2="{at:.1}" y2="{:.1}" stroke="#999"/>"##, TOP + plot_h, TOP + plot_h + 5.0);
-        let _ = writeln!(svg, r#"<text x="{at:.1}" y="{:.1}">{us}</text>"#, TOP + plot_h + 18.0);
-    }
-    let _ = writeln!(svg, "</g>");
-    let _ = writeln!(
-        svg,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/>"##
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency (us, 1 us buckets; samples beyond the axis are counted in the legend)</text>"#,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 30.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text transform="translate(20,{:.1}) rotate(-90)" text-anchor="middle">samples per bucket (log scale)</text>"#,
-        TOP + plot_h / 2.0
-    );
-    // The series, as step outlines from the baseline.
-    for (series, counts) in series.iter().zip(&dense) {
-        let base = y(0);
-        let mut path = format!("M{:.2},{base:.2}", x(0.0));
-        let mut previous = base;
-        for (bucket, &count) in counts.iter().enumerate() {
-            let level = y(count);
-            if level != previous {
-                let _ = write!(path, " L{:.2},{previous:.2} L{:.2},{level:.2}", x(bucket as f64), x(bucket as f64));
-                previous = level;
+    let outlines: Vec<Vec<(f64, f64)>> = series.iter().map(|s| outline(s.histogram, x_max)).collect();
+    let max_count = outlines.iter().flatten().map(|&(_, count)| count).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 17))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d((FLOOR..x_max as f64).log_scale(), (FLOOR..max_count * 2.0).log_scale())
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (us, 1 us buckets, log scale; samples beyond the axis are counted in the legend)")
+        .y_desc("samples per bucket (log scale)")
+        .x_label_formatter(&|us| format!("{us}"))
+        .y_label_formatter(&|count| if *count < 1.0 { String::new() } else { format!("{count}") })
+        .draw()
+        .map_err(error)?;
+    for (series, points) in series.iter().zip(outlines) {
+        let color = series.color;
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(error)?
+            .label(series.label())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        // p99 dashed, max solid: vertical markers within the axis.
+        let top = max_count * 2.0;
+        let p99 = series.latency.percentile(990).map(|p| p.ns() as f64 / 1000.0 + 0.5);
+        let max = series.latency.max_ns.map(|ns| ns as f64 / 1000.0);
+        for (at, dashed) in [(p99, true), (max, false)] {
+            let Some(at) = at.filter(|&us| (FLOOR..=x_max as f64).contains(&us)) else {
+                continue;
+            };
+            let style = color.mix(0.8).stroke_width(1);
+            if dashed {
+                chart.draw_series(DashedLineSeries::new([(at, FLOOR), (at, top)], 6, 4, style)).map_err(error)?;
+            } else {
+                chart.draw_series(LineSeries::new([(at, FLOOR), (at, top)], style)).map_err(error)?;
             }
         }
-        let end = x(counts.len() as f64);
-        let _ = write!(path, " L{end:.2},{previous:.2} L{end:.2},{base:.2}");
-        let dash = if series.dash.is_empty() { String::new() } else { format!(r#" stroke-dasharray="{}""#, series.dash) };
-        let _ = writeln!(
-            svg,
-            r#"<path class="series" data-series="{}" d="{path}" fill="none" stroke="{}" stroke-width="1.5"{dash}/>"#,
-            escape(&series.label),
-            series.color
-        );
     }
-    // Legend, top right, and what is absent.
-    let mut row = TOP + 18.0;
-    let legend_x = LEFT + plot_w - 440.0;
-    for series in &series {
-        let dash = if series.dash.is_empty() { String::new() } else { format!(r#" stroke-dasharray="{}""#, series.dash) };
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{legend_x:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{row:.1}">{}</text>"#,
-            row - 4.0,
-            legend_x + 24.0,
-            row - 4.0,
-            series.color,
-            legend_x + 30.0,
-            escape(&series.label)
-        );
-        row += 18.0;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(error)?;
+    for (row, name) in absent.iter().enumerate() {
+        let y = i32::try_from(HEIGHT).unwrap_or(i32::MAX) - 20 - 16 * i32::try_from(row).unwrap_or(0);
+        root.draw(&Text::new(format!("{name}: no histogram in this run"), (80, y), ("sans-serif", 12).into_font().color(&RGBColor(0x77, 0x77, 0x77))))
+            .map_err(error)?;
     }
-    for name in absent {
-        let _ = writeln!(svg, r##"<text x="{legend_x:.1}" y="{row:.1}" fill="#777">{}: no histogram in this run</text>"##, escape(name));
-        row += 18.0;
-    }
-    svg.push_str("</svg>\n");
-    svg
+    root.draw(&Text::new("markers: p99 dashed, max solid", (80, 36), ("sans-serif", 12).into_font())).map_err(error)?;
+    Ok(())
 }
