@@ -331,9 +331,11 @@ pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Re
     // SAFETY: invalidating the instruction cache has no effect on program state.
     unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
     let state = GuestState::new(&[mpidr], &memory, report, finish).ok_or("PSCI model")?;
+    // The device walk takes a while: before IRQs are masked, so the latency test beside it
+    // does not wait for it.
+    let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
     // The guest owns this CPU from here on: the previous state is never restored.
     let _ = crate::arch::mask_irqs();
-    let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
     let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: &[], passed_through: &passed_through };
     let gicr = match super::virq::init(&info.gic, &[mpidr], 32, &interrupts) {
         Ok(()) => {
