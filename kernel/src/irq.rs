@@ -29,8 +29,6 @@ struct IrqSlot {
     handled: AtomicU64,
     /// Worst handler cost in counter ticks.
     worst_cost_ticks: AtomicU64,
-    /// Times the interrupt fired unclaimed and no guest took it.
-    unclaimed: AtomicU64,
 }
 
 static SLOTS: [IrqSlot; MAX_INTID] = [const {
@@ -38,7 +36,6 @@ static SLOTS: [IrqSlot; MAX_INTID] = [const {
         handler: AtomicUsize::new(0),
         handled: AtomicU64::new(0),
         worst_cost_ticks: AtomicU64::new(0),
-        unclaimed: AtomicU64::new(0),
     }
 }; MAX_INTID];
 
@@ -82,9 +79,7 @@ pub fn handle() {
                         crate::guest::trap_log::count_at(crate::guest::trap_log::Kind::UnownedInterrupt, u64::from(ack.intid));
                     }
                     gic::deactivate(ack);
-                    if let Some(slot) = slot {
-                        slot.unclaimed.fetch_add(1, Ordering::Relaxed);
-                    }
+                    crate::guest::virq::ACCOUNT.unclaimed(ack.intid);
                 }
             }
         } else if let Some(slot) = slot {
@@ -125,12 +120,13 @@ impl IrqSlot {
     }
 }
 
-/// One line per interrupt that fired: count, owner, worst handler cost.
+/// One line per interrupt that fired: count, owner, worst handler cost (the in-band counts
+/// are the replay log's account, [`crate::guest::virq::ACCOUNT`]).
 pub fn report() {
     let ns = |ticks| crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks));
     for (intid, slot) in SLOTS.iter().enumerate() {
         let handled = slot.handled.load(Ordering::Relaxed);
-        let unclaimed = slot.unclaimed.load(Ordering::Relaxed);
+        let unclaimed = crate::guest::virq::ACCOUNT.unclaimed_count(intid as u32);
         if handled > 0 {
             let worst = ns(slot.worst_cost_ticks.load(Ordering::Relaxed));
             log::info!("irq {intid:4}: oob, {handled} handled, worst handler cost {worst} ns");

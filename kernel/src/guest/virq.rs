@@ -22,7 +22,7 @@
 //! interrupts"):
 //!
 //! - it deactivates the virtual copy: the hardware deactivates the physical interrupt; the
-//!   core sees the list register invalid at its next read-back (see [`COMPLETED`]);
+//!   core sees the list register invalid at its next read-back;
 //! - it disables the interrupt, clears its pending state or changes its trigger while the
 //!   entry waits for a list register: the entry gives the activation up, and the core masks
 //!   the line (if disabled) and deactivates the physical interrupt (a level is sampled again
@@ -49,6 +49,7 @@ use platform::{GicInfo, TimerInfo};
 use vm::ownership::Owner;
 use vm::mmio::MmioAccess;
 use vm::vgic::physical::{self, PhysicalGic};
+use vm::replay::{ReplayAccount, ReplaySnapshot};
 use vm::vgic::{Access, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
@@ -170,17 +171,17 @@ static LANES: [IrqSpinLock<CpuLanes>; boot::MAX_CPUS] = [const { IrqSpinLock::ne
 static VCPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The maintenance interrupt's INTID (0: none).
 static MAINTENANCE_INTID: AtomicU32 = AtomicU32::new(0);
-/// Physical interrupts forwarded to the guest.
-pub static FORWARDED: AtomicU64 = AtomicU64::new(0);
-/// Per INTID, physical interrupts forwarded to the guest.
-static FORWARDED_BY_INTID: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MAX_INTIDS];
+/// Every in-band interrupt counter of the core: the replay log's accounting, forwarded and
+/// unclaimed physical interrupts per INTID, list-register injections and completions. The
+/// model changes only through it, so its balance is exact ([`vm::replay`]).
+pub static ACCOUNT: ReplayAccount = ReplayAccount::new();
 
 /// Logs, for every physical interrupt forwarded to the guest, how many times.
 pub fn report_forwarded() {
     use core::fmt::Write;
     let mut line = alloc::string::String::new();
-    for (intid, count) in FORWARDED_BY_INTID.iter().enumerate() {
-        let count = count.load(Ordering::Relaxed);
+    for intid in 0..vm::replay::COUNTED_INTIDS as u32 {
+        let count = ACCOUNT.forwarded_count(intid);
         if count > 0 {
             let _ = write!(line, " {intid}: {count};");
         }
@@ -190,51 +191,8 @@ pub fn report_forwarded() {
 
 /// How many times physical interrupt `intid` was forwarded to the guest.
 pub fn forwarded(intid: u32) -> u64 {
-    FORWARDED_BY_INTID.get(intid as usize).map_or(0, |count| count.load(Ordering::Relaxed))
+    ACCOUNT.forwarded_count(intid)
 }
-
-/// The replay log's accounting: what waited in the vGIC (the log: one pending entry per
-/// INTID and vCPU, replayed into the list registers by priority) and for how long.
-struct ReplayStats {
-    /// Entries raised (forwarded physical interrupts and virtual SGIs).
-    logged: AtomicU64,
-    /// Raises that found their INTID already pending (coalesced into one entry).
-    coalesced: AtomicU64,
-    /// Most entries left waiting after a refill (the list registers were full).
-    max_depth: AtomicU64,
-    /// Entries that left the log without being replayed: an emulated level line fell, or
-    /// the guest disabled a forwarded level interrupt or cleared its pending state (its
-    /// physical line is sampled again).
-    withdrawn: AtomicU64,
-    /// Replayed entries a list register gave back still pending ([`take_back`]): they wait
-    /// in the log again and will be replayed anew.
-    requeued: AtomicU64,
-    /// Physical interrupt to injection: worst and total counter ticks, and how many.
-    to_injection_max: AtomicU64,
-    to_injection_sum: AtomicU64,
-    to_injection_count: AtomicU64,
-    /// Injection to the guest's deactivation, for software interrupts only (their EOI
-    /// maintenance interrupt brings the completion at once): worst and total counter ticks,
-    /// and how many. A hardware-linked interrupt's completion is only seen at the next
-    /// read-back of its list register, which says nothing of when the guest was done.
-    to_completion_max: AtomicU64,
-    to_completion_sum: AtomicU64,
-    to_completion_count: AtomicU64,
-}
-
-static REPLAY: ReplayStats = ReplayStats {
-    logged: AtomicU64::new(0),
-    coalesced: AtomicU64::new(0),
-    max_depth: AtomicU64::new(0),
-    withdrawn: AtomicU64::new(0),
-    requeued: AtomicU64::new(0),
-    to_injection_max: AtomicU64::new(0),
-    to_injection_sum: AtomicU64::new(0),
-    to_injection_count: AtomicU64::new(0),
-    to_completion_max: AtomicU64::new(0),
-    to_completion_sum: AtomicU64::new(0),
-    to_completion_count: AtomicU64::new(0),
-};
 
 /// Per INTID, when the oldest uninjected forward arrived (counter; 0: none waiting).
 static WAITING_SINCE: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MAX_INTIDS];
@@ -242,97 +200,52 @@ static WAITING_SINCE: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MA
 static INJECTED_AT: [[AtomicU64; MAX_LIST_REGISTERS]; boot::MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; MAX_LIST_REGISTERS] }; boot::MAX_CPUS];
 
-fn record(max: &AtomicU64, sum: &AtomicU64, count: &AtomicU64, ticks: u64) {
-    max.fetch_max(ticks, Ordering::Relaxed);
-    sum.fetch_add(ticks, Ordering::Relaxed);
-    count.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The replay log's counters, as the report prints them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReplayCounters {
-    /// Entries raised.
-    pub logged: u64,
-    /// Entries replayed into list registers (and not given back, see [`take_back`]).
-    pub replayed: u64,
-    /// Raises merged into an entry already pending.
-    pub coalesced: u64,
-    /// Most entries waiting behind full list registers.
-    pub max_depth: u64,
-    /// Entries withdrawn before replay: by their emulated device (the line fell) or by the
-    /// guest (disabled or pending cleared while waiting).
-    pub withdrawn: u64,
-    /// Entries neither replayed, coalesced, withdrawn nor still pending: must be 0.
-    pub lost: u64,
-}
-
-/// The replay log's counters now.
-pub fn replay_counters() -> ReplayCounters {
-    let logged = REPLAY.logged.load(Ordering::Relaxed);
-    let replayed = INJECTED.load(Ordering::Relaxed).saturating_sub(REPLAY.requeued.load(Ordering::Relaxed));
-    let coalesced = REPLAY.coalesced.load(Ordering::Relaxed);
-    let withdrawn = REPLAY.withdrawn.load(Ordering::Relaxed);
-    // Still in the log: pending and not in a list register, deliverable now or not (the
-    // guest may have it disabled).
-    let pending = VIRQ.lock().as_ref().map_or(0, |virq| virq.vgic.waiting() as u64);
-    ReplayCounters {
-        logged,
-        replayed,
-        coalesced,
-        max_depth: REPLAY.max_depth.load(Ordering::Relaxed),
-        withdrawn,
-        lost: logged.saturating_sub(replayed + coalesced + withdrawn + pending),
-    }
+/// The replay log's counters now, with the entries still waiting in the model.
+pub fn replay_snapshot() -> ReplaySnapshot {
+    // Still in the log: waiting in the model, deliverable now or not (the guest may have
+    // it disabled).
+    let waiting = VIRQ.lock().as_ref().map_or(0, |virq| virq.vgic.waiting() as u64);
+    ACCOUNT.snapshot(waiting)
 }
 
 /// Logs the replay log's counters and timing, after taking back this CPU's completions (so
 /// that a hardware-linked interrupt the guest completed since the last read-back counts).
 pub fn report() {
     sync_completions();
-    let counters = replay_counters();
+    let counters = replay_snapshot();
     let ns = |ticks: u64| crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks));
-    let avg = |sum: &AtomicU64, count: &AtomicU64| {
-        ns(sum.load(Ordering::Relaxed) / count.load(Ordering::Relaxed).max(1))
-    };
     log::info!(
         "replay log: logged {}, replayed {}, coalesced {}, withdrawn {}, max depth {}, lost {}",
         counters.logged,
-        counters.replayed,
+        counters.replayed(),
         counters.coalesced,
         counters.withdrawn,
         counters.max_depth,
-        counters.lost
+        counters.lost()
+    );
+    log::info!(
+        "replay log: waiting {}, in flight {}, requeued {}, overcounted {}",
+        counters.waiting,
+        counters.in_flight(),
+        counters.requeued,
+        counters.overcounted()
     );
     log::info!(
         "replay log: physical IRQ to injection avg {} ns, max {} ns; injection to guest completion avg {} ns, max {} ns (software interrupts, {} timed)",
-        avg(&REPLAY.to_injection_sum, &REPLAY.to_injection_count),
-        ns(REPLAY.to_injection_max.load(Ordering::Relaxed)),
-        avg(&REPLAY.to_completion_sum, &REPLAY.to_completion_count),
-        ns(REPLAY.to_completion_max.load(Ordering::Relaxed)),
-        REPLAY.to_completion_count.load(Ordering::Relaxed)
+        ns(ACCOUNT.to_injection.average()),
+        ns(ACCOUNT.to_injection.max()),
+        ns(ACCOUNT.to_completion.average()),
+        ns(ACCOUNT.to_completion.max()),
+        ACCOUNT.to_completion.count()
     );
     log::info!(
         "replay log: hardware-linked: {} injected, {} completed (seen at the next list-register read-back, untimed), {} given back by list registers",
-        INJECTED_LINKED.load(Ordering::Relaxed),
-        COMPLETED_LINKED.load(Ordering::Relaxed),
-        REPLAY.requeued.load(Ordering::Relaxed)
+        counters.injected_linked,
+        counters.completed_linked,
+        counters.requeued
     );
 }
 
-/// Virtual interrupts put into list registers (software and hardware-linked).
-pub static INJECTED: AtomicU64 = AtomicU64::new(0);
-/// Virtual interrupts the core found completed: list registers it read back invalid (the
-/// guest deactivated what it injected there), or emptied itself after the guest left them
-/// active ([`take_back`]). A software interrupt's completion is seen at once (its EOI
-/// maintenance interrupt); a hardware-linked one's at the next read-back of its list
-/// register — the next time that CPU injects, when the same interrupt fires again, or at
-/// the final report (for the reporting CPU) — so at any moment this lags the guest by the
-/// linked interrupts completed since.
-pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
-/// Of [`INJECTED`], the hardware-linked ones.
-pub static INJECTED_LINKED: AtomicU64 = AtomicU64::new(0);
-/// Of [`COMPLETED`], the hardware-linked ones.
-pub static COMPLETED_LINKED: AtomicU64 = AtomicU64::new(0);
 /// Per vCPU: something may be pending for it or sits in its list registers. [`flush`] skips
 /// the lock (and the vGIC scan) when not, which is most guest exits.
 static WORK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
@@ -491,7 +404,7 @@ pub fn forward(intid: u32) -> Forward {
         }
     };
     // Enabled: pending (an edge, or the line high) and owning the physical activation.
-    let (coalesced, linked) = match virq.vgic.forward(intid, target) {
+    let (coalesced, linked) = match ACCOUNT.forward(&mut virq.vgic, intid, target) {
         Ok(Forwarded::Linked { coalesced }) => (coalesced, true),
         Ok(Forwarded::Latched { coalesced }) => (coalesced, false),
         Ok(Forwarded::Refused) => (false, false),
@@ -508,16 +421,12 @@ pub fn forward(intid: u32) -> Forward {
             return Forward::Taken;
         }
     }
-    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-    FORWARDED.fetch_add(1, Ordering::Relaxed);
-    FORWARDED_BY_INTID[intid as usize].fetch_add(1, Ordering::Relaxed);
     let now = crate::hwtimer::counter_unordered();
-    if coalesced {
-        REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
-    } else if linked && target == cpu && inject_now(cpu, &mut lanes, &mut virq.vgic, intid, now) {
-        publish_occupied(cpu, lanes.occupied);
-        return Forward::Linked;
-    } else {
+    if !coalesced {
+        if linked && target == cpu && inject_now(cpu, &mut lanes, &mut virq.vgic, intid, now) {
+            publish_occupied(cpu, lanes.occupied);
+            return Forward::Linked;
+        }
         let _ = WAITING_SINCE[intid as usize].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
     }
     note_work(target);
@@ -545,12 +454,13 @@ fn inject_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32, arr
     }
     // A listed copy must be in a list register of this CPU read back empty (else it is all
     // left to the flush); it is then retired, and its list register is the free one.
+    let mut copy_linked = false;
     match lanes.index_of(intid) {
         Some(index) => {
             if list_registers::read(index).0 != LrState::Invalid {
                 return false;
             }
-            retire(cpu, lanes, index);
+            copy_linked = retire(cpu, lanes, index);
         }
         None => {
             if vgic.is_listed(intid, cpu) || lanes.occupied == (1u32 << count) - 1 {
@@ -560,17 +470,17 @@ fn inject_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32, arr
     }
     let empty = !lanes.occupied & ((1u32 << count) - 1);
     // The listed copy's completion, then the new copy taken, in one step of the model.
-    let Some((priority, linked)) = vgic.retake(cpu, intid) else { return false };
+    let Some((priority, linked)) = ACCOUNT.retake(vgic, cpu, intid, copy_linked) else { return false };
     let now = place(cpu, lanes, empty.trailing_zeros() as usize, intid, priority, linked);
-    record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(arrived));
+    ACCOUNT.to_injection.record(now.saturating_sub(arrived));
     true
 }
 
 /// Drives the line of a virtual-only interrupt (an emulated device's, never a physical one)
 /// to `level` for `vcpu` (for an SPI: the vCPU raising it; the vGIC's routing picks the
 /// target). The physical GIC is not touched. What became pending is injected on the target's
-/// next way back into the guest. Not counted as forwarded nor in the replay log's `logged`
-/// (its injections do count in `INJECTED`).
+/// next way back into the guest. Counted in the replay log ([`ReplayAccount::set_level`]),
+/// not as forwarded.
 pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
@@ -581,19 +491,10 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
         Ok(Target::Vcpu(target)) => target,
         _ => vcpu,
     };
-    let state = virq.vgic.state(intid, target).ok();
-    let was_pending = state.is_some_and(|s| s.pending());
-    let in_flight = state.is_some_and(|s| s.active);
-    if virq.vgic.set_level(intid, target, level).is_err() {
+    // A rising line raises an entry; a line falling before its entry was replayed withdraws
+    // it (nothing was lost: the device no longer asks).
+    if ACCOUNT.set_level(&mut virq.vgic, intid, target, level).is_err() {
         return;
-    }
-    // The replay log's accounting: a rising line raises an entry; a line falling before its
-    // entry was replayed withdraws it (nothing was lost: the device no longer asks).
-    let is_pending = virq.vgic.state(intid, target).is_ok_and(|s| s.pending());
-    if !was_pending && is_pending {
-        REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-    } else if was_pending && !is_pending && !in_flight {
-        REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
     }
     note_work(target);
     let kick = (level && target != boot::cpu_index()).then(|| virq.mpidrs[target]);
@@ -632,7 +533,7 @@ pub fn flush() {
     }
 
     // 1. Completions: list registers the guest emptied (only those the core filled are read).
-    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, lanes, &mut completed);
     // Only bits below `count` are ever set.
     let free = count - lanes.occupied.count_ones() as usize;
@@ -648,9 +549,9 @@ pub fn flush() {
         if cpu >= virq.vcpus {
             return;
         }
-        for &intid in &completed[..completions] {
+        for &(intid, linked) in &completed[..completions] {
             // A linked one was deactivated with it: a level line is sampled again.
-            let _ = virq.vgic.deactivate(cpu, intid);
+            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
         }
         // Found and acknowledged at once: each is now listed in the model, not offered again.
         chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
@@ -663,7 +564,7 @@ pub fn flush() {
             let left = virq.vgic.pending_for(cpu).count() as u64;
             waiting = left > 0;
             if waiting {
-                REPLAY.max_depth.fetch_max(left, Ordering::Relaxed);
+                ACCOUNT.depth(left);
             }
         }
     }
@@ -678,14 +579,16 @@ pub fn flush() {
         }
         let free = empty.trailing_zeros() as usize;
         empty &= empty - 1;
-        let now = place(cpu, lanes, free, intid, priority, lanes.chosen_linked & (1 << i) != 0);
+        let linked = lanes.chosen_linked & (1 << i) != 0;
+        let now = place(cpu, lanes, free, intid, priority, linked);
+        ACCOUNT.injected(linked);
         if super::sirq::is_outstanding(cpu, intid) {
             lanes.sirq_lr = Some(free);
             list_registers::request_no_pending(true);
         }
         let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
         if since != 0 {
-            record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(since));
+            ACCOUNT.to_injection.record(now.saturating_sub(since));
         }
     }
     // More than fits waits for the underflow maintenance interrupt; a software interrupt
@@ -708,18 +611,16 @@ fn publish_occupied(cpu: usize, occupied: u32) {
 }
 
 /// Puts `intid` (at `priority`, hardware-linked or not) into this CPU's empty list register
-/// `index` and into `lanes`, and counts the injection; returns its time (counter).
+/// `index` and into `lanes` (the caller counts the injection); returns its time (counter).
 fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u8, linked: bool) -> u64 {
     if linked {
         list_registers::inject_linked(index, intid, priority);
         lanes.linked |= 1 << index;
-        INJECTED_LINKED.fetch_add(1, Ordering::Relaxed);
     } else {
         list_registers::inject(index, intid, priority);
     }
     lanes.in_lr[index] = Some(intid);
     lanes.occupied |= 1 << index;
-    INJECTED.fetch_add(1, Ordering::Relaxed);
     let now = crate::hwtimer::counter_unordered();
     if let Some(at) = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)) {
         at.store(now, Ordering::Relaxed);
@@ -728,29 +629,30 @@ fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u
 }
 
 /// List register `index` of this CPU, read back invalid (the guest deactivated what it
-/// held), leaves `lanes`; the completion is counted (and timed and cleared for a software
-/// interrupt, whose EOI maintenance request would otherwise keep the maintenance interrupt
-/// asserted). The caller tells the vGIC.
-fn retire(cpu: usize, lanes: &mut CpuLanes, index: usize) {
+/// held), leaves `lanes` (timed and cleared for a software interrupt, whose EOI maintenance
+/// request would otherwise keep the maintenance interrupt asserted); returns whether it was
+/// hardware-linked. The caller tells the vGIC and counts the completion ([`ACCOUNT`]).
+fn retire(cpu: usize, lanes: &mut CpuLanes, index: usize) -> bool {
     lanes.in_lr[index] = None;
     lanes.occupied &= !(1 << index);
-    COMPLETED.fetch_add(1, Ordering::Relaxed);
     if lanes.linked & (1 << index) != 0 {
         // No maintenance request, nothing to clear; the completion is only seen now.
         lanes.linked &= !(1 << index);
-        COMPLETED_LINKED.fetch_add(1, Ordering::Relaxed);
+        true
     } else {
         list_registers::clear(index);
         let injected_at = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)).map_or(0, |at| at.load(Ordering::Relaxed));
         let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
-        record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
+        ACCOUNT.to_completion.record(ticks);
+        false
     }
 }
 
 /// Reads back this CPU's filled list registers and takes those the guest emptied out of
-/// `lanes` (counted in [`COMPLETED`], software ones timed), writing their INTIDs to
-/// `completed`; returns how many. The caller tells the vGIC ([`Vgic::deactivate`]).
-fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [u32; MAX_LIST_REGISTERS]) -> usize {
+/// `lanes` (software ones timed), writing their INTIDs and whether each was hardware-linked
+/// to `completed`; returns how many. The caller tells the vGIC and counts them
+/// ([`ReplayAccount::complete`]).
+fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [(u32, bool); MAX_LIST_REGISTERS]) -> usize {
     let mut completions = 0;
     let mut filled = lanes.occupied;
     while filled != 0 {
@@ -764,8 +666,7 @@ fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [u32; MAX_LIST_RE
         if list_registers::read(index).0 != LrState::Invalid {
             continue;
         }
-        retire(cpu, lanes, index);
-        completed[completions] = intid;
+        completed[completions] = (intid, retire(cpu, lanes, index));
         completions += 1;
     }
     completions
@@ -781,11 +682,11 @@ pub fn sync_completions() {
     if guard.count == 0 {
         return;
     }
-    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, &mut guard, &mut completed);
     if let Some(virq) = VIRQ.lock().as_mut() {
-        for &intid in &completed[..completions] {
-            let _ = virq.vgic.deactivate(cpu, intid);
+        for &(intid, linked) in &completed[..completions] {
+            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
         }
     }
     publish_occupied(cpu, guard.occupied);
@@ -806,7 +707,7 @@ pub fn take_back() {
     if lanes.count == 0 {
         return;
     }
-    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, lanes, &mut completed);
     // What is left is pending or active: (INTID, linked, still pending).
     let mut left = [(0u32, false, false); MAX_LIST_REGISTERS];
@@ -842,23 +743,14 @@ pub fn take_back() {
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
-        for &intid in &completed[..completions] {
-            let _ = virq.vgic.deactivate(cpu, intid);
+        for &(intid, linked) in &completed[..completions] {
+            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
         }
         for &(intid, linked, pending) in &left[..lefts] {
             let release = if pending {
-                REPLAY.requeued.fetch_add(1, Ordering::Relaxed);
-                let released = virq.vgic.requeue(cpu, intid).unwrap_or(false);
-                if released && !virq.vgic.state(intid, cpu).is_ok_and(|s| s.pending()) {
-                    REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
-                }
-                released
+                ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false)
             } else {
-                COMPLETED.fetch_add(1, Ordering::Relaxed);
-                if linked {
-                    COMPLETED_LINKED.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = virq.vgic.deactivate(cpu, intid);
+                ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
                 linked
             };
             if release {
@@ -951,11 +843,13 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
             if changes.access == Access::Unknown {
                 crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
             }
+            if let Some(change) = &changes.change {
+                ACCOUNT.guest_write(change);
+            }
             physical::plan(&virq.vgic, &crate::irq::OWNERSHIP, &changes)
         });
         drop(guard);
         if let Ok(plan) = &result {
-            REPLAY.withdrawn.fetch_add(u64::from(plan.withdrawn), Ordering::Relaxed);
             plan.perform(&mut HardwareGic);
         }
         for (cpu, mpidr) in kicks.into_iter().enumerate() {
@@ -993,10 +887,9 @@ pub fn post_sgi(vcpu: usize, sgi: u32) -> bool {
     if vcpu >= virq.vcpus || !virq.vgic.state(sgi, vcpu).is_ok_and(|s| s.enabled && !s.pending()) {
         return false;
     }
-    if virq.vgic.set_pending(sgi, vcpu).is_err() {
+    if ACCOUNT.set_pending(&mut virq.vgic, sgi, vcpu).is_err() {
         return false;
     }
-    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
     let mpidr = virq.mpidrs[vcpu];
     drop(guard);
     note_work(vcpu);
@@ -1013,17 +906,8 @@ pub fn send_sgi(value: u64) {
     let mut kicks = [None; boot::MAX_CPUS];
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
-    /// ICC_SGI1R_EL1.INTID, bits 27:24.
-    const SGI_INTID_SHIFT: u64 = 24;
-    let sgi = ((value >> SGI_INTID_SHIFT) & 0xf) as u32;
-    let already: [bool; boot::MAX_CPUS] =
-        core::array::from_fn(|vcpu| vcpu < virq.vcpus && virq.vgic.state(sgi, vcpu).is_ok_and(|s| s.pending()));
-    if let Ok(targets) = virq.vgic.sgi1r(cpu, value) {
+    if let Ok(targets) = ACCOUNT.sgi1r(&mut virq.vgic, cpu, value) {
         for target in targets.iter().filter(|&t| t < virq.vcpus) {
-            REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-            if already[target] {
-                REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
-            }
             note_work(target);
             if target != cpu {
                 kicks[target] = Some(virq.mpidrs[target]);

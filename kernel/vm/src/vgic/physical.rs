@@ -61,20 +61,18 @@ pub enum LineOp {
 /// Most operations one write calls for: a 32-INTID bank, a disable and a deactivation each.
 const MAX_OPS: usize = 64;
 
-/// The physical operations of one guest write, in order, and its replay-log accounting.
+/// The physical operations of one guest write, in order. (Its replay-log accounting is the
+/// write's [`Change::entered`](super::Change::entered) and [`Change::left`](super::Change::left).)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     ops: [Option<LineOp>; MAX_OPS],
     len: usize,
-    /// Pending entries that left the model unreplayed with their link (a level line to be
-    /// sampled again).
-    pub withdrawn: u32,
 }
 
 impl Plan {
     /// Nothing to do.
     pub const fn empty() -> Self {
-        Self { ops: [None; MAX_OPS], len: 0, withdrawn: 0 }
+        Self { ops: [None; MAX_OPS], len: 0 }
     }
 
     fn push(&mut self, op: LineOp) {
@@ -110,9 +108,6 @@ pub fn plan<const CPUS: usize>(vgic: &Vgic, table: &OwnershipTable<CPUS>, change
     for intid in change.intids() {
         let bit = 1u32 << (intid - change.base);
         let unlinked = change.unlinked & bit != 0;
-        if unlinked && !vgic.state(intid, cpu).is_ok_and(|s| s.pending()) {
-            plan.withdrawn += 1;
-        }
         if !table.reaches_physical(cpu, intid) {
             continue;
         }
