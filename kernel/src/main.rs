@@ -45,11 +45,12 @@ mod image {
         let mmu = enable_mmu(&info);
         power::set_psci(info.psci);
         // SAFETY: the GIC frames were mapped as device memory by `enable_mmu`.
-        let gic = match unsafe { gic::init(&info.gic, info.cpus.len().max(1)) } {
+        let cpus = smp::logical_order(&info.cpus, smp::current_mpidr());
+        let mpidrs: Vec<u64> = cpus.iter().map(|cpu| cpu.mpidr).collect();
+        let gic = match unsafe { gic::init(&info.gic, &mpidrs) } {
             Ok(summary) => summary,
             Err(e) => fail(format_args!("GIC unusable: {e}")),
         };
-        let cpus = smp::logical_order(&info.cpus, smp::current_mpidr());
         let hz = console::counter_frequency().map_or(0, |f| f.hz());
         log::info!(
             "companion core {} on {} ({}): EL{}, {} CPUs, memory {} MiB, {}, timer {} Hz",

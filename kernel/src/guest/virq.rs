@@ -250,6 +250,25 @@ pub fn report() {
 /// the lock (and the vGIC scan) when not, which is most guest exits.
 static WORK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
 
+/// Per CPU: its vCPU runs (from [`init_this_cpu`] or [`vcpu_started`] to [`take_back`]).
+/// Nothing is injected into a stopped vCPU's list registers: what arrives for it waits in the
+/// model until it starts again.
+static RUNNING: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// Whether this CPU's vCPU runs (see [`RUNNING`]).
+fn running(cpu: usize) -> bool {
+    RUNNING.get(cpu).is_some_and(|flag| flag.load(Ordering::Acquire))
+}
+
+/// This CPU's vCPU starts again (PSCI `CPU_ON` after `CPU_OFF`): what waited for it is
+/// injected on its way into the guest.
+pub fn vcpu_started(cpu: usize) {
+    if let Some(flag) = RUNNING.get(cpu) {
+        flag.store(true, Ordering::Release);
+    }
+    note_work(cpu);
+}
+
 /// Per CPU, a bit per list register the core filled (cleared when taken back); only that
 /// CPU writes it. [`has_pending`] reads the hardware state of just these.
 static LR_OCCUPIED: [AtomicU32; boot::MAX_CPUS] = [const { AtomicU32::new(0) }; boot::MAX_CPUS];
@@ -360,6 +379,7 @@ pub fn init_this_cpu(cpu: usize) {
     if maintenance != 0 {
         let _ = gic::enable_private(maintenance, cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Level);
     }
+    vcpu_started(cpu);
 }
 
 /// How [`forward`] took a physical interrupt, whose priority the IRQ entry already dropped:
@@ -449,7 +469,7 @@ pub fn forward(intid: u32) -> Forward {
 /// distributor is off; a listed copy is still taken back then).
 fn inject_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32, arrived: u64) -> bool {
     let count = lanes.count;
-    if count == 0 || lanes.underflow {
+    if count == 0 || lanes.underflow || !running(cpu) {
         return false;
     }
     // A listed copy must be in a list register of this CPU read back empty (else it is all
@@ -512,7 +532,7 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
 /// registers, update the vGIC under the lock, then write the list registers.
 pub fn flush() {
     let cpu = boot::cpu_index();
-    if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
+    if !running(cpu) || !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
         return;
     }
     let Some(lanes) = LANES.get(cpu) else { return };
@@ -701,6 +721,9 @@ pub fn sync_completions() {
 /// stays active for a list register nobody runs.
 pub fn take_back() {
     let cpu = boot::cpu_index();
+    if let Some(flag) = RUNNING.get(cpu) {
+        flag.store(false, Ordering::Release);
+    }
     let Some(lanes) = LANES.get(cpu) else { return };
     let mut guard = lanes.lock();
     let lanes = &mut *guard;
