@@ -118,6 +118,24 @@ unsafe impl Send for Distributor {}
 static DISTRIBUTOR: Once<IrqTasLock<Distributor>> = Once::new();
 /// GICv2 CPU interface base (banked per CPU, so one address serves all); 0 on GICv3.
 static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
+/// GICv2 distributor base (for [`set_priority_v2`]); 0 on GICv3.
+static GICD_V2_BASE: AtomicUsize = AtomicUsize::new(0);
+/// GICD_IPRIORITYR<n> offset: one byte per INTID.
+const IPRIORITYR: usize = 0x400;
+
+/// Sets the priority of `intid` on a GICv2 (for a private one, the calling CPU's copy) with a
+/// byte store to its GICD_IPRIORITYR byte, which GICv2 allows. (`arm-gic` 0.10's GICv2
+/// `set_interrupt_priority` writes the whole word, zeroing — making most urgent — the three
+/// other interrupts that share it.)
+fn set_priority_v2(intid: u32, priority: u8) {
+    let gicd = GICD_V2_BASE.load(Ordering::Relaxed);
+    if gicd == 0 || intid >= SPECIAL_INTIDS {
+        return;
+    }
+    // SAFETY: the byte of `intid` in GICD_IPRIORITYR, inside the distributor frame `init`
+    // found mapped as device memory (for ever); a byte write changes only that priority.
+    unsafe { ((gicd + IPRIORITYR + intid as usize) as *mut u8).write_volatile(priority) };
+}
 
 /// GICv3: where [`set_enabled`], [`deactivate_physical`] and [`bank_state`] reach the
 /// enable, active and pending bits of an interrupt without the [`DISTRIBUTOR`] lock (all 0
@@ -257,6 +275,7 @@ pub unsafe fn init(info: &GicInfo, mpidrs: &[u64]) -> Result<GicSummary, GicErro
             let mut gic = unsafe { GicV2::new(info.distributor.base as *mut _, gicc.base as *mut _) };
             gic.setup();
             gic.set_priority_mask(PRIORITY_MASK_ALL);
+            GICD_V2_BASE.store(info.distributor.base as usize, Ordering::Relaxed);
             GICC_BASE.store(gicc.base as usize, Ordering::Release);
             let list_registers = info.hyp_interface.map_or(0, |gich| {
                 // SAFETY: GICH is mapped as device memory per the caller's contract.
@@ -528,7 +547,7 @@ pub fn enable_private(intid: u32, cpu: usize, priority: u8, trigger: Trigger) ->
         }
         // GICv2 banks private interrupts per CPU: the calling CPU must be `cpu`.
         Distributor::V2(gic) => {
-            gic.set_interrupt_priority(id, priority);
+            set_priority_v2(intid, priority);
             if !id.is_sgi() {
                 gic.set_trigger(id, trigger);
             }
@@ -565,6 +584,58 @@ pub fn send_sgi(sgi: u32, mpidr: u64, cpu: usize) {
 /// Priority of interrupts forwarded to the in-band stage: below every oob interrupt, so oob
 /// handlers preempt their handling.
 pub const INBAND_PRIORITY: u8 = 0xa0;
+
+/// The priority mask while an oob context runs on a CPU: oob priorities ([`OOB_PRIORITY`])
+/// are signalled, in-band ones ([`INBAND_PRIORITY`] and below) wait in the GIC.
+const PRIORITY_MASK_OOB: u8 = INBAND_PRIORITY;
+
+/// An oob context takes this CPU: from now on in-band interrupts wait pending in the GIC
+/// (ICC_PMR_EL1 / GICC_PMR at [`PRIORITY_MASK_OOB`]); oob ones still preempt. A PMR write is
+/// self-synchronizing on GICv3: no in-band interrupt is taken after it.
+#[inline]
+pub fn hold_inband() {
+    set_priority_mask(PRIORITY_MASK_OOB);
+}
+
+/// The in-band stage gets this CPU back: what waited in the GIC is signalled again, most
+/// urgent first (the GIC's own order).
+#[inline]
+pub fn release_inband() {
+    set_priority_mask(PRIORITY_MASK_ALL);
+}
+
+/// Sets this CPU's priority mask.
+#[inline]
+fn set_priority_mask(mask: u8) {
+    let gicc = GICC_BASE.load(Ordering::Relaxed);
+    if gicc == 0 {
+        // SAFETY: ICC_PMR_EL1 is this CPU's priority mask (system register interface enabled
+        // at EL2 by `init`); writing it only changes which priorities are signalled. Not
+        // `nomem`: it must not move across the scheduler's memory accesses around a switch.
+        unsafe { core::arch::asm!("msr icc_pmr_el1, {}", in(reg) u64::from(mask), options(nostack, preserves_flags)) };
+    } else {
+        // SAFETY: a non-zero GICC_BASE is the mapped, per-CPU banked GICC frame set by `init`.
+        unsafe { GicV2CpuInterface::new(gicc) }.set_priority_mask(mask);
+    }
+}
+
+/// The INTID of this CPU's highest-priority pending interrupt (ICC_HPPIR1_EL1 /
+/// GICC_HPPIR), if any. Read it with the priority mask open: QEMU's GICv2 reports only
+/// what its mask lets through.
+pub fn highest_pending() -> Option<u32> {
+    let gicc = GICC_BASE.load(Ordering::Relaxed);
+    if gicc == 0 {
+        let hppir: u64;
+        // SAFETY: reading ICC_HPPIR1_EL1 has no side effect (unlike the IAR, it acknowledges
+        // nothing).
+        unsafe { core::arch::asm!("mrs {}, icc_hppir1_el1", out(reg) hppir, options(nostack, preserves_flags)) };
+        let intid = (hppir & 0xff_ffff) as u32;
+        (intid < SPECIAL_INTIDS).then_some(intid)
+    } else {
+        // SAFETY: a non-zero GICC_BASE is the mapped, per-CPU banked GICC frame set by `init`.
+        unsafe { GicV2CpuInterface::new(gicc) }.highest_pending()
+    }
+}
 
 /// Enables or disables interrupt `intid` at the physical GIC (for SGIs and PPIs: `cpu`'s
 /// copy, which on GICv2 must be the calling CPU). Used when the guest disables a forwarded
@@ -659,7 +730,7 @@ pub fn enable_inband(intid: u32, cpu: usize, trigger: Trigger) -> Result<(), Gic
             gic.enable_interrupt(id, cpu, true).map_err(bad)?;
         }
         Distributor::V2(gic) => {
-            gic.set_interrupt_priority(id, INBAND_PRIORITY);
+            set_priority_v2(intid, INBAND_PRIORITY);
             if !id.is_sgi() {
                 gic.set_trigger(id, trigger);
             }

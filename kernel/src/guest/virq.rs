@@ -230,6 +230,7 @@ pub fn report() {
         counters.requeued,
         counters.overcounted()
     );
+    crate::irq::report_deferral();
     log::info!(
         "replay log: physical IRQ to injection avg {} ns, max {} ns; injection to guest completion avg {} ns, max {} ns (software interrupts, {} timed)",
         ns(ACCOUNT.to_injection.average()),
@@ -330,7 +331,7 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32, interrupts: &GuestInt
     }
     if let Some(maintenance) = gic_info.maintenance_intid {
         MAINTENANCE_INTID.store(maintenance, Ordering::Relaxed);
-        crate::irq::claim(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
+        crate::irq::claim_inband(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
     }
     let table = &crate::irq::OWNERSHIP;
     let ownership = "interrupt ownership";
@@ -377,7 +378,9 @@ pub fn init_this_cpu(cpu: usize) {
     }
     let maintenance = MAINTENANCE_INTID.load(Ordering::Relaxed);
     if maintenance != 0 {
-        let _ = gic::enable_private(maintenance, cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Level);
+        // In-band priority: the list registers are in-band work, held in the GIC while an
+        // oob context runs.
+        let _ = gic::enable_private(maintenance, cpu, gic::INBAND_PRIORITY, arm_gic::Trigger::Level);
     }
     vcpu_started(cpu);
 }

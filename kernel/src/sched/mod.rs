@@ -274,6 +274,12 @@ fn switch_to_next(cpu: usize) {
     let (previous_context, next_context) = (context_of(previous), context_of(next));
     // SAFETY: `next_context` is a live context of this CPU's chosen runnable.
     unsafe { (*next_context).claim() };
+    // The in-band stage's interrupts wait in the GIC while oob contexts hold the CPU.
+    if previous.is_null() {
+        irq::enter_oob_stage(cpu);
+    } else if next.is_null() {
+        irq::leave_oob_stage(cpu);
+    }
     state.current.store(next, Ordering::Relaxed);
     SWITCH_STAMPS[cpu][0].store(hwtimer::counter_unordered(), Ordering::Relaxed);
     // SAFETY: IRQs are masked; `previous_context` is the running context, `next_context` was

@@ -95,6 +95,10 @@ pub struct ReplayAccount {
     /// Injection to the guest's deactivation, for software interrupts (whose EOI
     /// maintenance interrupt reports the completion at once).
     pub to_completion: Span,
+    /// oob sections (an oob context holding a CPU, in-band interrupts held in the GIC) that
+    /// ended with an in-band interrupt waiting: their length, an upper bound of its wait.
+    pub deferred: Span,
+    oob_sections: AtomicU64,
 }
 
 /// The counters at one moment, with the log's content then.
@@ -183,7 +187,23 @@ impl ReplayAccount {
             unclaimed_by_intid: [const { AtomicU64::new(0) }; COUNTED_INTIDS],
             to_injection: Span::new(),
             to_completion: Span::new(),
+            deferred: Span::new(),
+            oob_sections: AtomicU64::new(0),
         }
+    }
+
+    /// An oob section of `ticks` ended; `waiting`: an in-band interrupt waited in the GIC
+    /// when it ended (it is replayed now).
+    pub fn oob_section_ended(&self, ticks: u64, waiting: bool) {
+        add(&self.oob_sections, 1);
+        if waiting {
+            self.deferred.record(ticks);
+        }
+    }
+
+    /// How many oob sections ended.
+    pub fn oob_sections(&self) -> u64 {
+        load(&self.oob_sections)
     }
 
     /// Counts one arrival, merged into an entry already waiting if `coalesced`.

@@ -188,6 +188,7 @@ const OOB_TESTS: &[&str] = &[
     "tp-partitions",
     "quota",
     "fpu-torture",
+    "inband-deferral",
 ];
 
 impl Scenario {
