@@ -714,6 +714,24 @@ fn redistributor_of(cpu: usize) -> Option<usize> {
     (rd_base != 0).then_some(rd_base)
 }
 
+/// GICD_IROUTER<n> offset (from GICD): one doubleword per INTID.
+const IROUTER: usize = 0x6000;
+/// The writable fields of GICD_IROUTER: Aff3 (39:32), Interrupt_Routing_Mode (31), Aff2..Aff0.
+const IROUTER_MASK: u64 = 0xff_80ff_ffff;
+
+/// Routes SPI `intid` as GICD_IROUTER value `route` says (affinity, or 1-of-N), from any CPU
+/// (GICv3 only; nothing otherwise, or for a non-SPI). One doubleword store to a register of
+/// that SPI alone: no lock.
+pub fn set_route(intid: u32, route: u64) {
+    let gicd = ENABLE_REGISTERS.gicd.load(Ordering::Acquire);
+    if gicd == 0 || !(32..SPECIAL_INTIDS).contains(&intid) {
+        return;
+    }
+    // SAFETY: GICD_IROUTER<intid>, inside the distributor frame `init` found mapped as device
+    // memory (for ever); it only routes that SPI.
+    unsafe { ((gicd + IROUTER + 8 * intid as usize) as *mut u64).write_volatile(route & IROUTER_MASK) };
+}
+
 /// Configures interrupt `intid` for the in-band stage ([`INBAND_PRIORITY`], `trigger`) and
 /// enables it (private interrupts: on `cpu`).
 pub fn enable_inband(intid: u32, cpu: usize, trigger: Trigger) -> Result<(), GicError> {

@@ -100,6 +100,16 @@ fn write_raw(index: usize, value: u64) {
     }
 }
 
+/// A bit per list register holding no valid interrupt (`ICH_ELRSR_EL2`): one system
+/// register read says which list registers the guest emptied.
+pub fn empty_mask() -> u32 {
+    let elrsr: u64;
+    // SAFETY: reading ICH_ELRSR_EL2 (the virtual interface's empty list register status, a
+    // read-only register of this CPU's EL2 state) has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) elrsr, options(nomem, nostack, preserves_flags)) };
+    elrsr as u32
+}
+
 /// The state and virtual INTID of list register `index`.
 pub fn read(index: usize) -> (LrState, u32) {
     let lr = Lr::new(read_raw(index));

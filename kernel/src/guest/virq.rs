@@ -454,10 +454,17 @@ pub fn forward(intid: u32) -> Forward {
     }
     note_work(target);
     let kick = (target != cpu).then(|| virq.mpidrs[target]);
+    // A copy listed on a third CPU (the SPI was rerouted) holds the entry back until that
+    // CPU reads it back: make it exit.
+    let lister = LISTED_ON.get(intid as usize).map_or(0, |on| on.load(Ordering::Relaxed)).wrapping_sub(1);
+    let kick_lister = (lister != target && lister != cpu && lister < virq.vcpus).then(|| virq.mpidrs[lister]);
     drop(guard);
     drop(lanes);
     if let Some(mpidr) = kick {
         kick_cpu(target, mpidr);
+    }
+    if let Some(mpidr) = kick_lister {
+        kick_cpu(lister, mpidr);
     }
     if linked { Forward::Linked } else { Forward::Taken }
 }
@@ -535,7 +542,15 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
 /// registers, update the vGIC under the lock, then write the list registers.
 pub fn flush() {
     let cpu = boot::cpu_index();
-    if !running(cpu) || !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
+    if !running(cpu) {
+        return;
+    }
+    // Every exit: a list register the guest emptied is taken back now (one system register
+    // read), so a copy another CPU waits for (a rerouted SPI fired again) is never stale
+    // for longer than this CPU's next exit.
+    let occupied = LR_OCCUPIED.get(cpu).map_or(0, |bits| bits.load(Ordering::Relaxed));
+    let emptied = occupied != 0 && list_registers::empty_mask() & occupied != 0;
+    if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) && !emptied {
         return;
     }
     let Some(lanes) = LANES.get(cpu) else { return };
@@ -566,15 +581,17 @@ pub fn flush() {
     let chosen_count;
     let mut chosen_linked = 0u32;
     let mut waiting = false;
+    let mut routes = DueRoutes::new();
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
         if cpu >= virq.vcpus {
             return;
         }
-        for &(intid, linked) in &completed[..completions] {
+        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
             // A linked one was deactivated with it: a level line is sampled again.
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+            routes.check(&virq.vgic, n, intid);
         }
         // Found and acknowledged at once: each is now listed in the model, not offered again.
         chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
@@ -592,6 +609,7 @@ pub fn flush() {
         }
     }
     lanes.chosen_linked = chosen_linked;
+    routes.perform();
 
     // 3. The hardware: fill the free list registers (`count` is at most 16).
     let mut empty = !lanes.occupied & ((1u32 << count) - 1);
@@ -644,6 +662,9 @@ fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u
     }
     lanes.in_lr[index] = Some(intid);
     lanes.occupied |= 1 << index;
+    if let Some(on) = LISTED_ON.get(intid as usize) {
+        on.store(cpu + 1, Ordering::Relaxed);
+    }
     let now = crate::hwtimer::counter_unordered();
     if let Some(at) = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)) {
         at.store(now, Ordering::Relaxed);
@@ -656,7 +677,11 @@ fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u
 /// request would otherwise keep the maintenance interrupt asserted); returns whether it was
 /// hardware-linked. The caller tells the vGIC and counts the completion ([`ACCOUNT`]).
 fn retire(cpu: usize, lanes: &mut CpuLanes, index: usize) -> bool {
-    lanes.in_lr[index] = None;
+    if let Some(intid) = lanes.in_lr[index].take()
+        && let Some(on) = LISTED_ON.get(intid as usize)
+    {
+        let _ = on.compare_exchange(cpu + 1, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
     lanes.occupied &= !(1 << index);
     if lanes.linked & (1 << index) != 0 {
         // No maintenance request, nothing to clear; the completion is only seen now.
@@ -707,11 +732,14 @@ pub fn sync_completions() {
     }
     let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, &mut guard, &mut completed);
+    let mut routes = DueRoutes::new();
     if let Some(virq) = VIRQ.lock().as_mut() {
-        for &(intid, linked) in &completed[..completions] {
+        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+            routes.check(&virq.vgic, n, intid);
         }
     }
+    routes.perform();
     publish_occupied(cpu, guard.occupied);
 }
 
@@ -745,6 +773,9 @@ pub fn take_back() {
         let (state, _) = list_registers::read(index);
         list_registers::clear(index);
         if let Some(intid) = lanes.in_lr[index].take() {
+            if let Some(on) = LISTED_ON.get(intid as usize) {
+                let _ = on.compare_exchange(cpu + 1, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
             left[lefts] = (intid, lanes.linked & (1 << index) != 0, state == LrState::Pending);
             lefts += 1;
         }
@@ -766,11 +797,13 @@ pub fn take_back() {
     let mut deactivate = [0u32; MAX_LIST_REGISTERS];
     let mut deactivations = 0;
     let mut kicks = [None; boot::MAX_CPUS];
+    let mut routes = DueRoutes::new();
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
-        for &(intid, linked) in &completed[..completions] {
+        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+            routes.check(&virq.vgic, n, intid);
         }
         for &(intid, linked, pending) in &left[..lefts] {
             let release = if pending {
@@ -792,6 +825,7 @@ pub fn take_back() {
         }
     }
     drop(guard);
+    routes.perform();
     for &intid in &deactivate[..deactivations] {
         gic::deactivate_physical(intid, cpu);
     }
@@ -833,6 +867,54 @@ impl PhysicalGic for HardwareGic {
 
     fn deactivate(&mut self, intid: u32, cpu: usize) {
         gic::deactivate_physical(intid, cpu);
+    }
+
+    fn route(&mut self, intid: u32, route: u64) {
+        gic::set_route(intid, route);
+    }
+}
+
+/// Per SPI: the guest moved it while its physical activation was in flight; the physical
+/// route follows at its completion ([`physical::route_after_completion`]).
+static DEFERRED_ROUTE: [AtomicBool; MAX_INTIDS] = [const { AtomicBool::new(false) }; MAX_INTIDS];
+
+/// Per INTID: the CPU whose list registers hold a copy of it, plus one (0: none). Another
+/// CPU that wants to inject it (a rerouted SPI fired again) kicks that CPU, whose next exit
+/// reads the copy back ([`flush`] looks at `ICH_ELRSR_EL2` on every exit).
+static LISTED_ON: [AtomicUsize; MAX_INTIDS] = [const { AtomicUsize::new(0) }; MAX_INTIDS];
+
+/// Routes that became due with completions (SPIs of [`DEFERRED_ROUTE`]), performed after the
+/// vGIC lock is released.
+struct DueRoutes {
+    ops: [Option<physical::LineOp>; MAX_LIST_REGISTERS],
+}
+
+impl DueRoutes {
+    const fn new() -> Self {
+        Self { ops: [None; MAX_LIST_REGISTERS] }
+    }
+
+    /// Under the vGIC lock, after the completion of `intid` (the `n`th of this batch).
+    fn check(&mut self, vgic: &Vgic, n: usize, intid: u32) {
+        let Some(deferred) = DEFERRED_ROUTE.get(intid as usize) else { return };
+        if !deferred.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(op) = physical::route_after_completion(vgic, &crate::irq::OWNERSHIP, intid) {
+            deferred.store(false, Ordering::Relaxed);
+            if let Some(slot) = self.ops.get_mut(n) {
+                *slot = Some(op);
+            }
+        }
+    }
+
+    /// Without the lock: moves the routes.
+    fn perform(&self) {
+        for op in self.ops.iter().flatten() {
+            if let physical::LineOp::Route { intid, route } = *op {
+                gic::set_route(intid, route);
+            }
+        }
     }
 }
 
@@ -876,6 +958,11 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         });
         drop(guard);
         if let Ok(plan) = &result {
+            if let Some(intid) = plan.deferred_route
+                && let Some(deferred) = DEFERRED_ROUTE.get(intid as usize)
+            {
+                deferred.store(true, Ordering::Relaxed);
+            }
             plan.perform(&mut HardwareGic);
         }
         for (cpu, mpidr) in kicks.into_iter().enumerate() {
