@@ -122,6 +122,12 @@ pub fn read(index: usize) -> (LrState, u32) {
     (state, lr.read(LR::vINTID) as u32)
 }
 
+/// The state and priority of list register `index`.
+pub fn state_and_priority(index: usize) -> (LrState, u8) {
+    let lr = Lr::new(read_raw(index));
+    (read(index).0, lr.read(LR::Priority) as u8)
+}
+
 /// Puts virtual interrupt `intid` (Group 1, `priority`) pending in list register `index`,
 /// asking for an EOI maintenance interrupt when the guest deactivates it (a software
 /// interrupt: SGIs, the core's posts, emulated devices).

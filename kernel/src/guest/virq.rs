@@ -50,7 +50,7 @@ use vm::ownership::Owner;
 use vm::mmio::MmioAccess;
 use vm::vgic::physical::{self, PhysicalGic};
 use vm::replay::{ReplayAccount, ReplaySnapshot};
-use vm::vgic::{Access, Forwarded, Target, Vgic};
+use vm::vgic::{Access, ChangeKind, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
@@ -354,6 +354,9 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32, interrupts: &GuestInt
         for (slot, &mpidr) in slot.virq.mpidrs.iter_mut().zip(mpidrs) {
             *slot = mpidr;
         }
+        for (slot, &mpidr) in CPU_MPIDR.iter().zip(mpidrs) {
+            slot.store(mpidr, Ordering::Relaxed);
+        }
         slot.configured = true;
     }
     VCPU_COUNT.store(mpidrs.len().min(boot::MAX_CPUS), Ordering::Release);
@@ -574,7 +577,22 @@ pub fn flush() {
     let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, lanes, &mut completed);
     // Only bits below `count` are ever set.
-    let free = count - lanes.occupied.count_ones() as usize;
+    let mut free = count - lanes.occupied.count_ones() as usize;
+    // Full: the list register a more urgent waiting entry may take (the least urgent one
+    // still pending, never the sirq post's, whose acknowledge is being timed).
+    let mut listed = [None; MAX_LIST_REGISTERS];
+    if free == 0 {
+        let mut occupied = lanes.occupied;
+        while occupied != 0 {
+            let index = occupied.trailing_zeros() as usize;
+            occupied &= occupied - 1;
+            if lanes.sirq_lr != Some(index) {
+                let (state, priority) = list_registers::state_and_priority(index);
+                listed[index] = Some(vm::replay::Listed { index, pending: state == LrState::Pending, priority });
+            }
+        }
+    }
+    let mut evicted = None;
 
     // 2. The model, under the shared lock: completions, then the most urgent pending ones.
     let chosen = &mut lanes.chosen;
@@ -593,6 +611,18 @@ pub fn flush() {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
             routes.check(&virq.vgic, n, intid);
         }
+        take_posts(&mut virq.vgic, cpu);
+        if free == 0 {
+            let best = virq.vgic.highest_pending(cpu).map(|(_, priority)| priority);
+            if let Some(index) = vm::replay::evict_for(listed.iter().flatten().copied(), best)
+                && let Some(intid) = lanes.in_lr[index]
+            {
+                // Back to the log (its link too), and its list register for the urgent one.
+                let released = ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false);
+                evicted = Some((index, intid, released));
+                free = 1;
+            }
+        }
         // Found and acknowledged at once: each is now listed in the model, not offered again.
         chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
         for (i, &(intid, _)) in chosen[..chosen_count].iter().enumerate() {
@@ -601,7 +631,7 @@ pub fn flush() {
             }
         }
         if chosen_count == free {
-            let left = virq.vgic.pending_for(cpu).count() as u64;
+            let left = virq.vgic.ready_count(cpu) as u64;
             waiting = left > 0;
             if waiting {
                 ACCOUNT.depth(left);
@@ -610,6 +640,12 @@ pub fn flush() {
     }
     lanes.chosen_linked = chosen_linked;
     routes.perform();
+    if let Some((index, intid, released)) = evicted {
+        vacate(cpu, lanes, index);
+        if released {
+            gic::deactivate_physical(intid, cpu);
+        }
+    }
 
     // 3. The hardware: fill the free list registers (`count` is at most 16).
     let mut empty = !lanes.occupied & ((1u32 << count) - 1);
@@ -642,6 +678,19 @@ pub fn flush() {
         lanes.underflow = waiting;
     }
     publish_occupied(cpu, lanes.occupied);
+}
+
+/// Empties list register `index` of this CPU, whose entry went back to the log (evicted
+/// for a more urgent one).
+fn vacate(cpu: usize, lanes: &mut CpuLanes, index: usize) {
+    list_registers::clear(index);
+    if let Some(intid) = lanes.in_lr[index].take()
+        && let Some(on) = LISTED_ON.get(intid as usize)
+    {
+        let _ = on.compare_exchange(cpu + 1, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    lanes.occupied &= !(1 << index);
+    lanes.linked &= !(1 << index);
 }
 
 /// For [`has_pending`]: which of `cpu`'s list registers hold something.
@@ -938,13 +987,25 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         let Ok(value) = access.store_value(&frame.x) else { return Some(Err(())) };
         let changes =
             if in_dist { virq.vgic.dist_write(offset, access.size, value) } else { virq.vgic.redist_write(offset, access.size, value) };
-        // A write may make anything deliverable anywhere (enable, pending, routing): let every
-        // vCPU look again, and kick those on other CPUs that now have something to take (a
-        // vCPU idling in WFI would otherwise wait for an unrelated interrupt).
-        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
-            note_work(vcpu);
-            if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                *kick = Some(virq.mpidrs[vcpu]);
+        // A write that changed what may be delivered (enable, pending, routing, the
+        // distributor enable) lets every vCPU look again, and kicks those on other CPUs that
+        // now have something to take (a vCPU idling in WFI would otherwise wait for an
+        // unrelated interrupt). Any other write (priority, trigger, active, a no-op) leaves
+        // every vCPU's work as it was: no kick.
+        let delivers = changes.as_ref().is_ok_and(|changes| {
+            changes.change.is_some_and(|change| {
+                matches!(
+                    change.kind,
+                    ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
+                )
+            })
+        });
+        if delivers {
+            for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
+                note_work(vcpu);
+                if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
+                    *kick = Some(virq.mpidrs[vcpu]);
+                }
             }
         }
         let result = changes.map(|changes| {
@@ -992,24 +1053,44 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
     Some(Ok(()))
 }
 
-/// Posts virtual SGI `sgi` to `vcpu` from the core (the sirq measurement), if the guest has
-/// it enabled; returns whether it was posted. Counted in the replay log like any entry.
+/// Per vCPU, the SGIs the core posted to it ([`post_sgi`]) and [`flush`] has not yet put in
+/// the model.
+static POSTED: [AtomicU32; boot::MAX_CPUS] = [const { AtomicU32::new(0) }; boot::MAX_CPUS];
+/// Per CPU, its MPIDR (to kick it without the vGIC lock).
+static CPU_MPIDR: [AtomicU64; boot::MAX_CPUS] = [const { AtomicU64::new(0) }; boot::MAX_CPUS];
+
+/// Posts virtual SGI `sgi` to `vcpu` from the core (the sirq measurement, from an oob timer
+/// callback under the scheduler lock): lock-free — the vGIC lock is never taken under the
+/// scheduler's. The post is recorded per vCPU and put in the model by `vcpu`'s next
+/// [`flush`] (the one on the way back into the guest after the callback, on `vcpu`'s own
+/// CPU), if the guest has the SGI enabled and not already pending (otherwise it is refused
+/// there: [`super::sirq::refused`]). Returns whether it was recorded.
 pub fn post_sgi(vcpu: usize, sgi: u32) -> bool {
-    let mut guard = VIRQ.lock();
-    let Some(virq) = guard.as_mut() else { return false };
-    if vcpu >= virq.vcpus || !virq.vgic.state(sgi, vcpu).is_ok_and(|s| s.enabled && !s.pending()) {
+    if vcpu >= VCPU_COUNT.load(Ordering::Acquire) || sgi >= 16 {
         return false;
     }
-    if ACCOUNT.set_pending(&mut virq.vgic, sgi, vcpu).is_err() {
-        return false;
-    }
-    let mpidr = virq.mpidrs[vcpu];
-    drop(guard);
+    let Some(posted) = POSTED.get(vcpu) else { return false };
+    posted.fetch_or(1 << sgi, Ordering::Release);
     note_work(vcpu);
     if vcpu != boot::cpu_index() {
-        kick_cpu(vcpu, mpidr);
+        kick_cpu(vcpu, CPU_MPIDR[vcpu].load(Ordering::Relaxed));
     }
     true
+}
+
+/// Under the vGIC lock, in `cpu`'s flush: the core's posts to `cpu`'s vCPU enter the model
+/// (counted like any entry), or are refused if the guest has the SGI disabled or pending.
+fn take_posts(vgic: &mut Vgic, cpu: usize) {
+    let Some(posted) = POSTED.get(cpu) else { return };
+    let mut sgis = posted.swap(0, Ordering::Acquire);
+    while sgis != 0 {
+        let sgi = sgis.trailing_zeros();
+        sgis &= sgis - 1;
+        if vgic.state(sgi, cpu).is_ok_and(|s| s.enabled && !s.pending()) && ACCOUNT.set_pending(vgic, sgi, cpu).is_ok() {
+            continue;
+        }
+        super::sirq::refused(sgi);
+    }
 }
 
 /// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: marks the SGI pending for its

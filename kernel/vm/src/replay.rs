@@ -161,6 +161,32 @@ impl ReplaySnapshot {
     }
 }
 
+/// What a full set of list registers holds, for [`evict_for`]: one entry per occupied list
+/// register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The list register.
+    pub index: usize,
+    /// Still pending (not yet acknowledged by the guest).
+    pub pending: bool,
+    /// Its priority.
+    pub priority: u8,
+}
+
+/// Which list register to give back to the log so that the most urgent waiting entry
+/// (priority `waiting`) gets in: the least urgent *pending* one, if it is strictly less
+/// urgent than `waiting` (never an active one: the guest is handling it; never for an
+/// equal priority: that would only reorder equals). Among equally least urgent ones, the
+/// highest-numbered list register (the most recently filled, when they fill in order).
+pub fn evict_for(listed: impl IntoIterator<Item = Listed>, waiting: Option<u8>) -> Option<usize> {
+    let waiting = waiting?;
+    listed
+        .into_iter()
+        .filter(|lr| lr.pending && lr.priority > waiting)
+        .max_by_key(|lr| (lr.priority, lr.index))
+        .map(|lr| lr.index)
+}
+
 fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }

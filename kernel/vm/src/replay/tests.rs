@@ -127,7 +127,7 @@ impl Sim {
             self.account.injected(linked);
         }
         if taken == free {
-            self.account.depth(self.vgic.pending_for(vcpu).count() as u64);
+            self.account.depth(self.vgic.ready_count(vcpu) as u64);
         }
     }
 
@@ -417,6 +417,9 @@ fn randomized_delivery_against_a_reference_model() {
                 }
             }
             sim.check();
+            for vcpu in 0..MPIDRS.len() {
+                assert_eq!(sim.vgic.ready_count(vcpu), sim.vgic.pending_for(vcpu).count(), "seed {seed}");
+            }
             for (vcpu, seen) in seen.iter_mut().enumerate() {
                 for &(intid, _) in &sim.delivered[vcpu][*seen..] {
                     assert!(intid == level || owed.contains_key(&(vcpu, intid)), "seed {seed}: {intid} never arrived");
@@ -438,4 +441,48 @@ fn randomized_delivery_against_a_reference_model() {
         assert_eq!((s.waiting, s.in_flight(), s.lost()), (0, 0, 0), "seed {seed}: {s:?}");
         assert!(s.logged > 500 && s.coalesced > 0 && s.max_depth > 0, "seed {seed}: a weak run: {s:?}");
     }
+}
+
+#[test]
+fn eviction_takes_the_least_urgent_pending_list_register_never_an_active_one() {
+    let lr = |index, pending, priority| Listed { index, pending, priority };
+    let full = [lr(0, true, 0x80), lr(1, false, 0xf0), lr(2, true, 0xc0), lr(3, true, 0xc0)];
+    // 0xf0 is the least urgent but active: the pending 0xc0 in the higher list register goes.
+    assert_eq!(evict_for(full, Some(0x40)), Some(3));
+    // Not more urgent than any pending one: nothing moves (equal priorities keep their order).
+    assert_eq!(evict_for(full, Some(0xc0)), None);
+    assert_eq!(evict_for(full, None), None);
+    // Only active ones: nothing to evict.
+    assert_eq!(evict_for([lr(0, false, 0xf0), lr(1, false, 0xf0)], Some(0)), None);
+}
+
+#[test]
+fn an_evicted_list_register_is_replayed_after_the_urgent_one_and_accounted() {
+    let mut sim = Sim::new(2);
+    sim.spi(40, 0xc0, 0);
+    sim.spi(41, 0xc0, 0);
+    sim.spi(42, 0x40, 0);
+    sim.forward(40);
+    sim.forward(41);
+    sim.flush(0);
+    sim.forward(42);
+    // The glue's eviction: the least urgent pending list register goes back to the log.
+    let listed = sim.lrs[0].iter().enumerate().filter_map(|(index, lr)| {
+        lr.map(|l| Listed { index, pending: l.state == LrState::Pending, priority: l.priority })
+    });
+    let best = sim.vgic.highest_pending(0).map(|(_, priority)| priority);
+    let index = evict_for(listed.collect::<Vec<_>>(), best).unwrap();
+    let evicted = sim.lrs[0][index].take().unwrap();
+    sim.account.requeue(&mut sim.vgic, 0, evicted.intid).unwrap();
+    sim.check();
+    sim.flush(0);
+    assert_eq!(sim.ack(0), Some(42), "the urgent one is in front of the guest at once");
+    sim.eoi(0);
+    sim.drain();
+    sim.check();
+    let mut order: Vec<u32> = sim.delivered[0].iter().map(|&(intid, _)| intid).collect();
+    assert_eq!(order.remove(0), 42);
+    order.sort_unstable();
+    assert_eq!(order, [40, 41]);
+    assert_eq!(sim.snapshot().requeued, 1);
 }

@@ -698,6 +698,20 @@ impl Vgic {
         self.lookup(intid, vcpu).is_ok_and(|irq| irq.waiting())
     }
 
+    /// How many interrupts [`Self::pending_for`] would yield for `vcpu`, in one pass over the
+    /// ready bits (a routing check per ready SPI): O(ready), where counting the iterator is
+    /// O(ready²).
+    pub fn ready_count(&self, vcpu: usize) -> usize {
+        if vcpu >= self.vcpus || !self.group1_enabled {
+            return 0;
+        }
+        let mut count = 0;
+        self.for_each_ready(vcpu, |intid, _| {
+            count += usize::from(spi_index(intid).is_none_or(|index| self.spi_routed_to(index, vcpu)));
+        });
+        count
+    }
+
     /// The first item of [`Self::pending_for`].
     pub fn highest_pending(&self, vcpu: usize) -> Option<(u32, u8)> {
         let mut best = [(0, 0)];
