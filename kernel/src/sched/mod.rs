@@ -274,14 +274,15 @@ fn switch_to_next(cpu: usize) {
     let (previous_context, next_context) = (context_of(previous), context_of(next));
     // SAFETY: `next_context` is a live context of this CPU's chosen runnable.
     unsafe { (*next_context).claim() };
+    let now = hwtimer::counter_unordered();
     // The in-band stage's interrupts wait in the GIC while oob contexts hold the CPU.
     if previous.is_null() {
-        irq::enter_oob_stage(cpu);
+        irq::enter_oob_stage(cpu, now);
     } else if next.is_null() {
-        irq::leave_oob_stage(cpu);
+        irq::leave_oob_stage(cpu, now);
     }
     state.current.store(next, Ordering::Relaxed);
-    SWITCH_STAMPS[cpu][0].store(hwtimer::counter_unordered(), Ordering::Relaxed);
+    SWITCH_STAMPS[cpu][0].store(now, Ordering::Relaxed);
     // SAFETY: IRQs are masked; `previous_context` is the running context, `next_context` was
     // claimed and is saved or fresh; both outlive the switch (zombies are reaped only once
     // released).
