@@ -71,27 +71,11 @@ fn is_inband(cpu: usize, intid: u32) -> bool {
         || SLOTS.get(intid as usize).is_some_and(|slot| slot.inband.load(Ordering::Relaxed))
 }
 
-/// Per CPU, when its current oob section began (counter): an oob context took the CPU from
-/// the in-band stage.
-static OOB_SINCE: [AtomicU64; boot::MAX_CPUS] = [const { AtomicU64::new(0) }; boot::MAX_CPUS];
-
-/// An oob context takes CPU `cpu` (the caller's) from the in-band stage: in-band interrupts
-/// wait in the GIC from now on (the GIC is the deferred log while oob work runs); `now` is
-/// the counter (the switch's own stamp, not read again). IRQs masked.
-#[inline]
-pub fn enter_oob_stage(cpu: usize, now: u64) {
-    gic::hold_inband();
-    if let Some(since) = OOB_SINCE.get(cpu) {
-        since.store(now, Ordering::Relaxed);
-    }
-}
-
-/// CPU `cpu` (the caller's) returns to the in-band stage: counts the oob section, and whether
-/// an in-band interrupt waited behind it, then lets the GIC replay what waited, most urgent
-/// first, as soon as IRQs are unmasked; `now` is the counter. IRQs masked.
-pub fn leave_oob_stage(cpu: usize, now: u64) {
-    let since = OOB_SINCE.get(cpu).map_or(0, |since| since.load(Ordering::Relaxed));
-    let ticks = now.saturating_sub(since);
+/// CPU `cpu` (the caller's) returns to the in-band stage after an oob section of `ticks`
+/// (the scheduler raised the priority mask when it began, [`gic::hold_inband`]): counts the
+/// section, and whether an in-band interrupt waited behind it, then lets the GIC replay what
+/// waited, most urgent first, as soon as IRQs are unmasked. IRQs masked.
+pub fn leave_oob_stage(cpu: usize, ticks: u64) {
     // Released first: QEMU's GICv2 reports in GICC_HPPIR only what its mask lets through
     // (IRQs stay masked here, so nothing is taken before the look).
     gic::release_inband();

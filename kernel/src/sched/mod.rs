@@ -73,6 +73,8 @@ struct PerCpu {
     irq_depth: AtomicU32,
     /// MPIDR affinity, to address the kick.
     mpidr: AtomicU64,
+    /// When an oob context last took the CPU from the in-band stage (counter).
+    oob_since: AtomicU64,
 }
 
 // SAFETY: `inband` is only touched by its own CPU, with IRQs masked, through `switch_context`.
@@ -86,6 +88,7 @@ static CPUS: [PerCpu; oob::MAX_CPUS] = [const {
         need_resched: AtomicBool::new(false),
         irq_depth: AtomicU32::new(0),
         mpidr: AtomicU64::new(0),
+        oob_since: AtomicU64::new(0),
     }
 }; oob::MAX_CPUS];
 
@@ -277,9 +280,10 @@ fn switch_to_next(cpu: usize) {
     let now = hwtimer::counter_unordered();
     // The in-band stage's interrupts wait in the GIC while oob contexts hold the CPU.
     if previous.is_null() {
-        irq::enter_oob_stage(cpu, now);
+        gic::hold_inband();
+        state.oob_since.store(now, Ordering::Relaxed);
     } else if next.is_null() {
-        irq::leave_oob_stage(cpu, now);
+        irq::leave_oob_stage(cpu, now.wrapping_sub(state.oob_since.load(Ordering::Relaxed)));
     }
     state.current.store(next, Ordering::Relaxed);
     SWITCH_STAMPS[cpu][0].store(now, Ordering::Relaxed);
