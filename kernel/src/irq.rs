@@ -5,7 +5,7 @@
 //! its priority dropped and stays active until the guest deactivates it. Anything else
 //! (nobody's, or an emulated device's INTID firing physically) is counted, masked and ended.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::guest::virq::Forward;
 use crate::{gic, hwtimer};
@@ -29,8 +29,9 @@ struct IrqSlot {
     handled: AtomicU64,
     /// Worst handler cost in counter ticks.
     worst_cost_ticks: AtomicU64,
-    /// Times the interrupt fired unclaimed and no guest took it.
-    unclaimed: AtomicU64,
+    /// Claimed at in-band priority ([`claim_inband`]): it waits in the GIC while an oob
+    /// context runs.
+    inband: AtomicBool,
 }
 
 static SLOTS: [IrqSlot; MAX_INTID] = [const {
@@ -38,7 +39,7 @@ static SLOTS: [IrqSlot; MAX_INTID] = [const {
         handler: AtomicUsize::new(0),
         handled: AtomicU64::new(0),
         worst_cost_ticks: AtomicU64::new(0),
-        unclaimed: AtomicU64::new(0),
+        inband: AtomicBool::new(false),
     }
 }; MAX_INTID];
 
@@ -50,6 +51,50 @@ pub fn claim(intid: u32, handler: OobHandler) -> Result<(), gic::GicError> {
         .map_err(|_| gic::GicError::BadIntId(intid))?;
     slot.handler.store(handler as usize, Ordering::Release);
     Ok(())
+}
+
+/// [`claim`], for an interrupt the caller enables at [`gic::INBAND_PRIORITY`] (the GIC
+/// maintenance interrupt): its handler is the core's, but it waits in the GIC while an oob
+/// context runs, like the guest's interrupts, and counts as in-band in the deferral account.
+pub fn claim_inband(intid: u32, handler: OobHandler) -> Result<(), gic::GicError> {
+    claim(intid, handler)?;
+    if let Some(slot) = SLOTS.get(intid as usize) {
+        slot.inband.store(true, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Whether `intid` (of `cpu`) is signalled at in-band priority: the guest's, or claimed with
+/// [`claim_inband`].
+fn is_inband(cpu: usize, intid: u32) -> bool {
+    OWNERSHIP.owner(cpu, intid) != vm::ownership::Owner::Core
+        || SLOTS.get(intid as usize).is_some_and(|slot| slot.inband.load(Ordering::Relaxed))
+}
+
+/// CPU `cpu` (the caller's) returns to the in-band stage after an oob section of `ticks`
+/// (the scheduler raised the priority mask when it began, [`gic::hold_inband`]): counts the
+/// section, and whether an in-band interrupt waited behind it, then lets the GIC replay what
+/// waited, most urgent first, as soon as IRQs are unmasked. IRQs masked.
+pub fn leave_oob_stage(cpu: usize, ticks: u64) {
+    // Released first: QEMU's GICv2 reports in GICC_HPPIR only what its mask lets through
+    // (IRQs stay masked here, so nothing is taken before the look).
+    gic::release_inband();
+    let waiting = gic::highest_pending().is_some_and(|intid| is_inband(cpu, intid));
+    crate::guest::virq::ACCOUNT.oob_section_ended(ticks, waiting);
+}
+
+/// Logs the deferral account: oob sections, those an in-band interrupt waited behind, and
+/// their length (an upper bound of the wait).
+pub fn report_deferral() {
+    let account = &crate::guest::virq::ACCOUNT;
+    let ns = |ticks| crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks));
+    log::info!(
+        "replay log: deferred in the GIC: {} of {} oob sections ended with an in-band interrupt waiting, wait at most avg {} ns, max {} ns",
+        account.deferred.count(),
+        account.oob_sections(),
+        ns(account.deferred.average()),
+        ns(account.deferred.max())
+    );
 }
 
 /// Handles the highest-priority pending interrupt of this CPU. Called from the IRQ vector,
@@ -82,9 +127,7 @@ pub fn handle() {
                         crate::guest::trap_log::count_at(crate::guest::trap_log::Kind::UnownedInterrupt, u64::from(ack.intid));
                     }
                     gic::deactivate(ack);
-                    if let Some(slot) = slot {
-                        slot.unclaimed.fetch_add(1, Ordering::Relaxed);
-                    }
+                    crate::guest::virq::ACCOUNT.unclaimed(ack.intid);
                 }
             }
         } else if let Some(slot) = slot {
@@ -125,12 +168,13 @@ impl IrqSlot {
     }
 }
 
-/// One line per interrupt that fired: count, owner, worst handler cost.
+/// One line per interrupt that fired: count, owner, worst handler cost (the in-band counts
+/// are the replay log's account, [`crate::guest::virq::ACCOUNT`]).
 pub fn report() {
     let ns = |ticks| crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks));
     for (intid, slot) in SLOTS.iter().enumerate() {
         let handled = slot.handled.load(Ordering::Relaxed);
-        let unclaimed = slot.unclaimed.load(Ordering::Relaxed);
+        let unclaimed = crate::guest::virq::ACCOUNT.unclaimed_count(intid as u32);
         if handled > 0 {
             let worst = ns(slot.worst_cost_ticks.load(Ordering::Relaxed));
             log::info!("irq {intid:4}: oob, {handled} handled, worst handler cost {worst} ns");

@@ -50,11 +50,12 @@ mod image {
             fail(format_args!("companion.nonce: not 1 to {} hexadecimal digits", power::NONCE_MAX_DIGITS));
         }
         // SAFETY: the GIC frames were mapped as device memory by `enable_mmu`.
-        let gic = match unsafe { gic::init(&info.gic, info.cpus.len().max(1)) } {
+        let cpus = smp::logical_order(&info.cpus, smp::current_mpidr());
+        let mpidrs: Vec<u64> = cpus.iter().map(|cpu| cpu.mpidr).collect();
+        let gic = match unsafe { gic::init(&info.gic, &mpidrs) } {
             Ok(summary) => summary,
             Err(e) => fail(format_args!("GIC unusable: {e}")),
         };
-        let cpus = smp::logical_order(&info.cpus, smp::current_mpidr());
         let hz = console::counter_frequency().map_or(0, |f| f.hz());
         log::info!(
             "companion core {} on {} ({}): EL{}, {} CPUs, memory {} MiB, {}, timer {} Hz",

@@ -118,6 +118,24 @@ unsafe impl Send for Distributor {}
 static DISTRIBUTOR: Once<IrqTasLock<Distributor>> = Once::new();
 /// GICv2 CPU interface base (banked per CPU, so one address serves all); 0 on GICv3.
 static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
+/// GICv2 distributor base (for [`set_priority_v2`]); 0 on GICv3.
+static GICD_V2_BASE: AtomicUsize = AtomicUsize::new(0);
+/// GICD_IPRIORITYR<n> offset: one byte per INTID.
+const IPRIORITYR: usize = 0x400;
+
+/// Sets the priority of `intid` on a GICv2 (for a private one, the calling CPU's copy) with a
+/// byte store to its GICD_IPRIORITYR byte, which GICv2 allows. (`arm-gic` 0.10's GICv2
+/// `set_interrupt_priority` writes the whole word, zeroing — making most urgent — the three
+/// other interrupts that share it.)
+fn set_priority_v2(intid: u32, priority: u8) {
+    let gicd = GICD_V2_BASE.load(Ordering::Relaxed);
+    if gicd == 0 || intid >= SPECIAL_INTIDS {
+        return;
+    }
+    // SAFETY: the byte of `intid` in GICD_IPRIORITYR, inside the distributor frame `init`
+    // found mapped as device memory (for ever); a byte write changes only that priority.
+    unsafe { ((gicd + IPRIORITYR + intid as usize) as *mut u8).write_volatile(priority) };
+}
 
 /// GICv3: where [`set_enabled`], [`deactivate_physical`] and [`bank_state`] reach the
 /// enable, active and pending bits of an interrupt without the [`DISTRIBUTOR`] lock (all 0
@@ -130,21 +148,29 @@ static GICC_BASE: AtomicUsize = AtomicUsize::new(0);
 struct EnableRegisters {
     /// The distributor frame.
     gicd: AtomicUsize,
-    /// The first redistributor (its RD_base frame).
-    gicr: AtomicUsize,
-    /// Bytes from one CPU's redistributor to the next.
-    gicr_stride: AtomicUsize,
-    /// CPUs whose redistributor is mapped.
-    cpus: AtomicUsize,
+    /// Per CPU (logical index), its redistributor's RD_base frame, found by affinity
+    /// ([`find_redistributors`]); 0 if none matched.
+    gicr: [AtomicUsize; boot::MAX_CPUS],
+    /// Per CPU, the index of its redistributor in the region (the `arm-gic` driver's CPU
+    /// index, which counts frames).
+    driver_index: [AtomicUsize; boot::MAX_CPUS],
 }
 
 static ENABLE_REGISTERS: EnableRegisters = EnableRegisters {
     gicd: AtomicUsize::new(0),
-    gicr: AtomicUsize::new(0),
-    gicr_stride: AtomicUsize::new(0),
-    cpus: AtomicUsize::new(0),
+    gicr: [const { AtomicUsize::new(0) }; boot::MAX_CPUS],
+    driver_index: [const { AtomicUsize::new(0) }; boot::MAX_CPUS],
 };
 
+/// GICD_CTLR / GICR_CTLR offset (from GICD / RD_base).
+const CTLR: usize = 0x0;
+/// GICD_CTLR.RWP: a write to GICD_CTLR or GICD_ICENABLER<n> is still in progress.
+const GICD_CTLR_RWP: u32 = 1 << 31;
+/// GICR_CTLR.RWP: a write to GICR_ICENABLER0 (or GICR_CTLR) is still in progress.
+const GICR_CTLR_RWP: u32 = 1 << 3;
+/// Most polls of an RWP bit before giving up (a GIC that never clears it must not hang the
+/// core; the architecture bounds the wait to the time the disable takes to propagate).
+const RWP_POLLS: u32 = 100_000;
 /// GICD_ISENABLER<n> / GICR_ISENABLER0 offset (from GICD / SGI_base).
 const ISENABLER: usize = 0x100;
 /// GICD_ICENABLER<n> / GICR_ICENABLER0 offset (from GICD / SGI_base).
@@ -162,36 +188,78 @@ const GICR_TYPER: usize = 0x8;
 /// GICR_TYPER.VLPIS: the redistributor has the two extra GICv4 frames (VLPI_base and a
 /// reserved one).
 const GICR_TYPER_VLPIS: u64 = 1 << 1;
+/// GICR_TYPER.Last: the last redistributor of its region.
+const GICR_TYPER_LAST: u64 = 1 << 4;
+/// GICR_TYPER.Affinity_Value: bits 63:32, Aff3.Aff2.Aff1.Aff0.
+const GICR_TYPER_AFFINITY_SHIFT: u32 = 32;
+/// MPIDR_EL1.Aff3, bits 39:32 (Aff2..Aff0 are bits 23:0).
+const MPIDR_AFF3_SHIFT: u32 = 32;
+/// MPIDR_EL1.Aff2..Aff0.
+const MPIDR_AFF0_2: u64 = 0xff_ffff;
 /// Redistributor stride of GICv3: RD_base and SGI_base.
 const GICR_STRIDE_V3: usize = 0x2_0000;
 /// Redistributor stride with the GICv4 frames.
 const GICR_STRIDE_V4: usize = 0x4_0000;
 
+/// Walks the redistributor region at `base` (`size` bytes), frame by frame (each frame's
+/// GICR_TYPER gives its size and whether it is the last), and records for every CPU of
+/// `mpidrs` (logical order) the redistributor whose GICR_TYPER affinity is that CPU's.
+/// Returns how many frames the region holds.
+///
+/// # Safety
+/// The region must be mapped as device memory.
+unsafe fn find_redistributors(base: usize, size: usize, mpidrs: &[u64]) -> usize {
+    let mut offset = 0;
+    let mut index = 0;
+    while offset + GICR_STRIDE_V3 <= size {
+        // SAFETY: inside the mapped region (the caller's contract); GICR_TYPER is read-only.
+        let typer = unsafe { ((base + offset + GICR_TYPER) as *const u64).read_volatile() };
+        let affinity = typer >> GICR_TYPER_AFFINITY_SHIFT;
+        for (cpu, &mpidr) in mpidrs.iter().enumerate().take(boot::MAX_CPUS) {
+            let packed = ((mpidr >> MPIDR_AFF3_SHIFT) & 0xff) << 24 | (mpidr & MPIDR_AFF0_2);
+            if packed == affinity {
+                ENABLE_REGISTERS.gicr[cpu].store(base + offset, Ordering::Relaxed);
+                ENABLE_REGISTERS.driver_index[cpu].store(index, Ordering::Relaxed);
+            }
+        }
+        index += 1;
+        if typer & GICR_TYPER_LAST != 0 {
+            break;
+        }
+        offset += if typer & GICR_TYPER_VLPIS != 0 { GICR_STRIDE_V4 } else { GICR_STRIDE_V3 };
+    }
+    index
+}
+
+/// The `arm-gic` driver's index of `cpu`'s redistributor (it counts frames from the
+/// region's start; the core's logical CPU order may differ).
+fn driver_cpu(cpu: usize) -> usize {
+    ENABLE_REGISTERS.driver_index.get(cpu).map_or(cpu, |index| index.load(Ordering::Relaxed))
+}
+
 /// Takes ownership of the GIC: default configuration (every SPI group 1, disabled, level),
-/// the boot CPU's interface enabled. Returns what the hardware implements.
+/// the boot CPU's interface enabled. `mpidrs` are the CPUs' affinities in logical order
+/// (the boot CPU first); each CPU's redistributor is the one whose GICR_TYPER names its
+/// affinity. Returns what the hardware implements.
 ///
 /// # Safety
 /// The frames in `info` must be mapped as device memory; call once, on the boot CPU.
-pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> {
+pub unsafe fn init(info: &GicInfo, mpidrs: &[u64]) -> Result<GicSummary, GicError> {
     let (distributor, summary) = match info.version {
         GicVersion::V3 => {
             let gicd = NonNull::new(info.distributor.base as *mut _).ok_or(GicError::MissingFrame("distributor"))?;
-            let gicr = info.redistributor.ok_or(GicError::MissingFrame("redistributor"))?;
-            let gicr = NonNull::new(gicr.base as *mut _).ok_or(GicError::MissingFrame("redistributor"))?;
-            // SAFETY: the caller guarantees the frames are mapped and unaliased.
-            let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, cpus) }
+            let region = info.redistributor.ok_or(GicError::MissingFrame("redistributor"))?;
+            let gicr = NonNull::new(region.base as *mut _).ok_or(GicError::MissingFrame("redistributor"))?;
+            // SAFETY: the caller guarantees the region is mapped as device memory.
+            let frames = unsafe { find_redistributors(region.base as usize, region.size as usize, mpidrs) };
+            // SAFETY: the caller guarantees the frames are mapped and unaliased; the driver
+            // gets every frame of the region (it indexes them in order, see `driver_cpu`).
+            let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, frames.max(1)) }
                 .map_err(|_| GicError::Redistributor)?;
-            // SAFETY: the first redistributor's RD_base frame is mapped as device memory (the
-            // caller's contract; the driver just read it); GICR_TYPER is a read-only register.
-            let typer = unsafe { gicr.cast::<u8>().add(GICR_TYPER).cast::<u64>().read_volatile() };
-            let stride = if typer & GICR_TYPER_VLPIS != 0 { GICR_STRIDE_V4 } else { GICR_STRIDE_V3 };
-            ENABLE_REGISTERS.gicr_stride.store(stride, Ordering::Relaxed);
-            ENABLE_REGISTERS.gicr.store(gicr.as_ptr() as usize, Ordering::Relaxed);
-            ENABLE_REGISTERS.cpus.store(cpus, Ordering::Relaxed);
             // Last, with release: a non-zero GICD address publishes the others.
             ENABLE_REGISTERS.gicd.store(info.distributor.base as usize, Ordering::Release);
             enable_el2_system_registers();
-            gic.setup(0);
+            gic.setup(driver_cpu(0));
             if !split_priority_drop() {
                 return Err(GicError::NoSplitEoi);
             }
@@ -207,6 +275,7 @@ pub unsafe fn init(info: &GicInfo, cpus: usize) -> Result<GicSummary, GicError> 
             let mut gic = unsafe { GicV2::new(info.distributor.base as *mut _, gicc.base as *mut _) };
             gic.setup();
             gic.set_priority_mask(PRIORITY_MASK_ALL);
+            GICD_V2_BASE.store(info.distributor.base as usize, Ordering::Relaxed);
             GICC_BASE.store(gicc.base as usize, Ordering::Release);
             let list_registers = info.hyp_interface.map_or(0, |gich| {
                 // SAFETY: GICH is mapped as device memory per the caller's contract.
@@ -231,9 +300,9 @@ fn split_priority_drop() -> bool {
     // EOImode changes (the other fields are written back as read), which every path that
     // ends an interrupt follows (`end_of_interrupt`, `drop_priority`, `deactivate`). No
     // interrupt is active on this CPU yet (called while it brings its interface up, IRQs
-    // masked). It touches no memory.
+    // masked). Not `nomem`: the change must not move across the memory accesses around it.
     unsafe {
-        core::arch::asm!("msr icc_ctlr_el1, {}", "isb", in(reg) ctlr.get(), options(nomem, nostack, preserves_flags));
+        core::arch::asm!("msr icc_ctlr_el1, {}", "isb", in(reg) ctlr.get(), options(nostack, preserves_flags));
     }
     LocalRegisterCopy::<u64, ICC_CTLR::Register>::new(ICC_CTLR_EL1.get()).is_set(ICC_CTLR::EOIMODE)
 }
@@ -251,7 +320,7 @@ pub fn init_cpu(cpu: usize) {
     match &mut *distributor.lock() {
         Distributor::V3(gic) => {
             enable_el2_system_registers();
-            gic.init_cpu(cpu);
+            gic.init_cpu(driver_cpu(cpu));
             if !split_priority_drop() {
                 // The boot CPU's interface took EOImode 1 (`init` checked it), and they are
                 // all the same GIC: this is not expected. Interrupts would be deactivated at
@@ -259,7 +328,7 @@ pub fn init_cpu(cpu: usize) {
                 // UNPREDICTABLE; say so.
                 log::error!("cpu {cpu}: the GICv3 CPU interface refused EOImode 1");
             }
-            if let Ok(mut redistributor) = gic.redistributor(cpu) {
+            if let Ok(mut redistributor) = gic.redistributor(driver_cpu(cpu)) {
                 redistributor.configure_default_settings();
             }
             GicCpuInterface::enable_group1(true);
@@ -312,9 +381,10 @@ pub fn acknowledge() -> Option<Acknowledged> {
         let iar: u64;
         // SAFETY: reading ICC_IAR1_EL1 acknowledges this CPU's highest-priority pending Group 1
         // interrupt (the system register interface is enabled at EL2 by `init`, which only
-        // then leaves `GICC_BASE` at 0), as arm-gic's `get_and_acknowledge_interrupt` does
-        // (same access, same options); it touches no memory.
-        unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nomem, nostack, preserves_flags)) };
+        // then leaves `GICC_BASE` at 0), as arm-gic's `get_and_acknowledge_interrupt` does.
+        // Not `nomem`: what the handler then reads of the interrupting device's state must
+        // not be hoisted above the acknowledge.
+        unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nostack, preserves_flags)) };
         // INTID bits [23:0]; 1020..=1023 are special (1023: nothing pending), never handled.
         let intid = (iar & 0xff_ffff) as u32;
         (intid < SPECIAL_INTIDS).then_some(Acknowledged { intid, token: EndToken::V3(intid) })
@@ -332,14 +402,17 @@ pub fn end_of_interrupt(ack: Acknowledged) {
     match ack.token {
         // SAFETY: writing ICC_EOIR1_EL1 the INTID its acknowledge returned drops the priority
         // of that interrupt of this CPU, as arm-gic's `end_interrupt` does; with EOImode 1
-        // (set by `init`/`init_cpu`) ICC_DIR_EL1 with the same INTID then deactivates it.
-        // Both touch no memory.
+        // (set by `init`/`init_cpu`) ICC_DIR_EL1 with the same INTID then deactivates it;
+        // the ISB makes both take effect before what follows (the CPU interface may
+        // otherwise still see the interrupt active when IRQs are unmasked). Not `nomem`:
+        // the handler's stores must not sink below the end of its interrupt.
         EndToken::V3(intid) => unsafe {
             core::arch::asm!(
                 "msr icc_eoir1_el1, {0}",
                 "msr icc_dir_el1, {0}",
+                "isb",
                 in(reg) u64::from(intid),
-                options(nomem, nostack, preserves_flags)
+                options(nostack, preserves_flags)
             );
         },
         // SAFETY: the GICC frame the acknowledge was read from (see `acknowledge`).
@@ -355,9 +428,11 @@ pub fn end_of_interrupt(ack: Acknowledged) {
 pub fn drop_priority(ack: Acknowledged) {
     match ack.token {
         // SAFETY: ICC_EOIR1_EL1 with the INTID its acknowledge returned, as in
-        // `end_of_interrupt`; it touches no memory.
+        // `end_of_interrupt`, then an ISB so that the priority drop is in effect before the
+        // interrupt is handed on (another CPU may see it forwarded and the guest deactivate
+        // it). Not `nomem`: ordered against the forwarding's memory accesses.
         EndToken::V3(intid) => unsafe {
-            core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
+            core::arch::asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nostack, preserves_flags));
         },
         // SAFETY: the GICC frame the acknowledge was read from (see `acknowledge`).
         EndToken::V2 { raw, gicc } => unsafe { GicV2CpuInterface::new(gicc) }.end_of_interrupt(raw),
@@ -370,10 +445,11 @@ pub fn drop_priority(ack: Acknowledged) {
 pub fn deactivate(ack: Acknowledged) {
     if let EndToken::V3(intid) = ack.token {
         // SAFETY: ICC_DIR_EL1 with the INTID of an interrupt this CPU acknowledged and
-        // priority-dropped deactivates it (EOImode 1, set by `init`/`init_cpu`); it touches
-        // no memory.
+        // priority-dropped deactivates it (EOImode 1, set by `init`/`init_cpu`); the ISB
+        // puts the deactivation in effect before what follows. Not `nomem`: ordered
+        // against the memory accesses of whoever handled it.
         unsafe {
-            core::arch::asm!("msr icc_dir_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
+            core::arch::asm!("msr icc_dir_el1, {}", "isb", in(reg) u64::from(intid), options(nostack, preserves_flags));
         }
     }
 }
@@ -399,22 +475,23 @@ pub fn quiesce_fiq() {
     }
     let iar: u64;
     // SAFETY: reading ICC_IAR0_EL1 acknowledges this CPU's highest-priority pending group 0
-    // interrupt (the system register interface is enabled at EL2 by `init`); it touches no
-    // memory.
-    unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) iar, options(nomem, nostack, preserves_flags)) };
+    // interrupt (the system register interface is enabled at EL2 by `init`).
+    unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) iar, options(nostack, preserves_flags)) };
     let intid = (iar & 0xff_ffff) as u32;
     if intid >= SPECIAL_INTIDS {
         return;
     }
     let _ = set_enabled(intid, boot::cpu_index(), false);
     // SAFETY: ICC_EOIR0_EL1 then ICC_DIR_EL1 with the INTID ICC_IAR0_EL1 returned end that
-    // group 0 interrupt (EOImode 1); neither touches memory.
+    // group 0 interrupt (EOImode 1), after the mask took effect (`set_enabled` waits for
+    // RWP); the ISB puts the deactivation in effect before IRQs or FIQs are unmasked.
     unsafe {
         core::arch::asm!(
             "msr icc_eoir0_el1, {0}",
             "msr icc_dir_el1, {0}",
+            "isb",
             in(reg) u64::from(intid),
-            options(nomem, nostack, preserves_flags)
+            options(nostack, preserves_flags)
         );
     }
 }
@@ -461,15 +538,16 @@ pub fn enable_private(intid: u32, cpu: usize, priority: u8, trigger: Trigger) ->
     match &mut *distributor.lock() {
         Distributor::V3(gic) => {
             let bad = |_| GicError::BadIntId(intid);
-            gic.set_interrupt_priority(id, Some(cpu), priority).map_err(bad)?;
+            let cpu = Some(driver_cpu(cpu));
+            gic.set_interrupt_priority(id, cpu, priority).map_err(bad)?;
             if !id.is_sgi() {
-                gic.set_trigger(id, Some(cpu), trigger).map_err(bad)?;
+                gic.set_trigger(id, cpu, trigger).map_err(bad)?;
             }
-            gic.enable_interrupt(id, Some(cpu), true).map_err(bad)?;
+            gic.enable_interrupt(id, cpu, true).map_err(bad)?;
         }
         // GICv2 banks private interrupts per CPU: the calling CPU must be `cpu`.
         Distributor::V2(gic) => {
-            gic.set_interrupt_priority(id, priority);
+            set_priority_v2(intid, priority);
             if !id.is_sgi() {
                 gic.set_trigger(id, trigger);
             }
@@ -507,9 +585,63 @@ pub fn send_sgi(sgi: u32, mpidr: u64, cpu: usize) {
 /// handlers preempt their handling.
 pub const INBAND_PRIORITY: u8 = 0xa0;
 
+/// The priority mask while an oob context runs on a CPU: oob priorities ([`OOB_PRIORITY`])
+/// are signalled, in-band ones ([`INBAND_PRIORITY`] and below) wait in the GIC.
+const PRIORITY_MASK_OOB: u8 = INBAND_PRIORITY;
+
+/// An oob context takes this CPU: from now on in-band interrupts wait pending in the GIC
+/// (ICC_PMR_EL1 / GICC_PMR at [`PRIORITY_MASK_OOB`]); oob ones still preempt. A PMR write is
+/// self-synchronizing on GICv3: no in-band interrupt is taken after it.
+#[inline]
+pub fn hold_inband() {
+    set_priority_mask(PRIORITY_MASK_OOB);
+}
+
+/// The in-band stage gets this CPU back: what waited in the GIC is signalled again, most
+/// urgent first (the GIC's own order).
+#[inline]
+pub fn release_inband() {
+    set_priority_mask(PRIORITY_MASK_ALL);
+}
+
+/// Sets this CPU's priority mask.
+#[inline]
+fn set_priority_mask(mask: u8) {
+    let gicc = GICC_BASE.load(Ordering::Relaxed);
+    if gicc == 0 {
+        // SAFETY: ICC_PMR_EL1 is this CPU's priority mask (system register interface enabled
+        // at EL2 by `init`); writing it only changes which priorities are signalled. Not
+        // `nomem`: it must not move across the scheduler's memory accesses around a switch.
+        unsafe { core::arch::asm!("msr icc_pmr_el1, {}", in(reg) u64::from(mask), options(nostack, preserves_flags)) };
+    } else {
+        // SAFETY: a non-zero GICC_BASE is the mapped, per-CPU banked GICC frame set by `init`.
+        unsafe { GicV2CpuInterface::new(gicc) }.set_priority_mask(mask);
+    }
+}
+
+/// The INTID of this CPU's highest-priority pending interrupt (ICC_HPPIR1_EL1 /
+/// GICC_HPPIR), if any. Read it with the priority mask open: QEMU's GICv2 reports only
+/// what its mask lets through.
+pub fn highest_pending() -> Option<u32> {
+    let gicc = GICC_BASE.load(Ordering::Relaxed);
+    if gicc == 0 {
+        let hppir: u64;
+        // SAFETY: reading ICC_HPPIR1_EL1 has no side effect (unlike the IAR, it acknowledges
+        // nothing).
+        unsafe { core::arch::asm!("mrs {}, icc_hppir1_el1", out(reg) hppir, options(nostack, preserves_flags)) };
+        let intid = (hppir & 0xff_ffff) as u32;
+        (intid < SPECIAL_INTIDS).then_some(intid)
+    } else {
+        // SAFETY: a non-zero GICC_BASE is the mapped, per-CPU banked GICC frame set by `init`.
+        unsafe { GicV2CpuInterface::new(gicc) }.highest_pending()
+    }
+}
+
 /// Enables or disables interrupt `intid` at the physical GIC (for SGIs and PPIs: `cpu`'s
 /// copy, which on GICv2 must be the calling CPU). Used when the guest disables a forwarded
-/// interrupt, and to mask one that fired while the guest had it disabled.
+/// interrupt, and to mask one that fired while the guest had it disabled. A GICv3 disable
+/// returns once it took effect (GICD_CTLR.RWP / GICR_CTLR.RWP clear), so that a
+/// deactivation after it cannot let the interrupt fire again.
 pub fn set_enabled(intid: u32, cpu: usize, enabled: bool) -> Result<(), GicError> {
     if let Some(register) = bank_register(intid, cpu, if enabled { ISENABLER } else { ICENABLER }) {
         // SAFETY: `bank_register` returns the address of a GICD_ISENABLER/ICENABLER or
@@ -517,13 +649,16 @@ pub fn set_enabled(intid: u32, cpu: usize, enabled: bool) -> Result<(), GicError
         // memory (for ever); a write-one register changes only the bit written (see
         // `EnableRegisters`), so no lock is needed and no other state is touched.
         unsafe { (register as *mut u32).write_volatile(1 << (intid % 32)) };
+        if !enabled {
+            wait_for_disable(intid, cpu);
+        }
         return Ok(());
     }
     let Some(distributor) = DISTRIBUTOR.get() else { return Err(GicError::MissingFrame("distributor")) };
     let id = IntId::try_from(intid).map_err(|_| GicError::BadIntId(intid))?;
     match &mut *distributor.lock() {
         Distributor::V3(gic) => {
-            let cpu = id.is_private().then_some(cpu);
+            let cpu = id.is_private().then(|| driver_cpu(cpu));
             gic.enable_interrupt(id, cpu, enabled).map_err(|_| GicError::BadIntId(intid))
         }
         Distributor::V2(gic) => gic.enable_interrupt(id, enabled).map_err(|_| GicError::BadIntId(intid)),
@@ -541,17 +676,60 @@ fn bank_register(intid: u32, cpu: usize, offset: usize) -> Option<usize> {
         return None;
     }
     if intid < 32 {
-        if cpu >= ENABLE_REGISTERS.cpus.load(Ordering::Relaxed) {
-            return None;
-        }
-        let gicr = ENABLE_REGISTERS.gicr.load(Ordering::Relaxed);
-        let stride = ENABLE_REGISTERS.gicr_stride.load(Ordering::Relaxed);
-        Some(gicr + cpu * stride + GICR_SGI_BASE + offset)
+        Some(redistributor_of(cpu)? + GICR_SGI_BASE + offset)
     } else if intid < SPECIAL_INTIDS {
         Some(gicd + offset + 4 * (intid as usize / 32))
     } else {
         None
     }
+}
+
+/// Waits until a GICv3 disable of `intid` (for a private one, `cpu`'s) took effect: polls
+/// GICD_CTLR.RWP for an SPI, `cpu`'s GICR_CTLR.RWP for an SGI or PPI (at most [`RWP_POLLS`]
+/// times).
+fn wait_for_disable(intid: u32, cpu: usize) {
+    let gicd = ENABLE_REGISTERS.gicd.load(Ordering::Acquire);
+    if gicd == 0 {
+        return;
+    }
+    let (register, rwp) = if intid < 32 {
+        let Some(rd_base) = redistributor_of(cpu) else { return };
+        (rd_base + CTLR, GICR_CTLR_RWP)
+    } else {
+        (gicd + CTLR, GICD_CTLR_RWP)
+    };
+    for _ in 0..RWP_POLLS {
+        // SAFETY: GICD_CTLR or a GICR_CTLR inside the frames `init` found mapped as device
+        // memory (for ever); reading it has no side effect.
+        if unsafe { (register as *const u32).read_volatile() } & rwp == 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// `cpu`'s redistributor (its RD_base frame), if one has its affinity.
+fn redistributor_of(cpu: usize) -> Option<usize> {
+    let rd_base = ENABLE_REGISTERS.gicr.get(cpu)?.load(Ordering::Relaxed);
+    (rd_base != 0).then_some(rd_base)
+}
+
+/// GICD_IROUTER<n> offset (from GICD): one doubleword per INTID.
+const IROUTER: usize = 0x6000;
+/// The writable fields of GICD_IROUTER: Aff3 (39:32), Interrupt_Routing_Mode (31), Aff2..Aff0.
+const IROUTER_MASK: u64 = 0xff_80ff_ffff;
+
+/// Routes SPI `intid` as GICD_IROUTER value `route` says (affinity, or 1-of-N), from any CPU
+/// (GICv3 only; nothing otherwise, or for a non-SPI). One doubleword store to a register of
+/// that SPI alone: no lock.
+pub fn set_route(intid: u32, route: u64) {
+    let gicd = ENABLE_REGISTERS.gicd.load(Ordering::Acquire);
+    if gicd == 0 || !(32..SPECIAL_INTIDS).contains(&intid) {
+        return;
+    }
+    // SAFETY: GICD_IROUTER<intid>, inside the distributor frame `init` found mapped as device
+    // memory (for ever); it only routes that SPI.
+    unsafe { ((gicd + IROUTER + 8 * intid as usize) as *mut u64).write_volatile(route & IROUTER_MASK) };
 }
 
 /// Configures interrupt `intid` for the in-band stage ([`INBAND_PRIORITY`], `trigger`) and
@@ -562,7 +740,7 @@ pub fn enable_inband(intid: u32, cpu: usize, trigger: Trigger) -> Result<(), Gic
     let bad = |_| GicError::BadIntId(intid);
     match &mut *distributor.lock() {
         Distributor::V3(gic) => {
-            let cpu = id.is_private().then_some(cpu);
+            let cpu = id.is_private().then(|| driver_cpu(cpu));
             gic.set_interrupt_priority(id, cpu, INBAND_PRIORITY).map_err(bad)?;
             if !id.is_sgi() {
                 gic.set_trigger(id, cpu, trigger).map_err(bad)?;
@@ -570,7 +748,7 @@ pub fn enable_inband(intid: u32, cpu: usize, trigger: Trigger) -> Result<(), Gic
             gic.enable_interrupt(id, cpu, true).map_err(bad)?;
         }
         Distributor::V2(gic) => {
-            gic.set_interrupt_priority(id, INBAND_PRIORITY);
+            set_priority_v2(intid, INBAND_PRIORITY);
             if !id.is_sgi() {
                 gic.set_trigger(id, trigger);
             }

@@ -35,7 +35,9 @@ register_structs! {
         (0x08 => _bpr),
         (0x0c => iar: ReadOnly<u32, GICC_IAR::Register>),
         (0x10 => eoir: WriteOnly<u32, GICC_IAR::Register>),
-        (0x14 => @END),
+        (0x14 => _rpr),
+        (0x18 => hppir: ReadOnly<u32, GICC_IAR::Register>),
+        (0x1c => @END),
     }
 }
 
@@ -71,6 +73,18 @@ impl GicV2CpuInterface {
         let iar = self.regs().iar.get();
         let intid = iar & 0x3ff;
         if intid >= SPURIOUS - 3 { None } else { Some(iar) }
+    }
+
+    /// Sets the priority mask: only interrupts of a numerically lower priority are signalled.
+    pub fn set_priority_mask(&self, priority_mask: u8) {
+        self.regs().pmr.write(GICC_PMR::PRIORITY.val(u32::from(priority_mask)));
+    }
+
+    /// The INTID of the highest-priority pending interrupt (GICC_HPPIR, which ignores the
+    /// priority mask), if any.
+    pub fn highest_pending(&self) -> Option<u32> {
+        let intid = self.regs().hppir.read(GICC_IAR::INTERRUPT_ID);
+        (intid < SPURIOUS - 3).then_some(intid)
     }
 
     /// Ends the interrupt whose IAR value was returned by [`acknowledge`](Self::acknowledge).

@@ -2,7 +2,8 @@
 //! longest time from the trap handler's start to the list registers' refresh before the
 //! return. The core handles a trap with IRQs masked, so the longest exit bounds how late an
 //! oob interrupt can be taken on that CPU because of the guest; printed at power-off as
-//! `guest exits handled at EL2: …`. The console drain that may follow on the way back into
+//! `guest exits handled at EL2: …`, then one line per kind with the histogram of those
+//! IRQ-masked times, `guest exits IRQ-masked at EL2, histogram, KIND: <=100 ns: N, …`. The console drain that may follow on the way back into
 //! the guest runs with IRQs unmasked and is not counted (a UART exit only copies a completed
 //! line into the console ring).
 
@@ -37,15 +38,44 @@ impl ExitKind {
     }
 }
 
-/// Count, total and longest time (counter ticks) of one kind of exit.
+/// Upper bounds (ns) of the IRQ-masked time histogram's buckets; a last bucket takes the
+/// rest. Under `-icount` with a 1 GHz counter one ns is one instruction, so the 300 ns
+/// bucket is the 300-instruction target.
+const BUCKET_NS: [u64; 7] = [100, 200, 300, 500, 1_000, 2_000, 5_000];
+/// Buckets: [`BUCKET_NS`] and the rest.
+const BUCKETS: usize = BUCKET_NS.len() + 1;
+
+/// Count, total and longest time (counter ticks) of one kind of exit, and how many fell in
+/// each bucket of [`BUCKET_NS`].
 struct ExitStats {
     count: AtomicU64,
     sum: AtomicU64,
     max: AtomicU64,
+    histogram: [AtomicU64; BUCKETS],
 }
 
-static STATS: [ExitStats; ExitKind::ALL.len()] =
-    [const { ExitStats { count: AtomicU64::new(0), sum: AtomicU64::new(0), max: AtomicU64::new(0) } }; ExitKind::ALL.len()];
+static STATS: [ExitStats; ExitKind::ALL.len()] = [const {
+    ExitStats {
+        count: AtomicU64::new(0),
+        sum: AtomicU64::new(0),
+        max: AtomicU64::new(0),
+        histogram: [const { AtomicU64::new(0) }; BUCKETS],
+    }
+}; ExitKind::ALL.len()];
+
+/// [`BUCKET_NS`] in counter ticks (0 until the first exit computes them).
+static BUCKET_TICKS: [AtomicU64; BUCKET_NS.len()] = [const { AtomicU64::new(0) }; BUCKET_NS.len()];
+
+/// The bucket of an exit of `ticks`.
+fn bucket(ticks: u64) -> usize {
+    if BUCKET_TICKS[0].load(Ordering::Relaxed) == 0 {
+        let hz = crate::console::counter_frequency().map_or(0, |f| f.hz());
+        for (bound, ns) in BUCKET_TICKS.iter().zip(BUCKET_NS) {
+            bound.store((u128::from(ns) * u128::from(hz) / 1_000_000_000).max(1) as u64, Ordering::Relaxed);
+        }
+    }
+    BUCKET_TICKS.iter().position(|bound| ticks <= bound.load(Ordering::Relaxed)).unwrap_or(BUCKETS - 1)
+}
 
 /// Records one exit of `kind` that took `ticks` counter ticks at EL2.
 #[inline]
@@ -54,6 +84,7 @@ pub fn record(kind: ExitKind, ticks: u64) {
     stats.count.fetch_add(1, Ordering::Relaxed);
     stats.sum.fetch_add(ticks, Ordering::Relaxed);
     stats.max.fetch_max(ticks, Ordering::Relaxed);
+    stats.histogram[bucket(ticks)].fetch_add(1, Ordering::Relaxed);
 }
 
 /// Logs one line with every kind of exit that happened: count, average and longest (ns).
@@ -71,4 +102,19 @@ pub fn report() {
         let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {}: {count} (avg {avg} ns, max {max} ns);", kind.name()));
     }
     log::info!("guest exits handled at EL2:{line}");
+    for kind in ExitKind::ALL {
+        let stats = &STATS[kind as usize];
+        if stats.count.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let mut line = alloc::string::String::new();
+        for (i, count) in stats.histogram.iter().enumerate() {
+            let count = count.load(Ordering::Relaxed);
+            let _ = match BUCKET_NS.get(i) {
+                Some(ns) => core::fmt::Write::write_fmt(&mut line, format_args!(" <={ns} ns: {count},")),
+                None => core::fmt::Write::write_fmt(&mut line, format_args!(" >{} ns: {count}", BUCKET_NS[BUCKET_NS.len() - 1])),
+            };
+        }
+        log::info!("guest exits IRQ-masked at EL2, histogram, {}:{line}", kind.name());
+    }
 }

@@ -195,11 +195,12 @@ fn power_off(reset: bool) -> ! {
     super::exits::report();
     super::virq::report_forwarded();
     super::trap_log::report();
+    let counters = super::virq::replay_snapshot();
     log::info!(
         "guest: virtual interrupts: {} forwarded, {} injected, {} completed",
-        super::virq::FORWARDED.load(core::sync::atomic::Ordering::Relaxed),
-        super::virq::INJECTED.load(core::sync::atomic::Ordering::Relaxed),
-        super::virq::COMPLETED.load(core::sync::atomic::Ordering::Relaxed)
+        counters.forwarded,
+        counters.injected,
+        counters.completed
     );
     power::exit(power::EXIT_SUCCESS)
 }

@@ -7,7 +7,7 @@ use aarch64_cpu::registers::{
     ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2, ICH_AP1R1_EL2, ICH_AP1R2_EL2,
     ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2,
     ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2, ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2,
-    ICH_LR15_EL2, ICH_VTR_EL2, Readable, Writeable,
+    ICH_LR15_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, Readable, Writeable,
 };
 use tock_registers::LocalRegisterCopy;
 
@@ -36,8 +36,14 @@ pub fn count() -> usize {
     (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(MAX_LIST_REGISTERS)
 }
 
-/// Turns the virtual CPU interface on (`ICH_HCR_EL2.En`), all maintenance requests off.
+/// Turns on the virtual CPU interface (`ICH_HCR_EL2.En`), all maintenance requests off,
+/// with the state of a virtual CPU interface that powers up: no active priorities
+/// (`ICH_AP0R<n>_EL2`, `ICH_AP1R<n>_EL2` cleared) and `ICH_VMCR_EL2` zero (priority mask 0,
+/// both groups disabled, the smallest binary points, EOImode 0), whatever firmware or an
+/// earlier run left there.
 pub fn enable_interface() {
+    clear_active_priorities();
+    ICH_VMCR_EL2.set(0);
     ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
 }
 
@@ -94,6 +100,16 @@ fn write_raw(index: usize, value: u64) {
     }
 }
 
+/// A bit per list register holding no valid interrupt (`ICH_ELRSR_EL2`): one system
+/// register read says which list registers the guest emptied.
+pub fn empty_mask() -> u32 {
+    let elrsr: u64;
+    // SAFETY: reading ICH_ELRSR_EL2 (the virtual interface's empty list register status, a
+    // read-only register of this CPU's EL2 state) has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) elrsr, options(nomem, nostack, preserves_flags)) };
+    elrsr as u32
+}
+
 /// The state and virtual INTID of list register `index`.
 pub fn read(index: usize) -> (LrState, u32) {
     let lr = Lr::new(read_raw(index));
@@ -104,6 +120,12 @@ pub fn read(index: usize) -> (LrState, u32) {
         _ => LrState::Invalid,
     };
     (state, lr.read(LR::vINTID) as u32)
+}
+
+/// The state and priority of list register `index`.
+pub fn state_and_priority(index: usize) -> (LrState, u8) {
+    let lr = Lr::new(read_raw(index));
+    (read(index).0, lr.read(LR::Priority) as u8)
 }
 
 /// Puts virtual interrupt `intid` (Group 1, `priority`) pending in list register `index`,

@@ -259,6 +259,7 @@ pub(crate) fn vcpu_running(index: usize) {
     if let Some(state) = GUEST.lock().as_mut() {
         let _ = state.psci.vcpu_running(index);
     }
+    virq::vcpu_started(index);
 }
 
 /// Which abort to inject.

@@ -57,6 +57,14 @@ pub(crate) fn is_outstanding(cpu: usize, intid: u32) -> bool {
     intid == SIRQ_SGI && cpu as u64 == VCPU.load(Ordering::Relaxed) && POSTED_AT.load(Ordering::Relaxed) != 0
 }
 
+/// The post of `sgi` did not enter the vGIC (the guest has the SGI disabled, during boot, or
+/// pending already): no post is outstanding, counted as skipped.
+pub(crate) fn refused(sgi: u32) {
+    if sgi == SIRQ_SGI && POSTED_AT.swap(0, Ordering::Relaxed) != 0 {
+        SKIPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The guest acknowledged the outstanding post: one sample.
 pub(crate) fn acknowledged() {
     let posted = POSTED_AT.swap(0, Ordering::Relaxed);

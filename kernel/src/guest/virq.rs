@@ -22,7 +22,7 @@
 //! interrupts"):
 //!
 //! - it deactivates the virtual copy: the hardware deactivates the physical interrupt; the
-//!   core sees the list register invalid at its next read-back (see [`COMPLETED`]);
+//!   core sees the list register invalid at its next read-back;
 //! - it disables the interrupt, clears its pending state or changes its trigger while the
 //!   entry waits for a list register: the entry gives the activation up, and the core masks
 //!   the line (if disabled) and deactivates the physical interrupt (a level is sampled again
@@ -49,7 +49,8 @@ use platform::{GicInfo, TimerInfo};
 use vm::ownership::Owner;
 use vm::mmio::MmioAccess;
 use vm::vgic::physical::{self, PhysicalGic};
-use vm::vgic::{Access, Forwarded, Target, Vgic};
+use vm::replay::{ReplayAccount, ReplaySnapshot};
+use vm::vgic::{Access, ChangeKind, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
@@ -170,17 +171,17 @@ static LANES: [IrqSpinLock<CpuLanes>; boot::MAX_CPUS] = [const { IrqSpinLock::ne
 static VCPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The maintenance interrupt's INTID (0: none).
 static MAINTENANCE_INTID: AtomicU32 = AtomicU32::new(0);
-/// Physical interrupts forwarded to the guest.
-pub static FORWARDED: AtomicU64 = AtomicU64::new(0);
-/// Per INTID, physical interrupts forwarded to the guest.
-static FORWARDED_BY_INTID: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MAX_INTIDS];
+/// Every in-band interrupt counter of the core: the replay log's accounting, forwarded and
+/// unclaimed physical interrupts per INTID, list-register injections and completions. The
+/// model changes only through it, so its balance is exact ([`vm::replay`]).
+pub static ACCOUNT: ReplayAccount = ReplayAccount::new();
 
 /// Logs, for every physical interrupt forwarded to the guest, how many times.
 pub fn report_forwarded() {
     use core::fmt::Write;
     let mut line = alloc::string::String::new();
-    for (intid, count) in FORWARDED_BY_INTID.iter().enumerate() {
-        let count = count.load(Ordering::Relaxed);
+    for intid in 0..vm::replay::COUNTED_INTIDS as u32 {
+        let count = ACCOUNT.forwarded_count(intid);
         if count > 0 {
             let _ = write!(line, " {intid}: {count};");
         }
@@ -190,51 +191,8 @@ pub fn report_forwarded() {
 
 /// How many times physical interrupt `intid` was forwarded to the guest.
 pub fn forwarded(intid: u32) -> u64 {
-    FORWARDED_BY_INTID.get(intid as usize).map_or(0, |count| count.load(Ordering::Relaxed))
+    ACCOUNT.forwarded_count(intid)
 }
-
-/// The replay log's accounting: what waited in the vGIC (the log: one pending entry per
-/// INTID and vCPU, replayed into the list registers by priority) and for how long.
-struct ReplayStats {
-    /// Entries raised (forwarded physical interrupts and virtual SGIs).
-    logged: AtomicU64,
-    /// Raises that found their INTID already pending (coalesced into one entry).
-    coalesced: AtomicU64,
-    /// Most entries left waiting after a refill (the list registers were full).
-    max_depth: AtomicU64,
-    /// Entries that left the log without being replayed: an emulated level line fell, or
-    /// the guest disabled a forwarded level interrupt or cleared its pending state (its
-    /// physical line is sampled again).
-    withdrawn: AtomicU64,
-    /// Replayed entries a list register gave back still pending ([`take_back`]): they wait
-    /// in the log again and will be replayed anew.
-    requeued: AtomicU64,
-    /// Physical interrupt to injection: worst and total counter ticks, and how many.
-    to_injection_max: AtomicU64,
-    to_injection_sum: AtomicU64,
-    to_injection_count: AtomicU64,
-    /// Injection to the guest's deactivation, for software interrupts only (their EOI
-    /// maintenance interrupt brings the completion at once): worst and total counter ticks,
-    /// and how many. A hardware-linked interrupt's completion is only seen at the next
-    /// read-back of its list register, which says nothing of when the guest was done.
-    to_completion_max: AtomicU64,
-    to_completion_sum: AtomicU64,
-    to_completion_count: AtomicU64,
-}
-
-static REPLAY: ReplayStats = ReplayStats {
-    logged: AtomicU64::new(0),
-    coalesced: AtomicU64::new(0),
-    max_depth: AtomicU64::new(0),
-    withdrawn: AtomicU64::new(0),
-    requeued: AtomicU64::new(0),
-    to_injection_max: AtomicU64::new(0),
-    to_injection_sum: AtomicU64::new(0),
-    to_injection_count: AtomicU64::new(0),
-    to_completion_max: AtomicU64::new(0),
-    to_completion_sum: AtomicU64::new(0),
-    to_completion_count: AtomicU64::new(0),
-};
 
 /// Per INTID, when the oldest uninjected forward arrived (counter; 0: none waiting).
 static WAITING_SINCE: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MAX_INTIDS];
@@ -242,100 +200,75 @@ static WAITING_SINCE: [AtomicU64; MAX_INTIDS] = [const { AtomicU64::new(0) }; MA
 static INJECTED_AT: [[AtomicU64; MAX_LIST_REGISTERS]; boot::MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; MAX_LIST_REGISTERS] }; boot::MAX_CPUS];
 
-fn record(max: &AtomicU64, sum: &AtomicU64, count: &AtomicU64, ticks: u64) {
-    max.fetch_max(ticks, Ordering::Relaxed);
-    sum.fetch_add(ticks, Ordering::Relaxed);
-    count.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The replay log's counters, as the report prints them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReplayCounters {
-    /// Entries raised.
-    pub logged: u64,
-    /// Entries replayed into list registers (and not given back, see [`take_back`]).
-    pub replayed: u64,
-    /// Raises merged into an entry already pending.
-    pub coalesced: u64,
-    /// Most entries waiting behind full list registers.
-    pub max_depth: u64,
-    /// Entries withdrawn before replay: by their emulated device (the line fell) or by the
-    /// guest (disabled or pending cleared while waiting).
-    pub withdrawn: u64,
-    /// Entries neither replayed, coalesced, withdrawn nor still pending: must be 0.
-    pub lost: u64,
-}
-
-/// The replay log's counters now.
-pub fn replay_counters() -> ReplayCounters {
-    let logged = REPLAY.logged.load(Ordering::Relaxed);
-    let replayed = INJECTED.load(Ordering::Relaxed).saturating_sub(REPLAY.requeued.load(Ordering::Relaxed));
-    let coalesced = REPLAY.coalesced.load(Ordering::Relaxed);
-    let withdrawn = REPLAY.withdrawn.load(Ordering::Relaxed);
-    // Still in the log: pending and not in a list register, deliverable now or not (the
-    // guest may have it disabled).
-    let pending = VIRQ.lock().as_ref().map_or(0, |virq| virq.vgic.waiting() as u64);
-    ReplayCounters {
-        logged,
-        replayed,
-        coalesced,
-        max_depth: REPLAY.max_depth.load(Ordering::Relaxed),
-        withdrawn,
-        lost: logged.saturating_sub(replayed + coalesced + withdrawn + pending),
-    }
+/// The replay log's counters now, with the entries still waiting in the model.
+pub fn replay_snapshot() -> ReplaySnapshot {
+    // Still in the log: waiting in the model, deliverable now or not (the guest may have
+    // it disabled).
+    let waiting = VIRQ.lock().as_ref().map_or(0, |virq| virq.vgic.waiting() as u64);
+    ACCOUNT.snapshot(waiting)
 }
 
 /// Logs the replay log's counters and timing, after taking back this CPU's completions (so
 /// that a hardware-linked interrupt the guest completed since the last read-back counts).
 pub fn report() {
     sync_completions();
-    let counters = replay_counters();
+    let counters = replay_snapshot();
     let ns = |ticks: u64| crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks));
-    let avg = |sum: &AtomicU64, count: &AtomicU64| {
-        ns(sum.load(Ordering::Relaxed) / count.load(Ordering::Relaxed).max(1))
-    };
     log::info!(
         "replay log: logged {}, replayed {}, coalesced {}, withdrawn {}, max depth {}, lost {}",
         counters.logged,
-        counters.replayed,
+        counters.replayed(),
         counters.coalesced,
         counters.withdrawn,
         counters.max_depth,
-        counters.lost
+        counters.lost()
     );
     log::info!(
+        "replay log: waiting {}, in flight {}, requeued {}, overcounted {}",
+        counters.waiting,
+        counters.in_flight(),
+        counters.requeued,
+        counters.overcounted()
+    );
+    crate::irq::report_deferral();
+    log::info!(
         "replay log: physical IRQ to injection avg {} ns, max {} ns; injection to guest completion avg {} ns, max {} ns (software interrupts, {} timed)",
-        avg(&REPLAY.to_injection_sum, &REPLAY.to_injection_count),
-        ns(REPLAY.to_injection_max.load(Ordering::Relaxed)),
-        avg(&REPLAY.to_completion_sum, &REPLAY.to_completion_count),
-        ns(REPLAY.to_completion_max.load(Ordering::Relaxed)),
-        REPLAY.to_completion_count.load(Ordering::Relaxed)
+        ns(ACCOUNT.to_injection.average()),
+        ns(ACCOUNT.to_injection.max()),
+        ns(ACCOUNT.to_completion.average()),
+        ns(ACCOUNT.to_completion.max()),
+        ACCOUNT.to_completion.count()
     );
     log::info!(
         "replay log: hardware-linked: {} injected, {} completed (seen at the next list-register read-back, untimed), {} given back by list registers",
-        INJECTED_LINKED.load(Ordering::Relaxed),
-        COMPLETED_LINKED.load(Ordering::Relaxed),
-        REPLAY.requeued.load(Ordering::Relaxed)
+        counters.injected_linked,
+        counters.completed_linked,
+        counters.requeued
     );
 }
 
-/// Virtual interrupts put into list registers (software and hardware-linked).
-pub static INJECTED: AtomicU64 = AtomicU64::new(0);
-/// Virtual interrupts the core found completed: list registers it read back invalid (the
-/// guest deactivated what it injected there), or emptied itself after the guest left them
-/// active ([`take_back`]). A software interrupt's completion is seen at once (its EOI
-/// maintenance interrupt); a hardware-linked one's at the next read-back of its list
-/// register — the next time that CPU injects, when the same interrupt fires again, or at
-/// the final report (for the reporting CPU) — so at any moment this lags the guest by the
-/// linked interrupts completed since.
-pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
-/// Of [`INJECTED`], the hardware-linked ones.
-pub static INJECTED_LINKED: AtomicU64 = AtomicU64::new(0);
-/// Of [`COMPLETED`], the hardware-linked ones.
-pub static COMPLETED_LINKED: AtomicU64 = AtomicU64::new(0);
 /// Per vCPU: something may be pending for it or sits in its list registers. [`flush`] skips
 /// the lock (and the vGIC scan) when not, which is most guest exits.
 static WORK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// Per CPU: its vCPU runs (from [`init_this_cpu`] or [`vcpu_started`] to [`take_back`]).
+/// Nothing is injected into a stopped vCPU's list registers: what arrives for it waits in the
+/// model until it starts again.
+static RUNNING: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// Whether this CPU's vCPU runs (see [`RUNNING`]).
+fn running(cpu: usize) -> bool {
+    RUNNING.get(cpu).is_some_and(|flag| flag.load(Ordering::Acquire))
+}
+
+/// This CPU's vCPU starts again (PSCI `CPU_ON` after `CPU_OFF`): what waited for it is
+/// injected on its way into the guest.
+pub fn vcpu_started(cpu: usize) {
+    if let Some(flag) = RUNNING.get(cpu) {
+        flag.store(true, Ordering::Release);
+    }
+    note_work(cpu);
+}
 
 /// Per CPU, a bit per list register the core filled (cleared when taken back); only that
 /// CPU writes it. [`has_pending`] reads the hardware state of just these.
@@ -402,7 +335,7 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32, interrupts: &GuestInt
     }
     if let Some(maintenance) = gic_info.maintenance_intid {
         MAINTENANCE_INTID.store(maintenance, Ordering::Relaxed);
-        crate::irq::claim(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
+        crate::irq::claim_inband(maintenance, on_maintenance).map_err(|_| "maintenance interrupt")?;
     }
     let table = &crate::irq::OWNERSHIP;
     let ownership = "interrupt ownership";
@@ -431,6 +364,9 @@ pub fn init(gic_info: &GicInfo, mpidrs: &[u64], spis: u32, interrupts: &GuestInt
         for (slot, &mpidr) in slot.virq.mpidrs.iter_mut().zip(mpidrs) {
             *slot = mpidr;
         }
+        for (slot, &mpidr) in CPU_MPIDR.iter().zip(mpidrs) {
+            slot.store(mpidr, Ordering::Relaxed);
+        }
         slot.configured = true;
     }
     VCPU_COUNT.store(mpidrs.len().min(boot::MAX_CPUS), Ordering::Release);
@@ -455,8 +391,11 @@ pub fn init_this_cpu(cpu: usize) {
     }
     let maintenance = MAINTENANCE_INTID.load(Ordering::Relaxed);
     if maintenance != 0 {
-        let _ = gic::enable_private(maintenance, cpu, gic::OOB_PRIORITY, arm_gic::Trigger::Level);
+        // In-band priority: the list registers are in-band work, held in the GIC while an
+        // oob context runs.
+        let _ = gic::enable_private(maintenance, cpu, gic::INBAND_PRIORITY, arm_gic::Trigger::Level);
     }
+    vcpu_started(cpu);
 }
 
 /// How [`forward`] took a physical interrupt, whose priority the IRQ entry already dropped:
@@ -501,7 +440,7 @@ pub fn forward(intid: u32) -> Forward {
         }
     };
     // Enabled: pending (an edge, or the line high) and owning the physical activation.
-    let (coalesced, linked) = match virq.vgic.forward(intid, target) {
+    let (coalesced, linked) = match ACCOUNT.forward(&mut virq.vgic, intid, target) {
         Ok(Forwarded::Linked { coalesced }) => (coalesced, true),
         Ok(Forwarded::Latched { coalesced }) => (coalesced, false),
         Ok(Forwarded::Refused) => (false, false),
@@ -518,24 +457,27 @@ pub fn forward(intid: u32) -> Forward {
             return Forward::Taken;
         }
     }
-    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-    FORWARDED.fetch_add(1, Ordering::Relaxed);
-    FORWARDED_BY_INTID[intid as usize].fetch_add(1, Ordering::Relaxed);
     let now = crate::hwtimer::counter_unordered();
-    if coalesced {
-        REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
-    } else if linked && target == cpu && inject_now(cpu, &mut lanes, &mut virq.vgic, intid, now) {
-        publish_occupied(cpu, lanes.occupied);
-        return Forward::Linked;
-    } else {
+    if !coalesced {
+        if linked && target == cpu && inject_now(cpu, &mut lanes, &mut virq.vgic, intid, now) {
+            publish_occupied(cpu, lanes.occupied);
+            return Forward::Linked;
+        }
         let _ = WAITING_SINCE[intid as usize].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
     }
     note_work(target);
     let kick = (target != cpu).then(|| virq.mpidrs[target]);
+    // A copy listed on a third CPU (the SPI was rerouted) holds the entry back until that
+    // CPU reads it back: make it exit.
+    let lister = LISTED_ON.get(intid as usize).map_or(0, |on| on.load(Ordering::Relaxed)).wrapping_sub(1);
+    let kick_lister = (lister != target && lister != cpu && lister < virq.vcpus).then(|| virq.mpidrs[lister]);
     drop(guard);
     drop(lanes);
     if let Some(mpidr) = kick {
         kick_cpu(target, mpidr);
+    }
+    if let Some(mpidr) = kick_lister {
+        kick_cpu(lister, mpidr);
     }
     if linked { Forward::Linked } else { Forward::Taken }
 }
@@ -550,17 +492,18 @@ pub fn forward(intid: u32) -> Forward {
 /// distributor is off; a listed copy is still taken back then).
 fn inject_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32, arrived: u64) -> bool {
     let count = lanes.count;
-    if count == 0 || lanes.underflow {
+    if count == 0 || lanes.underflow || !running(cpu) {
         return false;
     }
     // A listed copy must be in a list register of this CPU read back empty (else it is all
     // left to the flush); it is then retired, and its list register is the free one.
+    let mut copy_linked = false;
     match lanes.index_of(intid) {
         Some(index) => {
             if list_registers::read(index).0 != LrState::Invalid {
                 return false;
             }
-            retire(cpu, lanes, index);
+            copy_linked = retire(cpu, lanes, index);
         }
         None => {
             if vgic.is_listed(intid, cpu) || lanes.occupied == (1u32 << count) - 1 {
@@ -570,17 +513,17 @@ fn inject_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32, arr
     }
     let empty = !lanes.occupied & ((1u32 << count) - 1);
     // The listed copy's completion, then the new copy taken, in one step of the model.
-    let Some((priority, linked)) = vgic.retake(cpu, intid) else { return false };
+    let Some((priority, linked)) = ACCOUNT.retake(vgic, cpu, intid, copy_linked) else { return false };
     let now = place(cpu, lanes, empty.trailing_zeros() as usize, intid, priority, linked);
-    record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(arrived));
+    ACCOUNT.to_injection.record(now.saturating_sub(arrived));
     true
 }
 
 /// Drives the line of a virtual-only interrupt (an emulated device's, never a physical one)
 /// to `level` for `vcpu` (for an SPI: the vCPU raising it; the vGIC's routing picks the
 /// target). The physical GIC is not touched. What became pending is injected on the target's
-/// next way back into the guest. Not counted as forwarded nor in the replay log's `logged`
-/// (its injections do count in `INJECTED`).
+/// next way back into the guest. Counted in the replay log ([`ReplayAccount::set_level`]),
+/// not as forwarded.
 pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
@@ -591,19 +534,10 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
         Ok(Target::Vcpu(target)) => target,
         _ => vcpu,
     };
-    let state = virq.vgic.state(intid, target).ok();
-    let was_pending = state.is_some_and(|s| s.pending());
-    let in_flight = state.is_some_and(|s| s.active);
-    if virq.vgic.set_level(intid, target, level).is_err() {
+    // A rising line raises an entry; a line falling before its entry was replayed withdraws
+    // it (nothing was lost: the device no longer asks).
+    if ACCOUNT.set_level(&mut virq.vgic, intid, target, level).is_err() {
         return;
-    }
-    // The replay log's accounting: a rising line raises an entry; a line falling before its
-    // entry was replayed withdraws it (nothing was lost: the device no longer asks).
-    let is_pending = virq.vgic.state(intid, target).is_ok_and(|s| s.pending());
-    if !was_pending && is_pending {
-        REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-    } else if was_pending && !is_pending && !in_flight {
-        REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
     }
     note_work(target);
     let kick = (level && target != boot::cpu_index()).then(|| virq.mpidrs[target]);
@@ -621,7 +555,15 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
 /// registers, update the vGIC under the lock, then write the list registers.
 pub fn flush() {
     let cpu = boot::cpu_index();
-    if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
+    if !running(cpu) {
+        return;
+    }
+    // Every exit: a list register the guest emptied is taken back now (one system register
+    // read), so a copy another CPU waits for (a rerouted SPI fired again) is never stale
+    // for longer than this CPU's next exit.
+    let occupied = LR_OCCUPIED.get(cpu).map_or(0, |bits| bits.load(Ordering::Relaxed));
+    let emptied = occupied != 0 && list_registers::empty_mask() & occupied != 0;
+    if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) && !emptied {
         return;
     }
     let Some(lanes) = LANES.get(cpu) else { return };
@@ -642,25 +584,54 @@ pub fn flush() {
     }
 
     // 1. Completions: list registers the guest emptied (only those the core filled are read).
-    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, lanes, &mut completed);
     // Only bits below `count` are ever set.
-    let free = count - lanes.occupied.count_ones() as usize;
+    let mut free = count - lanes.occupied.count_ones() as usize;
+    // Full: the list register a more urgent waiting entry may take (the least urgent one
+    // still pending, never the sirq post's, whose acknowledge is being timed).
+    let mut listed = [None; MAX_LIST_REGISTERS];
+    if free == 0 {
+        let mut occupied = lanes.occupied;
+        while occupied != 0 {
+            let index = occupied.trailing_zeros() as usize;
+            occupied &= occupied - 1;
+            if lanes.sirq_lr != Some(index) {
+                let (state, priority) = list_registers::state_and_priority(index);
+                listed[index] = Some(vm::replay::Listed { index, pending: state == LrState::Pending, priority });
+            }
+        }
+    }
+    let mut evicted = None;
 
     // 2. The model, under the shared lock: completions, then the most urgent pending ones.
     let chosen = &mut lanes.chosen;
     let chosen_count;
     let mut chosen_linked = 0u32;
     let mut waiting = false;
+    let mut routes = DueRoutes::new();
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
         if cpu >= virq.vcpus {
             return;
         }
-        for &intid in &completed[..completions] {
+        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
             // A linked one was deactivated with it: a level line is sampled again.
-            let _ = virq.vgic.deactivate(cpu, intid);
+            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+            routes.check(&virq.vgic, n, intid);
+        }
+        take_posts(&mut virq.vgic, cpu);
+        if free == 0 {
+            let best = virq.vgic.highest_pending(cpu).map(|(_, priority)| priority);
+            if let Some(index) = vm::replay::evict_for(listed.iter().flatten().copied(), best)
+                && let Some(intid) = lanes.in_lr[index]
+            {
+                // Back to the log (its link too), and its list register for the urgent one.
+                let released = ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false);
+                evicted = Some((index, intid, released));
+                free = 1;
+            }
         }
         // Found and acknowledged at once: each is now listed in the model, not offered again.
         chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
@@ -670,14 +641,21 @@ pub fn flush() {
             }
         }
         if chosen_count == free {
-            let left = virq.vgic.pending_for(cpu).count() as u64;
+            let left = virq.vgic.ready_count(cpu) as u64;
             waiting = left > 0;
             if waiting {
-                REPLAY.max_depth.fetch_max(left, Ordering::Relaxed);
+                ACCOUNT.depth(left);
             }
         }
     }
     lanes.chosen_linked = chosen_linked;
+    routes.perform();
+    if let Some((index, intid, released)) = evicted {
+        vacate(cpu, lanes, index);
+        if released {
+            gic::deactivate_physical(intid, cpu);
+        }
+    }
 
     // 3. The hardware: fill the free list registers (`count` is at most 16).
     let mut empty = !lanes.occupied & ((1u32 << count) - 1);
@@ -688,14 +666,16 @@ pub fn flush() {
         }
         let free = empty.trailing_zeros() as usize;
         empty &= empty - 1;
-        let now = place(cpu, lanes, free, intid, priority, lanes.chosen_linked & (1 << i) != 0);
+        let linked = lanes.chosen_linked & (1 << i) != 0;
+        let now = place(cpu, lanes, free, intid, priority, linked);
+        ACCOUNT.injected(linked);
         if super::sirq::is_outstanding(cpu, intid) {
             lanes.sirq_lr = Some(free);
             list_registers::request_no_pending(true);
         }
         let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
         if since != 0 {
-            record(&REPLAY.to_injection_max, &REPLAY.to_injection_sum, &REPLAY.to_injection_count, now.saturating_sub(since));
+            ACCOUNT.to_injection.record(now.saturating_sub(since));
         }
     }
     // More than fits waits for the underflow maintenance interrupt; a software interrupt
@@ -710,6 +690,19 @@ pub fn flush() {
     publish_occupied(cpu, lanes.occupied);
 }
 
+/// Empties list register `index` of this CPU, whose entry went back to the log (evicted
+/// for a more urgent one).
+fn vacate(cpu: usize, lanes: &mut CpuLanes, index: usize) {
+    list_registers::clear(index);
+    if let Some(intid) = lanes.in_lr[index].take()
+        && let Some(on) = LISTED_ON.get(intid as usize)
+    {
+        let _ = on.compare_exchange(cpu + 1, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    lanes.occupied &= !(1 << index);
+    lanes.linked &= !(1 << index);
+}
+
 /// For [`has_pending`]: which of `cpu`'s list registers hold something.
 fn publish_occupied(cpu: usize, occupied: u32) {
     if let Some(bits) = LR_OCCUPIED.get(cpu) {
@@ -718,18 +711,19 @@ fn publish_occupied(cpu: usize, occupied: u32) {
 }
 
 /// Puts `intid` (at `priority`, hardware-linked or not) into this CPU's empty list register
-/// `index` and into `lanes`, and counts the injection; returns its time (counter).
+/// `index` and into `lanes` (the caller counts the injection); returns its time (counter).
 fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u8, linked: bool) -> u64 {
     if linked {
         list_registers::inject_linked(index, intid, priority);
         lanes.linked |= 1 << index;
-        INJECTED_LINKED.fetch_add(1, Ordering::Relaxed);
     } else {
         list_registers::inject(index, intid, priority);
     }
     lanes.in_lr[index] = Some(intid);
     lanes.occupied |= 1 << index;
-    INJECTED.fetch_add(1, Ordering::Relaxed);
+    if let Some(on) = LISTED_ON.get(intid as usize) {
+        on.store(cpu + 1, Ordering::Relaxed);
+    }
     let now = crate::hwtimer::counter_unordered();
     if let Some(at) = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)) {
         at.store(now, Ordering::Relaxed);
@@ -738,29 +732,34 @@ fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u
 }
 
 /// List register `index` of this CPU, read back invalid (the guest deactivated what it
-/// held), leaves `lanes`; the completion is counted (and timed and cleared for a software
-/// interrupt, whose EOI maintenance request would otherwise keep the maintenance interrupt
-/// asserted). The caller tells the vGIC.
-fn retire(cpu: usize, lanes: &mut CpuLanes, index: usize) {
-    lanes.in_lr[index] = None;
+/// held), leaves `lanes` (timed and cleared for a software interrupt, whose EOI maintenance
+/// request would otherwise keep the maintenance interrupt asserted); returns whether it was
+/// hardware-linked. The caller tells the vGIC and counts the completion ([`ACCOUNT`]).
+fn retire(cpu: usize, lanes: &mut CpuLanes, index: usize) -> bool {
+    if let Some(intid) = lanes.in_lr[index].take()
+        && let Some(on) = LISTED_ON.get(intid as usize)
+    {
+        let _ = on.compare_exchange(cpu + 1, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
     lanes.occupied &= !(1 << index);
-    COMPLETED.fetch_add(1, Ordering::Relaxed);
     if lanes.linked & (1 << index) != 0 {
         // No maintenance request, nothing to clear; the completion is only seen now.
         lanes.linked &= !(1 << index);
-        COMPLETED_LINKED.fetch_add(1, Ordering::Relaxed);
+        true
     } else {
         list_registers::clear(index);
         let injected_at = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)).map_or(0, |at| at.load(Ordering::Relaxed));
         let ticks = crate::hwtimer::counter_unordered().saturating_sub(injected_at);
-        record(&REPLAY.to_completion_max, &REPLAY.to_completion_sum, &REPLAY.to_completion_count, ticks);
+        ACCOUNT.to_completion.record(ticks);
+        false
     }
 }
 
 /// Reads back this CPU's filled list registers and takes those the guest emptied out of
-/// `lanes` (counted in [`COMPLETED`], software ones timed), writing their INTIDs to
-/// `completed`; returns how many. The caller tells the vGIC ([`Vgic::deactivate`]).
-fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [u32; MAX_LIST_REGISTERS]) -> usize {
+/// `lanes` (software ones timed), writing their INTIDs and whether each was hardware-linked
+/// to `completed`; returns how many. The caller tells the vGIC and counts them
+/// ([`ReplayAccount::complete`]).
+fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [(u32, bool); MAX_LIST_REGISTERS]) -> usize {
     let mut completions = 0;
     let mut filled = lanes.occupied;
     while filled != 0 {
@@ -774,8 +773,7 @@ fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [u32; MAX_LIST_RE
         if list_registers::read(index).0 != LrState::Invalid {
             continue;
         }
-        retire(cpu, lanes, index);
-        completed[completions] = intid;
+        completed[completions] = (intid, retire(cpu, lanes, index));
         completions += 1;
     }
     completions
@@ -791,13 +789,16 @@ pub fn sync_completions() {
     if guard.count == 0 {
         return;
     }
-    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, &mut guard, &mut completed);
+    let mut routes = DueRoutes::new();
     if let Some(virq) = VIRQ.lock().as_mut() {
-        for &intid in &completed[..completions] {
-            let _ = virq.vgic.deactivate(cpu, intid);
+        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+            routes.check(&virq.vgic, n, intid);
         }
     }
+    routes.perform();
     publish_occupied(cpu, guard.occupied);
 }
 
@@ -810,13 +811,16 @@ pub fn sync_completions() {
 /// stays active for a list register nobody runs.
 pub fn take_back() {
     let cpu = boot::cpu_index();
+    if let Some(flag) = RUNNING.get(cpu) {
+        flag.store(false, Ordering::Release);
+    }
     let Some(lanes) = LANES.get(cpu) else { return };
     let mut guard = lanes.lock();
     let lanes = &mut *guard;
     if lanes.count == 0 {
         return;
     }
-    let mut completed = [0u32; MAX_LIST_REGISTERS];
+    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let completions = read_back(cpu, lanes, &mut completed);
     // What is left is pending or active: (INTID, linked, still pending).
     let mut left = [(0u32, false, false); MAX_LIST_REGISTERS];
@@ -828,6 +832,9 @@ pub fn take_back() {
         let (state, _) = list_registers::read(index);
         list_registers::clear(index);
         if let Some(intid) = lanes.in_lr[index].take() {
+            if let Some(on) = LISTED_ON.get(intid as usize) {
+                let _ = on.compare_exchange(cpu + 1, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
             left[lefts] = (intid, lanes.linked & (1 << index) != 0, state == LrState::Pending);
             lefts += 1;
         }
@@ -849,26 +856,19 @@ pub fn take_back() {
     let mut deactivate = [0u32; MAX_LIST_REGISTERS];
     let mut deactivations = 0;
     let mut kicks = [None; boot::MAX_CPUS];
+    let mut routes = DueRoutes::new();
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
-        for &intid in &completed[..completions] {
-            let _ = virq.vgic.deactivate(cpu, intid);
+        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+            routes.check(&virq.vgic, n, intid);
         }
         for &(intid, linked, pending) in &left[..lefts] {
             let release = if pending {
-                REPLAY.requeued.fetch_add(1, Ordering::Relaxed);
-                let released = virq.vgic.requeue(cpu, intid).unwrap_or(false);
-                if released && !virq.vgic.state(intid, cpu).is_ok_and(|s| s.pending()) {
-                    REPLAY.withdrawn.fetch_add(1, Ordering::Relaxed);
-                }
-                released
+                ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false)
             } else {
-                COMPLETED.fetch_add(1, Ordering::Relaxed);
-                if linked {
-                    COMPLETED_LINKED.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = virq.vgic.deactivate(cpu, intid);
+                ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
                 linked
             };
             if release {
@@ -884,6 +884,7 @@ pub fn take_back() {
         }
     }
     drop(guard);
+    routes.perform();
     for &intid in &deactivate[..deactivations] {
         gic::deactivate_physical(intid, cpu);
     }
@@ -926,6 +927,54 @@ impl PhysicalGic for HardwareGic {
     fn deactivate(&mut self, intid: u32, cpu: usize) {
         gic::deactivate_physical(intid, cpu);
     }
+
+    fn route(&mut self, intid: u32, route: u64) {
+        gic::set_route(intid, route);
+    }
+}
+
+/// Per SPI: the guest moved it while its physical activation was in flight; the physical
+/// route follows at its completion ([`physical::route_after_completion`]).
+static DEFERRED_ROUTE: [AtomicBool; MAX_INTIDS] = [const { AtomicBool::new(false) }; MAX_INTIDS];
+
+/// Per INTID: the CPU whose list registers hold a copy of it, plus one (0: none). Another
+/// CPU that wants to inject it (a rerouted SPI fired again) kicks that CPU, whose next exit
+/// reads the copy back ([`flush`] looks at `ICH_ELRSR_EL2` on every exit).
+static LISTED_ON: [AtomicUsize; MAX_INTIDS] = [const { AtomicUsize::new(0) }; MAX_INTIDS];
+
+/// Routes that became due with completions (SPIs of [`DEFERRED_ROUTE`]), performed after the
+/// vGIC lock is released.
+struct DueRoutes {
+    ops: [Option<physical::LineOp>; MAX_LIST_REGISTERS],
+}
+
+impl DueRoutes {
+    const fn new() -> Self {
+        Self { ops: [None; MAX_LIST_REGISTERS] }
+    }
+
+    /// Under the vGIC lock, after the completion of `intid` (the `n`th of this batch).
+    fn check(&mut self, vgic: &Vgic, n: usize, intid: u32) {
+        let Some(deferred) = DEFERRED_ROUTE.get(intid as usize) else { return };
+        if !deferred.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(op) = physical::route_after_completion(vgic, &crate::irq::OWNERSHIP, intid) {
+            deferred.store(false, Ordering::Relaxed);
+            if let Some(slot) = self.ops.get_mut(n) {
+                *slot = Some(op);
+            }
+        }
+    }
+
+    /// Without the lock: moves the routes.
+    fn perform(&self) {
+        for op in self.ops.iter().flatten() {
+            if let physical::LineOp::Route { intid, route } = *op {
+                gic::set_route(intid, route);
+            }
+        }
+    }
 }
 
 /// Emulates a guest access to the GIC distributor or redistributors at `ipa`; `None` if
@@ -948,24 +997,43 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         let Ok(value) = access.store_value(&frame.x) else { return Some(Err(())) };
         let changes =
             if in_dist { virq.vgic.dist_write(offset, access.size, value) } else { virq.vgic.redist_write(offset, access.size, value) };
-        // A write may make anything deliverable anywhere (enable, pending, routing): let every
-        // vCPU look again, and kick those on other CPUs that now have something to take (a
-        // vCPU idling in WFI would otherwise wait for an unrelated interrupt).
-        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
-            note_work(vcpu);
-            if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                *kick = Some(virq.mpidrs[vcpu]);
+        // A write that changed what may be delivered (enable, pending, routing, the
+        // distributor enable) lets every vCPU look again, and kicks those on other CPUs that
+        // now have something to take (a vCPU idling in WFI would otherwise wait for an
+        // unrelated interrupt). Any other write (priority, trigger, active, a no-op) leaves
+        // every vCPU's work as it was: no kick.
+        let delivers = changes.as_ref().is_ok_and(|changes| {
+            changes.change.is_some_and(|change| {
+                matches!(
+                    change.kind,
+                    ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
+                )
+            })
+        });
+        if delivers {
+            for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
+                note_work(vcpu);
+                if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
+                    *kick = Some(virq.mpidrs[vcpu]);
+                }
             }
         }
         let result = changes.map(|changes| {
             if changes.access == Access::Unknown {
                 crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
             }
+            if let Some(change) = &changes.change {
+                ACCOUNT.guest_write(change);
+            }
             physical::plan(&virq.vgic, &crate::irq::OWNERSHIP, &changes)
         });
         drop(guard);
         if let Ok(plan) = &result {
-            REPLAY.withdrawn.fetch_add(u64::from(plan.withdrawn), Ordering::Relaxed);
+            if let Some(intid) = plan.deferred_route
+                && let Some(deferred) = DEFERRED_ROUTE.get(intid as usize)
+            {
+                deferred.store(true, Ordering::Relaxed);
+            }
             plan.perform(&mut HardwareGic);
         }
         for (cpu, mpidr) in kicks.into_iter().enumerate() {
@@ -995,25 +1063,44 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
     Some(Ok(()))
 }
 
-/// Posts virtual SGI `sgi` to `vcpu` from the core (the sirq measurement), if the guest has
-/// it enabled; returns whether it was posted. Counted in the replay log like any entry.
+/// Per vCPU, the SGIs the core posted to it ([`post_sgi`]) and [`flush`] has not yet put in
+/// the model.
+static POSTED: [AtomicU32; boot::MAX_CPUS] = [const { AtomicU32::new(0) }; boot::MAX_CPUS];
+/// Per CPU, its MPIDR (to kick it without the vGIC lock).
+static CPU_MPIDR: [AtomicU64; boot::MAX_CPUS] = [const { AtomicU64::new(0) }; boot::MAX_CPUS];
+
+/// Posts virtual SGI `sgi` to `vcpu` from the core (the sirq measurement, from an oob timer
+/// callback under the scheduler lock): lock-free — the vGIC lock is never taken under the
+/// scheduler's. The post is recorded per vCPU and put in the model by `vcpu`'s next
+/// [`flush`] (the one on the way back into the guest after the callback, on `vcpu`'s own
+/// CPU), if the guest has the SGI enabled and not already pending (otherwise it is refused
+/// there: [`super::sirq::refused`]). Returns whether it was recorded.
 pub fn post_sgi(vcpu: usize, sgi: u32) -> bool {
-    let mut guard = VIRQ.lock();
-    let Some(virq) = guard.as_mut() else { return false };
-    if vcpu >= virq.vcpus || !virq.vgic.state(sgi, vcpu).is_ok_and(|s| s.enabled && !s.pending()) {
+    if vcpu >= VCPU_COUNT.load(Ordering::Acquire) || sgi >= 16 {
         return false;
     }
-    if virq.vgic.set_pending(sgi, vcpu).is_err() {
-        return false;
-    }
-    REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-    let mpidr = virq.mpidrs[vcpu];
-    drop(guard);
+    let Some(posted) = POSTED.get(vcpu) else { return false };
+    posted.fetch_or(1 << sgi, Ordering::Release);
     note_work(vcpu);
     if vcpu != boot::cpu_index() {
-        kick_cpu(vcpu, mpidr);
+        kick_cpu(vcpu, CPU_MPIDR[vcpu].load(Ordering::Relaxed));
     }
     true
+}
+
+/// Under the vGIC lock, in `cpu`'s flush: the core's posts to `cpu`'s vCPU enter the model
+/// (counted like any entry), or are refused if the guest has the SGI disabled or pending.
+fn take_posts(vgic: &mut Vgic, cpu: usize) {
+    let Some(posted) = POSTED.get(cpu) else { return };
+    let mut sgis = posted.swap(0, Ordering::Acquire);
+    while sgis != 0 {
+        let sgi = sgis.trailing_zeros();
+        sgis &= sgis - 1;
+        if vgic.state(sgi, cpu).is_ok_and(|s| s.enabled && !s.pending()) && ACCOUNT.set_pending(vgic, sgi, cpu).is_ok() {
+            continue;
+        }
+        super::sirq::refused(sgi);
+    }
 }
 
 /// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: marks the SGI pending for its
@@ -1023,17 +1110,8 @@ pub fn send_sgi(value: u64) {
     let mut kicks = [None; boot::MAX_CPUS];
     let mut guard = VIRQ.lock();
     let Some(virq) = guard.as_mut() else { return };
-    /// ICC_SGI1R_EL1.INTID, bits 27:24.
-    const SGI_INTID_SHIFT: u64 = 24;
-    let sgi = ((value >> SGI_INTID_SHIFT) & 0xf) as u32;
-    let already: [bool; boot::MAX_CPUS] =
-        core::array::from_fn(|vcpu| vcpu < virq.vcpus && virq.vgic.state(sgi, vcpu).is_ok_and(|s| s.pending()));
-    if let Ok(targets) = virq.vgic.sgi1r(cpu, value) {
+    if let Ok(targets) = ACCOUNT.sgi1r(&mut virq.vgic, cpu, value) {
         for target in targets.iter().filter(|&t| t < virq.vcpus) {
-            REPLAY.logged.fetch_add(1, Ordering::Relaxed);
-            if already[target] {
-                REPLAY.coalesced.fetch_add(1, Ordering::Relaxed);
-            }
             note_work(target);
             if target != cpu {
                 kicks[target] = Some(virq.mpidrs[target]);

@@ -12,6 +12,7 @@
 //! [`rt::now`], so a broken service fails a test instead of hanging the suite.
 
 mod classes;
+mod deferral;
 mod fpu;
 mod pi;
 mod sched;
@@ -53,6 +54,7 @@ pub const TESTS: &[Test] = &[
     Test { name: "tp-partitions", run: classes::tp_partitions },
     Test { name: "quota", run: classes::quota },
     Test { name: "fpu-torture", run: fpu::fpu_torture },
+    Test { name: "inband-deferral", run: deferral::inband_deferral },
 ];
 
 /// The outcome of a suite run.

@@ -73,6 +73,8 @@ struct PerCpu {
     irq_depth: AtomicU32,
     /// MPIDR affinity, to address the kick.
     mpidr: AtomicU64,
+    /// When an oob context last took the CPU from the in-band stage (counter).
+    oob_since: AtomicU64,
 }
 
 // SAFETY: `inband` is only touched by its own CPU, with IRQs masked, through `switch_context`.
@@ -86,6 +88,7 @@ static CPUS: [PerCpu; oob::MAX_CPUS] = [const {
         need_resched: AtomicBool::new(false),
         irq_depth: AtomicU32::new(0),
         mpidr: AtomicU64::new(0),
+        oob_since: AtomicU64::new(0),
     }
 }; oob::MAX_CPUS];
 
@@ -274,8 +277,16 @@ fn switch_to_next(cpu: usize) {
     let (previous_context, next_context) = (context_of(previous), context_of(next));
     // SAFETY: `next_context` is a live context of this CPU's chosen runnable.
     unsafe { (*next_context).claim() };
+    let now = hwtimer::counter_unordered();
+    // The in-band stage's interrupts wait in the GIC while oob contexts hold the CPU.
+    if previous.is_null() {
+        gic::hold_inband();
+        state.oob_since.store(now, Ordering::Relaxed);
+    } else if next.is_null() {
+        irq::leave_oob_stage(cpu, now.wrapping_sub(state.oob_since.load(Ordering::Relaxed)));
+    }
     state.current.store(next, Ordering::Relaxed);
-    SWITCH_STAMPS[cpu][0].store(hwtimer::counter_unordered(), Ordering::Relaxed);
+    SWITCH_STAMPS[cpu][0].store(now, Ordering::Relaxed);
     // SAFETY: IRQs are masked; `previous_context` is the running context, `next_context` was
     // claimed and is saved or fresh; both outlive the switch (zombies are reaped only once
     // released).

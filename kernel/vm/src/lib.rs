@@ -61,6 +61,7 @@ pub mod mmio;
 pub mod ownership;
 pub mod pl011;
 pub mod psci;
+pub mod replay;
 pub mod sysreg;
 pub mod trap;
 pub mod vgic;

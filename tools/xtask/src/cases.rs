@@ -199,6 +199,7 @@ const OOB_TESTS: &[&str] = &[
     "tp-partitions",
     "quota",
     "fpu-torture",
+    "inband-deferral",
 ];
 
 impl Scenario {

@@ -86,6 +86,12 @@ pub struct Change {
     /// those physical interrupts, after applying the change (a disabled line masked first,
     /// so that a level still high does not fire again at once).
     pub unlinked: u32,
+    /// Which INTIDs of the bank became entries of the replay log ([`IrqState::waiting`](super::IrqState::waiting)):
+    /// a set-pending write, or a trigger change that made a high line pending.
+    pub entered: u32,
+    /// Which INTIDs of the bank left the replay log unreplayed: pending cleared, or no
+    /// longer pending after a trigger change.
+    pub left: u32,
 }
 
 impl Change {
@@ -458,10 +464,14 @@ impl Vgic {
                 base: first & !(INTIDS_PER_BANK - 1),
                 mask: mask << (first % INTIDS_PER_BANK),
                 unlinked: 0,
+                entered: 0,
+                left: 0,
             })
         };
         // Bits (from the register's first INTID) whose pending entry gave up its link.
         let mut unlinked = 0u32;
+        // Bits (from the register's first INTID) that entered or left the replay log.
+        let (mut entered, mut left) = (0u32, 0u32);
         let change = match reg {
             Reg::DistCtlr => {
                 let enable = value as u32 & CTLR_ENABLE_GRP1 != 0;
@@ -473,6 +483,8 @@ impl Vgic {
                     base: 0,
                     mask: 0,
                     unlinked: 0,
+                    entered: 0,
+                    left: 0,
                 })
             }
             Reg::Bits(kind, n) => {
@@ -482,6 +494,7 @@ impl Vgic {
                     let Some(irq) = self.frame_irq(frame, first + bit) else {
                         continue;
                     };
+                    let was_waiting = irq.waiting();
                     let changed = match kind {
                         BitReg::Group => false,
                         BitReg::SetEnable => !core::mem::replace(&mut irq.enabled, true),
@@ -503,6 +516,8 @@ impl Vgic {
                         BitReg::ClearActive => core::mem::replace(&mut irq.active, false),
                     };
                     mask |= u32::from(changed) << bit;
+                    entered |= u32::from(!was_waiting && irq.waiting()) << bit;
+                    left |= u32::from(was_waiting && !irq.waiting()) << bit;
                     // Enabled, pending or active may have changed: keep the ready bit in step.
                     self.refresh_in(frame, first + bit);
                 }
@@ -515,7 +530,7 @@ impl Vgic {
                     BitReg::SetActive => ChangeKind::ActiveSet,
                     BitReg::ClearActive => ChangeKind::ActiveCleared,
                 };
-                change(kind, first, mask).map(|change| Change { unlinked, ..change })
+                change(kind, first, mask).map(|change| Change { unlinked, entered, left, ..change })
             }
             Reg::Priority(first) => {
                 let mut mask = 0u32;
@@ -542,6 +557,7 @@ impl Vgic {
                     if let Some(irq) = self.frame_irq(frame, intid)
                         && irq.edge != edge
                     {
+                        let was_waiting = irq.waiting();
                         irq.edge = edge;
                         mask |= 1 << field;
                         // A level line's pending state depends on the trigger: a linked
@@ -550,11 +566,16 @@ impl Vgic {
                             irq.unlink();
                             unlinked |= 1 << field;
                         }
+                        entered |= u32::from(!was_waiting && irq.waiting()) << field;
+                        left |= u32::from(was_waiting && !irq.waiting()) << field;
                         self.refresh_in(frame, intid);
                     }
                 }
+                let shift = first % INTIDS_PER_BANK;
                 change(ChangeKind::Config, first, mask).map(|change| Change {
-                    unlinked: unlinked << (first % INTIDS_PER_BANK),
+                    unlinked: unlinked << shift,
+                    entered: entered << shift,
+                    left: left << shift,
                     ..change
                 })
             }

@@ -48,37 +48,28 @@
 //! follows [`Vgic::set_level`]. [`Vgic::acknowledge`] makes the interrupt active (active and
 //! pending if a level line is still high); [`Vgic::deactivate`] ends it.
 //!
-//! # How this fits with the pipeline's replay log
+//! # The replay log
 //!
-//! The vGIC is the **guest-visible state**: what the guest programmed (enable, priority,
-//! trigger, routing) and what it can read back (pending, active). The pipeline's per-CPU
-//! `ReplayLog` and `ListRegisters` remain the **injection machinery**: the ordering and
-//! coalescing of in-band physical IRQs per CPU and the list registers. The glue joins them:
+//! The vGIC is both the **guest-visible state** (what the guest programmed and can read
+//! back) and the **replay log** of in-band interrupts that wait for the guest: one entry per
+//! INTID (and vCPU, for a private one), [`IrqState::waiting`], replayed into the list
+//! registers most urgent first by [`Vgic::take_most_urgent`]. The glue (the kernel's
+//! `guest::virq`) joins it to the hardware, and every change it makes to the log goes
+//! through [`crate::replay::ReplayAccount`], which counts it:
 //!
-//! - **Physical in-band IRQ** forwarded to the guest: update the vGIC first
-//!   ([`Vgic::forward`], which also hands it the physical activation, see below; for a
-//!   line not linked, [`Vgic::set_pending`] for edge, [`Vgic::set_level`] for level, or
-//!   [`Vgic::signal`] for whichever applies), then, if
-//!   [`Vgic::is_deliverable`] for the target vCPU, `ReplayLog::raise` a `VirqDesc` built from
-//!   [`Vgic::state`] (its priority and trigger) with the hardware link. If it is not
-//!   deliverable (the guest disabled it), it stays pending in the vGIC only.
-//! - **Virtual-only interrupts** (SGIs from [`Vgic::sgi1r`], emulated devices): raise each
-//!   deliverable INTID from [`Vgic::pending_for`] into the target's log.
-//! - **Flush**: each interrupt the list-register flush takes is [`Vgic::acknowledge`]d (found
-//!   and acknowledged in one pass by [`Vgic::take_most_urgent`]): the vGIC counts "in a list
-//!   register or active in the guest" as active, so it is not offered again.
-//!   A pending LR entry taken back to the log (requeued) is [`Vgic::requeue`]d.
+//! - **Physical in-band IRQ** forwarded to the guest: [`Vgic::forward`] (which also hands it
+//!   the physical activation, see below).
+//! - **Virtual-only interrupts**: SGIs ([`Vgic::sgi1r`]), the core's posted SGIs
+//!   ([`Vgic::set_pending`]), emulated devices' lines ([`Vgic::set_level`]).
+//! - **Flush**: [`Vgic::take_most_urgent`] takes the most urgent entries for the free list
+//!   registers (each becomes listed, not offered again); a pending list register given back
+//!   is [`Vgic::requeue`]d.
 //! - **LR sync**: each completion (the guest's EOI / deactivation) is [`Vgic::deactivate`]d;
 //!   for a hardware-linked interrupt it is seen only when the list register is next read
 //!   back (no maintenance interrupt).
-//! - **Guest MMIO writes** return [`Changes`]: `Enabled` → enable the physical line of a
-//!   pass-through SPI and raise whatever became deliverable; `Disabled` → disable the physical
-//!   line; `PendingCleared` → `ReplayLog::cancel`; `Priority` → `ReplayLog::set_priority`;
-//!   `Route` → move the physical SPI's affinity; `DistributorEnable(true)` → rescan
-//!   [`Vgic::pending_for`] on every vCPU.
-//!
-//! The vGIC therefore never decides the order in which physical IRQs reach the guest; it only
-//! answers which interrupts the guest allows, at what priority, and to which vCPU.
+//! - **Guest MMIO writes** return [`Changes`]; [`Change::entered`] and [`Change::left`] say
+//!   which entries the write put into or took out of the log, and
+//!   [`physical::plan`] what the physical GIC must do.
 //!
 //! # Hardware-linked interrupts
 //!
@@ -266,6 +257,15 @@ impl IrqState {
     /// Pending as the guest reads it: the latch, or a level-sensitive line that is high.
     pub const fn pending(&self) -> bool {
         self.pending_latch || (!self.edge && self.line_level)
+    }
+
+    /// An entry of the replay log: pending and not in a list register, or, while a copy sits
+    /// in one, pending anew — its latch set again (an edge, a set-pending write, an SGI) or a
+    /// new physical activation handed to it ([`Vgic::forward`]). A level line still high
+    /// behind its listed copy is that copy's assertion, not a new entry (it becomes one if
+    /// still high when the copy is deactivated). Deliverable now or not.
+    pub const fn waiting(&self) -> bool {
+        if self.listed { self.pending_latch || self.hw_pending } else { self.pending() }
     }
 
     /// Enabled, pending, not active and not in a list register: a candidate for injection,
@@ -682,17 +682,34 @@ impl Vgic {
         }
     }
 
-    /// How many interrupt entries wait to be replayed: pending and not in a list register,
-    /// over every vCPU's private interrupts and the SPIs — deliverable now or not (the guest
+    /// How many interrupt entries wait to be replayed ([`IrqState::waiting`]), over every
+    /// vCPU's private interrupts and the SPIs — deliverable now or not (the guest
     /// may have them disabled, or its distributor off). The replay log's accounting counts
     /// them as still in the log.
     pub fn waiting(&self) -> usize {
         let private = self.private[..self.vcpus].iter().flatten();
         let shared = self.shared[..self.spis as usize].iter();
-        private
-            .chain(shared)
-            .filter(|irq| irq.pending() && !irq.listed)
-            .count()
+        private.chain(shared).filter(|irq| irq.waiting()).count()
+    }
+
+    /// Whether `intid` (of `vcpu`'s bank, if private) is an entry of the replay log
+    /// ([`IrqState::waiting`]). False for unknown INTIDs and vCPUs.
+    pub fn is_waiting(&self, intid: u32, vcpu: usize) -> bool {
+        self.lookup(intid, vcpu).is_ok_and(|irq| irq.waiting())
+    }
+
+    /// How many interrupts [`Self::pending_for`] would yield for `vcpu`, in one pass over the
+    /// ready bits (a routing check per ready SPI): O(ready), where counting the iterator is
+    /// O(ready²).
+    pub fn ready_count(&self, vcpu: usize) -> usize {
+        if vcpu >= self.vcpus || !self.group1_enabled {
+            return 0;
+        }
+        let mut count = 0;
+        self.for_each_ready(vcpu, |intid, _| {
+            count += usize::from(spi_index(intid).is_none_or(|index| self.spi_routed_to(index, vcpu)));
+        });
+        count
     }
 
     /// The first item of [`Self::pending_for`].

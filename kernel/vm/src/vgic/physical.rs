@@ -6,9 +6,13 @@
 //! trigger), its disable masks it, and an entry that gave up a physical activation
 //! ([`Change::unlinked`](super::Change::unlinked)) has that physical interrupt deactivated
 //! (after the mask, for a disable: a level still high must not fire again in between).
-//! Pending, active, priority, trigger and routing changes stay in the model: the physical
-//! interrupt keeps the core's priority and routing, and is forwarded to whichever vCPU the
-//! model targets. Interrupts the core owns, unassigned ones (both hidden from the guest by
+//! A passed-through SPI's routing follows the guest's (vCPU *i* runs on CPU *i*, and a
+//! vCPU's MPIDR is its CPU's, so the guest's GICD_IROUTER value is the physical one): the
+//! physical route moves with it ([`LineOp::Route`]), at once if the interrupt is idle, or,
+//! while a physical activation is in flight (owned by a pending entry or a list register),
+//! once that activation ends ([`route_after_completion`]). Pending, active, priority and
+//! trigger changes stay in the model: the physical interrupt keeps the core's priority, and
+//! is forwarded to whichever vCPU the model targets. Interrupts the core owns, unassigned ones (both hidden from the guest by
 //! [`Vgic::apply_ownership`], so their writes change nothing) and emulated devices'
 //! interrupts (virtual only) and the guest's SGIs (virtual, per vCPU) never produce an
 //! operation — the table is asked again here, so even a model bug could not reach them.
@@ -28,6 +32,8 @@ pub trait PhysicalGic {
     fn disable(&mut self, intid: u32, cpu: usize);
     /// Deactivates the physical interrupt `intid` (of `cpu`, for a PPI).
     fn deactivate(&mut self, intid: u32, cpu: usize);
+    /// Routes SPI `intid` as GICD_IROUTER value `route` says (affinity, or 1-of-N).
+    fn route(&mut self, intid: u32, route: u64);
 }
 
 /// One physical GIC operation.
@@ -56,25 +62,33 @@ pub enum LineOp {
         /// The CPU whose bank (for a PPI).
         cpu: usize,
     },
+    /// [`PhysicalGic::route`].
+    Route {
+        /// The SPI.
+        intid: u32,
+        /// The GICD_IROUTER value.
+        route: u64,
+    },
 }
 
 /// Most operations one write calls for: a 32-INTID bank, a disable and a deactivation each.
 const MAX_OPS: usize = 64;
 
-/// The physical operations of one guest write, in order, and its replay-log accounting.
+/// The physical operations of one guest write, in order. (Its replay-log accounting is the
+/// write's [`Change::entered`](super::Change::entered) and [`Change::left`](super::Change::left).)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     ops: [Option<LineOp>; MAX_OPS],
     len: usize,
-    /// Pending entries that left the model unreplayed with their link (a level line to be
-    /// sampled again).
-    pub withdrawn: u32,
+    /// An SPI whose route the guest changed while its physical activation is in flight: the
+    /// glue moves it when that activation ends ([`route_after_completion`]).
+    pub deferred_route: Option<u32>,
 }
 
 impl Plan {
     /// Nothing to do.
     pub const fn empty() -> Self {
-        Self { ops: [None; MAX_OPS], len: 0, withdrawn: 0 }
+        Self { ops: [None; MAX_OPS], len: 0, deferred_route: None }
     }
 
     fn push(&mut self, op: LineOp) {
@@ -96,6 +110,7 @@ impl Plan {
                 LineOp::Enable { intid, cpu, edge } => gic.enable(intid, cpu, edge),
                 LineOp::Disable { intid, cpu } => gic.disable(intid, cpu),
                 LineOp::Deactivate { intid, cpu } => gic.deactivate(intid, cpu),
+                LineOp::Route { intid, route } => gic.route(intid, route),
             }
         }
     }
@@ -110,9 +125,6 @@ pub fn plan<const CPUS: usize>(vgic: &Vgic, table: &OwnershipTable<CPUS>, change
     for intid in change.intids() {
         let bit = 1u32 << (intid - change.base);
         let unlinked = change.unlinked & bit != 0;
-        if unlinked && !vgic.state(intid, cpu).is_ok_and(|s| s.pending()) {
-            plan.withdrawn += 1;
-        }
         if !table.reaches_physical(cpu, intid) {
             continue;
         }
@@ -127,11 +139,40 @@ pub fn plan<const CPUS: usize>(vgic: &Vgic, table: &OwnershipTable<CPUS>, change
                     plan.push(LineOp::Deactivate { intid, cpu });
                 }
             }
+            ChangeKind::Route => match route_now(vgic, intid) {
+                Some(op) => plan.push(op),
+                None => plan.deferred_route = Some(intid),
+            },
             _ if unlinked => plan.push(LineOp::Deactivate { intid, cpu }),
             _ => {}
         }
     }
     plan
+}
+
+/// Whether SPI `intid`'s physical activation is in flight: owned by its pending entry or a
+/// list register, or active in the guest.
+fn in_flight(vgic: &Vgic, intid: u32) -> bool {
+    vgic.state(intid, 0).is_ok_and(|s| s.hw_pending || s.hw_listed || s.listed || s.active)
+}
+
+/// The route operation for SPI `intid` (the guest's GICD_IROUTER value), unless its physical
+/// activation is in flight.
+fn route_now(vgic: &Vgic, intid: u32) -> Option<LineOp> {
+    if in_flight(vgic, intid) {
+        return None;
+    }
+    vgic.route(intid).ok().map(|route| LineOp::Route { intid, route })
+}
+
+/// After the completion of SPI `intid`, whose route change was deferred
+/// ([`Plan::deferred_route`]): the route operation if its activation is no longer in flight
+/// (`None`: still in flight — ask again at its next completion — or no longer the guest's).
+pub fn route_after_completion<const CPUS: usize>(vgic: &Vgic, table: &OwnershipTable<CPUS>, intid: u32) -> Option<LineOp> {
+    if !table.reaches_physical(0, intid) {
+        return None;
+    }
+    route_now(vgic, intid)
 }
 
 #[cfg(test)]

@@ -187,6 +187,8 @@ fn linux_redistributor_init() {
                 base: 0,
                 mask: 0xffff,
                 unlinked: 0,
+                entered: 0,
+                left: 0,
             })
         );
         assert_eq!(rr(&mut v, vcpu, SGI_BASE + GICR_ISENABLER0), 0xffff);

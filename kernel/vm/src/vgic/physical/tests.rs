@@ -19,6 +19,9 @@ impl PhysicalGic for Recorder {
     fn deactivate(&mut self, intid: u32, cpu: usize) {
         self.0.push(LineOp::Deactivate { intid, cpu });
     }
+    fn route(&mut self, intid: u32, route: u64) {
+        self.0.push(LineOp::Route { intid, route });
+    }
 }
 
 const OWNERS: [Owner; 4] = [Owner::Unassigned, Owner::Core, Owner::PassThrough, Owner::Virtual];
@@ -134,6 +137,7 @@ fn every_change_times_every_owner_kind() {
                         vec![LineOp::Disable { intid, cpu }, LineOp::Deactivate { intid, cpu }]
                     }
                     (Owner::PassThrough, Op::ClearPending) => vec![LineOp::Deactivate { intid, cpu }],
+                    (Owner::PassThrough, Op::Route) => vec![LineOp::Route { intid, route: 0x1 }],
                     _ => vec![],
                 };
                 assert_eq!(gic.0, expected, "{op:?} on {owner:?} INTID {intid}");
@@ -206,7 +210,10 @@ fn writing_every_bit_of_every_bank_reaches_only_passed_through_interrupts() {
     }
     assert!(!gic.0.is_empty());
     for op in gic.0 {
-        let (LineOp::Enable { intid, cpu, .. } | LineOp::Disable { intid, cpu } | LineOp::Deactivate { intid, cpu }) = op;
+        let (intid, cpu) = match op {
+            LineOp::Enable { intid, cpu, .. } | LineOp::Disable { intid, cpu } | LineOp::Deactivate { intid, cpu } => (intid, cpu),
+            LineOp::Route { intid, .. } => (intid, 0),
+        };
         assert_eq!(table.owner(cpu, intid), Owner::PassThrough, "{op:?}");
     }
     // The core's and the unassigned interrupts stayed in their reset state, invisible.
@@ -228,4 +235,31 @@ fn the_guests_sgis_are_always_virtual() {
     let changes = vgic.redist_write(REDIST_FRAME_SIZE + GICR_ISENABLER0, AccessSize::Word, 0xffff).unwrap();
     assert!(vgic.state(0, 0).unwrap().enabled);
     assert_eq!(plan(&vgic, &table, &changes).ops().count(), 0);
+}
+
+#[test]
+fn a_route_moves_at_once_when_idle_and_after_the_activation_when_in_flight() {
+    let (mut vgic, table) = setup();
+    let spi = SPIS[2];
+    vgic.dist_write(GICD_CTLR, AccessSize::Word, u64::from(CTLR_ENABLE_GRP1 | CTLR_ARE)).unwrap();
+    let (offset, size, value) = register(Op::Enable, spi);
+    vgic.dist_write(offset, size, value).unwrap();
+    // Idle: moved at once.
+    let plan = write(&mut vgic, &table, Op::Route, spi);
+    assert_eq!(plan.ops().collect::<Vec<_>>(), [LineOp::Route { intid: spi, route: 0x1 }]);
+    assert_eq!(plan.deferred_route, None);
+    // Forwarded and listed on vCPU 1: the route back to vCPU 0 waits for the completion.
+    vgic.forward(spi, 1).unwrap();
+    let mut taken = [(0, 0)];
+    assert_eq!(vgic.take_most_urgent(1, &mut taken), 1);
+    let changes = vgic.dist_write(GICD_IROUTER + 8 * u64::from(spi), AccessSize::Doubleword, 0x0).unwrap();
+    let deferred = super::plan(&vgic, &table, &changes);
+    assert_eq!(deferred.ops().count(), 0, "no move while the activation is in flight");
+    assert_eq!(deferred.deferred_route, Some(spi));
+    assert_eq!(route_after_completion(&vgic, &table, spi), None, "still listed");
+    vgic.deactivate(1, spi).unwrap();
+    assert_eq!(route_after_completion(&vgic, &table, spi), Some(LineOp::Route { intid: spi, route: 0x0 }));
+    // Never for an SPI the guest does not pass through.
+    assert_eq!(route_after_completion(&vgic, &table, SPIS[3]), None);
+    assert_eq!(route_after_completion(&vgic, &table, SPIS[1]), None);
 }
