@@ -68,18 +68,19 @@ enum Command {
         /// The GIC version (QEMU virt; default v3, which the Linux guest needs).
         #[arg(long, value_enum, value_name = "VERSION")]
         gic: Option<machine::Gic>,
-        /// The number of CPUs (QEMU virt, 1 to 8; default 4). The guest gets one vCPU per CPU;
+        /// The number of CPUs (QEMU virt, 1 to 8; default 1). The guest gets one vCPU per CPU;
         /// the latency test runs on the last.
         #[arg(long, value_name = "N")]
         cpus: Option<u32>,
         /// A QEMU profile (a file qemu/<NAME>.toml) instead of --board/--gic/--cpus.
         #[arg(long, value_name = "NAME", conflicts_with_all = ["gic", "cpus"])]
         profile: Option<String>,
-        /// Run under QEMU `-icount shift=0,sleep=off`: virtual time is the instruction count,
-        /// so figures repeat run to run (but with several busy CPUs, QEMU's round-robin
-        /// between them shows in the latencies; see the README).
-        #[arg(long)]
-        icount: bool,
+        /// How QEMU keeps time. icount: `-icount shift=0,sleep=off`, virtual time is the
+        /// instruction count, so the figures measure the core and repeat run to run (as
+        /// `cargo xtask bench` runs). tcg: plain TCG, virtual time is the host's clock, so
+        /// the figures mostly measure how the host schedules QEMU's threads.
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Icount)]
+        mode: Mode,
         /// Boot the core alone, without the Linux guest.
         #[arg(long)]
         no_guest: bool,
@@ -247,6 +248,25 @@ enum Command {
     },
 }
 
+/// How QEMU keeps time in a `cargo xtask run` (see `run --mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// `-icount shift=0,sleep=off`: virtual time counts instructions.
+    Icount,
+    /// Plain TCG: virtual time follows the host's clock.
+    Tcg,
+}
+
+impl Mode {
+    /// The mode's name, as `--mode` and the report spell it.
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Icount => "icount",
+            Mode::Tcg => "tcg",
+        }
+    }
+}
+
 /// The cargo profile the core is built with.
 #[derive(Debug, Args)]
 struct BuildFlags {
@@ -290,7 +310,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             gic,
             cpus,
             profile,
-            icount,
+            mode,
             no_guest,
             guest_script,
             guest_kernel,
@@ -311,10 +331,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     anyhow::ensure!(board == Board::QemuVirt, "--profile {name} names the board itself; drop --board");
                     Profile::load(&name)?
                 }
-                None => machine::MachineFlags { board, gic, cpus }.resolve()?,
+                // One CPU unless asked: the figures that measure the core (see --mode).
+                None => machine::MachineFlags { board, gic, cpus: cpus.or((board == Board::QemuVirt).then_some(1)) }.resolve()?,
             };
             let mut qemu_args = qemu_args;
-            if icount && !qemu_args.iter().any(|arg| arg == "-icount") {
+            if mode == Mode::Icount && !qemu_args.iter().any(|arg| arg == "-icount") {
                 qemu_args.splice(0..0, ["-icount".to_owned(), "shift=0,sleep=off".to_owned()]);
             }
             if no_guest {
@@ -326,6 +347,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     load: Load::Idle.to_string(),
                     system_map: None,
                     interactive: false,
+                    period_us: period,
+                    irqsoff_period_us: None,
                 };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
@@ -377,6 +400,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 // Debian's map names only Debian's kernel.
                 system_map: system_map.or_else(|| guest_kernel.is_none().then(|| guest.system_map.clone())),
                 interactive: guest_script == "shell",
+                period_us: period,
+                irqsoff_period_us: (irqsoff > 0).then_some(irqsoff),
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
@@ -385,7 +410,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             gic: None,
             cpus: None,
             profile: Some(profile),
-            icount: false,
+            mode: Mode::Tcg,
             no_guest: false,
             guest_script: "cyclictest".to_owned(),
             guest_kernel: None,
@@ -499,6 +524,10 @@ struct ReportPlan {
     system_map: Option<PathBuf>,
     /// Whether the guest is interactive (`--guest-script shell`): no watchdog then.
     interactive: bool,
+    /// The latency test's period, in µs.
+    period_us: u64,
+    /// The irqs-off hunter's sampling period, in µs (`None`: off).
+    irqsoff_period_us: Option<u64>,
 }
 
 impl ReportPlan {
@@ -562,6 +591,8 @@ fn run(
         qemu: qemu.describe(),
         guest_kernel: plan.guest_kernel.clone(),
         icount: qemu_args.iter().chain(&profile.extra_args).any(|arg| arg == "-icount"),
+        period_us: plan.period_us,
+        irqsoff_period_us: plan.irqsoff_period_us,
     };
     let mut report = report::Report::new(info, plan.guest, judged.as_ref().ok().copied(), &console);
     if let Some(map) = &plan.system_map
@@ -716,10 +747,12 @@ mod tests {
 
     #[test]
     fn run_takes_machine_flags_or_a_profile() {
-        match parse(&["run", "--cpus", "2", "--gic", "v3", "--icount"]) {
-            Ok(Command::Run { board: Board::QemuVirt, gic: Some(machine::Gic::V3), cpus: Some(2), icount: true, profile: None, .. }) => {}
+        match parse(&["run", "--cpus", "2", "--gic", "v3", "--mode", "tcg"]) {
+            Ok(Command::Run { board: Board::QemuVirt, gic: Some(machine::Gic::V3), cpus: Some(2), mode: Mode::Tcg, profile: None, .. }) => {}
             other => panic!("not parsed as asked: {other:?}"),
         }
+        assert!(matches!(parse(&["run"]), Ok(Command::Run { mode: Mode::Icount, cpus: None, .. })));
+        assert!(parse(&["run", "--mode", "kvm"]).is_err());
         assert!(matches!(parse(&["run", "--board", "rpi4", "--no-guest"]), Ok(Command::Run { board: Board::Rpi4, .. })));
         assert!(parse(&["run", "--profile", "virt-gicv3-1", "--cpus", "2"]).is_err());
         assert!(parse(&["run", "--gic", "v4"]).is_err());

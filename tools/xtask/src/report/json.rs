@@ -20,7 +20,9 @@
 //! - `replay_log`: `logged`, `replayed`, `coalesced`, `withdrawn`, `max_depth`, `lost`.
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
-//!   `--no-guest`), `icount`, `exit_code` (the core's verdict's exit code, `null` when the run
+//!   `--no-guest`), `icount`, `mode` (`icount` or `tcg`, see
+//!   `cargo xtask run --mode`), `period_us` (the latency test's period), `irqsoff_period_us`
+//!   (the irqs-off hunter's, `null` when it was off), `exit_code` (the core's verdict's exit code, `null` when the run
 //!   has no verdict the harness trusts: see `crate::verdict`).
 //! - `irqsoff` (only when the irqs-off hunter ran, `companion.irqsoff`): `top`, an array
 //!   of `{pc, symbol, samples, longest_ns}` by longest window first (`pc` a `0x…` string,
@@ -105,6 +107,9 @@ pub fn to_json(report: &Report) -> Value {
             "qemu": run.qemu,
             "guest_kernel": run.guest_kernel,
             "icount": run.icount,
+            "mode": run.mode(),
+            "period_us": run.period_us,
+            "irqsoff_period_us": run.irqsoff_period_us,
             "exit_code": report.exit_code,
         },
         "missing": report.missing(),

@@ -255,6 +255,8 @@ mod tests {
             qemu: "qemu-system-aarch64 10.0.2".into(),
             guest_kernel: Some("vmlinuz-6.12.117+deb12-rt-arm64".into()),
             icount: false,
+            period_us: 1000,
+            irqsoff_period_us: None,
         }
     }
 
@@ -362,6 +364,32 @@ mod tests {
         assert!(text.contains("67.028"), "{text}");
         assert!(text.contains("5681.136"), "{text}");
         assert!(text.contains("replay log: logged 7143"), "{text}");
+    }
+
+    #[test]
+    fn the_table_and_json_state_the_mode_and_flag_host_dominated_figures() {
+        // The fixture's oob thread: 45 overruns and a worst case of 5.7 ms at a 1 ms period.
+        let text = table::render(&full());
+        assert!(text.lines().next().unwrap().contains("mode tcg, 4 CPUs, load grinder, period 1000 us"), "{text}");
+        let flagged: Vec<&str> = text.lines().filter(|line| line.starts_with("NOT A RESULT")).collect();
+        assert_eq!(flagged.len(), 1, "{text}");
+        assert!(flagged[0].contains("45 overruns") && flagged[0].contains("beyond the 1000 us period"), "{}", flagged[0]);
+        assert_eq!(json::to_json(&full()).pointer("/run/mode"), Some(&Value::from("tcg")));
+
+        let mut info = run_info();
+        info.icount = true;
+        let icount = Report::new(info, true, Some(0), &format!("{OOB}{CYCLICTEST}"));
+        let text = table::render(&icount);
+        assert!(text.contains("mode icount") && !text.contains("NOT A RESULT"), "{text}");
+        assert_eq!(json::to_json(&icount).pointer("/run/mode"), Some(&Value::from("icount")));
+        assert_eq!(json::to_json(&icount).pointer("/run/period_us"), Some(&Value::from(1000)));
+
+        // Under TCG, calm figures with every sample stand as results.
+        let calm = "RTT|  00:00:01  (oob thread context, 1000 us period)\nRTS|      1.000|      2.000|      3.000|       0|     0|    00:00:05/00:00:05\nlatmus: 5000 thread samples, 5000 irq samples, 0 + 0 overruns\n";
+        assert!(model::host_dominated(&run_info(), &parse::parse(calm)).is_none());
+        let short = calm.replace("5000 thread", "4000 thread");
+        let why = model::host_dominated(&run_info(), &parse::parse(&short)).expect("samples missing");
+        assert!(why.contains("4000 of 5000 samples"), "{why}");
     }
 
     #[test]

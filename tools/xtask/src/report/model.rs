@@ -294,6 +294,58 @@ pub struct RunInfo {
     pub guest_kernel: Option<String>,
     /// Whether QEMU ran with `-icount`.
     pub icount: bool,
+    /// The latency test's period, in µs.
+    pub period_us: u64,
+    /// The irqs-off hunter's sampling period, in µs (`None`: the hunter was off).
+    pub irqsoff_period_us: Option<u64>,
+}
+
+impl RunInfo {
+    /// How QEMU kept time: `icount` (`-icount`, virtual time counts instructions) or `tcg`
+    /// (plain TCG, virtual time follows the host's clock).
+    pub fn mode(&self) -> &'static str {
+        if self.icount { "icount" } else { "tcg" }
+    }
+
+    /// The samples each oob context should take over the planned duration.
+    pub fn expected_samples(&self) -> u64 {
+        self.duration_s.saturating_mul(1_000_000) / self.period_us.max(1)
+    }
+}
+
+/// Why a run's oob figures measure the host rather than the core, if they do: under plain
+/// TCG the host's scheduler decides when QEMU's vCPU threads run, and a starved vCPU shows
+/// as overruns (periods missed), samples missing against the planned count, or a worst case
+/// beyond a whole period. Under `-icount` virtual time only advances as instructions run,
+/// so none of this applies. `None` when the figures can stand as results.
+pub fn host_dominated(run: &RunInfo, measurements: &Measurements) -> Option<String> {
+    if run.icount {
+        return None;
+    }
+    let thread = measurements.oob_thread.as_ref()?;
+    let samples = thread.samples.unwrap_or(0);
+    let expected = run.expected_samples();
+    let overruns = thread.overruns.unwrap_or(0);
+    let period_ns = i64::try_from(run.period_us.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut signs = Vec::new();
+    // More than 0.1 % of the periods missed.
+    if overruns.saturating_mul(1000) > samples.max(1) {
+        signs.push(format!("{overruns} overruns"));
+    }
+    // Fewer than 99 % of the planned samples.
+    if expected > 0 && samples.saturating_mul(100) < expected.saturating_mul(99) {
+        signs.push(format!("{samples} of {expected} samples"));
+    }
+    if thread.max_ns.is_some_and(|max| max >= period_ns) {
+        signs.push(format!("a worst case beyond the {} us period", run.period_us));
+    }
+    (!signs.is_empty()).then(|| {
+        format!(
+            "NOT A RESULT: under plain TCG these figures measure the host's scheduling ({}); \
+             rerun with --mode icount for the core's",
+            signs.join(", ")
+        )
+    })
 }
 
 /// The GIC version named in a QEMU `-machine` value (`gic-version=3` → `v3`).

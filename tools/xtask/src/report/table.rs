@@ -77,11 +77,21 @@ pub fn render(report: &Report) -> String {
         }
     }
     let mut out = String::new();
+    let run = &report.run;
     let _ = writeln!(
         out,
-        "latency (us; p99/p99.9 at 1 us bucket resolution, >= when beyond the histogram), run {}:",
-        report.run.id
+        "latency (us; p99/p99.9 at 1 us bucket resolution, >= when beyond the histogram), run {}, mode {}, \
+         {} CPU{}, load {}, period {} us:",
+        run.id,
+        run.mode(),
+        run.cpus,
+        if run.cpus == 1 { "" } else { "s" },
+        run.load,
+        run.period_us
     );
+    if let Some(why) = super::model::host_dominated(run, &report.measurements) {
+        let _ = writeln!(out, "{why}");
+    }
     for line in &lines {
         let mut text = format!("  {:<w$}", line[0], w = widths[0]);
         for (value, width) in line.iter().zip(widths).skip(1) {
