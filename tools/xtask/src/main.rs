@@ -257,16 +257,6 @@ enum Mode {
     Tcg,
 }
 
-impl Mode {
-    /// The mode's name, as `--mode` and the report spell it.
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Icount => "icount",
-            Mode::Tcg => "tcg",
-        }
-    }
-}
-
 /// The cargo profile the core is built with.
 #[derive(Debug, Args)]
 struct BuildFlags {
@@ -579,6 +569,7 @@ fn run(
     eprintln!("xtask: {}", process::describe(&cmd));
     let watch = report::Watch { watchdog: plan.watchdog(), end_marker: Some(nonce.end_marker()) };
     let (ending, console) = report::run_captured(&mut cmd, &dir.join("console.log"), &watch)?;
+    let interrupted = report::interrupted();
     let judged = verdict::judge(ending, &console, &nonce);
     let info = report::model::RunInfo {
         id: id.clone(),
@@ -595,6 +586,7 @@ fn run(
         irqsoff_period_us: plan.irqsoff_period_us,
     };
     let mut report = report::Report::new(info, plan.guest, judged.as_ref().ok().copied(), &console);
+    report.interrupted = interrupted;
     if let Some(map) = &plan.system_map
         && !report.measurements.irqsoff.is_empty()
     {
@@ -606,9 +598,16 @@ fn run(
     }
     println!();
     print!("{}", report::table::render(&report));
-    // The report must not hide the verdict: a failure to write it is only a warning.
-    match report.write(&dir).and_then(|()| report::link_latest(&id)) {
-        Ok(()) => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
+    // The report must not hide the verdict: a failure to write it is only a warning. Only a
+    // complete run (the core's verdict, no Ctrl-C) becomes `latest`.
+    let complete = judged.is_ok() && !interrupted;
+    match report.write(&dir).and_then(|()| if complete { report::link_latest(&id) } else { Ok(()) }) {
+        Ok(()) if complete => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
+        Ok(()) => eprintln!(
+            "xtask: partial report in {} ({}; target/report/latest left as it was)",
+            dir.display(),
+            if interrupted { "interrupted" } else { "no verdict" }
+        ),
         Err(err) => eprintln!("xtask: warning: the report is incomplete: {err:#}"),
     }
     let problems = verdict::sampling_problems(&console);
@@ -619,12 +618,20 @@ fn run(
         Ok(0) if problems.is_empty() => ExitCode::SUCCESS,
         Ok(0) => ExitCode::FAILURE,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(_) if interrupted => {
+            eprintln!("xtask: interrupted: no verdict from the core");
+            ExitCode::from(INTERRUPTED_EXIT)
+        }
         Err(why) => {
             eprintln!("xtask: FAIL: {why}");
             ExitCode::FAILURE
         }
     })
 }
+
+/// The exit status of a run Ctrl-C cut short before the core's verdict: 128 + SIGINT, as
+/// shells report it.
+const INTERRUPTED_EXIT: u8 = 130;
 
 /// What `cargo xtask guest` was asked for.
 #[derive(Debug, Clone)]

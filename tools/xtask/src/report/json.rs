@@ -24,6 +24,10 @@
 //!   `cargo xtask run --mode`), `period_us` (the latency test's period), `irqsoff_period_us`
 //!   (the irqs-off hunter's, `null` when it was off), `exit_code` (the core's verdict's exit code, `null` when the run
 //!   has no verdict the harness trusts: see `crate::verdict`).
+//!   `interrupted`: true when Ctrl-C cut the run short (then `oob.thread` may come from the
+//!   per-second lines alone, and `missing` says so).
+//! - `series.oob_thread_per_second`: the oob thread context second by second (the core's
+//!   `RTD|` lines): `{min_ns, avg_ns, max_ns, overruns}`, `overruns` counted since the start.
 //! - `irqsoff` (only when the irqs-off hunter ran, `companion.irqsoff`): `top`, an array
 //!   of `{pc, symbol, samples, longest_ns}` by longest window first (`pc` a `0x…` string,
 //!   `symbol` `name+0xoff` from the guest's System.map or `null`), where Linux held in-band
@@ -111,6 +115,15 @@ pub fn to_json(report: &Report) -> Value {
             "period_us": run.period_us,
             "irqsoff_period_us": run.irqsoff_period_us,
             "exit_code": report.exit_code,
+            "interrupted": report.interrupted,
+        },
+        "series": {
+            "oob_thread_per_second": m.oob_thread_per_second.iter().map(|second| json!({
+                "min_ns": second.min_ns,
+                "avg_ns": second.avg_ns,
+                "max_ns": second.max_ns,
+                "overruns": second.overruns,
+            })).collect::<Vec<_>>(),
         },
         "missing": report.missing(),
         "sources": { "oob": "core", "replay_log": "core", "inband": "guest-reported" },

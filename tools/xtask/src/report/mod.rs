@@ -24,7 +24,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,12 +46,14 @@ pub struct Report {
     pub exit_code: Option<i32>,
     /// What the console showed.
     pub measurements: Measurements,
+    /// Whether Ctrl-C cut the run short (its figures are partial).
+    pub interrupted: bool,
 }
 
 impl Report {
     /// Builds the report of a run from its console text.
     pub fn new(run: RunInfo, guest: bool, exit_code: Option<i32>, console: &str) -> Self {
-        Self { run, guest, exit_code, measurements: parse::parse(console) }
+        Self { run, guest, exit_code, measurements: parse::parse(console), interrupted: false }
     }
 
     /// Names the irqs-off hunter's PCs with the guest kernel's System.map at `path`; a map
@@ -145,23 +147,39 @@ pub fn link_latest(id: &str) -> Result<()> {
     fs::rename(&staging, &latest).with_context(|| format!("cannot replace {}", latest.display()))
 }
 
-/// While alive, this process ignores SIGINT (restored on drop): Ctrl-C at the terminal then
-/// stops only the child (QEMU, which handles the signal itself), and the run still ends with
-/// its table and report of what the console showed so far.
-struct IgnoreInterrupts {
+/// Set by [`on_interrupt`] when Ctrl-C (SIGINT) reached this process during a watched run.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Whether Ctrl-C interrupted the last watched run ([`run_captured`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// While alive, SIGINT only records that the run was interrupted (restored on drop): Ctrl-C
+/// at the terminal then stops only the child (QEMU, whose `exec` reset the handler to the
+/// default), and the run still ends with its table and report of what the console showed so
+/// far, marked interrupted.
+struct CatchInterrupts {
     previous: libc::sighandler_t,
 }
 
-impl IgnoreInterrupts {
+impl CatchInterrupts {
     fn new() -> Self {
-        // SAFETY: installing SIG_IGN has no handler code to run; the previous disposition is
-        // kept to restore it.
-        let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        INTERRUPTED.store(false, Ordering::Relaxed);
+        let handler = on_interrupt as extern "C" fn(libc::c_int);
+        // SAFETY: the handler only stores to an atomic (async-signal-safe); the previous
+        // disposition is kept to restore it.
+        let previous = unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
         Self { previous }
     }
 }
 
-impl Drop for IgnoreInterrupts {
+impl Drop for CatchInterrupts {
     fn drop(&mut self) {
         if self.previous != libc::SIG_ERR {
             // SAFETY: restores the disposition `signal` returned, which was valid before.
@@ -183,8 +201,8 @@ pub struct Watch {
 
 /// Runs `cmd` (stdin inherited), copying its stdout and stderr to ours as they arrive and
 /// into `log` and the returned text (lossy UTF-8, `\r` removed), ending it as `watch` says.
-/// Ctrl-C stops the child only (see [`IgnoreInterrupts`]); what it printed until then is
-/// returned.
+/// Ctrl-C stops the child only (see [`CatchInterrupts`], and [`interrupted`] says so
+/// afterwards); what it printed until then is returned.
 pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(process::Ending, String)> {
     let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let sink = Arc::new(Mutex::new((file, Vec::<u8>::new())));
@@ -219,8 +237,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
             }
         })
     };
-    // After the spawn: the child keeps the default disposition.
-    let _interrupts = IgnoreInterrupts::new();
+    let _interrupts = CatchInterrupts::new();
     let out = copy(Box::new(stdout), false, Arc::clone(&sink));
     let err = copy(Box::new(stderr), true, Arc::clone(&sink));
     // A day stands in for "no watchdog" (an interactive guest).
@@ -364,6 +381,26 @@ mod tests {
         assert!(text.contains("67.028"), "{text}");
         assert!(text.contains("5681.136"), "{text}");
         assert!(text.contains("replay log: logged 7143"), "{text}");
+    }
+
+    #[test]
+    fn an_interrupted_run_keeps_its_per_second_figures() {
+        // The run ended after two seconds: RTT and RTD lines, no summary, no histogram.
+        let console: String = OOB.lines().take_while(|line| !line.starts_with("RTS|")).map(|line| format!("{line}\n")).collect();
+        let mut report = Report::new(run_info(), true, None, &console);
+        report.interrupted = true;
+        let thread = report.measurements.oob_thread.clone().expect("partial oob thread figures");
+        assert_eq!((thread.min_ns, thread.avg_ns, thread.max_ns), (Some(-4_000), Some(65_050), Some(5_681_136)));
+        assert_eq!(thread.overruns, Some(45));
+        assert!(report.measurements.oob_thread_partial);
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/run/interrupted"), Some(&Value::Bool(true)));
+        assert_eq!(json.pointer("/oob/thread/max_ns"), Some(&Value::from(5_681_136)));
+        assert_eq!(json.pointer("/series/oob_thread_per_second/1/avg_ns"), Some(&Value::from(70_000)));
+        assert!(report.missing().iter().any(|m| m.starts_with("oob.thread: partial, from 2 per-second")), "{:?}", report.missing());
+        // A complete run is not partial, and still carries its series.
+        assert!(!full().measurements.oob_thread_partial);
+        assert_eq!(full().measurements.oob_thread_per_second.len(), 2);
     }
 
     #[test]

@@ -204,6 +204,20 @@ pub struct IrqsOffEntry {
     pub longest_ns: u64,
 }
 
+/// One second of the oob thread context, from the core's `RTD|` line (latmus's per-second
+/// report): the second's min, avg and max, and the overruns counted so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Second {
+    /// The second's smallest latency, in ns.
+    pub min_ns: i64,
+    /// The second's mean latency, in ns.
+    pub avg_ns: i64,
+    /// The second's largest latency, in ns.
+    pub max_ns: i64,
+    /// Overruns since the test started (cumulative, as latmus prints them).
+    pub overruns: u64,
+}
+
 /// Everything parsed from one run's console.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measurements {
@@ -220,6 +234,11 @@ pub struct Measurements {
     pub replay_log: Option<ReplayLog>,
     /// The irqs-off hunter's top locations, longest window first (empty when it did not run).
     pub irqsoff: Vec<IrqsOffEntry>,
+    /// The oob thread context second by second (`RTD|` lines), in order.
+    pub oob_thread_per_second: Vec<Second>,
+    /// Whether `oob_thread` was built from the per-second lines alone because the run ended
+    /// before the latency test's summary (an interrupted run): no histogram, no sample count.
+    pub oob_thread_partial: bool,
 }
 
 impl Measurements {
@@ -240,6 +259,11 @@ impl Measurements {
         let mut missing = Vec::new();
         for (name, latency) in [("oob.thread", &self.oob_thread), ("oob.irq", &self.oob_irq)] {
             match latency {
+                Some(_) if name == "oob.thread" && self.oob_thread_partial => missing.push(format!(
+                    "oob.thread: partial, from {} per-second RTD| lines (the run ended before the summary: \
+                     no histogram, so no percentiles)",
+                    self.oob_thread_per_second.len()
+                )),
                 None => missing.push(format!("{name}: no latency test output (RTS|/HSD| lines)")),
                 Some(latency) if latency.histogram.is_none() => {
                     missing.push(format!("{name}: no histogram (HSD| lines), so no percentiles"))

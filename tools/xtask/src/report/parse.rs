@@ -10,7 +10,7 @@ use regex::Regex;
 
 use crate::verdict::{self, Source};
 
-use super::model::{CpuLatency, Histogram, IrqsOffEntry, Latency, Measurements, ReplayLog};
+use super::model::{CpuLatency, Histogram, IrqsOffEntry, Latency, Measurements, ReplayLog, Second};
 
 /// Where the core's latency histogram's open last bucket starts (bucket 999 counts
 /// everything above).
@@ -176,6 +176,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let mut in_cyclic_histogram = false;
     let mut replay: Option<ReplayLog> = None;
     let mut irqsoff: Vec<IrqsOffEntry> = Vec::new();
+    let mut seconds: Vec<Second> = Vec::new();
 
     for (source, raw) in lines {
         let line = raw.trim_end_matches('\r');
@@ -185,6 +186,13 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         }
         if let Some(rest) = line.strip_prefix("RTT|") {
             in_irq_context = rest.contains("timer-IRQ context");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("RTD|") {
+            // latmus prints the per-second lines for the thread context only.
+            if let Some(rts) = parse_rts(rest).filter(|_| !in_irq_context) {
+                seconds.push(Second { min_ns: rts.min_ns, avg_ns: rts.avg_ns, max_ns: rts.max_ns, overruns: rts.overruns });
+            }
             continue;
         }
         if let Some(rest) = line.strip_prefix("RTS|") {
@@ -281,7 +289,14 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let oob_sirq = sirq.finish().map(|latency| Latency { overruns: None, ..latency });
     // Longest window first, then most samples.
     irqsoff.sort_by(|a, b| b.longest_ns.cmp(&a.longest_ns).then(b.samples.cmp(&a.samples)).then(a.pc.cmp(&b.pc)));
+    // Interrupted before the summary: the per-second lines still say min, avg and max.
+    let oob_thread_partial = thread.rts.is_none() && !seconds.is_empty();
+    if oob_thread_partial {
+        thread.rts = summary_of(&seconds);
+    }
     Measurements {
+        oob_thread_per_second: seconds,
+        oob_thread_partial,
         oob_thread: thread.finish(),
         oob_irq: irq.finish(),
         oob_sirq,
@@ -289,6 +304,18 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         replay_log: replay,
         irqsoff,
     }
+}
+
+/// The thread context's summary from its per-second lines: the extremes, the mean of the
+/// seconds' means (each second has the same number of periods) and the last overrun count.
+fn summary_of(seconds: &[Second]) -> Option<Rts> {
+    let count = i64::try_from(seconds.len()).ok().filter(|&n| n > 0)?;
+    Some(Rts {
+        min_ns: seconds.iter().map(|s| s.min_ns).min()?,
+        avg_ns: seconds.iter().map(|s| s.avg_ns).sum::<i64>() / count,
+        max_ns: seconds.iter().map(|s| s.max_ns).max()?,
+        overruns: seconds.last()?.overruns,
+    })
 }
 
 /// The slot of cyclictest thread `index` in `threads` (grown to hold it); `None` for absurd
