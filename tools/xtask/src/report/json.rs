@@ -9,8 +9,11 @@
 //!   `min_ns`, `avg_ns`, `p99_ns`, `p999_ns`, `max_ns`, `samples`, `overruns` (`null` for
 //!   sirq and cyclictest), `p99_lower_bound` / `p999_lower_bound` (true when the percentile lies in
 //!   the histogram's open range, so the value is only a lower bound), `histogram_limit_ns`
-//!   (where that open range starts) and `histogram_above` (samples in it). Percentiles come
-//!   from 1 µs histograms: each is the lower bound of its bucket (< 1 bucket resolution).
+//!   (where that open range starts), `histogram_above` (samples in it) and `histogram`:
+//!   `{bucket_ns, limit_ns, above, buckets}`, `buckets` the non-empty buckets as
+//!   `[start_ns, samples]` pairs. Percentiles come from that histogram — 100 ns buckets for
+//!   the core's oob thread and IRQ contexts, 1 µs for sirq and cyclictest: each is the lower
+//!   bound of its bucket (< 1 bucket resolution).
 //! - `inband_per_cpu`: an array, one such object per vCPU with `cpu` added (empty without
 //!   a guest or cyclictest output).
 //! - `sources`: who measured each section: `oob` and `replay_log` are `core` (read from the
@@ -39,7 +42,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Report;
-use super::model::Latency;
+use super::model::{Histogram, Latency};
 
 fn latency(latency: &Latency) -> Map<String, Value> {
     let p99 = latency.percentile(990);
@@ -60,7 +63,26 @@ fn latency(latency: &Latency) -> Map<String, Value> {
         json!(histogram.map(|h| h.limit_us.saturating_mul(1000))),
     );
     object.insert("histogram_above".into(), json!(histogram.map(|h| h.above)));
+    object.insert("histogram".into(), latency.percentile_histogram().map_or(Value::Null, buckets));
     object
+}
+
+/// The histogram percentiles come from, as `{bucket_ns, limit_ns, above, buckets}` with
+/// `buckets` the non-empty ones as `[start_ns, samples]` pairs.
+fn buckets(histogram: &Histogram) -> Value {
+    let buckets: Vec<[u64; 2]> = histogram
+        .counts
+        .iter()
+        .enumerate()
+        .filter(|(_, count)| **count > 0)
+        .map(|(bucket, &count)| [(bucket as u64).saturating_mul(histogram.bucket_ns), count])
+        .collect();
+    json!({
+        "bucket_ns": histogram.bucket_ns,
+        "limit_ns": histogram.limit_us.saturating_mul(1000),
+        "above": histogram.above,
+        "buckets": buckets,
+    })
 }
 
 fn optional(value: Option<&Latency>) -> Value {

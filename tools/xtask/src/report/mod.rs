@@ -332,10 +332,10 @@ mod tests {
         assert_eq!(json["missing"], Value::Array(Vec::new()));
         let text = table::render(&report);
         let row = text.lines().find(|line| line.starts_with("  sirq ")).unwrap_or_else(|| panic!("no sirq row:\n{text}"));
-        for cell in ["12.000", "35.000", "120.000", ">=999.000", "950.000", "512"] {
+        for cell in ["12.000", "35.000", "120.000", ">=1000.000", "950.000", "512"] {
             assert!(row.contains(cell), "{cell} not in {row:?}");
         }
-        assert!(svg::render(&report).contains(r#"data-series="guest sirq: 512 samples, 2 at &gt;= 999 us"#));
+        assert!(svg::render(&report).contains(r#"data-series="guest sirq: 512 samples, 2 at &gt;= 1000 us"#));
     }
 
     #[test]
@@ -449,12 +449,12 @@ mod tests {
 
     #[test]
     fn svg_scale_follows_the_populated_buckets_not_a_stray_open_range() {
-        let console = "HSD|    thread|           3|       100\nHSD|    thread|          37|         1\nHSD|    thread|         999|         1\n";
+        let console = "HSD|    thread|           3|       100\nHSD|    thread|          37|         1\nHSD|    thread|        1000|         1\n";
         let report = Report::new(run_info(), false, Some(0), console);
         let svg = svg::render(&report);
         assert!(svg.contains(">50</text>") && !svg.contains(">1000</text>"), "axis to 50 us: {svg}");
-        assert!(svg.contains("1 at &gt;= 999 us"), "the open range is counted in the legend: {svg}");
-        let only_beyond = Report::new(run_info(), false, Some(0), "HSD|    thread|         999|         7\n");
+        assert!(svg.contains("1 at &gt;= 1000 us"), "the open range is counted in the legend: {svg}");
+        let only_beyond = Report::new(run_info(), false, Some(0), "HSD|    thread|        1000|         7\n");
         assert!(svg::render(&only_beyond).contains(">1000</text>"), "all beyond: the axis reaches the limit");
     }
 

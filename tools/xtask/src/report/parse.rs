@@ -12,9 +12,19 @@ use crate::verdict::{self, Source};
 
 use super::model::{CpuLatency, Histogram, IrqsOffEntry, Latency, Measurements, ReplayLog, Second};
 
-/// Where the core's latency histogram's open last bucket starts (bucket 999 counts
-/// everything above).
-pub const OOB_LIMIT_US: u64 = 999;
+/// The bucket of the core's histograms that counts everything from there on (the core's
+/// `HISTOGRAM_BUCKETS - 1`): the open range starts at 1000 bucket widths.
+pub const OPEN_BUCKET: u64 = 1000;
+
+/// The bucket width an `HSH|` header names: `bucket(us)` (latmus's own) or `bucket(100ns)`.
+fn bucket_width_ns(header: &str) -> Option<u64> {
+    let (_, rest) = header.split_once("bucket(")?;
+    let (unit, _) = rest.split_once(')')?;
+    if unit == "us" {
+        return Some(1000);
+    }
+    unit.strip_suffix("ns")?.parse().ok().filter(|&ns| ns > 0)
+}
 
 static LATMUS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"latmus: (\d+) thread samples, (\d+) irq samples, (\d+) \+ (\d+) overruns").expect("valid regex")
@@ -52,6 +62,8 @@ struct Rts {
 struct OobPart {
     rts: Option<Rts>,
     histogram: Option<Histogram>,
+    /// The histogram at the console's own bucket width, when finer than 1 µs.
+    fine_histogram: Option<Histogram>,
     samples: Option<u64>,
     overruns: Option<u64>,
 }
@@ -69,6 +81,7 @@ impl OobPart {
             samples,
             overruns: self.overruns.or(self.rts.map(|rts| rts.overruns)),
             histogram: self.histogram,
+            fine_histogram: self.fine_histogram,
         })
     }
 }
@@ -105,6 +118,7 @@ impl Thread {
             samples: from_histogram.or(summary.map(|s| s.0)),
             overruns: None,
             histogram,
+            fine_histogram: None,
         }
     }
 }
@@ -177,6 +191,8 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let mut replay: Option<ReplayLog> = None;
     let mut irqsoff: Vec<IrqsOffEntry> = Vec::new();
     let mut seconds: Vec<Second> = Vec::new();
+    // The width the last `HSH|` header named (latmus's own 1 µs before any).
+    let mut bucket_ns = 1000u64;
 
     for (source, raw) in lines {
         let line = raw.trim_end_matches('\r');
@@ -202,6 +218,10 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
             }
             continue;
         }
+        if line.starts_with("HSH|") {
+            bucket_ns = bucket_width_ns(line).unwrap_or(1000);
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("HSD|") {
             if let Some((context, bucket, count)) = parse_hsd(rest) {
                 let part = match context {
@@ -210,7 +230,16 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
                     "sirq" => &mut sirq,
                     _ => continue,
                 };
-                part.histogram.get_or_insert_with(|| Histogram::new(OOB_LIMIT_US)).add(bucket, count);
+                // The open range starts at OPEN_BUCKET widths; a 1 µs view for the plot, the
+                // console's own buckets for the percentiles when finer.
+                let limit_us = OPEN_BUCKET * bucket_ns / 1000;
+                let start_ns = bucket.saturating_mul(bucket_ns);
+                part.histogram.get_or_insert_with(|| Histogram::new(limit_us)).add(start_ns / 1000, count);
+                if bucket_ns < 1000 {
+                    part.fine_histogram
+                        .get_or_insert_with(|| Histogram::with_bucket_ns(limit_us, bucket_ns))
+                        .add(bucket, count);
+                }
             }
             continue;
         }
@@ -427,7 +456,7 @@ HSD|    thread|           0|         4
 HSD|    thread|           3|       120
 HSD|    thread|          60|      4800
 HSD|    thread|         300|        30
-HSD|    thread|         999|         2
+HSD|    thread|        1000|         2
 HSD|       irq|           1|      4000
 HSD|       irq|          20|       950
 HSD|       irq|         900|         8
@@ -468,12 +497,12 @@ guest| ";
         assert_eq!(thread.samples, Some(4956));
         assert_eq!(thread.overruns, Some(45));
         let histogram = thread.histogram.as_ref().unwrap();
-        assert_eq!(histogram.limit_us, OOB_LIMIT_US);
+        assert_eq!(histogram.limit_us, 1000);
         assert_eq!(histogram.above, 2);
         assert_eq!(histogram.total(), 4956);
         assert_eq!(thread.percentile(990), Some(Percentile::Within(60_000)));
         assert_eq!(thread.percentile(999), Some(Percentile::Within(300_000)));
-        assert_eq!(thread.percentile(1000), Some(Percentile::AtLeast(999_000)));
+        assert_eq!(thread.percentile(1000), Some(Percentile::AtLeast(1_000_000)));
         let irq = m.oob_irq.unwrap();
         assert_eq!(irq.min_ns, Some(1_250));
         assert_eq!(irq.max_ns, Some(900_000));
@@ -493,7 +522,7 @@ guest| ";
 HSD|      sirq|          12|       400\r
 HSD|      sirq|          35|       100\r
 HSD|      sirq|         120|        10\r
-HSD|      sirq|         999|         2\r
+HSD|      sirq|        1000|         2\r
 ";
 
     #[test]
@@ -506,9 +535,9 @@ HSD|      sirq|         999|         2\r
         assert_eq!(sirq.samples, Some(512));
         assert_eq!(sirq.overruns, None);
         let histogram = sirq.histogram.as_ref().unwrap();
-        assert_eq!((histogram.limit_us, histogram.above, histogram.total()), (OOB_LIMIT_US, 2, 512));
+        assert_eq!((histogram.limit_us, histogram.above, histogram.total()), (1000, 2, 512));
         assert_eq!(sirq.percentile(990), Some(Percentile::Within(120_000)));
-        assert_eq!(sirq.percentile(999), Some(Percentile::AtLeast(999_000)));
+        assert_eq!(sirq.percentile(999), Some(Percentile::AtLeast(1_000_000)));
         // The sirq lines leave the latency test's contexts alone.
         assert_eq!(m.oob_thread.as_ref().unwrap().samples, Some(4956));
         assert_eq!(m.oob_irq.as_ref().unwrap().histogram.as_ref().unwrap().total(), 4958);
@@ -618,5 +647,37 @@ IRQSOFF| pc 0xffff800080001000 samples 99999999999999999999999 longest_ns 1
         let unmarked = CYCLICTEST.replace("guest| ", "");
         assert!(parse(&unmarked).inband_per_cpu.is_empty());
         assert_eq!(parse_bare_guest(&unmarked).inband_per_cpu.len(), 2);
+    }
+
+    #[test]
+    fn oob_histograms_in_100_ns_buckets_give_fine_percentiles() {
+        let console = "\
+RTT|  00:00:01  (oob thread context, 1000 us period, priority 99, cpu 0, gravity 1456 ns)
+RTS|      0.000|      0.111|    150.000|       0|     0|    00:00:01/00:00:01
+HSH|--context-|-bucket(100ns)|---samples
+HSD|    thread|            0|       900
+HSD|    thread|            7|        95
+HSD|    thread|           15|         4
+HSD|    thread|         1000|         1
+HSH|--context-|--bucket(us)-|---samples
+HSD|      sirq|            3|        10
+";
+        let m = parse(console);
+        let thread = m.oob_thread.unwrap();
+        let fine = thread.fine_histogram.as_ref().expect("a fine histogram");
+        assert_eq!((fine.bucket_ns, fine.limit_us, fine.above, fine.total()), (100, 100, 1, 1000));
+        assert_eq!(thread.percentile(990), Some(Percentile::Within(700)));
+        assert_eq!(thread.percentile(999), Some(Percentile::Within(1_500)));
+        assert_eq!(thread.percentile(900), Some(Percentile::Within(0)));
+        assert_eq!(thread.percentile(1000), Some(Percentile::AtLeast(100_000)));
+        // The 1 µs view (for the plot) keeps every sample.
+        let coarse = thread.histogram.as_ref().unwrap();
+        assert_eq!((coarse.counts[0], coarse.counts[1], coarse.above, coarse.limit_us), (995, 4, 1, 100));
+        // The sirq lines after their own header are µs again.
+        let sirq = m.oob_sirq.unwrap();
+        assert!(sirq.fine_histogram.is_none());
+        assert_eq!(sirq.percentile(500), Some(Percentile::Within(3_000)));
+        assert_eq!(bucket_width_ns("HSH|--context-|--bucket(us)-|"), Some(1000));
+        assert_eq!(bucket_width_ns("HSH|-bucket(0ns)|"), None);
     }
 }

@@ -49,7 +49,7 @@ pub fn rows(report: &Report) -> Vec<(String, Option<Latency>)> {
     rows
 }
 
-/// Renders the table (µs; percentiles at 1 µs bucket resolution, `>=` when in the
+/// Renders the table (µs; percentiles at their histogram's bucket resolution, `>=` when in the
 /// histogram's open range), followed by the replay log and what is missing.
 pub fn render(report: &Report) -> String {
     let header = ["", "min", "avg", "p99", "p99.9", "max", "samples", "overruns"];
@@ -80,7 +80,8 @@ pub fn render(report: &Report) -> String {
     let run = &report.run;
     let _ = writeln!(
         out,
-        "latency (us; p99/p99.9 at 1 us bucket resolution, >= when beyond the histogram), run {}, mode {}, \
+        "latency (us; p99/p99.9 at bucket resolution, 0.1 us for oob-irq/oob-thread and 1 us otherwise, >= when \
+         beyond the histogram), run {}, mode {}, \
          {} CPU{}, load {}, period {} us:",
         run.id,
         run.mode(),
