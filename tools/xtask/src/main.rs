@@ -104,11 +104,12 @@ enum Command {
         /// `--guest-script cyclictest`, idle otherwise (only that script runs a load).
         #[arg(long, value_enum, value_name = "NAME", conflicts_with_all = ["no_guest", "guest_append"])]
         load: Option<guest::init::Load>,
-        /// How long the latency test runs, in seconds (0: boot only).
-        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        /// How long the latency test and cyclictest run: 30s, 5m, 1h or plain seconds (0: boot
+        /// only; at most 24h).
+        #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration, allow_negative_numbers = true)]
         duration: u64,
-        /// The latency test's period, in microseconds.
-        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        /// The latency test's period, in microseconds (10 to 1000000).
+        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=1_000_000), allow_negative_numbers = true)]
         period: u64,
         /// More boot arguments for the core, after the latency test's.
         #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
@@ -116,8 +117,9 @@ enum Command {
         /// The irqs-off hunter's sampling period in microseconds, 0 to turn it off: while an
         /// in-band IRQ waits because Linux has IRQs masked, an oob timer samples the guest's PC
         /// every US µs (`companion.irqsoff=US`); the report names the locations with the guest
-        /// kernel's System.map. On by default (the guest then boots with `nokaslr`).
-        #[arg(long, value_name = "US", default_value_t = 1000, conflicts_with = "no_guest")]
+        /// kernel's System.map. On by default (the guest then boots with `nokaslr`); 10 to
+        /// 1000000 when on.
+        #[arg(long, value_name = "US", default_value_t = 1000, conflicts_with = "no_guest", value_parser = parse_irqsoff_period)]
         irqsoff: u64,
         /// The guest kernel's System.map naming the irqs-off hunter's locations (default: the
         /// map `cargo xtask` builds once per kernel from Debian's kernel's own /proc/kallsyms).
@@ -135,15 +137,17 @@ enum Command {
         /// The QEMU profile (a file qemu/<NAME>.toml).
         #[arg(long, value_name = "NAME", default_value = profiles::DEFAULT)]
         profile: String,
-        /// How long the guest's cyclictest (and the core's latency test) runs, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        /// How long the guest's cyclictest (and the core's latency test) runs: 30s, 5m, 1h or
+        /// plain seconds.
+        #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration, allow_negative_numbers = true)]
         duration: u64,
         /// The load next to cyclictest (idle, grinder, neighbour; default grinder).
         #[arg(long, value_enum, value_name = "NAME")]
         load: Option<guest::init::Load>,
-        /// The sampling period, in microseconds (each sample is a timer IRQ on every vCPU's
-        /// CPU: 100 µs overloads QEMU's emulation on a small host, 1000 µs costs it little).
-        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        /// The hunter's sampling period, in microseconds, as `run --irqsoff` (each sample is a
+        /// timer IRQ on every vCPU's CPU: 100 µs overloads QEMU's emulation on a small host,
+        /// 1000 µs costs it little).
+        #[arg(long = "irqsoff-period", value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
         period: u64,
         /// The guest kernel's System.map naming the locations (see `run --system-map`).
         #[arg(long, value_name = "FILE")]
@@ -194,19 +198,15 @@ enum Command {
     /// QEMU; console on stdio (Ctrl-A X quits), exits with QEMU's status.
     Guest {
         /// The script the guest runs, then powers off: uname, cyclictest,
-        /// cyclictest-stress, hackbench, stress-ng or shell.
-        #[arg(long, value_name = "NAME", default_value = guest::init::DEFAULT_SCRIPT)]
+        /// cyclictest-stress, hackbench, stress-ng or shell (as `run --guest-script`).
+        #[arg(long = "guest-script", value_name = "NAME", default_value = guest::init::DEFAULT_SCRIPT)]
         script: String,
-        /// How long timed scripts (cyclictest, stress-ng) run, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = guest::init::DEFAULT_DURATION)]
+        /// How long timed scripts (cyclictest, stress-ng) run: 30s, 5m, 1h or plain seconds.
+        #[arg(long, value_name = "DURATION", default_value_t = guest::init::DEFAULT_DURATION, value_parser = parse_duration, allow_negative_numbers = true)]
         duration: u64,
         /// The number of guest CPUs.
         #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8))]
         cpus: u32,
-        /// Boot the guest directly on QEMU's virt machine, without the core
-        /// (the baseline; currently the only way, so also the default).
-        #[arg(long)]
-        no_core: bool,
         /// Boot this kernel Image instead of Debian's RT kernel.
         #[arg(long, value_name = "PATH")]
         guest_kernel: Option<PathBuf>,
@@ -257,13 +257,10 @@ enum Mode {
     Tcg,
 }
 
-/// The cargo profile the core is built with.
+/// The cargo profile the core is built with (optimized unless `--debug`).
 #[derive(Debug, Args)]
 struct BuildFlags {
-    /// Optimized build (the default).
-    #[arg(long, conflicts_with = "debug")]
-    release: bool,
-    /// Unoptimized build.
+    /// An unoptimized build of the core instead of the optimized one.
     #[arg(long)]
     debug: bool,
 }
@@ -449,7 +446,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             script,
             duration,
             cpus,
-            no_core,
             guest_kernel,
             guest_initrd,
             guest_append,
@@ -460,7 +456,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 script,
                 duration,
                 cpus,
-                no_core,
                 kernel: guest_kernel,
                 initrd: guest_initrd,
                 append: guest_append,
@@ -639,7 +634,6 @@ struct GuestOptions {
     script: String,
     duration: u64,
     cpus: u32,
-    no_core: bool,
     kernel: Option<PathBuf>,
     initrd: Option<PathBuf>,
     append: Option<String>,
@@ -693,11 +687,6 @@ fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask: guest System.map {}", guest.system_map.display());
     }
     eprintln!("xtask: guest initramfs {}", initrd.display());
-    if !options.no_core {
-        eprintln!(
-            "xtask: note: the core cannot host the guest yet; booting it without the core (--no-core)"
-        );
-    }
     let qemu = Qemu::ensure_installed()?;
     let boot = guest::NoCoreBoot {
         kernel: &kernel,
@@ -715,6 +704,41 @@ fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
         start.elapsed().as_secs_f64()
     );
     Ok(exit_code(status))
+}
+
+/// The longest run `--duration` accepts: a day.
+const MAX_DURATION_S: u64 = 24 * 3600;
+
+/// A duration as cyclictest's `-D` takes it: plain seconds, or a number with `s`, `m`, `h`
+/// or `d`; at most [`MAX_DURATION_S`].
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` is not a duration: a whole number with an optional s, m, h or d (30s, 5m)")),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: a whole number with an optional s, m, h or d (30s, 5m)"))?;
+    let seconds = value.checked_mul(scale).filter(|&s| s <= MAX_DURATION_S);
+    seconds.ok_or_else(|| format!("{text} is longer than the 24h a run may take"))
+}
+
+/// `--irqsoff`: 0 (off) or a period of 10 µs to 1 s.
+fn parse_irqsoff_period(text: &str) -> Result<u64, String> {
+    let period: u64 = text.trim().parse().map_err(|_| format!("`{text}` is not a period in µs (0 turns the hunter off)"))?;
+    if period == 0 || (10..=1_000_000).contains(&period) {
+        Ok(period)
+    } else {
+        Err(format!("{period} µs: the hunter samples every 10 to 1000000 µs (0 turns it off)"))
+    }
 }
 
 /// The exit code mirroring a child's status (128 + N for signal N, as shells do).
@@ -777,6 +801,26 @@ mod tests {
         assert!(matches!(parse(&["run", "--irqsoff", "0"]), Ok(Command::Run { irqsoff: 0, .. })));
         assert!(matches!(parse(&["run", "--no-guest"]), Ok(Command::Run { no_guest: true, .. })));
         assert!(parse(&["run", "--irqsoff", "100", "--no-guest"]).is_err());
+    }
+
+    #[test]
+    fn durations_and_periods_are_checked_with_a_useful_message() {
+        assert_eq!(parse_duration("30"), Ok(30));
+        assert_eq!(parse_duration("30s"), Ok(30));
+        assert_eq!(parse_duration("5m"), Ok(300));
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        assert!(parse_duration("25h").unwrap_err().contains("24h"));
+        assert!(parse_duration("5x").unwrap_err().contains("not a duration"));
+        assert!(matches!(parse(&["run", "--duration", "2m"]), Ok(Command::Run { duration: 120, .. })));
+        assert!(matches!(parse(&["guest", "--duration", "1m", "--guest-script", "uname"]), Ok(Command::Guest { duration: 60, .. })));
+        let negative = parse(&["run", "--duration", "-1"]).unwrap_err().to_string();
+        assert!(negative.contains("not a duration") && !negative.contains("-- -1"), "{negative}");
+        assert!(parse(&["run", "--period", "12345678901234"]).is_err());
+        assert!(parse(&["run", "--period", "5"]).is_err());
+        assert!(parse(&["run", "--irqsoff", "5"]).unwrap_err().to_string().contains("10 to 1000000"));
+        assert!(parse(&["irqsoff", "--period", "100"]).is_err(), "--period is the latency test's only");
+        assert!(matches!(parse(&["irqsoff", "--irqsoff-period", "100"]), Ok(Command::Irqsoff { period: 100, .. })));
+        assert!(parse(&["run", "--release"]).is_err() && parse(&["guest", "--no-core"]).is_err());
     }
 
     #[test]
