@@ -111,6 +111,10 @@ enum Command {
         /// The latency test's period, in microseconds (10 to 1000000).
         #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=1_000_000), allow_negative_numbers = true)]
         period: u64,
+        /// Show only the table at the end: no live console, no status line (the console is
+        /// still written to the report folder).
+        #[arg(long)]
+        quiet: bool,
         /// More boot arguments for the core, after the latency test's.
         #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
         append: Option<String>,
@@ -306,6 +310,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             load,
             duration,
             period,
+            quiet,
             append,
             irqsoff,
             system_map,
@@ -336,6 +341,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     interactive: false,
                     period_us: period,
                     irqsoff_period_us: None,
+                    quiet,
                 };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
@@ -389,6 +395,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 interactive: guest_script == "shell",
                 period_us: period,
                 irqsoff_period_us: (irqsoff > 0).then_some(irqsoff),
+                quiet,
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
@@ -406,6 +413,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             load,
             duration,
             period: 1000,
+            quiet: false,
             append: None,
             irqsoff: period,
             system_map,
@@ -513,6 +521,8 @@ struct ReportPlan {
     period_us: u64,
     /// The irqs-off hunter's sampling period, in µs (`None`: off).
     irqsoff_period_us: Option<u64>,
+    /// `--quiet`: only the table.
+    quiet: bool,
 }
 
 impl ReportPlan {
@@ -561,8 +571,13 @@ fn run(
     };
     let mut cmd = qemu.command(&boot);
     let (id, dir) = report::create_run_dir()?;
-    eprintln!("xtask: {}", process::describe(&cmd));
-    let watch = report::Watch { watchdog: plan.watchdog(), end_marker: Some(nonce.end_marker()) };
+    let view = if plan.quiet {
+        report::progress::View::Quiet
+    } else {
+        eprintln!("xtask: {}", process::describe(&cmd));
+        report::progress::View::Status { duration_s: plan.duration_s, period_us: plan.period_us }
+    };
+    let watch = report::Watch { watchdog: plan.watchdog(), end_marker: Some(nonce.end_marker()), view };
     let (ending, console) = report::run_captured(&mut cmd, &dir.join("console.log"), &watch)?;
     let interrupted = report::interrupted();
     let judged = verdict::judge(ending, &console, &nonce);
@@ -591,12 +606,15 @@ fn run(
             report.symbolize(map);
         }
     }
-    println!();
+    if !plan.quiet {
+        println!();
+    }
     print!("{}", report::table::render(&report));
     // The report must not hide the verdict: a failure to write it is only a warning. Only a
     // complete run (the core's verdict, no Ctrl-C) becomes `latest`.
     let complete = judged.is_ok() && !interrupted;
     match report.write(&dir).and_then(|()| if complete { report::link_latest(&id) } else { Ok(()) }) {
+        Ok(()) if plan.quiet => {}
         Ok(()) if complete => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
         Ok(()) => eprintln!(
             "xtask: partial report in {} ({}; target/report/latest left as it was)",

@@ -16,6 +16,7 @@
 pub mod json;
 pub mod model;
 pub mod parse;
+pub mod progress;
 pub mod svg;
 pub mod symbols;
 pub mod table;
@@ -197,6 +198,8 @@ pub struct Watch {
     pub watchdog: Option<std::time::Duration>,
     /// Stop the run shortly after this text appeared.
     pub end_marker: Option<String>,
+    /// What the terminal shows meanwhile.
+    pub view: progress::View,
 }
 
 /// Runs `cmd` (stdin inherited), copying its stdout and stderr to ours as they arrive and
@@ -211,8 +214,10 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
     let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", process::describe(cmd)))?;
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let stderr = child.stderr.take().context("no stderr pipe")?;
+    let terminal = Arc::new(progress::Terminal::new(watch.view));
     let copy = |mut from: Box<dyn Read + Send>, to_stderr: bool, sink: Arc<Mutex<(File, Vec<u8>)>>| {
         let mut marker = process::MarkerWatch::new(watch.end_marker.as_deref(), Arc::clone(&seen));
+        let terminal = Arc::clone(&terminal);
         thread::spawn(move || -> io::Result<()> {
             let mut chunk = [0u8; 8192];
             loop {
@@ -224,12 +229,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
                 };
                 let bytes = &chunk[..n];
                 marker.feed(bytes);
-                // The terminal going away must not stop the capture.
-                let _ = if to_stderr {
-                    io::stderr().write_all(bytes).and_then(|()| io::stderr().flush())
-                } else {
-                    io::stdout().write_all(bytes).and_then(|()| io::stdout().flush())
-                };
+                terminal.show(bytes, to_stderr);
                 let mut guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let (file, buffer) = &mut *guard;
                 buffer.extend_from_slice(bytes);
@@ -249,6 +249,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
             Err(_) => anyhow::bail!("the thread copying QEMU's {name} panicked"),
         }
     }
+    terminal.finish();
     let guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let text = String::from_utf8_lossy(&guard.1).replace('\r', "");
     Ok((ending, text))
