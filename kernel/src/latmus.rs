@@ -174,9 +174,8 @@ impl Measurement {
         }
     }
 
-    /// Tells both contexts to stop (the thread after its next sample). Only the first call
-    /// dates the stop: a later one (a guest powering off after the test's last second) must
-    /// not make the periods in between due.
+    /// Tells both contexts to stop (the thread after its next sample); the first call's time
+    /// is when periods stop being due.
     fn stop(&mut self) -> Result<(), Error> {
         self.stopped_at.get_or_insert_with(rt::now);
         self.sampler.stop.store(true, Ordering::Relaxed);
