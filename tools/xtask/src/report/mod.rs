@@ -13,6 +13,7 @@
 //! bucket (< 1 µs resolution, the bucket's lower bound). A section the console lacks (e.g.
 //! no latency test with `--duration 0`) is reported missing, never an error.
 
+pub mod histogram_txt;
 pub mod json;
 pub mod model;
 pub mod parse;
@@ -84,10 +85,14 @@ impl Report {
         missing
     }
 
-    /// Writes `report.json` and `latency.svg` into `dir`.
+    /// Writes `report.json`, `histogram.txt` (when the run has oob histograms) and
+    /// `latency.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(&json::to_json(self)).context("cannot serialize the report")?;
         write_file(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+        if let Some(text) = histogram_txt::render(self) {
+            write_file(&dir.join("histogram.txt"), text.as_bytes())?;
+        }
         write_file(&dir.join("latency.svg"), svg::render(self).as_bytes())
     }
 }
@@ -492,6 +497,13 @@ mod tests {
         let json: Value = serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
         assert_eq!(json["run"]["board"], "qemu-virt");
         assert!(fs::read_to_string(dir.join("latency.svg")).unwrap().starts_with("<svg"));
+        let hist = fs::read_to_string(dir.join("histogram.txt")).unwrap();
+        assert!(hist.starts_with("# RTLA timerlat histogram\n# Time unit is nanoseconds (ns)\n"), "{hist}");
+        let lines: Vec<&str> = hist.lines().collect();
+        assert!(lines.contains(&"Index   IRQ-003   Thr-003"), "{hist}");
+        // The fixture: thread bucket 3 µs holds 120 samples, none of the IRQ's.
+        assert!(lines.iter().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["3000", "0", "120"]), "{hist}");
+        assert!(lines.iter().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["max:", "900000", "5681136"]), "{hist}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
