@@ -197,9 +197,12 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
         duration: u64,
     },
-    /// Boot the Linux test guest (Debian's PREEMPT_RT arm64 kernel and an
-    /// initramfs of Debian packages, fetched and built into the cache) under
-    /// QEMU; console on stdio (Ctrl-A X quits), exits with QEMU's status.
+    /// The baseline: the Linux test guest (Debian's PREEMPT_RT arm64 kernel and an initramfs
+    /// of Debian packages, fetched and built into the cache) on QEMU without the core, on the
+    /// same machine as `run` (1 GiB, --mode, --cpus, --load); the same table and report in
+    /// target/report/<run>/ (target/report/latest-baseline links to the newest), so a run can
+    /// be set beside its baseline. `--guest-script shell` is interactive (Ctrl-A X quits).
+    /// Exits with QEMU's status.
     Guest {
         /// The script the guest runs, then powers off: uname, cyclictest,
         /// cyclictest-stress, hackbench, stress-ng or shell (as `run --guest-script`).
@@ -208,9 +211,19 @@ enum Command {
         /// How long timed scripts (cyclictest, stress-ng) run: 30s, 5m, 1h or plain seconds.
         #[arg(long, value_name = "DURATION", default_value_t = guest::init::DEFAULT_DURATION, value_parser = parse_duration, allow_negative_numbers = true)]
         duration: u64,
-        /// The number of guest CPUs.
-        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8))]
+        /// The number of guest CPUs (as `run --cpus`).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
         cpus: u32,
+        /// How QEMU keeps time (as `run --mode`).
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Icount)]
+        mode: Mode,
+        /// The load next to cyclictest (as `run --load`; default grinder with the cyclictest
+        /// script, idle otherwise).
+        #[arg(long, value_enum, value_name = "NAME", conflicts_with = "guest_append")]
+        load: Option<guest::init::Load>,
+        /// Show only the table at the end (as `run --quiet`).
+        #[arg(long)]
+        quiet: bool,
         /// Boot this kernel Image instead of Debian's RT kernel.
         #[arg(long, value_name = "PATH")]
         guest_kernel: Option<PathBuf>,
@@ -454,6 +467,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             script,
             duration,
             cpus,
+            mode,
+            load,
+            quiet,
             guest_kernel,
             guest_initrd,
             guest_append,
@@ -464,6 +480,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 script,
                 duration,
                 cpus,
+                mode,
+                load,
+                quiet,
                 kernel: guest_kernel,
                 initrd: guest_initrd,
                 append: guest_append,
@@ -652,6 +671,9 @@ struct GuestOptions {
     script: String,
     duration: u64,
     cpus: u32,
+    mode: Mode,
+    load: Option<Load>,
+    quiet: bool,
     kernel: Option<PathBuf>,
     initrd: Option<PathBuf>,
     append: Option<String>,
@@ -687,10 +709,10 @@ fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
     };
     let kernel = pick(&options.kernel, |guest| &guest.kernel)?;
     let initrd = pick(&options.initrd, |guest| &guest.initramfs)?;
-    let append = options
-        .append
-        .clone()
-        .unwrap_or_else(|| guest::init::kernel_cmdline(&options.script, options.duration));
+    let load = effective_load(&options.script, options.load)?;
+    let append = options.append.clone().unwrap_or_else(|| {
+        format!("{} guest.load={load}", guest::init::kernel_cmdline(&options.script, options.duration))
+    });
     if options.prepare_only {
         println!("kernel {}", kernel.display());
         if let Some(guest) = &prepared {
@@ -706,22 +728,87 @@ fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
     }
     eprintln!("xtask: guest initramfs {}", initrd.display());
     let qemu = Qemu::ensure_installed()?;
+    let mut extra = qemu_args.to_vec();
+    if options.mode == Mode::Icount && !extra.iter().any(|arg| arg == "-icount") {
+        extra.splice(0..0, ["-icount".to_owned(), "shift=0,sleep=off".to_owned()]);
+    }
     let boot = guest::NoCoreBoot {
         kernel: &kernel,
         initrd: &initrd,
         append: &append,
         cpus: options.cpus,
-        extra_args: qemu_args,
+        extra_args: &extra,
     };
     let mut cmd = boot.command(&qemu);
-    eprintln!("xtask: {}", process::describe(&cmd));
-    let start = Instant::now();
-    let status = process::status(&mut cmd)?;
-    eprintln!(
-        "xtask: QEMU exited ({status}) after {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(exit_code(status))
+    if options.script == "shell" {
+        eprintln!("xtask: {}", process::describe(&cmd));
+        let start = Instant::now();
+        let status = process::status(&mut cmd)?;
+        eprintln!("xtask: QEMU exited ({status}) after {:.1} s", start.elapsed().as_secs_f64());
+        return Ok(exit_code(status));
+    }
+    baseline(&qemu, &mut cmd, options, &kernel, load)
+}
+
+/// `cargo xtask guest` with a timed script: the console captured as `run` captures it, then
+/// the same table and report (no oob rows: no core), `latest-baseline` moved for a run that
+/// ended by itself.
+fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions, kernel: &std::path::Path, load: Load) -> Result<ExitCode> {
+    let (id, dir) = report::create_run_dir()?;
+    let view = if options.quiet {
+        report::progress::View::Quiet
+    } else {
+        eprintln!("xtask: {}", process::describe(cmd));
+        report::progress::View::Console
+    };
+    let watch = report::Watch {
+        watchdog: Some(std::time::Duration::from_secs(600 + 20 * options.duration)),
+        end_marker: None,
+        view,
+    };
+    let (ending, console) = report::run_captured(cmd, &dir.join("console.log"), &watch)?;
+    let interrupted = report::interrupted();
+    let exit = match ending {
+        process::Ending::Exited(code) => Some(code),
+        _ => None,
+    };
+    let info = report::model::RunInfo {
+        id: id.clone(),
+        profile: "guest-virt".into(),
+        board: Board::QemuVirt.to_string(),
+        gic: Some("v3".into()),
+        cpus: options.cpus,
+        load: load.to_string(),
+        duration_s: options.duration,
+        qemu: qemu.describe(),
+        guest_kernel: kernel.file_name().map(|name| name.to_string_lossy().into_owned()),
+        icount: options.mode == Mode::Icount,
+        // cyclictest's interval (-i 1000).
+        period_us: 1000,
+        irqsoff_period_us: None,
+    };
+    let mut report = report::Report::baseline(info, exit, &console);
+    report.interrupted = interrupted;
+    if !options.quiet {
+        println!();
+    }
+    print!("{}", report::table::render(&report));
+    let complete = exit == Some(0) && !interrupted;
+    let written = report.write(&dir).and_then(|()| if complete { report::link_named("latest-baseline", &id) } else { Ok(()) });
+    match written {
+        Ok(()) if options.quiet => {}
+        Ok(()) => eprintln!("xtask: baseline report in {}", dir.display()),
+        Err(err) => eprintln!("xtask: warning: the report is incomplete: {err:#}"),
+    }
+    Ok(match (exit, interrupted) {
+        (_, true) => ExitCode::from(INTERRUPTED_EXIT),
+        (Some(0), false) => ExitCode::SUCCESS,
+        (Some(code), false) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        (None, false) => {
+            eprintln!("xtask: FAIL: QEMU did not exit by itself ({ending:?})");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 /// The longest run `--duration` accepts: a day.

@@ -27,6 +27,7 @@
 //!   `cargo xtask run --mode`), `period_us` (the latency test's period), `irqsoff_period_us`
 //!   (the irqs-off hunter's, `null` when it was off), `exit_code` (the core's verdict's exit code, `null` when the run
 //!   has no verdict the harness trusts: see `crate::verdict`).
+//!   `core`: false for `cargo xtask guest`'s baseline (Linux alone, no oob figures);
 //!   `interrupted`: true when Ctrl-C cut the run short (then `oob.thread` may come from the
 //!   per-second lines alone, and `missing` says so).
 //! - `series.oob_thread_per_second`: the oob thread context second by second (the core's
@@ -138,6 +139,7 @@ pub fn to_json(report: &Report) -> Value {
             "irqsoff_period_us": run.irqsoff_period_us,
             "exit_code": report.exit_code,
             "interrupted": report.interrupted,
+            "core": report.core,
         },
         "series": {
             "oob_thread_per_second": m.oob_thread_per_second.iter().map(|second| json!({

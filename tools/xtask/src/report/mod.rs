@@ -50,12 +50,21 @@ pub struct Report {
     pub measurements: Measurements,
     /// Whether Ctrl-C cut the run short (its figures are partial).
     pub interrupted: bool,
+    /// Whether the core ran (false for `cargo xtask guest`'s baseline: no oob rows).
+    pub core: bool,
 }
 
 impl Report {
     /// Builds the report of a run from its console text.
     pub fn new(run: RunInfo, guest: bool, exit_code: Option<i32>, console: &str) -> Self {
-        Self { run, guest, exit_code, measurements: parse::parse(console), interrupted: false }
+        Self { run, guest, exit_code, measurements: parse::parse(console), interrupted: false, core: true }
+    }
+
+    /// The report of a baseline run, the guest without the core: every console line is the
+    /// guest's; `exit_code` is QEMU's.
+    pub fn baseline(run: RunInfo, exit_code: Option<i32>, console: &str) -> Self {
+        let measurements = parse::parse_bare_guest(console);
+        Self { run, guest: true, exit_code, measurements, interrupted: false, core: false }
     }
 
     /// Names the irqs-off hunter's PCs with the guest kernel's System.map at `path`; a map
@@ -76,6 +85,12 @@ impl Report {
     /// The sections the console lacked, with why (see [`Measurements::missing`]); the
     /// replay log is only expected with a guest.
     pub fn missing(&self) -> Vec<String> {
+        if !self.core {
+            // The baseline: only cyclictest is expected.
+            let mut missing = self.measurements.missing(true, false);
+            missing.retain(|line| line.starts_with("inband"));
+            return missing;
+        }
         let mut missing = self.measurements.missing(self.guest, self.guest);
         if self.run.duration_s == 0 {
             missing.iter_mut().filter(|line| line.starts_with("oob.thread") || line.starts_with("oob.irq")).for_each(
@@ -144,8 +159,13 @@ pub fn create_run_dir() -> Result<(String, PathBuf)> {
 
 /// Points `target/report/latest` at run `id` (replacing the link atomically).
 pub fn link_latest(id: &str) -> Result<()> {
+    link_named("latest", id)
+}
+
+/// Points `target/report/<name>` at run `id` (replacing the link atomically).
+pub fn link_named(name: &str, id: &str) -> Result<()> {
     let base = reports_dir();
-    let latest = base.join("latest");
+    let latest = base.join(name);
     let staging = base.join(format!(".latest-{id}"));
     let _ = fs::remove_file(&staging);
     std::os::unix::fs::symlink(id, &staging)
@@ -387,6 +407,20 @@ mod tests {
         assert!(text.contains("67.028"), "{text}");
         assert!(text.contains("5681.136"), "{text}");
         assert!(text.contains("replay log: logged 7143"), "{text}");
+    }
+
+    #[test]
+    fn a_baseline_reports_cyclictest_alone() {
+        // Without the core, the guest's lines carry no mark.
+        let bare: String = CYCLICTEST.lines().map(|line| format!("{}\n", line.strip_prefix("guest| ").unwrap_or(line))).collect();
+        let report = Report::baseline(run_info(), Some(0), &bare);
+        let text = table::render(&report);
+        assert!(!text.lines().any(|line| line.starts_with("  oob-")) && !text.contains("replay log"), "{text}");
+        assert!(text.contains("baseline: Linux alone") && text.contains("  in-band cpu1"), "{text}");
+        assert_eq!(report.missing(), Vec::<String>::new());
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/run/core"), Some(&Value::Bool(false)));
+        assert_eq!(json.pointer("/inband/samples"), full().measurements.inband().unwrap().samples.map(Value::from).as_ref());
     }
 
     #[test]

@@ -32,10 +32,11 @@ fn count_cell(value: Option<u64>) -> String {
 /// console showed it.
 pub fn rows(report: &Report) -> Vec<(String, Option<Latency>)> {
     let m = &report.measurements;
-    let mut rows = vec![
-        ("oob-irq".to_owned(), m.oob_irq.clone()),
-        ("oob-thread".to_owned(), m.oob_thread.clone()),
-    ];
+    let mut rows = Vec::new();
+    if report.core {
+        rows.push(("oob-irq".to_owned(), m.oob_irq.clone()));
+        rows.push(("oob-thread".to_owned(), m.oob_thread.clone()));
+    }
     // Only when measured: its absence is listed under `missing`.
     if let Some(sirq) = &m.oob_sirq {
         rows.push(("sirq".to_owned(), Some(sirq.clone())));
@@ -100,7 +101,11 @@ pub fn render(report: &Report) -> String {
         }
         let _ = writeln!(out, "{}", text.trim_end());
     }
+    if !report.core {
+        let _ = writeln!(out, "baseline: Linux alone on QEMU, without the core (no oob figures)");
+    }
     match &report.measurements.replay_log {
+        _ if !report.core => {}
         Some(r) => {
             let _ = writeln!(
                 out,
