@@ -52,19 +52,23 @@ pub struct Report {
     pub interrupted: bool,
     /// Whether the core ran (false for `cargo xtask guest`'s baseline: no oob rows).
     pub core: bool,
+    /// cyclictest's own `--json` output, as the guest printed it.
+    pub cyclictest_json: Option<String>,
 }
 
 impl Report {
     /// Builds the report of a run from its console text.
     pub fn new(run: RunInfo, guest: bool, exit_code: Option<i32>, console: &str) -> Self {
-        Self { run, guest, exit_code, measurements: parse::parse(console), interrupted: false, core: true }
+        let cyclictest_json = parse::cyclictest_json(console);
+        Self { run, guest, exit_code, measurements: parse::parse(console), interrupted: false, core: true, cyclictest_json }
     }
 
     /// The report of a baseline run, the guest without the core: every console line is the
     /// guest's; `exit_code` is QEMU's.
     pub fn baseline(run: RunInfo, exit_code: Option<i32>, console: &str) -> Self {
         let measurements = parse::parse_bare_guest(console);
-        Self { run, guest: true, exit_code, measurements, interrupted: false, core: false }
+        let cyclictest_json = parse::cyclictest_json(console);
+        Self { run, guest: true, exit_code, measurements, interrupted: false, core: false, cyclictest_json }
     }
 
     /// Names the irqs-off hunter's PCs with the guest kernel's System.map at `path`; a map
@@ -100,13 +104,16 @@ impl Report {
         missing
     }
 
-    /// Writes `report.json`, `histogram.txt` (when the run has oob histograms) and
-    /// `latency.svg` into `dir`.
+    /// Writes `report.json`, `histogram.txt` (when the run has oob histograms),
+    /// `cyclictest.json` (when the guest printed it) and `latency.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(&json::to_json(self)).context("cannot serialize the report")?;
         write_file(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
         if let Some(text) = histogram_txt::render(self) {
             write_file(&dir.join("histogram.txt"), text.as_bytes())?;
+        }
+        if let Some(json) = &self.cyclictest_json {
+            write_file(&dir.join("cyclictest.json"), json.as_bytes())?;
         }
         write_file(&dir.join("latency.svg"), svg::render(self).as_bytes())
     }

@@ -168,6 +168,27 @@ fn footer_numbers<T: std::str::FromStr>(rest: &str) -> Vec<Option<T>> {
     rest.split_whitespace().map(|word| word.parse().ok()).collect()
 }
 
+/// The marker lines around cyclictest's `--json` output in the guest's console.
+pub const CYCLICTEST_JSON_BEGIN: &str = "guest: cyclictest json begin";
+/// See [`CYCLICTEST_JSON_BEGIN`].
+pub const CYCLICTEST_JSON_END: &str = "guest: cyclictest json end";
+
+/// cyclictest's own `--json` output as the guest printed it between its markers (the guest's
+/// word, as every in-band figure), or `None` when the console has none or it is cut short.
+pub fn cyclictest_json(console: &str) -> Option<String> {
+    let mut lines = console.lines().map(|line| verdict::classify(line.trim_end_matches('\r')).1);
+    lines.by_ref().find(|line| *line == CYCLICTEST_JSON_BEGIN)?;
+    let mut json = String::new();
+    for line in lines {
+        if line == CYCLICTEST_JSON_END {
+            return Some(json);
+        }
+        json.push_str(line);
+        json.push('\n');
+    }
+    None
+}
+
 /// Parses the console of a run under the core: the core's figures from its own lines only,
 /// the guest's (cyclictest) from the lines the core marked as the guest's only, so nothing
 /// the guest prints can stand in for the core's figures (see [`crate::verdict`]).
@@ -679,5 +700,13 @@ HSD|      sirq|            3|        10
         assert_eq!(sirq.percentile(500), Some(Percentile::Within(3_000)));
         assert_eq!(bucket_width_ns("HSH|--context-|--bucket(us)-|"), Some(1000));
         assert_eq!(bucket_width_ns("HSH|-bucket(0ns)|"), None);
+    }
+
+    #[test]
+    fn cyclictests_json_is_taken_as_printed() {
+        let console = "guest| guest: cyclictest json begin\r\nguest| {\nguest|   \"num_threads\": 1\nguest| }\nguest| \nguest| guest: cyclictest json end\n";
+        assert_eq!(cyclictest_json(console).as_deref(), Some("{\n  \"num_threads\": 1\n}\n\n"));
+        assert_eq!(cyclictest_json("guest| guest: cyclictest json begin\nguest| {\n"), None, "cut short");
+        assert_eq!(cyclictest_json("nothing\n"), None);
     }
 }

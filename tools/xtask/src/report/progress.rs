@@ -72,6 +72,33 @@ impl Status {
     }
 }
 
+/// Whether a console line is bulk kept out of the live view (it stays in `console.log`):
+/// the rows of cyclictest's `-h` histogram dump (`000123 000000 000001`) and its JSON
+/// between the markers (`in_json` tracks being inside them).
+fn bulk(line: &str, in_json: &mut bool) -> bool {
+    let text = verdict::classify(line).1;
+    if text == super::parse::CYCLICTEST_JSON_BEGIN {
+        *in_json = true;
+        return false;
+    }
+    if text == super::parse::CYCLICTEST_JSON_END {
+        *in_json = false;
+        return false;
+    }
+    let mut words = text.split_whitespace().peekable();
+    let histogram_row = words.peek().is_some() && words.all(|word| word.len() == 6 && word.bytes().all(|b| b.is_ascii_digit()));
+    *in_json || histogram_row
+}
+
+/// Writes to our stdout or stderr; the terminal going away must not stop the capture.
+fn write_to(stderr: bool, bytes: &[u8]) {
+    let _ = if stderr {
+        io::stderr().write_all(bytes).and_then(|()| io::stderr().flush())
+    } else {
+        io::stdout().write_all(bytes).and_then(|()| io::stdout().flush())
+    };
+}
+
 fn micros_to_ns(text: &str) -> Option<i64> {
     let value: f64 = text.trim().parse().ok()?;
     value.is_finite().then(|| (value * 1000.0).round() as i64)
@@ -89,6 +116,10 @@ struct State {
     status: Status,
     /// The tail of the console after its last newline.
     partial: Vec<u8>,
+    /// How much of `partial` is on the screen already.
+    echoed: usize,
+    /// Inside cyclictest's JSON output.
+    in_json: bool,
     /// Whether the status line is on the screen now.
     drawn: bool,
     started: Instant,
@@ -98,35 +129,53 @@ impl Terminal {
     /// A terminal showing the run as `view` says.
     pub fn new(view: View) -> Self {
         let status_line = matches!(view, View::Status { .. }) && io::stderr().is_terminal();
-        let state = State { status: Status::default(), partial: Vec::new(), drawn: false, started: Instant::now() };
+        let state = State {
+            status: Status::default(),
+            partial: Vec::new(),
+            echoed: 0,
+            in_json: false,
+            drawn: false,
+            started: Instant::now(),
+        };
         Self { view, status_line, state: Mutex::new(state) }
     }
 
-    /// Shows `bytes` QEMU wrote (to its stderr if `to_stderr`), keeping the status line below.
+    /// Shows `bytes` QEMU wrote (to its stderr if `to_stderr`), keeping the status line below
+    /// and, with it, the bulk the report reads but nobody reads live out of view (see
+    /// [`bulk`]).
     pub fn show(&self, bytes: &[u8], to_stderr: bool) {
         if self.view == View::Quiet {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.status_line && state.drawn {
-            let _ = io::stderr().write_all(b"\r\x1b[K").and_then(|()| io::stderr().flush());
+            write_to(true, b"\r\x1b[K");
             state.drawn = false;
         }
-        // The terminal going away must not stop the capture.
-        let _ = if to_stderr {
-            io::stderr().write_all(bytes).and_then(|()| io::stderr().flush())
-        } else {
-            io::stdout().write_all(bytes).and_then(|()| io::stdout().flush())
-        };
         if !self.status_line || to_stderr {
+            write_to(to_stderr, bytes);
             return;
         }
         state.partial.extend_from_slice(bytes);
-        if let Some(end) = state.partial.iter().rposition(|&b| b == b'\n') {
-            let complete: Vec<u8> = state.partial.drain(..=end).collect();
-            for line in String::from_utf8_lossy(&complete).lines() {
-                state.status.line(line.trim_end_matches('\r'));
+        while let Some(end) = state.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = state.partial.drain(..=end).collect();
+            let echoed = std::mem::take(&mut state.echoed);
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\r', '\n']);
+            state.status.line(text);
+            let hide = bulk(text, &mut state.in_json);
+            if echoed > 0 {
+                // Its start is on the screen already: finish it.
+                write_to(false, &line[echoed.min(line.len())..]);
+            } else if !hide {
+                write_to(false, &line);
             }
+        }
+        // A line without its end yet (a prompt): shown now, its rest when it comes.
+        if state.partial.len() > state.echoed {
+            let from = state.echoed;
+            write_to(false, &state.partial[from..]);
+            state.echoed = state.partial.len();
         }
         // Only below a whole line: a half-printed one would be overwritten.
         if state.partial.is_empty() {
@@ -137,7 +186,7 @@ impl Terminal {
     fn draw(&self, state: &mut State) {
         let View::Status { duration_s, period_us } = self.view else { return };
         let line = state.status.render(duration_s, period_us, state.started.elapsed().as_secs());
-        let _ = io::stderr().write_all(line.as_bytes()).and_then(|()| io::stderr().flush());
+        write_to(true, line.as_bytes());
         state.drawn = true;
     }
 
@@ -145,7 +194,7 @@ impl Terminal {
     pub fn finish(&self) {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.status_line && state.drawn {
-            let _ = io::stderr().write_all(b"\r\x1b[K").and_then(|()| io::stderr().flush());
+            write_to(true, b"\r\x1b[K");
             state.drawn = false;
         }
     }
@@ -166,5 +215,18 @@ mod tests {
         assert!(text.starts_with("[measuring] 2/10 s virtual, 2000 oob samples, oob max 1.536 us"), "{text}");
         status.line("RTS|      0.000|      0.111|      1.536|       0|     0|    00:00:02/00:00:10");
         assert!(status.render(10, 1000, 9).starts_with("[reporting]"));
+    }
+
+    #[test]
+    fn the_histogram_dump_and_the_json_stay_out_of_the_live_view() {
+        let mut in_json = false;
+        assert!(bulk("guest| 000012 000000 000998", &mut in_json));
+        assert!(!bulk("guest| # Total: 000001000", &mut in_json));
+        assert!(!bulk("guest| T: 0 ( 123) P:90 I:1000 C:   3000 Min:      5", &mut in_json));
+        assert!(!bulk("guest| guest: cyclictest json begin", &mut in_json));
+        assert!(bulk("guest| {", &mut in_json) && bulk("guest|   \"max\": 20", &mut in_json));
+        assert!(!bulk("guest| guest: cyclictest json end", &mut in_json));
+        assert!(!bulk("RTD|      0.000|      0.054|      0.160|       0|     0|      0.000|      1.328", &mut in_json));
+        assert!(!bulk("guest| ", &mut in_json));
     }
 }
