@@ -35,7 +35,11 @@
 //! - `irqsoff` (only when the irqs-off hunter ran, `companion.irqsoff`): `top`, an array
 //!   of `{pc, symbol, samples, longest_ns}` by longest window first (`pc` a `0x…` string,
 //!   `symbol` `name+0xoff` from the guest's System.map or `null`), where Linux held in-band
-//!   IRQs off while one waited.
+//!   IRQs off while one waited; each entry also has `longest_periods` (the window in whole
+//!   sampling periods, `irqsoff_period_us`) and `idle` (true on Linux's idle path, e.g.
+//!   `cpu_do_idle`: IRQs masked waiting for the next interrupt, not work). `totals`:
+//!   `{samples, pcs, dropped}` from the hunter's summary line, `dropped` counting samples
+//!   at new PCs that found its table full (so in no entry); `null` if the console lacks it.
 //! - `missing`: strings naming each absent section and why. `oob.sirq`, when the console
 //!   has no `sirq:` line (no guest, or a core not measuring it yet), is omitted from `oob`
 //!   and listed here.
@@ -164,10 +168,13 @@ pub fn to_json(report: &Report) -> Value {
                     "symbol": entry.symbol,
                     "samples": entry.samples,
                     "longest_ns": entry.longest_ns,
+                    "longest_periods": run.irqsoff_period_us.map(|us| entry.longest_ns / us.max(1).saturating_mul(1000)),
+                    "idle": entry.symbol.as_deref().is_some_and(super::model::is_idle_path),
                 })
             })
             .collect();
-        object.insert("irqsoff".into(), json!({ "top": top }));
+        let totals = m.irqsoff_totals.map(|t| json!({ "samples": t.samples, "pcs": t.pcs, "dropped": t.dropped }));
+        object.insert("irqsoff".into(), json!({ "top": top, "totals": totals }));
     }
     report_json
 }

@@ -373,8 +373,10 @@ mod tests {
 
     #[test]
     fn irqsoff_is_symbolized_in_json_and_table() {
-        let console = "IRQSOFF| pc 0xffff800081234024 samples 12 longest_ns 400000\nIRQSOFF| pc 0xffff800081200010 samples 250 longest_ns 900000\nIRQSOFF| pc 0x1000 samples 1 longest_ns 100000\n";
-        let mut report = Report::new(run_info(), true, Some(0), console);
+        let console = "[ 9.0 core cpu0 INFO ] irqsoff: 263 samples with IRQs masked and an in-band IRQ waiting, at 3 PCs (7 dropped: table full)\nIRQSOFF| pc 0xffff800081234024 samples 12 longest_ns 400000\nIRQSOFF| pc 0xffff800081200010 samples 250 longest_ns 900000\nIRQSOFF| pc 0x1000 samples 1 longest_ns 100000\n";
+        let mut info = run_info();
+        info.irqsoff_period_us = Some(100);
+        let mut report = Report::new(info, true, Some(0), console);
         assert!(full().measurements.irqsoff.is_empty());
         assert!(json::to_json(&full()).get("irqsoff").is_none());
         assert!(!table::render(&full()).contains("irqs-off hunter"));
@@ -386,8 +388,8 @@ mod tests {
         assert_eq!(top.len(), 3);
         for entry in top {
             let keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
-            assert_eq!(keys.len(), 4, "{keys:?}");
-            for key in ["pc", "symbol", "samples", "longest_ns"] {
+            assert_eq!(keys.len(), 6, "{keys:?}");
+            for key in ["pc", "symbol", "samples", "longest_ns", "longest_periods", "idle"] {
                 assert!(keys.contains(&key), "{key} in {keys:?}");
             }
         }
@@ -397,10 +399,14 @@ mod tests {
         assert_eq!(top[0]["longest_ns"], 900_000);
         assert_eq!(top[1]["symbol"], "_raw_spin_lock_irqsave+0x24");
         assert_eq!(top[2]["symbol"], Value::Null);
+        assert_eq!((top[0]["longest_periods"].clone(), top[0]["idle"].clone()), (Value::from(9), Value::Bool(true)));
+        assert_eq!((top[1]["longest_periods"].clone(), top[1]["idle"].clone()), (Value::from(4), Value::Bool(false)));
+        assert_eq!(json.pointer("/irqsoff/totals/dropped"), Some(&Value::from(7)));
         let text = table::render(&report);
         assert!(text.contains("irqs-off hunter: top locations"), "{text}");
+        assert!(text.contains("263 samples at 3 PCs, 7 dropped (table full)"), "{text}");
         let row = text.lines().find(|line| line.contains("default_idle_call+0x10")).unwrap_or_else(|| panic!("{text}"));
-        assert!(row.contains("250") && row.contains("900.000"), "{row}");
+        assert!(row.contains("250") && row.contains("9 x 100 us") && row.contains("idle"), "{row}");
         assert!(text.lines().any(|line| line.trim_start().starts_with("0x1000")), "{text}");
     }
 

@@ -244,6 +244,25 @@ pub struct Second {
     pub overruns: u64,
 }
 
+/// The irqs-off hunter's totals, from its summary line (`irqsoff: N samples with IRQs masked
+/// and an in-band IRQ waiting, at P PCs (D dropped: table full)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IrqsOffTotals {
+    /// Samples taken with IRQs masked and an in-band IRQ waiting.
+    pub samples: u64,
+    /// Distinct PCs in the hunter's table.
+    pub pcs: u64,
+    /// Samples at new PCs that found the table full, so are in no location.
+    pub dropped: u64,
+}
+
+/// Whether a symbol is Linux's idle path (`cpu_do_idle`, `default_idle_call`,
+/// `arch_cpu_idle`, `do_idle`): IRQs masked there wait for the next interrupt, not work.
+pub fn is_idle_path(symbol: &str) -> bool {
+    let name = symbol.split_once('+').map_or(symbol, |(name, _)| name);
+    matches!(name, "cpu_do_idle" | "default_idle_call" | "arch_cpu_idle" | "do_idle" | "cpuidle_idle_call")
+}
+
 /// Everything parsed from one run's console.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measurements {
@@ -260,6 +279,8 @@ pub struct Measurements {
     pub replay_log: Option<ReplayLog>,
     /// The irqs-off hunter's top locations, longest window first (empty when it did not run).
     pub irqsoff: Vec<IrqsOffEntry>,
+    /// The irqs-off hunter's totals (`None` when it did not run or said nothing).
+    pub irqsoff_totals: Option<IrqsOffTotals>,
     /// The oob thread context second by second (`RTD|` lines), in order.
     pub oob_thread_per_second: Vec<Second>,
     /// Whether `oob_thread` was built from the per-second lines alone because the run ended

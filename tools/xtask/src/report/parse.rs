@@ -10,7 +10,7 @@ use regex::Regex;
 
 use crate::verdict::{self, Source};
 
-use super::model::{CpuLatency, Histogram, IrqsOffEntry, Latency, Measurements, ReplayLog, Second};
+use super::model::{CpuLatency, Histogram, IrqsOffEntry, IrqsOffTotals, Latency, Measurements, ReplayLog, Second};
 
 /// The bucket of the core's histograms that counts everything from there on (the core's
 /// `HISTOGRAM_BUCKETS - 1`): the open range starts at 1000 bucket widths.
@@ -40,6 +40,9 @@ static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
 });
 static IRQSOFF: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^IRQSOFF\|\s*pc 0x([0-9a-fA-F]{1,16}) samples (\d+) longest_ns (\d+)").expect("valid regex")
+});
+static IRQSOFF_TOTALS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"irqsoff: (\d+) samples with IRQs masked .*, at (\d+) PCs \((\d+) dropped").expect("valid regex")
 });
 static CYCLIC_T: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -212,6 +215,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let mut replay: Option<ReplayLog> = None;
     let mut irqsoff: Vec<IrqsOffEntry> = Vec::new();
     let mut seconds: Vec<Second> = Vec::new();
+    let mut irqsoff_totals: Option<IrqsOffTotals> = None;
     // The width the last `HSH|` header named (latmus's own 1 µs before any).
     let mut bucket_ns = 1000u64;
 
@@ -291,6 +295,13 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
             }
             continue;
         }
+        if let Some(caps) = IRQSOFF_TOTALS.captures(line) {
+            let number = |i: usize| caps[i].parse::<u64>().ok();
+            if let (Some(samples), Some(pcs), Some(dropped)) = (number(1), number(2), number(3)) {
+                irqsoff_totals = Some(IrqsOffTotals { samples, pcs, dropped });
+            }
+            continue;
+        }
         if let Some(caps) = IRQSOFF.captures(line) {
             let parsed = (|| {
                 Some(IrqsOffEntry {
@@ -345,6 +356,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         thread.rts = summary_of(&seconds);
     }
     Measurements {
+        irqsoff_totals,
         oob_thread_per_second: seconds,
         oob_thread_partial,
         oob_thread: thread.finish(),

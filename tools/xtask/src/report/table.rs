@@ -125,7 +125,8 @@ pub fn render(report: &Report) -> String {
 }
 
 /// The irqs-off hunter's section (empty when it did not run): where Linux held in-band IRQs
-/// off while one waited, longest window first.
+/// off while one waited, longest window first, in whole sampling periods; the idle path
+/// marked; what the hunter's full table dropped said.
 pub fn irqsoff(report: &Report) -> String {
     let top = &report.measurements.irqsoff;
     if top.is_empty() {
@@ -140,15 +141,24 @@ pub fn irqsoff(report: &Report) -> String {
         "irqs-off hunter: top locations (in-band IRQ waiting while Linux had IRQs masked; a window is \
          its consecutive samples plus one sampling period, so one sample reads as one period):"
     );
-    let _ = writeln!(out, "  {:<width$}  {:>18}  {:>8}  {:>12}", "location", "pc", "samples", "longest (us)");
-    for (entry, name) in top.iter().zip(&names) {
+    if let Some(totals) = report.measurements.irqsoff_totals {
         let _ = writeln!(
             out,
-            "  {name:<width$}  {:>18}  {:>8}  {:>12}",
-            format!("{:#x}", entry.pc),
-            entry.samples,
-            micros(i64::try_from(entry.longest_ns).unwrap_or(i64::MAX))
+            "  {} samples at {} PCs, {} dropped (table full){}",
+            totals.samples,
+            totals.pcs,
+            totals.dropped,
+            if totals.dropped > 0 { ": those samples are in no location below" } else { "" }
         );
+    }
+    let _ = writeln!(out, "  {:<width$}  {:>18}  {:>8}  {:>16}", "location", "pc", "samples", "longest");
+    for (entry, name) in top.iter().zip(&names) {
+        let longest = match report.run.irqsoff_period_us {
+            Some(us) => format!("{} x {us} us", entry.longest_ns / us.max(1).saturating_mul(1000)),
+            None => format!("{} us", micros(i64::try_from(entry.longest_ns).unwrap_or(i64::MAX))),
+        };
+        let idle = if entry.symbol.as_deref().is_some_and(super::model::is_idle_path) { "  (idle)" } else { "" };
+        let _ = writeln!(out, "  {name:<width$}  {:>18}  {:>8}  {longest:>16}{idle}", format!("{:#x}", entry.pc), entry.samples);
     }
     out
 }
