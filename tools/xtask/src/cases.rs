@@ -129,6 +129,7 @@ pub fn main_job_report_problems(console: &str, system_map: &std::path::Path) -> 
         icount: true,
         period_us: 1000,
         irqsoff_period_us: Some(100),
+        tag: None,
     };
     let mut report = crate::report::Report::new(info, true, Some(0), console);
     report.symbolize(system_map);

@@ -115,6 +115,8 @@ enum Command {
         /// still written to the report folder).
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        destination: ReportFlags,
         /// More boot arguments for the core, after the latency test's.
         #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
         append: Option<String>,
@@ -224,6 +226,8 @@ enum Command {
         /// Show only the table at the end (as `run --quiet`).
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        destination: ReportFlags,
         /// Boot this kernel Image instead of Debian's RT kernel.
         #[arg(long, value_name = "PATH")]
         guest_kernel: Option<PathBuf>,
@@ -272,6 +276,24 @@ enum Mode {
     Icount,
     /// Plain TCG: virtual time follows the host's clock.
     Tcg,
+}
+
+/// Where a run's report goes (`run`, `guest`).
+#[derive(Debug, Args, Default)]
+struct ReportFlags {
+    /// Write the report into DIR (created if need be) instead of a new target/report/<run>/.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A label for the run: its folder is target/report/<time>-<TAG>, and report.json says
+    /// it (`run.tag`).
+    #[arg(long, value_name = "TAG", value_parser = report::valid_tag)]
+    tag: Option<String>,
+}
+
+impl From<ReportFlags> for report::Destination {
+    fn from(flags: ReportFlags) -> Self {
+        Self { tag: flags.tag, out: flags.out }
+    }
 }
 
 /// The cargo profile the core is built with (optimized unless `--debug`).
@@ -324,6 +346,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             duration,
             period,
             quiet,
+            destination,
             append,
             irqsoff,
             system_map,
@@ -355,6 +378,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     period_us: period,
                     irqsoff_period_us: None,
                     quiet,
+                    destination: destination.into(),
                 };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
@@ -409,6 +433,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 period_us: period,
                 irqsoff_period_us: (irqsoff > 0).then_some(irqsoff),
                 quiet,
+                destination: destination.into(),
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
@@ -427,6 +452,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             duration,
             period: 1000,
             quiet: false,
+            destination: ReportFlags::default(),
             append: None,
             irqsoff: period,
             system_map,
@@ -470,6 +496,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             mode,
             load,
             quiet,
+            destination,
             guest_kernel,
             guest_initrd,
             guest_append,
@@ -483,6 +510,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 mode,
                 load,
                 quiet,
+                destination: destination.into(),
                 kernel: guest_kernel,
                 initrd: guest_initrd,
                 append: guest_append,
@@ -542,6 +570,8 @@ struct ReportPlan {
     irqsoff_period_us: Option<u64>,
     /// `--quiet`: only the table.
     quiet: bool,
+    /// Where the report goes.
+    destination: report::Destination,
 }
 
 impl ReportPlan {
@@ -589,7 +619,7 @@ fn run(
         extra_args: qemu_args,
     };
     let mut cmd = qemu.command(&boot);
-    let (id, dir) = report::create_run_dir()?;
+    let (id, dir) = report::create_run_dir(&plan.destination)?;
     let view = if plan.quiet {
         report::progress::View::Quiet
     } else {
@@ -613,6 +643,7 @@ fn run(
         icount: qemu_args.iter().chain(&profile.extra_args).any(|arg| arg == "-icount"),
         period_us: plan.period_us,
         irqsoff_period_us: plan.irqsoff_period_us,
+        tag: plan.destination.tag.clone(),
     };
     let mut report = report::Report::new(info, plan.guest, judged.as_ref().ok().copied(), &console);
     report.interrupted = interrupted;
@@ -632,7 +663,9 @@ fn run(
     // The report must not hide the verdict: a failure to write it is only a warning. Only a
     // complete run (the core's verdict, no Ctrl-C) becomes `latest`.
     let complete = judged.is_ok() && !interrupted;
-    match report.write(&dir).and_then(|()| if complete { report::link_latest(&id) } else { Ok(()) }) {
+    // `latest` names folders under target/report only.
+    let link = complete && plan.destination.out.is_none();
+    match report.write(&dir).and_then(|()| if link { report::link_latest(&id) } else { Ok(()) }) {
         Ok(()) if plan.quiet => {}
         Ok(()) if complete => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
         Ok(()) => eprintln!(
@@ -675,6 +708,7 @@ struct GuestOptions {
     mode: Mode,
     load: Option<Load>,
     quiet: bool,
+    destination: report::Destination,
     kernel: Option<PathBuf>,
     initrd: Option<PathBuf>,
     append: Option<String>,
@@ -755,7 +789,7 @@ fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
 /// the same table and report (no oob rows: no core), `latest-baseline` moved for a run that
 /// ended by itself.
 fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions, kernel: &std::path::Path, load: Load) -> Result<ExitCode> {
-    let (id, dir) = report::create_run_dir()?;
+    let (id, dir) = report::create_run_dir(&options.destination)?;
     let view = if options.quiet {
         report::progress::View::Quiet
     } else {
@@ -787,6 +821,7 @@ fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions
         // cyclictest's interval (-i 1000).
         period_us: 1000,
         irqsoff_period_us: None,
+        tag: options.destination.tag.clone(),
     };
     let mut report = report::Report::baseline(info, exit, &console);
     report.interrupted = interrupted;
@@ -794,8 +829,8 @@ fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions
         println!();
     }
     print!("{}", report::table::render(&report));
-    let complete = exit == Some(0) && !interrupted;
-    let written = report.write(&dir).and_then(|()| if complete { report::link_named("latest-baseline", &id) } else { Ok(()) });
+    let link = exit == Some(0) && !interrupted && options.destination.out.is_none();
+    let written = report.write(&dir).and_then(|()| if link { report::link_named("latest-baseline", &id) } else { Ok(()) });
     match written {
         Ok(()) if options.quiet => {}
         Ok(()) => eprintln!("xtask: baseline report in {}", dir.display()),
@@ -927,6 +962,14 @@ mod tests {
         assert!(parse(&["irqsoff", "--period", "100"]).is_err(), "--period is the latency test's only");
         assert!(matches!(parse(&["irqsoff", "--irqsoff-period", "100"]), Ok(Command::Irqsoff { period: 100, .. })));
         assert!(parse(&["run", "--release"]).is_err() && parse(&["guest", "--no-core"]).is_err());
+        match parse(&["run", "--tag", "rt-6.12", "--out", "/tmp/x"]) {
+            Ok(Command::Run { destination: ReportFlags { tag: Some(tag), out: Some(out) }, .. }) => {
+                assert_eq!((tag.as_str(), out.as_path()), ("rt-6.12", std::path::Path::new("/tmp/x")));
+            }
+            other => panic!("not parsed as asked: {other:?}"),
+        }
+        assert!(parse(&["run", "--tag", "../up"]).unwrap_err().to_string().contains("a tag is"));
+        assert!(matches!(parse(&["guest", "--tag", "base"]), Ok(Command::Guest { destination: ReportFlags { tag: Some(_), .. }, .. })));
     }
 
     #[test]

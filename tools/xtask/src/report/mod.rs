@@ -145,13 +145,39 @@ pub fn timestamp(seconds: u64) -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest / 60 % 60, rest % 60)
 }
 
-/// Creates a new run directory `target/report/<timestamp>` (with a `-N` suffix should
-/// that exist) and returns its name and path.
-pub fn create_run_dir() -> Result<(String, PathBuf)> {
+/// Where a run's report goes: a fresh folder under `target/report/` named by the time and
+/// the tag, or the folder the user named.
+#[derive(Debug, Clone, Default)]
+pub struct Destination {
+    /// `--tag NAME`: appended to the run's name (`<timestamp>-NAME`) and kept in `run.tag`.
+    pub tag: Option<String>,
+    /// `--out DIR`: the report goes there (created if need be) instead.
+    pub out: Option<PathBuf>,
+}
+
+/// Whether `tag` can name a folder: letters, digits, `-`, `_` and `.`, not starting with `.`.
+pub fn valid_tag(tag: &str) -> Result<String, String> {
+    let fine = !tag.is_empty()
+        && tag.len() <= 64
+        && !tag.starts_with('.')
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine { Ok(tag.to_owned()) } else { Err(format!("`{tag}`: a tag is up to 64 letters, digits, -, _ or . (not leading)")) }
+}
+
+/// Creates the run's report folder: `--out DIR` as given, else `target/report/<timestamp>`
+/// (`-<tag>` appended, a `-N` suffix should that exist); returns the run's name and path.
+pub fn create_run_dir(destination: &Destination) -> Result<(String, PathBuf)> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = match &destination.tag {
+        Some(tag) => format!("{}-{tag}", timestamp(now)),
+        None => timestamp(now),
+    };
+    if let Some(out) = &destination.out {
+        fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        return Ok((stamp, out.clone()));
+    }
     let base = reports_dir();
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let stamp = timestamp(now);
     for attempt in 1..100 {
         let id = if attempt == 1 { stamp.clone() } else { format!("{stamp}-{attempt}") };
         let dir = base.join(&id);
@@ -307,6 +333,7 @@ mod tests {
             icount: false,
             period_us: 1000,
             irqsoff_period_us: None,
+            tag: Some("t1".into()),
         }
     }
 

@@ -369,6 +369,8 @@ pub struct RunInfo {
     pub period_us: u64,
     /// The irqs-off hunter's sampling period, in µs (`None`: the hunter was off).
     pub irqsoff_period_us: Option<u64>,
+    /// The user's label for the run (`--tag`).
+    pub tag: Option<String>,
 }
 
 impl RunInfo {
