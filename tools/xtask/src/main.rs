@@ -667,7 +667,7 @@ fn run(
     let link = complete && plan.destination.out.is_none();
     match report.write(&dir).and_then(|()| if link { report::link_latest(&id) } else { Ok(()) }) {
         Ok(()) if plan.quiet => {}
-        Ok(()) if complete => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
+        Ok(()) if complete => eprintln!("xtask: report in {}", dir.display()),
         Ok(()) => eprintln!(
             "xtask: partial report in {} ({}; target/report/latest left as it was)",
             dir.display(),

@@ -7,10 +7,12 @@
 //! - `console.log`: the raw console (QEMU's stdout and stderr), written as it arrives, so
 //!   it survives an interrupted run;
 //! - `report.json`: the numbers (keys in [`json`]);
+//! - `histogram.txt`: the oob histograms in `rtla timerlat hist`'s layout ([`histogram_txt`]);
+//! - `cyclictest.json`: cyclictest's own `--json` output, when the guest printed it;
 //! - `latency.svg`: the histograms on one log-scale chart ([`svg`]).
 //!
-//! Percentiles (p99, p99.9) come from the 1 µs histograms, so they are exact only to a
-//! bucket (< 1 µs resolution, the bucket's lower bound). A section the console lacks (e.g.
+//! Percentiles (p99, p99.9) come from the histograms, so they are exact only to a bucket
+//! (100 ns for the core's oob contexts, 1 µs otherwise; the bucket's lower bound). A section the console lacks (e.g.
 //! no latency test with `--duration 0`) is reported missing, never an error.
 
 pub mod histogram_txt;
