@@ -208,7 +208,7 @@ enum Command {
     Guest {
         /// The script the guest runs, then powers off: uname, cyclictest,
         /// cyclictest-stress, hackbench, stress-ng or shell (as `run --guest-script`).
-        #[arg(long = "guest-script", value_name = "NAME", default_value = guest::init::DEFAULT_SCRIPT)]
+        #[arg(long = "guest-script", value_name = "NAME", default_value = "cyclictest")]
         script: String,
         /// How long timed scripts (cyclictest, stress-ng) run: 30s, 5m, 1h or plain seconds.
         #[arg(long, value_name = "DURATION", default_value_t = guest::init::DEFAULT_DURATION, value_parser = parse_duration, allow_negative_numbers = true)]
