@@ -3,7 +3,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use crate::esr;
+use vm::esr;
 
 /// Registers saved on every exception taken to EL2 (layout shared with `entry.S`).
 #[repr(C)]
@@ -96,6 +96,29 @@ extern "C" fn el2_trap(frame: &mut TrapFrame, kind: u64) {
     handler(frame, VectorKind(kind));
 }
 
+/// Which vector an exception came through, as numbered by the entry code (0..16).
+fn vector_name(kind: u64) -> &'static str {
+    const NAMES: [&str; 16] = [
+        "synchronous, current EL with SP_EL0",
+        "IRQ, current EL with SP_EL0",
+        "FIQ, current EL with SP_EL0",
+        "SError, current EL with SP_EL0",
+        "synchronous, current EL",
+        "IRQ, current EL",
+        "FIQ, current EL",
+        "SError, current EL",
+        "synchronous, lower EL (AArch64)",
+        "IRQ, lower EL (AArch64)",
+        "FIQ, lower EL (AArch64)",
+        "SError, lower EL (AArch64)",
+        "synchronous, lower EL (AArch32)",
+        "IRQ, lower EL (AArch32)",
+        "FIQ, lower EL (AArch32)",
+        "SError, lower EL (AArch32)",
+    ];
+    NAMES.get(kind as usize).copied().unwrap_or("invalid vector")
+}
+
 /// A full, human-readable register dump of an exception.
 pub struct Dump<'a> {
     /// The saved registers.
@@ -107,12 +130,12 @@ pub struct Dump<'a> {
 impl fmt::Display for Dump<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = self.frame;
-        let ec = esr::exception_class(t.esr);
-        let iss = esr::iss(t.esr);
-        writeln!(f, "unexpected exception on cpu {}: {}", crate::cpu_index(), esr::vector_name(self.kind.0))?;
-        write!(f, "  ESR_EL2 {:#018x}  EC {:#04x} ({})", t.esr, ec, esr::class_name(ec))?;
-        if matches!(ec, 0x20 | 0x21 | 0x24 | 0x25) {
-            write!(f, ", {}{}", esr::fault_status_name(iss), if iss & (1 << 6) != 0 { ", write" } else { "" })?;
+        let ec = esr::EC.get(t.esr) as u8;
+        writeln!(f, "unexpected exception on cpu {}: {}", crate::cpu_index(), vector_name(self.kind.0))?;
+        write!(f, "  ESR_EL2 {:#018x}  EC {:#04x} ({})", t.esr, ec, esr::class::name(ec))?;
+        if esr::class::is_abort(ec) {
+            let write = if esr::abort::WNR.is_set(t.esr) { ", write" } else { "" };
+            write!(f, ", {}{write}", esr::abort::fault_status_name(esr::abort::FSC.get(t.esr)))?;
         }
         writeln!(f)?;
         writeln!(f, "  FAR_EL2 {:#018x}  ELR_EL2 {:#018x}  SPSR_EL2 {:#018x}  SP {:#018x}", t.far, t.elr, t.spsr, t.sp)?;
@@ -127,5 +150,16 @@ impl fmt::Display for Dump<'_> {
             writeln!(f)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vector_name;
+
+    #[test]
+    fn every_vector_has_a_name_and_out_of_range_is_flagged() {
+        assert!((0..16).all(|k| vector_name(k) != "invalid vector"));
+        assert_eq!(vector_name(16), "invalid vector");
     }
 }

@@ -8,7 +8,6 @@
 
 extern crate alloc;
 
-pub mod esr;
 
 #[cfg(target_arch = "aarch64")]
 pub mod exceptions;

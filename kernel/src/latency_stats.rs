@@ -3,8 +3,12 @@
 
 use core::fmt;
 
-/// Histogram buckets, one per microsecond; the last one also counts everything above.
-pub const HISTOGRAM_BUCKETS: usize = 1000;
+/// Histogram buckets: 1000 of the stats' bucket width, then one counting everything from
+/// 1000 widths on (so the open range starts at a whole number of µs for any width in ns).
+pub const HISTOGRAM_BUCKETS: usize = 1001;
+
+/// The default bucket width: 1 µs.
+pub const MICROSECOND_BUCKETS_NS: u32 = 1000;
 
 /// Running statistics over latency samples (nanoseconds; negative = early).
 #[derive(Clone)]
@@ -14,6 +18,8 @@ pub struct LatencyStats {
     sum: i128,
     samples: u64,
     overruns: u64,
+    /// The histogram's bucket width, in ns.
+    bucket_ns: u32,
     histogram: [u32; HISTOGRAM_BUCKETS],
 }
 
@@ -24,9 +30,26 @@ impl Default for LatencyStats {
 }
 
 impl LatencyStats {
-    /// No samples yet.
+    /// No samples yet; 1 µs histogram buckets.
     pub const fn new() -> Self {
-        Self { min: i64::MAX, max: i64::MIN, sum: 0, samples: 0, overruns: 0, histogram: [0; HISTOGRAM_BUCKETS] }
+        Self::with_bucket_ns(MICROSECOND_BUCKETS_NS)
+    }
+
+    /// No samples yet; histogram buckets `bucket_ns` wide (at least 1 ns).
+    pub const fn with_bucket_ns(bucket_ns: u32) -> Self {
+        let bucket_ns = if bucket_ns == 0 { 1 } else { bucket_ns };
+        Self { min: i64::MAX, max: i64::MIN, sum: 0, samples: 0, overruns: 0, bucket_ns, histogram: [0; HISTOGRAM_BUCKETS] }
+    }
+
+    /// The histogram's bucket width, in ns.
+    pub fn bucket_ns(&self) -> u32 {
+        self.bucket_ns
+    }
+
+    /// The bucket of a latency (negative ones in the first, the open last one beyond).
+    fn bucket_of(&self, latency_ns: i64) -> usize {
+        let bucket = latency_ns.max(0).unsigned_abs() / u64::from(self.bucket_ns);
+        usize::try_from(bucket).unwrap_or(usize::MAX).min(HISTOGRAM_BUCKETS - 1)
     }
 
     /// Forgets every sample, in place (no 4 KiB temporary).
@@ -41,8 +64,8 @@ impl LatencyStats {
         self.max = self.max.max(latency_ns);
         self.sum += i128::from(latency_ns);
         self.samples += 1;
-        let bucket = (latency_ns.max(0) / 1000) as usize;
-        self.histogram[bucket.min(HISTOGRAM_BUCKETS - 1)] += 1;
+        let bucket = self.bucket_of(latency_ns);
+        self.histogram[bucket] += 1;
     }
 
     /// Counts periods that were missed entirely.
@@ -61,8 +84,17 @@ impl LatencyStats {
         self.sum += other.sum;
         self.samples += other.samples;
         self.overruns += other.overruns;
-        for (mine, theirs) in self.histogram.iter_mut().zip(other.histogram.iter()) {
-            *mine += theirs;
+        if other.bucket_ns == self.bucket_ns {
+            for (mine, theirs) in self.histogram.iter_mut().zip(other.histogram.iter()) {
+                *mine += theirs;
+            }
+        } else {
+            // Rebinned by each bucket's lower edge.
+            for (index, &count) in other.histogram.iter().enumerate().filter(|(_, count)| **count > 0) {
+                let lower_ns = i64::try_from(index).unwrap_or(i64::MAX).saturating_mul(i64::from(other.bucket_ns));
+                let bucket = self.bucket_of(lower_ns);
+                self.histogram[bucket] += count;
+            }
         }
     }
 
@@ -91,12 +123,13 @@ impl LatencyStats {
         self.overruns
     }
 
-    /// The histogram: bucket `i` counts samples in `[i, i+1)` µs (the last: `>= i` µs).
+    /// The histogram: bucket `i` counts samples in `[i, i+1)` bucket widths (the last:
+    /// `>= i` widths; see [`Self::bucket_ns`]).
     pub fn histogram(&self) -> &[u32; HISTOGRAM_BUCKETS] {
         &self.histogram
     }
 
-    /// Smallest latency (µs bucket upper bound, in ns) below which `per_mille`/1000 of the
+    /// Smallest latency (bucket upper bound, in ns) below which `per_mille`/1000 of the
     /// samples fall (990 = p99, 999 = p99.9).
     pub fn percentile_ns(&self, per_mille: u64) -> Option<u64> {
         if self.samples == 0 {
@@ -107,10 +140,10 @@ impl LatencyStats {
         for (i, &count) in self.histogram.iter().enumerate() {
             seen += u64::from(count);
             if seen >= wanted {
-                return Some((i as u64 + 1) * 1000);
+                return Some((i as u64 + 1) * u64::from(self.bucket_ns));
             }
         }
-        Some(HISTOGRAM_BUCKETS as u64 * 1000)
+        Some(HISTOGRAM_BUCKETS as u64 * u64::from(self.bucket_ns))
     }
 }
 
@@ -222,6 +255,22 @@ mod tests {
         s.record(5_000_000);
         assert_eq!((s.histogram()[0], s.histogram()[1], s.histogram()[HISTOGRAM_BUCKETS - 1]), (1, 1, 1));
         assert_eq!(s.percentile_ns(500), Some(2000));
+    }
+
+    #[test]
+    fn finer_buckets_split_a_microsecond_and_merge_across_widths() {
+        let mut fine = LatencyStats::with_bucket_ns(100);
+        for ns in [50, 150, 950, 99_999, 100_000, 7_000_000] {
+            fine.record(ns);
+        }
+        let h = fine.histogram();
+        assert_eq!((h[0], h[1], h[9], h[999], h[HISTOGRAM_BUCKETS - 1]), (1, 1, 1, 1, 2));
+        assert_eq!(fine.percentile_ns(500), Some(1000));
+        let mut coarse = LatencyStats::new();
+        coarse.merge(&fine);
+        let h = coarse.histogram();
+        // The fine open range (>= 100 µs) lands at its lower edge: its samples' values are unknown.
+        assert_eq!((h[0], h[99], h[100], h[HISTOGRAM_BUCKETS - 1]), (3, 1, 2, 0));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! Output (latmus's format): an `RTT|` header, one `RTD|` line per second for the thread
 //! context, then an `RTS|` summary per context (each after its own `RTT|` line) and a
-//! histogram (`HSH|`/`HSD|`, 1 µs buckets).
+//! histogram (`HSH|`/`HSD|`, [`OOB_BUCKET_NS`] buckets, the width named in the `HSH|` line).
 //!
 //! Sampling audit: every drain checks that each context took one sample (or counted one
 //! overrun) per period since its first deadline — at each second's report and at the end —
@@ -25,6 +25,10 @@ use crate::arch::irq_lock::IrqSpinLock;
 use crate::latency_stats::{LatencyStats, RTH, RtdLine, RtsLine};
 use crate::sample_audit::SampleAudit;
 use crate::rt::{self, Duration, Error, Gravity, Instant, IrqContext, IrqTimer, ThreadBuilder, Timer, TimerExpiry};
+
+/// The oob contexts' histogram bucket width: their latencies are a few µs at most on an
+/// unloaded path, so 1 µs buckets would squash them into two bars.
+pub const OOB_BUCKET_NS: u32 = 100;
 
 /// Test parameters, from the command line (`latmus.*`).
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +57,7 @@ pub struct LatmusResults {
 }
 
 /// Samples of the timer-IRQ context, filled by the callback.
-static IRQ_SAMPLES: IrqSpinLock<LatencyStats> = IrqSpinLock::new(LatencyStats::new());
+static IRQ_SAMPLES: IrqSpinLock<LatencyStats> = IrqSpinLock::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS));
 
 /// The IRQ-context callback: one sample per expiry.
 fn irq_sample(expiry: &TimerExpiry, _: Instant, _: &mut IrqContext<'_>) {
@@ -113,9 +117,9 @@ struct Measurement {
 impl Measurement {
     fn start(config: &LatmusConfig, periods: u64, audited: bool) -> Result<Self, Error> {
         let period = Duration::from_micros(config.period_us);
-        *IRQ_SAMPLES.lock() = LatencyStats::new();
+        *IRQ_SAMPLES.lock() = LatencyStats::with_bucket_ns(OOB_BUCKET_NS);
         let sampler = Arc::new(ThreadSampler {
-            samples: IrqSpinLock::new(LatencyStats::new()),
+            samples: IrqSpinLock::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)),
             stop: AtomicBool::new(false),
             taken: AtomicU64::new(0),
         });
@@ -209,7 +213,7 @@ fn calibrate(config: &LatmusConfig) -> Result<Gravity, Error> {
     rt::set_gravity(Gravity::default())?;
     let measurement = Measurement::start(config, CALIBRATION_PERIODS, false)?;
     measurement.thread_wait()?;
-    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+    let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
     measurement.finish(&mut thread, &mut irq)?;
     let floor = |stats: &LatencyStats| Duration::from_nanos(stats.min().unwrap_or(0).max(0) as u64);
     let (irq, user) = (floor(&irq), floor(&thread));
@@ -266,8 +270,8 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
     print_thread_header(&config, gravity);
     let mut measurement = Measurement::start(&config, u64::MAX, true)?;
     let mut results =
-        LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
-    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+        LatmusResults { thread: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), irq: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), gravity };
+    let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
     let start = rt::now();
     for second in 1..=config.duration_s {
         rt::inband_sleep_until(start + Duration::from_secs(second))?;
@@ -302,10 +306,11 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
 }
 
 fn print_histogram(results: &LatmusResults) {
-    rt::print(format_args!("HSH|--context-|--bucket(us)-|---samples\n"));
+    // The header names the bucket width (latmus's `bucket(us)` column, in 100 ns here).
+    rt::print(format_args!("HSH|--context-|-bucket({OOB_BUCKET_NS}ns)|---samples\n"));
     for (name, stats) in [("thread", &*results.thread), ("irq", &*results.irq)] {
-        for (us, &count) in stats.histogram().iter().enumerate().filter(|(_, c)| **c > 0) {
-            rt::print(format_args!("HSD|{name:>10}| {us:12}| {count:9}\n"));
+        for (bucket, &count) in stats.histogram().iter().enumerate().filter(|(_, c)| **c > 0) {
+            rt::print(format_args!("HSD|{name:>10}| {bucket:12}| {count:9}\n"));
         }
     }
 }
@@ -340,10 +345,10 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
     );
     print_thread_header(&config, gravity);
     let measurement = Measurement::start(&config, u64::MAX, true)?;
-    let results = LatmusResults { thread: Box::new(LatencyStats::new()), irq: Box::new(LatencyStats::new()), gravity };
-    *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0, phase: Box::new(LatencyStats::new()) });
+    let results = LatmusResults { thread: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), irq: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), gravity };
+    *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0, phase: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)) });
     let reporter = ThreadBuilder::new("latmus-report").cpu(config.cpu).fifo(1).spawn(move || {
-        let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+        let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
         let start = rt::now();
         for second in 1..=config.duration_s {
             if rt::sleep_until(start + Duration::from_secs(second)).is_err() {
@@ -377,7 +382,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
 pub fn phase_mark() -> Option<(i64, u64)> {
     let mut guard = BACKGROUND.lock();
     let background = guard.as_mut()?;
-    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+    let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
     background.measurement.drain(&mut thread, &mut irq);
     background.results.thread.merge(&thread);
     background.results.irq.merge(&irq);
@@ -402,7 +407,7 @@ pub fn stop_background() {
 /// [`stop_background`], if it was called, are not due.
 pub fn finish_background() {
     let Some(mut background) = BACKGROUND.lock().take() else { return };
-    let (mut thread, mut irq) = (Box::new(LatencyStats::new()), Box::new(LatencyStats::new()));
+    let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
     background.measurement.drain(&mut thread, &mut irq);
     background.results.thread.merge(&thread);
     background.results.irq.merge(&irq);

@@ -90,6 +90,7 @@ pub fn report() {
         stats.max().unwrap_or(0)
     );
     log::info!("sirq: {} posts skipped while one was unanswered", SKIPPED.load(Ordering::Relaxed));
+    rt::print(format_args!("HSH|--context-|--bucket(us)-|---samples\n"));
     for (us, &count) in stats.histogram().iter().enumerate().filter(|(_, c)| **c > 0) {
         rt::print(format_args!("HSD|{:>10}| {us:12}| {count:9}\n", "sirq"));
     }

@@ -75,6 +75,43 @@ pub mod class {
     pub const INSTRUCTION_ABORT_LOWER: u8 = 0x20;
     /// Data Abort from a lower Exception level.
     pub const DATA_ABORT_LOWER: u8 = 0x24;
+    /// Instruction Abort taken without a change of Exception level.
+    pub const INSTRUCTION_ABORT_CURRENT: u8 = 0x21;
+    /// Data Abort taken without a change of Exception level.
+    pub const DATA_ABORT_CURRENT: u8 = 0x25;
+
+    /// Whether `ec` is an Instruction or Data Abort (whose ISS carries [`super::abort`]).
+    pub const fn is_abort(ec: u8) -> bool {
+        matches!(ec, INSTRUCTION_ABORT_LOWER | INSTRUCTION_ABORT_CURRENT | DATA_ABORT_LOWER | DATA_ABORT_CURRENT)
+    }
+
+    /// A readable name for an exception class, for diagnostics (Arm ARM D24.2.40, ESR_EL2.EC).
+    pub fn name(ec: u8) -> &'static str {
+        match ec {
+            0x00 => "Unknown reason",
+            WFX => "Trapped WFI/WFE",
+            0x07 => "Trapped SIMD/FP access",
+            0x0e => "Illegal Execution state",
+            0x11 | 0x15 => "SVC",
+            0x12 | HVC64 => "HVC",
+            0x13 | SMC64 => "SMC",
+            SYS64 => "Trapped MSR/MRS/system instruction",
+            0x19 => "Trapped SVE access",
+            INSTRUCTION_ABORT_LOWER => "Instruction Abort from a lower EL",
+            INSTRUCTION_ABORT_CURRENT => "Instruction Abort at the current EL",
+            0x22 => "PC alignment fault",
+            DATA_ABORT_LOWER => "Data Abort from a lower EL",
+            DATA_ABORT_CURRENT => "Data Abort at the current EL",
+            0x26 => "SP alignment fault",
+            0x28 | 0x2c => "Trapped floating-point exception",
+            0x2f => "SError",
+            0x30 | 0x31 => "Breakpoint",
+            0x32 | 0x33 => "Software step",
+            0x34 | 0x35 => "Watchpoint",
+            0x3c => "BRK instruction",
+            _ => "Reserved or unhandled class",
+        }
+    }
 }
 
 /// ISS fields of a Data Abort (EC 0x24) and, where shared, an Instruction Abort (EC 0x20).
@@ -106,6 +143,20 @@ pub mod abort {
     pub const WNR: Field = Field::bit(6);
     /// Data or Instruction Fault Status Code.
     pub const FSC: Field = Field::new(0, 6);
+
+    /// What an abort's fault status code ([`FSC`]) means, for diagnostics.
+    pub fn fault_status_name(fsc: u64) -> &'static str {
+        match fsc {
+            0b00_0000..=0b00_0011 => "address size fault",
+            0b00_0100..=0b00_0111 => "translation fault",
+            0b00_1000..=0b00_1011 => "access flag fault",
+            0b00_1100..=0b00_1111 => "permission fault",
+            0b01_0000 => "synchronous external abort",
+            0b10_0001 => "alignment fault",
+            0b11_0000 => "TLB conflict abort",
+            _ => "other fault",
+        }
+    }
 }
 
 /// ISS fields of a trapped MSR, MRS or System instruction (EC 0x18).
@@ -182,5 +233,16 @@ mod tests {
         assert_eq!(abort::SRT.place(0xff), 0x1f << 16);
         assert_eq!(Field::new(0, 64).mask(), u64::MAX);
         assert_eq!(Field::new(63, 1).get(u64::MAX), 1);
+    }
+
+    #[test]
+    fn a_data_abort_at_el2_is_named_with_its_fault() {
+        // EC=0x25, IL=1, ISS: WnR=0, DFSC=0b000101 (level-1 translation fault).
+        let esr = 0x25 << 26 | 1 << 25 | 0b000101;
+        let ec = EC.get(esr) as u8;
+        assert!(class::is_abort(ec) && !class::is_abort(class::HVC64));
+        assert_eq!(class::name(ec), "Data Abort at the current EL");
+        assert_eq!(abort::fault_status_name(abort::FSC.get(esr)), "translation fault");
+        assert_eq!(class::name(0x3f), "Reserved or unhandled class");
     }
 }

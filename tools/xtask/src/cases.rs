@@ -83,7 +83,7 @@ pub enum Scenario {
     /// fw-cfg for DMA over the core, tries a semihosting exit and forges console lines; the
     /// core checks its image hash, its interrupts and the latency samples.
     HostileGuest,
-    /// The main job in small (`cargo xtask run --cpus 1 --icount --load grinder`): the
+    /// The main job in small (`cargo xtask run --load grinder`: one CPU under `-icount`): the
     /// latency test and the irqs-off hunter beside the guest's cyclictest and grinder load;
     /// the report built from the console must have every section, and the hunter's top
     /// locations must be named with the guest kernel's System.map.
@@ -127,6 +127,9 @@ pub fn main_job_report_problems(console: &str, system_map: &std::path::Path) -> 
         qemu: "qemu".into(),
         guest_kernel: None,
         icount: true,
+        period_us: 1000,
+        irqsoff_period_us: Some(100),
+        tag: None,
     };
     let mut report = crate::report::Report::new(info, true, Some(0), console);
     report.symbolize(system_map);

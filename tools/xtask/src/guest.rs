@@ -169,7 +169,7 @@ pub struct NoCoreBoot<'a> {
 
 impl NoCoreBoot<'_> {
     /// The plain `virt` machine the guest runs on without the core: GICv3,
-    /// Cortex-A72s, 2 GiB, no EL2 (the kernel is entered at EL1), PL011
+    /// Cortex-A72s, 1 GiB (the core's machines' size, so a baseline compares), no EL2 (the kernel is entered at EL1), PL011
     /// console multiplexed with QEMU's monitor on stdio (Ctrl-A X quits).
     pub fn profile(&self) -> Profile {
         Profile {
@@ -179,7 +179,7 @@ impl NoCoreBoot<'_> {
             machine: "virt,gic-version=3".into(),
             cpu: "cortex-a72".into(),
             smp: self.cpus,
-            memory: "2G".into(),
+            memory: "1G".into(),
             dtb: None,
             serial: vec!["-serial".into(), "mon:stdio".into()],
             extra_args: Vec::new(),
@@ -781,7 +781,7 @@ mod tests {
         };
         assert_eq!(
             crate::process::describe(&boot.command(&qemu)),
-            "qemu-system-aarch64 -machine virt,gic-version=3 -cpu cortex-a72 -smp 4 -m 2G \
+            "qemu-system-aarch64 -machine virt,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G \
              -nodefaults -display none -no-reboot \
              -serial mon:stdio -kernel /c/Image -append 'console=ttyAMA0 guest.script=uname' \
              -initrd /c/initramfs.cpio"

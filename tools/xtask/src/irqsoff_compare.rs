@@ -131,7 +131,7 @@ pub fn run(sides: &[Side; 2], settings: &Settings, run_one: &mut dyn FnMut(&Side
     for side in [&comparison.a, &comparison.b] {
         ensure!(
             !side.functions.is_empty(),
-            "the run on {} ({}) caught no irqs-off window: sample more often (--period, e.g. 100 µs) or longer",
+            "the run on {} ({}) caught no irqs-off window: sample more often (--irqsoff-period, e.g. 100 µs) or longer",
             side.label,
             side.dir.display()
         );
@@ -201,12 +201,12 @@ fn report_dirs(kind: DirKind) -> Result<BTreeSet<PathBuf>> {
 /// The QEMU test comparing Debian's 6.1 and 6.12 PREEMPT_RT kernels in small.
 pub const CASE_NAME: &str = "irqsoff-compare-6.1-6.12";
 
-/// [`CASE_NAME`]: `cargo xtask irqsoff --compare-release 6.1 --profile virt-gicv3-1 --icount
-/// --duration 3 --period 10` (one CPU; the hunter every 10 µs, since under `-icount` Linux's
+/// [`CASE_NAME`]: `cargo xtask irqsoff --compare-release 6.1 --profile virt-gicv3-1 --mode icount
+/// --duration 3 --irqsoff-period 10` (one CPU; the hunter every 10 µs, since under `-icount` Linux's
 /// windows are short and 100 µs caught none on 6.1 in 3 s), then `compare.json` must exist,
 /// name both kernels and hold functions (named, not bare PCs) on both sides.
 pub fn check_case() -> Result<()> {
-    let args = ["xtask", "irqsoff", "--compare-release", "6.1", "--profile", "virt-gicv3-1", "--icount", "--duration", "3", "--period", "10"];
+    let args = ["xtask", "irqsoff", "--compare-release", "6.1", "--profile", "virt-gicv3-1", "--mode", "icount", "--duration", "3", "--irqsoff-period", "10"];
     let command = <crate::Cli as clap::Parser>::try_parse_from(args)?.command;
     let dir = only_new_dir(DirKind::Comparison, || crate::dispatch(command).map(drop))?;
     let path = dir.join("compare.json");

@@ -70,18 +70,19 @@ enum Command {
         /// The GIC version (QEMU virt; default v3, which the Linux guest needs).
         #[arg(long, value_enum, value_name = "VERSION")]
         gic: Option<machine::Gic>,
-        /// The number of CPUs (QEMU virt, 1 to 8; default 4). The guest gets one vCPU per CPU;
+        /// The number of CPUs (QEMU virt, 1 to 8; default 1). The guest gets one vCPU per CPU;
         /// the latency test runs on the last.
         #[arg(long, value_name = "N")]
         cpus: Option<u32>,
         /// A QEMU profile (a file qemu/<NAME>.toml) instead of --board/--gic/--cpus.
         #[arg(long, value_name = "NAME", conflicts_with_all = ["gic", "cpus"])]
         profile: Option<String>,
-        /// Run under QEMU `-icount shift=0,sleep=off`: virtual time is the instruction count,
-        /// so figures repeat run to run (but with several busy CPUs, QEMU's round-robin
-        /// between them shows in the latencies; see the README).
-        #[arg(long)]
-        icount: bool,
+        /// How QEMU keeps time. icount: `-icount shift=0,sleep=off`, virtual time is the
+        /// instruction count, so the figures measure the core and repeat run to run (as
+        /// `cargo xtask bench` runs). tcg: plain TCG, virtual time is the host's clock, so
+        /// the figures mostly measure how the host schedules QEMU's threads.
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Icount)]
+        mode: Mode,
         /// Boot the core alone, without the Linux guest.
         #[arg(long)]
         no_guest: bool,
@@ -105,20 +106,28 @@ enum Command {
         /// `--guest-script cyclictest`, idle otherwise (only that script runs a load).
         #[arg(long, value_enum, value_name = "NAME", conflicts_with_all = ["no_guest", "guest_append"])]
         load: Option<guest::init::Load>,
-        /// How long the latency test runs, in seconds (0: boot only).
-        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        /// How long the latency test and cyclictest run: 30s, 5m, 1h or plain seconds (0: boot
+        /// only; at most 24h).
+        #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration, allow_negative_numbers = true)]
         duration: u64,
-        /// The latency test's period, in microseconds.
-        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        /// The latency test's period, in microseconds (10 to 1000000).
+        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=1_000_000), allow_negative_numbers = true)]
         period: u64,
+        /// Show only the table at the end: no live console, no status line (the console is
+        /// still written to the report folder).
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        destination: ReportFlags,
         /// More boot arguments for the core, after the latency test's.
         #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
         append: Option<String>,
         /// The irqs-off hunter's sampling period in microseconds, 0 to turn it off: while an
         /// in-band IRQ waits because Linux has IRQs masked, an oob timer samples the guest's PC
         /// every US µs (`companion.irqsoff=US`); the report names the locations with the guest
-        /// kernel's System.map. On by default (the guest then boots with `nokaslr`).
-        #[arg(long, value_name = "US", default_value_t = 1000, conflicts_with = "no_guest")]
+        /// kernel's System.map. On by default (the guest then boots with `nokaslr`); 10 to
+        /// 1000000 when on.
+        #[arg(long, value_name = "US", default_value_t = 1000, conflicts_with = "no_guest", value_parser = parse_irqsoff_period)]
         irqsoff: u64,
         /// The guest kernel's System.map naming the irqs-off hunter's locations (default: the
         /// map `cargo xtask` builds once per kernel from Debian's kernel's own /proc/kallsyms).
@@ -136,22 +145,24 @@ enum Command {
         /// The QEMU profile (a file qemu/<NAME>.toml).
         #[arg(long, value_name = "NAME", default_value = profiles::DEFAULT)]
         profile: String,
-        /// How long the guest's cyclictest (and the core's latency test) runs, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        /// How long the guest's cyclictest (and the core's latency test) runs: 30s, 5m, 1h or
+        /// plain seconds.
+        #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration, allow_negative_numbers = true)]
         duration: u64,
         /// The load next to cyclictest (idle, grinder, neighbour; default grinder).
         #[arg(long, value_enum, value_name = "NAME")]
         load: Option<guest::init::Load>,
-        /// The sampling period, in microseconds (each sample is a timer IRQ on every vCPU's
-        /// CPU: 100 µs overloads QEMU's emulation on a small host, 1000 µs costs it little).
-        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        /// The hunter's sampling period, in microseconds, as `run --irqsoff` (each sample is a
+        /// timer IRQ on every vCPU's CPU: 100 µs overloads QEMU's emulation on a small host,
+        /// 1000 µs costs it little).
+        #[arg(long = "irqsoff-period", value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
         period: u64,
         /// The guest kernel's System.map naming the locations (see `run --system-map`).
         #[arg(long, value_name = "FILE")]
         system_map: Option<PathBuf>,
-        /// Run under QEMU `-icount shift=0,sleep=off` (see `run --icount`).
-        #[arg(long)]
-        icount: bool,
+        /// How QEMU keeps time (see `run --mode`).
+        #[arg(long, value_enum, value_name = "MODE", default_value = "tcg")]
+        mode: Mode,
         #[command(flatten)]
         compare: irqsoff_compare::Flags,
         #[command(flatten)]
@@ -195,24 +206,35 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
         duration: u64,
     },
-    /// Boot the Linux test guest (Debian's PREEMPT_RT arm64 kernel and an
-    /// initramfs of Debian packages, fetched and built into the cache) under
-    /// QEMU; console on stdio (Ctrl-A X quits), exits with QEMU's status.
+    /// The baseline: the Linux test guest (Debian's PREEMPT_RT arm64 kernel and an initramfs
+    /// of Debian packages, fetched and built into the cache) on QEMU without the core, on the
+    /// same machine as `run` (1 GiB, --mode, --cpus, --load); the same table and report in
+    /// target/report/<run>/ (target/report/latest-baseline links to the newest), so a run can
+    /// be set beside its baseline. `--guest-script shell` is interactive (Ctrl-A X quits).
+    /// Exits with QEMU's status.
     Guest {
         /// The script the guest runs, then powers off: uname, cyclictest,
-        /// cyclictest-stress, hackbench, stress-ng or shell.
-        #[arg(long, value_name = "NAME", default_value = guest::init::DEFAULT_SCRIPT)]
+        /// cyclictest-stress, hackbench, stress-ng or shell (as `run --guest-script`).
+        #[arg(long = "guest-script", value_name = "NAME", default_value = "cyclictest")]
         script: String,
-        /// How long timed scripts (cyclictest, stress-ng) run, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = guest::init::DEFAULT_DURATION)]
+        /// How long timed scripts (cyclictest, stress-ng) run: 30s, 5m, 1h or plain seconds.
+        #[arg(long, value_name = "DURATION", default_value_t = guest::init::DEFAULT_DURATION, value_parser = parse_duration, allow_negative_numbers = true)]
         duration: u64,
-        /// The number of guest CPUs.
-        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8))]
+        /// The number of guest CPUs (as `run --cpus`).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
         cpus: u32,
-        /// Boot the guest directly on QEMU's virt machine, without the core
-        /// (the baseline; currently the only way, so also the default).
+        /// How QEMU keeps time (as `run --mode`).
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Icount)]
+        mode: Mode,
+        /// The load next to cyclictest (as `run --load`; default grinder with the cyclictest
+        /// script, idle otherwise).
+        #[arg(long, value_enum, value_name = "NAME", conflicts_with = "guest_append")]
+        load: Option<guest::init::Load>,
+        /// Show only the table at the end (as `run --quiet`).
         #[arg(long)]
-        no_core: bool,
+        quiet: bool,
+        #[command(flatten)]
+        destination: ReportFlags,
         /// Boot this kernel Image instead of Debian's RT kernel.
         #[arg(long, value_name = "PATH")]
         guest_kernel: Option<PathBuf>,
@@ -255,13 +277,37 @@ enum Command {
     },
 }
 
-/// The cargo profile the core is built with.
+/// How QEMU keeps time in a `cargo xtask run` (see `run --mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// `-icount shift=0,sleep=off`: virtual time counts instructions.
+    Icount,
+    /// Plain TCG: virtual time follows the host's clock.
+    Tcg,
+}
+
+/// Where a run's report goes (`run`, `guest`).
+#[derive(Debug, Args, Default)]
+struct ReportFlags {
+    /// Write the report into DIR (created if need be) instead of a new target/report/<run>/.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A label for the run: its folder is target/report/<time>-<TAG>, and report.json says
+    /// it (`run.tag`).
+    #[arg(long, value_name = "TAG", value_parser = report::valid_tag)]
+    tag: Option<String>,
+}
+
+impl From<ReportFlags> for report::Destination {
+    fn from(flags: ReportFlags) -> Self {
+        Self { tag: flags.tag, out: flags.out }
+    }
+}
+
+/// The cargo profile the core is built with (optimized unless `--debug`).
 #[derive(Debug, Args)]
 struct BuildFlags {
-    /// Optimized build (the default).
-    #[arg(long, conflicts_with = "debug")]
-    release: bool,
-    /// Unoptimized build.
+    /// An unoptimized build of the core instead of the optimized one.
     #[arg(long)]
     debug: bool,
 }
@@ -298,7 +344,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             gic,
             cpus,
             profile,
-            icount,
+            mode,
             no_guest,
             guest_script,
             guest_kernel,
@@ -307,6 +353,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             load,
             duration,
             period,
+            quiet,
+            destination,
             append,
             irqsoff,
             system_map,
@@ -319,10 +367,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     anyhow::ensure!(board == Board::QemuVirt, "--profile {name} names the board itself; drop --board");
                     Profile::load(&name)?
                 }
-                None => machine::MachineFlags { board, gic, cpus }.resolve()?,
+                // One CPU unless asked: the figures that measure the core (see --mode).
+                None => machine::MachineFlags { board, gic, cpus: cpus.or((board == Board::QemuVirt).then_some(1)) }.resolve()?,
             };
             let mut qemu_args = qemu_args;
-            if icount && !qemu_args.iter().any(|arg| arg == "-icount") {
+            if mode == Mode::Icount && !qemu_args.iter().any(|arg| arg == "-icount") {
                 qemu_args.splice(0..0, ["-icount".to_owned(), "shift=0,sleep=off".to_owned()]);
             }
             if no_guest {
@@ -334,6 +383,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     load: Load::Idle.to_string(),
                     system_map: None,
                     interactive: false,
+                    period_us: period,
+                    irqsoff_period_us: None,
+                    quiet,
+                    destination: destination.into(),
                 };
                 return run(&profile, &bootargs, build.profile(), &qemu_args, &plan);
             }
@@ -391,17 +444,21 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                         .ok(),
                 }),
                 interactive: guest_script == "shell",
+                period_us: period,
+                irqsoff_period_us: (irqsoff > 0).then_some(irqsoff),
+                quiet,
+                destination: destination.into(),
             };
             run(&profile, &bootargs, build.profile(), &extra, &plan)
         }
-        Command::Irqsoff { profile, duration, load, period, system_map, icount, compare, build } => {
+        Command::Irqsoff { profile, duration, load, period, system_map, mode, compare, build } => {
             let hunt = |guest_kernel, guest_initrd, system_map| {
                 dispatch(Command::Run {
                     board: Board::QemuVirt,
                     gic: None,
                     cpus: None,
                     profile: Some(profile.clone()),
-                    icount,
+                    mode,
                     no_guest: false,
                     guest_script: "cyclictest".to_owned(),
                     guest_kernel,
@@ -410,10 +467,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     load,
                     duration,
                     period: 1000,
+                    quiet: false,
+                    destination: ReportFlags::default(),
                     append: None,
                     irqsoff: period,
                     system_map,
-                    build: BuildFlags { release: build.release, debug: build.debug },
+                    build: BuildFlags { debug: build.debug },
                     qemu_args: Vec::new(),
                 })
             };
@@ -460,7 +519,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             script,
             duration,
             cpus,
-            no_core,
+            mode,
+            load,
+            quiet,
+            destination,
             guest_kernel,
             guest_initrd,
             guest_append,
@@ -471,7 +533,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 script,
                 duration,
                 cpus,
-                no_core,
+                mode,
+                load,
+                quiet,
+                destination: destination.into(),
                 kernel: guest_kernel,
                 initrd: guest_initrd,
                 append: guest_append,
@@ -526,6 +591,14 @@ struct ReportPlan {
     system_map: Option<PathBuf>,
     /// Whether the guest is interactive (`--guest-script shell`): no watchdog then.
     interactive: bool,
+    /// The latency test's period, in µs.
+    period_us: u64,
+    /// The irqs-off hunter's sampling period, in µs (`None`: off).
+    irqsoff_period_us: Option<u64>,
+    /// `--quiet`: only the table.
+    quiet: bool,
+    /// Where the report goes.
+    destination: report::Destination,
 }
 
 impl ReportPlan {
@@ -573,10 +646,16 @@ fn run(
         extra_args: qemu_args,
     };
     let mut cmd = qemu.command(&boot);
-    let (id, dir) = report::create_run_dir()?;
-    eprintln!("xtask: {}", process::describe(&cmd));
-    let watch = report::Watch { watchdog: plan.watchdog(), end_marker: Some(nonce.end_marker()) };
+    let (id, dir) = report::create_run_dir(&plan.destination)?;
+    let view = if plan.quiet {
+        report::progress::View::Quiet
+    } else {
+        eprintln!("xtask: {}", process::describe(&cmd));
+        report::progress::View::Status { duration_s: plan.duration_s, period_us: plan.period_us }
+    };
+    let watch = report::Watch { watchdog: plan.watchdog(), end_marker: Some(nonce.end_marker()), view };
     let (ending, console) = report::run_captured(&mut cmd, &dir.join("console.log"), &watch)?;
+    let interrupted = report::interrupted();
     let judged = verdict::judge(ending, &console, &nonce);
     let info = report::model::RunInfo {
         id: id.clone(),
@@ -589,8 +668,12 @@ fn run(
         qemu: qemu.describe(),
         guest_kernel: plan.guest_kernel.clone(),
         icount: qemu_args.iter().chain(&profile.extra_args).any(|arg| arg == "-icount"),
+        period_us: plan.period_us,
+        irqsoff_period_us: plan.irqsoff_period_us,
+        tag: plan.destination.tag.clone(),
     };
     let mut report = report::Report::new(info, plan.guest, judged.as_ref().ok().copied(), &console);
+    report.interrupted = interrupted;
     if let Some(map) = &plan.system_map
         && !report.measurements.irqsoff.is_empty()
     {
@@ -600,14 +683,27 @@ fn run(
             report.symbolize(map);
         }
     }
-    println!();
+    if !plan.quiet {
+        println!();
+    }
     print!("{}", report::table::render(&report));
-    // The report must not hide the verdict: a failure to write it is only a warning.
-    match report.write(&dir).and_then(|()| report::link_latest(&id)) {
-        Ok(()) => eprintln!("xtask: report in {} (console.log, report.json, latency.svg)", dir.display()),
+    // The report must not hide the verdict: a failure to write it is only a warning. Only a
+    // complete run (the core's verdict, no Ctrl-C) becomes `latest`.
+    let complete = judged.is_ok() && !interrupted;
+    // `latest` names folders under target/report only.
+    let link = complete && plan.destination.out.is_none();
+    match report.write(&dir).and_then(|()| if link { report::link_latest(&id) } else { Ok(()) }) {
+        Ok(()) if plan.quiet => {}
+        Ok(()) if complete => eprintln!("xtask: report in {}", dir.display()),
+        Ok(()) => eprintln!(
+            "xtask: partial report in {} ({}; target/report/latest left as it was)",
+            dir.display(),
+            if interrupted { "interrupted" } else { "no verdict" }
+        ),
         Err(err) => eprintln!("xtask: warning: the report is incomplete: {err:#}"),
     }
-    let problems = verdict::sampling_problems(&console);
+    // An interrupted run's missing summary is the interruption, not a sampling problem.
+    let problems = if interrupted { Vec::new() } else { verdict::sampling_problems(&console) };
     for problem in &problems {
         eprintln!("xtask: FAIL: {problem}");
     }
@@ -615,6 +711,10 @@ fn run(
         Ok(0) if problems.is_empty() => ExitCode::SUCCESS,
         Ok(0) => ExitCode::FAILURE,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(_) if interrupted => {
+            eprintln!("xtask: interrupted: no verdict from the core");
+            ExitCode::from(INTERRUPTED_EXIT)
+        }
         Err(why) => {
             eprintln!("xtask: FAIL: {why}");
             ExitCode::FAILURE
@@ -622,13 +722,20 @@ fn run(
     })
 }
 
+/// The exit status of a run Ctrl-C cut short before the core's verdict: 128 + SIGINT, as
+/// shells report it.
+const INTERRUPTED_EXIT: u8 = 130;
+
 /// What `cargo xtask guest` was asked for.
 #[derive(Debug, Clone)]
 struct GuestOptions {
     script: String,
     duration: u64,
     cpus: u32,
-    no_core: bool,
+    mode: Mode,
+    load: Option<Load>,
+    quiet: bool,
+    destination: report::Destination,
     kernel: Option<PathBuf>,
     initrd: Option<PathBuf>,
     append: Option<String>,
@@ -664,10 +771,10 @@ fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
     };
     let kernel = pick(&options.kernel, |guest| &guest.kernel)?;
     let initrd = pick(&options.initrd, |guest| &guest.initramfs)?;
-    let append = options
-        .append
-        .clone()
-        .unwrap_or_else(|| guest::init::kernel_cmdline(&options.script, options.duration));
+    let load = effective_load(&options.script, options.load)?;
+    let append = options.append.clone().unwrap_or_else(|| {
+        format!("{} guest.load={load}", guest::init::kernel_cmdline(&options.script, options.duration))
+    });
     if options.prepare_only {
         println!("kernel {}", kernel.display());
         if let Some(guest) = &prepared {
@@ -682,28 +789,124 @@ fn run_guest(options: &GuestOptions, qemu_args: &[String]) -> Result<ExitCode> {
         eprintln!("xtask: guest System.map {}", guest.system_map.display());
     }
     eprintln!("xtask: guest initramfs {}", initrd.display());
-    if !options.no_core {
-        eprintln!(
-            "xtask: note: the core cannot host the guest yet; booting it without the core (--no-core)"
-        );
-    }
     let qemu = Qemu::ensure_installed()?;
+    let mut extra = qemu_args.to_vec();
+    if options.mode == Mode::Icount && !extra.iter().any(|arg| arg == "-icount") {
+        extra.splice(0..0, ["-icount".to_owned(), "shift=0,sleep=off".to_owned()]);
+    }
     let boot = guest::NoCoreBoot {
         kernel: &kernel,
         initrd: &initrd,
         append: &append,
         cpus: options.cpus,
-        extra_args: qemu_args,
+        extra_args: &extra,
     };
     let mut cmd = boot.command(&qemu);
-    eprintln!("xtask: {}", process::describe(&cmd));
-    let start = Instant::now();
-    let status = process::status(&mut cmd)?;
-    eprintln!(
-        "xtask: QEMU exited ({status}) after {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(exit_code(status))
+    if options.script == "shell" {
+        eprintln!("xtask: {}", process::describe(&cmd));
+        let start = Instant::now();
+        let status = process::status(&mut cmd)?;
+        eprintln!("xtask: QEMU exited ({status}) after {:.1} s", start.elapsed().as_secs_f64());
+        return Ok(exit_code(status));
+    }
+    baseline(&qemu, &mut cmd, options, &kernel, load)
+}
+
+/// `cargo xtask guest` with a timed script: the console captured as `run` captures it, then
+/// the same table and report (no oob rows: no core), `latest-baseline` moved for a run that
+/// ended by itself.
+fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions, kernel: &std::path::Path, load: Load) -> Result<ExitCode> {
+    let (id, dir) = report::create_run_dir(&options.destination)?;
+    let view = if options.quiet {
+        report::progress::View::Quiet
+    } else {
+        eprintln!("xtask: {}", process::describe(cmd));
+        report::progress::View::Console
+    };
+    let watch = report::Watch {
+        watchdog: Some(std::time::Duration::from_secs(600 + 20 * options.duration)),
+        end_marker: None,
+        view,
+    };
+    let (ending, console) = report::run_captured(cmd, &dir.join("console.log"), &watch)?;
+    let interrupted = report::interrupted();
+    let exit = match ending {
+        process::Ending::Exited(code) => Some(code),
+        _ => None,
+    };
+    let info = report::model::RunInfo {
+        id: id.clone(),
+        profile: "guest-virt".into(),
+        board: Board::QemuVirt.to_string(),
+        gic: Some("v3".into()),
+        cpus: options.cpus,
+        load: load.to_string(),
+        duration_s: options.duration,
+        qemu: qemu.describe(),
+        guest_kernel: kernel.file_name().map(|name| name.to_string_lossy().into_owned()),
+        icount: options.mode == Mode::Icount,
+        // cyclictest's interval (-i 1000).
+        period_us: 1000,
+        irqsoff_period_us: None,
+        tag: options.destination.tag.clone(),
+    };
+    let mut report = report::Report::baseline(info, exit, &console);
+    report.interrupted = interrupted;
+    if !options.quiet {
+        println!();
+    }
+    print!("{}", report::table::render(&report));
+    let link = exit == Some(0) && !interrupted && options.destination.out.is_none();
+    let written = report.write(&dir).and_then(|()| if link { report::link_named("latest-baseline", &id) } else { Ok(()) });
+    match written {
+        Ok(()) if options.quiet => {}
+        Ok(()) => eprintln!("xtask: baseline report in {}", dir.display()),
+        Err(err) => eprintln!("xtask: warning: the report is incomplete: {err:#}"),
+    }
+    Ok(match (exit, interrupted) {
+        (_, true) => ExitCode::from(INTERRUPTED_EXIT),
+        (Some(0), false) => ExitCode::SUCCESS,
+        (Some(code), false) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        (None, false) => {
+            eprintln!("xtask: FAIL: QEMU did not exit by itself ({ending:?})");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// The longest run `--duration` accepts: a day.
+const MAX_DURATION_S: u64 = 24 * 3600;
+
+/// A duration as cyclictest's `-D` takes it: plain seconds, or a number with `s`, `m`, `h`
+/// or `d`; at most [`MAX_DURATION_S`].
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` is not a duration: a whole number with an optional s, m, h or d (30s, 5m)")),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: a whole number with an optional s, m, h or d (30s, 5m)"))?;
+    let seconds = value.checked_mul(scale).filter(|&s| s <= MAX_DURATION_S);
+    seconds.ok_or_else(|| format!("{text} is longer than the 24h a run may take"))
+}
+
+/// `--irqsoff`: 0 (off) or a period of 10 µs to 1 s.
+fn parse_irqsoff_period(text: &str) -> Result<u64, String> {
+    let period: u64 = text.trim().parse().map_err(|_| format!("`{text}` is not a period in µs (0 turns the hunter off)"))?;
+    if period == 0 || (10..=1_000_000).contains(&period) {
+        Ok(period)
+    } else {
+        Err(format!("{period} µs: the hunter samples every 10 to 1000000 µs (0 turns it off)"))
+    }
 }
 
 /// The exit code mirroring a child's status (128 + N for signal N, as shells do).
@@ -743,10 +946,12 @@ mod tests {
 
     #[test]
     fn run_takes_machine_flags_or_a_profile() {
-        match parse(&["run", "--cpus", "2", "--gic", "v3", "--icount"]) {
-            Ok(Command::Run { board: Board::QemuVirt, gic: Some(machine::Gic::V3), cpus: Some(2), icount: true, profile: None, .. }) => {}
+        match parse(&["run", "--cpus", "2", "--gic", "v3", "--mode", "tcg"]) {
+            Ok(Command::Run { board: Board::QemuVirt, gic: Some(machine::Gic::V3), cpus: Some(2), mode: Mode::Tcg, profile: None, .. }) => {}
             other => panic!("not parsed as asked: {other:?}"),
         }
+        assert!(matches!(parse(&["run"]), Ok(Command::Run { mode: Mode::Icount, cpus: None, .. })));
+        assert!(parse(&["run", "--mode", "kvm"]).is_err());
         assert!(matches!(parse(&["run", "--board", "rpi4", "--no-guest"]), Ok(Command::Run { board: Board::Rpi4, .. })));
         assert!(parse(&["run", "--profile", "virt-gicv3-1", "--cpus", "2"]).is_err());
         assert!(parse(&["run", "--gic", "v4"]).is_err());
@@ -764,6 +969,34 @@ mod tests {
         assert!(matches!(parse(&["run", "--irqsoff", "0"]), Ok(Command::Run { irqsoff: 0, .. })));
         assert!(matches!(parse(&["run", "--no-guest"]), Ok(Command::Run { no_guest: true, .. })));
         assert!(parse(&["run", "--irqsoff", "100", "--no-guest"]).is_err());
+    }
+
+    #[test]
+    fn durations_and_periods_are_checked_with_a_useful_message() {
+        assert_eq!(parse_duration("30"), Ok(30));
+        assert_eq!(parse_duration("30s"), Ok(30));
+        assert_eq!(parse_duration("5m"), Ok(300));
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        assert!(parse_duration("25h").unwrap_err().contains("24h"));
+        assert!(parse_duration("5x").unwrap_err().contains("not a duration"));
+        assert!(matches!(parse(&["run", "--duration", "2m"]), Ok(Command::Run { duration: 120, .. })));
+        assert!(matches!(parse(&["guest", "--duration", "1m", "--guest-script", "uname"]), Ok(Command::Guest { duration: 60, .. })));
+        let negative = parse(&["run", "--duration", "-1"]).unwrap_err().to_string();
+        assert!(negative.contains("not a duration") && !negative.contains("-- -1"), "{negative}");
+        assert!(parse(&["run", "--period", "12345678901234"]).is_err());
+        assert!(parse(&["run", "--period", "5"]).is_err());
+        assert!(parse(&["run", "--irqsoff", "5"]).unwrap_err().to_string().contains("10 to 1000000"));
+        assert!(parse(&["irqsoff", "--period", "100"]).is_err(), "--period is the latency test's only");
+        assert!(matches!(parse(&["irqsoff", "--irqsoff-period", "100"]), Ok(Command::Irqsoff { period: 100, .. })));
+        assert!(parse(&["run", "--release"]).is_err() && parse(&["guest", "--no-core"]).is_err());
+        match parse(&["run", "--tag", "rt-6.12", "--out", "/tmp/x"]) {
+            Ok(Command::Run { destination: ReportFlags { tag: Some(tag), out: Some(out) }, .. }) => {
+                assert_eq!((tag.as_str(), out.as_path()), ("rt-6.12", std::path::Path::new("/tmp/x")));
+            }
+            other => panic!("not parsed as asked: {other:?}"),
+        }
+        assert!(parse(&["run", "--tag", "../up"]).unwrap_err().to_string().contains("a tag is"));
+        assert!(matches!(parse(&["guest", "--tag", "base"]), Ok(Command::Guest { destination: ReportFlags { tag: Some(_), .. }, .. })));
     }
 
     #[test]

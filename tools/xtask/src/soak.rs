@@ -225,7 +225,11 @@ pub fn run(plan: Plan) -> Result<ExitCode> {
     let log = dir.join("console.log");
     let mut cmd = qemu.command(&boot);
     eprintln!("xtask: soak of {} s ({} s per load, {} s windows)", plan.duration_s, plan.segment_s, plan.window_s);
-    let watch = report::Watch { watchdog: Some(plan.watchdog()), end_marker: Some(nonce.end_marker()) };
+    let watch = report::Watch {
+        watchdog: Some(plan.watchdog()),
+        end_marker: Some(nonce.end_marker()),
+        view: report::progress::View::Console,
+    };
     let (ending, console) = report::run_captured(&mut cmd, &log, &watch)?;
     let mut failures = match verdict::judge(ending, &console, &nonce) {
         Ok(0) => Vec::new(),

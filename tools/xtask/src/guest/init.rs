@@ -164,9 +164,16 @@ case "$load" in
 esac
 echo "guest: load $load started"
 if [ -n "$load_pid" ]; then sleep 1; fi
-echo "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q"
+echo "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q --json=/tmp/cyclictest.json"
 status=0
-cyclictest -m -S -p 90 -i 1000 -h 1000 -D "${GUEST_DURATION}s" -q || status=$?
+cyclictest -m -S -p 90 -i 1000 -h 1000 -D "${GUEST_DURATION}s" -q --json=/tmp/cyclictest.json || status=$?
+# cyclictest's own JSON, between markers, for the report folder (cyclictest.json).
+if [ -s /tmp/cyclictest.json ]; then
+    echo "guest: cyclictest json begin"
+    cat /tmp/cyclictest.json
+    echo
+    echo "guest: cyclictest json end"
+fi
 if [ -n "$load_pid" ]; then
     echo "guest: load $load: $(load_pids | wc -w) processes running at the end"
     # stress-ng stops its stressors itself on SIGINT; the grinder's shell loops need the group.
@@ -385,7 +392,7 @@ mod tests {
         }
         // The load starts before cyclictest and stops after it; the messages bracket it.
         let started = at("echo \"guest: load $load started\"");
-        let cyclictest = at("cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q || status=$?");
+        let cyclictest = at("cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q --json=/tmp/cyclictest.json || status=$?");
         let stopped = at("echo \"guest: load stopped\"");
         assert!(at("load=idle") < started && started < cyclictest && cyclictest < stopped);
         assert!(at("kill -TERM") > cyclictest);

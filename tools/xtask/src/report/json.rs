@@ -9,8 +9,11 @@
 //!   `min_ns`, `avg_ns`, `p99_ns`, `p999_ns`, `max_ns`, `samples`, `overruns` (`null` for
 //!   sirq and cyclictest), `p99_lower_bound` / `p999_lower_bound` (true when the percentile lies in
 //!   the histogram's open range, so the value is only a lower bound), `histogram_limit_ns`
-//!   (where that open range starts) and `histogram_above` (samples in it). Percentiles come
-//!   from 1 µs histograms: each is the lower bound of its bucket (< 1 bucket resolution).
+//!   (where that open range starts), `histogram_above` (samples in it) and `histogram`:
+//!   `{bucket_ns, limit_ns, above, buckets}`, `buckets` the non-empty buckets as
+//!   `[start_ns, samples]` pairs. Percentiles come from that histogram — 100 ns buckets for
+//!   the core's oob thread and IRQ contexts, 1 µs for sirq and cyclictest: each is the lower
+//!   bound of its bucket (< 1 bucket resolution).
 //! - `inband_per_cpu`: an array, one such object per vCPU with `cpu` added (empty without
 //!   a guest or cyclictest output).
 //! - `sources`: who measured each section: `oob` and `replay_log` are `core` (read from the
@@ -20,12 +23,23 @@
 //! - `replay_log`: `logged`, `replayed`, `coalesced`, `withdrawn`, `max_depth`, `lost`.
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
-//!   `--no-guest`), `icount`, `exit_code` (the core's verdict's exit code, `null` when the run
+//!   `--no-guest`), `icount`, `mode` (`icount` or `tcg`, see
+//!   `cargo xtask run --mode`), `tag` (`--tag`, or `null`), `period_us` (the latency test's period), `irqsoff_period_us`
+//!   (the irqs-off hunter's, `null` when it was off), `exit_code` (the core's verdict's exit code, `null` when the run
 //!   has no verdict the harness trusts: see `crate::verdict`).
+//!   `core`: false for `cargo xtask guest`'s baseline (Linux alone, no oob figures);
+//!   `interrupted`: true when Ctrl-C cut the run short (then `oob.thread` may come from the
+//!   per-second lines alone, and `missing` says so).
+//! - `series.oob_thread_per_second`: the oob thread context second by second (the core's
+//!   `RTD|` lines): `{min_ns, avg_ns, max_ns, overruns}`, `overruns` counted since the start.
 //! - `irqsoff` (only when the irqs-off hunter ran, `companion.irqsoff`): `top`, an array
 //!   of `{pc, symbol, samples, longest_ns}` by longest window first (`pc` a `0x…` string,
 //!   `symbol` `name+0xoff` from the guest's System.map or `null`), where Linux held in-band
-//!   IRQs off while one waited.
+//!   IRQs off while one waited; each entry also has `longest_periods` (the window in whole
+//!   sampling periods, `irqsoff_period_us`) and `idle` (true on Linux's idle path, e.g.
+//!   `cpu_do_idle`: IRQs masked waiting for the next interrupt, not work). `totals`:
+//!   `{samples, pcs, dropped}` from the hunter's summary line, `dropped` counting samples
+//!   at new PCs that found its table full (so in no entry); `null` if the console lacks it.
 //! - `missing`: strings naming each absent section and why. `oob.sirq`, when the console
 //!   has no `sirq:` line (no guest, or a core not measuring it yet), is omitted from `oob`
 //!   and listed here.
@@ -33,7 +47,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Report;
-use super::model::Latency;
+use super::model::{Histogram, Latency};
 
 fn latency(latency: &Latency) -> Map<String, Value> {
     let p99 = latency.percentile(990);
@@ -54,7 +68,26 @@ fn latency(latency: &Latency) -> Map<String, Value> {
         json!(histogram.map(|h| h.limit_us.saturating_mul(1000))),
     );
     object.insert("histogram_above".into(), json!(histogram.map(|h| h.above)));
+    object.insert("histogram".into(), latency.percentile_histogram().map_or(Value::Null, buckets));
     object
+}
+
+/// The histogram percentiles come from, as `{bucket_ns, limit_ns, above, buckets}` with
+/// `buckets` the non-empty ones as `[start_ns, samples]` pairs.
+fn buckets(histogram: &Histogram) -> Value {
+    let buckets: Vec<[u64; 2]> = histogram
+        .counts
+        .iter()
+        .enumerate()
+        .filter(|(_, count)| **count > 0)
+        .map(|(bucket, &count)| [(bucket as u64).saturating_mul(histogram.bucket_ns), count])
+        .collect();
+    json!({
+        "bucket_ns": histogram.bucket_ns,
+        "limit_ns": histogram.limit_us.saturating_mul(1000),
+        "above": histogram.above,
+        "buckets": buckets,
+    })
 }
 
 fn optional(value: Option<&Latency>) -> Value {
@@ -105,7 +138,21 @@ pub fn to_json(report: &Report) -> Value {
             "qemu": run.qemu,
             "guest_kernel": run.guest_kernel,
             "icount": run.icount,
+            "mode": run.mode(),
+            "tag": run.tag,
+            "period_us": run.period_us,
+            "irqsoff_period_us": run.irqsoff_period_us,
             "exit_code": report.exit_code,
+            "interrupted": report.interrupted,
+            "core": report.core,
+        },
+        "series": {
+            "oob_thread_per_second": m.oob_thread_per_second.iter().map(|second| json!({
+                "min_ns": second.min_ns,
+                "avg_ns": second.avg_ns,
+                "max_ns": second.max_ns,
+                "overruns": second.overruns,
+            })).collect::<Vec<_>>(),
         },
         "missing": report.missing(),
         "sources": { "oob": "core", "replay_log": "core", "inband": "guest-reported" },
@@ -122,10 +169,13 @@ pub fn to_json(report: &Report) -> Value {
                     "symbol": entry.symbol,
                     "samples": entry.samples,
                     "longest_ns": entry.longest_ns,
+                    "longest_periods": run.irqsoff_period_us.map(|us| entry.longest_ns / us.max(1).saturating_mul(1000)),
+                    "idle": entry.symbol.as_deref().is_some_and(super::model::is_idle_path),
                 })
             })
             .collect();
-        object.insert("irqsoff".into(), json!({ "top": top }));
+        let totals = m.irqsoff_totals.map(|t| json!({ "samples": t.samples, "pcs": t.pcs, "dropped": t.dropped }));
+        object.insert("irqsoff".into(), json!({ "top": top, "totals": totals }));
     }
     report_json
 }

@@ -7,15 +7,19 @@
 //! - `console.log`: the raw console (QEMU's stdout and stderr), written as it arrives, so
 //!   it survives an interrupted run;
 //! - `report.json`: the numbers (keys in [`json`]);
+//! - `histogram.txt`: the oob histograms in `rtla timerlat hist`'s layout ([`histogram_txt`]);
+//! - `cyclictest.json`: cyclictest's own `--json` output, when the guest printed it;
 //! - `latency.svg`: the histograms on one log-scale chart ([`svg`]).
 //!
-//! Percentiles (p99, p99.9) come from the 1 µs histograms, so they are exact only to a
-//! bucket (< 1 µs resolution, the bucket's lower bound). A section the console lacks (e.g.
+//! Percentiles (p99, p99.9) come from the histograms, so they are exact only to a bucket
+//! (100 ns for the core's oob contexts, 1 µs otherwise; the bucket's lower bound). A section the console lacks (e.g.
 //! no latency test with `--duration 0`) is reported missing, never an error.
 
+pub mod histogram_txt;
 pub mod json;
 pub mod model;
 pub mod parse;
+pub mod progress;
 pub mod svg;
 pub mod symbols;
 pub mod table;
@@ -24,7 +28,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,12 +50,27 @@ pub struct Report {
     pub exit_code: Option<i32>,
     /// What the console showed.
     pub measurements: Measurements,
+    /// Whether Ctrl-C cut the run short (its figures are partial).
+    pub interrupted: bool,
+    /// Whether the core ran (false for `cargo xtask guest`'s baseline: no oob rows).
+    pub core: bool,
+    /// cyclictest's own `--json` output, as the guest printed it.
+    pub cyclictest_json: Option<String>,
 }
 
 impl Report {
     /// Builds the report of a run from its console text.
     pub fn new(run: RunInfo, guest: bool, exit_code: Option<i32>, console: &str) -> Self {
-        Self { run, guest, exit_code, measurements: parse::parse(console) }
+        let cyclictest_json = parse::cyclictest_json(console);
+        Self { run, guest, exit_code, measurements: parse::parse(console), interrupted: false, core: true, cyclictest_json }
+    }
+
+    /// The report of a baseline run, the guest without the core: every console line is the
+    /// guest's; `exit_code` is QEMU's.
+    pub fn baseline(run: RunInfo, exit_code: Option<i32>, console: &str) -> Self {
+        let measurements = parse::parse_bare_guest(console);
+        let cyclictest_json = parse::cyclictest_json(console);
+        Self { run, guest: true, exit_code, measurements, interrupted: false, core: false, cyclictest_json }
     }
 
     /// Names the irqs-off hunter's PCs with the guest kernel's System.map at `path`; a map
@@ -72,6 +91,12 @@ impl Report {
     /// The sections the console lacked, with why (see [`Measurements::missing`]); the
     /// replay log is only expected with a guest.
     pub fn missing(&self) -> Vec<String> {
+        if !self.core {
+            // The baseline: only cyclictest is expected.
+            let mut missing = self.measurements.missing(true, false);
+            missing.retain(|line| line.starts_with("inband"));
+            return missing;
+        }
         let mut missing = self.measurements.missing(self.guest, self.guest);
         if self.run.duration_s == 0 {
             missing.iter_mut().filter(|line| line.starts_with("oob.thread") || line.starts_with("oob.irq")).for_each(
@@ -81,10 +106,17 @@ impl Report {
         missing
     }
 
-    /// Writes `report.json` and `latency.svg` into `dir`.
+    /// Writes `report.json`, `histogram.txt` (when the run has oob histograms),
+    /// `cyclictest.json` (when the guest printed it) and `latency.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(&json::to_json(self)).context("cannot serialize the report")?;
         write_file(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+        if let Some(text) = histogram_txt::render(self) {
+            write_file(&dir.join("histogram.txt"), text.as_bytes())?;
+        }
+        if let Some(json) = &self.cyclictest_json {
+            write_file(&dir.join("cyclictest.json"), json.as_bytes())?;
+        }
         write_file(&dir.join("latency.svg"), svg::render(self).as_bytes())
     }
 }
@@ -115,13 +147,39 @@ pub fn timestamp(seconds: u64) -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest / 60 % 60, rest % 60)
 }
 
-/// Creates a new run directory `target/report/<timestamp>` (with a `-N` suffix should
-/// that exist) and returns its name and path.
-pub fn create_run_dir() -> Result<(String, PathBuf)> {
+/// Where a run's report goes: a fresh folder under `target/report/` named by the time and
+/// the tag, or the folder the user named.
+#[derive(Debug, Clone, Default)]
+pub struct Destination {
+    /// `--tag NAME`: appended to the run's name (`<timestamp>-NAME`) and kept in `run.tag`.
+    pub tag: Option<String>,
+    /// `--out DIR`: the report goes there (created if need be) instead.
+    pub out: Option<PathBuf>,
+}
+
+/// Whether `tag` can name a folder: letters, digits, `-`, `_` and `.`, not starting with `.`.
+pub fn valid_tag(tag: &str) -> Result<String, String> {
+    let fine = !tag.is_empty()
+        && tag.len() <= 64
+        && !tag.starts_with('.')
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine { Ok(tag.to_owned()) } else { Err(format!("`{tag}`: a tag is up to 64 letters, digits, -, _ or . (not leading)")) }
+}
+
+/// Creates the run's report folder: `--out DIR` as given, else `target/report/<timestamp>`
+/// (`-<tag>` appended, a `-N` suffix should that exist); returns the run's name and path.
+pub fn create_run_dir(destination: &Destination) -> Result<(String, PathBuf)> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = match &destination.tag {
+        Some(tag) => format!("{}-{tag}", timestamp(now)),
+        None => timestamp(now),
+    };
+    if let Some(out) = &destination.out {
+        fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        return Ok((stamp, out.clone()));
+    }
     let base = reports_dir();
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let stamp = timestamp(now);
     for attempt in 1..100 {
         let id = if attempt == 1 { stamp.clone() } else { format!("{stamp}-{attempt}") };
         let dir = base.join(&id);
@@ -136,8 +194,13 @@ pub fn create_run_dir() -> Result<(String, PathBuf)> {
 
 /// Points `target/report/latest` at run `id` (replacing the link atomically).
 pub fn link_latest(id: &str) -> Result<()> {
+    link_named("latest", id)
+}
+
+/// Points `target/report/<name>` at run `id` (replacing the link atomically).
+pub fn link_named(name: &str, id: &str) -> Result<()> {
     let base = reports_dir();
-    let latest = base.join("latest");
+    let latest = base.join(name);
     let staging = base.join(format!(".latest-{id}"));
     let _ = fs::remove_file(&staging);
     std::os::unix::fs::symlink(id, &staging)
@@ -145,23 +208,39 @@ pub fn link_latest(id: &str) -> Result<()> {
     fs::rename(&staging, &latest).with_context(|| format!("cannot replace {}", latest.display()))
 }
 
-/// While alive, this process ignores SIGINT (restored on drop): Ctrl-C at the terminal then
-/// stops only the child (QEMU, which handles the signal itself), and the run still ends with
-/// its table and report of what the console showed so far.
-struct IgnoreInterrupts {
+/// Set by [`on_interrupt`] when Ctrl-C (SIGINT) reached this process during a watched run.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Whether Ctrl-C interrupted the last watched run ([`run_captured`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// While alive, SIGINT only records that the run was interrupted (restored on drop): Ctrl-C
+/// at the terminal then stops only the child (QEMU, whose `exec` reset the handler to the
+/// default), and the run still ends with its table and report of what the console showed so
+/// far, marked interrupted.
+struct CatchInterrupts {
     previous: libc::sighandler_t,
 }
 
-impl IgnoreInterrupts {
+impl CatchInterrupts {
     fn new() -> Self {
-        // SAFETY: installing SIG_IGN has no handler code to run; the previous disposition is
-        // kept to restore it.
-        let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        INTERRUPTED.store(false, Ordering::Relaxed);
+        let handler = on_interrupt as extern "C" fn(libc::c_int);
+        // SAFETY: the handler only stores to an atomic (async-signal-safe); the previous
+        // disposition is kept to restore it.
+        let previous = unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
         Self { previous }
     }
 }
 
-impl Drop for IgnoreInterrupts {
+impl Drop for CatchInterrupts {
     fn drop(&mut self) {
         if self.previous != libc::SIG_ERR {
             // SAFETY: restores the disposition `signal` returned, which was valid before.
@@ -179,12 +258,14 @@ pub struct Watch {
     pub watchdog: Option<std::time::Duration>,
     /// Stop the run shortly after this text appeared.
     pub end_marker: Option<String>,
+    /// What the terminal shows meanwhile.
+    pub view: progress::View,
 }
 
 /// Runs `cmd` (stdin inherited), copying its stdout and stderr to ours as they arrive and
 /// into `log` and the returned text (lossy UTF-8, `\r` removed), ending it as `watch` says.
-/// Ctrl-C stops the child only (see [`IgnoreInterrupts`]); what it printed until then is
-/// returned.
+/// Ctrl-C stops the child only (see [`CatchInterrupts`], and [`interrupted`] says so
+/// afterwards); what it printed until then is returned.
 pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(process::Ending, String)> {
     let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let sink = Arc::new(Mutex::new((file, Vec::<u8>::new())));
@@ -193,8 +274,10 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
     let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", process::describe(cmd)))?;
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let stderr = child.stderr.take().context("no stderr pipe")?;
+    let terminal = Arc::new(progress::Terminal::new(watch.view));
     let copy = |mut from: Box<dyn Read + Send>, to_stderr: bool, sink: Arc<Mutex<(File, Vec<u8>)>>| {
         let mut marker = process::MarkerWatch::new(watch.end_marker.as_deref(), Arc::clone(&seen));
+        let terminal = Arc::clone(&terminal);
         thread::spawn(move || -> io::Result<()> {
             let mut chunk = [0u8; 8192];
             loop {
@@ -206,12 +289,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
                 };
                 let bytes = &chunk[..n];
                 marker.feed(bytes);
-                // The terminal going away must not stop the capture.
-                let _ = if to_stderr {
-                    io::stderr().write_all(bytes).and_then(|()| io::stderr().flush())
-                } else {
-                    io::stdout().write_all(bytes).and_then(|()| io::stdout().flush())
-                };
+                terminal.show(bytes, to_stderr);
                 let mut guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let (file, buffer) = &mut *guard;
                 buffer.extend_from_slice(bytes);
@@ -219,8 +297,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
             }
         })
     };
-    // After the spawn: the child keeps the default disposition.
-    let _interrupts = IgnoreInterrupts::new();
+    let _interrupts = CatchInterrupts::new();
     let out = copy(Box::new(stdout), false, Arc::clone(&sink));
     let err = copy(Box::new(stderr), true, Arc::clone(&sink));
     // A day stands in for "no watchdog" (an interactive guest).
@@ -232,6 +309,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
             Err(_) => anyhow::bail!("the thread copying QEMU's {name} panicked"),
         }
     }
+    terminal.finish();
     let guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let text = String::from_utf8_lossy(&guard.1).replace('\r', "");
     Ok((ending, text))
@@ -255,6 +333,9 @@ mod tests {
             qemu: "qemu-system-aarch64 10.0.2".into(),
             guest_kernel: Some("vmlinuz-6.12.117+deb12-rt-arm64".into()),
             icount: false,
+            period_us: 1000,
+            irqsoff_period_us: None,
+            tag: Some("t1".into()),
         }
     }
 
@@ -313,16 +394,18 @@ mod tests {
         assert_eq!(json["missing"], Value::Array(Vec::new()));
         let text = table::render(&report);
         let row = text.lines().find(|line| line.starts_with("  sirq ")).unwrap_or_else(|| panic!("no sirq row:\n{text}"));
-        for cell in ["12.000", "35.000", "120.000", ">=999.000", "950.000", "512"] {
+        for cell in ["12.000", "35.000", "120.000", ">=1000.000", "950.000", "512"] {
             assert!(row.contains(cell), "{cell} not in {row:?}");
         }
-        assert!(svg::render(&report).contains("guest sirq: 512 samples, 2 at &gt;= 999 us"));
+        assert!(svg::render(&report).contains("guest sirq: 512 samples, 2 at &gt;= 1000 us"));
     }
 
     #[test]
     fn irqsoff_is_symbolized_in_json_and_table() {
-        let console = "IRQSOFF| pc 0xffff800081234024 samples 12 longest_ns 400000\nIRQSOFF| pc 0xffff800081200010 samples 250 longest_ns 900000\nIRQSOFF| pc 0x1000 samples 1 longest_ns 100000\n";
-        let mut report = Report::new(run_info(), true, Some(0), console);
+        let console = "[ 9.0 core cpu0 INFO ] irqsoff: 263 samples with IRQs masked and an in-band IRQ waiting, at 3 PCs (7 dropped: table full)\nIRQSOFF| pc 0xffff800081234024 samples 12 longest_ns 400000\nIRQSOFF| pc 0xffff800081200010 samples 250 longest_ns 900000\nIRQSOFF| pc 0x1000 samples 1 longest_ns 100000\n";
+        let mut info = run_info();
+        info.irqsoff_period_us = Some(100);
+        let mut report = Report::new(info, true, Some(0), console);
         assert!(full().measurements.irqsoff.is_empty());
         assert!(json::to_json(&full()).get("irqsoff").is_none());
         assert!(!table::render(&full()).contains("irqs-off hunter"));
@@ -334,8 +417,8 @@ mod tests {
         assert_eq!(top.len(), 3);
         for entry in top {
             let keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
-            assert_eq!(keys.len(), 4, "{keys:?}");
-            for key in ["pc", "symbol", "samples", "longest_ns"] {
+            assert_eq!(keys.len(), 6, "{keys:?}");
+            for key in ["pc", "symbol", "samples", "longest_ns", "longest_periods", "idle"] {
                 assert!(keys.contains(&key), "{key} in {keys:?}");
             }
         }
@@ -345,10 +428,14 @@ mod tests {
         assert_eq!(top[0]["longest_ns"], 900_000);
         assert_eq!(top[1]["symbol"], "_raw_spin_lock_irqsave+0x24");
         assert_eq!(top[2]["symbol"], Value::Null);
+        assert_eq!((top[0]["longest_periods"].clone(), top[0]["idle"].clone()), (Value::from(9), Value::Bool(true)));
+        assert_eq!((top[1]["longest_periods"].clone(), top[1]["idle"].clone()), (Value::from(4), Value::Bool(false)));
+        assert_eq!(json.pointer("/irqsoff/totals/dropped"), Some(&Value::from(7)));
         let text = table::render(&report);
         assert!(text.contains("irqs-off hunter: top locations"), "{text}");
+        assert!(text.contains("263 samples at 3 PCs, 7 dropped (table full)"), "{text}");
         let row = text.lines().find(|line| line.contains("default_idle_call+0x10")).unwrap_or_else(|| panic!("{text}"));
-        assert!(row.contains("250") && row.contains("900.000"), "{row}");
+        assert!(row.contains("250") && row.contains("9 x 100 us") && row.contains("idle"), "{row}");
         assert!(text.lines().any(|line| line.trim_start().starts_with("0x1000")), "{text}");
     }
 
@@ -362,6 +449,66 @@ mod tests {
         assert!(text.contains("67.028"), "{text}");
         assert!(text.contains("5681.136"), "{text}");
         assert!(text.contains("replay log: logged 7143"), "{text}");
+    }
+
+    #[test]
+    fn a_baseline_reports_cyclictest_alone() {
+        // Without the core, the guest's lines carry no mark.
+        let bare: String = CYCLICTEST.lines().map(|line| format!("{}\n", line.strip_prefix("guest| ").unwrap_or(line))).collect();
+        let report = Report::baseline(run_info(), Some(0), &bare);
+        let text = table::render(&report);
+        assert!(!text.lines().any(|line| line.starts_with("  oob-")) && !text.contains("replay log"), "{text}");
+        assert!(text.contains("baseline: Linux alone") && text.contains("  in-band cpu1"), "{text}");
+        assert_eq!(report.missing(), Vec::<String>::new());
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/run/core"), Some(&Value::Bool(false)));
+        assert_eq!(json.pointer("/inband/samples"), full().measurements.inband().unwrap().samples.map(Value::from).as_ref());
+    }
+
+    #[test]
+    fn an_interrupted_run_keeps_its_per_second_figures() {
+        // The run ended after two seconds: RTT and RTD lines, no summary, no histogram.
+        let console: String = OOB.lines().take_while(|line| !line.starts_with("RTS|")).map(|line| format!("{line}\n")).collect();
+        let mut report = Report::new(run_info(), true, None, &console);
+        report.interrupted = true;
+        let thread = report.measurements.oob_thread.clone().expect("partial oob thread figures");
+        assert_eq!((thread.min_ns, thread.avg_ns, thread.max_ns), (Some(-4_000), Some(65_050), Some(5_681_136)));
+        assert_eq!(thread.overruns, Some(45));
+        assert!(report.measurements.oob_thread_partial);
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/run/interrupted"), Some(&Value::Bool(true)));
+        assert_eq!(json.pointer("/oob/thread/max_ns"), Some(&Value::from(5_681_136)));
+        assert_eq!(json.pointer("/series/oob_thread_per_second/1/avg_ns"), Some(&Value::from(70_000)));
+        assert!(report.missing().iter().any(|m| m.starts_with("oob.thread: partial, from 2 per-second")), "{:?}", report.missing());
+        // A complete run is not partial, and still carries its series.
+        assert!(!full().measurements.oob_thread_partial);
+        assert_eq!(full().measurements.oob_thread_per_second.len(), 2);
+    }
+
+    #[test]
+    fn the_table_and_json_state_the_mode_and_flag_host_dominated_figures() {
+        // The fixture's oob thread: 45 overruns and a worst case of 5.7 ms at a 1 ms period.
+        let text = table::render(&full());
+        assert!(text.lines().next().unwrap().contains("mode tcg, 4 CPUs, load grinder, period 1000 us"), "{text}");
+        let flagged: Vec<&str> = text.lines().filter(|line| line.starts_with("NOT A RESULT")).collect();
+        assert_eq!(flagged.len(), 1, "{text}");
+        assert!(flagged[0].contains("45 overruns") && flagged[0].contains("beyond the 1000 us period"), "{}", flagged[0]);
+        assert_eq!(json::to_json(&full()).pointer("/run/mode"), Some(&Value::from("tcg")));
+
+        let mut info = run_info();
+        info.icount = true;
+        let icount = Report::new(info, true, Some(0), &format!("{OOB}{CYCLICTEST}"));
+        let text = table::render(&icount);
+        assert!(text.contains("mode icount") && !text.contains("NOT A RESULT"), "{text}");
+        assert_eq!(json::to_json(&icount).pointer("/run/mode"), Some(&Value::from("icount")));
+        assert_eq!(json::to_json(&icount).pointer("/run/period_us"), Some(&Value::from(1000)));
+
+        // Under TCG, calm figures with every sample stand as results.
+        let calm = "RTT|  00:00:01  (oob thread context, 1000 us period)\nRTS|      1.000|      2.000|      3.000|       0|     0|    00:00:05/00:00:05\nlatmus: 5000 thread samples, 5000 irq samples, 0 + 0 overruns\n";
+        assert!(model::host_dominated(&run_info(), &parse::parse(calm)).is_none());
+        let short = calm.replace("5000 thread", "4000 thread");
+        let why = model::host_dominated(&run_info(), &parse::parse(&short)).expect("samples missing");
+        assert!(why.contains("4000 of 5000 samples"), "{why}");
     }
 
     #[test]
@@ -385,7 +532,7 @@ mod tests {
 
     #[test]
     fn svg_scale_follows_the_populated_buckets_not_a_stray_open_range() {
-        let console = "HSD|    thread|           3|       100\nHSD|    thread|          37|         1\nHSD|    thread|         999|         1\n";
+        let console = "HSD|    thread|           3|       100\nHSD|    thread|          37|         1\nHSD|    thread|        1000|         1\n";
         let report = Report::new(run_info(), false, Some(0), console);
         let svg = svg::render(&report);
         // The x axis's tick labels (the y axis's are anchored at their end).
@@ -394,8 +541,8 @@ mod tests {
             tick.captures_iter(svg).map(|caps| caps[1].to_owned()).collect()
         };
         assert_eq!(x_ticks(&svg), ["1", "10"], "axis to 50 us: {svg}");
-        assert!(svg.contains("1 at &gt;= 999 us"), "the open range is counted in the legend: {svg}");
-        let only_beyond = svg::render(&Report::new(run_info(), false, Some(0), "HSD|    thread|         999|         7\n"));
+        assert!(svg.contains("1 at &gt;= 1000 us"), "the open range is counted in the legend: {svg}");
+        let only_beyond = svg::render(&Report::new(run_info(), false, Some(0), "HSD|    thread|        1000|         7\n"));
         assert!(x_ticks(&only_beyond).contains(&"100".to_owned()), "all beyond: the axis reaches the limit: {only_beyond}");
     }
 
@@ -432,6 +579,13 @@ mod tests {
         let json: Value = serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
         assert_eq!(json["run"]["board"], "qemu-virt");
         assert!(fs::read_to_string(dir.join("latency.svg")).unwrap().starts_with("<svg"));
+        let hist = fs::read_to_string(dir.join("histogram.txt")).unwrap();
+        assert!(hist.starts_with("# RTLA timerlat histogram\n# Time unit is nanoseconds (ns)\n"), "{hist}");
+        let lines: Vec<&str> = hist.lines().collect();
+        assert!(lines.contains(&"Index   IRQ-003   Thr-003"), "{hist}");
+        // The fixture: thread bucket 3 µs holds 120 samples, none of the IRQ's.
+        assert!(lines.iter().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["3000", "0", "120"]), "{hist}");
+        assert!(lines.iter().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["max:", "900000", "5681136"]), "{hist}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,19 +1,22 @@
-//! What a run measured: latency distributions (1 µs histograms), the replay log's
-//! accounting and the run's settings.
+//! What a run measured: latency distributions (histograms of 1 µs buckets, 100 ns for the
+//! core's oob contexts), the replay log's accounting and the run's settings.
 
-/// A latency histogram with 1 µs buckets: bucket `i` holds the samples in `[i, i+1)` µs
+/// A latency histogram with buckets `bucket_ns` wide (1 µs unless made with
+/// [`Histogram::with_bucket_ns`]): bucket `i` holds the samples in `[i, i+1)` widths
 /// (negative latencies count in bucket 0), `above` those at or beyond `limit_us`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Histogram {
-    /// Samples per 1 µs bucket, below `limit_us`.
+    /// Samples per bucket, below `limit_us`.
     pub counts: Vec<u64>,
     /// Samples at or above `limit_us` (the open last bucket, or cyclictest's overflows).
     pub above: u64,
     /// Where the open-ended range starts, in µs.
     pub limit_us: u64,
+    /// The bucket width, in ns.
+    pub bucket_ns: u64,
 }
 
-/// A percentile read from a [`Histogram`], at bucket (1 µs) resolution.
+/// A percentile read from a [`Histogram`], at bucket resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Percentile {
     /// In the bucket starting at this many ns.
@@ -37,19 +40,24 @@ impl Percentile {
 }
 
 impl Histogram {
-    /// An empty histogram with buckets up to `limit_us`.
+    /// An empty histogram with 1 µs buckets up to `limit_us`.
     pub fn new(limit_us: u64) -> Self {
-        Self { counts: Vec::new(), above: 0, limit_us }
+        Self::with_bucket_ns(limit_us, 1000)
     }
 
-    /// Adds `count` samples to the bucket starting at `bucket_us` (the open range from
-    /// `limit_us` on).
-    pub fn add(&mut self, bucket_us: u64, count: u64) {
-        if bucket_us >= self.limit_us {
+    /// An empty histogram with buckets `bucket_ns` wide (at least 1) up to `limit_us`.
+    pub fn with_bucket_ns(limit_us: u64, bucket_ns: u64) -> Self {
+        Self { counts: Vec::new(), above: 0, limit_us, bucket_ns: bucket_ns.max(1) }
+    }
+
+    /// Adds `count` samples to bucket `bucket` (starting at `bucket` × the width; the open
+    /// range from `limit_us` on).
+    pub fn add(&mut self, bucket: u64, count: u64) {
+        if bucket.saturating_mul(self.bucket_ns) >= self.limit_us.saturating_mul(1000) {
             self.above = self.above.saturating_add(count);
             return;
         }
-        let index = usize::try_from(bucket_us).unwrap_or(usize::MAX);
+        let index = usize::try_from(bucket).unwrap_or(usize::MAX);
         if self.counts.len() <= index {
             self.counts.resize(index + 1, 0);
         }
@@ -74,17 +82,23 @@ impl Histogram {
         for (bucket, &count) in self.counts.iter().enumerate() {
             seen += u128::from(count);
             if seen >= rank {
-                return Some(Percentile::Within(us_to_ns(bucket as u64)));
+                return Some(Percentile::Within(self.bucket_start_ns(bucket as u64)));
             }
         }
         Some(Percentile::AtLeast(us_to_ns(self.limit_us)))
     }
 
-    /// Adds `other`'s samples to these (the open range starts at the lower of both limits).
+    /// Where bucket `bucket` starts, in ns.
+    fn bucket_start_ns(&self, bucket: u64) -> i64 {
+        i64::try_from(bucket.saturating_mul(self.bucket_ns)).unwrap_or(i64::MAX)
+    }
+
+    /// Adds `other`'s samples to these (the open range starts at the lower of both limits;
+    /// buckets of another width are rebinned by their lower edge).
     pub fn merge(&mut self, other: &Histogram) {
         let limit = self.limit_us.min(other.limit_us);
         if limit < self.limit_us {
-            let mine = std::mem::replace(self, Histogram::new(limit));
+            let mine = std::mem::replace(self, Histogram::with_bucket_ns(limit, self.bucket_ns));
             self.absorb(&mine);
         }
         self.absorb(other);
@@ -93,7 +107,8 @@ impl Histogram {
     fn absorb(&mut self, other: &Histogram) {
         for (bucket, &count) in other.counts.iter().enumerate() {
             if count > 0 {
-                self.add(bucket as u64, count);
+                let start_ns = (bucket as u64).saturating_mul(other.bucket_ns);
+                self.add(start_ns / self.bucket_ns, count);
             }
         }
         self.above = self.above.saturating_add(other.above);
@@ -117,14 +132,22 @@ pub struct Latency {
     pub samples: Option<u64>,
     /// Missed periods (oob only; cyclictest has no such count).
     pub overruns: Option<u64>,
-    /// The 1 µs histogram, for percentiles.
+    /// The 1 µs histogram (for the plot, and percentiles when there is no finer one).
     pub histogram: Option<Histogram>,
+    /// A finer histogram of the same samples, when the console gave one (the core's oob
+    /// contexts: 100 ns buckets); percentiles come from it.
+    pub fine_histogram: Option<Histogram>,
 }
 
 impl Latency {
-    /// The `per_mille`/1000 percentile from the histogram, if there is one.
+    /// The histogram percentiles come from: the finest there is.
+    pub fn percentile_histogram(&self) -> Option<&Histogram> {
+        self.fine_histogram.as_ref().or(self.histogram.as_ref())
+    }
+
+    /// The `per_mille`/1000 percentile from the finest histogram, if there is one.
     pub fn percentile(&self, per_mille: u32) -> Option<Percentile> {
-        self.histogram.as_ref()?.percentile(per_mille)
+        self.percentile_histogram()?.percentile(per_mille)
     }
 
     /// Merges several distributions (e.g. one per vCPU): min of the minima, max of the
@@ -153,15 +176,18 @@ impl Latency {
             .iter()
             .map(|part| part.overruns)
             .try_fold(0u64, |sum, n| Some(sum.saturating_add(n?)));
-        let histogram = parts.iter().map(|part| part.histogram.as_ref()).collect::<Option<Vec<_>>>().and_then(
-            |histograms| {
-                let mut merged = (*histograms.first()?).clone();
-                histograms[1..].iter().for_each(|histogram| merged.merge(histogram));
-                Some(merged)
-            },
-        );
-        Some(Latency { min_ns, avg_ns, max_ns, samples, overruns, histogram })
+        let histogram = merged_histograms(parts.iter().map(|part| part.histogram.as_ref()));
+        let fine_histogram = merged_histograms(parts.iter().map(|part| part.fine_histogram.as_ref()));
+        Some(Latency { min_ns, avg_ns, max_ns, samples, overruns, histogram, fine_histogram })
     }
+}
+
+/// All of `histograms` added up; `None` if any is missing (or there are none).
+fn merged_histograms<'a>(histograms: impl Iterator<Item = Option<&'a Histogram>>) -> Option<Histogram> {
+    let histograms = histograms.collect::<Option<Vec<_>>>()?;
+    let mut merged = (*histograms.first()?).clone();
+    histograms[1..].iter().for_each(|histogram| merged.merge(histogram));
+    Some(merged)
 }
 
 /// One vCPU's in-band latency (cyclictest's thread `cpu`, pinned to that vCPU by `-S`).
@@ -204,6 +230,39 @@ pub struct IrqsOffEntry {
     pub longest_ns: u64,
 }
 
+/// One second of the oob thread context, from the core's `RTD|` line (latmus's per-second
+/// report): the second's min, avg and max, and the overruns counted so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Second {
+    /// The second's smallest latency, in ns.
+    pub min_ns: i64,
+    /// The second's mean latency, in ns.
+    pub avg_ns: i64,
+    /// The second's largest latency, in ns.
+    pub max_ns: i64,
+    /// Overruns since the test started (cumulative, as latmus prints them).
+    pub overruns: u64,
+}
+
+/// The irqs-off hunter's totals, from its summary line (`irqsoff: N samples with IRQs masked
+/// and an in-band IRQ waiting, at P PCs (D dropped: table full)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IrqsOffTotals {
+    /// Samples taken with IRQs masked and an in-band IRQ waiting.
+    pub samples: u64,
+    /// Distinct PCs in the hunter's table.
+    pub pcs: u64,
+    /// Samples at new PCs that found the table full, so are in no location.
+    pub dropped: u64,
+}
+
+/// Whether a symbol is Linux's idle path (`cpu_do_idle`, `default_idle_call`,
+/// `arch_cpu_idle`, `do_idle`): IRQs masked there wait for the next interrupt, not work.
+pub fn is_idle_path(symbol: &str) -> bool {
+    let name = symbol.split_once('+').map_or(symbol, |(name, _)| name);
+    matches!(name, "cpu_do_idle" | "default_idle_call" | "arch_cpu_idle" | "do_idle" | "cpuidle_idle_call")
+}
+
 /// Everything parsed from one run's console.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measurements {
@@ -220,6 +279,13 @@ pub struct Measurements {
     pub replay_log: Option<ReplayLog>,
     /// The irqs-off hunter's top locations, longest window first (empty when it did not run).
     pub irqsoff: Vec<IrqsOffEntry>,
+    /// The irqs-off hunter's totals (`None` when it did not run or said nothing).
+    pub irqsoff_totals: Option<IrqsOffTotals>,
+    /// The oob thread context second by second (`RTD|` lines), in order.
+    pub oob_thread_per_second: Vec<Second>,
+    /// Whether `oob_thread` was built from the per-second lines alone because the run ended
+    /// before the latency test's summary (an interrupted run): no histogram, no sample count.
+    pub oob_thread_partial: bool,
 }
 
 impl Measurements {
@@ -240,6 +306,11 @@ impl Measurements {
         let mut missing = Vec::new();
         for (name, latency) in [("oob.thread", &self.oob_thread), ("oob.irq", &self.oob_irq)] {
             match latency {
+                Some(_) if name == "oob.thread" && self.oob_thread_partial => missing.push(format!(
+                    "oob.thread: partial, from {} per-second RTD| lines (the run ended before the summary: \
+                     no histogram, so no percentiles)",
+                    self.oob_thread_per_second.len()
+                )),
                 None => missing.push(format!("{name}: no latency test output (RTS|/HSD| lines)")),
                 Some(latency) if latency.histogram.is_none() => {
                     missing.push(format!("{name}: no histogram (HSD| lines), so no percentiles"))
@@ -294,6 +365,60 @@ pub struct RunInfo {
     pub guest_kernel: Option<String>,
     /// Whether QEMU ran with `-icount`.
     pub icount: bool,
+    /// The latency test's period, in µs.
+    pub period_us: u64,
+    /// The irqs-off hunter's sampling period, in µs (`None`: the hunter was off).
+    pub irqsoff_period_us: Option<u64>,
+    /// The user's label for the run (`--tag`).
+    pub tag: Option<String>,
+}
+
+impl RunInfo {
+    /// How QEMU kept time: `icount` (`-icount`, virtual time counts instructions) or `tcg`
+    /// (plain TCG, virtual time follows the host's clock).
+    pub fn mode(&self) -> &'static str {
+        if self.icount { "icount" } else { "tcg" }
+    }
+
+    /// The samples each oob context should take over the planned duration.
+    pub fn expected_samples(&self) -> u64 {
+        self.duration_s.saturating_mul(1_000_000) / self.period_us.max(1)
+    }
+}
+
+/// Why a run's oob figures measure the host rather than the core, if they do: under plain
+/// TCG the host's scheduler decides when QEMU's vCPU threads run, and a starved vCPU shows
+/// as overruns (periods missed), samples missing against the planned count, or a worst case
+/// beyond a whole period. Under `-icount` virtual time only advances as instructions run,
+/// so none of this applies. `None` when the figures can stand as results.
+pub fn host_dominated(run: &RunInfo, measurements: &Measurements) -> Option<String> {
+    if run.icount {
+        return None;
+    }
+    let thread = measurements.oob_thread.as_ref()?;
+    let samples = thread.samples.unwrap_or(0);
+    let expected = run.expected_samples();
+    let overruns = thread.overruns.unwrap_or(0);
+    let period_ns = i64::try_from(run.period_us.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut signs = Vec::new();
+    // More than 0.1 % of the periods missed.
+    if overruns.saturating_mul(1000) > samples.max(1) {
+        signs.push(format!("{overruns} overruns"));
+    }
+    // Fewer than 99 % of the planned samples.
+    if expected > 0 && samples.saturating_mul(100) < expected.saturating_mul(99) {
+        signs.push(format!("{samples} of {expected} samples"));
+    }
+    if thread.max_ns.is_some_and(|max| max >= period_ns) {
+        signs.push(format!("a worst case beyond the {} us period", run.period_us));
+    }
+    (!signs.is_empty()).then(|| {
+        format!(
+            "NOT A RESULT: under plain TCG these figures measure the host's scheduling ({}); \
+             rerun with --mode icount for the core's",
+            signs.join(", ")
+        )
+    })
 }
 
 /// The GIC version named in a QEMU `-machine` value (`gic-version=3` → `v3`).
@@ -355,6 +480,7 @@ mod tests {
             samples: Some(samples),
             overruns: None,
             histogram: Some(histogram(1000, buckets)),
+            fine_histogram: None,
         };
         let a = cpu(10_000, 20_000, 90_000, 100, &[(20, 100)]);
         let b = cpu(5_000, 50_000, 60_000, 300, &[(50, 300)]);

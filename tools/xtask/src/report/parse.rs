@@ -10,11 +10,21 @@ use regex::Regex;
 
 use crate::verdict::{self, Source};
 
-use super::model::{CpuLatency, Histogram, IrqsOffEntry, Latency, Measurements, ReplayLog};
+use super::model::{CpuLatency, Histogram, IrqsOffEntry, IrqsOffTotals, Latency, Measurements, ReplayLog, Second};
 
-/// Where the core's latency histogram's open last bucket starts (bucket 999 counts
-/// everything above).
-pub const OOB_LIMIT_US: u64 = 999;
+/// The bucket of the core's histograms that counts everything from there on (the core's
+/// `HISTOGRAM_BUCKETS - 1`): the open range starts at 1000 bucket widths.
+pub const OPEN_BUCKET: u64 = 1000;
+
+/// The bucket width an `HSH|` header names: `bucket(us)` (latmus's own) or `bucket(100ns)`.
+fn bucket_width_ns(header: &str) -> Option<u64> {
+    let (_, rest) = header.split_once("bucket(")?;
+    let (unit, _) = rest.split_once(')')?;
+    if unit == "us" {
+        return Some(1000);
+    }
+    unit.strip_suffix("ns")?.parse().ok().filter(|&ns| ns > 0)
+}
 
 static LATMUS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"latmus: (\d+) thread samples, (\d+) irq samples, (\d+) \+ (\d+) overruns").expect("valid regex")
@@ -30,6 +40,9 @@ static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
 });
 static IRQSOFF: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^IRQSOFF\|\s*pc 0x([0-9a-fA-F]{1,16}) samples (\d+) longest_ns (\d+)").expect("valid regex")
+});
+static IRQSOFF_TOTALS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"irqsoff: (\d+) samples with IRQs masked .*, at (\d+) PCs \((\d+) dropped").expect("valid regex")
 });
 static CYCLIC_T: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -52,6 +65,8 @@ struct Rts {
 struct OobPart {
     rts: Option<Rts>,
     histogram: Option<Histogram>,
+    /// The histogram at the console's own bucket width, when finer than 1 µs.
+    fine_histogram: Option<Histogram>,
     samples: Option<u64>,
     overruns: Option<u64>,
 }
@@ -69,6 +84,7 @@ impl OobPart {
             samples,
             overruns: self.overruns.or(self.rts.map(|rts| rts.overruns)),
             histogram: self.histogram,
+            fine_histogram: self.fine_histogram,
         })
     }
 }
@@ -105,6 +121,7 @@ impl Thread {
             samples: from_histogram.or(summary.map(|s| s.0)),
             overruns: None,
             histogram,
+            fine_histogram: None,
         }
     }
 }
@@ -154,6 +171,27 @@ fn footer_numbers<T: std::str::FromStr>(rest: &str) -> Vec<Option<T>> {
     rest.split_whitespace().map(|word| word.parse().ok()).collect()
 }
 
+/// The marker lines around cyclictest's `--json` output in the guest's console.
+pub const CYCLICTEST_JSON_BEGIN: &str = "guest: cyclictest json begin";
+/// See [`CYCLICTEST_JSON_BEGIN`].
+pub const CYCLICTEST_JSON_END: &str = "guest: cyclictest json end";
+
+/// cyclictest's own `--json` output as the guest printed it between its markers (the guest's
+/// word, as every in-band figure), or `None` when the console has none or it is cut short.
+pub fn cyclictest_json(console: &str) -> Option<String> {
+    let mut lines = console.lines().map(|line| verdict::classify(line.trim_end_matches('\r')).1);
+    lines.by_ref().find(|line| *line == CYCLICTEST_JSON_BEGIN)?;
+    let mut json = String::new();
+    for line in lines {
+        if line == CYCLICTEST_JSON_END {
+            return Some(json);
+        }
+        json.push_str(line);
+        json.push('\n');
+    }
+    None
+}
+
 /// Parses the console of a run under the core: the core's figures from its own lines only,
 /// the guest's (cyclictest) from the lines the core marked as the guest's only, so nothing
 /// the guest prints can stand in for the core's figures (see [`crate::verdict`]).
@@ -176,6 +214,10 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let mut in_cyclic_histogram = false;
     let mut replay: Option<ReplayLog> = None;
     let mut irqsoff: Vec<IrqsOffEntry> = Vec::new();
+    let mut seconds: Vec<Second> = Vec::new();
+    let mut irqsoff_totals: Option<IrqsOffTotals> = None;
+    // The width the last `HSH|` header named (latmus's own 1 µs before any).
+    let mut bucket_ns = 1000u64;
 
     for (source, raw) in lines {
         let line = raw.trim_end_matches('\r');
@@ -187,11 +229,22 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
             in_irq_context = rest.contains("timer-IRQ context");
             continue;
         }
+        if let Some(rest) = line.strip_prefix("RTD|") {
+            // latmus prints the per-second lines for the thread context only.
+            if let Some(rts) = parse_rts(rest).filter(|_| !in_irq_context) {
+                seconds.push(Second { min_ns: rts.min_ns, avg_ns: rts.avg_ns, max_ns: rts.max_ns, overruns: rts.overruns });
+            }
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("RTS|") {
             if let Some(rts) = parse_rts(rest) {
                 let part = if in_irq_context { &mut irq } else { &mut thread };
                 part.rts = Some(rts);
             }
+            continue;
+        }
+        if line.starts_with("HSH|") {
+            bucket_ns = bucket_width_ns(line).unwrap_or(1000);
             continue;
         }
         if let Some(rest) = line.strip_prefix("HSD|") {
@@ -202,7 +255,16 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
                     "sirq" => &mut sirq,
                     _ => continue,
                 };
-                part.histogram.get_or_insert_with(|| Histogram::new(OOB_LIMIT_US)).add(bucket, count);
+                // The open range starts at OPEN_BUCKET widths; a 1 µs view for the plot, the
+                // console's own buckets for the percentiles when finer.
+                let limit_us = OPEN_BUCKET * bucket_ns / 1000;
+                let start_ns = bucket.saturating_mul(bucket_ns);
+                part.histogram.get_or_insert_with(|| Histogram::new(limit_us)).add(start_ns / 1000, count);
+                if bucket_ns < 1000 {
+                    part.fine_histogram
+                        .get_or_insert_with(|| Histogram::with_bucket_ns(limit_us, bucket_ns))
+                        .add(bucket, count);
+                }
             }
             continue;
         }
@@ -230,6 +292,13 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
             if let Some((samples, summary)) = parsed {
                 sirq.samples = Some(samples);
                 sirq.rts = Some(summary);
+            }
+            continue;
+        }
+        if let Some(caps) = IRQSOFF_TOTALS.captures(line) {
+            let number = |i: usize| caps[i].parse::<u64>().ok();
+            if let (Some(samples), Some(pcs), Some(dropped)) = (number(1), number(2), number(3)) {
+                irqsoff_totals = Some(IrqsOffTotals { samples, pcs, dropped });
             }
             continue;
         }
@@ -281,7 +350,15 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let oob_sirq = sirq.finish().map(|latency| Latency { overruns: None, ..latency });
     // Longest window first, then most samples.
     irqsoff.sort_by(|a, b| b.longest_ns.cmp(&a.longest_ns).then(b.samples.cmp(&a.samples)).then(a.pc.cmp(&b.pc)));
+    // Interrupted before the summary: the per-second lines still say min, avg and max.
+    let oob_thread_partial = thread.rts.is_none() && !seconds.is_empty();
+    if oob_thread_partial {
+        thread.rts = summary_of(&seconds);
+    }
     Measurements {
+        irqsoff_totals,
+        oob_thread_per_second: seconds,
+        oob_thread_partial,
         oob_thread: thread.finish(),
         oob_irq: irq.finish(),
         oob_sirq,
@@ -289,6 +366,18 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         replay_log: replay,
         irqsoff,
     }
+}
+
+/// The thread context's summary from its per-second lines: the extremes, the mean of the
+/// seconds' means (each second has the same number of periods) and the last overrun count.
+fn summary_of(seconds: &[Second]) -> Option<Rts> {
+    let count = i64::try_from(seconds.len()).ok().filter(|&n| n > 0)?;
+    Some(Rts {
+        min_ns: seconds.iter().map(|s| s.min_ns).min()?,
+        avg_ns: seconds.iter().map(|s| s.avg_ns).sum::<i64>() / count,
+        max_ns: seconds.iter().map(|s| s.max_ns).max()?,
+        overruns: seconds.last()?.overruns,
+    })
 }
 
 /// The slot of cyclictest thread `index` in `threads` (grown to hold it); `None` for absurd
@@ -400,7 +489,7 @@ HSD|    thread|           0|         4
 HSD|    thread|           3|       120
 HSD|    thread|          60|      4800
 HSD|    thread|         300|        30
-HSD|    thread|         999|         2
+HSD|    thread|        1000|         2
 HSD|       irq|           1|      4000
 HSD|       irq|          20|       950
 HSD|       irq|         900|         8
@@ -441,12 +530,12 @@ guest| ";
         assert_eq!(thread.samples, Some(4956));
         assert_eq!(thread.overruns, Some(45));
         let histogram = thread.histogram.as_ref().unwrap();
-        assert_eq!(histogram.limit_us, OOB_LIMIT_US);
+        assert_eq!(histogram.limit_us, 1000);
         assert_eq!(histogram.above, 2);
         assert_eq!(histogram.total(), 4956);
         assert_eq!(thread.percentile(990), Some(Percentile::Within(60_000)));
         assert_eq!(thread.percentile(999), Some(Percentile::Within(300_000)));
-        assert_eq!(thread.percentile(1000), Some(Percentile::AtLeast(999_000)));
+        assert_eq!(thread.percentile(1000), Some(Percentile::AtLeast(1_000_000)));
         let irq = m.oob_irq.unwrap();
         assert_eq!(irq.min_ns, Some(1_250));
         assert_eq!(irq.max_ns, Some(900_000));
@@ -466,7 +555,7 @@ guest| ";
 HSD|      sirq|          12|       400\r
 HSD|      sirq|          35|       100\r
 HSD|      sirq|         120|        10\r
-HSD|      sirq|         999|         2\r
+HSD|      sirq|        1000|         2\r
 ";
 
     #[test]
@@ -479,9 +568,9 @@ HSD|      sirq|         999|         2\r
         assert_eq!(sirq.samples, Some(512));
         assert_eq!(sirq.overruns, None);
         let histogram = sirq.histogram.as_ref().unwrap();
-        assert_eq!((histogram.limit_us, histogram.above, histogram.total()), (OOB_LIMIT_US, 2, 512));
+        assert_eq!((histogram.limit_us, histogram.above, histogram.total()), (1000, 2, 512));
         assert_eq!(sirq.percentile(990), Some(Percentile::Within(120_000)));
-        assert_eq!(sirq.percentile(999), Some(Percentile::AtLeast(999_000)));
+        assert_eq!(sirq.percentile(999), Some(Percentile::AtLeast(1_000_000)));
         // The sirq lines leave the latency test's contexts alone.
         assert_eq!(m.oob_thread.as_ref().unwrap().samples, Some(4956));
         assert_eq!(m.oob_irq.as_ref().unwrap().histogram.as_ref().unwrap().total(), 4958);
@@ -591,5 +680,45 @@ IRQSOFF| pc 0xffff800080001000 samples 99999999999999999999999 longest_ns 1
         let unmarked = CYCLICTEST.replace("guest| ", "");
         assert!(parse(&unmarked).inband_per_cpu.is_empty());
         assert_eq!(parse_bare_guest(&unmarked).inband_per_cpu.len(), 2);
+    }
+
+    #[test]
+    fn oob_histograms_in_100_ns_buckets_give_fine_percentiles() {
+        let console = "\
+RTT|  00:00:01  (oob thread context, 1000 us period, priority 99, cpu 0, gravity 1456 ns)
+RTS|      0.000|      0.111|    150.000|       0|     0|    00:00:01/00:00:01
+HSH|--context-|-bucket(100ns)|---samples
+HSD|    thread|            0|       900
+HSD|    thread|            7|        95
+HSD|    thread|           15|         4
+HSD|    thread|         1000|         1
+HSH|--context-|--bucket(us)-|---samples
+HSD|      sirq|            3|        10
+";
+        let m = parse(console);
+        let thread = m.oob_thread.unwrap();
+        let fine = thread.fine_histogram.as_ref().expect("a fine histogram");
+        assert_eq!((fine.bucket_ns, fine.limit_us, fine.above, fine.total()), (100, 100, 1, 1000));
+        assert_eq!(thread.percentile(990), Some(Percentile::Within(700)));
+        assert_eq!(thread.percentile(999), Some(Percentile::Within(1_500)));
+        assert_eq!(thread.percentile(900), Some(Percentile::Within(0)));
+        assert_eq!(thread.percentile(1000), Some(Percentile::AtLeast(100_000)));
+        // The 1 µs view (for the plot) keeps every sample.
+        let coarse = thread.histogram.as_ref().unwrap();
+        assert_eq!((coarse.counts[0], coarse.counts[1], coarse.above, coarse.limit_us), (995, 4, 1, 100));
+        // The sirq lines after their own header are µs again.
+        let sirq = m.oob_sirq.unwrap();
+        assert!(sirq.fine_histogram.is_none());
+        assert_eq!(sirq.percentile(500), Some(Percentile::Within(3_000)));
+        assert_eq!(bucket_width_ns("HSH|--context-|--bucket(us)-|"), Some(1000));
+        assert_eq!(bucket_width_ns("HSH|-bucket(0ns)|"), None);
+    }
+
+    #[test]
+    fn cyclictests_json_is_taken_as_printed() {
+        let console = "guest| guest: cyclictest json begin\r\nguest| {\nguest|   \"num_threads\": 1\nguest| }\nguest| \nguest| guest: cyclictest json end\n";
+        assert_eq!(cyclictest_json(console).as_deref(), Some("{\n  \"num_threads\": 1\n}\n\n"));
+        assert_eq!(cyclictest_json("guest| guest: cyclictest json begin\nguest| {\n"), None, "cut short");
+        assert_eq!(cyclictest_json("nothing\n"), None);
     }
 }

@@ -32,10 +32,11 @@ fn count_cell(value: Option<u64>) -> String {
 /// console showed it.
 pub fn rows(report: &Report) -> Vec<(String, Option<Latency>)> {
     let m = &report.measurements;
-    let mut rows = vec![
-        ("oob-irq".to_owned(), m.oob_irq.clone()),
-        ("oob-thread".to_owned(), m.oob_thread.clone()),
-    ];
+    let mut rows = Vec::new();
+    if report.core {
+        rows.push(("oob-irq".to_owned(), m.oob_irq.clone()));
+        rows.push(("oob-thread".to_owned(), m.oob_thread.clone()));
+    }
     // Only when measured: its absence is listed under `missing`.
     if let Some(sirq) = &m.oob_sirq {
         rows.push(("sirq".to_owned(), Some(sirq.clone())));
@@ -49,7 +50,7 @@ pub fn rows(report: &Report) -> Vec<(String, Option<Latency>)> {
     rows
 }
 
-/// Renders the table (µs; percentiles at 1 µs bucket resolution, `>=` when in the
+/// Renders the table (µs; percentiles at their histogram's bucket resolution, `>=` when in the
 /// histogram's open range), followed by the replay log and what is missing.
 pub fn render(report: &Report) -> String {
     let header = ["", "min", "avg", "p99", "p99.9", "max", "samples", "overruns"];
@@ -77,11 +78,22 @@ pub fn render(report: &Report) -> String {
         }
     }
     let mut out = String::new();
+    let run = &report.run;
     let _ = writeln!(
         out,
-        "latency (us; p99/p99.9 at 1 us bucket resolution, >= when beyond the histogram), run {}:",
-        report.run.id
+        "latency (us; p99/p99.9 at bucket resolution, 0.1 us for oob-irq/oob-thread and 1 us otherwise, >= when \
+         beyond the histogram), run {}, mode {}, \
+         {} CPU{}, load {}, period {} us:",
+        run.id,
+        run.mode(),
+        run.cpus,
+        if run.cpus == 1 { "" } else { "s" },
+        run.load,
+        run.period_us
     );
+    if let Some(why) = super::model::host_dominated(run, &report.measurements) {
+        let _ = writeln!(out, "{why}");
+    }
     for line in &lines {
         let mut text = format!("  {:<w$}", line[0], w = widths[0]);
         for (value, width) in line.iter().zip(widths).skip(1) {
@@ -89,7 +101,11 @@ pub fn render(report: &Report) -> String {
         }
         let _ = writeln!(out, "{}", text.trim_end());
     }
+    if !report.core {
+        let _ = writeln!(out, "baseline: Linux alone on QEMU, without the core (no oob figures)");
+    }
     match &report.measurements.replay_log {
+        _ if !report.core => {}
         Some(r) => {
             let _ = writeln!(
                 out,
@@ -109,7 +125,8 @@ pub fn render(report: &Report) -> String {
 }
 
 /// The irqs-off hunter's section (empty when it did not run): where Linux held in-band IRQs
-/// off while one waited, longest window first.
+/// off while one waited, longest window first, in whole sampling periods; the idle path
+/// marked; what the hunter's full table dropped said.
 pub fn irqsoff(report: &Report) -> String {
     let top = &report.measurements.irqsoff;
     if top.is_empty() {
@@ -124,15 +141,24 @@ pub fn irqsoff(report: &Report) -> String {
         "irqs-off hunter: top locations (in-band IRQ waiting while Linux had IRQs masked; a window is \
          its consecutive samples plus one sampling period, so one sample reads as one period):"
     );
-    let _ = writeln!(out, "  {:<width$}  {:>18}  {:>8}  {:>12}", "location", "pc", "samples", "longest (us)");
-    for (entry, name) in top.iter().zip(&names) {
+    if let Some(totals) = report.measurements.irqsoff_totals {
         let _ = writeln!(
             out,
-            "  {name:<width$}  {:>18}  {:>8}  {:>12}",
-            format!("{:#x}", entry.pc),
-            entry.samples,
-            micros(i64::try_from(entry.longest_ns).unwrap_or(i64::MAX))
+            "  {} samples at {} PCs, {} dropped (table full){}",
+            totals.samples,
+            totals.pcs,
+            totals.dropped,
+            if totals.dropped > 0 { ": those samples are in no location below" } else { "" }
         );
+    }
+    let _ = writeln!(out, "  {:<width$}  {:>18}  {:>8}  {:>16}", "location", "pc", "samples", "longest");
+    for (entry, name) in top.iter().zip(&names) {
+        let longest = match report.run.irqsoff_period_us {
+            Some(us) => format!("{} x {us} us", entry.longest_ns / us.max(1).saturating_mul(1000)),
+            None => format!("{} us", micros(i64::try_from(entry.longest_ns).unwrap_or(i64::MAX))),
+        };
+        let idle = if entry.symbol.as_deref().is_some_and(super::model::is_idle_path) { "  (idle)" } else { "" };
+        let _ = writeln!(out, "  {name:<width$}  {:>18}  {:>8}  {longest:>16}{idle}", format!("{:#x}", entry.pc), entry.samples);
     }
     out
 }
