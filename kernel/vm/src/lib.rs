@@ -64,6 +64,7 @@ pub mod psci;
 pub mod sysreg;
 pub mod trap;
 pub mod vgic;
+pub mod virtio;
 
 #[cfg(test)]
 mod test_util;
