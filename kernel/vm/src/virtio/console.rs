@@ -44,7 +44,7 @@ const CONTROL_TX: u16 = 3;
 const CHUNK: usize = 256;
 /// Most bytes moved per port and direction in one [`Console::service`] call: bounds the
 /// in-band time one call takes (and keeps a used length far below 2^32).
-const BUDGET: u64 = 64 * 1024;
+const BUDGET: u64 = 4096;
 
 /// Control events (virtio 1.2, 5.3.6.2).
 pub mod control {
@@ -62,6 +62,8 @@ pub mod control {
 
 /// The core's ports: a bounded byte stream each way per port.
 pub trait Ports {
+    /// Whether `port` exists (only those are announced to the driver).
+    fn present(&self, port: usize) -> bool;
     /// The port's name (what `/sys/class/virtio-ports/*/name` shows).
     fn name(&self, port: usize) -> &[u8];
     /// Takes up to `data.len()` bytes the guest sent on `port`; returns how many it took.
@@ -171,7 +173,7 @@ impl<const Q: usize> Console<Q> {
         if !self.transport.is_live() {
             return;
         }
-        self.receive_control(mem);
+        self.receive_control(mem, ports);
         self.send_control(mem, ports);
         for port in 0..self.ports() {
             self.move_from_guest(mem, ports, port);
@@ -201,7 +203,7 @@ impl<const Q: usize> Console<Q> {
     }
 
     /// Handles the driver's control messages.
-    fn receive_control(&mut self, mem: &mut impl GuestMemory) {
+    fn receive_control(&mut self, mem: &mut impl GuestMemory, ports: &impl Ports) {
         while let Some(chain) = self.transport.pop(mem, CONTROL_TX) {
             let mut msg = [0u8; CONTROL_SIZE];
             let Ok(n) = chain.read(mem, &mut msg) else {
@@ -218,11 +220,11 @@ impl<const Q: usize> Console<Q> {
             let port = id as usize;
             match event {
                 control::DEVICE_READY if value == 1 => {
-                    for port in 0..self.ports() {
+                    for port in (0..self.ports()).filter(|&port| ports.present(port)) {
                         self.post(port as u32, control::DEVICE_ADD, 0);
                     }
                 }
-                control::PORT_READY if value == 1 && port < self.ports() => {
+                control::PORT_READY if value == 1 && port < self.ports() && ports.present(port) => {
                     self.post(id, control::PORT_NAME, 1);
                     self.post(id, control::PORT_OPEN, 1);
                 }
