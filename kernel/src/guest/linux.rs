@@ -174,6 +174,9 @@ pub fn boot(
             device.intid(),
             crate::rt::channel::MAX_CHANNELS
         );
+        if let Err(e) = super::control::start() {
+            log::warn!("guest: {e}");
+        }
     }
     log::info!(
         "guest: console is an emulated PL011 at {:#x} ({}), shared line by line with the core's log",

@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod console;
+pub mod control;
 pub mod exits;
 pub mod hostile_guest;
 pub mod irqsoff;

@@ -225,13 +225,18 @@ pub fn print(args: core::fmt::Arguments<'_>) {
     crate::console::write_fmt(args);
 }
 
+/// The `evl ps`-like table of every in-band stage and thread, as text.
+pub fn ps_table() -> Result<alloc::string::String, Error> {
+    with_core(|glue, _| Ok(glue.core.snapshot())).map(|snapshot| alloc::format!("{snapshot}"))
+}
+
 /// Prints every in-band stage and thread, like `evl ps`, on the console.
 pub fn ps() {
-    let Ok(snapshot) = with_core(|glue, _| Ok(glue.core.snapshot())) else { return };
     // Formatted first: a record this long is copied into the console ring under its lock,
     // which should not also cover formatting the table.
-    let table = alloc::format!("{snapshot}");
-    crate::console::write_fmt(format_args!("{table}"));
+    if let Ok(table) = ps_table() {
+        crate::console::write_fmt(format_args!("{table}"));
+    }
 }
 
 /// Time partitioning (EVL's `SCHED_TP`): a per-CPU cyclic schedule of windows, each giving

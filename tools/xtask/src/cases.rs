@@ -297,6 +297,13 @@ pub const CASES: &[Case] = &[
         qemu_args: &[],
     },
     Case {
+        name: "linux-guest-channel-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::LinuxGuest { script: "channel", vcpus: 1 },
+        timeout: Duration::from_secs(180),
+        qemu_args: &[],
+    },
+    Case {
         name: "linux-guest-1vcpu-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::LinuxGuest { script: "uname", vcpus: 1 },
@@ -492,7 +499,7 @@ impl Case {
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
-                let lines = vec![
+                let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
                     LineMatch::guest(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
@@ -504,8 +511,12 @@ impl Case {
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, replayed [1-9]\d*, coalesced \d+, withdrawn \d+, max depth \d+, lost 0$"]),
                     LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, [1-9]\d* injected, [1-9]\d* completed"]),
                 ];
+                if script == "channel" {
+                    lines.extend(channel_lines());
+                }
                 let expectations =
-                    Expectations::new(EXIT_PASS, lines, &[r"abort injected"]).forbid_guest(&[r"Kernel panic"]);
+                    Expectations::new(EXIT_PASS, lines, &[r"abort injected", r"channel device is broken"])
+                        .forbid_guest(&[r"Kernel panic", r"insmod .* failed"]);
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
                     // forwarded must be what Linux counted in /proc/interrupts — and not zero.
@@ -586,6 +597,19 @@ impl Case {
             }
         }
     }
+}
+
+/// What the `channel` script must show: Debian's stock drivers bound to the core's
+/// virtio-console (device ID 3), the control port named, and its `ps` answer with the
+/// control thread itself in the table.
+fn channel_lines() -> Vec<LineMatch> {
+    vec![
+        LineMatch::all(&[LOG_LINE, r"guest: oob channels: a virtio-console \(virtio-mmio\) at 0x[0-9a-f]+, INTID \d+"]),
+        LineMatch::guest(&[r"^guest: virtio device virtio\d+: id 0x0003 driver virtio_console$"]),
+        LineMatch::guest(&[r"^guest: port vport\d+p0: companion\.ctl$"]),
+        LineMatch::guest(&[r"^guest: ctl\| .*companion-ctl"]),
+        LineMatch::guest(&[r"^guest: ctl\| END$"]),
+    ]
 }
 
 #[cfg(test)]

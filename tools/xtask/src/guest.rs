@@ -13,6 +13,7 @@ mod cpio;
 mod elf;
 pub mod init;
 mod kallsyms;
+mod modules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -206,7 +207,8 @@ fn build_initramfs() -> Result<PathBuf> {
     let apt = PrivateApt::arm64()?;
     let closure = apt.install_closure(&PACKAGES)?;
     let cache = guest_cache()?;
-    let key = cache_key(&closure);
+    let kernel_modules = modules::find(LinuxPackage::fetch()?.root())?;
+    let key = modules::key(&cache_key(&closure), &kernel_modules);
     let archive = cache.join(format!("initramfs-{key}.cpio"));
     if integrity::intact(&archive) {
         return Ok(archive);
@@ -234,6 +236,7 @@ fn build_initramfs() -> Result<PathBuf> {
         }
     }
     rootfs.add_generated_files();
+    modules::add(&mut rootfs, &kernel_modules);
     rootfs.resolve_libraries()?;
 
     let staging = integrity::unique_temp(&archive);

@@ -80,11 +80,42 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         super::kallsyms::SCRIPT_BODY,
     ),
     (
+        "channel",
+        "the core's oob channel device under Debian's stock virtio drivers: the virtio devices and \
+         their drivers, the named ports, and `ps` asked on the companion.ctl port",
+        CHANNEL,
+    ),
+    (
         "shell",
         "an interactive busybox shell on the console (exit it to power off)",
         "setsid cttyhack sh || sh\n",
     ),
 ];
+
+/// The `channel` script: what probed, then one command on the core's control port.
+const CHANNEL: &str = r#"for device in /sys/bus/virtio/devices/*; do
+    [ -e "$device" ] || continue
+    driver=$(readlink "$device/driver" 2>/dev/null || echo none)
+    echo "guest: virtio device ${device##*/}: id $(cat "$device/device") driver ${driver##*/}"
+done
+for port in /sys/class/virtio-ports/*; do
+    [ -e "$port" ] || continue
+    echo "guest: port ${port##*/}: $(cat "$port/name")"
+done
+ctl=$(grep -lx companion.ctl /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5)
+if [ -z "$ctl" ]; then
+    echo "guest: no companion.ctl port"
+    exit 1
+fi
+exec 3<>"/dev/$ctl"
+printf 'ps
+' >&3
+while read -r -t 10 line <&3; do
+    echo "guest: ctl| $line"
+    [ "$line" = END ] && break
+done
+exec 3<&-
+"#;
 
 /// The load running next to cyclictest, after EVL's method (`latmus` under `idle`, a
 /// "grinder" or a "neighbour"); chosen with `guest.load=NAME` on the guest's command line.
@@ -294,6 +325,7 @@ case "$duration" in
     ''|*[!0-9]*) echo "guest: bad guest.duration '$duration', using {DEFAULT_DURATION}"; duration={DEFAULT_DURATION} ;;
 esac
 
+{modules}
 echo "guest: uname: $(uname -a)"
 if [ -x "/{SCRIPT_DIR}/$script" ]; then
     echo "guest: running $script (duration ${{duration}}s)"
@@ -310,7 +342,8 @@ poweroff -f
 # Only reached if poweroff failed: ask the kernel directly.
 echo o > /proc/sysrq-trigger
 sleep 5
-"#
+"#,
+        modules = super::modules::load_script()
     )
 }
 
