@@ -600,15 +600,15 @@ impl Case {
 }
 
 /// What the `channel` script must show: Debian's stock drivers bound to the core's
-/// virtio-console (device ID 3), the control port named, and its `ps` answer with the
-/// control thread itself in the table.
+/// virtio-console (device ID 3), the control port named, and `companion ps` through it
+/// listing the control thread itself.
 fn channel_lines() -> Vec<LineMatch> {
     vec![
         LineMatch::all(&[LOG_LINE, r"guest: oob channels: a virtio-console \(virtio-mmio\) at 0x[0-9a-f]+, INTID \d+"]),
         LineMatch::guest(&[r"^guest: virtio device virtio\d+: id 0x0003 driver virtio_console$"]),
         LineMatch::guest(&[r"^guest: port vport\d+p0: companion\.ctl$"]),
-        LineMatch::guest(&[r"^guest: ctl\| .*companion-ctl"]),
-        LineMatch::guest(&[r"^guest: ctl\| END$"]),
+        LineMatch::guest(&[r"^guest: ps\| CPU +ID +POLICY +PRIO +STATE +SWITCHES +CPUTIME\(us\) +MAXLAT\(us\) +NAME$"]),
+        LineMatch::guest(&[r"^guest: ps\| 0 +\S+ +fifo +1 +run .* companion-ctl$"]),
     ]
 }
 

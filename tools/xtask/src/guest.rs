@@ -9,6 +9,7 @@
 //! init scripts, with a `.manifest` next to each; `System.map-<release>-<key>` is the
 //! kernel's symbol table, read from its `/proc/kallsyms` (see [`kallsyms`]).
 
+mod companion_tool;
 mod cpio;
 mod elf;
 pub mod init;
@@ -208,7 +209,8 @@ fn build_initramfs() -> Result<PathBuf> {
     let closure = apt.install_closure(&PACKAGES)?;
     let cache = guest_cache()?;
     let kernel_modules = modules::find(LinuxPackage::fetch()?.root())?;
-    let key = modules::key(&cache_key(&closure), &kernel_modules);
+    let tool = companion_tool::build()?;
+    let key = companion_tool::key(&modules::key(&cache_key(&closure), &kernel_modules), &tool)?;
     let archive = cache.join(format!("initramfs-{key}.cpio"));
     if integrity::intact(&archive) {
         return Ok(archive);
@@ -237,6 +239,7 @@ fn build_initramfs() -> Result<PathBuf> {
     }
     rootfs.add_generated_files();
     modules::add(&mut rootfs, &kernel_modules);
+    companion_tool::add(&mut rootfs, &tool);
     rootfs.resolve_libraries()?;
 
     let staging = integrity::unique_temp(&archive);

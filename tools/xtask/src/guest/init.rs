@@ -82,7 +82,7 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
     (
         "channel",
         "the core's oob channel device under Debian's stock virtio drivers: the virtio devices and \
-         their drivers, the named ports, and `ps` asked on the companion.ctl port",
+         their drivers, the named ports, and `companion ps` (asked on the core's companion.ctl port)",
         CHANNEL,
     ),
     (
@@ -92,7 +92,7 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The `channel` script: what probed, then one command on the core's control port.
+/// The `channel` script: what probed, then `companion ps` through the core's control port.
 const CHANNEL: &str = r#"for device in /sys/bus/virtio/devices/*; do
     [ -e "$device" ] || continue
     driver=$(readlink "$device/driver" 2>/dev/null || echo none)
@@ -102,19 +102,10 @@ for port in /sys/class/virtio-ports/*; do
     [ -e "$port" ] || continue
     echo "guest: port ${port##*/}: $(cat "$port/name")"
 done
-ctl=$(grep -lx companion.ctl /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5)
-if [ -z "$ctl" ]; then
-    echo "guest: no companion.ctl port"
-    exit 1
-fi
-exec 3<>"/dev/$ctl"
-printf 'ps
-' >&3
-while read -r -t 10 line <&3; do
-    echo "guest: ctl| $line"
-    [ "$line" = END ] && break
-done
-exec 3<&-
+companion ps > /tmp/ps
+while read -r line; do
+    echo "guest: ps| $line"
+done < /tmp/ps
 "#;
 
 /// The load running next to cyclictest, after EVL's method (`latmus` under `idle`, a

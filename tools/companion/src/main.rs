@@ -1,0 +1,98 @@
+//! `companion`: the guest-side tool of the companion core, after EVL's `evl` command.
+//!
+//! ```text
+//! companion ps            the oob threads (CPU, policy, priority, state, switches, CPU time,
+//!                         worst latency) and in-band stages, from the core's control port
+//! companion send PORT     copies stdin to the channel PORT (a port name or a device path)
+//! companion recv PORT     copies the channel PORT to stdout until interrupted
+//! ```
+
+mod ports;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The core's control port.
+const CONTROL_PORT: &str = "companion.ctl";
+/// The line ending a control answer.
+const END: &str = "END";
+
+const USAGE: &str = "usage: companion ps | send PORT | recv PORT";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["ps"] => control("ps"),
+        ["send", port] => open(port).and_then(|mut device| io::copy(&mut io::stdin().lock(), &mut device).map(drop)),
+        ["recv", port] => open(port).and_then(|mut device| copy_live(&mut device, &mut io::stdout().lock())),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("companion: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the channel `port` for reading and writing.
+fn open(port: &str) -> io::Result<File> {
+    let device = ports::find(Path::new(ports::SYSFS_PORTS), port)?;
+    OpenOptions::new().read(true).write(true).open(&device).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", device.display())))
+}
+
+/// Sends `command` on the control port and prints its answer.
+fn control(command: &str) -> io::Result<()> {
+    let mut device = open(CONTROL_PORT)?;
+    device.write_all(format!("{command}\n").as_bytes())?;
+    answer(BufReader::new(device), &mut io::stdout().lock())
+}
+
+/// Copies an answer's lines up to its `END` (not printed); an `ERR` line is an error.
+fn answer(reader: impl BufRead, out: &mut impl Write) -> io::Result<()> {
+    for line in reader.lines() {
+        let line = line?;
+        if line == END {
+            return Ok(());
+        }
+        if let Some(error) = line.strip_prefix("ERR ") {
+            return Err(io::Error::other(format!("the core says: {error}")));
+        }
+        writeln!(out, "{line}")?;
+    }
+    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the control port closed before END"))
+}
+
+/// Copies `from` to `to`, flushing after every read (a live stream).
+fn copy_live(from: &mut impl Read, to: &mut impl Write) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_stops_at_end_and_errors_are_errors() {
+        let mut out = Vec::new();
+        answer(&b"CPU  ID\n0  0.0 companion-ctl\nEND\nlater\n"[..], &mut out).unwrap();
+        assert_eq!(out, b"CPU  ID\n0  0.0 companion-ctl\n");
+        let err = answer(&b"ERR unknown command\n"[..], &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("unknown command"));
+        assert_eq!(answer(&b"no end\n"[..], &mut Vec::new()).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
