@@ -82,7 +82,8 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
     (
         "channel",
         "the core's oob channel device under Debian's stock virtio drivers: the virtio devices and \
-         their drivers, the named ports, and `companion ps` (asked on the core's companion.ctl port)",
+         their drivers, the named ports, `companion ps` (asked on the core's companion.ctl port); then a \
+         malformed ring written with devmem breaks the device, a reset and a new probe bring it back",
         CHANNEL,
     ),
     (
@@ -105,6 +106,21 @@ done
 companion ps > /tmp/ps
 while read -r line; do
     echo "guest: ps| $line"
+done < /tmp/ps
+# A malformed ring: the driver let go, then a queue made ready with its rings at 0 (not RAM).
+platform=$(basename "$(readlink -f /sys/bus/virtio/drivers/virtio_console/virtio*/..)")
+base=$((0x${platform%%.*}))
+echo "$platform" > /sys/bus/platform/drivers/virtio-mmio/unbind
+reg() { devmem $((base + $1)) 32 ${2:-}; }
+reg 0x70 0; reg 0x70 3; reg 0x24 1; reg 0x20 1; reg 0x70 11
+reg 0x30 0; reg 0x38 8; reg 0x80 0; reg 0x90 0; reg 0xa0 0; reg 0x44 1
+echo "guest: channel status after a malformed ring: $(reg 0x70)"
+reg 0x70 0
+echo "guest: channel status after reset: $(reg 0x70)"
+echo "$platform" > /sys/bus/platform/drivers/virtio-mmio/bind
+companion ps > /tmp/ps
+while read -r line; do
+    echo "guest: ps again| $line"
 done < /tmp/ps
 "#;
 
