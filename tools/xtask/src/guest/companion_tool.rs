@@ -3,7 +3,7 @@
 //! `rust-lld`, see `.cargo/config.toml`) and put in the initramfs as `/usr/bin/companion`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -25,12 +25,12 @@ pub fn build() -> Result<PathBuf> {
 }
 
 /// Puts the tool into the initramfs.
-pub fn add(rootfs: &mut Rootfs, binary: &PathBuf) {
-    rootfs.insert(INSTALLED_AT, Node::File(binary.clone(), 0o755));
+pub fn add(rootfs: &mut Rootfs, binary: &Path) {
+    rootfs.insert(INSTALLED_AT, Node::File(binary.to_path_buf(), 0o755));
 }
 
 /// The cache key extended with the tool's bytes (a rebuilt tool makes a new initramfs).
-pub fn key(base: &str, binary: &PathBuf) -> Result<String> {
+pub fn key(base: &str, binary: &Path) -> Result<String> {
     let bytes = fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     let mut text = base.as_bytes().to_vec();
     text.extend_from_slice(&bytes);
