@@ -2,7 +2,11 @@
 //! oob thread. A command is one line; the answer is lines ending with `END` (or one `ERR …`
 //! line):
 //!
-//! - `ps`: the oob threads and in-band stages with their statistics (the `rt::ps` table).
+//! - `ps`: the oob threads and in-band stages with their statistics (the `rt::ps` table);
+//! - `latmus PERIOD_US SECONDS CPU|- PRIORITY GRAVITY_NS|-`: runs the latency test
+//!   ([`crate::latmus::run_reporting`]) and streams its lines (`RTT|`, one `RTD|` per second,
+//!   `RTS|`, the `HSH|`/`HSD|` histogram) as they come; `-` for the CPU is the last one, for
+//!   the gravity: calibrate first (`latmus -t`).
 //!
 //! From a guest shell: `printf 'ps\n' > /dev/vport0p0; cat /dev/vport0p0` (the port's index
 //! is the channel's; its name is in `/sys/class/virtio-ports/vport0p0/name`).
@@ -10,7 +14,8 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::rt::{self, Channel, ThreadBuilder};
+use crate::latmus::{LatmusConfig, run_reporting};
+use crate::rt::{self, Channel, Duration, ThreadBuilder};
 
 /// The control port's name.
 pub const PORT_NAME: &str = "companion.ctl";
@@ -18,6 +23,10 @@ pub const PORT_NAME: &str = "companion.ctl";
 const MAX_COMMAND: usize = 128;
 /// The serving thread's FIFO priority: below every real-time thread.
 const PRIORITY: u8 = 1;
+/// How long an answer waits for room in the channel (Linux reading) before it is cut.
+const ROOM_WAIT: Duration = Duration::from_secs(2);
+/// How often it looks.
+const ROOM_POLL: Duration = Duration::from_millis(1);
 
 /// Opens the control port and starts its thread on CPU 0.
 pub fn start() -> Result<(), String> {
@@ -57,12 +66,61 @@ fn serve(channel: Channel) {
 
 /// Sends the answer to `command`.
 fn answer(channel: &Channel, command: &[u8]) {
-    let reply = match core::str::from_utf8(command).map(str::trim) {
-        Ok("ps") => rt::ps_table().map_or_else(|e| format!("ERR {e:?}\n"), |table| format!("{table}END\n")),
-        _ => String::from("ERR unknown command (have: ps)\n"),
+    let text = core::str::from_utf8(command).unwrap_or("").trim();
+    let words: alloc::vec::Vec<&str> = text.split_ascii_whitespace().collect();
+    match words.as_slice() {
+        ["ps"] => match rt::ps_table() {
+            Ok(table) => send(channel, &format!("{table}END\n")),
+            Err(e) => send(channel, &format!("ERR {e:?}\n")),
+        },
+        ["latmus", args @ ..] => match latmus_config(args) {
+            Ok(config) => {
+                let result = run_reporting(config, &mut |args| send(channel, &format!("{args}")));
+                match result {
+                    Ok(_) => send(channel, "END\n"),
+                    Err(e) => send(channel, &format!("ERR latmus: {e:?}\n")),
+                }
+            }
+            Err(e) => send(channel, &format!("ERR {e}\n")),
+        },
+        _ => send(channel, "ERR unknown command (have: ps, latmus)\n"),
+    }
+}
+
+/// The latency test's parameters from `PERIOD_US SECONDS CPU|- PRIORITY GRAVITY_NS|-`.
+fn latmus_config(args: &[&str]) -> Result<LatmusConfig, String> {
+    let [period, seconds, cpu, priority, gravity] = args else {
+        return Err(String::from("latmus wants PERIOD_US SECONDS CPU|- PRIORITY GRAVITY_NS|-"));
     };
-    if !channel.send(reply.as_bytes()) {
-        // The whole reply did not fit: say so in what does.
-        channel.send(b"ERR reply dropped: channel full\n");
+    let number = |what: &str, text: &str| text.parse::<u64>().map_err(|_| format!("latmus: bad {what} {text:?}"));
+    let period_us = number("period", period)?;
+    let duration_s = number("duration", seconds)?;
+    let priority = number("priority", priority)?;
+    if period_us == 0 || duration_s == 0 || !(1..=99).contains(&priority) {
+        return Err(String::from("latmus: period and duration above 0, priority 1..=99"));
+    }
+    let cpu = match *cpu {
+        "-" => rt::cpu_count().saturating_sub(1),
+        cpu => number("cpu", cpu)? as usize,
+    };
+    let gravity_ns = match *gravity {
+        "-" => None,
+        gravity => Some(number("gravity", gravity)?),
+    };
+    Ok(LatmusConfig { period_us, duration_s, cpu, priority: priority as u8, gravity_ns })
+}
+
+/// Sends `text` whole, waiting (this is not a real-time thread) while Linux has not read
+/// enough for it; cut after [`ROOM_WAIT`] with an `ERR` line if Linux stopped reading.
+fn send(channel: &Channel, text: &str) {
+    let give_up = rt::now() + ROOM_WAIT;
+    for chunk in text.as_bytes().chunks(crate::rt::channel::RING_BYTES / 2) {
+        while channel.room() < chunk.len() {
+            if rt::now() >= give_up || rt::sleep(ROOM_POLL).is_err() {
+                channel.send(b"ERR reply cut: Linux is not reading\n");
+                return;
+            }
+        }
+        channel.send(chunk);
     }
 }

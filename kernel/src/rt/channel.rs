@@ -104,6 +104,11 @@ impl Channel {
         SLOTS[self.port].to_linux.push_all(data)
     }
 
+    /// Bytes [`Channel::send`] can put in now without dropping.
+    pub fn room(&self) -> usize {
+        SLOTS[self.port].to_linux.free()
+    }
+
     /// Takes the bytes from Linux that are there (up to `buf.len()`); 0 if none.
     pub fn try_recv(&self, buf: &mut [u8]) -> usize {
         SLOTS[self.port].from_linux.pop(buf)

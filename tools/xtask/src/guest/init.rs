@@ -83,7 +83,8 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "channel",
         "the core's oob channel device under Debian's stock virtio drivers: the virtio devices and \
          their drivers, the named ports, `companion ps` (asked on the core's companion.ctl port); then a \
-         malformed ring written with devmem breaks the device, a reset and a new probe bring it back",
+         malformed ring written with devmem breaks the device, a reset and a new probe bring it back; \
+         then `companion latmus -T 2`",
         CHANNEL,
     ),
     (
@@ -122,6 +123,11 @@ companion ps > /tmp/ps
 while read -r line; do
     echo "guest: ps again| $line"
 done < /tmp/ps
+# The latency test, started from Linux, its lines streamed back over the channel.
+companion latmus -T 2 > /tmp/latmus
+while read -r line; do
+    echo "guest: latmus| $line"
+done < /tmp/latmus
 "#;
 
 /// The load running next to cyclictest, after EVL's method (`latmus` under `idle`, a
