@@ -6,6 +6,7 @@
 //! - [`psci`]: the PSCI model;
 //! - [`pl011`]: the PL011 model;
 //! - [`virtio`]: the virtio-mmio transport and split virtqueues;
+//! - [`virtio_console`]: the multiport virtio-console on top;
 //! - [`fdt`]: the device-tree reader and writer, discovery, the device allow-list and the
 //!   guest-tree rewrite.
 //!
@@ -20,6 +21,7 @@ pub mod psci;
 pub mod trap;
 pub mod vgic;
 pub mod virtio;
+pub mod virtio_console;
 
 /// A fuzz target: its name (the corpus directory's) and the function.
 pub type Target = (&'static str, fn(&[u8]));
@@ -31,6 +33,7 @@ pub const TARGETS: &[Target] = &[
     ("psci", psci::fuzz),
     ("pl011", pl011::fuzz),
     ("virtio", virtio::fuzz),
+    ("virtio-console", virtio_console::fuzz),
     ("fdt", fdt::fuzz),
 ];
 
