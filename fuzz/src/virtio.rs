@@ -11,11 +11,11 @@ use vm::virtio::{Chain, GuestMemory, OutOfRam, SliceMemory, Transport, offset, s
 use crate::input::Input;
 
 /// Guest RAM's base and size.
-const BASE: u64 = 0x4000_0000;
-const RAM: usize = 0x2000;
+pub(crate) const BASE: u64 = 0x4000_0000;
+pub(crate) const RAM: usize = 0x2000;
 
 /// Guest RAM that panics on any access the model did not check first.
-struct StrictMemory<'a>(SliceMemory<'a>);
+pub(crate) struct StrictMemory<'a>(pub(crate) SliceMemory<'a>);
 
 impl GuestMemory for StrictMemory<'_> {
     fn contains(&self, addr: u64, len: u64) -> bool {

@@ -9,33 +9,14 @@ use std::collections::VecDeque;
 
 use vm::AccessSize;
 use vm::virtio::console::{Console, Ports};
-use vm::virtio::{GuestMemory, OutOfRam, SliceMemory, offset, status};
+use vm::virtio::{GuestMemory, SliceMemory, offset, status};
 
 use crate::input::Input;
+use crate::virtio::StrictMemory;
 
-const BASE: u64 = 0x4000_0000;
-const RAM: usize = 0x2000;
+use crate::virtio::{BASE, RAM};
 /// Bytes each port holds each way.
 const PORT_ROOM: usize = 64;
-
-/// Guest RAM that panics on any access the model did not check first.
-struct StrictMemory<'a>(SliceMemory<'a>);
-
-impl GuestMemory for StrictMemory<'_> {
-    fn contains(&self, addr: u64, len: u64) -> bool {
-        self.0.contains(addr, len)
-    }
-
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), OutOfRam> {
-        assert!(self.0.contains(addr, buf.len() as u64), "read at {addr:#x} outside RAM");
-        self.0.read(addr, buf)
-    }
-
-    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), OutOfRam> {
-        assert!(self.0.contains(addr, data.len() as u64), "write at {addr:#x} outside RAM");
-        self.0.write(addr, data)
-    }
-}
 
 /// Two bounded ports, counting what crossed them.
 #[derive(Default)]
