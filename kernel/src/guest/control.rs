@@ -3,10 +3,16 @@
 //! line):
 //!
 //! - `ps`: the oob threads and in-band stages with their statistics (the `rt::ps` table);
+//! - `channels`: each open channel's port, name and the messages and bytes its oob sender
+//!   dropped (a full ring), one line each;
 //! - `latmus PERIOD_US SECONDS CPU|- PRIORITY GRAVITY_NS|-`: runs the latency test
 //!   ([`crate::latmus::run_reporting`]) and streams its lines (`RTT|`, one `RTD|` per second,
 //!   `RTS|`, the `HSH|`/`HSD|` histogram) as they come; `-` for the CPU is the last one, for
 //!   the gravity: calibrate first (`latmus -t`).
+//!
+//! The core also opens `companion.echo`, served by its own oob thread: every byte Linux
+//! sends comes back, or is dropped and counted when Linux does not read (the flood test and
+//! round-trip measurements use it).
 //!
 //! From a guest shell: `printf 'ps\n' > /dev/vport0p0; cat /dev/vport0p0` (the port's index
 //! is the channel's; its name is in `/sys/class/virtio-ports/vport0p0/name`).
@@ -19,6 +25,8 @@ use crate::rt::{self, Channel, Duration, ThreadBuilder};
 
 /// The control port's name.
 pub const PORT_NAME: &str = "companion.ctl";
+/// The echo port's name.
+pub const ECHO_PORT_NAME: &str = "companion.echo";
 /// Longest command line.
 const MAX_COMMAND: usize = 128;
 /// The serving thread's FIFO priority: below every real-time thread.
@@ -36,8 +44,25 @@ pub fn start() -> Result<(), String> {
         .fifo(PRIORITY)
         .spawn(move || serve(channel))
         .map_err(|e| format!("cannot start companion-ctl: {e:?}"))?;
-    log::info!("guest: control port {PORT_NAME} is channel port {port}");
+    let echo = Channel::open(ECHO_PORT_NAME).map_err(|e| format!("cannot open {ECHO_PORT_NAME}: {e:?}"))?;
+    let echo_port = echo.port();
+    ThreadBuilder::new("companion-echo")
+        .fifo(PRIORITY)
+        .spawn(move || serve_echo(echo))
+        .map_err(|e| format!("cannot start companion-echo: {e:?}"))?;
+    log::info!("guest: control port {PORT_NAME} is channel port {port}, {ECHO_PORT_NAME} port {echo_port}");
     Ok(())
+}
+
+/// Sends back what comes, as it comes: never waits for Linux (a full ring drops and counts).
+fn serve_echo(channel: Channel) {
+    let mut buf = [0u8; 512];
+    loop {
+        let n = channel.recv(&mut buf, None).unwrap_or(0);
+        if n > 0 {
+            channel.send(&buf[..n]);
+        }
+    }
 }
 
 /// Answers commands until the core stops.
@@ -73,6 +98,13 @@ fn answer(channel: &Channel, command: &[u8]) {
             Ok(table) => send(channel, &format!("{table}END\n")),
             Err(e) => send(channel, &format!("ERR {e:?}\n")),
         },
+        ["channels"] => {
+            let mut text = String::new();
+            for (port, name, (messages, bytes)) in rt::channel::drop_counts() {
+                text.push_str(&format!("{port} {name} dropped {messages} messages {bytes} bytes\n"));
+            }
+            send(channel, &format!("{text}END\n"));
+        }
         ["latmus", args @ ..] => match latmus_config(args) {
             Ok(config) => {
                 let result = run_reporting(config, &mut |args| send(channel, &format!("{args}")));
@@ -83,7 +115,7 @@ fn answer(channel: &Channel, command: &[u8]) {
             }
             Err(e) => send(channel, &format!("ERR {e}\n")),
         },
-        _ => send(channel, "ERR unknown command (have: ps, latmus)\n"),
+        _ => send(channel, "ERR unknown command (have: ps, channels, latmus)\n"),
     }
 }
 

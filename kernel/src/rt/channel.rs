@@ -136,6 +136,15 @@ impl Channel {
     }
 }
 
+/// Every open channel: its port, name and what [`Channel::send`] dropped (messages, bytes).
+pub fn drop_counts() -> alloc::vec::Vec<(usize, &'static str, (u64, u64))> {
+    SLOTS
+        .iter()
+        .enumerate()
+        .filter_map(|(port, slot)| slot.name.get().map(|name| (port, *name, slot.to_linux.dropped())))
+        .collect()
+}
+
 /// Whether any channel holds bytes for Linux (the device's cheap check before it moves them).
 pub(crate) fn any_for_guest() -> bool {
     SLOTS.iter().any(|slot| !slot.to_linux.is_empty())

@@ -3,6 +3,7 @@
 //! ```text
 //! companion ps            the oob threads (CPU, policy, priority, state, switches, CPU time,
 //!                         worst latency) and in-band stages, from the core's control port
+//! companion channels      the core's channels with what their oob senders dropped
 //! companion latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t]
 //!                         runs the core's latency test and streams its EVL-format lines
 //!                         (RTT|, RTD| each second, RTS|, HSH|/HSD| histogram)
@@ -22,12 +23,13 @@ const CONTROL_PORT: &str = "companion.ctl";
 /// The line ending a control answer.
 const END: &str = "END";
 
-const USAGE: &str = "usage: companion ps | latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t] | send PORT | recv PORT";
+const USAGE: &str = "usage: companion ps | channels | latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t] | send PORT | recv PORT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["ps"] => control("ps"),
+        ["channels"] => control("channels"),
         ["latmus", options @ ..] => match latmus_command(options) {
             Ok(command) => control(&command),
             Err(e) => {

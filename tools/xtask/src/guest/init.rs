@@ -84,7 +84,7 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "the core's oob channel device under Debian's stock virtio drivers: the virtio devices and \
          their drivers, the named ports, `companion ps` (asked on the core's companion.ctl port); then a \
          malformed ring written with devmem breaks the device, a reset and a new probe bring it back; \
-         then `companion latmus -T 2`",
+         then `companion latmus -T 2` while 4 MiB flood the companion.echo port (losses counted)",
         CHANNEL,
     ),
     (
@@ -123,11 +123,25 @@ companion ps > /tmp/ps
 while read -r line; do
     echo "guest: ps again| $line"
 done < /tmp/ps
-# The latency test, started from Linux, its lines streamed back over the channel.
+# The latency test, started from Linux, its lines streamed back over the channel, while
+# 4 MiB flood companion.echo, whose echo nobody reads until the end: Linux's writer is held
+# back, the core's echo drops what does not fit and counts it.
+echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name | head -n 1 | cut -d/ -f5)
+exec 4<>"/dev/$echo_port"
+dd if=/dev/zero bs=4096 count=1024 >&4 2> /tmp/dd &
+flood=$!
 companion latmus -T 2 > /tmp/latmus
+wait $flood
 while read -r line; do
     echo "guest: latmus| $line"
 done < /tmp/latmus
+read_back=$(timeout 3 cat <&4 | wc -c)
+exec 4<&-
+dropped=$(companion channels | grep " companion.echo " | cut -d" " -f6)
+written=$((4096 * 1024))
+balance=unbalanced
+[ "$written" -eq "$((read_back + dropped))" ] && balance=balanced
+echo "guest: echo flood: written $written bytes, read back $read_back, dropped $dropped (counted by the core): $balance"
 "#;
 
 /// The load running next to cyclictest, after EVL's method (`latmus` under `idle`, a
