@@ -16,12 +16,26 @@ const TARGET: &str = "aarch64-unknown-linux-musl";
 /// Where it goes in the initramfs.
 const INSTALLED_AT: &str = "usr/bin/companion";
 
-/// Builds the tool (release); returns its path.
+/// Builds the tool (release); returns its path. Installs the target first (`rustup
+/// toolchain install` reads it from `rust-toolchain.toml`) when the pinned toolchain lacks
+/// it, as on a machine set up before the target was added.
 pub fn build() -> Result<PathBuf> {
+    if !has_std()? {
+        eprintln!("xtask: the pinned toolchain lacks {TARGET}; installing it");
+        process::run(&mut toolchain::install_pinned())?;
+    }
     let mut cargo = toolchain::cargo();
     cargo.args(["build", "--release", "--package", "companion", "--target", TARGET]);
     process::run(&mut cargo).context("building the guest's companion tool failed")?;
     Ok(target_dir().join(TARGET).join("release/companion"))
+}
+
+/// Whether the toolchain has the target's standard library.
+fn has_std() -> Result<bool> {
+    let libdir = PathBuf::from(toolchain::rustc(&["--print", "target-libdir", "--target", TARGET])?);
+    Ok(fs::read_dir(libdir).is_ok_and(|entries| {
+        entries.flatten().any(|entry| entry.file_name().to_string_lossy().starts_with("libstd-"))
+    }))
 }
 
 /// Puts the tool into the initramfs.
