@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// The core's control port.
 const CONTROL_PORT: &str = "companion.ctl";
@@ -80,9 +81,20 @@ fn latmus_command(options: &[&str]) -> Result<String, String> {
     Ok(format!("latmus {period} {seconds} {cpu} {priority} {gravity}"))
 }
 
-/// Opens the channel `port` for reading and writing.
+/// How long a port may take to show up (its name comes after the port, and after a new
+/// probe of the device every port comes anew).
+const PORT_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens the channel `port` for reading and writing, waiting up to [`PORT_WAIT`] for it.
 fn open(port: &str) -> io::Result<File> {
-    let device = ports::find(Path::new(ports::SYSFS_PORTS), port)?;
+    let give_up = Instant::now() + PORT_WAIT;
+    let device = loop {
+        match ports::find(Path::new(ports::SYSFS_PORTS), port) {
+            Ok(device) => break device,
+            Err(e) if Instant::now() >= give_up => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     OpenOptions::new().read(true).write(true).open(&device).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", device.display())))
 }
 

@@ -126,7 +126,12 @@ done < /tmp/ps
 # The latency test, started from Linux, its lines streamed back over the channel, while
 # 4 MiB flood companion.echo, whose echo nobody reads until the end: Linux's writer is held
 # back, the core's echo drops what does not fit and counts it.
-echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name | head -n 1 | cut -d/ -f5)
+echo_port=
+for try in $(seq 30); do
+    echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+    [ -n "$echo_port" ] && break
+    sleep 0.1
+done
 exec 4<>"/dev/$echo_port"
 dd if=/dev/zero bs=4096 count=1024 >&4 2> /tmp/dd &
 flood=$!
