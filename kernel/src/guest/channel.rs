@@ -3,9 +3,9 @@
 //! the [`crate::rt::Channel`]s.
 //!
 //! The guest's accesses to the device's page trap (stage 2 leaves it unmapped) and come here
-//! through [`mmio`]; a notification moves what it can at once. Bytes oob code sends to Linux
-//! are moved on the way back into the guest ([`poll`], a few atomic loads when there is
-//! nothing). Each call moves at most a few KiB per port and direction, so a flooding guest
+//! through [`mmio`]; a notification moves what it can at once. Bytes oob code sends to Linux,
+//! and the rest of a guest's buffer that waited for room in its channel, are moved on the
+//! way back into the guest ([`poll`], a few atomic loads when there is nothing). Each call moves at most a few KiB per port and direction, so a flooding guest
 //! cannot hold the trap long. The model's interrupt output drives the guest's virtual SPI
 //! through [`super::virq::set_virtual_level`].
 //!
@@ -78,6 +78,9 @@ struct GuestChannel {
 /// IRQ-safe: taken in the guest's trap handler and on the way back into the guest. Lock
 /// order: this, then the vGIC's.
 static DEVICE: IrqSpinLock<Option<GuestChannel>> = IrqSpinLock::new(None);
+/// Whether the console holds a transmit chain waiting for room in its channel (kept beside
+/// the lock, so [`poll`] checks it without taking it).
+static HOLDS_CHAINS: AtomicBool = AtomicBool::new(false);
 /// Whether the device's breaking was logged.
 static BROKEN_LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -112,9 +115,11 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
     Some(result)
 }
 
-/// Moves what oob code sent to the guest, on the way back into the guest.
+/// Moves what oob code sent to the guest, and what the guest sent that waited for room, on
+/// the way back into the guest.
 pub fn poll() {
-    if !crate::rt::channel::any_for_guest() {
+    let waiting = HOLDS_CHAINS.load(Ordering::Relaxed) && crate::rt::channel::any_room_from_guest();
+    if !waiting && !crate::rt::channel::any_for_guest() {
         return;
     }
     let mut guard = DEVICE.lock();
@@ -128,6 +133,7 @@ impl GuestChannel {
     /// Gives the model's interrupt output to the virtual interrupt if it changed; logs the
     /// device's breaking once.
     fn update(&mut self) {
+        HOLDS_CHAINS.store(self.console.holds_chains(), Ordering::Relaxed);
         if let Some(why) = self.console.transport().broken()
             && !BROKEN_LOGGED.swap(true, Ordering::Relaxed)
         {

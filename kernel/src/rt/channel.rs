@@ -145,6 +145,11 @@ pub fn drop_counts() -> alloc::vec::Vec<(usize, &'static str, (u64, u64))> {
         .collect()
 }
 
+/// Whether any channel can take bytes from Linux.
+pub(crate) fn any_room_from_guest() -> bool {
+    SLOTS.iter().any(|slot| slot.name.get().is_some() && slot.from_linux.free() > 0)
+}
+
 /// Whether any channel holds bytes for Linux (the device's cheap check before it moves them).
 pub(crate) fn any_for_guest() -> bool {
     SLOTS.iter().any(|slot| !slot.to_linux.is_empty())

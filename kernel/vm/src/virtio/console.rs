@@ -128,6 +128,13 @@ impl<const Q: usize> Console<Q> {
         port < 32 && self.guest_open & (1 << port) != 0
     }
 
+    /// Whether a transmit chain waits for room in its port: the glue must call
+    /// [`Console::service`] again once the port has room (no notification will come: the
+    /// driver waits for that chain).
+    pub fn holds_chains(&self) -> bool {
+        self.held.iter().any(Option::is_some)
+    }
+
     /// Control messages from the driver the model ignored.
     pub fn ignored(&self) -> u64 {
         self.ignored

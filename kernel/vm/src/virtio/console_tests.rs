@@ -260,6 +260,7 @@ fn guest_writes_wait_for_room_in_the_port() {
     guest.write(&mut dev, &mut ports, offset::QUEUE_NOTIFY, 5);
     assert_eq!(ports.to_core[1].len(), 10, "the port is full");
     assert!(guest.used(5).is_empty(), "the chain is held: back-pressure");
+    assert!(dev.holds_chains());
     let mut got: Vec<u8> = ports.to_core[1].drain(..).collect();
     dev.service(&mut guest.mem(), &mut ports);
     got.extend(ports.to_core[1].drain(..));
@@ -267,6 +268,7 @@ fn guest_writes_wait_for_room_in_the_port() {
     got.extend(ports.to_core[1].drain(..));
     assert_eq!(got, data, "every byte, in order, once");
     assert_eq!(guest.used(5).len(), 1, "returned once wholly taken");
+    assert!(!dev.holds_chains());
 }
 
 #[test]
