@@ -93,6 +93,7 @@ pub fn fuzz(data: &[u8]) {
         initrd: None,
         psci: GuestPsciConduit::Hvc,
         devices: policy,
+        emulated_virtio: None,
     };
     if let Ok(guest_blob) = build_guest_tree(&tree, &config) {
         let guest = DeviceTree::parse(&guest_blob).expect("the guest tree parses");

@@ -5,6 +5,8 @@
 //! - [`vgic`]: the vGIC distributor and redistributor MMIO model;
 //! - [`psci`]: the PSCI model;
 //! - [`pl011`]: the PL011 model;
+//! - [`virtio`]: the virtio-mmio transport and split virtqueues;
+//! - [`virtio_console`]: the multiport virtio-console on top;
 //! - [`fdt`]: the device-tree reader and writer, discovery, the device allow-list and the
 //!   guest-tree rewrite.
 //!
@@ -18,6 +20,8 @@ pub mod pl011;
 pub mod psci;
 pub mod trap;
 pub mod vgic;
+pub mod virtio;
+pub mod virtio_console;
 
 /// A fuzz target: its name (the corpus directory's) and the function.
 pub type Target = (&'static str, fn(&[u8]));
@@ -28,6 +32,8 @@ pub const TARGETS: &[Target] = &[
     ("vgic", vgic::fuzz),
     ("psci", psci::fuzz),
     ("pl011", pl011::fuzz),
+    ("virtio", virtio::fuzz),
+    ("virtio-console", virtio_console::fuzz),
     ("fdt", fdt::fuzz),
 ];
 

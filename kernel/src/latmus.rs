@@ -224,7 +224,7 @@ impl Measurement {
     /// Waits (in-band) until the thread took its samples.
     fn thread_wait(&self) -> Result<(), Error> {
         while !self.thread.is_finished() {
-            rt::inband_sleep_until(rt::now() + Duration::from_millis(1))?;
+            wait_until(rt::now() + Duration::from_millis(1))?;
         }
         Ok(())
     }
@@ -249,9 +249,23 @@ fn set_up_gravity(config: &LatmusConfig) -> Result<Gravity, Error> {
     Ok(gravity)
 }
 
+/// Where a run's report goes: the console ([`run`]) or a channel to Linux
+/// ([`run_reporting`]).
+pub type Report<'a> = &'a mut dyn FnMut(core::fmt::Arguments<'_>);
+
+/// Waits until `deadline`: in-band on the boot path, as an oob sleep from an oob thread.
+fn wait_until(deadline: Instant) -> Result<(), Error> {
+    if rt::current().is_some() { rt::sleep_until(deadline) } else { rt::inband_sleep_until(deadline) }
+}
+
 /// The `RTT|` and `RTH|` lines opening the thread context's report.
 fn print_thread_header(config: &LatmusConfig, gravity: Gravity) {
-    rt::print(format_args!(
+    report_thread_header(config, gravity, &mut |args| rt::print(args));
+}
+
+/// [`print_thread_header`] into `out`.
+fn report_thread_header(config: &LatmusConfig, gravity: Gravity, out: Report<'_>) {
+    out(format_args!(
         "RTT|  00:00:01  (oob thread context, {} us period, priority {}, cpu {}, gravity {} ns)\n{RTH}\n",
         config.period_us,
         config.priority,
@@ -262,38 +276,50 @@ fn print_thread_header(config: &LatmusConfig, gravity: Gravity) {
 
 /// Runs the test and prints its results.
 pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
+    run_reporting(config, &mut |args| rt::print(args))
+}
+
+/// Runs the test (in-band or from an oob thread) and reports into `out`. Refused
+/// ([`Error::WouldBlock`]) while a background test runs: both would share the IRQ context's
+/// samples.
+pub fn run_reporting(config: LatmusConfig, out: Report<'_>) -> Result<LatmusResults, Error> {
     if config.cpu >= rt::cpu_count() {
         return Err(Error::InvalidCpu);
     }
+    if BACKGROUND.lock().is_some() {
+        return Err(Error::WouldBlock);
+    }
     let gravity = set_up_gravity(&config)?;
 
-    print_thread_header(&config, gravity);
+    report_thread_header(&config, gravity, out);
     let mut measurement = Measurement::start(&config, u64::MAX, true)?;
     let mut results =
         LatmusResults { thread: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), irq: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), gravity };
     let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
     let start = rt::now();
     for second in 1..=config.duration_s {
-        rt::inband_sleep_until(start + Duration::from_secs(second))?;
+        wait_until(start + Duration::from_secs(second))?;
         measurement.drain(&mut thread, &mut irq);
         results.thread.merge(&thread);
         results.irq.merge(&irq);
-        rt::print(format_args!("{}\n", RtdLine { interval: &thread, run: &results.thread }));
+        out(format_args!("{}\n", RtdLine { interval: &thread, run: &results.thread }));
     }
     // The measuring thread is still alive: show it with its statistics.
-    rt::ps();
+    if let Ok(table) = rt::ps_table() {
+        out(format_args!("{table}"));
+    }
     let audits = measurement.finish(&mut thread, &mut irq)?;
     results.thread.merge(&thread);
     results.irq.merge(&irq);
 
     let seconds = config.duration_s;
-    rt::print(format_args!("{}\n", RtsLine { run: &results.thread, elapsed_s: seconds, planned_s: seconds }));
-    rt::print(format_args!(
+    out(format_args!("{}\n", RtsLine { run: &results.thread, elapsed_s: seconds, planned_s: seconds }));
+    out(format_args!(
         "RTT|  00:00:01  (oob timer-IRQ context, same run, offset by half a period, gravity {} ns)\n{RTH}\n",
         gravity.irq.as_nanos()
     ));
-    rt::print(format_args!("{}\n", RtsLine { run: &results.irq, elapsed_s: seconds, planned_s: seconds }));
-    print_histogram(&results);
+    out(format_args!("{}\n", RtsLine { run: &results.irq, elapsed_s: seconds, planned_s: seconds }));
+    report_histogram(&results, out);
     log::info!(
         "latmus: {} thread samples, {} irq samples, {} + {} overruns",
         results.thread.samples(),
@@ -306,11 +332,16 @@ pub fn run(config: LatmusConfig) -> Result<LatmusResults, Error> {
 }
 
 fn print_histogram(results: &LatmusResults) {
+    report_histogram(results, &mut |args| rt::print(args));
+}
+
+/// The histogram lines (`HSH|`, `HSD|`) into `out`.
+fn report_histogram(results: &LatmusResults, out: Report<'_>) {
     // The header names the bucket width (latmus's `bucket(us)` column, in 100 ns here).
-    rt::print(format_args!("HSH|--context-|-bucket({OOB_BUCKET_NS}ns)|---samples\n"));
+    out(format_args!("HSH|--context-|-bucket({OOB_BUCKET_NS}ns)|---samples\n"));
     for (name, stats) in [("thread", &*results.thread), ("irq", &*results.irq)] {
         for (bucket, &count) in stats.histogram().iter().enumerate().filter(|(_, c)| **c > 0) {
-            rt::print(format_args!("HSD|{name:>10}| {bucket:12}| {count:9}\n"));
+            out(format_args!("HSD|{name:>10}| {bucket:12}| {count:9}\n"));
         }
     }
 }

@@ -42,6 +42,7 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
 /// interrupt brought is injected without waiting for the console), then drains the console.
 #[inline]
 fn before_guest_entry() {
+    crate::guest::channel::poll();
     crate::guest::virq::flush();
     drain_console_for_guest();
 }

@@ -2,6 +2,7 @@
 //! whenever a node is missing from it.
 
 use crate::discovery::{GicInfo, GicVersion, MemoryRange, TimerInfo, UartInfo};
+use crate::guest_tree::EmulatedVirtio;
 use crate::uart::UartKind;
 
 /// A board the core supports, described by its fixed memory map.
@@ -21,6 +22,10 @@ pub struct Board {
     /// through at IPA = PA): only blocks that never master the bus. Everything else the
     /// tree describes is withheld (see [`crate::passthrough`]).
     pub passthrough: &'static [&'static str],
+    /// Where the core puts the guest's emulated channel device (a virtio-mmio console, see
+    /// [`EmulatedVirtio`]): a page and an SPI no real device of the board uses. `None`: the
+    /// guest gets no channel.
+    pub channel: Option<EmulatedVirtio>,
 }
 
 /// Arm generic-timer PPIs as most boards wire them: INTIDs 26 (EL2 physical), 27 (virtual),
@@ -51,6 +56,9 @@ pub const QEMU_VIRT: Board = Board {
     // The RTC (its alarm is the Linux guest's test interrupt) and the GPIO block behind
     // the `gpio-keys` power button. Not fw-cfg, virtio-mmio or PCIe: all bus masters.
     passthrough: &["arm,pl031", "arm,pl061"],
+    // A hole of the virt memory map (between the virtio-mmio slots at 0x0a00_0000 and the
+    // platform bus at 0x0c00_0000) and an SPI above every one the machine wires.
+    channel: Some(EmulatedVirtio { base: 0x0b00_0000, spi: 200 }),
 };
 
 /// Raspberry Pi 4 Model B (BCM2711: GIC-400, PL011 UART0 at 0xfe20_1000, 54 MHz timer).
@@ -70,6 +78,7 @@ pub const RPI4: Board = Board {
     timer: TimerInfo { frequency_hz: Some(54_000_000), ..STANDARD_TIMER_PPIS },
     // GPIO, I2C, PWM and the random number generator: register-only blocks.
     passthrough: &["brcm,bcm2711-gpio", "brcm,bcm2835-gpio", "brcm,bcm2835-i2c", "brcm,bcm2835-pwm", "brcm,bcm2711-rng200"],
+    channel: None,
 };
 
 /// NXP i.MX 8M Plus EVK (GICv3, console on UART2 at 0x3089_0000, 8 MHz timer).
@@ -89,6 +98,7 @@ pub const IMX8: Board = Board {
     timer: TimerInfo { frequency_hz: Some(8_000_000), ..STANDARD_TIMER_PPIS },
     // GPIO, I2C and PWM: register-only blocks.
     passthrough: &["fsl,imx8mp-gpio", "fsl,imx35-gpio", "fsl,imx8mp-i2c", "fsl,imx21-i2c", "fsl,imx8mp-pwm", "fsl,imx27-pwm"],
+    channel: None,
 };
 
 /// Every supported board, for look-up by name.

@@ -14,6 +14,9 @@
 //!   removed; the maintenance interrupt is removed;
 //! - **the generic timer** without its EL2 (hypervisor) interrupts;
 //! - **`/chosen`** with the guest's command line and initrd;
+//! - **the core's emulated virtio-mmio device** (the oob channels), if configured, as a
+//!   `virtio,mmio` node under the root (two address and size cells, the GIC's three
+//!   interrupt cells, as on the boards that have one);
 //! - **withheld devices** (everything [`crate::passthrough`] does not pass through: bus
 //!   masters, devices off the board's allow-list) with `status = "disabled"`, so the guest
 //!   never probes what it cannot reach.
@@ -56,6 +59,28 @@ pub struct GuestTreeConfig<'a> {
     pub psci: GuestPsciConduit,
     /// Which devices the guest gets: the ones it withholds are marked disabled.
     pub devices: DevicePolicy<'a>,
+    /// The core's emulated virtio-mmio device, added as a `virtio,mmio` node.
+    pub emulated_virtio: Option<EmulatedVirtio>,
+}
+
+/// A virtio-mmio device the core emulates: one page at `base` (trapped, never mapped) and a
+/// level-sensitive SPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmulatedVirtio {
+    /// The register page's guest-physical address.
+    pub base: u64,
+    /// The SPI number (the INTID is 32 above it).
+    pub spi: u32,
+}
+
+impl EmulatedVirtio {
+    /// Bytes of the register frame.
+    pub const SIZE: u64 = 0x1000;
+
+    /// The device's INTID.
+    pub const fn intid(&self) -> u32 {
+        self.spi + 32
+    }
 }
 
 /// Why the guest tree could not be built.
@@ -102,6 +127,9 @@ const GIC_V2_COMPATIBLES: &[&str] = &["arm,gic-400", "arm,cortex-a15-gic", "arm,
 const TIMER_COMPATIBLES: &[&str] = &["arm,armv8-timer", "arm,armv7-timer"];
 /// Timer interrupts a guest keeps: secure physical, non-secure physical, virtual.
 const GUEST_TIMER_INTERRUPTS: usize = 3;
+/// The GIC binding's interrupt type for an SPI, and a level-high trigger.
+const GIC_SPI: u32 = 0;
+const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
 /// The PSCI node's compatibles, newest first.
 const PSCI_COMPATIBLES: &[&str] = &["arm,psci-1.0", "arm,psci-0.2"];
 
@@ -334,6 +362,14 @@ impl Rewrite<'_, '_> {
         if !has("chosen") {
             out.begin_node("chosen")?;
             self.chosen_properties(out)?;
+            out.end_node()?;
+        }
+        if let Some(device) = self.config.emulated_virtio {
+            out.begin_node(&alloc::format!("virtio_mmio@{:x}", device.base))?;
+            out.property_str("compatible", "virtio,mmio")?;
+            out.property_reg64("reg", &[(device.base, EmulatedVirtio::SIZE)])?;
+            out.property_cells("interrupts", &[GIC_SPI, device.spi, IRQ_TYPE_LEVEL_HIGH])?;
+            out.property_empty("dma-coherent")?;
             out.end_node()?;
         }
         Ok(())

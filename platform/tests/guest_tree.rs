@@ -30,6 +30,7 @@ fn config(vcpus: usize) -> GuestTreeConfig<'static> {
         initrd: Some(INITRD),
         psci: GuestPsciConduit::Hvc,
         devices: virt_policy(),
+        emulated_virtio: None,
     }
 }
 
@@ -227,5 +228,27 @@ mod guest_map {
         let gicc = regions.iter().find(|r| r.kind == GuestRegionKind::VirtualCpuInterface).unwrap();
         assert_eq!((gicc.ipa, gicc.pa), (0x0801_0000, 0x0804_0000));
         assert!(!regions.iter().any(|r| r.ipa <= 0x0803_0000 && 0x0803_0000 < r.ipa + r.size), "GICH hidden");
+    }
+}
+
+#[test]
+fn the_emulated_virtio_device_gets_an_enabled_node_and_real_slots_stay_disabled() {
+    let channel = QEMU_VIRT.channel.expect("qemu-virt reserves a channel device");
+    let blob = rewrite(VIRT_GICV3, &GuestTreeConfig { emulated_virtio: Some(channel), ..config(1) });
+    let tree = DeviceTree::parse(&blob).unwrap();
+    let node = tree.find_node(&format!("/virtio_mmio@{:x}", channel.base)).expect("the emulated node");
+    assert_eq!(node.property("compatible").and_then(|p| p.as_str()), Some("virtio,mmio"));
+    assert_eq!(node.reg().collect::<Vec<_>>(), vec![(channel.base, 0x1000)]);
+    let cells: Vec<u32> =
+        node.property("interrupts").unwrap().value.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(cells, [0, channel.spi, 4]);
+    assert_eq!(channel.intid(), channel.spi + 32);
+    // No other node is there, and QEMU's own virtio-mmio slots stay withheld.
+    let root = tree.root();
+    let virtio: Vec<_> = root.children().filter(|n| n.is_compatible("virtio,mmio")).collect();
+    assert!(virtio.len() > 1, "the fixture has QEMU's slots");
+    for slot in virtio.iter().filter(|n| n.name != node.name) {
+        assert_eq!(slot.property("status").and_then(|p| p.as_str()), Some("disabled"), "{}", slot.name);
+        assert!(slot.reg().all(|(base, _)| base != channel.base), "the channel's page is no real slot's");
     }
 }

@@ -103,6 +103,7 @@ fn withheld_devices_are_disabled_in_the_guest_tree() {
         initrd: None,
         psci: GuestPsciConduit::Hvc,
         devices: DevicePolicy::new(&info),
+        emulated_virtio: None,
     };
     let blob = build_guest_tree(&host, &config).unwrap();
     let guest = DeviceTree::parse(&blob).unwrap();

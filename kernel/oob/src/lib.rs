@@ -47,6 +47,7 @@ pub mod sync;
 pub mod thread;
 pub mod time;
 pub mod timer;
+pub mod xbuf;
 
 #[cfg(test)]
 mod tests;

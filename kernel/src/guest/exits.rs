@@ -16,6 +16,8 @@ pub enum ExitKind {
     GicMmio,
     /// An access to the emulated console UART.
     UartMmio,
+    /// An access to the emulated virtio-console of the oob channels.
+    ChannelMmio,
     /// A write of `ICC_SGI1R_EL1` (an SGI sent by the guest).
     SgiWrite,
     /// A PSCI or other call over HVC/SMC.
@@ -25,12 +27,13 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    const ALL: [ExitKind; 5] = [Self::GicMmio, Self::UartMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
+    const ALL: [ExitKind; 6] = [Self::GicMmio, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
 
     fn name(self) -> &'static str {
         match self {
             Self::GicMmio => "GIC MMIO",
             Self::UartMmio => "UART MMIO",
+            Self::ChannelMmio => "channel MMIO",
             Self::SgiWrite => "SGI write",
             Self::Hypercall => "HVC/SMC",
             Self::Other => "other",

@@ -131,6 +131,8 @@ pub fn boot(
         initrd,
         psci: GuestPsciConduit::Hvc,
         devices: DevicePolicy::new(info),
+        // The board's channel device, if the GIC has its SPI.
+        emulated_virtio: info.board.channel.filter(|device| device.intid() < 32 + spis),
     };
     let guest_tree: Vec<u8> = build_guest_tree(&tree, &config).map_err(BootError::GuestTree)?;
     // The tree goes in the 2 MiB below the kernel's base.
@@ -159,9 +161,23 @@ pub fn boot(
     let state = GuestState::new(mpidrs, &memory, |_| None, power_off).ok_or(BootError::Tree)?;
     let uart_intid = platform::discovery::uart_intid(&tree, &info.uart);
     let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
-    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice(), passed_through: &passed_through };
+    let channel = config.emulated_virtio;
+    let emulated: Vec<u32> = uart_intid.into_iter().chain(channel.map(|device| device.intid())).collect();
+    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: &emulated, passed_through: &passed_through };
     super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32), &interrupts).map_err(BootError::Vgic)?;
     super::console::init(info.uart.base, info.uart.size, uart_intid);
+    if let Some(device) = channel {
+        super::channel::init(device.base, device.intid(), &memory);
+        log::info!(
+            "guest: oob channels: a virtio-console (virtio-mmio) at {:#x}, INTID {}, {} ports at most",
+            device.base,
+            device.intid(),
+            crate::rt::channel::MAX_CHANNELS
+        );
+        if let Err(e) = super::control::start() {
+            log::warn!("guest: {e}");
+        }
+    }
     log::info!(
         "guest: console is an emulated PL011 at {:#x} ({}), shared line by line with the core's log",
         info.uart.base,

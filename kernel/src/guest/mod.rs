@@ -8,7 +8,9 @@
 //! Today one vCPU runs (the boot CPU's); the small EL1 test guest in [`test_guest`] drives
 //! it. The Linux guest, the vGIC and the other vCPUs come next.
 
+pub mod channel;
 pub mod console;
+pub mod control;
 pub mod exits;
 pub mod hostile_guest;
 pub mod irqsoff;
@@ -170,7 +172,8 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
             let emulated = virq::mmio(frame, ipa, access)
                 .map(|result| (result, "GIC", exits::ExitKind::GicMmio))
-                .or_else(|| console::mmio(frame, ipa, access).map(|result| (result, "UART", exits::ExitKind::UartMmio)));
+                .or_else(|| console::mmio(frame, ipa, access).map(|result| (result, "UART", exits::ExitKind::UartMmio)))
+                .or_else(|| channel::mmio(frame, ipa, access).map(|result| (result, "virtio", exits::ExitKind::ChannelMmio)));
             match emulated {
                 Some((Ok(()), _, kind)) => {
                     frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);

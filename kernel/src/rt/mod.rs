@@ -11,6 +11,8 @@
 //! - Scheduling classes: [`sched_tp`] and [`sched_quota`] configure time partitioning and
 //!   quota groups per CPU.
 //! - Diagnostics: [`ps`] prints every thread with its statistics.
+//! - Talking to Linux: [`Channel`], a named virtio-console port of the guest, bounded each
+//!   way, never waiting on Linux.
 //!
 //! Blocking calls must come from an oob thread; from the in-band stage or an interrupt
 //! handler they fail with [`Error::NotRunning`]. Non-blocking calls (`post`, `try_*`) work
@@ -19,6 +21,7 @@
 //! An application lives in `kernel/src/apps/` and uses only this module; see
 //! `kernel/src/apps/example.rs`.
 
+pub mod channel;
 mod sync;
 mod timer;
 
@@ -30,6 +33,7 @@ pub use oob::{
     Duration, Error, FlagsMode, Gravity, Instant, Policy, QuotaGroupId, ThreadId, ThreadStats, Timeout,
     TimerContext, TimerExpiry, TpWindow, WakeReason,
 };
+pub use channel::{Channel, OpenError};
 pub use sync::{EventFlags, Mutex, MutexGuard, Semaphore};
 pub use timer::{IrqTimer, Timer};
 
@@ -221,13 +225,18 @@ pub fn print(args: core::fmt::Arguments<'_>) {
     crate::console::write_fmt(args);
 }
 
+/// The `evl ps`-like table of every in-band stage and thread, as text.
+pub fn ps_table() -> Result<alloc::string::String, Error> {
+    with_core(|glue, _| Ok(glue.core.snapshot())).map(|snapshot| alloc::format!("{snapshot}"))
+}
+
 /// Prints every in-band stage and thread, like `evl ps`, on the console.
 pub fn ps() {
-    let Ok(snapshot) = with_core(|glue, _| Ok(glue.core.snapshot())) else { return };
     // Formatted first: a record this long is copied into the console ring under its lock,
     // which should not also cover formatting the table.
-    let table = alloc::format!("{snapshot}");
-    crate::console::write_fmt(format_args!("{table}"));
+    if let Ok(table) = ps_table() {
+        crate::console::write_fmt(format_args!("{table}"));
+    }
 }
 
 /// Time partitioning (EVL's `SCHED_TP`): a per-CPU cyclic schedule of windows, each giving

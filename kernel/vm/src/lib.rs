@@ -65,6 +65,7 @@ pub mod replay;
 pub mod sysreg;
 pub mod trap;
 pub mod vgic;
+pub mod virtio;
 
 #[cfg(test)]
 mod test_util;

@@ -304,6 +304,14 @@ pub const CASES: &[Case] = &[
         qemu_args: &[],
     },
     Case {
+        name: "linux-guest-channel-virt-gicv3-1",
+        // One CPU: the latency test shares it with the guest's vCPU, as in the main job.
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: "channel", vcpus: 1 },
+        timeout: Duration::from_secs(180),
+        qemu_args: &[],
+    },
+    Case {
         name: "linux-guest-1vcpu-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::LinuxGuest { script: "uname", vcpus: 1 },
@@ -499,7 +507,7 @@ impl Case {
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
-                let lines = vec![
+                let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
                     LineMatch::guest(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
@@ -511,8 +519,12 @@ impl Case {
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, replayed [1-9]\d*, coalesced \d+, withdrawn \d+, max depth \d+, lost 0$"]),
                     LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, [1-9]\d* injected, [1-9]\d* completed"]),
                 ];
+                if script == "channel" {
+                    lines.extend(channel_lines());
+                }
                 let expectations =
-                    Expectations::new(EXIT_PASS, lines, &[r"abort injected"]).forbid_guest(&[r"Kernel panic"]);
+                    Expectations::new(EXIT_PASS, lines, &[r"abort injected"])
+                        .forbid_guest(&[r"Kernel panic", r"insmod .* failed"]);
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
                     // forwarded must be what Linux counted in /proc/interrupts — and not zero.
@@ -593,6 +605,37 @@ impl Case {
             }
         }
     }
+}
+
+/// What the `channel` script must show: Debian's stock drivers bound to the core's
+/// virtio-console (device ID 3), the control port named, and `companion ps` through it
+/// listing the control thread itself; then a malformed ring, the device broken, a reset and
+/// `companion ps` again.
+fn channel_lines() -> Vec<LineMatch> {
+    vec![
+        LineMatch::all(&[LOG_LINE, r"guest: oob channels: a virtio-console \(virtio-mmio\) at 0x[0-9a-f]+, INTID \d+"]),
+        LineMatch::guest(&[r"^guest: virtio device virtio\d+: id 0x0003 driver virtio_console$"]),
+        LineMatch::guest(&[r"^guest: port vport\d+p0: companion\.ctl$"]),
+        LineMatch::guest(&[r"^guest: ps\| CPU +ID +POLICY +PRIO +STATE +SWITCHES +CPUTIME\(us\) +MAXLAT\(us\) +NAME$"]),
+        LineMatch::guest(&[r"^guest: ps\| 0 +\S+ +fifo +1 +run .* companion-ctl$"]),
+        // A malformed ring breaks the device (DEVICE_NEEDS_RESET); a reset and a new probe
+        // bring it back, and the core went on.
+        LineMatch::all(&[LOG_LINE, r"guest: the channel device is broken \(BadRingArea\)"]),
+        LineMatch::guest(&[r"^guest: channel status after a malformed ring: 0x0000004B$"]),
+        LineMatch::guest(&[r"^guest: channel status after reset: 0x00000000$"]),
+        LineMatch::guest(&[r"^guest: ps again\| 0 +\S+ +fifo +1 +run .* companion-ctl$"]),
+        // `companion latmus -T 2`: the core's test started from Linux, its lines streamed
+        // back (the sampling audit fails the run if a period went without a sample).
+        LineMatch::guest(&[r"^guest: latmus\| RTT\|  00:00:01  \(oob thread context, 1000 us period, priority 99, cpu 0, "]),
+        LineMatch::guest(&[r"^guest: latmus\| RTD\|"]),
+        LineMatch::guest(&[r"^guest: latmus\| RTS\|.*\|    00:00:02/00:00:02$"]),
+        LineMatch::guest(&[r"^guest: latmus\| HSH\|--context-\|--bucket\(us\)-\|---samples$"]),
+        LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples"]),
+        // The flood beside it: every byte came back or was dropped and counted by the core.
+        LineMatch::guest(&[
+            r"^guest: echo flood: written 4194304 bytes, read back \d+, dropped [1-9]\d* \(counted by the core\): balanced$",
+        ]),
+    ]
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 //! init scripts, with a `.manifest` next to each; `System.map-<release>-<key>` is the
 //! kernel's symbol table, read from its `/proc/kallsyms` (see [`kallsyms`]).
 
+mod companion_tool;
 mod cpio;
 mod elf;
 pub mod init;
 mod kallsyms;
+mod modules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -213,7 +215,9 @@ fn build_initramfs() -> Result<PathBuf> {
     let apt = PrivateApt::arm64()?;
     let closure = apt.install_closure(&PACKAGES)?;
     let cache = guest_cache()?;
-    let key = cache_key(&closure);
+    let kernel_modules = modules::find(LinuxPackage::fetch()?.root())?;
+    let tool = companion_tool::build()?;
+    let key = companion_tool::key(&modules::key(&cache_key(&closure), &kernel_modules), &tool)?;
     let archive = cache.join(format!("initramfs-{key}.cpio"));
     if integrity::intact(&archive) {
         return Ok(archive);
@@ -241,6 +245,8 @@ fn build_initramfs() -> Result<PathBuf> {
         }
     }
     rootfs.add_generated_files();
+    modules::add(&mut rootfs, &kernel_modules);
+    companion_tool::add(&mut rootfs, &tool);
     rootfs.resolve_libraries()?;
 
     let staging = integrity::unique_temp(&archive);

@@ -95,6 +95,11 @@ impl LinuxPackage {
         Ok(path)
     }
 
+    /// Where the package is unpacked (its modules are under `lib/modules/<release>/`).
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// The kernel image, `boot/vmlinuz-<release>`: Debian ships arm64
     /// kernels as a raw, uncompressed `Image`, which QEMU's `-kernel` boots.
     pub fn image(&self) -> Result<PathBuf> {

@@ -92,7 +92,7 @@ pub fn pinned_channel() -> Result<String> {
 }
 
 /// Runs the workspace's `rustc` and returns its trimmed stdout.
-fn rustc(args: &[&str]) -> Result<String> {
+pub(crate) fn rustc(args: &[&str]) -> Result<String> {
     let mut cmd = Command::new("rustc");
     cmd.args(args).current_dir(workspace_root());
     Ok(process::output(&mut cmd)?.trim().to_owned())

@@ -80,11 +80,74 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         super::kallsyms::SCRIPT_BODY,
     ),
     (
+        "channel",
+        "the core's oob channel device under Debian's stock virtio drivers: the virtio devices and \
+         their drivers, the named ports, `companion ps` (asked on the core's companion.ctl port); then a \
+         malformed ring written with devmem breaks the device, a reset and a new probe bring it back; \
+         then `companion latmus -T 2` while 4 MiB flood the companion.echo port (losses counted)",
+        CHANNEL,
+    ),
+    (
         "shell",
         "an interactive busybox shell on the console (exit it to power off)",
         "setsid cttyhack sh || sh\n",
     ),
 ];
+
+/// The `channel` script: what probed, then `companion ps` through the core's control port.
+const CHANNEL: &str = r#"for device in /sys/bus/virtio/devices/*; do
+    [ -e "$device" ] || continue
+    driver=$(readlink "$device/driver" 2>/dev/null || echo none)
+    echo "guest: virtio device ${device##*/}: id $(cat "$device/device") driver ${driver##*/}"
+done
+for port in /sys/class/virtio-ports/*; do
+    [ -e "$port" ] || continue
+    echo "guest: port ${port##*/}: $(cat "$port/name")"
+done
+companion ps > /tmp/ps
+while read -r line; do
+    echo "guest: ps| $line"
+done < /tmp/ps
+# A malformed ring: the driver let go, then a queue made ready with its rings at 0 (not RAM).
+platform=$(basename "$(readlink -f /sys/bus/virtio/drivers/virtio_console/virtio*/..)")
+base=$((0x${platform%%.*}))
+echo "$platform" > /sys/bus/platform/drivers/virtio-mmio/unbind
+reg() { devmem $((base + $1)) 32 ${2:-}; }
+reg 0x70 0; reg 0x70 3; reg 0x24 1; reg 0x20 1; reg 0x70 11
+reg 0x30 0; reg 0x38 8; reg 0x80 0; reg 0x90 0; reg 0xa0 0; reg 0x44 1
+echo "guest: channel status after a malformed ring: $(reg 0x70)"
+reg 0x70 0
+echo "guest: channel status after reset: $(reg 0x70)"
+echo "$platform" > /sys/bus/platform/drivers/virtio-mmio/bind
+companion ps > /tmp/ps
+while read -r line; do
+    echo "guest: ps again| $line"
+done < /tmp/ps
+# The latency test, started from Linux, its lines streamed back over the channel, while
+# 4 MiB flood companion.echo, whose echo nobody reads until the end: Linux's writer is held
+# back, the core's echo drops what does not fit and counts it.
+echo_port=
+for try in $(seq 30); do
+    echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+    [ -n "$echo_port" ] && break
+    sleep 0.1
+done
+exec 4<>"/dev/$echo_port"
+dd if=/dev/zero bs=4096 count=1024 >&4 2> /tmp/dd &
+flood=$!
+companion latmus -T 2 > /tmp/latmus
+wait $flood
+while read -r line; do
+    echo "guest: latmus| $line"
+done < /tmp/latmus
+read_back=$(timeout 3 cat <&4 | wc -c)
+exec 4<&-
+dropped=$(companion channels | grep " companion.echo " | cut -d" " -f6)
+written=$((4096 * 1024))
+balance=unbalanced
+[ "$written" -eq "$((read_back + dropped))" ] && balance=balanced
+echo "guest: echo flood: written $written bytes, read back $read_back, dropped $dropped (counted by the core): $balance"
+"#;
 
 /// The load running next to cyclictest, after EVL's method (`latmus` under `idle`, a
 /// "grinder" or a "neighbour"); chosen with `guest.load=NAME` on the guest's command line.
@@ -301,6 +364,7 @@ case "$duration" in
     ''|*[!0-9]*) echo "guest: bad guest.duration '$duration', using {DEFAULT_DURATION}"; duration={DEFAULT_DURATION} ;;
 esac
 
+{modules}
 echo "guest: uname: $(uname -a)"
 if [ -x "/{SCRIPT_DIR}/$script" ]; then
     echo "guest: running $script (duration ${{duration}}s)"
@@ -317,7 +381,8 @@ poweroff -f
 # Only reached if poweroff failed: ask the kernel directly.
 echo o > /proc/sysrq-trigger
 sleep 5
-"#
+"#,
+        modules = super::modules::load_script()
     )
 }
 

@@ -1,0 +1,148 @@
+//! The guest's end of the oob channels: a virtio-console over virtio-mmio
+//! ([`vm::virtio::console::Console`]) at an address the core reserves for it, whose ports are
+//! the [`crate::rt::Channel`]s.
+//!
+//! The guest's accesses to the device's page trap (stage 2 leaves it unmapped) and come here
+//! through [`mmio`]; a notification moves what it can at once. Bytes oob code sends to Linux,
+//! and the rest of a guest's buffer that waited for room in its channel, are moved on the
+//! way back into the guest ([`poll`], a few atomic loads when there is nothing). Each call moves at most a few KiB per port and direction, so a flooding guest
+//! cannot hold the trap long. The model's interrupt output drives the guest's virtual SPI
+//! through [`super::virq::set_virtual_level`].
+//!
+//! The guest's descriptors are checked against its RAM ranges ([`GuestRam`]); a malformed
+//! ring breaks the device (DEVICE_NEEDS_RESET) and is logged once; the core goes on.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use aarch64_cpu::asm::barrier;
+use boot::exceptions::TrapFrame;
+use platform::MemoryRange;
+use vm::mmio::MmioAccess;
+use vm::virtio::console::Console;
+use vm::virtio::{FRAME_SIZE, GuestMemory, OutOfRam};
+
+use super::virq;
+use crate::arch::irq_lock::IrqSpinLock;
+use crate::rt::channel::{DeviceSide, MAX_CHANNELS};
+
+/// Queues of the console: two per port and the two control queues.
+const QUEUES: usize = 2 * (MAX_CHANNELS + 1);
+
+/// The guest's RAM as the core maps it (identity, at EL2): the ranges the guest tree gives it.
+struct GuestRam {
+    ranges: Vec<MemoryRange>,
+}
+
+impl GuestMemory for GuestRam {
+    fn contains(&self, addr: u64, len: u64) -> bool {
+        let Some(end) = addr.checked_add(len) else { return false };
+        self.ranges.iter().any(|r| r.base <= addr && r.base.checked_add(r.size).is_some_and(|r_end| end <= r_end))
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), OutOfRam> {
+        if !self.contains(addr, buf.len() as u64) {
+            return Err(OutOfRam { addr, len: buf.len() as u64 });
+        }
+        // SAFETY: the range lies in the guest's RAM, which the core maps identity at EL2
+        // (read-write, normal memory) for as long as the guest runs; the guest may change it
+        // concurrently, so it is copied as bytes and checked after the copy, never trusted.
+        unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), OutOfRam> {
+        if !self.contains(addr, data.len() as u64) {
+            return Err(OutOfRam { addr, len: data.len() as u64 });
+        }
+        // SAFETY: as in `read`: guest RAM, identity-mapped and writable at EL2; it holds none
+        // of the core's data.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
+        Ok(())
+    }
+
+    fn fence(&self) {
+        barrier::dmb(barrier::ISH);
+    }
+}
+
+/// The device and where the guest sees it.
+struct GuestChannel {
+    console: Console<QUEUES>,
+    ram: GuestRam,
+    base: u64,
+    intid: u32,
+    level: bool,
+}
+
+/// IRQ-safe: taken in the guest's trap handler and on the way back into the guest. Lock
+/// order: this, then the vGIC's.
+static DEVICE: IrqSpinLock<Option<GuestChannel>> = IrqSpinLock::new(None);
+/// Whether the console holds a transmit chain waiting for room in its channel (kept beside
+/// the lock, so [`poll`] checks it without taking it).
+static HOLDS_CHAINS: AtomicBool = AtomicBool::new(false);
+/// Whether the device's breaking was logged.
+static BROKEN_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Emulates the console at `base` (one page) raising `intid`; `ram` is the guest's RAM.
+pub fn init(base: u64, intid: u32, ram: &[MemoryRange]) {
+    let ram = GuestRam { ranges: ram.to_vec() };
+    *DEVICE.lock() = Some(GuestChannel { console: Console::new(), ram, base, intid, level: false });
+}
+
+/// Emulates a guest access at `ipa`; `None` if `ipa` is not the device's page, `Some(Err)`
+/// if the transport refuses the access (the caller injects an abort).
+pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
+    let mut guard = DEVICE.lock();
+    let device = guard.as_mut()?;
+    let offset = ipa.wrapping_sub(device.base);
+    if offset >= FRAME_SIZE {
+        return None;
+    }
+    let result = if access.write {
+        match access.store_value(&frame.x) {
+            Ok(value) => device.console.write(&mut device.ram, &mut DeviceSide, offset, access.size, value).map_err(|_| ()),
+            Err(_) => Err(()),
+        }
+    } else {
+        device
+            .console
+            .read(offset, access.size)
+            .map_err(|_| ())
+            .and_then(|value| access.complete_load(&mut frame.x, value).map_err(|_| ()))
+    };
+    device.update();
+    Some(result)
+}
+
+/// Moves what oob code sent to the guest, and what the guest sent that waited for room, on
+/// the way back into the guest.
+pub fn poll() {
+    let waiting = HOLDS_CHAINS.load(Ordering::Relaxed) && crate::rt::channel::any_room_from_guest();
+    if !waiting && !crate::rt::channel::any_for_guest() {
+        return;
+    }
+    let mut guard = DEVICE.lock();
+    if let Some(device) = guard.as_mut() {
+        device.console.service(&mut device.ram, &mut DeviceSide);
+        device.update();
+    }
+}
+
+impl GuestChannel {
+    /// Gives the model's interrupt output to the virtual interrupt if it changed; logs the
+    /// device's breaking once.
+    fn update(&mut self) {
+        HOLDS_CHAINS.store(self.console.holds_chains(), Ordering::Relaxed);
+        if let Some(why) = self.console.transport().broken()
+            && !BROKEN_LOGGED.swap(true, Ordering::Relaxed)
+        {
+            log::warn!("guest: the channel device is broken ({why:?}): DEVICE_NEEDS_RESET until the guest resets it");
+        }
+        let level = self.console.transport().irq_level();
+        if level != self.level {
+            self.level = level;
+            virq::set_virtual_level(self.intid, boot::cpu_index(), level);
+        }
+    }
+}

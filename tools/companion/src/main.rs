@@ -1,0 +1,179 @@
+//! `companion`: the guest-side tool of the companion core, after EVL's `evl` command.
+//!
+//! ```text
+//! companion ps            the oob threads (CPU, policy, priority, state, switches, CPU time,
+//!                         worst latency) and in-band stages, from the core's control port
+//! companion channels      the core's channels with what their oob senders dropped
+//! companion latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t]
+//!                         runs the core's latency test and streams its EVL-format lines
+//!                         (RTT|, RTD| each second, RTS|, HSH|/HSD| histogram)
+//! companion send PORT     copies stdin to the channel PORT (a port name or a device path)
+//! companion recv PORT     copies the channel PORT to stdout until interrupted
+//! ```
+
+mod ports;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// The core's control port.
+const CONTROL_PORT: &str = "companion.ctl";
+/// The line ending a control answer.
+const END: &str = "END";
+
+const USAGE: &str = "usage: companion ps | channels | latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t] | send PORT | recv PORT";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["ps"] => control("ps"),
+        ["channels"] => control("channels"),
+        ["latmus", options @ ..] => match latmus_command(options) {
+            Ok(command) => control(&command),
+            Err(e) => {
+                eprintln!("companion latmus: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        ["send", port] => open(port).and_then(|mut device| io::copy(&mut io::stdin().lock(), &mut device).map(drop)),
+        ["recv", port] => open(port).and_then(|mut device| copy_live(&mut device, &mut io::stdout().lock())),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("companion: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The control command for `companion latmus OPTIONS` (defaults as the core's boot-argument
+/// form: 1000 us, 10 s, the last CPU, priority 99, gravity calibrated first).
+fn latmus_command(options: &[&str]) -> Result<String, String> {
+    let (mut period, mut seconds, mut cpu, mut priority, mut gravity) = ("1000", "10", "-", "99", "-");
+    let mut rest = options.iter();
+    while let Some(&option) = rest.next() {
+        if option == "-t" {
+            gravity = "-";
+            continue;
+        }
+        let slot = match option {
+            "-p" => &mut period,
+            "-T" => &mut seconds,
+            "-c" => &mut cpu,
+            "-P" => &mut priority,
+            "-g" => &mut gravity,
+            other => return Err(format!("unknown option {other}")),
+        };
+        let value = rest.next().ok_or_else(|| format!("{option} needs a value"))?;
+        if value.parse::<u64>().is_err() {
+            return Err(format!("{option} {value}: not a number"));
+        }
+        *slot = value;
+    }
+    Ok(format!("latmus {period} {seconds} {cpu} {priority} {gravity}"))
+}
+
+/// How long a port may take to show up (its name comes after the port, and after a new
+/// probe of the device every port comes anew).
+const PORT_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens the channel `port` for reading and writing, waiting up to [`PORT_WAIT`] for it.
+fn open(port: &str) -> io::Result<File> {
+    let give_up = Instant::now() + PORT_WAIT;
+    let device = loop {
+        match ports::find(Path::new(ports::SYSFS_PORTS), port) {
+            Ok(device) => break device,
+            Err(e) if Instant::now() >= give_up => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    OpenOptions::new().read(true).write(true).open(&device).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", device.display())))
+}
+
+/// Sends `command` on the control port and prints its answer.
+fn control(command: &str) -> io::Result<()> {
+    let mut device = open(CONTROL_PORT)?;
+    device.write_all(format!("{command}\n").as_bytes())?;
+    answer(BufReader::new(device), &mut LineFlush(io::stdout().lock()))
+}
+
+/// Copies an answer's lines up to its `END` (not printed); an `ERR` line is an error.
+fn answer(reader: impl BufRead, out: &mut impl Write) -> io::Result<()> {
+    for line in reader.lines() {
+        let line = line?;
+        if line == END {
+            return Ok(());
+        }
+        if let Some(error) = line.strip_prefix("ERR ") {
+            return Err(io::Error::other(format!("the core says: {error}")));
+        }
+        writeln!(out, "{line}")?;
+    }
+    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the control port closed before END"))
+}
+
+/// Stdout flushed at every line: a streamed answer (latmus) shows each line as it comes.
+struct LineFlush<W: Write>(W);
+
+impl<W: Write> Write for LineFlush<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        if buf[..n].contains(&b'\n') {
+            self.0.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Copies `from` to `to`, flushing after every read (a live stream).
+fn copy_live(from: &mut impl Read, to: &mut impl Write) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latmus_options_become_the_control_command() {
+        assert_eq!(latmus_command(&[]).unwrap(), "latmus 1000 10 - 99 -");
+        assert_eq!(
+            latmus_command(&["-p", "500", "-T", "2", "-c", "3", "-P", "90", "-g", "2000"]).unwrap(),
+            "latmus 500 2 3 90 2000"
+        );
+        assert_eq!(latmus_command(&["-g", "2000", "-t"]).unwrap(), "latmus 1000 10 - 99 -");
+        assert!(latmus_command(&["-p"]).is_err());
+        assert!(latmus_command(&["-p", "x"]).is_err());
+        assert!(latmus_command(&["-x", "1"]).is_err());
+    }
+
+    #[test]
+    fn an_answer_stops_at_end_and_errors_are_errors() {
+        let mut out = Vec::new();
+        answer(&b"CPU  ID\n0  0.0 companion-ctl\nEND\nlater\n"[..], &mut out).unwrap();
+        assert_eq!(out, b"CPU  ID\n0  0.0 companion-ctl\n");
+        let err = answer(&b"ERR unknown command\n"[..], &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("unknown command"));
+        assert_eq!(answer(&b"no end\n"[..], &mut Vec::new()).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
