@@ -629,7 +629,7 @@ fn channel_lines() -> Vec<LineMatch> {
         LineMatch::guest(&[r"^guest: latmus\| RTT\|  00:00:01  \(oob thread context, 1000 us period, priority 99, cpu 0, "]),
         LineMatch::guest(&[r"^guest: latmus\| RTD\|"]),
         LineMatch::guest(&[r"^guest: latmus\| RTS\|.*\|    00:00:02/00:00:02$"]),
-        LineMatch::guest(&[r"^guest: latmus\| HSH\|--context-\|--bucket\(us\)-\|---samples$"]),
+        LineMatch::guest(&[r"^guest: latmus\| HSH\|--context-\|-bucket\(100ns\)\|---samples$"]),
         LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples"]),
         // The flood beside it: every byte came back or was dropped and counted by the core.
         LineMatch::guest(&[
