@@ -51,7 +51,7 @@ const ENTRY_POINT_ALIGNMENT: u64 = 4;
 const AFFINITY_LEVEL_CPU: u64 = 0;
 
 /// Every function this model implements, as PSCI_FEATURES reports them.
-const SUPPORTED_FUNCTIONS: [u32; 12] = [
+pub const SUPPORTED_FUNCTIONS: [u32; 12] = [
     ids::PSCI_VERSION,
     ids::PSCI_FEATURES,
     ids::PSCI_CPU_SUSPEND_32,
