@@ -27,13 +27,9 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use boot::exceptions::TrapFrame;
-use platform::fdt::DeviceTree;
-use platform::guest_map::{ConsoleAccess, device_ranges, plan_guest_map};
-use platform::guest_tree::guest_memory;
-use platform::passthrough::DevicePolicy;
-use platform::{MemoryRange, PlatformInfo};
+use platform::PlatformInfo;
 
-use super::{GuestState, stage2};
+use super::GuestState;
 use crate::power;
 
 core::arch::global_asm!(
@@ -466,26 +462,11 @@ pub fn run(
     spis: u32,
     attacks: &str,
 ) -> Result<core::convert::Infallible, &'static str> {
-    // SAFETY: the loader's DTB, still intact in RAM.
-    let tree = unsafe { DeviceTree::from_ptr(dtb as *const u8) }.map_err(|_| "no device tree")?;
-    let ram_start = info.memory.first().ok_or("no memory")?.base;
-    let core = MemoryRange::new(ram_start, (core_end - ram_start).next_multiple_of(2 << 20));
-    let memory = guest_memory(&tree, &[core]).map_err(|_| "no guest memory")?;
-    let plan = plan_guest_map(&memory, &device_ranges(&tree, &DevicePolicy::new(info)), &info.gic, &info.uart, ConsoleAccess::Shared);
-    // SAFETY: no guest runs yet; the tables are leaked.
-    unsafe { stage2::install(&plan) }.map_err(|_| "stage-2 tables")?;
-    let (start, end) = (&raw const hostile_guest_start as usize, &raw const hostile_guest_end as usize);
-    let entry = memory.first().ok_or("no guest memory")?.base;
-    // SAFETY: guest RAM is mapped, outside the core, and nothing else uses it yet; the blob
-    // is part of the image.
-    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, entry as *mut u8, end - start) };
-    boot::mmu::clean_to_poc(entry as usize..entry as usize + (end - start));
-    // SAFETY: invalidating the instruction cache has no effect on program state.
-    unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
+    let code = &raw const hostile_guest_start as usize..&raw const hostile_guest_end as usize;
+    let super::builtin::Loaded { tree, memory, entry, passed_through, .. } = super::builtin::load(info, dtb, core_end, code)?;
 
     let state = GuestState::new(mpidrs, &memory, report, finish).ok_or("PSCI model")?;
     let uart_intid = platform::discovery::uart_intid(&tree, &info.uart);
-    let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
     let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice(), passed_through: &passed_through };
     super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32), &interrupts)?;
     super::console::init(info.uart.base, info.uart.size, uart_intid);

@@ -8,6 +8,7 @@
 //! Today one vCPU runs (the boot CPU's); the small EL1 test guest in [`test_guest`] drives
 //! it. The Linux guest, the vGIC and the other vCPUs come next.
 
+pub mod builtin;
 pub mod channel;
 pub mod console;
 pub mod control;

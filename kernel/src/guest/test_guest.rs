@@ -8,13 +8,9 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use boot::exceptions::TrapFrame;
-use platform::fdt::DeviceTree;
-use platform::guest_map::{ConsoleAccess, device_ranges, plan_guest_map};
-use platform::guest_tree::guest_memory;
-use platform::passthrough::DevicePolicy;
-use platform::{MemoryRange, PlatformInfo};
+use platform::PlatformInfo;
 
-use super::{GuestState, stage2};
+use super::GuestState;
 use crate::power;
 
 core::arch::global_asm!(
@@ -307,33 +303,12 @@ fn finish(reset: bool) -> ! {
 /// Runs the test guest on this (boot) CPU. `dtb` is the board's tree; `core_end` is the
 /// end of the core's image (everything from the start of RAM to there stays the core's).
 pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Result<core::convert::Infallible, &'static str> {
-    // SAFETY: the loader's DTB, still intact in RAM.
-    let tree = unsafe { DeviceTree::from_ptr(dtb as *const u8) }.map_err(|_| "no device tree")?;
-    let ram_start = info.memory.first().ok_or("no memory")?.base;
-    let core_size = (core_end - ram_start).next_multiple_of(2 << 20);
-    let core = MemoryRange::new(ram_start, core_size);
-    let memory = guest_memory(&tree, &[core]).map_err(|_| "no guest memory")?;
-    let plan = plan_guest_map(&memory, &device_ranges(&tree, &DevicePolicy::new(info)), &info.gic, &info.uart, ConsoleAccess::Shared);
-    // SAFETY: no guest runs yet; the tables are leaked.
-    let skipped = unsafe { stage2::install(&plan) }.map_err(|_| "stage-2 tables")?;
-    log::info!(
-        "el1-guest: stage 2 with {} regions ({skipped} left out), guest RAM from {:#x}",
-        plan.len(),
-        memory[0].base
-    );
     // Linker symbols: only their addresses are used.
-    let (start, end) = (&raw const test_guest_start as usize, &raw const test_guest_end as usize);
-    let entry = memory[0].base;
-    // SAFETY: guest RAM is mapped, outside the core, and nothing else uses it yet; the blob
-    // is part of the image.
-    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, entry as *mut u8, end - start) };
-    boot::mmu::clean_to_poc(entry as usize..entry as usize + (end - start));
-    // SAFETY: invalidating the instruction cache has no effect on program state.
-    unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
+    let code = &raw const test_guest_start as usize..&raw const test_guest_end as usize;
+    let super::builtin::Loaded { memory, entry, regions: (regions, skipped), passed_through, .. } =
+        super::builtin::load(info, dtb, core_end, code)?;
+    log::info!("el1-guest: stage 2 with {regions} regions ({skipped} left out), guest RAM from {entry:#x}");
     let state = GuestState::new(&[mpidr], &memory, report, finish).ok_or("PSCI model")?;
-    // The device walk takes a while: before IRQs are masked, so the latency test beside it
-    // does not wait for it.
-    let passed_through = platform::passthrough::passed_intids(&platform::passthrough::devices(&tree, &DevicePolicy::new(info)));
     // The guest owns this CPU from here on: the previous state is never restored.
     let _ = crate::arch::mask_irqs();
     let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: &[], passed_through: &passed_through };
@@ -349,5 +324,5 @@ pub fn run(info: &PlatformInfo<'_>, dtb: usize, core_end: u64, mpidr: u64) -> Re
     };
     super::vcpus::prepare_this_cpu(boot::cpu_index());
     // SAFETY: stage 2 maps `entry` as guest RAM holding the cleaned code; IRQs are masked.
-    unsafe { super::enter(entry, [0, ram_start, info.gic.distributor.base, gicr], state) }
+    unsafe { super::enter(entry, [0, info.memory.first().ok_or("no memory")?.base, info.gic.distributor.base, gicr], state) }
 }
