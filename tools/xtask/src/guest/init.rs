@@ -227,9 +227,20 @@ case "$load" in
 esac
 echo "guest: load $load started"
 if [ -n "$load_pid" ]; then sleep 1; fi
-echo "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q --json=/tmp/cyclictest.json"
+echo "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q -v --json=/tmp/cyclictest.json"
 status=0
-cyclictest -m -S -p 90 -i 1000 -h 1000 -D "${GUEST_DURATION}s" -q --json=/tmp/cyclictest.json || status=$?
+cyclictest -m -S -p 90 -i 1000 -h 1000 -D "${GUEST_DURATION}s" -q -v --json=/tmp/cyclictest.json >/tmp/cyclictest.out || status=$?
+# -v wrote every sample as `thread:cycle:latency`: each thread's worst per second (1000 cycles
+# of 1 ms) becomes a `CTD|thread|second|max_us` line; everything else is printed as it was.
+awk -F: 'NF == 3 && $1 ~ /^ *[0-9]+$/ && $2 ~ /^ *[0-9]+$/ && $3 ~ /^ *-?[0-9]+$/ {
+        t = $1 + 0; s = int(($2 + 0) / 1000); v = $3 + 0; k = t " " s
+        if (!(k in m) || v > m[k]) m[k] = v
+        if (t > nt) nt = t
+        if (s > ns) ns = s
+        next
+    }
+    { print }
+    END { for (t = 0; t <= nt; t++) for (s = 0; s <= ns; s++) if ((t " " s) in m) printf "CTD|%d|%d|%d\n", t, s, m[t " " s] }' /tmp/cyclictest.out
 # cyclictest's own JSON, between markers, for the report folder (cyclictest.json).
 if [ -s /tmp/cyclictest.json ]; then
     echo "guest: cyclictest json begin"
@@ -457,7 +468,7 @@ mod tests {
         }
         // The load starts before cyclictest and stops after it; the messages bracket it.
         let started = at("echo \"guest: load $load started\"");
-        let cyclictest = at("cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q --json=/tmp/cyclictest.json || status=$?");
+        let cyclictest = at("cyclictest -m -S -p 90 -i 1000 -h 1000 -D \"${GUEST_DURATION}s\" -q -v --json=/tmp/cyclictest.json >/tmp/cyclictest.out || status=$?");
         let stopped = at("echo \"guest: load stopped\"");
         assert!(at("load=idle") < started && started < cyclictest && cyclictest < stopped);
         assert!(at("kill -TERM") > cyclictest);

@@ -32,6 +32,8 @@
 //!   per-second lines alone, and `missing` says so).
 //! - `series.oob_thread_per_second`: the oob thread context second by second (the core's
 //!   `RTD|` lines): `{min_ns, avg_ns, max_ns, overruns}`, `overruns` counted since the start.
+//!   `series.inband_per_second`: cyclictest second by second per vCPU (the guest's `CTD|`
+//!   lines, folded from cyclictest's `-v` samples): `{cpu, second, max_ns}`.
 //! - `irqsoff` (only when the irqs-off hunter ran, `companion.irqsoff`): `top`, an array
 //!   of `{pc, symbol, samples, longest_ns}` by longest window first (`pc` a `0x…` string,
 //!   `symbol` `name+0xoff` from the guest's System.map or `null`), where Linux held in-band
@@ -152,6 +154,11 @@ pub fn to_json(report: &Report) -> Value {
                 "avg_ns": second.avg_ns,
                 "max_ns": second.max_ns,
                 "overruns": second.overruns,
+            })).collect::<Vec<_>>(),
+            "inband_per_second": m.inband_per_second.iter().map(|second| json!({
+                "cpu": second.cpu,
+                "second": second.second,
+                "max_ns": second.max_ns,
             })).collect::<Vec<_>>(),
         },
         "missing": report.missing(),

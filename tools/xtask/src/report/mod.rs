@@ -483,6 +483,9 @@ mod tests {
         // A complete run is not partial, and still carries its series.
         assert!(!full().measurements.oob_thread_partial);
         assert_eq!(full().measurements.oob_thread_per_second.len(), 2);
+        let series = json::to_json(&full());
+        assert_eq!(series.pointer("/series/inband_per_second/2/cpu"), Some(&Value::from(1)));
+        assert_eq!(series.pointer("/series/inband_per_second/2/max_ns"), Some(&Value::from(1_200_000)));
     }
 
     #[test]
@@ -519,7 +522,15 @@ mod tests {
         assert!(svg.contains("oob thread: 4956 samples"), "{svg}");
         assert!(svg.contains("in-band cyclictest (all vCPUs): 1994 samples, 3 at &gt;= 1000 us, p99 400 us, max 5965.0 us"), "{svg}");
         assert!(svg.contains("(log scale)") && svg.contains("p99 dashed, max solid"));
-        assert!(svg.contains("load grinder") && svg.contains("plain TCG"), "the title names load and mode: {svg}");
+        assert!(svg.contains("load grinder") && svg.contains("plain TCG") && svg.contains("period 1000 us"), "the title names load, mode and period: {svg}");
+        // The per-second panel: both lines in the legend, one dot per second of each.
+        assert!(svg.contains("oob thread, max per second") && svg.contains("in-band cyclictest, max per second (all vCPUs)"), "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 2 + 2, "{svg}");
+        assert!(!svg.contains("no per-second figures"));
+        let mut bare = full();
+        bare.measurements.oob_thread_per_second.clear();
+        bare.measurements.inband_per_second.clear();
+        assert!(svg::render(&bare).contains("no per-second figures in this run"));
         // Two series outlines, their legend marks and the dashed p99 markers.
         assert!(svg.matches("stroke=\"#D62728\"").count() >= 3, "{svg}");
         assert!(svg.matches("stroke=\"#1F77B4\"").count() >= 3, "{svg}");

@@ -244,6 +244,18 @@ pub struct Second {
     pub overruns: u64,
 }
 
+/// One second of one vCPU's cyclictest: its worst latency, from the guest's
+/// `CTD|cpu|second|max_us` lines (the guest script folds cyclictest's `-v` samples into them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSecond {
+    /// The vCPU (cyclictest's thread number).
+    pub cpu: u32,
+    /// The second since cyclictest started (its cycle number over the cycles per second).
+    pub second: u64,
+    /// The second's largest latency, in ns.
+    pub max_ns: i64,
+}
+
 /// The irqs-off hunter's totals, from its summary line (`irqsoff: N samples with IRQs masked
 /// and an in-band IRQ waiting, at P PCs (D dropped: table full)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +295,8 @@ pub struct Measurements {
     pub irqsoff_totals: Option<IrqsOffTotals>,
     /// The oob thread context second by second (`RTD|` lines), in order.
     pub oob_thread_per_second: Vec<Second>,
+    /// The guest's cyclictest second by second, per vCPU, in the order printed (the guest's word).
+    pub inband_per_second: Vec<CpuSecond>,
     /// Whether `oob_thread` was built from the per-second lines alone because the run ended
     /// before the latency test's summary (an interrupted run): no histogram, no sample count.
     pub oob_thread_partial: bool,
@@ -299,6 +313,16 @@ impl Measurements {
     /// The guest's cyclictest over all vCPUs.
     pub fn inband(&self) -> Option<Latency> {
         Latency::merged(self.inband_per_cpu.iter().map(|cpu| &cpu.latency))
+    }
+
+    /// The guest's cyclictest per second, worst over its vCPUs: `(second, max_ns)` by second.
+    pub fn inband_max_per_second(&self) -> Vec<(u64, i64)> {
+        let mut worst: std::collections::BTreeMap<u64, i64> = std::collections::BTreeMap::new();
+        for second in &self.inband_per_second {
+            let max = worst.entry(second.second).or_insert(second.max_ns);
+            *max = (*max).max(second.max_ns);
+        }
+        worst.into_iter().collect()
     }
 
     /// What the console did not show, one line per missing section, for the report.

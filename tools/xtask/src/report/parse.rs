@@ -10,7 +10,7 @@ use regex::Regex;
 
 use crate::verdict::{self, Source};
 
-use super::model::{CpuLatency, Histogram, IrqsOffEntry, IrqsOffTotals, Latency, Measurements, ReplayLog, Second};
+use super::model::{CpuLatency, CpuSecond, Histogram, IrqsOffEntry, IrqsOffTotals, Latency, Measurements, ReplayLog, Second};
 
 /// The bucket of the core's histograms that counts everything from there on (the core's
 /// `HISTOGRAM_BUCKETS - 1`): the open range starts at 1000 bucket widths.
@@ -157,6 +157,16 @@ fn parse_rts(rest: &str) -> Option<Rts> {
     })
 }
 
+/// `CTD|0|3|29`: one vCPU's cyclictest, one second, its max in µs (the guest script's
+/// fold of cyclictest's `-v` samples).
+fn parse_ctd(rest: &str) -> Option<CpuSecond> {
+    let mut fields = rest.split('|').map(str::trim);
+    let cpu = fields.next()?.parse().ok()?;
+    let second = fields.next()?.parse().ok()?;
+    let max_us: i64 = fields.next()?.parse().ok()?;
+    fields.next().is_none().then_some(CpuSecond { cpu, second, max_ns: max_us.checked_mul(1000)? })
+}
+
 /// `HSD|    thread|           3|       120`: context, bucket (µs), samples.
 fn parse_hsd(rest: &str) -> Option<(&str, u64, u64)> {
     let mut fields = rest.split('|').map(str::trim);
@@ -215,6 +225,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let mut replay: Option<ReplayLog> = None;
     let mut irqsoff: Vec<IrqsOffEntry> = Vec::new();
     let mut seconds: Vec<Second> = Vec::new();
+    let mut inband_seconds: Vec<CpuSecond> = Vec::new();
     let mut irqsoff_totals: Option<IrqsOffTotals> = None;
     // The width the last `HSH|` header named (latmus's own 1 µs before any).
     let mut bucket_ns = 1000u64;
@@ -222,6 +233,10 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     for (source, raw) in lines {
         let line = raw.trim_end_matches('\r');
         if source == Source::Guest {
+            if let Some(second) = line.strip_prefix("CTD|").and_then(parse_ctd) {
+                inband_seconds.push(second);
+                continue;
+            }
             parse_guest_line(line, &mut threads, &mut in_cyclic_histogram);
             continue;
         }
@@ -358,6 +373,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     Measurements {
         irqsoff_totals,
         oob_thread_per_second: seconds,
+        inband_per_second: inband_seconds,
         oob_thread_partial,
         oob_thread: thread.finish(),
         oob_irq: irq.finish(),
@@ -517,8 +533,26 @@ guest| # Histogram Overflows: 00001 00002\r
 guest| # Histogram Overflow at cycle number:\r
 guest| # Thread 0: 00016\r
 guest| # Thread 1: 00000 00014\r
+guest| CTD|0|0|5965\r
+guest| CTD|0|1|300\r
+guest| CTD|1|0|1200\r
+guest| CTD|1|1|900\r
+CTD|0|2|1\r
+guest| CTD|1|x|7\r
 guest| guest: cyclictest exited with status 0\r
 guest| ";
+
+    #[test]
+    fn cyclictest_per_second_maxima_come_from_the_guest_only() {
+        let m = parse(CYCLICTEST);
+        let seconds: Vec<(u32, u64, i64)> = m.inband_per_second.iter().map(|s| (s.cpu, s.second, s.max_ns)).collect();
+        // The core-side `CTD|` line and the malformed one are not the guest's figures.
+        assert_eq!(seconds, [(0, 0, 5_965_000), (0, 1, 300_000), (1, 0, 1_200_000), (1, 1, 900_000)]);
+        assert_eq!(m.inband_max_per_second(), [(0, 5_965_000), (1, 900_000)]);
+        // The summaries still come from the histogram's footer.
+        assert_eq!(m.inband_per_cpu[0].latency.max_ns, Some(5_965_000));
+        assert_eq!(parse_ctd("0|3|29|4"), None);
+    }
 
     #[test]
     fn parses_the_oob_latency_test() {

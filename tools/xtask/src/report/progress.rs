@@ -73,7 +73,8 @@ impl Status {
 }
 
 /// Whether a console line is bulk kept out of the live view (it stays in `console.log`):
-/// the rows of cyclictest's `-h` histogram dump (`000123 000000 000001`) and its JSON
+/// the rows of cyclictest's `-h` histogram dump (`000123 000000 000001`), its per-second
+/// maxima (`CTD|`) and its JSON
 /// between the markers (`in_json` tracks being inside them).
 fn bulk(line: &str, in_json: &mut bool) -> bool {
     let text = verdict::classify(line).1;
@@ -84,6 +85,10 @@ fn bulk(line: &str, in_json: &mut bool) -> bool {
     if text == super::parse::CYCLICTEST_JSON_END {
         *in_json = false;
         return false;
+    }
+    // The per-second lines the guest script folds from cyclictest's samples (`CTD|0|3|29`).
+    if text.starts_with("CTD|") {
+        return true;
     }
     let mut words = text.split_whitespace().peekable();
     let histogram_row = words.peek().is_some() && words.all(|word| word.len() == 6 && word.bytes().all(|b| b.is_ascii_digit()));
@@ -223,6 +228,7 @@ mod tests {
         assert!(bulk("guest| 000012 000000 000998", &mut in_json));
         assert!(!bulk("guest| # Total: 000001000", &mut in_json));
         assert!(!bulk("guest| T: 0 ( 123) P:90 I:1000 C:   3000 Min:      5", &mut in_json));
+        assert!(bulk("guest| CTD|0|3|29", &mut in_json));
         assert!(!bulk("guest| guest: cyclictest json begin", &mut in_json));
         assert!(bulk("guest| {", &mut in_json) && bulk("guest|   \"max\": 20", &mut in_json));
         assert!(!bulk("guest| guest: cyclictest json end", &mut in_json));

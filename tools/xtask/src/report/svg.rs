@@ -1,8 +1,11 @@
-//! `latency.svg`: the latency histograms on one chart drawn with `plotters` (SVG backend),
-//! samples per bucket against latency, both on log scales so the µs-range oob
-//! distributions and the in-band tail show side by side; each series with dashed p99 and
-//! solid max markers in its colour, and a title naming the run's load, CPUs, mode
-//! (`-icount` or plain TCG) and duration.
+//! `latency.svg`, drawn with `plotters` (SVG backend) in two panels under one title naming
+//! the run's load, CPUs, mode (`-icount` or plain TCG), period and duration:
+//! - the latency histograms, samples per bucket against latency, both on log scales so the
+//!   µs-range oob distributions and the in-band tail show side by side; each series with
+//!   dashed p99 and solid max markers in its colour;
+//! - the worst latency of each second: the oob thread context (the core's `RTD|` lines) and
+//!   cyclictest (worst over its vCPUs, the guest's `CTD|` lines), on a log axis. The oob
+//!   timer-IRQ context has no per-second lines on the console, so it is not in this panel.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -11,7 +14,9 @@ use super::Report;
 use super::model::{Histogram, Latency};
 
 const WIDTH: u32 = 960;
-const HEIGHT: u32 = 540;
+const HEIGHT: u32 = 820;
+/// The histogram panel's height; the per-second panel takes the rest.
+const HISTOGRAM_HEIGHT: u32 = 520;
 /// Where empty buckets are drawn: below one sample, on the log axis.
 const FLOOR: f64 = 0.5;
 
@@ -62,12 +67,13 @@ fn nice_ceiling(value: usize) -> usize {
 fn title(report: &Report) -> String {
     let run = &report.run;
     format!(
-        "Latency, run {}: load {}, {} CPU(s){}, {}, {} s",
+        "Latency, run {}: load {}, {} CPU(s){}, {}, period {} us, {} s",
         run.id,
         run.load,
         run.cpus,
         run.gic.as_deref().map(|gic| format!(", GIC{gic}")).unwrap_or_default(),
         if run.icount { "-icount" } else { "plain TCG" },
+        run.period_us,
         run.duration_s
     )
 }
@@ -96,7 +102,14 @@ pub fn render(report: &Report) -> String {
     let mut svg = String::new();
     let drawn = {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, &title(report), &series, &absent).and_then(|()| root.present().map_err(|err| err.to_string()))
+        let panels = (|| {
+            root.fill(&WHITE).map_err(|err| err.to_string())?;
+            let body = root.titled(&title(report), ("sans-serif", 17)).map_err(|err| err.to_string())?;
+            let (top, bottom) = body.split_vertically(HISTOGRAM_HEIGHT);
+            draw(&top, &series, &absent)?;
+            draw_seconds(&bottom, &per_second(report))
+        })();
+        panels.and_then(|()| root.present().map_err(|err| err.to_string()))
     };
     match drawn {
         Ok(()) => svg,
@@ -127,9 +140,77 @@ fn outline(histogram: &Histogram, x_max: usize) -> Vec<(f64, f64)> {
     points
 }
 
-fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, series: &[Series<'_>], absent: &[&str]) -> Result<(), String> {
+/// One per-second line: its name, colour and `(second, max µs)` points.
+struct SecondSeries {
+    name: &'static str,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// The per-second worst cases the console gave: the oob thread context's (its `RTD|` lines,
+/// the first being second 1) and cyclictest's over its vCPUs.
+fn per_second(report: &Report) -> Vec<SecondSeries> {
+    let m = &report.measurements;
+    let us = |ns: i64| ns as f64 / 1000.0;
+    let mut lines = Vec::new();
+    if !m.oob_thread_per_second.is_empty() {
+        let points = m.oob_thread_per_second.iter().enumerate().map(|(i, second)| ((i + 1) as f64, us(second.max_ns))).collect();
+        lines.push(SecondSeries { name: "oob thread, max per second", color: RGBColor(0xd6, 0x27, 0x28), points });
+    }
+    let inband = m.inband_max_per_second();
+    if !inband.is_empty() {
+        let points = inband.iter().map(|&(second, max_ns)| ((second + 1) as f64, us(max_ns))).collect();
+        lines.push(SecondSeries { name: "in-band cyclictest, max per second (all vCPUs)", color: RGBColor(0x1f, 0x77, 0xb4), points });
+    }
+    lines
+}
+
+/// The per-second panel: each second's worst latency (µs, log scale) against the second.
+fn draw_seconds(area: &DrawingArea<SVGBackend<'_>, Shift>, lines: &[SecondSeries]) -> Result<(), String> {
     let error = |err: DrawingAreaErrorKind<_>| err.to_string();
-    root.fill(&WHITE).map_err(error)?;
+    if lines.is_empty() {
+        return area
+            .draw(&Text::new("no per-second figures in this run (RTD|/CTD| lines)", (80, 40), ("sans-serif", 13).into_font()))
+            .map_err(error);
+    }
+    let last = lines.iter().flat_map(|line| &line.points).map(|&(second, _)| second).fold(1.0, f64::max);
+    // Zero or negative maxima sit on the axis floor of 0.01 µs.
+    let floor = 0.01;
+    let top = lines.iter().flat_map(|line| &line.points).map(|&(_, us)| us).fold(1.0, f64::max) * 2.0;
+    let mut chart = ChartBuilder::on(area)
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.5..last + 0.5, (floor..top).log_scale())
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .x_desc("second of the run")
+        .y_desc("worst latency in the second (us, log)")
+        .y_label_formatter(&|us| format!("{us}"))
+        .draw()
+        .map_err(error)?;
+    for line in lines {
+        let color = line.color;
+        let points: Vec<(f64, f64)> = line.points.iter().map(|&(second, us)| (second, us.max(floor))).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(error)?
+            .label(line.name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.into_iter().map(|point| Circle::new(point, 3, color.filled()))).map_err(error)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(error)
+}
+
+fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, series: &[Series<'_>], absent: &[&str]) -> Result<(), String> {
+    let error = |err: DrawingAreaErrorKind<_>| err.to_string();
     // The scale follows the highest populated 1 µs bucket, so a few samples in an open range
     // (counted in the legend) do not squeeze every distribution into the first pixels; only
     // when no histogram has a sample below its limit is the open range drawn, at its limit.
@@ -141,7 +222,6 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, series: &[Series
     let outlines: Vec<Vec<(f64, f64)>> = series.iter().map(|s| outline(s.histogram, x_max)).collect();
     let max_count = outlines.iter().flatten().map(|&(_, count)| count).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 17))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(64)
@@ -186,10 +266,10 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, series: &[Series
         .draw()
         .map_err(error)?;
     for (row, name) in absent.iter().enumerate() {
-        let y = i32::try_from(HEIGHT).unwrap_or(i32::MAX) - 20 - 16 * i32::try_from(row).unwrap_or(0);
+        let y = i32::try_from(HISTOGRAM_HEIGHT).unwrap_or(i32::MAX) - 60 - 16 * i32::try_from(row).unwrap_or(0);
         root.draw(&Text::new(format!("{name}: no histogram in this run"), (80, y), ("sans-serif", 12).into_font().color(&RGBColor(0x77, 0x77, 0x77))))
             .map_err(error)?;
     }
-    root.draw(&Text::new("markers: p99 dashed, max solid", (80, 36), ("sans-serif", 12).into_font())).map_err(error)?;
+    root.draw(&Text::new("markers: p99 dashed, max solid", (80, 8), ("sans-serif", 12).into_font())).map_err(error)?;
     Ok(())
 }
