@@ -130,6 +130,7 @@ pub fn main_job_report_problems(console: &str, system_map: &std::path::Path) -> 
         period_us: 1000,
         irqsoff_period_us: Some(100),
         tag: None,
+        rtd_arrivals_ms: Vec::new(),
     };
     let mut report = crate::report::Report::new(info, true, Some(0), console);
     report.symbolize(system_map);

@@ -654,7 +654,7 @@ fn run(
         report::progress::View::Status { duration_s: plan.duration_s, period_us: plan.period_us }
     };
     let watch = report::Watch { watchdog: plan.watchdog(), end_marker: Some(nonce.end_marker()), view };
-    let (ending, console) = report::run_captured(&mut cmd, &dir.join("console.log"), &watch)?;
+    let (ending, console, arrivals) = report::run_timed(&mut cmd, &dir.join("console.log"), &watch)?;
     let interrupted = report::interrupted();
     let judged = verdict::judge(ending, &console, &nonce);
     let info = report::model::RunInfo {
@@ -671,6 +671,7 @@ fn run(
         period_us: plan.period_us,
         irqsoff_period_us: plan.irqsoff_period_us,
         tag: plan.destination.tag.clone(),
+        rtd_arrivals_ms: arrivals.iter().map(|at| u64::try_from(at.as_millis()).unwrap_or(u64::MAX)).collect(),
     };
     let mut report = report::Report::new(info, plan.guest, judged.as_ref().ok().copied(), &console);
     report.interrupted = interrupted;
@@ -849,6 +850,8 @@ fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions
         period_us: 1000,
         irqsoff_period_us: None,
         tag: options.destination.tag.clone(),
+        // No core, so no `RTD|` lines to time.
+        rtd_arrivals_ms: Vec::new(),
     };
     let mut report = report::Report::baseline(info, exit, &console);
     report.interrupted = interrupted;

@@ -267,6 +267,12 @@ pub struct Watch {
 /// Ctrl-C stops the child only (see [`CatchInterrupts`], and [`interrupted`] says so
 /// afterwards); what it printed until then is returned.
 pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(process::Ending, String)> {
+    run_timed(cmd, log, watch).map(|(ending, text, _)| (ending, text))
+}
+
+/// [`run_captured`], also returning when each of the core's `RTD|` lines arrived, since
+/// the run started (see [`model::host_dominated`]).
+pub fn run_timed(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(process::Ending, String, Vec<std::time::Duration>)> {
     let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let sink = Arc::new(Mutex::new((file, Vec::<u8>::new())));
     let seen = Arc::new(AtomicBool::new(false));
@@ -312,7 +318,7 @@ pub fn run_captured(cmd: &mut Command, log: &Path, watch: &Watch) -> Result<(pro
     terminal.finish();
     let guard = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let text = String::from_utf8_lossy(&guard.1).replace('\r', "");
-    Ok((ending, text))
+    Ok((ending, text, terminal.rtd_arrivals()))
 }
 
 #[cfg(test)]
@@ -336,6 +342,7 @@ mod tests {
             period_us: 1000,
             irqsoff_period_us: None,
             tag: Some("t1".into()),
+            rtd_arrivals_ms: Vec::new(),
         }
     }
 
@@ -512,6 +519,20 @@ mod tests {
         let short = calm.replace("5000 thread", "4000 thread");
         let why = model::host_dominated(&run_info(), &parse::parse(&short)).expect("samples missing");
         assert!(why.contains("4000 of 5000 samples"), "{why}");
+
+        // Calm figures whose seconds reached the host far apart: host time fell behind.
+        let mut late = run_info();
+        late.rtd_arrivals_ms = vec![10_000, 11_000, 17_500, 18_000, 19_000, 20_000];
+        let why = model::host_dominated(&late, &parse::parse(calm)).expect("host time behind");
+        assert!(why.starts_with("NOT A RESULT") && why.contains("5 virtual s took 10.0 s of host time, up to 6.5 s"), "{why}");
+        let table = table::render(&Report::new(late.clone(), true, Some(0), &format!("{calm}{CYCLICTEST}")));
+        assert_eq!(table.lines().filter(|line| line.starts_with("NOT A RESULT")).count(), 1, "{table}");
+        // The same arrivals under -icount say nothing: virtual time is the instruction count.
+        late.icount = true;
+        assert!(model::host_dominated(&late, &parse::parse(calm)).is_none());
+        let mut steady = run_info();
+        steady.rtd_arrivals_ms = (0..6).map(|second| 10_000 + second * 1_050).collect();
+        assert!(model::host_dominated(&steady, &parse::parse(calm)).is_none());
     }
 
     #[test]

@@ -395,6 +395,9 @@ pub struct RunInfo {
     pub irqsoff_period_us: Option<u64>,
     /// The user's label for the run (`--tag`).
     pub tag: Option<String>,
+    /// When each of the core's per-second `RTD|` lines reached the host, in ms since QEMU
+    /// started (empty when not timed): the host time the latency test's virtual seconds took.
+    pub rtd_arrivals_ms: Vec<u64>,
 }
 
 impl RunInfo {
@@ -410,10 +413,35 @@ impl RunInfo {
     }
 }
 
+/// How far host time fell behind the latency test's virtual time, from the arrival times of
+/// its per-second `RTD|` lines: `None` when they kept pace (the seconds between the first and
+/// the last line took at most 25 % more host time, and no two lines came 2 s or more apart),
+/// else what they show. Under plain TCG virtual time follows the host's clock, so a second
+/// that takes longer to report means the vCPU printing it was not running.
+pub fn wall_clock_behind(arrivals_ms: &[u64]) -> Option<String> {
+    let (&first, &last) = (arrivals_ms.first()?, arrivals_ms.last()?);
+    let virtual_ms = u64::try_from(arrivals_ms.len() - 1).unwrap_or(u64::MAX).saturating_mul(1000);
+    if virtual_ms == 0 {
+        return None;
+    }
+    let wall_ms = last.saturating_sub(first);
+    let longest_gap_ms = arrivals_ms.windows(2).map(|pair| pair[1].saturating_sub(pair[0])).max().unwrap_or(0);
+    let behind = wall_ms.saturating_mul(4) > virtual_ms.saturating_mul(5) || longest_gap_ms >= 2000;
+    behind.then(|| {
+        format!(
+            "{} virtual s took {:.1} s of host time, up to {:.1} s between per-second reports",
+            virtual_ms / 1000,
+            wall_ms as f64 / 1000.0,
+            longest_gap_ms as f64 / 1000.0
+        )
+    })
+}
+
 /// Why a run's oob figures measure the host rather than the core, if they do: under plain
 /// TCG the host's scheduler decides when QEMU's vCPU threads run, and a starved vCPU shows
-/// as overruns (periods missed), samples missing against the planned count, or a worst case
-/// beyond a whole period. Under `-icount` virtual time only advances as instructions run,
+/// as overruns (periods missed), samples missing against the planned count, a worst case
+/// beyond a whole period, or host time falling behind the test's virtual seconds
+/// ([`wall_clock_behind`]). Under `-icount` virtual time only advances as instructions run,
 /// so none of this applies. `None` when the figures can stand as results.
 pub fn host_dominated(run: &RunInfo, measurements: &Measurements) -> Option<String> {
     if run.icount {
@@ -436,6 +464,7 @@ pub fn host_dominated(run: &RunInfo, measurements: &Measurements) -> Option<Stri
     if thread.max_ns.is_some_and(|max| max >= period_ns) {
         signs.push(format!("a worst case beyond the {} us period", run.period_us));
     }
+    signs.extend(wall_clock_behind(&run.rtd_arrivals_ms));
     (!signs.is_empty()).then(|| {
         format!(
             "NOT A RESULT: under plain TCG these figures measure the host's scheduling ({}); \
@@ -517,6 +546,24 @@ mod tests {
         assert_eq!(merged.histogram.as_ref().unwrap().total(), 400);
         assert_eq!(merged.percentile(990), Some(Percentile::Within(50_000)));
         assert_eq!(Latency::merged([]), None);
+    }
+
+    #[test]
+    fn host_time_behind_virtual_time() {
+        // One line a second: in pace.
+        assert_eq!(wall_clock_behind(&[0, 1_000, 2_000, 3_000]), None);
+        // 3 virtual seconds in 3.7 s of host time: within 25 %, no gap of 2 s.
+        assert_eq!(wall_clock_behind(&[0, 1_900, 2_500, 3_700]), None);
+        // 3 s in 4 s: too slow.
+        let slow = wall_clock_behind(&[0, 1_300, 2_600, 4_000]).expect("behind");
+        assert_eq!(slow, "3 virtual s took 4.0 s of host time, up to 1.4 s between per-second reports");
+        // A 2 s gap, even when the total keeps pace (the next lines arriving in a burst).
+        let gap = wall_clock_behind(&[0, 100, 200, 2_600, 2_700, 2_800, 6_000]).expect("a gap");
+        assert!(gap.contains("6 virtual s took 6.0 s") && gap.contains("up to 3.2 s"), "{gap}");
+        assert!(wall_clock_behind(&[0, 1_000, 1_900, 3_000]).is_none());
+        // Fewer than two lines: nothing to compare.
+        assert_eq!(wall_clock_behind(&[]), None);
+        assert_eq!(wall_clock_behind(&[5_000]), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::verdict::{self, Source};
 
@@ -125,6 +125,10 @@ struct State {
     echoed: usize,
     /// Inside cyclictest's JSON output.
     in_json: bool,
+    /// The console's tail after its last newline, for [`State::arrivals`] (any view).
+    scanned: Vec<u8>,
+    /// When each of the core's `RTD|` lines arrived, since the run started.
+    arrivals: Vec<Duration>,
     /// Whether the status line is on the screen now.
     drawn: bool,
     started: Instant,
@@ -139,6 +143,8 @@ impl Terminal {
             partial: Vec::new(),
             echoed: 0,
             in_json: false,
+            scanned: Vec::new(),
+            arrivals: Vec::new(),
             drawn: false,
             started: Instant::now(),
         };
@@ -149,10 +155,13 @@ impl Terminal {
     /// and, with it, the bulk the report reads but nobody reads live out of view (see
     /// [`bulk`]).
     pub fn show(&self, bytes: &[u8], to_stderr: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !to_stderr {
+            state.time_arrivals(bytes);
+        }
         if self.view == View::Quiet {
             return;
         }
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.status_line && state.drawn {
             write_to(true, b"\r\x1b[K");
             state.drawn = false;
@@ -195,12 +204,33 @@ impl Terminal {
         state.drawn = true;
     }
 
+    /// When each of the core's per-second `RTD|` lines reached the host, since the run
+    /// started: the host-time side of the latency test's virtual seconds.
+    pub fn rtd_arrivals(&self) -> Vec<Duration> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).arrivals.clone()
+    }
+
     /// Clears the status line (the run is over).
     pub fn finish(&self) {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.status_line && state.drawn {
             write_to(true, b"\r\x1b[K");
             state.drawn = false;
+        }
+    }
+}
+
+impl State {
+    /// Notes the arrival time of each complete core `RTD|` line in `bytes`.
+    fn time_arrivals(&mut self, bytes: &[u8]) {
+        self.scanned.extend_from_slice(bytes);
+        while let Some(end) = self.scanned.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.scanned.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line);
+            let (source, text) = verdict::classify(text.trim_end_matches(['\r', '\n']));
+            if source == Source::Core && text.starts_with("RTD|") {
+                self.arrivals.push(self.started.elapsed());
+            }
         }
     }
 }
