@@ -13,6 +13,11 @@ use platform::{MemoryRange, PlatformInfo};
 /// Nesting the copy follows (the reader refuses deeper trees).
 const MAX_DEPTH: usize = 64;
 
+/// How many nodes also go through the reader's own whole-tree lookups
+/// (`translate_address`, `find_phandle`), each a walk from the start: checking every node
+/// that way made the target quadratic in the tree's size.
+const WHOLE_TREE_LOOKUPS: usize = 8;
+
 /// A node as the reader sees it: depth, name, properties (name, value).
 type Flat<'a> = (usize, &'a str, Vec<(&'a str, &'a [u8])>);
 
@@ -25,6 +30,20 @@ fn flatten<'a>(node: Node<'a>, depth: usize, out: &mut Vec<Flat<'a>>) {
     for child in node.children() {
         flatten(child, depth + 1, out);
     }
+}
+
+/// Visits `node` and its subtree depth first with the buses holding each node (its
+/// ancestors below the root, outermost first), in one walk: linear in the tree's size.
+fn visit<'a>(node: Node<'a>, buses: &mut Vec<Node<'a>>, depth: usize, each: &mut impl FnMut(&Node<'a>, &[Node<'a>])) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    each(&node, buses.get(1..).unwrap_or(&[]));
+    buses.push(node);
+    for child in node.children() {
+        visit(child, buses, depth + 1, each);
+    }
+    buses.pop();
 }
 
 /// Copies `node` and its subtree into `out`.
@@ -51,14 +70,28 @@ pub fn fuzz(data: &[u8]) {
 
     let mut flat = Vec::new();
     flatten(tree.root(), 0, &mut flat);
-    for node in tree.nodes() {
+    // Every address translated through its buses and every phandle noted in one walk; the
+    // whole-tree lookups must agree for the first few.
+    let mut phandles = std::collections::BTreeMap::new();
+    let mut looked_up = 0;
+    visit(tree.root(), &mut Vec::new(), 0, &mut |node, buses| {
+        let lookup = looked_up < WHOLE_TREE_LOOKUPS;
         for (address, _) in node.reg() {
-            let _ = tree.translate_address(&node, address);
+            let translated = DeviceTree::translate_through(buses.iter(), address);
+            if lookup {
+                assert_eq!(tree.translate_address(node, address), translated, "{} at {address:#x}", node.name);
+            }
         }
         if let Some(phandle) = node.property("phandle").and_then(|p| p.as_u32()) {
-            assert!(tree.find_phandle(phandle).is_some(), "phandle {phandle:#x} of {} not found", node.name);
+            phandles.entry(phandle).or_insert(node.offset());
+            if lookup {
+                let found = tree.find_phandle(phandle).map(|found| found.offset());
+                assert_eq!(found, phandles.get(&phandle).copied(), "phandle {phandle:#x} of {} resolves elsewhere", node.name);
+            }
         }
-    }
+        looked_up += 1;
+    });
+    assert_eq!(phandles.len(), tree.nodes().filter_map(|n| n.property("phandle")?.as_u32()).collect::<std::collections::BTreeSet<_>>().len());
 
     let mut writer = FdtWriter::new();
     if copy(tree.root(), 0, &mut writer).is_ok()
