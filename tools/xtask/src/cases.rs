@@ -131,6 +131,7 @@ pub fn main_job_report_problems(console: &str, system_map: &std::path::Path) -> 
         irqsoff_period_us: Some(100),
         tag: None,
         rtd_arrivals_ms: Vec::new(),
+        provenance: Default::default(),
     };
     let mut report = crate::report::Report::new(info, true, Some(0), console);
     report.symbolize(system_map);

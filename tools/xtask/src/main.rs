@@ -672,6 +672,7 @@ fn run(
         irqsoff_period_us: plan.irqsoff_period_us,
         tag: plan.destination.tag.clone(),
         rtd_arrivals_ms: arrivals.iter().map(|at| u64::try_from(at.as_millis()).unwrap_or(u64::MAX)).collect(),
+        provenance: report::provenance::current(),
     };
     let mut report = report::Report::new(info, plan.guest, judged.as_ref().ok().copied(), &console);
     report.interrupted = interrupted;
@@ -852,6 +853,7 @@ fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions
         tag: options.destination.tag.clone(),
         // No core, so no `RTD|` lines to time.
         rtd_arrivals_ms: Vec::new(),
+        provenance: report::provenance::current(),
     };
     let mut report = report::Report::baseline(info, exit, &console);
     report.interrupted = interrupted;

@@ -24,7 +24,8 @@
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
 //!   `--no-guest`), `icount`, `mode` (`icount` or `tcg`, see
-//!   `cargo xtask run --mode`), `tag` (`--tag`, or `null`), `period_us` (the latency test's period), `rtd_arrivals_ms` (when each per-second
+//!   `cargo xtask run --mode`), `tag` (`--tag`, or `null`), `period_us` (the latency test's period), `revision` (the core's `git rev-parse --short=12 HEAD`,
+//!   `-dirty` with changes; `null` outside git), `host` (name, CPUs, kernel), `rtd_arrivals_ms` (when each per-second
 //!   `RTD|` line reached the host, ms since QEMU started: the host time of the virtual seconds), `irqsoff_period_us`
 //!   (the irqs-off hunter's, `null` when it was off), `exit_code` (the core's verdict's exit code, `null` when the run
 //!   has no verdict the harness trusts: see `crate::verdict`).
@@ -145,6 +146,8 @@ pub fn to_json(report: &Report) -> Value {
             "tag": run.tag,
             "period_us": run.period_us,
             "rtd_arrivals_ms": run.rtd_arrivals_ms,
+            "revision": run.provenance.revision,
+            "host": run.provenance.host,
             "irqsoff_period_us": run.irqsoff_period_us,
             "exit_code": report.exit_code,
             "interrupted": report.interrupted,

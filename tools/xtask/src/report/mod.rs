@@ -20,6 +20,7 @@ pub mod json;
 pub mod model;
 pub mod parse;
 pub mod progress;
+pub mod provenance;
 pub mod svg;
 pub mod symbols;
 pub mod table;
@@ -343,6 +344,7 @@ mod tests {
             irqsoff_period_us: None,
             tag: Some("t1".into()),
             rtd_arrivals_ms: Vec::new(),
+            provenance: provenance::Provenance { revision: Some("0123456789ab".into()), host: "box, 2 CPUs".into() },
         }
     }
 
@@ -512,6 +514,8 @@ mod tests {
         assert!(text.contains("mode icount") && !text.contains("NOT A RESULT"), "{text}");
         assert_eq!(json::to_json(&icount).pointer("/run/mode"), Some(&Value::from("icount")));
         assert_eq!(json::to_json(&icount).pointer("/run/period_us"), Some(&Value::from(1000)));
+        assert_eq!(json::to_json(&icount).pointer("/run/revision"), Some(&Value::from("0123456789ab")));
+        assert_eq!(json::to_json(&icount).pointer("/run/host"), Some(&Value::from("box, 2 CPUs")));
 
         // Under TCG, calm figures with every sample stand as results.
         let calm = "RTT|  00:00:01  (oob thread context, 1000 us period)\nRTS|      1.000|      2.000|      3.000|       0|     0|    00:00:05/00:00:05\nlatmus: 5000 thread samples, 5000 irq samples, 0 + 0 overruns\n";

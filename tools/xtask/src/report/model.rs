@@ -398,6 +398,8 @@ pub struct RunInfo {
     /// When each of the core's per-second `RTD|` lines reached the host, in ms since QEMU
     /// started (empty when not timed): the host time the latency test's virtual seconds took.
     pub rtd_arrivals_ms: Vec<u64>,
+    /// The core's git revision and the host that ran QEMU.
+    pub provenance: super::provenance::Provenance,
 }
 
 impl RunInfo {
