@@ -14,8 +14,9 @@
 //! guest writes, and on each piece of an overlong or unfinished line, so no guest byte ever
 //! starts a console line of its own and the harness can tell the guest's output from the
 //! core's (whose lines carry their `[time core cpuN LEVEL]` prefix or a `XXX|` tag). The
-//! model's TX FIFO never reports full: when the ring is full, the trap makes room by draining
-//! it (IRQs unmasked), so no guest output is lost.
+//! model's TX FIFO reports full only while a completed line waits for the exit's tail; when
+//! the ring is full, the tail makes room by draining it (IRQs unmasked), so no guest output is
+//! lost.
 //!
 //! The model's interrupt output drives the guest's virtual SPI through
 //! [`super::virq::set_virtual_level`] whenever it changes (in the exit's tail). Receiving is not wired: the RX FIFO
