@@ -68,8 +68,14 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         let start = crate::hwtimer::counter_unordered();
         let kind = crate::guest::handle_trap(frame);
         crate::guest::virq::flush();
-        // The exit's time with IRQs masked; the console drain that follows has them unmasked.
+        // The exit's time with IRQs masked; the console line and drain that follow have them
+        // unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        // What a console exit left (its line, its interrupt output) is done now, with IRQs
+        // unmasked.
+        if crate::guest::console::finish_exit() {
+            crate::guest::virq::flush();
+        }
         drain_console_for_guest();
         crate::guest::trap_log::emit_due();
         return;

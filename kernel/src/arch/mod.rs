@@ -31,6 +31,17 @@ pub fn unmask_irqs() {
     DAIF.write(DAIF::I::Unmasked);
 }
 
+/// Runs `f` with IRQs unmasked on this CPU, then restores the caller's interrupt state (for
+/// in-band work that holds no lock, such as the tail of a guest exit at EL2).
+#[inline]
+pub fn with_irqs_unmasked<T>(f: impl FnOnce() -> T) -> T {
+    let saved = mask_irqs();
+    unmask_irqs();
+    let result = f();
+    restore_irqs(saved);
+    result
+}
+
 /// Whether IRQs are masked on this CPU.
 #[inline]
 pub fn irqs_masked() -> bool {

@@ -380,11 +380,7 @@ fn with_mask<T>(wait: Wait, f: impl FnOnce() -> T) -> T {
     if wait == Wait::AsCaller {
         return f();
     }
-    let saved = mask_irqs();
-    unmask_irqs();
-    let result = f();
-    restore_irqs(saved);
-    result
+    crate::arch::with_irqs_unmasked(f)
 }
 
 /// [`put_bytes`] byte by byte until `give_way()` holds; returns how many bytes were sent.

@@ -4,8 +4,8 @@
 //! oob interrupt can be taken on that CPU because of the guest; printed at power-off as
 //! `guest exits handled at EL2: …`, then one line per kind with the histogram of those
 //! IRQ-masked times, `guest exits IRQ-masked at EL2, histogram, KIND: <=100 ns: N, …`. The console drain that may follow on the way back into
-//! the guest runs with IRQs unmasked and is not counted (a UART exit only copies a completed
-//! line into the console ring).
+//! the guest runs with IRQs unmasked and is not counted, and so does the copy of a console line
+//! a UART exit completed into the console ring (the exit itself only updates the UART model).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

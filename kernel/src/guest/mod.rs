@@ -171,9 +171,11 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
         }
         Trap::DataAbort { access, .. } => {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-            let emulated = virq::mmio(frame, ipa, access)
-                .map(|result| (result, "GIC", exits::ExitKind::GicMmio))
-                .or_else(|| console::mmio(frame, ipa, access).map(|result| (result, "UART", exits::ExitKind::UartMmio)))
+            // The console first: its exits are the most frequent, and it tells its own page
+            // from others without a lock.
+            let emulated = console::mmio(frame, ipa, access)
+                .map(|result| (result, "UART", exits::ExitKind::UartMmio))
+                .or_else(|| virq::mmio(frame, ipa, access).map(|result| (result, "GIC", exits::ExitKind::GicMmio)))
                 .or_else(|| channel::mmio(frame, ipa, access).map(|result| (result, "virtio", exits::ExitKind::ChannelMmio)));
             match emulated {
                 Some((Ok(()), _, kind)) => {

@@ -8,13 +8,17 @@
 //!
 //! # Transmit: whole lines
 //!
-//! Transmission never blocks: UARTFR always reads TX FIFO empty (TXFE), never full (TXFF), and
-//! never busy (BUSY). Each byte written to UARTDR goes into a line buffer; [`Pl011::write`]
-//! hands back a [`Line`] when the guest completes one (`\n`), when the buffer reaches
-//! [`LINE_CAPACITY`] bytes, or when the guest's driver goes idle with a partial line pending
-//! (it clears the TX interrupt mask: Linux's `stop_tx`). [`Pl011::flush`] takes a partial line
-//! explicitly. The glue prints each [`Line`] with one console write, so guest lines and the
-//! core's lines never interleave mid-line.
+//! Each byte written to UARTDR goes into a line buffer. A line is complete when the guest ends
+//! it (`\n`), when the buffer reaches [`LINE_CAPACITY`] bytes, or when the guest's driver goes
+//! idle with a partial line pending (it clears the TX interrupt mask: Linux's `stop_tx`); the
+//! write then says so ([`MmioWrite::line_ready`]) and the line waits in a second buffer until
+//! the glue takes it with [`Pl011::take_line`], so a guest store never copies a line (the glue
+//! takes it later, outside the trap's critical section). While a line waits, UARTFR reads TX
+//! FIFO full (TXFF) and busy (BUSY); otherwise empty (TXFE). A line completed while another
+//! still waits (a guest that ignored TXFF) is dropped and counted ([`Pl011::tx_dropped`]).
+//! [`Pl011::flush`] takes the waiting line, else the partial one. The glue prints each
+//! [`Line`] with one console write, so guest lines and the core's lines never interleave
+//! mid-line.
 //!
 //! # Receive
 //!
@@ -25,9 +29,9 @@
 //!
 //! # Interrupts
 //!
-//! - TXRIS is always set: the TX FIFO is always at or below any trigger level. The guest
-//!   controls the TX interrupt with UARTIMSC.TXIM alone (Linux enables it only while it has
-//!   data queued).
+//! - TXRIS is always set (even while a completed line waits: the glue takes it before the
+//!   writing vCPU runs again). The guest controls the TX interrupt with UARTIMSC.TXIM alone
+//!   (Linux enables it only while it has data queued).
 //! - RXRIS is set while the RX FIFO holds at least the UARTIFLS.RXIFLSEL trigger level, RTRIS
 //!   while it holds anything (the receive timeout, without the 32-bit-period delay). Both
 //!   follow the FIFO: reading UARTDR clears them, UARTICR does not.
@@ -212,12 +216,12 @@ pub struct MmioRead {
 }
 
 /// The result of a guest write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MmioWrite {
     /// Whether the register is known.
     pub access: Access,
-    /// A line of guest output the write completed, to print whole.
-    pub line: Option<Line>,
+    /// The write completed a line of guest output: [`Pl011::take_line`] has it, to print whole.
+    pub line_ready: bool,
 }
 
 /// Why a [`Line`] was handed out.
@@ -293,11 +297,17 @@ pub struct Pl011 {
     ifls: u32,
     imsc: u32,
     dmacr: u32,
-    /// The transmit line buffer.
-    line: [u8; LINE_CAPACITY],
+    /// The transmit line buffers: the guest fills `lines[filling]`; a completed line waits
+    /// in the other one.
+    lines: [[u8; LINE_CAPACITY]; 2],
+    filling: usize,
     line_len: usize,
+    /// The completed line waiting in `lines[filling ^ 1]`: its length and end.
+    ready: Option<(usize, LineEnd)>,
     /// Bytes the guest transmitted.
     tx_bytes: u64,
+    /// Bytes of lines completed while another still waited, dropped.
+    tx_dropped: u64,
     /// Received bytes dropped because the RX FIFO was full or the receiver disabled.
     rx_dropped: u64,
 }
@@ -326,9 +336,12 @@ impl Pl011 {
             ifls: IFLS_RESET,
             imsc: 0,
             dmacr: 0,
-            line: [0; LINE_CAPACITY],
+            lines: [[0; LINE_CAPACITY]; 2],
+            filling: 0,
             line_len: 0,
+            ready: None,
             tx_bytes: 0,
+            tx_dropped: 0,
             rx_dropped: 0,
         }
     }
@@ -371,7 +384,7 @@ impl Pl011 {
 
     /// A guest store of `value` (`size` bytes) at `offset` in the frame. A byte written to
     /// UARTDR may complete a [`Line`]; clearing UARTIMSC.TXIM with a partial line pending
-    /// flushes it.
+    /// completes it. Constant time: a completed line is not copied ([`Pl011::take_line`]).
     pub fn write(
         &mut self,
         offset: u64,
@@ -381,7 +394,7 @@ impl Pl011 {
         check(offset, size)?;
         let mut outcome = MmioWrite {
             access: Access::Emulated,
-            line: None,
+            line_ready: false,
         };
         if offset & 3 != 0 {
             outcome.access = Access::Unknown;
@@ -389,7 +402,7 @@ impl Pl011 {
         }
         let value = (value & size.mask()) as u32;
         match offset {
-            offset::DR => outcome.line = self.transmit(value as u8),
+            offset::DR => outcome.line_ready = self.transmit(value as u8),
             offset::RSR_ECR => self.receive_status = 0,
             offset::ILPR => self.ilpr = value & ILPR_MASK,
             offset::IBRD => self.ibrd = value & IBRD_MASK,
@@ -405,7 +418,7 @@ impl Pl011 {
                 let was_transmitting = self.imsc & interrupt::TX != 0;
                 self.imsc = value & interrupt::ALL;
                 if was_transmitting && self.imsc & interrupt::TX == 0 {
-                    outcome.line = self.flush();
+                    outcome.line_ready = self.complete(LineEnd::Flushed, false);
                 }
             }
             offset::ICR => self.latched &= !(value & interrupt::ALL),
@@ -437,9 +450,20 @@ impl Pl011 {
         true
     }
 
-    /// Takes the partial line being transmitted, if any ([`LineEnd::Flushed`]).
+    /// Takes the completed line waiting to be printed, if any.
+    pub fn take_line(&mut self) -> Option<Line> {
+        let (len, end) = self.ready.take()?;
+        let bytes = self.lines.get(self.filling ^ 1).copied().unwrap_or([0; LINE_CAPACITY]);
+        Some(Line { bytes, len: len.min(LINE_CAPACITY), end })
+    }
+
+    /// Takes the completed line waiting, else the partial line being transmitted, if any
+    /// ([`LineEnd::Flushed`]); call until `None` to take everything.
     pub fn flush(&mut self) -> Option<Line> {
-        self.take_line(LineEnd::Flushed)
+        if self.ready.is_none() {
+            self.complete(LineEnd::Flushed, false);
+        }
+        self.take_line()
     }
 
     /// The UARTINTR output: some enabled interrupt is raised (UARTMIS is not zero).
@@ -464,9 +488,10 @@ impl Pl011 {
         self.raw_interrupts() & self.imsc
     }
 
-    /// UARTFR: TXFE always, RXFE or RXFF by the RX FIFO, never TXFF or BUSY.
+    /// UARTFR: TXFF and BUSY while a completed line waits to be taken, else TXFE; RXFE or
+    /// RXFF by the RX FIFO.
     pub fn flags(&self) -> u32 {
-        let mut flags = flag::TXFE;
+        let mut flags = if self.ready.is_some() { flag::TXFF | flag::BUSY } else { flag::TXFE };
         if self.rx_len == 0 {
             flags |= flag::RXFE;
         }
@@ -489,6 +514,11 @@ impl Pl011 {
     /// Bytes the guest transmitted so far.
     pub fn tx_bytes(&self) -> u64 {
         self.tx_bytes
+    }
+
+    /// Bytes of completed lines dropped because the previous line was still waiting.
+    pub fn tx_dropped(&self) -> u64 {
+        self.tx_dropped
     }
 
     /// Received bytes dropped so far (receiver disabled, or FIFO overrun).
@@ -532,42 +562,44 @@ impl Pl011 {
         Some(byte)
     }
 
-    /// Adds a transmitted byte to the line buffer; a complete or full line comes back.
-    fn transmit(&mut self, byte: u8) -> Option<Line> {
+    /// Adds a transmitted byte to the line buffer; true if it completed a line.
+    fn transmit(&mut self, byte: u8) -> bool {
         self.tx_bytes += 1;
         if byte == b'\n' {
-            if self.line_len > 0 && self.line.get(self.line_len - 1) == Some(&b'\r') {
+            if self.line_len > 0 && self.filling_line().get(self.line_len - 1) == Some(&b'\r') {
                 self.line_len -= 1;
             }
-            return self.take_line(LineEnd::Newline).or(Some(Line {
-                bytes: [0; LINE_CAPACITY],
-                len: 0,
-                end: LineEnd::Newline,
-            }));
+            return self.complete(LineEnd::Newline, true);
         }
-        if let Some(slot) = self.line.get_mut(self.line_len) {
+        let len = self.line_len;
+        if let Some(slot) = self.lines.get_mut(self.filling).and_then(|line| line.get_mut(len)) {
             *slot = byte;
             self.line_len += 1;
         }
-        if self.line_len >= LINE_CAPACITY {
-            self.take_line(LineEnd::Full)
-        } else {
-            None
-        }
+        self.line_len >= LINE_CAPACITY && self.complete(LineEnd::Full, false)
     }
 
-    /// Hands out the line buffer (nothing if it is empty) and empties it.
-    fn take_line(&mut self, end: LineEnd) -> Option<Line> {
-        if self.line_len == 0 {
-            return None;
+    /// The buffer being filled.
+    fn filling_line(&self) -> &[u8] {
+        self.lines.get(self.filling).map_or(&[], |line| line.as_slice())
+    }
+
+    /// Completes the line being filled (an empty one only if `empty_too`): it waits for
+    /// [`Pl011::take_line`] and the other buffer is filled next. Dropped and counted if a
+    /// line still waits. True if a line now waits that did not before.
+    fn complete(&mut self, end: LineEnd, empty_too: bool) -> bool {
+        if self.line_len == 0 && !empty_too {
+            return false;
         }
-        let line = Line {
-            bytes: self.line,
-            len: self.line_len.min(LINE_CAPACITY),
-            end,
-        };
+        if self.ready.is_some() {
+            self.tx_dropped += self.line_len as u64;
+            self.line_len = 0;
+            return false;
+        }
+        self.ready = Some((self.line_len.min(LINE_CAPACITY), end));
+        self.filling ^= 1;
         self.line_len = 0;
-        Some(line)
+        true
     }
 }
 

@@ -17,14 +17,21 @@ fn read(uart: &mut Pl011, offset: u64) -> u32 {
 fn write(uart: &mut Pl011, offset: u64, value: u32) -> Option<Line> {
     let write = uart.write(offset, WORD, value.into()).unwrap();
     assert_eq!(write.access, Access::Emulated, "offset {offset:#x}");
-    write.line
+    assert_eq!(write.line_ready, uart.flags() & flag::TXFF != 0);
+    uart.take_line()
+}
+
+/// Writes one byte to UARTDR (an access of `size`) and takes the line it completed, as the
+/// glue does before the guest runs again.
+fn transmit(uart: &mut Pl011, size: AccessSize, byte: u8) -> Option<Line> {
+    let write = uart.write(offset::DR, size, byte.into()).unwrap();
+    assert_eq!(write.line_ready, uart.flags() & flag::TXFF != 0);
+    uart.take_line()
 }
 
 /// Writes `text` byte by byte to UARTDR, as a console does, and collects the lines.
 fn send(uart: &mut Pl011, text: &str) -> Vec<Line> {
-    text.bytes()
-        .filter_map(|b| uart.write(offset::DR, HALF, b.into()).unwrap().line)
-        .collect()
+    text.bytes().filter_map(|b| transmit(uart, HALF, b)).collect()
 }
 
 fn text(line: &Line) -> String {
@@ -125,7 +132,7 @@ fn earlycon_byte_writes_work_before_any_setup() {
     assert_eq!(lines.len(), 1);
     assert_eq!(text(&lines[0]), "earlycon");
     let byte = uart.write(offset::DR, BYTE, 0x41).unwrap();
-    assert_eq!((byte.access, byte.line), (Access::Emulated, None));
+    assert_eq!((byte.access, byte.line_ready), (Access::Emulated, false));
     assert_eq!(uart.flush().map(|l| text(&l)), Some("A".into()));
 }
 
@@ -285,7 +292,7 @@ fn invalid_utf8_is_escaped() {
     let mut uart = Pl011::new();
     let mut lines = Vec::new();
     for byte in [b'o', b'k', 0xff, 0xc3, 0xa9, b'\x1b', b'\n'] {
-        lines.extend(uart.write(offset::DR, BYTE, byte.into()).unwrap().line);
+        lines.extend(transmit(&mut uart, BYTE, byte));
     }
     assert_eq!(text(&lines[0]), "ok\\xffé\u{1b}");
 }
@@ -369,7 +376,8 @@ fn random_accesses_never_panic_and_keep_invariants() {
                 }
                 2 | 3 => {
                     if let Ok(write) = uart.write(offset, size, value)
-                        && let Some(line) = write.line
+                        && write.line_ready
+                        && let Some(line) = uart.take_line()
                     {
                         assert!(line.as_bytes().len() <= LINE_CAPACITY);
                         let _ = line.to_string();
@@ -406,7 +414,7 @@ fn no_line_ever_holds_a_newline() {
             1 => (random.next() & 0xff) as u8,
             _ => b'a' + (random.next() % 26) as u8,
         };
-        if let Some(line) = uart.write(offset::DR, BYTE, byte.into()).unwrap().line {
+        if let Some(line) = transmit(&mut uart, BYTE, byte) {
             assert!(!line.as_bytes().contains(&b'\n'));
             assert!(line.as_bytes().len() <= LINE_CAPACITY);
             bytes += line.as_bytes().len();
@@ -418,4 +426,32 @@ fn no_line_ever_holds_a_newline() {
     assert_eq!(pieces.len(), 2);
     assert_eq!((pieces[0].end(), pieces[0].as_bytes().len()), (LineEnd::Full, LINE_CAPACITY));
     assert_eq!((pieces[1].end(), pieces[1].as_bytes().len()), (LineEnd::Newline, 10));
+}
+
+/// A completed line waits for the glue without being copied: UARTFR reads TX full and busy
+/// until it is taken; a line completed meanwhile (a guest ignoring TXFF) is dropped and
+/// counted, never mixed into the waiting one; `flush` takes the waiting line, then the partial.
+#[test]
+fn a_completed_line_waits_for_the_glue_and_a_second_one_is_dropped() {
+    let mut uart = Pl011::new();
+    for byte in "one\n".bytes() {
+        let write = uart.write(offset::DR, BYTE, byte.into()).unwrap();
+        assert_eq!(write.line_ready, byte == b'\n');
+    }
+    assert_eq!(read(&mut uart, offset::FR), flag::TXFF | flag::BUSY | flag::RXFE);
+    for byte in "two\nth".bytes() {
+        assert!(!uart.write(offset::DR, BYTE, byte.into()).unwrap().line_ready);
+    }
+    assert_eq!(uart.tx_dropped(), 3);
+    let line = uart.take_line().unwrap();
+    assert_eq!((text(&line), line.end()), ("one".into(), LineEnd::Newline));
+    assert_eq!(read(&mut uart, offset::FR), flag::TXFE | flag::RXFE);
+    assert_eq!(uart.take_line(), None);
+    assert_eq!(uart.partial_line_len(), 2);
+    // A waiting line and a partial one: flush gives both, in order.
+    assert!(uart.write(offset::DR, BYTE, b'\n'.into()).unwrap().line_ready);
+    assert!(!uart.write(offset::DR, BYTE, b'x'.into()).unwrap().line_ready);
+    let texts: Vec<String> = core::iter::from_fn(|| uart.flush()).map(|l| text(&l)).collect();
+    assert_eq!(texts, ["th", "x"]);
+    assert_eq!(uart.tx_bytes(), 12);
 }
