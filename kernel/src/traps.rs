@@ -42,6 +42,7 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
 /// interrupt brought is injected without waiting for the console), then drains the console.
 #[inline]
 fn before_guest_entry() {
+    // The channel's service unmasks IRQs; the flush after it covers what it raised.
     crate::guest::channel::poll();
     crate::guest::virq::flush();
     drain_console_for_guest();
@@ -68,8 +69,12 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         let start = crate::hwtimer::counter_unordered();
         let kind = crate::guest::handle_trap(frame);
         crate::guest::virq::flush();
-        // The exit's time with IRQs masked; the console drain that follows has them unmasked.
+        // The exit's time with IRQs masked; the channel's service and the console drain that
+        // follow have them unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        if crate::guest::channel::poll() {
+            crate::guest::virq::flush();
+        }
         drain_console_for_guest();
         crate::guest::trap_log::emit_due();
         return;

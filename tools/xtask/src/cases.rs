@@ -182,6 +182,7 @@ const HOSTILE_GUEST_CHECKS: &[&str] = &[
     "a load from the core's memory is a data abort",
     "a store to the core's memory is a data abort",
     "the latency test kept one sample per period beside the guest",
+    "a channel descriptor into the core's memory marks the device DEVICE_NEEDS_RESET",
     "the guest powered off (not reset)",
 ];
 
@@ -540,6 +541,8 @@ impl Case {
                 let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, &format!(r"hostile-guest: {cpus} vCPUs, guest RAM from 0x[0-9a-f]+")]),
+                    // The channel attack: the device breaks, the core goes on.
+                    LineMatch::all(&[LOG_LINE, r"guest: the channel device is broken \(BadBuffer\)"]),
                     LineMatch::all(&[LOG_LINE, r"hostile-guest: core image hash 0x[0-9a-f]{16} at the start, 0x[0-9a-f]{16} at the end"]),
                 ];
                 lines.extend(HOSTILE_GUEST_CHECKS.iter().map(|check| {
