@@ -85,9 +85,11 @@ static DEVICE: spin::Mutex<Option<GuestChannel>> = spin::Mutex::new(None);
 static BASE: AtomicU64 = AtomicU64::new(NO_DEVICE);
 /// [`BASE`] when the guest has no channel device.
 const NO_DEVICE: u64 = u64::MAX;
-/// Whether a notification waits for the service (kept beside the lock, so [`poll`] checks it
-/// without taking it).
-static NOTIFIED: AtomicBool = AtomicBool::new(false);
+/// Whether the guest wrote a register since the last service (a notification to handle, an
+/// interrupt acknowledged, a status change): [`poll`] then services, and updates the
+/// interrupt line and the broken state, before the guest runs again. Kept beside the lock,
+/// so [`poll`] checks it without taking it.
+static WRITTEN: AtomicBool = AtomicBool::new(false);
 /// Whether the console holds a transmit chain waiting for room in its channel.
 static HOLDS_CHAINS: AtomicBool = AtomicBool::new(false);
 /// Whether the device's breaking was logged.
@@ -103,7 +105,8 @@ pub fn init(base: u64, intid: u32, ram: &[MemoryRange]) {
 /// Emulates a guest access at `ipa` (IRQs masked, in the trap): `None` if `ipa` is not the
 /// device's page, `Some(Ok(false))` if the device is busy on another CPU (the guest runs the
 /// access again), `Some(Err)` if the transport refuses the access (the caller injects an
-/// abort). Touches only the register frame: a notification is recorded for [`poll`].
+/// abort). Touches only the register frame: what a write brings (a notification, the
+/// interrupt line, the broken state) is left to [`poll`] on the way out of this exit.
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<bool, ()>> {
     let base = BASE.load(Ordering::Acquire);
     let offset = ipa.wrapping_sub(base);
@@ -115,6 +118,7 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
     };
     let device = guard.as_mut()?;
     let result = if access.write {
+        WRITTEN.store(true, Ordering::Relaxed);
         match access.store_value(&frame.x) {
             Ok(value) => device.console.write(&device.ram, offset, access.size, value).map_err(|_| ()),
             Err(_) => Err(()),
@@ -126,17 +130,17 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
             .map_err(|_| ())
             .and_then(|value| access.complete_load(&mut frame.x, value).map_err(|_| ()))
     };
-    device.update();
     Some(result.map(|()| true))
 }
 
-/// Services the queues on the way back into the guest, in its in-band context: handles the
-/// notifications the traps recorded, moves what oob code sent to the guest and what the
-/// guest sent that waited for room. Runs with IRQs unmasked (restored as they were after).
-/// Returns whether it serviced (the caller refreshes the list registers then).
+/// Services the queues on the way back into the guest, in its in-band context: handles what
+/// the guest's register writes asked for, moves what oob code sent to the guest and what the
+/// guest sent that waited for room, and sets the interrupt line. Runs with IRQs unmasked
+/// (restored as they were after). Returns whether it serviced (the caller refreshes the list
+/// registers then).
 pub fn poll() -> bool {
     let waiting = HOLDS_CHAINS.load(Ordering::Relaxed) && crate::rt::channel::any_room_from_guest();
-    if !NOTIFIED.load(Ordering::Relaxed) && !waiting && !crate::rt::channel::any_for_guest() {
+    if !WRITTEN.load(Ordering::Relaxed) && !waiting && !crate::rt::channel::any_for_guest() {
         return false;
     }
     service()
@@ -149,6 +153,7 @@ fn service() -> bool {
     // Another CPU services: it sees what this one would.
     let Some(mut guard) = DEVICE.try_lock() else { return false };
     let Some(device) = guard.as_mut() else { return false };
+    WRITTEN.store(false, Ordering::Relaxed);
     let saved = mask_irqs();
     unmask_irqs();
     device.console.service(&mut device.ram, &mut DeviceSide);
@@ -161,7 +166,6 @@ impl GuestChannel {
     /// Gives the model's interrupt output to the virtual interrupt if it changed; logs the
     /// device's breaking once.
     fn update(&mut self) {
-        NOTIFIED.store(self.console.notified(), Ordering::Relaxed);
         HOLDS_CHAINS.store(self.console.holds_chains(), Ordering::Relaxed);
         if let Some(why) = self.console.transport().broken()
             && !BROKEN_LOGGED.swap(true, Ordering::Relaxed)

@@ -172,12 +172,13 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
         Trap::DataAbort { access, .. } => {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
             // `Ok(false)`: not done, the guest runs the access again (the channel's device
-            // is busy on another CPU).
+            // is busy on another CPU). The channel is asked first: it knows its page without a
+            // lock.
             let done = |result: Result<(), ()>| result.map(|()| true);
-            let emulated = virq::mmio(frame, ipa, access)
-                .map(|result| (done(result), "GIC", exits::ExitKind::GicMmio))
-                .or_else(|| console::mmio(frame, ipa, access).map(|result| (done(result), "UART", exits::ExitKind::UartMmio)))
-                .or_else(|| channel::mmio(frame, ipa, access).map(|result| (result, "virtio", exits::ExitKind::ChannelMmio)));
+            let emulated = channel::mmio(frame, ipa, access)
+                .map(|result| (result, "virtio", exits::ExitKind::ChannelMmio))
+                .or_else(|| virq::mmio(frame, ipa, access).map(|result| (done(result), "GIC", exits::ExitKind::GicMmio)))
+                .or_else(|| console::mmio(frame, ipa, access).map(|result| (done(result), "UART", exits::ExitKind::UartMmio)));
             match emulated {
                 Some((Ok(done), _, kind)) => {
                     if done {
