@@ -93,6 +93,9 @@ pub struct Console<const Q: usize> {
     guest_open: u32,
     /// A notification (or DRIVER_OK) came that [`Console::service`] has not handled yet.
     notified: bool,
+    /// The driver reset the device: [`Console::service`] forgets the console's state first
+    /// (a register write stays cheap; none of that state is visible in the registers).
+    reset_pending: bool,
     /// Messages the driver sent that the model ignored (unknown events or ports).
     ignored: u64,
 }
@@ -113,6 +116,7 @@ impl<const Q: usize> Console<Q> {
             held: [None; MAX_PORTS + 1],
             guest_open: 0,
             notified: false,
+            reset_pending: false,
             ignored: 0,
         }
     }
@@ -130,14 +134,14 @@ impl<const Q: usize> Console<Q> {
 
     /// Whether a guest process has `port` open.
     pub fn guest_open(&self, port: usize) -> bool {
-        port < 32 && self.guest_open & (1 << port) != 0
+        !self.reset_pending && port < 32 && self.guest_open & (1 << port) != 0
     }
 
     /// Whether a transmit chain waits for room in its port: the glue must call
     /// [`Console::service`] again once the port has room (no notification will come: the
     /// driver waits for that chain).
     pub fn holds_chains(&self) -> bool {
-        self.held.iter().any(Option::is_some)
+        !self.reset_pending && self.held.iter().any(Option::is_some)
     }
 
     /// Whether a notification (or DRIVER_OK) came that [`Console::service`] has not handled
@@ -148,7 +152,7 @@ impl<const Q: usize> Console<Q> {
 
     /// Control messages from the driver the model ignored.
     pub fn ignored(&self) -> u64 {
-        self.ignored
+        if self.reset_pending { 0 } else { self.ignored }
     }
 
     /// The configuration space: cols, rows (0: no size), max_nr_ports, emerg_wr.
@@ -167,7 +171,10 @@ impl<const Q: usize> Console<Q> {
     /// ([`Console::notified`]); [`Console::service`] handles it.
     pub fn write(&mut self, mem: &impl GuestMemory, at: u64, size: AccessSize, value: u64) -> Result<(), AccessError> {
         match self.transport.write(mem, at, size, value)? {
-            Event::Reset => self.reset_ports(),
+            Event::Reset => {
+                self.reset_pending = true;
+                self.notified = false;
+            }
             Event::Notify(_) | Event::DriverOk => self.notified = true,
             // emerg_wr and the rest of the configuration are ignored.
             Event::ConfigWrite { .. } | Event::None => {}
@@ -177,10 +184,10 @@ impl<const Q: usize> Console<Q> {
 
     /// Forgets the console's state after a device reset (the transport reset itself).
     fn reset_ports(&mut self) {
+        self.reset_pending = false;
         self.backlog_len = 0;
         self.held = [None; MAX_PORTS + 1];
         self.guest_open = 0;
-        self.notified = false;
         self.ignored = 0;
     }
 
@@ -189,6 +196,9 @@ impl<const Q: usize> Console<Q> {
     /// [`Console::holds_chains`] or a port holds bytes for the guest). Does nothing unless the
     /// device is live.
     pub fn service(&mut self, mem: &mut impl GuestMemory, ports: &mut impl Ports) {
+        if self.reset_pending {
+            self.reset_ports();
+        }
         self.notified = false;
         if !self.transport.is_live() {
             return;

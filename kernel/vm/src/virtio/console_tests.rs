@@ -343,3 +343,21 @@ fn a_notification_only_records_the_work_the_service_does() {
     assert_eq!(ports.to_core[1], b"hello");
     assert_eq!(guest.used(5).len(), 1);
 }
+
+#[test]
+fn a_reset_forgets_held_chains_before_anything_moves_again() {
+    let (mut guest, mut dev, mut ports) =
+        (Guest::new(), Console::<QUEUES>::new(), FakePorts::new(4));
+    guest.probe(&mut dev, &mut ports);
+    guest.offer(5, b"0123456789", 10, false);
+    guest.write(&mut dev, &mut ports, offset::QUEUE_NOTIFY, 5);
+    assert!(dev.holds_chains());
+    dev.write(&guest.mem(), offset::STATUS, WORD, 0).unwrap();
+    assert!(!dev.holds_chains(), "the reset drops the held chain");
+    assert_eq!(dev.read(offset::STATUS, WORD), Ok(0));
+    ports.to_core[1].clear();
+    dev.service(&mut guest.mem(), &mut ports);
+    assert!(ports.to_core[1].is_empty(), "nothing of the old chain moves after the reset");
+    let mut fresh = Guest::new();
+    fresh.probe(&mut dev, &mut ports);
+}
