@@ -88,7 +88,8 @@ pub fn fuzz(data: &[u8]) {
                     _ => BASE + u64::from(input.u16()) % (RAM as u64 + 0x100),
                 };
                 reset = at == offset::STATUS && value == 0;
-                let _ = console.write(&mut mem, &mut ports, at, AccessSize::Word, value);
+                let _ = console.write(&mem, at, AccessSize::Word, value);
+                console.service(&mut mem, &mut ports);
             }
             1 => {
                 let at = BASE + u64::from(input.u16()) % RAM as u64;

@@ -42,6 +42,7 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
 /// interrupt brought is injected without waiting for the console), then drains the console.
 #[inline]
 fn before_guest_entry() {
+    // The channel's service unmasks IRQs; the flush after it covers what it raised.
     crate::guest::channel::poll();
     crate::guest::virq::flush();
     drain_console_for_guest();
@@ -68,12 +69,11 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         let start = crate::hwtimer::counter_unordered();
         let kind = crate::guest::handle_trap(frame);
         crate::guest::virq::flush();
-        // The exit's time with IRQs masked; the console line and drain that follow have them
-        // unmasked.
+        // The exit's time with IRQs masked; what follows (a console exit's line and interrupt
+        // output, the channel's service, the console drain) runs with IRQs unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
-        // What a console exit left (its line, its interrupt output) is done now, with IRQs
-        // unmasked.
-        if crate::guest::console::finish_exit() {
+        let console_changed = crate::guest::console::finish_exit();
+        if crate::guest::channel::poll() || console_changed {
             crate::guest::virq::flush();
         }
         drain_console_for_guest();

@@ -3,17 +3,20 @@
 //! the [`crate::rt::Channel`]s.
 //!
 //! The guest's accesses to the device's page trap (stage 2 leaves it unmapped) and come here
-//! through [`mmio`]; a notification moves what it can at once. Bytes oob code sends to Linux,
-//! and the rest of a guest's buffer that waited for room in its channel, are moved on the
-//! way back into the guest ([`poll`], a few atomic loads when there is nothing). Each call moves at most a few KiB per port and direction, so a flooding guest
-//! cannot hold the trap long. The model's interrupt output drives the guest's virtual SPI
-//! through [`super::virq::set_virtual_level`].
+//! through [`mmio`], with IRQs masked: an access only reads or writes the register frame and
+//! records what a notification asks for; it never walks a queue nor copies a byte, and never
+//! waits (the device busy on another CPU: the guest runs the access again). The queues are
+//! serviced on the way back into the guest ([`poll`]) with IRQs unmasked, so oob interrupts
+//! preempt it; one service moves at most [`vm::virtio::console::BUDGET`] bytes per port and
+//! direction, the rest at the next return. With nothing to do, [`poll`] is a few atomic
+//! loads. The model's interrupt output drives the guest's virtual SPI through
+//! [`super::virq::set_virtual_level`].
 //!
 //! The guest's descriptors are checked against its RAM ranges ([`GuestRam`]); a malformed
 //! ring breaks the device (DEVICE_NEEDS_RESET) and is logged once; the core goes on.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use boot::exceptions::TrapFrame;
@@ -23,7 +26,7 @@ use vm::virtio::console::Console;
 use vm::virtio::{FRAME_SIZE, GuestMemory, OutOfRam};
 
 use super::virq;
-use crate::arch::irq_lock::IrqSpinLock;
+use crate::arch::{mask_irqs, restore_irqs, unmask_irqs};
 use crate::rt::channel::{DeviceSide, MAX_CHANNELS};
 
 /// Queues of the console: two per port and the two control queues.
@@ -70,16 +73,24 @@ impl GuestMemory for GuestRam {
 struct GuestChannel {
     console: Console<QUEUES>,
     ram: GuestRam,
-    base: u64,
     intid: u32,
     level: bool,
 }
 
-/// IRQ-safe: taken in the guest's trap handler and on the way back into the guest. Lock
+/// Taken without waiting by the trap handler (IRQs masked) and by the service on the way
+/// back into the guest (IRQs unmasked: not IRQ-safe, and no interrupt handler takes it). Lock
 /// order: this, then the vGIC's.
-static DEVICE: IrqSpinLock<Option<GuestChannel>> = IrqSpinLock::new(None);
-/// Whether the console holds a transmit chain waiting for room in its channel (kept beside
-/// the lock, so [`poll`] checks it without taking it).
+static DEVICE: spin::Mutex<Option<GuestChannel>> = spin::Mutex::new(None);
+/// The device's page ([`NO_DEVICE`]: none), read by the trap handler without the lock.
+static BASE: AtomicU64 = AtomicU64::new(NO_DEVICE);
+/// [`BASE`] when the guest has no channel device.
+const NO_DEVICE: u64 = u64::MAX;
+/// Whether the guest wrote a register since the last service (a notification to handle, an
+/// interrupt acknowledged, a status change): [`poll`] then services, and updates the
+/// interrupt line and the broken state, before the guest runs again. Kept beside the lock,
+/// so [`poll`] checks it without taking it.
+static WRITTEN: AtomicBool = AtomicBool::new(false);
+/// Whether the console holds a transmit chain waiting for room in its channel.
 static HOLDS_CHAINS: AtomicBool = AtomicBool::new(false);
 /// Whether the device's breaking was logged.
 static BROKEN_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -87,21 +98,29 @@ static BROKEN_LOGGED: AtomicBool = AtomicBool::new(false);
 /// Emulates the console at `base` (one page) raising `intid`; `ram` is the guest's RAM.
 pub fn init(base: u64, intid: u32, ram: &[MemoryRange]) {
     let ram = GuestRam { ranges: ram.to_vec() };
-    *DEVICE.lock() = Some(GuestChannel { console: Console::new(), ram, base, intid, level: false });
+    *DEVICE.lock() = Some(GuestChannel { console: Console::new(), ram, intid, level: false });
+    BASE.store(base, Ordering::Release);
 }
 
-/// Emulates a guest access at `ipa`; `None` if `ipa` is not the device's page, `Some(Err)`
-/// if the transport refuses the access (the caller injects an abort).
-pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
-    let mut guard = DEVICE.lock();
-    let device = guard.as_mut()?;
-    let offset = ipa.wrapping_sub(device.base);
-    if offset >= FRAME_SIZE {
+/// Emulates a guest access at `ipa` (IRQs masked, in the trap): `None` if `ipa` is not the
+/// device's page, `Some(Ok(false))` if the device is busy on another CPU (the guest runs the
+/// access again), `Some(Err)` if the transport refuses the access (the caller injects an
+/// abort). Touches only the register frame: what a write brings (a notification, the
+/// interrupt line, the broken state) is left to [`poll`] on the way out of this exit.
+pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<bool, ()>> {
+    let base = BASE.load(Ordering::Acquire);
+    let offset = ipa.wrapping_sub(base);
+    if base == NO_DEVICE || offset >= FRAME_SIZE {
         return None;
     }
+    let Some(mut guard) = DEVICE.try_lock() else {
+        return Some(Ok(false));
+    };
+    let device = guard.as_mut()?;
     let result = if access.write {
+        WRITTEN.store(true, Ordering::Relaxed);
         match access.store_value(&frame.x) {
-            Ok(value) => device.console.write(&mut device.ram, &mut DeviceSide, offset, access.size, value).map_err(|_| ()),
+            Ok(value) => device.console.write(&device.ram, offset, access.size, value).map_err(|_| ()),
             Err(_) => Err(()),
         }
     } else {
@@ -111,22 +130,36 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
             .map_err(|_| ())
             .and_then(|value| access.complete_load(&mut frame.x, value).map_err(|_| ()))
     };
-    device.update();
-    Some(result)
+    Some(result.map(|()| true))
 }
 
-/// Moves what oob code sent to the guest, and what the guest sent that waited for room, on
-/// the way back into the guest.
-pub fn poll() {
+/// Services the queues on the way back into the guest, in its in-band context: handles what
+/// the guest's register writes asked for, moves what oob code sent to the guest and what the
+/// guest sent that waited for room, and sets the interrupt line. Runs with IRQs unmasked
+/// (restored as they were after). Returns whether it serviced (the caller refreshes the list
+/// registers then).
+pub fn poll() -> bool {
     let waiting = HOLDS_CHAINS.load(Ordering::Relaxed) && crate::rt::channel::any_room_from_guest();
-    if !waiting && !crate::rt::channel::any_for_guest() {
-        return;
+    if !WRITTEN.load(Ordering::Relaxed) && !waiting && !crate::rt::channel::any_for_guest() {
+        return false;
     }
-    let mut guard = DEVICE.lock();
-    if let Some(device) = guard.as_mut() {
-        device.console.service(&mut device.ram, &mut DeviceSide);
-        device.update();
-    }
+    service()
+}
+
+/// [`poll`]'s work, out of line: the fast path stays a few loads.
+#[cold]
+#[inline(never)]
+fn service() -> bool {
+    // Another CPU services: it sees what this one would.
+    let Some(mut guard) = DEVICE.try_lock() else { return false };
+    let Some(device) = guard.as_mut() else { return false };
+    WRITTEN.store(false, Ordering::Relaxed);
+    let saved = mask_irqs();
+    unmask_irqs();
+    device.console.service(&mut device.ram, &mut DeviceSide);
+    device.update();
+    restore_irqs(saved);
+    true
 }
 
 impl GuestChannel {

@@ -10,15 +10,19 @@
 //!   `RTS|`, the `HSH|`/`HSD|` histogram) as they come; `-` for the CPU is the last one, for
 //!   the gravity: calibrate first (`latmus -t`).
 //!
+//! - `echo`: what the echo thread did: `echo <wakeups> wakeups <bytes> bytes <cpu_ns> ns`
+//!   (its CPU time, from the scheduler's accounting: the oob side's cost of the messages).
+//!
 //! The core also opens `companion.echo`, served by its own oob thread: every byte Linux
 //! sends comes back, or is dropped and counted when Linux does not read (the flood test and
-//! round-trip measurements use it).
+//! round-trip measurements, `companion ping`, use it).
 //!
 //! From a guest shell: `printf 'ps\n' > /dev/vport0p0; cat /dev/vport0p0` (the port's index
 //! is the channel's; its name is in `/sys/class/virtio-ports/vport0p0/name`).
 
 use alloc::format;
 use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::latmus::{LatmusConfig, run_reporting};
 use crate::rt::{self, Channel, Duration, ThreadBuilder};
@@ -35,6 +39,11 @@ const PRIORITY: u8 = 1;
 const ROOM_WAIT: Duration = Duration::from_secs(2);
 /// How often it looks.
 const ROOM_POLL: Duration = Duration::from_millis(1);
+
+/// The echo thread's wake-ups with bytes, the bytes it took, and its thread (0: not started).
+static ECHO_WAKEUPS: AtomicU64 = AtomicU64::new(0);
+static ECHO_BYTES: AtomicU64 = AtomicU64::new(0);
+static ECHO_THREAD: spin::Once<rt::ThreadId> = spin::Once::new();
 
 /// Opens the control port and starts its thread on CPU 0.
 pub fn start() -> Result<(), String> {
@@ -56,13 +65,28 @@ pub fn start() -> Result<(), String> {
 
 /// Sends back what comes, as it comes: never waits for Linux (a full ring drops and counts).
 fn serve_echo(channel: Channel) {
+    if let Some(me) = rt::current() {
+        ECHO_THREAD.call_once(|| me);
+    }
     let mut buf = [0u8; 512];
     loop {
         let n = channel.recv(&mut buf, None).unwrap_or(0);
         if n > 0 {
             channel.send(&buf[..n]);
+            ECHO_WAKEUPS.fetch_add(1, Ordering::Relaxed);
+            ECHO_BYTES.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// The `echo` command's answer: wake-ups, bytes and the echo thread's CPU time.
+fn echo_stats() -> String {
+    let cpu_ns = ECHO_THREAD.get().and_then(|&thread| rt::thread_stats(thread).ok()).map_or(0, |stats| stats.cpu_time.as_nanos());
+    format!(
+        "echo {} wakeups {} bytes {cpu_ns} ns\nEND\n",
+        ECHO_WAKEUPS.load(Ordering::Relaxed),
+        ECHO_BYTES.load(Ordering::Relaxed)
+    )
 }
 
 /// Answers commands until the core stops.
@@ -105,6 +129,7 @@ fn answer(channel: &Channel, command: &[u8]) {
             }
             send(channel, &format!("{text}END\n"));
         }
+        ["echo"] => send(channel, &echo_stats()),
         ["latmus", args @ ..] => match latmus_config(args) {
             Ok(config) => {
                 let result = run_reporting(config, &mut |args| send(channel, &format!("{args}")));
@@ -115,7 +140,7 @@ fn answer(channel: &Channel, command: &[u8]) {
             }
             Err(e) => send(channel, &format!("ERR {e}\n")),
         },
-        _ => send(channel, "ERR unknown command (have: ps, channels, latmus)\n"),
+        _ => send(channel, "ERR unknown command (have: ps, channels, echo, latmus)\n"),
     }
 }
 

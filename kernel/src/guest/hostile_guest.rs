@@ -17,7 +17,10 @@
 //! 6. optionally (`companion.hostile=dma`): a fw-cfg DMA request at QEMU virt's fw-cfg that
 //!    would overwrite the core's text;
 //! 7. a busy half second with its IRQs masked (the latency test must keep sampling);
-//! 8. optionally, last (`companion.hostile=semihosting`): a semihosting `SYS_EXIT(0)`.
+//! 8. optionally, last (`companion.hostile=semihosting`): a semihosting `SYS_EXIT(0)`;
+//! 9. (between 6 and 7, when the board has a channel device) the oob channels' virtio-console:
+//!    it sets up port 0's transmit queue and offers a descriptor pointing into the core's
+//!    memory — the device must mark itself broken (DEVICE_NEEDS_RESET) and copy nothing.
 //!
 //! Then it powers off. The core passes the run only if its text and read-only data hash the
 //! same as when the guest started, its own interrupts are still enabled on every CPU, the
@@ -244,6 +247,52 @@ hostile_guest_start:
     bl      hostile_report
 13:
 
+    /* 9. The channel's virtio-console (if any): a descriptor into the core's memory. */
+    ldr     x26, hostile_channel
+    cbz     x26, 17f
+    str     wzr, [x26, #0x70]       /* Status: reset */
+    mov     w9, #3                  /* ACKNOWLEDGE | DRIVER */
+    str     w9, [x26, #0x70]
+    mov     w9, #1
+    str     w9, [x26, #0x24]        /* DriverFeaturesSel 1 */
+    str     w9, [x26, #0x20]        /* DriverFeatures: VERSION_1 */
+    mov     w9, #11                 /* | FEATURES_OK */
+    str     w9, [x26, #0x70]
+    mov     w9, #1
+    str     w9, [x26, #0x30]        /* QueueSel 1: port 0's transmit queue */
+    mov     w9, #8
+    str     w9, [x26, #0x38]        /* QueueNum 8 */
+    adr     x10, hostile_ring
+    str     w10, [x26, #0x80]       /* QueueDesc: the ring page */
+    lsr     x11, x10, #32
+    str     w11, [x26, #0x84]
+    add     x12, x10, #0x100        /* QueueDriver (available ring) */
+    str     w12, [x26, #0x90]
+    lsr     x11, x12, #32
+    str     w11, [x26, #0x94]
+    add     x12, x10, #0x200        /* QueueDevice (used ring) */
+    str     w12, [x26, #0xa0]
+    lsr     x11, x12, #32
+    str     w11, [x26, #0xa4]
+    mov     w9, #1
+    str     w9, [x26, #0x44]        /* QueueReady */
+    mov     w9, #15                 /* | DRIVER_OK */
+    str     w9, [x26, #0x70]
+    str     x20, [x10]              /* descriptor 0: the core's image, 64 bytes, readable */
+    mov     w9, #64
+    str     w9, [x10, #8]
+    str     wzr, [x10, #12]
+    strh    wzr, [x10, #0x104]      /* available ring[0] = descriptor 0 */
+    dmb     ishst
+    mov     w9, #1
+    strh    w9, [x10, #0x102]       /* available idx 1 */
+    dmb     ishst
+    str     w9, [x26, #0x50]        /* QueueNotify 1 */
+    ldr     w1, [x26, #0x70]        /* Status */
+    mov     x2, #16
+    bl      hostile_report
+17:
+
     /* 7. Half a second busy with IRQs masked. */
     mrs     x11, cntfrq_el0
     mrs     x12, cntvct_el0
@@ -278,6 +327,8 @@ hostile_report:                     /* x1 = value, x2 = report number */
 .balign 8
 hostile_dma:
     .quad 0, 0
+hostile_channel:                    /* the channel device's page, set by the core (0: none) */
+    .quad 0
 hostile_forged:
     .ascii "verdict: PASS\n"
     .ascii "RTS|      0.100|      0.200|      0.300|       0|     0|      0.100|      0.300|  00:00:01/00:00:01\n"
@@ -300,6 +351,9 @@ hostile_vectors:
     msr     elr_el1, x9
     eret
     .fill 0x600 - 10 * 4, 1, 0
+.balign 4096
+hostile_ring:                       /* the channel attack's descriptors and rings */
+    .fill 0x1000, 1, 0
 .global hostile_guest_end
 hostile_guest_end:
 "#
@@ -308,12 +362,13 @@ hostile_guest_end:
 unsafe extern "C" {
     static hostile_guest_start: u8;
     static hostile_guest_end: u8;
+    static hostile_channel: u8;
 }
 
 /// The vendor hypercall the hostile guest reports with: x1 = value, x2 = report number.
 const REPORT_CALL: u64 = 0xc600_0002;
-/// Reports the guest makes (numbers 1..=15).
-const REPORTS: usize = 16;
+/// Reports the guest makes (numbers 1..=16).
+const REPORTS: usize = 17;
 /// No report yet.
 const NONE: u64 = 0xdead_dead_dead_dead;
 /// Attack flag: the semihosting `SYS_EXIT` (last).
@@ -325,6 +380,10 @@ const VCPUS_SHIFT: u64 = 4;
 /// The report marking the start of the attacks, and the one after the masked half second.
 const MARK_START: usize = 1;
 const MARK_END: usize = 14;
+/// The report of the channel attack: the device's status after the notification.
+const REPORT_CHANNEL: usize = 16;
+/// The virtio status bit the channel attack must leave set.
+const DEVICE_NEEDS_RESET: u64 = vm::virtio::status::DEVICE_NEEDS_RESET as u64;
 /// PSCI's answers the reports must carry.
 const PSCI_INVALID_PARAMETERS: u64 = -2i64 as u64;
 const PSCI_INVALID_ADDRESS: u64 = -9i64 as u64;
@@ -436,6 +495,10 @@ fn finish(reset: bool) -> ! {
             "the latency test kept one sample per period beside the guest",
             samples != u64::MAX && periods >= 100 && samples + SAMPLE_SLACK >= periods && samples <= periods + SAMPLE_SLACK,
         ),
+        (
+            "a channel descriptor into the core's memory marks the device DEVICE_NEEDS_RESET",
+            got(REPORT_CHANNEL) != NONE && got(REPORT_CHANNEL) & DEVICE_NEEDS_RESET != 0,
+        ),
         ("the guest powered off (not reset)", !reset),
     ];
     let mut failed = 0;
@@ -467,9 +530,19 @@ pub fn run(
 
     let state = GuestState::new(mpidrs, &memory, report, finish).ok_or("PSCI model")?;
     let uart_intid = platform::discovery::uart_intid(&tree, &info.uart);
-    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: uart_intid.as_slice(), passed_through: &passed_through };
+    let channel = info.board.channel.filter(|device| device.intid() < 32 + spis);
+    let emulated: alloc::vec::Vec<u32> = uart_intid.into_iter().chain(channel.map(|device| device.intid())).collect();
+    let interrupts = super::virq::GuestInterrupts { timer: &info.timer, emulated: &emulated, passed_through: &passed_through };
     super::virq::init(&info.gic, mpidrs, spis.next_multiple_of(32), &interrupts)?;
     super::console::init(info.uart.base, info.uart.size, uart_intid);
+    if let Some(device) = channel {
+        super::channel::init(device.base, device.intid(), &memory);
+        let slot = entry + (&raw const hostile_channel as u64 - &raw const hostile_guest_start as u64);
+        // SAFETY: `slot` is the guest code's `hostile_channel` word, 8-byte aligned, in the
+        // copy `load` just made at the start of guest RAM (identity-mapped, writable at EL2);
+        // the guest has not started yet.
+        unsafe { (slot as *mut u64).write_volatile(device.base) };
+    }
     let gicr = info.gic.redistributor.ok_or("no redistributor (GICv3 only)")?.base;
     CORE_INTERRUPTS[0].store(info.timer.hyp_phys_intid, Ordering::Relaxed);
     CORE_INTERRUPTS[1].store(crate::sched::KICK_SGI, Ordering::Relaxed);

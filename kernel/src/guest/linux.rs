@@ -131,12 +131,12 @@ pub fn boot(
         initrd,
         psci: GuestPsciConduit::Hvc,
         devices: DevicePolicy::new(info),
-        // The board's channel device, if asked for (`companion.channel=on`: its MMIO exits still
-        // run with IRQs masked, for up to 14.5 µs) and the GIC has its SPI.
+        // The board's channel device unless turned off (`companion.channel=off`), if the GIC
+        // has its SPI.
         emulated_virtio: info
             .board
             .channel
-            .filter(|device| device.intid() < 32 + spis && info.bootarg("companion.channel") == Some("on")),
+            .filter(|device| device.intid() < 32 + spis && info.bootarg("companion.channel") != Some("off")),
     };
     let guest_tree: Vec<u8> = build_guest_tree(&tree, &config).map_err(BootError::GuestTree)?;
     // The tree goes in the 2 MiB below the kernel's base.

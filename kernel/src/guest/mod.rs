@@ -171,15 +171,19 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
         }
         Trap::DataAbort { access, .. } => {
             let ipa = vm::trap::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-            // The console first: its exits are the most frequent, and it tells its own page
-            // from others without a lock.
+            // `Ok(false)`: not done, the guest runs the access again (the channel's device
+            // is busy on another CPU). The console first: its exits are the most frequent; it
+            // and the channel tell their own pages from others without a lock.
+            let done = |result: Result<(), ()>| result.map(|()| true);
             let emulated = console::mmio(frame, ipa, access)
-                .map(|result| (result, "UART", exits::ExitKind::UartMmio))
-                .or_else(|| virq::mmio(frame, ipa, access).map(|result| (result, "GIC", exits::ExitKind::GicMmio)))
-                .or_else(|| channel::mmio(frame, ipa, access).map(|result| (result, "virtio", exits::ExitKind::ChannelMmio)));
+                .map(|result| (done(result), "UART", exits::ExitKind::UartMmio))
+                .or_else(|| channel::mmio(frame, ipa, access).map(|result| (result, "virtio", exits::ExitKind::ChannelMmio)))
+                .or_else(|| virq::mmio(frame, ipa, access).map(|result| (done(result), "GIC", exits::ExitKind::GicMmio)));
             match emulated {
-                Some((Ok(()), _, kind)) => {
-                    frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+                Some((Ok(done), _, kind)) => {
+                    if done {
+                        frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+                    }
                     kind
                 }
                 Some((Err(()), _, kind)) => {

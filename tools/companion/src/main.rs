@@ -7,6 +7,9 @@
 //! companion latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t]
 //!                         runs the core's latency test and streams its EVL-format lines
 //!                         (RTT|, RTD| each second, RTS|, HSH|/HSD| histogram)
+//! companion ping [-n count] [-s bytes]
+//!                         round trips through the core's echo thread (companion.echo):
+//!                         min/avg/p99/max, and the oob side's CPU time per message
 //! companion send PORT     copies stdin to the channel PORT (a port name or a device path)
 //! companion recv PORT     copies the channel PORT to stdout until interrupted
 //! ```
@@ -21,10 +24,12 @@ use std::time::{Duration, Instant};
 
 /// The core's control port.
 const CONTROL_PORT: &str = "companion.ctl";
+/// The core's echo port.
+const ECHO_PORT: &str = "companion.echo";
 /// The line ending a control answer.
 const END: &str = "END";
 
-const USAGE: &str = "usage: companion ps | channels | latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t] | send PORT | recv PORT";
+const USAGE: &str = "usage: companion ps | channels | latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t] | ping [-n count] [-s bytes] | send PORT | recv PORT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +40,13 @@ fn main() -> ExitCode {
             Ok(command) => control(&command),
             Err(e) => {
                 eprintln!("companion latmus: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        ["ping", options @ ..] => match ping_options(options) {
+            Ok((count, size)) => ping(count, size),
+            Err(e) => {
+                eprintln!("companion ping: {e}\n{USAGE}");
                 return ExitCode::from(2);
             }
         },
@@ -79,6 +91,90 @@ fn latmus_command(options: &[&str]) -> Result<String, String> {
         *slot = value;
     }
     Ok(format!("latmus {period} {seconds} {cpu} {priority} {gravity}"))
+}
+
+/// Largest `ping` message: what the echo thread takes in one wake-up.
+const PING_MAX: usize = 512;
+
+/// `companion ping`'s count and message size (defaults 1000 and 64 bytes).
+fn ping_options(options: &[&str]) -> Result<(usize, usize), String> {
+    let (mut count, mut size) = (1000, 64);
+    let mut rest = options.iter();
+    while let Some(&option) = rest.next() {
+        let value = rest.next().ok_or_else(|| format!("{option} needs a value"))?;
+        let number: usize = value.parse().map_err(|_| format!("{option} {value}: not a number"))?;
+        match option {
+            "-n" if number > 0 => count = number,
+            "-s" if (1..=PING_MAX).contains(&number) => size = number,
+            "-n" | "-s" => return Err(format!("{option} {value}: out of range (-n above 0, -s 1 to {PING_MAX})")),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok((count, size))
+}
+
+/// Min, average, 99th percentile (nearest rank) and max of `samples` (sorted in place).
+fn summary(samples: &mut [u64]) -> Option<(u64, u64, u64, u64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let n = samples.len();
+    let avg = samples.iter().sum::<u64>() / n as u64;
+    let p99 = samples[(n * 99).div_ceil(100) - 1];
+    Some((samples[0], avg, p99, samples[n - 1]))
+}
+
+/// The echo thread's wake-ups and CPU time (ns), from the control port's `echo`.
+fn echo_stats() -> io::Result<(u64, u64)> {
+    let mut device = open(CONTROL_PORT)?;
+    device.write_all(b"echo\n")?;
+    let mut out = Vec::new();
+    answer(BufReader::new(device), &mut out)?;
+    let text = String::from_utf8_lossy(&out);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["echo", wakeups, "wakeups", _, "bytes", cpu_ns, "ns"] => match (wakeups.parse(), cpu_ns.parse()) {
+            (Ok(wakeups), Ok(cpu_ns)) => Ok((wakeups, cpu_ns)),
+            _ => Err(io::Error::other(format!("bad echo answer: {text}"))),
+        },
+        _ => Err(io::Error::other(format!("bad echo answer: {text}"))),
+    }
+}
+
+/// `count` round trips of `size` bytes through the core's echo thread, timed one by one
+/// (each waits for its echo, so the echo has one message at a time).
+fn ping(count: usize, size: usize) -> io::Result<()> {
+    let before = echo_stats()?;
+    let mut port = open(ECHO_PORT)?;
+    let (mut message, mut back) = (vec![0u8; size], vec![0u8; size]);
+    let mut round_trips = Vec::with_capacity(count);
+    for i in 0..count {
+        for (j, byte) in message.iter_mut().enumerate() {
+            *byte = (i + j) as u8;
+        }
+        let start = Instant::now();
+        port.write_all(&message)?;
+        port.read_exact(&mut back)?;
+        round_trips.push(start.elapsed().as_nanos() as u64);
+        if back != message {
+            return Err(io::Error::other(format!("round trip {i}: the echo differs from what was sent")));
+        }
+    }
+    let after = echo_stats()?;
+    let (min, avg, p99, max) = summary(&mut round_trips).unwrap_or_default();
+    let us = |ns: u64| ns as f64 / 1000.0;
+    println!(
+        "ping: {count} round trips of {size} bytes over {ECHO_PORT}: min {:.1} us, avg {:.1} us, p99 {:.1} us, max {:.1} us",
+        us(min),
+        us(avg),
+        us(p99),
+        us(max)
+    );
+    let wakeups = after.0.saturating_sub(before.0);
+    let cpu_ns = after.1.saturating_sub(before.1);
+    println!("ping: the echo thread woke {wakeups} times, {} ns of its CPU time per wake-up", cpu_ns / wakeups.max(1));
+    Ok(())
 }
 
 /// How long a port may take to show up (its name comes after the port, and after a new
@@ -165,6 +261,19 @@ mod tests {
         assert!(latmus_command(&["-p"]).is_err());
         assert!(latmus_command(&["-p", "x"]).is_err());
         assert!(latmus_command(&["-x", "1"]).is_err());
+    }
+
+    #[test]
+    fn ping_options_and_the_summary() {
+        assert_eq!(ping_options(&[]).unwrap(), (1000, 64));
+        assert_eq!(ping_options(&["-n", "10", "-s", "512"]).unwrap(), (10, 512));
+        assert!(ping_options(&["-s", "513"]).is_err());
+        assert!(ping_options(&["-n", "0"]).is_err());
+        assert!(ping_options(&["-n"]).is_err());
+        let mut samples: Vec<u64> = (1..=200).rev().collect();
+        assert_eq!(summary(&mut samples), Some((1, 100, 198, 200)));
+        assert_eq!(summary(&mut [7]), Some((7, 7, 7, 7)));
+        assert_eq!(summary(&mut []), None);
     }
 
     #[test]

@@ -184,6 +184,7 @@ const HOSTILE_GUEST_CHECKS: &[&str] = &[
     "a load from the core's memory is a data abort",
     "a store to the core's memory is a data abort",
     "the latency test kept one sample per period beside the guest",
+    "a channel descriptor into the core's memory marks the device DEVICE_NEEDS_RESET",
     "the guest powered off (not reset)",
 ];
 
@@ -542,6 +543,8 @@ impl Case {
                 let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, &format!(r"hostile-guest: {cpus} vCPUs, guest RAM from 0x[0-9a-f]+")]),
+                    // The channel attack: the device breaks, the core goes on.
+                    LineMatch::all(&[LOG_LINE, r"guest: the channel device is broken \(BadBuffer\)"]),
                     LineMatch::all(&[LOG_LINE, r"hostile-guest: core image hash 0x[0-9a-f]{16} at the start, 0x[0-9a-f]{16} at the end"]),
                 ];
                 lines.extend(HOSTILE_GUEST_CHECKS.iter().map(|check| {
@@ -626,6 +629,11 @@ fn channel_lines() -> Vec<LineMatch> {
         LineMatch::guest(&[r"^guest: channel status after a malformed ring: 0x0000004B$"]),
         LineMatch::guest(&[r"^guest: channel status after reset: 0x00000000$"]),
         LineMatch::guest(&[r"^guest: ps again\| 0 +\S+ +fifo +1 +run .* companion-ctl$"]),
+        // Round trips through the echo thread: the figures and the oob side's CPU time.
+        LineMatch::guest(&[
+            r"^guest: ping: 200 round trips of 64 bytes over companion\.echo: min [\d.]+ us, avg [\d.]+ us, p99 [\d.]+ us, max [\d.]+ us$",
+        ]),
+        LineMatch::guest(&[r"^guest: ping: the echo thread woke [1-9]\d* times, [1-9]\d* ns of its CPU time per wake-up$"]),
         // `companion latmus -T 2`: the core's test started from Linux, its lines streamed
         // back (the sampling audit fails the run if a period went without a sample).
         LineMatch::guest(&[r"^guest: latmus\| RTT\|  00:00:01  \(oob thread context, 1000 us period, priority 99, cpu 0, "]),

@@ -18,9 +18,11 @@
 //! - core → guest: whatever the port holds goes into the next receive buffers the driver
 //!   offered; none offered, it waits in the port.
 //!
-//! [`Console::service`] moves everything that can move; the glue calls it on each
-//! notification ([`Console::write`] does) and on a periodic in-band tick for the core → guest
-//! direction.
+//! A register access ([`Console::write`]) only records the work a notification brings
+//! ([`Console::notified`]): it is cheap and bounded, so the glue can emulate it in the trap
+//! with IRQs masked. [`Console::service`] then moves everything that can move, at most
+//! [`BUDGET`] bytes per port and direction per call; the glue runs it where oob interrupts can
+//! preempt it (on the way back into the guest, IRQs unmasked).
 
 use super::memory::GuestMemory;
 use super::queue::Chain;
@@ -44,7 +46,7 @@ const CONTROL_TX: u16 = 3;
 const CHUNK: usize = 256;
 /// Most bytes moved per port and direction in one [`Console::service`] call: bounds the
 /// in-band time one call takes (and keeps a used length far below 2^32).
-const BUDGET: u64 = 4096;
+pub const BUDGET: u64 = 4096;
 
 /// Control events (virtio 1.2, 5.3.6.2).
 pub mod control {
@@ -89,6 +91,11 @@ pub struct Console<const Q: usize> {
     backlog_len: usize,
     held: [Option<Held>; MAX_PORTS + 1],
     guest_open: u32,
+    /// A notification (or DRIVER_OK) came that [`Console::service`] has not handled yet.
+    notified: bool,
+    /// The driver reset the device: [`Console::service`] forgets the console's state first
+    /// (a register write stays cheap; none of that state is visible in the registers).
+    reset_pending: bool,
     /// Messages the driver sent that the model ignored (unknown events or ports).
     ignored: u64,
 }
@@ -108,6 +115,8 @@ impl<const Q: usize> Console<Q> {
             backlog_len: 0,
             held: [None; MAX_PORTS + 1],
             guest_open: 0,
+            notified: false,
+            reset_pending: false,
             ignored: 0,
         }
     }
@@ -125,19 +134,25 @@ impl<const Q: usize> Console<Q> {
 
     /// Whether a guest process has `port` open.
     pub fn guest_open(&self, port: usize) -> bool {
-        port < 32 && self.guest_open & (1 << port) != 0
+        !self.reset_pending && port < 32 && self.guest_open & (1 << port) != 0
     }
 
     /// Whether a transmit chain waits for room in its port: the glue must call
     /// [`Console::service`] again once the port has room (no notification will come: the
     /// driver waits for that chain).
     pub fn holds_chains(&self) -> bool {
-        self.held.iter().any(Option::is_some)
+        !self.reset_pending && self.held.iter().any(Option::is_some)
+    }
+
+    /// Whether a notification (or DRIVER_OK) came that [`Console::service`] has not handled
+    /// yet.
+    pub fn notified(&self) -> bool {
+        self.notified
     }
 
     /// Control messages from the driver the model ignored.
     pub fn ignored(&self) -> u64 {
-        self.ignored
+        if self.reset_pending { 0 } else { self.ignored }
     }
 
     /// The configuration space: cols, rows (0: no size), max_nr_ports, emerg_wr.
@@ -152,31 +167,39 @@ impl<const Q: usize> Console<Q> {
         self.transport.read(at, size, &self.config())
     }
 
-    /// A write to the register frame; moves whatever a notification makes movable.
-    pub fn write(
-        &mut self,
-        mem: &mut impl GuestMemory,
-        ports: &mut impl Ports,
-        at: u64,
-        size: AccessSize,
-        value: u64,
-    ) -> Result<(), AccessError> {
+    /// A write to the register frame. A notification (or DRIVER_OK) is only recorded
+    /// ([`Console::notified`]); [`Console::service`] handles it.
+    pub fn write(&mut self, mem: &impl GuestMemory, at: u64, size: AccessSize, value: u64) -> Result<(), AccessError> {
         match self.transport.write(mem, at, size, value)? {
             Event::Reset => {
-                let transport = self.transport.clone();
-                *self = Self::new();
-                self.transport = transport;
+                self.reset_pending = true;
+                self.notified = false;
             }
-            Event::Notify(_) | Event::DriverOk => self.service(mem, ports),
+            Event::Notify(_) | Event::DriverOk => self.notified = true,
             // emerg_wr and the rest of the configuration are ignored.
             Event::ConfigWrite { .. } | Event::None => {}
         }
         Ok(())
     }
 
+    /// Forgets the console's state after a device reset (the transport reset itself).
+    fn reset_ports(&mut self) {
+        self.reset_pending = false;
+        self.backlog_len = 0;
+        self.held = [None; MAX_PORTS + 1];
+        self.guest_open = 0;
+        self.ignored = 0;
+    }
+
     /// Moves everything that can move: control messages both ways, guest → port and
-    /// port → guest data. Does nothing unless the device is live.
+    /// port → guest data, at most [`BUDGET`] bytes per port and direction (call again while
+    /// [`Console::holds_chains`] or a port holds bytes for the guest). Does nothing unless the
+    /// device is live.
     pub fn service(&mut self, mem: &mut impl GuestMemory, ports: &mut impl Ports) {
+        if self.reset_pending {
+            self.reset_ports();
+        }
+        self.notified = false;
         if !self.transport.is_live() {
             return;
         }

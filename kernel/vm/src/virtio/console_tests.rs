@@ -99,9 +99,11 @@ impl Guest {
         self.ram[at..at + len].to_vec()
     }
 
+    /// A register write, then the service the glue runs on the way back into the guest.
     fn write(&mut self, dev: &mut Console<QUEUES>, ports: &mut FakePorts, at: u64, value: u64) {
         let mut mem = SliceMemory::new(BASE, &mut self.ram);
-        dev.write(&mut mem, ports, at, WORD, value).unwrap();
+        dev.write(&mem, at, WORD, value).unwrap();
+        dev.service(&mut mem, ports);
     }
 
     /// Offers one buffer (its data, or zeroes `len` long if writable) on queue `q`; returns
@@ -321,6 +323,41 @@ fn a_malformed_transmit_chain_breaks_the_console_until_reset() {
     let _ = addr;
     guest.write(&mut dev, &mut ports, offset::STATUS, 0);
     assert!(dev.transport().broken().is_none());
+    let mut fresh = Guest::new();
+    fresh.probe(&mut dev, &mut ports);
+}
+
+#[test]
+fn a_notification_only_records_the_work_the_service_does() {
+    let (mut guest, mut dev, mut ports) =
+        (Guest::new(), Console::<QUEUES>::new(), FakePorts::new(64));
+    guest.probe(&mut dev, &mut ports);
+    assert!(!dev.notified());
+    guest.offer(5, b"hello", 5, false);
+    dev.write(&guest.mem(), offset::QUEUE_NOTIFY, WORD, 5).unwrap();
+    assert!(dev.notified(), "the notification is recorded");
+    assert!(ports.to_core[1].is_empty(), "the trap moved nothing");
+    assert!(guest.used(5).is_empty());
+    dev.service(&mut guest.mem(), &mut ports);
+    assert!(!dev.notified());
+    assert_eq!(ports.to_core[1], b"hello");
+    assert_eq!(guest.used(5).len(), 1);
+}
+
+#[test]
+fn a_reset_forgets_held_chains_before_anything_moves_again() {
+    let (mut guest, mut dev, mut ports) =
+        (Guest::new(), Console::<QUEUES>::new(), FakePorts::new(4));
+    guest.probe(&mut dev, &mut ports);
+    guest.offer(5, b"0123456789", 10, false);
+    guest.write(&mut dev, &mut ports, offset::QUEUE_NOTIFY, 5);
+    assert!(dev.holds_chains());
+    dev.write(&guest.mem(), offset::STATUS, WORD, 0).unwrap();
+    assert!(!dev.holds_chains(), "the reset drops the held chain");
+    assert_eq!(dev.read(offset::STATUS, WORD), Ok(0));
+    ports.to_core[1].clear();
+    dev.service(&mut guest.mem(), &mut ports);
+    assert!(ports.to_core[1].is_empty(), "nothing of the old chain moves after the reset");
     let mut fresh = Guest::new();
     fresh.probe(&mut dev, &mut ports);
 }

@@ -442,3 +442,17 @@ fn a_ready_queue_keeps_its_layout() {
     driver.write(&mut dev, offset::QUEUE_NUM, 2);
     assert_eq!(dev.queue(0).map(|q| (q.desc, q.size)), Some((DESC, SIZE)));
 }
+
+#[test]
+fn a_reset_leaves_the_transport_as_new() {
+    let mut driver = Driver::new();
+    let mut dev = device();
+    driver.bring_up(&mut dev);
+    driver.desc(0, BASE + RAM as u64, 4, 0, 0); // outside RAM: breaks the device
+    driver.offer(0);
+    driver.write(&mut dev, offset::QUEUE_NOTIFY, 0);
+    assert_eq!(dev.pop(&driver.mem(), 0), None);
+    assert!(dev.broken().is_some());
+    assert_eq!(driver.write(&mut dev, offset::STATUS, 0), Event::Reset);
+    assert_eq!(dev, device(), "every field back to its reset value");
+}

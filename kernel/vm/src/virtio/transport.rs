@@ -283,9 +283,18 @@ impl<const Q: usize> Transport<Q> {
         }
     }
 
-    /// A full reset: the driver wrote 0 to Status.
+    /// A full reset: the driver wrote 0 to Status. In place, field by field (a reset is
+    /// emulated in the trap: no whole new transport built and copied).
     fn reset(&mut self) {
-        *self = Self::new(self.device_id, self.device_features);
+        self.driver_features = 0;
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.queue_sel = 0;
+        self.queues.iter_mut().for_each(Queue::reset);
+        self.status = 0;
+        self.interrupt_status = 0;
+        self.config_generation = 0;
+        self.broken = None;
     }
 
     /// The selected queue, if it exists.

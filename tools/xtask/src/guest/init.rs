@@ -123,6 +123,11 @@ companion ps > /tmp/ps
 while read -r line; do
     echo "guest: ps again| $line"
 done < /tmp/ps
+# Round trips Linux -> the core's echo thread -> Linux, one message at a time.
+companion ping -n 200 > /tmp/ping 2>&1 || echo "guest: companion ping failed"
+while read -r line; do
+    echo "guest: $line"
+done < /tmp/ping
 # The latency test, started from Linux, its lines streamed back over the channel, while
 # 4 MiB flood companion.echo, whose echo nobody reads until the end: Linux's writer is held
 # back, the core's echo drops what does not fit and counts it.
