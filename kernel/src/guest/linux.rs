@@ -161,21 +161,6 @@ unsafe fn copy_chunked(from: u64, to: u64, len: u64, hash: &mut Sha256) {
     }
 }
 
-/// Hashes `len` bytes at `at` in [`CHUNK`]s.
-///
-/// # Safety
-/// The range lies in RAM the core maps.
-unsafe fn hash_chunked(at: u64, len: u64, hash: &mut Sha256) {
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(CHUNK as u64);
-        // SAFETY: inside the caller's range.
-        hash.update(unsafe { core::slice::from_raw_parts((at + done) as *const u8, n as usize) });
-        done += n;
-        crate::console::drain();
-    }
-}
-
 /// Where the kernel and the initramfs sit in the pristine copy.
 fn pristine_layout(plan_pristine: MemoryRange, kernel: MemoryRange) -> (u64, u64) {
     (plan_pristine.base, plan_pristine.base + kernel.size.next_multiple_of(IMAGE_BASE_ALIGN))
@@ -346,6 +331,9 @@ pub fn boot(
             channel,
             uart: (info.uart.base, info.uart.size, uart_intid),
         });
+        if let Err(e) = super::watchdog::start() {
+            log::warn!("guest: the hang watchdog did not start: {e:?}");
+        }
     }
     super::vcpus::prepare_this_cpu(boot::cpu_index());
     super::vcpus::publish(mpidrs);
@@ -385,19 +373,9 @@ pub fn reload(number: usize) -> Result<Reloaded, &'static str> {
             crate::console::drain();
         }
     }
+    // One pass: the copy is hashed as it is made, and used only if the hash is the one taken
+    // at the first boot.
     let (kernel_copy, initrd_copy) = pristine_layout(plan.pristine, plan.kernel);
-    let mut check = Sha256::new();
-    // SAFETY: the pristine region is core-reserved RAM the core maps.
-    unsafe {
-        hash_chunked(kernel_copy, plan.kernel.size, &mut check);
-        if let Some(initrd) = plan.initrd {
-            hash_chunked(initrd_copy, initrd.size, &mut check);
-        }
-    }
-    let check: [u8; 32] = check.finalize().into();
-    if check != plan.hash {
-        return Err("the pristine copy of the kernel and initramfs no longer has its SHA-256");
-    }
     let mut hash = Sha256::new();
     // SAFETY: from the pristine region to guest RAM (disjoint: the guest's RAM leaves the
     // region out); no vCPU runs.
@@ -406,6 +384,10 @@ pub fn reload(number: usize) -> Result<Reloaded, &'static str> {
         if let Some(initrd) = plan.initrd {
             copy_chunked(initrd_copy, initrd.base, initrd.size, &mut hash);
         }
+    }
+    let check: [u8; 32] = hash.finalize().into();
+    if check != plan.hash {
+        return Err("the pristine copy of the kernel and initramfs no longer has its SHA-256");
     }
     // SAFETY: the loader's DTB, outside guest RAM, never written.
     let tree = unsafe { DeviceTree::from_ptr(plan.dtb as *const u8) }.map_err(|_| "the board's device tree is unreadable")?;

@@ -24,6 +24,7 @@ pub mod test_guest;
 pub mod trap_log;
 pub mod vcpus;
 pub mod virq;
+pub mod watchdog;
 
 use aarch64_cpu::registers::{
     AFSR0_EL1, AFSR1_EL1, AMAIR_EL1, CNTKCTL_EL1, CONTEXTIDR_EL1, CPACR_EL1, ELR_EL2, ESR_EL1, FAR_EL1, FAR_EL2, HCR_EL2,

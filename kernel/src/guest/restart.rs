@@ -84,6 +84,8 @@ static ENTRY_SP: [AtomicU64; boot::MAX_CPUS] = [const { AtomicU64::new(0) }; boo
 static IN_GUEST: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
 /// Per CPU: its MPIDR, to kick it.
 static MPIDR: [AtomicU64; boot::MAX_CPUS] = [const { AtomicU64::new(0) }; boot::MAX_CPUS];
+/// The run ends instead of restarting (the watchdog found a hung guest it may not restart).
+static ENDING: AtomicBool = AtomicBool::new(false);
 /// The restart whose first guest console line is awaited (0: none), and when it began.
 static AWAITING_LINE: AtomicUsize = AtomicUsize::new(0);
 
@@ -156,13 +158,26 @@ pub fn request(cause: Cause) -> bool {
     CAUSE.store(cause as u8, Ordering::Relaxed);
     REQUESTED_AT.store(now, Ordering::Relaxed);
     log::warn!("guest: restarting (restart {}, cause {}, at {} ms)", number + 1, cause.name(), now / 1_000_000);
+    kick_vcpus();
+    true
+}
+
+/// Makes every other CPU running a vCPU exit it once (the oob kick).
+pub fn kick_vcpus() {
     let this = boot::cpu_index();
     for (cpu, in_guest) in IN_GUEST.iter().enumerate() {
         if cpu != this && in_guest.load(Ordering::Acquire) {
             crate::gic::send_sgi(crate::sched::KICK_SGI, MPIDR[cpu].load(Ordering::Relaxed), cpu);
         }
     }
-    true
+}
+
+/// From an oob context that found the guest hung and may not restart it (the failure is
+/// recorded): every vCPU leaves the guest as for a restart, and CPU 0 ends the run instead.
+pub fn end_run_from_oob() {
+    ENDING.store(true, Ordering::Release);
+    REQUESTED.store(true, Ordering::Release);
+    kick_vcpus();
 }
 
 /// This CPU enters its vCPU (from [`super::enter_vcpu`]): remembers, the first time, the
@@ -262,6 +277,9 @@ fn restart_on_this_cpu() -> ! {
         aarch64_cpu::asm::wfi();
     }
     let teardown = super::virq::teardown();
+    if ENDING.load(Ordering::Acquire) {
+        super::linux::end_run()
+    }
     let number = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
     let cause = Cause::from_u8(CAUSE.load(Ordering::Relaxed));
     let reload = super::linux::reload(number);

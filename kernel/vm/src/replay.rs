@@ -449,3 +449,53 @@ impl Default for ReplayAccount {
 
 #[cfg(test)]
 mod tests;
+
+/// What [`HangWatch::tick`] concludes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The guest completed an interrupt since the last look, or had none to complete.
+    Healthy,
+    /// Injections are in flight and none completed since the last look: the caller makes
+    /// the vCPUs exit (a completion of a hardware-linked interrupt is only seen at a
+    /// list-register read-back).
+    Stalled,
+    /// Injections stayed in flight, none completed, for the watch's whole limit: the guest
+    /// no longer takes interrupts (it masked them forever, or it is stuck with them masked).
+    Hung,
+}
+
+/// The hang watchdog's rule over the replay counters: a guest that has interrupts in flight
+/// (injected, neither completed nor given back) and completes none of them for `limit_ns`
+/// is hung. A guest with nothing in flight (idle in WFI with no timer due, or not yet
+/// taking interrupts at all) is never called hung.
+#[derive(Clone, Copy, Debug)]
+pub struct HangWatch {
+    limit_ns: u64,
+    completed: u64,
+    /// Since when nothing was completed while something was in flight (`None`: progress).
+    stalled_since: Option<u64>,
+}
+
+impl HangWatch {
+    /// A watch that calls a guest hung after `limit_ns` without a completion.
+    pub const fn new(limit_ns: u64) -> Self {
+        Self { limit_ns, completed: 0, stalled_since: None }
+    }
+
+    /// Looks at `snapshot` taken at `now_ns`.
+    pub fn tick(&mut self, snapshot: &ReplaySnapshot, now_ns: u64) -> Progress {
+        let progressed = snapshot.completed != self.completed;
+        self.completed = snapshot.completed;
+        if progressed || snapshot.in_flight() <= 0 {
+            self.stalled_since = None;
+            return Progress::Healthy;
+        }
+        let since = *self.stalled_since.get_or_insert(now_ns);
+        if now_ns.saturating_sub(since) >= self.limit_ns { Progress::Hung } else { Progress::Stalled }
+    }
+
+    /// Forgets the past (a new guest booted).
+    pub fn reset(&mut self) {
+        self.stalled_since = None;
+    }
+}
