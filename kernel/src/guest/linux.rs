@@ -361,6 +361,9 @@ pub fn reload(number: usize) -> Result<Reloaded, &'static str> {
     // The dead guest's unfinished line, then a fresh UART model.
     super::console::flush();
     super::console::init(plan.uart.0, plan.uart.1, plan.uart.2);
+    if plan.channel.is_some() {
+        super::channel::reset();
+    }
     // Scrub: nothing of the dead guest survives into the new one.
     for range in &plan.memory {
         let mut at = range.base;

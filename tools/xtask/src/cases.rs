@@ -334,6 +334,15 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        // The same on four vCPUs: the secondaries leave their vCPUs on the restart's kick and
+        // are started again by the new guest's CPU_ON.
+        name: "guest-restart-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus: 4 },
+        timeout: Duration::from_secs(1500),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "main-job-report-virt-gicv3-1",
         profile: "virt-gicv3-1",
         scenario: Scenario::MainJob { seconds: 2 },
