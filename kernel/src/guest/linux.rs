@@ -8,7 +8,7 @@
 
 use alloc::vec::Vec;
 
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 use spin::Mutex;
 
 use platform::fdt::DeviceTree;
@@ -129,8 +129,8 @@ struct Plan {
     tree_at: u64,
     /// The core-reserved copy of the kernel then the initramfs (each from a 2 MiB boundary).
     pristine: MemoryRange,
-    /// SHA-256 of the copy's kernel and initramfs bytes, taken when copied.
-    hash: [u8; 32],
+    /// XXH3-128 of the copy's kernel and initramfs bytes, taken when copied.
+    hash: u128,
     channel: Option<EmulatedVirtio>,
     uart: (u64, u64, Option<u32>),
 }
@@ -146,7 +146,7 @@ const CHUNK: usize = 1 << 20;
 ///
 /// # Safety
 /// Both ranges lie in RAM the core maps, do not overlap, and no one else uses `to`.
-unsafe fn copy_chunked(from: u64, to: u64, len: u64, hash: &mut Sha256) {
+unsafe fn copy_chunked(from: u64, to: u64, len: u64, hash: &mut Xxh3) {
     let mut done = 0;
     while done < len {
         let n = (len - done).min(CHUNK as u64);
@@ -295,7 +295,7 @@ pub fn boot(
     if let Some(pristine) = pristine {
         let started = crate::rt::now().as_nanos();
         let (kernel_copy, initrd_copy) = pristine_layout(pristine, running);
-        let mut hash = Sha256::new();
+        let mut hash = Xxh3::new();
         // SAFETY: the kernel and initramfs lie in guest RAM, the copy in the region the
         // guest's RAM leaves out (checked not to overlap them); no guest runs yet.
         unsafe {
@@ -304,16 +304,13 @@ pub fn boot(
                 copy_chunked(initrd.base, initrd_copy, initrd.size, &mut hash);
             }
         }
-        let hash: [u8; 32] = hash.finalize().into();
+        let hash = hash.digest128();
         log::info!(
-            "guest: restarts on (at most {} a minute): pristine kernel and initramfs kept at {:#x}+{} MiB, SHA-256 {:02x}{:02x}{:02x}{:02x}…, copied in {} ms",
+            "guest: restarts on (at most {} a minute): pristine kernel and initramfs kept at {:#x}+{} MiB, XXH3-128 {:032x}, copied in {} ms",
             super::restart::limit(),
             pristine.base,
             pristine.size >> 20,
-            hash[0],
-            hash[1],
-            hash[2],
-            hash[3],
+            hash,
             crate::rt::now().as_nanos().saturating_sub(started) / 1_000_000
         );
         *PLAN.lock() = Some(Plan {
@@ -379,7 +376,7 @@ pub fn reload(number: usize) -> Result<Reloaded, &'static str> {
     // One pass: the copy is hashed as it is made, and used only if the hash is the one taken
     // at the first boot.
     let (kernel_copy, initrd_copy) = pristine_layout(plan.pristine, plan.kernel);
-    let mut hash = Sha256::new();
+    let mut hash = Xxh3::new();
     // SAFETY: from the pristine region to guest RAM (disjoint: the guest's RAM leaves the
     // region out); no vCPU runs.
     unsafe {
@@ -388,9 +385,9 @@ pub fn reload(number: usize) -> Result<Reloaded, &'static str> {
             copy_chunked(initrd_copy, initrd.base, initrd.size, &mut hash);
         }
     }
-    let check: [u8; 32] = hash.finalize().into();
+    let check = hash.digest128();
     if check != plan.hash {
-        return Err("the pristine copy of the kernel and initramfs no longer has its SHA-256");
+        return Err("the pristine copy of the kernel and initramfs no longer has its XXH3-128 hash");
     }
     // SAFETY: the loader's DTB, outside guest RAM, never written.
     let tree = unsafe { DeviceTree::from_ptr(plan.dtb as *const u8) }.map_err(|_| "the board's device tree is unreadable")?;

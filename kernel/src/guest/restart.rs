@@ -276,6 +276,9 @@ fn restart_on_this_cpu() -> ! {
         crate::console::drain();
         aarch64_cpu::asm::wfi();
     }
+    let out = crate::rt::now().as_nanos();
+    // Again, now that no vCPU runs: a CPU_ON the dead guest made meanwhile is forgotten too.
+    super::vcpus::forbid_starts();
     let teardown = super::virq::teardown();
     if ENDING.load(Ordering::Acquire) {
         super::linux::end_run()
@@ -289,10 +292,10 @@ fn restart_on_this_cpu() -> ! {
             log::info!(
                 "guest: restart {number} ({}): vCPUs out in {} us, {} interrupts discarded, {} physical activations given back, guest reloaded in {} ms",
                 cause.name(),
-                started.saturating_sub(REQUESTED_AT.load(Ordering::Relaxed)) / 1000,
+                out.saturating_sub(REQUESTED_AT.load(Ordering::Relaxed)) / 1000,
                 teardown.discarded,
                 teardown.released,
-                now.saturating_sub(started) / 1_000_000
+                now.saturating_sub(out) / 1_000_000
             );
             AWAITING_LINE.store(number, Ordering::Relaxed);
             REQUESTED.store(false, Ordering::Release);
