@@ -240,6 +240,9 @@ pub struct Case {
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
 /// The guest script of the restart case: a panic, a reboot, then cyclictest.
 pub const RESTART_SCRIPT: &str = "crash";
+/// How much longer than cyclictest the latency test runs beside the `crash` script, in
+/// seconds: its two restarts and three boots take about 8 s of virtual time on one CPU.
+pub const RESTART_ALLOWANCE_S: u64 = 10;
 /// The latency test of the restart case: long enough for three boots and cyclictest.
 const RESTART_LATMUS: &str = "latmus=60 latmus.period=1000 latmus.cpu=0";
 /// The core's line announcing a guest restart: a case that expects none forbids it.
