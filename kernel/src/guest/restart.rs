@@ -151,6 +151,7 @@ pub fn request(cause: Cause) -> bool {
     if within_minute.count() >= limit {
         log::error!("guest: {} with {limit} restarts within the last minute already (the limit); the run fails", cause.name());
         power::record_failure(power::EXIT_GUEST_RESET);
+        REQUESTED.store(false, Ordering::Release);
         return false;
     }
     let number = COUNT.load(Ordering::Relaxed);
