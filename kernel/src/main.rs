@@ -128,7 +128,7 @@ mod image {
             let Some(kernel) = address.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok()) else {
                 fail(format_args!("companion.guest={address}: not a hexadecimal address (0x...)"))
             };
-            let cmdline = info.bootargs.split_once(" -- ").map_or("", |(_, guest)| guest.trim());
+            let cmdline: &'static str = info.bootargs.split_once(" -- ").map_or("", |(_, guest)| guest.trim());
             if let Some(duration) = info.bootarg("latmus") {
                 if let Err(e) = latmus::start_in_background(latmus_config(&info, duration, cpus.len())) {
                     fail(format_args!("latency test: {e}"));

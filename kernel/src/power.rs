@@ -23,7 +23,8 @@ pub const EXIT_BOOT_FAILURE: u32 = 103;
 pub const EXIT_WRONG_EL: u32 = 104;
 /// Exit code when the latency test missed periods (a context stopped sampling).
 pub const EXIT_SAMPLING_GAP: u32 = 105;
-/// Exit code when the guest asked for a system reset (restarting a guest is not supported).
+/// Exit code when the guest reset or hung and could not be restarted (restarts off, or over
+/// their limit per minute).
 pub const EXIT_GUEST_RESET: u32 = 106;
 
 /// The longest nonce kept, in hexadecimal digits.

@@ -42,6 +42,7 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
 /// interrupt brought is injected without waiting for the console), then drains the console.
 #[inline]
 fn before_guest_entry() {
+    crate::guest::restart::leave_if_requested();
     // The channel's service unmasks IRQs; the flush after it covers what it raised.
     crate::guest::channel::poll();
     crate::guest::virq::flush();
@@ -68,6 +69,7 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
     if kind.is_synchronous() && !kind.from_current_el() {
         let start = crate::hwtimer::counter_unordered();
         let kind = crate::guest::handle_trap(frame);
+        crate::guest::restart::leave_if_requested();
         crate::guest::virq::flush();
         // The exit's time with IRQs masked; what follows (a console exit's line and interrupt
         // output, the channel's service, the console drain) runs with IRQs unmasked.

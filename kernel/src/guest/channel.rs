@@ -179,3 +179,15 @@ impl GuestChannel {
         }
     }
 }
+
+/// A guest restart: the device goes back to its reset state (no queue set up, no chain held
+/// from the dead guest's RAM, its line low, as the torn-down vGIC has it); the channels and
+/// the oob threads serving them stay as they are.
+pub fn reset() {
+    if let Some(device) = DEVICE.lock().as_mut() {
+        device.console = Console::new();
+        device.level = false;
+    }
+    HOLDS_CHAINS.store(false, Ordering::Relaxed);
+    BROKEN_LOGGED.store(false, Ordering::Relaxed);
+}

@@ -17,12 +17,14 @@ pub mod hostile_guest;
 pub mod irqsoff;
 pub mod linux;
 pub mod list_registers;
+pub mod restart;
 pub mod sirq;
 pub mod stage2;
 pub mod test_guest;
 pub mod trap_log;
 pub mod vcpus;
 pub mod virq;
+pub mod watchdog;
 
 use aarch64_cpu::registers::{
     AFSR0_EL1, AFSR1_EL1, AMAIR_EL1, CNTKCTL_EL1, CONTEXTIDR_EL1, CPACR_EL1, ELR_EL2, ESR_EL1, FAR_EL1, FAR_EL2, HCR_EL2,
@@ -107,6 +109,10 @@ pub(crate) unsafe fn enter_vcpu(entry: u64, args: [u64; 4]) -> ! {
     );
     ELR_EL2.set(entry);
     SPSR_EL2.set(EL1H_MASKED);
+    let sp: u64;
+    // SAFETY: reads the stack pointer, nothing else.
+    unsafe { core::arch::asm!("mov {0}, sp", out(reg) sp, options(nomem, nostack)) };
+    restart::entering(sp);
     // SAFETY: ELR/SPSR_EL2 name the guest's entry at EL1; the arguments go in x0..x3 and
     // every other general-purpose register is cleared so no core data leaks into the guest.
     unsafe {
@@ -183,6 +189,9 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
                 Some((Ok(done), _, kind)) => {
                     if done {
                         frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+                    }
+                    if kind == exits::ExitKind::UartMmio {
+                        restart::guest_console_output();
                     }
                     kind
                 }

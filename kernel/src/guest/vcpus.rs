@@ -29,6 +29,15 @@ pub fn publish(mpidrs: &[u64]) {
     GUEST_READY.store(true, Ordering::Release);
 }
 
+/// A restart began: no secondary may enter a vCPU until [`publish`] again, and the dead
+/// guest's start requests are forgotten.
+pub fn forbid_starts() {
+    GUEST_READY.store(false, Ordering::Release);
+    for request in &START_REQUESTED {
+        request.store(false, Ordering::Release);
+    }
+}
+
 /// Asks CPU `index` to start its vCPU at `entry` with `context_id` in x0 (PSCI CPU_ON).
 pub fn request_start(index: usize, entry: u64, context_id: u64) {
     if index >= boot::MAX_CPUS {
@@ -77,6 +86,8 @@ pub fn stop_this_vcpu(frame: &mut TrapFrame) {
     virq::take_back();
     loop {
         aarch64_cpu::asm::wfi();
+        // A restart: this vCPU leaves the dead guest for good (never returns).
+        super::restart::leave_if_requested();
         if let Some((entry, context)) = take_start(cpu) {
             super::vcpu_running(cpu);
             super::reset_el1_state();

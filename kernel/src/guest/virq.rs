@@ -224,11 +224,12 @@ pub fn report() {
         counters.lost()
     );
     log::info!(
-        "replay log: waiting {}, in flight {}, requeued {}, overcounted {}",
+        "replay log: waiting {}, in flight {}, requeued {}, overcounted {}, discarded {} (left by restarted guests)",
         counters.waiting,
         counters.in_flight(),
         counters.requeued,
-        counters.overcounted()
+        counters.overcounted(),
+        counters.discarded
     );
     crate::irq::report_deferral();
     log::info!(
@@ -1124,4 +1125,51 @@ pub fn send_sgi(value: u64) {
             kick_cpu(target, mpidr);
         }
     }
+}
+
+/// The guest is gone (a restart), every CPU out of guest context with its list registers
+/// taken back ([`take_back`]): the model is torn down through [`ACCOUNT`] (what it held for
+/// the dead guest is counted discarded), every physical activation it still owned is
+/// deactivated, every passed-through line is masked in the physical GIC (the new guest enables
+/// what it uses), and the glue's per-INTID and per-CPU bookkeeping is cleared. Call with IRQs
+/// unmasked, from the CPU doing the restart.
+pub fn teardown() -> vm::vgic::Teardown {
+    let vcpus = VCPU_COUNT.load(Ordering::Acquire);
+    // Every (INTID, bank) the model could own an activation of: allocated before the lock.
+    let mut released: alloc::vec::Vec<(u32, usize)> = alloc::vec::Vec::with_capacity(MAX_INTIDS + 32 * vcpus);
+    let outcome = {
+        let mut guard = VIRQ.lock();
+        let Some(virq) = guard.as_mut() else { return vm::vgic::Teardown::default() };
+        ACCOUNT.teardown(&mut virq.vgic, |intid, vcpu| {
+            if released.len() < released.capacity() {
+                released.push((intid, vcpu));
+            }
+        })
+    };
+    let table = &crate::irq::OWNERSHIP;
+    for intid in 16..(MAX_INTIDS as u32).min(vm::ownership::INTID_LIMIT) {
+        let banks = if intid < FIRST_SPI { vcpus } else { 1 };
+        for cpu in 0..banks {
+            if table.owner(cpu, intid) == Owner::PassThrough {
+                let _ = gic::set_enabled(intid, cpu, false);
+            }
+        }
+    }
+    for &(intid, vcpu) in &released {
+        gic::deactivate_physical(intid, vcpu);
+    }
+    for flag in DEFERRED_ROUTE.iter() {
+        flag.store(false, Ordering::Relaxed);
+    }
+    for on in LISTED_ON.iter() {
+        on.store(0, Ordering::Relaxed);
+    }
+    for since in WAITING_SINCE.iter() {
+        since.store(0, Ordering::Relaxed);
+    }
+    for cpu in 0..vcpus {
+        POSTED[cpu].store(0, Ordering::Relaxed);
+        WORK[cpu].store(false, Ordering::Relaxed);
+    }
+    outcome
 }

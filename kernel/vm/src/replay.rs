@@ -6,7 +6,7 @@
 //! the glue changes the log only through its methods (which call the model and count what
 //! the model did), so the balance is exact:
 //!
-//! `logged = replayed + coalesced + withdrawn + waiting + lost`, where
+//! `logged = replayed + coalesced + withdrawn + discarded + waiting + lost`, where
 //!
 //! - `logged`: every arrival — a forwarded physical interrupt, a guest SGI per target, a
 //!   posted SGI, a guest set-pending write, an emulated line rising, a level line still high
@@ -18,6 +18,8 @@
 //! - `withdrawn`: entries that left unreplayed because their source no longer asks (an
 //!   emulated line fell, the guest cleared the pending state, changed the trigger, or
 //!   disabled a linked interrupt it gave back);
+//! - `discarded`: entries a restarted guest left in the log, dropped with it
+//!   ([`ReplayAccount::teardown`]);
 //! - `waiting`: entries still in the log ([`Vgic::waiting`]);
 //! - `lost`: what is left. It is computed without saturation ([`ReplaySnapshot::balance`]):
 //!   any non-zero balance is a bug of the glue or the model, in either direction.
@@ -26,7 +28,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::vgic::{Change, ChangeKind, Error, Forwarded, SgiTargets, Vgic};
+use crate::vgic::{Change, ChangeKind, Error, Forwarded, SgiTargets, Teardown, Vgic};
 
 /// INTIDs counted per INTID (SGIs, PPIs and SPIs up to the GICv3 limit).
 pub const COUNTED_INTIDS: usize = 1020;
@@ -81,6 +83,7 @@ pub struct ReplayAccount {
     logged: AtomicU64,
     coalesced: AtomicU64,
     withdrawn: AtomicU64,
+    discarded: AtomicU64,
     injected: AtomicU64,
     injected_linked: AtomicU64,
     completed: AtomicU64,
@@ -121,6 +124,8 @@ pub struct ReplaySnapshot {
     pub coalesced: u64,
     /// Entries that left unreplayed (their source no longer asks).
     pub withdrawn: u64,
+    /// Entries dropped with a guest that restarted ([`ReplayAccount::teardown`]).
+    pub discarded: u64,
     /// Most entries left waiting behind full list registers.
     pub max_depth: u64,
     /// Physical interrupts forwarded to the guest.
@@ -136,12 +141,16 @@ impl ReplaySnapshot {
         i128::from(self.injected) - i128::from(self.requeued)
     }
 
-    /// `logged - (replayed + coalesced + withdrawn + waiting)`, exactly: positive when
+    /// `logged - (replayed + coalesced + withdrawn + discarded + waiting)`, exactly: positive when
     /// arrivals went missing, negative when something was accounted twice; 0 when every
     /// arrival is accounted for.
     pub fn balance(&self) -> i128 {
         i128::from(self.logged)
-            - (self.replayed() + i128::from(self.coalesced) + i128::from(self.withdrawn) + i128::from(self.waiting))
+            - (self.replayed()
+                + i128::from(self.coalesced)
+                + i128::from(self.withdrawn)
+                + i128::from(self.discarded)
+                + i128::from(self.waiting))
     }
 
     /// Arrivals that went missing (the positive part of [`Self::balance`]).
@@ -202,6 +211,7 @@ impl ReplayAccount {
             logged: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             withdrawn: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             injected_linked: AtomicU64::new(0),
             completed: AtomicU64::new(0),
@@ -379,6 +389,17 @@ impl ReplayAccount {
         Ok(released)
     }
 
+    /// The guest is gone (a restart; the glue emptied every list register first):
+    /// [`Vgic::teardown`], counted. What the log held for it is *discarded* (not lost); a copy
+    /// still listed counts as completed (it ended with the guest), so nothing stays in
+    /// flight. `release` gets every physical activation the model owned.
+    pub fn teardown(&self, vgic: &mut Vgic, release: impl FnMut(u32, usize)) -> Teardown {
+        let outcome = vgic.teardown(release);
+        add(&self.discarded, outcome.discarded);
+        add(&self.completed, outcome.listed);
+        outcome
+    }
+
     /// Records that `depth` entries were left waiting behind full list registers.
     pub fn depth(&self, depth: u64) {
         self.max_depth.fetch_max(depth, Ordering::Relaxed);
@@ -412,6 +433,7 @@ impl ReplayAccount {
             requeued: load(&self.requeued),
             coalesced: load(&self.coalesced),
             withdrawn: load(&self.withdrawn),
+            discarded: load(&self.discarded),
             max_depth: load(&self.max_depth),
             forwarded: load(&self.forwarded),
             waiting,
@@ -427,3 +449,53 @@ impl Default for ReplayAccount {
 
 #[cfg(test)]
 mod tests;
+
+/// What [`HangWatch::tick`] concludes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The guest completed an interrupt since the last look, or had none to complete.
+    Healthy,
+    /// Injections are in flight and none completed since the last look: the caller makes
+    /// the vCPUs exit (a completion of a hardware-linked interrupt is only seen at a
+    /// list-register read-back).
+    Stalled,
+    /// Injections stayed in flight, none completed, for the watch's whole limit: the guest
+    /// no longer takes interrupts (it masked them forever, or it is stuck with them masked).
+    Hung,
+}
+
+/// The hang watchdog's rule over the replay counters: a guest that has interrupts in flight
+/// (injected, neither completed nor given back) and completes none of them for `limit_ns`
+/// is hung. A guest with nothing in flight (idle in WFI with no timer due, or not yet
+/// taking interrupts at all) is never called hung.
+#[derive(Clone, Copy, Debug)]
+pub struct HangWatch {
+    limit_ns: u64,
+    completed: u64,
+    /// Since when nothing was completed while something was in flight (`None`: progress).
+    stalled_since: Option<u64>,
+}
+
+impl HangWatch {
+    /// A watch that calls a guest hung after `limit_ns` without a completion.
+    pub const fn new(limit_ns: u64) -> Self {
+        Self { limit_ns, completed: 0, stalled_since: None }
+    }
+
+    /// Looks at `snapshot` taken at `now_ns`.
+    pub fn tick(&mut self, snapshot: &ReplaySnapshot, now_ns: u64) -> Progress {
+        let progressed = snapshot.completed != self.completed;
+        self.completed = snapshot.completed;
+        if progressed || snapshot.in_flight() <= 0 {
+            self.stalled_since = None;
+            return Progress::Healthy;
+        }
+        let since = *self.stalled_since.get_or_insert(now_ns);
+        if now_ns.saturating_sub(since) >= self.limit_ns { Progress::Hung } else { Progress::Stalled }
+    }
+
+    /// Forgets the past (a new guest booted).
+    pub fn reset(&mut self) {
+        self.stalled_since = None;
+    }
+}

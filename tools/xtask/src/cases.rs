@@ -241,6 +241,15 @@ pub struct Case {
 /// Deterministic virtual time: one instruction per virtual nanosecond, idle
 /// time skipped.
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+/// The guest script of the restart case: a panic, a reboot, then cyclictest.
+pub const RESTART_SCRIPT: &str = "crash";
+/// How much longer than cyclictest the latency test runs beside the `crash` script, in
+/// seconds: its two restarts and three boots take about 8 s of virtual time on one CPU.
+pub const RESTART_ALLOWANCE_S: u64 = 10;
+/// The latency test of the restart case: long enough for three boots and cyclictest.
+const RESTART_LATMUS: &str = "latmus=60 latmus.period=1000 latmus.cpu=0";
+/// The core's line announcing a guest restart: a case that expects none forbids it.
+const RESTARTING: &str = r"guest: restarting \(restart \d+";
 
 /// Every QEMU case, in the order they run.
 pub const CASES: &[Case] = &[
@@ -322,6 +331,24 @@ pub const CASES: &[Case] = &[
         qemu_args: &[],
     },
     Case {
+        // The guest restart (docs/guest-restart.md): Linux panics, then reboots, then runs
+        // cyclictest, on the one CPU the latency test samples throughout.
+        name: "guest-restart-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(900),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        // The same on four vCPUs: the secondaries leave their vCPUs on the restart's kick and
+        // are started again by the new guest's CPU_ON.
+        name: "guest-restart-virt-gicv3-4",
+        profile: "virt-gicv3-4",
+        scenario: Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus: 4 },
+        timeout: Duration::from_secs(1500),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "main-job-report-virt-gicv3-1",
         profile: "virt-gicv3-1",
         scenario: Scenario::MainJob { seconds: 2 },
@@ -381,6 +408,12 @@ impl Case {
     pub fn bootargs(&self) -> String {
         if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
+            if script == RESTART_SCRIPT {
+                // The latency test only beside one vCPU: with four, Linux's own boot (before any
+                // restart) already makes it miss periods on CPU 0 under -icount.
+                let latency = if self.scenario == (Scenario::LinuxGuest { script, vcpus: 1 }) { RESTART_LATMUS } else { "" };
+                return crate::guest::core_bootargs(&[&vcpus, latency], script, 2, crate::guest::init::Load::Idle);
+            }
             return crate::guest::core_bootargs(&[&vcpus], script, 1, crate::guest::init::Load::Idle);
         }
         if let Scenario::Soak { seconds } = self.scenario {
@@ -499,14 +532,15 @@ impl Case {
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
                     LineMatch::all(&[r"^IRQSOFF\| pc 0x[0-9a-f]+ samples [1-9]"]),
                 ];
-                Expectations::new(EXIT_PASS, lines, &[]).forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
+                Expectations::new(EXIT_PASS, lines, &[RESTARTING]).forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
             }
             Scenario::Soak { .. } => Expectations::new(
                 EXIT_PASS,
                 vec![LineMatch::guest(&[r"^guest: soak: \d+ segments done$"])],
-                &[r"abort injected"],
+                &[r"abort injected", RESTARTING],
             )
             .forbid_guest(&[r"Kernel panic"]),
+            Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus } => restart_expectations(vcpus == 1),
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
@@ -526,7 +560,7 @@ impl Case {
                     lines.extend(channel_lines());
                 }
                 let expectations =
-                    Expectations::new(EXIT_PASS, lines, &[r"abort injected"])
+                    Expectations::new(EXIT_PASS, lines, &[r"abort injected", RESTARTING])
                         .forbid_guest(&[r"Kernel panic", r"insmod .* failed"]);
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
@@ -792,4 +826,34 @@ mod tests {
             ["the core's verdict has exit code 101, expected 102"]
         );
     }
+}
+
+/// The restart case: two restarts (a panic, then `reboot -f`), each torn down and reloaded,
+/// the third boot's cyclictest, the replay log exact, the latency test without a missed
+/// period across all of it (the core's audit, exit code 105, and the sampling checks).
+fn restart_expectations(latency: bool) -> Expectations {
+    let mut lines = vec![LineMatch::all(&[LOG_LINE, r"guest: restarts on \(at most \d+ a minute\): pristine kernel and initramfs kept at 0x[0-9a-f]+\+\d+ MiB, XXH3-128 [0-9a-f]{32}"])];
+    for (boot, cause) in [(1, "panicking the kernel"), (2, "reboot -f")] {
+        lines.push(LineMatch::guest(&[&format!(r"^guest: crash: boot {boot}$")]));
+        lines.push(LineMatch::guest(&[&format!(r"^guest: crash: {}$", regex::escape(cause))]));
+        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restarting \(restart {boot}, cause reset, at \d+ ms\)")]));
+        lines.push(LineMatch::all(&[
+            LOG_LINE,
+            &format!(r"guest: restart {boot} \(reset\): vCPUs out in \d+ us, \d+ interrupts discarded, \d+ physical activations given back, guest reloaded in \d+ ms"),
+        ]));
+        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restart {boot}: cause reset, at \d+ ms, first guest console output \d+ ms later")]));
+    }
+    lines.extend([
+        LineMatch::guest(&[r"^guest: crash: boot 3$"]),
+        LineMatch::guest(&[r"^guest: cyclictest -m -S -p 90"]),
+        LineMatch::guest(&[r"^guest: done$"]),
+        LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
+        LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, replayed [1-9]\d*, coalesced \d+, withdrawn \d+, max depth \d+, lost 0$"]),
+        LineMatch::all(&[LOG_LINE, r"replay log: waiting \d+, in flight \d+, requeued \d+, overcounted 0, discarded \d+"]),
+        LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, .*; 2 restarts$"]),
+    ]);
+    if latency {
+        lines.push(LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]));
+    }
+    Expectations::new(EXIT_PASS, lines, &[r"abort injected", r"guest: restarting \(restart 3"])
 }

@@ -361,7 +361,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             build,
             qemu_args,
         } => {
-            let latency_test = if duration == 0 { String::new() } else { format!("latmus={duration} latmus.period={period}") };
+            // The `crash` script boots Linux three times: the latency test covers the two
+            // restarts too (docs/guest-restart.md), not only the last boot's cyclictest.
+            let latency_s = if guest_script == cases::RESTART_SCRIPT { duration + cases::RESTART_ALLOWANCE_S } else { duration };
+            let latency_test = if duration == 0 { String::new() } else { format!("latmus={latency_s} latmus.period={period}") };
             let profile = match profile {
                 Some(name) => {
                     anyhow::ensure!(board == Board::QemuVirt, "--profile {name} names the board itself; drop --board");

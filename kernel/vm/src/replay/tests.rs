@@ -486,3 +486,149 @@ fn an_evicted_list_register_is_replayed_after_the_urgent_one_and_accounted() {
     assert_eq!(order, [40, 41]);
     assert_eq!(sim.snapshot().requeued, 1);
 }
+
+/// A guest restart as the core performs it: every vCPU's list registers taken back (what
+/// the guest completed counted, what it never took requeued, what it left active ended and
+/// its physical activation deactivated), then [`ReplayAccount::teardown`], whose `release`
+/// deactivates what the model still owned. Returns the physical activations it ended.
+fn restart(sim: &mut Sim, physically_active: &mut HashMap<u32, bool>) -> Teardown {
+    for vcpu in 0..MPIDRS.len() {
+        for slot in 0..sim.lrs[vcpu].len() {
+            let Some(lr) = sim.lrs[vcpu][slot].take() else { continue };
+            match lr.state {
+                LrState::Invalid => sim.account.complete(&mut sim.vgic, vcpu, lr.intid, lr.linked),
+                LrState::Active => {
+                    sim.account.complete(&mut sim.vgic, vcpu, lr.intid, lr.linked);
+                    if lr.linked {
+                        physically_active.insert(lr.intid, false);
+                    }
+                }
+                LrState::Pending => {
+                    if sim.account.requeue(&mut sim.vgic, vcpu, lr.intid).unwrap() {
+                        physically_active.insert(lr.intid, false);
+                    }
+                }
+            }
+        }
+        sim.running[vcpu].clear();
+    }
+    let waiting = sim.vgic.waiting() as u64;
+    let mut released = Vec::new();
+    let outcome = sim.account.teardown(&mut sim.vgic, |intid, vcpu| released.push((intid, vcpu)));
+    for &(intid, _) in &released {
+        assert_eq!(physically_active.insert(intid, false), Some(true), "{intid} released without an activation");
+    }
+    assert_eq!(outcome.discarded, waiting);
+    assert_eq!(outcome.listed, 0, "every list register was taken back");
+    assert_eq!(outcome.released, released.len() as u64);
+    outcome
+}
+
+#[test]
+fn a_restart_in_any_state_leaves_nothing_active_nothing_listed_and_exact_counts() {
+    let mut discarded_somewhere = false;
+    let mut released_somewhere = false;
+    for seed in 1..=40u64 {
+        let mut rng = XorShift::new(seed);
+        let lrs = 1 + (seed % 4) as usize;
+        let mut sim = Sim::new(lrs);
+        let spis: Vec<u32> = (0..8).map(|i| 32 + i).collect();
+        let setup = |sim: &mut Sim| {
+            for (i, &spi) in spis.iter().enumerate() {
+                sim.spi(spi, (i as u8 % 4) * 0x20, i % 2);
+            }
+            for sgi in 0..4 {
+                sim.sgi(sgi, 0x10 * sgi as u8 + 0x30);
+            }
+        };
+        setup(&mut sim);
+        let mut physically_active: HashMap<u32, bool> = HashMap::new();
+        // Every state a run can reach: stop after a random number of random steps.
+        let steps = rng.next() % 400;
+        for _ in 0..steps {
+            let vcpu = (rng.next() % 2) as usize;
+            match rng.next() % 8 {
+                0 | 1 => {
+                    let spi = spis[(rng.next() % spis.len() as u64) as usize];
+                    if !physically_active.get(&spi).copied().unwrap_or(false) {
+                        sim.forward(spi);
+                        physically_active.insert(spi, sim.vgic.state(spi, 0).unwrap().hw_pending);
+                    }
+                }
+                2 => {
+                    let sgi = (rng.next() % 4) as u32;
+                    sim.account.sgi1r(&mut sim.vgic, vcpu, u64::from(sgi) << 24 | 0b11).unwrap();
+                }
+                3 | 4 => sim.flush(vcpu),
+                5 | 6 => {
+                    sim.ack(vcpu);
+                }
+                _ => sim.eoi(vcpu),
+            }
+            for lrs in &sim.lrs {
+                for lr in lrs.iter().flatten() {
+                    if lr.linked && lr.state == LrState::Invalid {
+                        physically_active.insert(lr.intid, sim.vgic.state(lr.intid, 0).unwrap().hw_pending);
+                    }
+                }
+            }
+            sim.check();
+        }
+        let before = sim.snapshot();
+        let outcome = restart(&mut sim, &mut physically_active);
+        discarded_somewhere |= outcome.discarded > 0;
+        released_somewhere |= outcome.released > 0;
+        let after = sim.snapshot();
+        assert!(physically_active.values().all(|&active| !active), "seed {seed}: {physically_active:?}");
+        assert_eq!((after.waiting, after.in_flight(), after.balance()), (0, 0, 0), "seed {seed}: {after:?}");
+        assert_eq!(after.discarded - before.discarded, outcome.discarded, "seed {seed}");
+        assert_eq!(after.logged, before.logged, "seed {seed}: a restart is no arrival");
+        for vcpu in 0..MPIDRS.len() {
+            for intid in (0..32).chain(spis.iter().copied()) {
+                let state = sim.vgic.state(intid, vcpu).unwrap();
+                assert!(
+                    !state.enabled && !state.pending() && !state.active && !state.listed && !state.hw_pending && !state.hw_listed,
+                    "seed {seed}: {intid} on vCPU {vcpu} kept {state:?}"
+                );
+            }
+            assert_eq!(sim.vgic.ready_count(vcpu), 0);
+        }
+        // The next guest starts from the reset state and gets everything it is sent.
+        sim.dist_write(GICD_CTLR, u64::from(CTLR_ENABLE_GRP1 | CTLR_ARE));
+        setup(&mut sim);
+        for &spi in &spis {
+            sim.forward(spi);
+        }
+        sim.drain();
+        let end = sim.snapshot();
+        assert_eq!((end.waiting, end.in_flight(), end.lost(), end.overcounted()), (0, 0, 0, 0), "seed {seed}: {end:?}");
+        assert!(end.logged >= after.logged + spis.len() as u64);
+    }
+    assert!(discarded_somewhere && released_somewhere, "the seeds never reached a restart with something pending and linked");
+}
+
+#[test]
+fn the_hang_watch_fires_only_after_its_limit_without_a_completion_while_something_is_in_flight() {
+    let ms = 1_000_000;
+    let mut watch = HangWatch::new(5000 * ms);
+    let mut s = ReplaySnapshot { injected: 10, completed: 10, ..ReplaySnapshot::default() };
+    // Idle: nothing in flight, however long.
+    assert_eq!(watch.tick(&s, 0), Progress::Healthy);
+    assert_eq!(watch.tick(&s, 60_000 * ms), Progress::Healthy);
+    // One injection never completed: stalled, then hung at the limit, not before.
+    s.injected = 11;
+    assert_eq!(watch.tick(&s, 60_000 * ms), Progress::Stalled);
+    assert_eq!(watch.tick(&s, 64_999 * ms), Progress::Stalled);
+    assert_eq!(watch.tick(&s, 65_000 * ms), Progress::Hung);
+    // A completion is progress: the clock starts again.
+    s.completed = 11;
+    s.injected = 12;
+    assert_eq!(watch.tick(&s, 65_100 * ms), Progress::Healthy);
+    assert_eq!(watch.tick(&s, 65_200 * ms), Progress::Stalled);
+    assert_eq!(watch.tick(&s, 70_199 * ms), Progress::Stalled);
+    assert_eq!(watch.tick(&s, 70_200 * ms), Progress::Hung);
+    // Given back (requeued) is no longer in flight.
+    s.requeued = 1;
+    assert_eq!(watch.tick(&s, 70_300 * ms), Progress::Healthy);
+    watch.reset();
+}

@@ -308,6 +308,17 @@ pub enum Forwarded {
     Refused,
 }
 
+/// What [`Vgic::teardown`] found in the model of a guest that is gone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Teardown {
+    /// Entries of the replay log ([`IrqState::waiting`]) dropped with the guest.
+    pub discarded: u64,
+    /// Entries still in a list register (none when the glue emptied them first).
+    pub listed: u64,
+    /// Physical activations given to the caller's `release`.
+    pub released: u64,
+}
+
 /// Where an interrupt is delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -423,6 +434,38 @@ impl Vgic {
         self.private_ready = [0; MAX_VCPUS];
         self.spi_ready = [0; SPI_WORDS];
         self.spi_ready_words = 0;
+    }
+
+    /// The guest is gone (a restart): counts what the log still held for it and hands every
+    /// physical activation the model owned to `release` (`(intid, vcpu)`: the hypervisor
+    /// deactivates the physical interrupt; `vcpu` is the bank of a private one), then
+    /// [`Self::reset`]s. Entries still listed (a list register nobody took back — the glue
+    /// empties them first, so normally none) are reported apart, as ended: their copy died
+    /// with the guest. The ownership concealment is kept.
+    pub fn teardown(&mut self, mut release: impl FnMut(u32, usize)) -> Teardown {
+        let mut outcome = Teardown::default();
+        let vcpus = self.vcpus;
+        let banks = self.private[..vcpus].iter().enumerate().flat_map(|(vcpu, bank)| {
+            bank.iter().enumerate().map(move |(intid, irq)| (intid as u32, vcpu, irq))
+        });
+        let shared = self.shared[..self.spis as usize]
+            .iter()
+            .enumerate()
+            .map(|(index, irq)| (regs::FIRST_SPI + index as u32, 0, irq));
+        for (intid, vcpu, irq) in banks.chain(shared) {
+            if irq.waiting() {
+                outcome.discarded += 1;
+            }
+            if irq.listed {
+                outcome.listed += 1;
+            }
+            if irq.hw_pending || irq.hw_listed {
+                outcome.released += 1;
+                release(intid, vcpu);
+            }
+        }
+        self.reset();
+        outcome
     }
 
     /// Number of vCPUs.

@@ -88,11 +88,40 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         CHANNEL,
     ),
     (
+        "crash",
+        "the guest restart (docs/guest-restart.md): the first boot panics the kernel (sysrq c; panic=-1 \
+         resets), the second reboots with `reboot -f`, the third runs the `cyclictest` script; the boot \
+         number comes from the core's companion.restarts=N",
+        CRASH,
+    ),
+    (
         "shell",
         "an interactive busybox shell on the console (exit it to power off)",
         "setsid cttyhack sh || sh\n",
     ),
 ];
+
+/// The `crash` script: which boot this is, from the `companion.restarts=N` the core adds to
+/// the command line of a restarted guest.
+const CRASH: &str = r#"restarts=0
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        companion.restarts=*) restarts="${arg#companion.restarts=}" ;;
+    esac
+done
+echo "guest: crash: boot $((restarts + 1))"
+case "$restarts" in
+    0)
+        echo "guest: crash: panicking the kernel"
+        echo c > /proc/sysrq-trigger
+        ;;
+    1)
+        echo "guest: crash: reboot -f"
+        reboot -f
+        ;;
+esac
+exec /guest/cyclictest
+"#;
 
 /// The `channel` script: what probed, then `companion ps` through the core's control port.
 const CHANNEL: &str = r#"for device in /sys/bus/virtio/devices/*; do
