@@ -21,6 +21,11 @@
 //!   from the lines the core marked as the guest's: a hostile guest could print anything
 //!   there, so these figures are the guest's word, not the core's).
 //! - `replay_log`: `logged`, `replayed`, `coalesced`, `withdrawn`, `max_depth`, `lost`.
+//! - `guest.restarts`: one object per restart of the guest, from the core's lines: `number`,
+//!   `cause` (`reset` or `hang`), `at_ms` (the request, core clock), `vcpus_out_us`,
+//!   `discarded` (interrupts pending for the dead guest), `released` (physical activations
+//!   given back), `reloaded_ms`, `first_output_ms` (request to the new guest's first console
+//!   output, `null` if it never wrote); empty without restarts.
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
 //!   `--no-guest`), `icount`, `mode` (`icount` or `tcg`, see
@@ -131,6 +136,18 @@ pub fn to_json(report: &Report) -> Value {
             "max_depth": r.max_depth,
             "lost": r.lost,
         })),
+        "guest": {
+            "restarts": m.guest_restarts.iter().map(|r| json!({
+                "number": r.number,
+                "cause": r.cause,
+                "at_ms": r.at_ms,
+                "vcpus_out_us": r.vcpus_out_us,
+                "discarded": r.discarded,
+                "released": r.released,
+                "reloaded_ms": r.reloaded_ms,
+                "first_output_ms": r.first_output_ms,
+            })).collect::<Vec<_>>(),
+        },
         "run": {
             "id": run.id,
             "profile": run.profile,

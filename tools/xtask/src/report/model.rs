@@ -216,6 +216,28 @@ pub struct ReplayLog {
     pub lost: u64,
 }
 
+/// One restart of the guest, from the core's `guest: restart N …` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestRestart {
+    /// The restart's number (1 for the first).
+    pub number: u64,
+    /// Why: `reset` (the guest's PSCI reset, which a Linux panic also ends in) or `hang`.
+    pub cause: String,
+    /// When the guest asked (or the watchdog decided), ms of the core's clock.
+    pub at_ms: Option<u64>,
+    /// From the request until every vCPU had left the guest, µs.
+    pub vcpus_out_us: u64,
+    /// Interrupts pending for the dead guest, counted as discarded.
+    pub discarded: u64,
+    /// Physical activations given back.
+    pub released: u64,
+    /// From every vCPU out until the guest was reloaded (scrubbed and copied), ms.
+    pub reloaded_ms: u64,
+    /// From the request until the new guest's first console output, ms (`None` if it never
+    /// wrote).
+    pub first_output_ms: Option<u64>,
+}
+
 /// One guest code location from the irqs-off hunter (`IRQSOFF|` lines): where Linux held
 /// in-band IRQs off while one waited.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,6 +322,8 @@ pub struct Measurements {
     /// Whether `oob_thread` was built from the per-second lines alone because the run ended
     /// before the latency test's summary (an interrupted run): no histogram, no sample count.
     pub oob_thread_partial: bool,
+    /// The guest's restarts, in order (empty when it never restarted).
+    pub guest_restarts: Vec<GuestRestart>,
 }
 
 impl Measurements {

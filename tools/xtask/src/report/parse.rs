@@ -10,7 +10,7 @@ use regex::Regex;
 
 use crate::verdict::{self, Source};
 
-use super::model::{CpuLatency, CpuSecond, Histogram, IrqsOffEntry, IrqsOffTotals, Latency, Measurements, ReplayLog, Second};
+use super::model::{CpuLatency, CpuSecond, Histogram, IrqsOffEntry, IrqsOffTotals, Latency, Measurements, ReplayLog, Second, GuestRestart};
 
 /// The bucket of the core's histograms that counts everything from there on (the core's
 /// `HISTOGRAM_BUCKETS - 1`): the open range starts at 1000 bucket widths.
@@ -37,6 +37,15 @@ static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
         r"replay log: logged (\d+), replayed (\d+), coalesced (\d+), withdrawn (\d+), max depth (\d+), lost (\d+)",
     )
     .expect("valid regex")
+});
+static RESTART: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"guest: restart (\d+) \((\w+)\): vCPUs out in (\d+) us, (\d+) interrupts discarded, (\d+) physical activations given back, guest reloaded in (\d+) ms",
+    )
+    .expect("valid regex")
+});
+static RESTART_OUTPUT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"guest: restart (\d+): cause \w+, at (\d+) ms, first guest console output (\d+) ms later").expect("valid regex")
 });
 static IRQSOFF: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^IRQSOFF\|\s*pc 0x([0-9a-fA-F]{1,16}) samples (\d+) longest_ns (\d+)").expect("valid regex")
@@ -227,6 +236,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
     let mut seconds: Vec<Second> = Vec::new();
     let mut inband_seconds: Vec<CpuSecond> = Vec::new();
     let mut irqsoff_totals: Option<IrqsOffTotals> = None;
+    let mut guest_restarts: Vec<GuestRestart> = Vec::new();
     // The width the last `HSH|` header named (latmus's own 1 µs before any).
     let mut bucket_ns = 1000u64;
 
@@ -280,6 +290,32 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
                         .get_or_insert_with(|| Histogram::with_bucket_ns(limit_us, bucket_ns))
                         .add(bucket, count);
                 }
+            }
+            continue;
+        }
+        if let Some(caps) = RESTART.captures(line) {
+            let number = |i: usize| caps[i].parse::<u64>().ok();
+            if let (Some(n), Some(out), Some(discarded), Some(released), Some(reloaded)) =
+                (number(1), number(3), number(4), number(5), number(6))
+            {
+                guest_restarts.push(GuestRestart {
+                    number: n,
+                    cause: caps[2].to_owned(),
+                    at_ms: None,
+                    vcpus_out_us: out,
+                    discarded,
+                    released,
+                    reloaded_ms: reloaded,
+                    first_output_ms: None,
+                });
+            }
+            continue;
+        }
+        if let Some(caps) = RESTART_OUTPUT.captures(line) {
+            let number = |i: usize| caps[i].parse::<u64>().ok();
+            if let Some(restart) = guest_restarts.iter_mut().rev().find(|r| Some(r.number) == number(1)) {
+                restart.at_ms = number(2);
+                restart.first_output_ms = number(3);
             }
             continue;
         }
@@ -381,6 +417,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         inband_per_cpu,
         replay_log: replay,
         irqsoff,
+        guest_restarts,
     }
 }
 
@@ -754,5 +791,21 @@ HSD|      sirq|            3|        10
         assert_eq!(cyclictest_json(console).as_deref(), Some("{\n  \"num_threads\": 1\n}\n\n"));
         assert_eq!(cyclictest_json("guest| guest: cyclictest json begin\nguest| {\n"), None, "cut short");
         assert_eq!(cyclictest_json("nothing\n"), None);
+    }
+
+    #[test]
+    fn guest_restarts_come_from_the_cores_lines_only() {
+        let console = "\
+[    3.10 core cpu0 WARN ] guest: restarting (restart 1, cause reset, at 3100 ms)
+[    3.81 core cpu0 INFO ] guest: restart 1 (reset): vCPUs out in 3 us, 2 interrupts discarded, 1 physical activations given back, guest reloaded in 708 ms
+guest| guest: restart 9 (hang): vCPUs out in 1 us, 0 interrupts discarded, 0 physical activations given back, guest reloaded in 1 ms
+[    3.93 core cpu0 INFO ] guest: restart 1: cause reset, at 3100 ms, first guest console output 831 ms later
+";
+        let restarts = parse(console).guest_restarts;
+        assert_eq!(restarts.len(), 1, "{restarts:?}");
+        let r = &restarts[0];
+        assert_eq!((r.number, r.cause.as_str(), r.vcpus_out_us, r.discarded, r.released, r.reloaded_ms), (1, "reset", 3, 2, 1, 708));
+        assert_eq!((r.at_ms, r.first_output_ms), (Some(3100), Some(831)));
+        assert!(parse("guest| guest: restart 1: cause reset, at 1 ms, first guest console output 1 ms later\n").guest_restarts.is_empty());
     }
 }

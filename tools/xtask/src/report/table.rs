@@ -117,6 +117,14 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "replay log: -");
         }
     }
+    for r in &report.measurements.guest_restarts {
+        let first_output = r.first_output_ms.map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms later"));
+        let _ = writeln!(
+            out,
+            "guest restart {} ({}): reloaded in {} ms, first console output {first_output}, {} interrupts discarded",
+            r.number, r.cause, r.reloaded_ms, r.discarded
+        );
+    }
     out.push_str(&irqsoff(report));
     for missing in report.missing() {
         let _ = writeln!(out, "missing: {missing}");
