@@ -22,7 +22,7 @@
 //!   there, so these figures are the guest's word, not the core's).
 //! - `replay_log`: `logged`, `replayed`, `coalesced`, `withdrawn`, `max_depth`, `lost`.
 //! - `guest.restarts`: one object per restart of the guest, from the core's lines: `number`,
-//!   `cause` (`reset` or `hang`), `at_ms` (the request, core clock), `vcpus_out_us`,
+//!   `cause` (`reset` or `watchdog`), `at_ms` (the request, core clock), `vcpus_out_us`,
 //!   `discarded` (interrupts pending for the dead guest), `released` (physical activations
 //!   given back), `reloaded_ms`, `first_output_ms` (request to the new guest's first console
 //!   output, `null` if it never wrote); empty without restarts.

@@ -221,7 +221,7 @@ pub struct ReplayLog {
 pub struct GuestRestart {
     /// The restart's number (1 for the first).
     pub number: u64,
-    /// Why: `reset` (the guest's PSCI reset, which a Linux panic also ends in) or `hang`.
+    /// Why: `reset` (the guest's PSCI reset, which a Linux panic also ends in) or `watchdog`.
     pub cause: String,
     /// When the guest asked (or the watchdog decided), ms of the core's clock.
     pub at_ms: Option<u64>,
