@@ -59,9 +59,15 @@ pub struct LatmusResults {
 /// Samples of the timer-IRQ context, filled by the callback.
 static IRQ_SAMPLES: IrqSpinLock<LatencyStats> = IrqSpinLock::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS));
 
+/// When the IRQ-context callback last ran (ns of [`rt::now`]): the final audit counts the
+/// periods due until then if it ran after the stop (its overruns cover periods up to it).
+static IRQ_LAST_NS: AtomicU64 = AtomicU64::new(0);
+
 /// The IRQ-context callback: one sample per expiry.
 fn irq_sample(expiry: &TimerExpiry, _: Instant, _: &mut IrqContext<'_>) {
-    let late = signed_ns(rt::now(), expiry.deadline);
+    let now = rt::now();
+    IRQ_LAST_NS.fetch_max(now.as_nanos(), Ordering::Relaxed);
+    let late = signed_ns(now, expiry.deadline);
     let mut samples = IRQ_SAMPLES.lock();
     samples.record(late);
     samples.record_overruns(expiry.overruns);
@@ -77,6 +83,9 @@ struct ThreadSampler {
     samples: IrqSpinLock<LatencyStats>,
     stop: AtomicBool,
     taken: AtomicU64,
+    /// When the thread last woke (ns of [`rt::now`]): a thread late past the stop counts the
+    /// periods it missed up to then as overruns, so the final audit counts them as due.
+    last_wake_ns: AtomicU64,
 }
 
 /// Audits one context's drained samples against the periods due by `now`; a gap fails the
@@ -122,7 +131,9 @@ impl Measurement {
             samples: IrqSpinLock::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)),
             stop: AtomicBool::new(false),
             taken: AtomicU64::new(0),
+            last_wake_ns: AtomicU64::new(0),
         });
+        IRQ_LAST_NS.store(0, Ordering::Relaxed);
         let first = rt::now() + Duration::from_millis(2);
         let irq_timer = IrqTimer::new(config.cpu, irq_sample)?;
         irq_timer.start(first + Duration::from_nanos(period.as_nanos() / 2), Some(period))?;
@@ -134,7 +145,9 @@ impl Measurement {
             }
             for _ in 0..periods {
                 let Ok((expirations, deadline)) = timer.wait() else { break };
-                let late = signed_ns(rt::now(), deadline);
+                let now = rt::now();
+                thread_sampler.last_wake_ns.store(now.as_nanos(), Ordering::Relaxed);
+                let late = signed_ns(now, deadline);
                 let mut samples = thread_sampler.samples.lock();
                 samples.record(late);
                 samples.record_overruns(expirations - 1);
@@ -197,9 +210,13 @@ impl Measurement {
         irq.reset();
         core::mem::swap(&mut *sampler.samples.lock(), thread);
         core::mem::swap(&mut *IRQ_SAMPLES.lock(), irq);
-        if let (Some((thread_audit, irq_audit)), Some(now)) = (audits.as_mut(), stopped_at) {
-            audit(thread_audit, thread, now);
-            audit(irq_audit, irq, now);
+        if let (Some((thread_audit, irq_audit)), Some(stopped_at)) = (audits.as_mut(), stopped_at) {
+            // A context that ran once more after the stop, late, counted the periods it
+            // missed up to then: they were due. One that stopped sampling earlier is still
+            // measured against the stop.
+            let until = |last_ns: u64| Instant::from_nanos(last_ns.max(stopped_at.as_nanos()));
+            audit(thread_audit, thread, until(sampler.last_wake_ns.load(Ordering::Relaxed)));
+            audit(irq_audit, irq, until(IRQ_LAST_NS.load(Ordering::Relaxed)));
         }
         Ok(audits)
     }

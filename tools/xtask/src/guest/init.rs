@@ -113,6 +113,9 @@ echo "guest: crash: boot $((restarts + 1))"
 case "$restarts" in
     0)
         echo "guest: crash: panicking the kernel"
+        # What this script printed may still wait in the tty's buffer (the UART takes a
+        # line per transmit interrupt); a panic throws it away, as on a real UART.
+        sleep 0.5
         echo c > /proc/sysrq-trigger
         ;;
     1)
