@@ -27,7 +27,7 @@ const DETERMINISTIC: &[&str] = &["-icount", "shift=0,sleep=off", "-cpu", "cortex
 
 /// A figure and its target (in instructions), if the issue sets one.
 const TARGETS: &[(&str, Option<u64>, &str)] = &[
-    ("timer-to-switch", Some(500), "timer exception entry to the woken thread's first instruction"),
+    ("timer-to-switch", Some(450), "timer exception entry to the woken thread's first instruction"),
     ("timer-to-return", None, "timer exception entry to the thread's return from sleep_until"),
     ("switch", Some(200), "thread-to-thread context switch"),
     ("post-to-wake", None, "semaphore post to the higher-priority waiter's return from wait"),
