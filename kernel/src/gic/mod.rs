@@ -371,6 +371,15 @@ enum EndToken {
 /// First special INTID (1020..=1023: spurious or reserved), never acknowledged as an interrupt.
 const SPECIAL_INTIDS: u32 = 1020;
 
+/// The INTID field (bits [23:0]) of `ICC_IAR1_EL1` / `ICC_HPPIR1_EL1`, unless it is one of
+/// the special INTIDs (1020..=1023; 1023: nothing pending), which are never handled.
+#[inline]
+fn icc_intid(register: u64) -> Option<u32> {
+    const INTID_FIELD: u64 = 0xff_ffff;
+    let intid = (register & INTID_FIELD) as u32;
+    (intid < SPECIAL_INTIDS).then_some(intid)
+}
+
 /// Acknowledges the highest-priority pending interrupt of this CPU, if any.
 #[inline]
 pub fn acknowledge() -> Option<Acknowledged> {
@@ -385,9 +394,7 @@ pub fn acknowledge() -> Option<Acknowledged> {
         // Not `nomem`: what the handler then reads of the interrupting device's state must
         // not be hoisted above the acknowledge.
         unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) iar, options(nostack, preserves_flags)) };
-        // INTID bits [23:0]; 1020..=1023 are special (1023: nothing pending), never handled.
-        let intid = (iar & 0xff_ffff) as u32;
-        (intid < SPECIAL_INTIDS).then_some(Acknowledged { intid, token: EndToken::V3(intid) })
+        icc_intid(iar).map(|intid| Acknowledged { intid, token: EndToken::V3(intid) })
     } else {
         // SAFETY: a non-zero GICC_BASE is the mapped, per-CPU banked GICC frame set by `init`.
         let interface = unsafe { GicV2CpuInterface::new(gicc) };
@@ -629,8 +636,7 @@ pub fn highest_pending() -> Option<u32> {
         // SAFETY: reading ICC_HPPIR1_EL1 has no side effect (unlike the IAR, it acknowledges
         // nothing).
         unsafe { core::arch::asm!("mrs {}, icc_hppir1_el1", out(reg) hppir, options(nostack, preserves_flags)) };
-        let intid = (hppir & 0xff_ffff) as u32;
-        (intid < SPECIAL_INTIDS).then_some(intid)
+        icc_intid(hppir)
     } else {
         // SAFETY: a non-zero GICC_BASE is the mapped, per-CPU banked GICC frame set by `init`.
         unsafe { GicV2CpuInterface::new(gicc) }.highest_pending()

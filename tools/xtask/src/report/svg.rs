@@ -200,13 +200,18 @@ fn draw_seconds(area: &DrawingArea<SVGBackend<'_>, Shift>, lines: &[SecondSeries
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(points.into_iter().map(|point| Circle::new(point, 3, color.filled()))).map_err(error)?;
     }
+    draw_legend(&mut chart)
+}
+
+/// The chart's legend, top right, over a white background.
+fn draw_legend<'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>) -> Result<(), String> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
-        .map_err(error)
+        .map_err(|err| err.to_string())
 }
 
 fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, series: &[Series<'_>], absent: &[&str]) -> Result<(), String> {
@@ -258,13 +263,7 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, series: &[Series<'_>], absent
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(error)?;
+    draw_legend(&mut chart)?;
     for (row, name) in absent.iter().enumerate() {
         let y = i32::try_from(HISTOGRAM_HEIGHT).unwrap_or(i32::MAX) - 60 - 16 * i32::try_from(row).unwrap_or(0);
         root.draw(&Text::new(format!("{name}: no histogram in this run"), (80, y), ("sans-serif", 12).into_font().color(&RGBColor(0x77, 0x77, 0x77))))
