@@ -15,7 +15,7 @@
 //! - **the generic timer** without its EL2 (hypervisor) interrupts;
 //! - **`/chosen`** with the guest's command line and initrd;
 //! - **the core's emulated virtio-mmio device** (the oob channels), if configured, as a
-//!   `virtio,mmio` node under the root (two address and size cells, the GIC's three
+//!   `virtio,mmio` node under the root (in the root's address and size cells, the GIC's three
 //!   interrupt cells, as on the boards that have one);
 //! - **withheld devices** (everything [`crate::passthrough`] does not pass through: bus
 //!   masters, devices off the board's allow-list) with `status = "disabled"`, so the guest
@@ -130,6 +130,9 @@ const GUEST_TIMER_INTERRUPTS: usize = 3;
 /// The GIC binding's interrupt type for an SPI, and a level-high trigger.
 const GIC_SPI: u32 = 0;
 const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+/// The root's `#address-cells`/`#size-cells` the guest tree can keep: the memory node and the
+/// emulated virtio device are written in the root's cells, one or two each (a 64-bit value).
+const ROOT_CELLS: core::ops::RangeInclusive<u32> = 1..=2;
 /// The PSCI node's compatibles, newest first.
 const PSCI_COMPATIBLES: &[&str] = &["arm,psci-1.0", "arm,psci-0.2"];
 
@@ -137,6 +140,14 @@ const PSCI_COMPATIBLES: &[&str] = &["arm,psci-1.0", "arm,psci-0.2"];
 pub fn build_guest_tree(host: &DeviceTree<'_>, config: &GuestTreeConfig<'_>) -> Result<Vec<u8>, GuestTreeError> {
     if config.vcpus == 0 {
         return Err(GuestTreeError::ZeroVcpus);
+    }
+    let root = host.root();
+    let root_cells = (root.child_address_cells(), root.child_size_cells());
+    if !ROOT_CELLS.contains(&root_cells.0) || !ROOT_CELLS.contains(&root_cells.1) {
+        return Err(GuestTreeError::Malformed(alloc::format!(
+            "/: #address-cells {} and #size-cells {}: the guest's memory is written in 1 or 2 cells each",
+            root_cells.0, root_cells.1
+        )));
     }
     let memory = guest_memory(host, config.core_regions)?;
     let kept_cpus = guest_cpu_names(host, config.vcpus)?;
@@ -210,7 +221,7 @@ struct Rewrite<'c, 'm> {
     memory_written: bool,
 }
 
-/// Big-endian cells of `value` in `count` cells (1 or 2).
+/// Big-endian cells of `value` in `count` cells (1 or 2, see [`ROOT_CELLS`]).
 fn push_cells(out: &mut Vec<u8>, value: u64, count: u32) {
     if count >= 2 {
         out.extend_from_slice(&((value >> 32) as u32).to_be_bytes());
@@ -309,7 +320,7 @@ impl Rewrite<'_, '_> {
     }
 
     fn keep_reg_entries(&self, out: &mut FdtWriter, node: &Node<'_>, property: Property<'_>, entries: usize) -> Result<(), GuestTreeError> {
-        let entry_bytes = 4 * (node.address_cells + node.size_cells) as usize;
+        let entry_bytes = 4 * (node.address_cells as usize + node.size_cells as usize);
         if entry_bytes == 0 || !property.value.len().is_multiple_of(entry_bytes) {
             return Err(GuestTreeError::Malformed(alloc::format!("{}: reg is not whole entries", node.name)));
         }
@@ -367,7 +378,10 @@ impl Rewrite<'_, '_> {
         if let Some(device) = self.config.emulated_virtio {
             out.begin_node(&alloc::format!("virtio_mmio@{:x}", device.base))?;
             out.property_str("compatible", "virtio,mmio")?;
-            out.property_reg64("reg", &[(device.base, EmulatedVirtio::SIZE)])?;
+            let mut reg = Vec::new();
+            push_cells(&mut reg, device.base, root.child_address_cells());
+            push_cells(&mut reg, EmulatedVirtio::SIZE, root.child_size_cells());
+            out.property("reg", &reg)?;
             out.property_cells("interrupts", &[GIC_SPI, device.spi, IRQ_TYPE_LEVEL_HIGH])?;
             out.property_empty("dma-coherent")?;
             out.end_node()?;

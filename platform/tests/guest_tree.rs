@@ -252,3 +252,61 @@ fn the_emulated_virtio_device_gets_an_enabled_node_and_real_slots_stay_disabled(
         assert!(slot.reg().all(|(base, _)| base != channel.base), "the channel's page is no real slot's");
     }
 }
+
+/// A board tree with memory at 0x4000_0000 (1 GiB) under a root of the given cells.
+fn tree_with_root_cells(address_cells: u32, size_cells: u32) -> Vec<u8> {
+    let mut w = FdtWriter::new();
+    w.begin_node("").unwrap();
+    w.property_u32("#address-cells", address_cells).unwrap();
+    w.property_u32("#size-cells", size_cells).unwrap();
+    w.begin_node("memory@40000000").unwrap();
+    w.property_str("device_type", "memory").unwrap();
+    // At most 4 cells per number: a huge cell count only has to be declared, not filled.
+    let mut reg = vec![0; address_cells.clamp(1, 4) as usize - 1];
+    reg.push(0x4000_0000);
+    reg.extend(vec![0; size_cells.clamp(1, 4) as usize - 1]);
+    if size_cells > 0 {
+        reg.push(0x4000_0000);
+    }
+    w.property_cells("reg", &reg).unwrap();
+    w.end_node().unwrap();
+    w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 0).unwrap();
+    w.begin_node("cpu@0").unwrap();
+    w.property_str("device_type", "cpu").unwrap();
+    w.property_u32("reg", 0).unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn a_root_whose_cells_cannot_describe_memory_is_refused_not_miswritten() {
+    // The fuzzer's find: with `#address-cells = <0>` the memory node was written with one
+    // address cell anyway, and the guest read memory at 0 that held the core.
+    for (address_cells, size_cells) in [(0, 2), (2, 0), (3, 2), (2, 3), (u32::MAX, 1)] {
+        let blob = tree_with_root_cells(address_cells, size_cells);
+        let result = build_guest_tree(&DeviceTree::parse(&blob).unwrap(), &config(1));
+        assert!(
+            matches!(&result, Err(GuestTreeError::Malformed(why)) if why.contains("#address-cells")),
+            "{address_cells}/{size_cells}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn memory_and_the_emulated_device_follow_the_roots_cells() {
+    let channel = QEMU_VIRT.channel.expect("qemu-virt reserves a channel device");
+    for (address_cells, size_cells) in [(1, 1), (2, 1), (1, 2), (2, 2)] {
+        let blob = tree_with_root_cells(address_cells, size_cells);
+        let config = GuestTreeConfig { emulated_virtio: Some(channel), initrd: None, ..config(1) };
+        let guest = rewrite(&blob, &config);
+        let tree = DeviceTree::parse(&guest).unwrap();
+        let memory = tree.root().children().find(|n| n.base_name() == "memory").unwrap();
+        assert_eq!(memory.reg().collect::<Vec<_>>(), vec![(CORE.end(), 0x4000_0000 - CORE.size)], "{address_cells}/{size_cells}");
+        let node = tree.find_node(&format!("/virtio_mmio@{:x}", channel.base)).unwrap();
+        assert_eq!(node.reg().collect::<Vec<_>>(), vec![(channel.base, 0x1000)], "{address_cells}/{size_cells}");
+    }
+}

@@ -31,6 +31,10 @@ const RSS_LIMIT: &str = "-rss_limit_mb=2048";
 const MARGIN: Duration = Duration::from_secs(60);
 /// Lines of a failing run's output shown.
 const TAIL_LINES: usize = 30;
+/// Lines printed from the panic message on.
+const PANIC_LINES: usize = 4;
+/// Largest failing input printed in hex (the FDT seeds are about 8 KiB).
+const MAX_HEX_INPUT: usize = 16384;
 
 /// What to fuzz and for how long.
 #[derive(Debug, Clone)]
@@ -116,8 +120,20 @@ fn fuzz_one(binary: &Path, target: &str, seconds: u64) -> Result<bool> {
         return Ok(true);
     }
     let lines: Vec<&str> = captured.output.lines().collect();
+    // The panic's own message comes before a backtrace longer than the tail: print it first.
+    if let Some(at) = lines.iter().position(|line| line.contains("panicked at")) {
+        println!("{}", lines[at..lines.len().min(at + PANIC_LINES)].join("\n"));
+    }
     let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
     println!("{tail}");
+    // CI keeps only the log: the newest failing input in hex lets it be reproduced from there.
+    if let Some(input) = fs::read_dir(&artifacts)?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+    {
+        let bytes = fs::read(&input)?;
+        if bytes.len() <= MAX_HEX_INPUT {
+            println!("fuzz {target}: failing input ({} bytes, hex): {}", bytes.len(), hex(&bytes));
+        }
+    }
     println!(
         "fuzz {target}: FAILED ({:?}); the input is in {}: fix the bug, then keep it as a regression test \
          in fuzz/regressions/{target}/",
@@ -142,4 +158,9 @@ pub fn run(options: &Options) -> Result<bool> {
         ok &= fuzz_one(&binary, target, options.seconds)?;
     }
     Ok(ok)
+}
+
+/// `bytes` as lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

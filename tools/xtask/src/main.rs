@@ -262,6 +262,11 @@ enum Command {
         /// A short form instead, in seconds (the three loads in equal segments, one window each).
         #[arg(long, value_name = "SECONDS", conflicts_with = "minutes", value_parser = clap::value_parser!(u64).range(6..))]
         seconds: Option<u64>,
+        /// One instruction every 2^N virtual ns (0: a 1 GHz virtual CPU, as the bench; 2: 250
+        /// MHz). A larger N ends a long soak sooner in host time; its figures are those of the
+        /// slower CPU, and the summary says which.
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+        icount_shift: u8,
     },
     /// List the QEMU profiles.
     Profiles,
@@ -557,7 +562,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Soak { minutes, seconds } => soak::run(seconds.map_or_else(|| soak::Plan::minutes(minutes), soak::Plan::short)),
+        Command::Soak { minutes, seconds, icount_shift } => {
+            soak::run(seconds.map_or_else(|| soak::Plan::minutes(minutes), soak::Plan::short), icount_shift)
+        }
         Command::Profiles => {
             for profile in profiles::all()? {
                 println!(

@@ -39,8 +39,16 @@ use crate::verdict::{self, Nonce, Source};
 
 /// The machine: one CPU, so the core's latency test shares it with the guest and its loads.
 pub const PROFILE: &str = "virt-gicv3-1";
-/// Deterministic virtual time, as in the bench.
-pub const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+/// Deterministic virtual time, as in the bench: `-icount shift=N,sleep=off`, one
+/// instruction every 2^N ns (N = 0 by default, as the bench: a 1 GHz virtual CPU).
+fn icount_args(shift: u8) -> [String; 2] {
+    ["-icount".to_owned(), format!("shift={shift},sleep=off")]
+}
+
+/// The clock of the virtual CPU one instruction every 2^`shift` ns makes, in MHz.
+pub fn virtual_cpu_mhz(shift: u8) -> u64 {
+    1000 >> shift
+}
 /// How long each load runs before the next, in seconds (long form).
 pub const SEGMENT_S: u64 = 20;
 /// How much longer than the loads the latency test is asked to run, in seconds: it starts
@@ -211,7 +219,9 @@ pub fn problems(console: &str, plan: &Plan) -> Vec<String> {
 
 /// `cargo xtask soak`: runs `plan`, prints the per-window worst latencies and the checks, and
 /// writes the console to `target/soak/console.log`.
-pub fn run(plan: Plan) -> Result<ExitCode> {
+/// `icount_shift` slows the virtual CPU (see [`virtual_cpu_mhz`]) so that a long soak ends
+/// sooner in host time; the figures are then those of that slower CPU.
+pub fn run(plan: Plan, icount_shift: u8) -> Result<ExitCode> {
     let qemu = Qemu::ensure_installed()?;
     let guest = Guest::prepare()?;
     let profile = Profile::load(PROFILE)?;
@@ -219,14 +229,18 @@ pub fn run(plan: Plan) -> Result<ExitCode> {
     let nonce = Nonce::generate()?;
     let bootargs = nonce.add_to(&plan.bootargs());
     let mut extra = guest::core_qemu_args(&guest);
-    extra.extend(ICOUNT.iter().map(|arg| (*arg).to_owned()));
+    extra.extend(icount_args(icount_shift));
     let boot =
         Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
     let dir = paths::target_dir().join("soak");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log = dir.join("console.log");
     let mut cmd = qemu.command(&boot);
-    eprintln!("xtask: soak of {} s ({} s per load, {} s windows)", plan.duration_s, plan.segment_s, plan.window_s);
+    let mhz = virtual_cpu_mhz(icount_shift);
+    eprintln!(
+        "xtask: soak of {} s ({} s per load, {} s windows) under -icount shift={icount_shift} (a {mhz} MHz virtual CPU)",
+        plan.duration_s, plan.segment_s, plan.window_s
+    );
     let watch = report::Watch {
         watchdog: Some(plan.watchdog()),
         end_marker: Some(nonce.end_marker()),
@@ -240,7 +254,10 @@ pub fn run(plan: Plan) -> Result<ExitCode> {
     };
     failures.extend(problems(&console, &plan));
     println!();
-    println!("soak: {} s under -icount on {PROFILE}, loads idle/grinder/neighbour for {} s each", plan.duration_s, plan.segment_s);
+    println!(
+        "soak: {} s under -icount shift={icount_shift} (a {mhz} MHz virtual CPU) on {PROFILE}, loads idle/grinder/neighbour for {} s each",
+        plan.duration_s, plan.segment_s
+    );
     for (window, max) in window_maxima(&console, plan.window_s).iter().enumerate() {
         println!("  window {window:>3} ({} s): oob thread worst {:.3} us", plan.window_s, *max as f64 / 1000.0);
     }
