@@ -7,7 +7,8 @@
 //!   dropped (a full ring), one line each;
 //! - `latmus PERIOD_US SECONDS CPU|- PRIORITY GRAVITY_NS|-`: runs the latency test
 //!   ([`crate::latmus::run_reporting`]) and streams its lines (`RTT|`, one `RTD|` per second,
-//!   `RTS|`, the `HSH|`/`HSD|` histogram) as they come; `-` for the CPU is the last one, for
+//!   `RTS|`, the `HSH|`/`HSD|` histogram) as they come, and prints them on the core's console
+//!   too (the harness trusts those, not Linux's copy); `-` for the CPU is the last one, for
 //!   the gravity: calibrate first (`latmus -t`).
 //!
 //! - `echo`: what the echo thread did: `echo <wakeups> wakeups <bytes> bytes <cpu_ns> ns`
@@ -132,7 +133,14 @@ fn answer(channel: &Channel, command: &[u8]) {
         ["echo"] => send(channel, &echo_stats()),
         ["latmus", args @ ..] => match latmus_config(args) {
             Ok(config) => {
-                let result = run_reporting(config, &mut |args| send(channel, &format!("{args}")));
+                // Every line also goes to the core's own console: the harness reads the
+                // figures and the sampling audit from core lines only, never from what
+                // Linux relays (docs/verdict-and-harness.md).
+                let result = run_reporting(config, &mut |args| {
+                    let text = format!("{args}");
+                    rt::print(format_args!("{text}"));
+                    send(channel, &text);
+                });
                 match result {
                     Ok(_) => send(channel, "END\n"),
                     Err(e) => send(channel, &format!("ERR latmus: {e:?}\n")),

@@ -112,6 +112,12 @@ pub enum Scenario {
 /// fail by chance.
 const MAIN_JOB_HUNTER: &str = "companion.irqsoff=20";
 
+/// The main-job case's latency test, started by the guest (`companion latmus`) beside
+/// cyclictest: 1 ms period, as long as cyclictest.
+fn main_job_latency_test(seconds: u64) -> crate::verdict::GuestLatencyTest {
+    crate::verdict::GuestLatencyTest { period_us: 1000, seconds }
+}
+
 /// What the main-job case's report lacks: every section of `report.json` must be there
 /// (nothing in its `missing` list) and at least one irqs-off location named with
 /// `system_map` as `function+0xoff`; one line per problem.
@@ -420,9 +426,8 @@ impl Case {
             return crate::soak::Plan::short(seconds).bootargs();
         }
         if let Scenario::MainJob { seconds } = self.scenario {
-            let latency = format!("latmus={seconds} latmus.period=1000");
-            let args = [latency.as_str(), MAIN_JOB_HUNTER];
-            return crate::guest::core_bootargs(&args, "cyclictest", seconds, crate::guest::init::Load::Grinder) + " nokaslr";
+            let guest = crate::guest::core_bootargs(&[MAIN_JOB_HUNTER], "cyclictest", seconds, crate::guest::init::Load::Grinder);
+            return format!("{guest} nokaslr {}", main_job_latency_test(seconds).guest_arg());
         }
         let test = self
             .scenario
@@ -525,14 +530,18 @@ impl Case {
                 lines.push(LineMatch::all(&[&summary]));
                 Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b"])
             }
-            Scenario::MainJob { .. } => {
+            Scenario::MainJob { seconds } => {
+                let latmus = format!(r"^guest: companion latmus exited with status 0 after {seconds} RTD\| lines$");
                 let lines = vec![
                     LineMatch::guest(&[r"^guest: load grinder started$"]),
+                    LineMatch::guest(&[&latmus]),
                     LineMatch::guest(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
                     LineMatch::all(&[r"^IRQSOFF\| pc 0x[0-9a-f]+ samples [1-9]"]),
                 ];
-                Expectations::new(EXIT_PASS, lines, &[RESTARTING]).forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
+                Expectations::new(EXIT_PASS, lines, &[RESTARTING])
+                    .forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
+                    .with_latency_test(main_job_latency_test(seconds))
             }
             Scenario::Soak { .. } => Expectations::new(
                 EXIT_PASS,
@@ -703,12 +712,15 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn main_job_case_runs_latency_test_hunter_and_grinder_without_kaslr() {
+    fn main_job_case_has_the_guest_start_the_latency_test_beside_hunter_and_grinder_without_kaslr() {
         let case = CASES.iter().find(|case| matches!(case.scenario, Scenario::MainJob { .. })).unwrap();
         let args = case.bootargs();
         let (core, guest) = args.split_once(" -- ").unwrap();
-        assert!(core.contains("latmus=2") && core.contains(MAIN_JOB_HUNTER), "{core}");
-        assert!(guest.contains("guest.load=grinder") && guest.ends_with(" nokaslr"), "{guest}");
+        // The guest starts the latency test (companion latmus), not the core's arguments.
+        assert!(!core.contains("latmus=") && core.contains(MAIN_JOB_HUNTER), "{core}");
+        assert!(guest.contains("guest.load=grinder") && guest.contains(" nokaslr") && guest.ends_with(" guest.latmus=1000"), "{guest}");
+        let expectations = case.expectations(1);
+        assert_eq!(expectations.latency_test, Some(main_job_latency_test(2)));
         assert!(is_function_offset("cpu_do_idle+0x8"));
         assert!(!is_function_offset("0xffff800080ee12a0"));
         assert!(!is_function_offset("+0x8"));

@@ -72,6 +72,9 @@ pub struct Expectations {
     /// Pairs of lines whose patterns' first capture group must hold the same text (e.g. a
     /// count the core printed and the one the guest printed).
     pub equal_captures: Vec<(LineMatch, LineMatch)>,
+    /// The latency test the guest was to start, checked from the core's lines
+    /// ([`verdict::guest_latency_test_problems`]).
+    pub latency_test: Option<verdict::GuestLatencyTest>,
 }
 
 impl Expectations {
@@ -83,12 +86,19 @@ impl Expectations {
             lines,
             forbidden: forbidden.iter().map(|pattern| LineMatch::all(&[pattern])).collect(),
             equal_captures: Vec::new(),
+            latency_test: None,
         }
     }
 
     /// Also forbids guest lines matching any of `patterns`.
     pub fn forbid_guest(mut self, patterns: &[&str]) -> Self {
         self.forbidden.extend(patterns.iter().map(|pattern| LineMatch::guest(&[pattern])));
+        self
+    }
+
+    /// Also requires the latency test the guest was to start to have run as `test` asked.
+    pub fn with_latency_test(mut self, test: verdict::GuestLatencyTest) -> Self {
+        self.latency_test = Some(test);
         self
     }
 
@@ -107,6 +117,9 @@ impl Expectations {
             Ok(code) if code == self.exit_code => {}
             Ok(code) => failures.push(format!("the core's verdict has exit code {code}, expected {}", self.exit_code)),
             Err(why) => failures.push(why),
+        }
+        if let Some(test) = self.latency_test {
+            failures.extend(verdict::guest_latency_test_problems(console, test));
         }
         if self.exit_code == 0 {
             failures.extend(verdict::sampling_problems(console));

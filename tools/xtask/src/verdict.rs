@@ -203,6 +203,65 @@ pub fn sampling_problems(console: &str) -> Vec<String> {
     problems
 }
 
+/// The latency test a run has its guest start with `companion latmus` (the main job's
+/// script), next to cyclictest: its period and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLatencyTest {
+    /// The period asked for (`-p`), in µs.
+    pub period_us: u64,
+    /// The length asked for (`-T`), in seconds.
+    pub seconds: u64,
+}
+
+impl GuestLatencyTest {
+    /// The guest's command-line word asking its script for the test (`guest.latmus=PERIOD_US`;
+    /// the length is the script's `guest.duration=`).
+    pub fn guest_arg(self) -> String {
+        format!("guest.latmus={}", self.period_us)
+    }
+}
+
+static RTS_SECONDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^RTS\|.*\|\s*(\d\d):(\d\d):(\d\d)/(\d\d):(\d\d):(\d\d)$").expect("valid regex"));
+
+/// Why a run whose guest was to start the latency test (`expected`) did not measure what was
+/// asked, read from the core's lines only (the core prints what the control port streams to
+/// Linux; Linux's copy proves nothing): no test at all (the guest never started it, or the
+/// core refused it), more than one, another period, or another length. One line per problem;
+/// empty when fine. Whether every period was sampled is [`sampling_problems`]'s.
+pub fn guest_latency_test_problems(console: &str, expected: GuestLatencyTest) -> Vec<String> {
+    let core: Vec<&str> = lines_of(console, Source::Core).collect();
+    let periods: Vec<u64> = core.iter().filter_map(|line| RTT_PERIOD.captures(line)?[1].parse().ok()).collect();
+    let GuestLatencyTest { period_us, seconds } = expected;
+    let Some(&period) = periods.first() else {
+        return vec![format!(
+            "no latency test ran: the guest was to start `companion latmus -p {period_us} -T {seconds}` beside \
+             cyclictest, but the core printed no RTT| line (the guest never started it, or the core refused it)"
+        )];
+    };
+    let mut problems = Vec::new();
+    if periods.len() > 1 {
+        problems.push(format!("the latency test ran {} times (the guest was to start it once)", periods.len()));
+    }
+    if period != period_us {
+        problems.push(format!("the latency test ran at a {period} us period, not the run's {period_us} us"));
+    }
+    let lengths = core.iter().find_map(|line| {
+        let caps = RTS_SECONDS.captures(line)?;
+        let part = |i: usize| caps[i].parse::<u64>().ok();
+        Some((part(1)? * 3600 + part(2)? * 60 + part(3)?, part(4)? * 3600 + part(5)? * 60 + part(6)?))
+    });
+    if let Some((elapsed, planned)) = lengths
+        && (elapsed, planned) != (seconds, seconds)
+    {
+        problems.push(format!(
+            "the latency test measured {elapsed} s of {planned} s planned, not the run's {seconds} s: it stopped early \
+             or was started with another length"
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +350,34 @@ mod tests {
         // Nor can it hide a gap in the core's own by adding lines.
         let console = latmus_console(3, 1500) + "guest| [ 3.2 core cpu0 INFO ] latmus: 3000 thread samples, 3000 irq samples, 0 + 0 overruns\n";
         assert_eq!(sampling_problems(&console).len(), 1);
+    }
+
+    const ASKED: GuestLatencyTest = GuestLatencyTest { period_us: 1000, seconds: 3 };
+
+    #[test]
+    fn a_guest_started_test_must_have_run_as_asked() {
+        assert_eq!(ASKED.guest_arg(), "guest.latmus=1000");
+        assert!(guest_latency_test_problems(&latmus_console(3, 2998), ASKED).is_empty());
+        // The guest never started it: a clear reason, whatever the guest printed itself.
+        let forged: String = latmus_console(3, 2998).lines().map(|line| format!("guest| {line}\n")).collect();
+        let none = guest_latency_test_problems(&forged, ASKED);
+        assert!(none.len() == 1 && none[0].starts_with("no latency test ran"), "{none:?}");
+        // Another period, another length, twice.
+        let slow = latmus_console(3, 2998).replace("1000 us period", "500000 us period");
+        assert!(guest_latency_test_problems(&slow, ASKED)[0].contains("500000 us period"));
+        let short = guest_latency_test_problems(&latmus_console(3, 2998), GuestLatencyTest { period_us: 1000, seconds: 10 });
+        assert!(short.len() == 1 && short[0].contains("3 s of 3 s planned, not the run's 10 s"), "{short:?}");
+        let twice = latmus_console(3, 2998).repeat(2);
+        assert!(guest_latency_test_problems(&twice, ASKED)[0].contains("ran 2 times"));
+    }
+
+    #[test]
+    fn a_guest_test_that_stopped_sampling_fails_both_checks() {
+        // The core's RTS| says 2 of 3 s (the run ended before the test did): the length
+        // check fails, and the per-second count with it.
+        let console = latmus_console(2, 1999).replace("00:00:03/00:00:03", "00:00:02/00:00:03");
+        let length = guest_latency_test_problems(&console, ASKED);
+        assert!(length.len() == 1 && length[0].contains("2 s of 3 s planned"), "{length:?}");
+        assert!(sampling_problems(&latmus_console(3, 1500)).iter().any(|p| p.contains("did not sample every period")));
     }
 }

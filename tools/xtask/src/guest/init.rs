@@ -235,11 +235,23 @@ load_pids() {
     done
 }
 load=idle
+latmus_period=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         guest.load=*) load="${arg#guest.load=}" ;;
+        guest.latmus=*) latmus_period="${arg#guest.latmus=}" ;;
     esac
 done
+# The oob latency test, started from Linux (guest.latmus=PERIOD_US) before the load: it
+# calibrates its gravity (half a second at 1 ms) on a quiet guest, then measures for the
+# duration beside the load and cyclictest. The core prints its lines on its own console,
+# which is what the report reads; Linux's copy only says how it ended.
+latmus_pid=
+if [ -n "$latmus_period" ]; then
+    echo "guest: companion latmus -p $latmus_period -T $GUEST_DURATION"
+    companion latmus -p "$latmus_period" -T "$GUEST_DURATION" >/tmp/latmus.out 2>&1 &
+    latmus_pid=$!
+fi
 load_pid=
 case "$load" in
     idle) ;;
@@ -263,7 +275,7 @@ case "$load" in
     *) echo "guest: unknown guest.load '$load' (known: idle, grinder, neighbour); running idle"; load=idle ;;
 esac
 echo "guest: load $load started"
-if [ -n "$load_pid" ]; then sleep 1; fi
+if [ -n "$load_pid$latmus_pid" ]; then sleep 1; fi
 echo "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q -v --json=/tmp/cyclictest.json"
 status=0
 cyclictest -m -S -p 90 -i 1000 -h 1000 -D "${GUEST_DURATION}s" -q -v --json=/tmp/cyclictest.json >/tmp/cyclictest.out || status=$?
@@ -278,6 +290,12 @@ awk -F: 'NF == 3 && $1 ~ /^ *[0-9]+$/ && $2 ~ /^ *[0-9]+$/ && $3 ~ /^ *-?[0-9]+$
     }
     { print }
     END { for (t = 0; t <= nt; t++) for (s = 0; s <= ns; s++) if ((t " " s) in m) printf "CTD|%d|%d|%d\n", t, s, m[t " " s] }' /tmp/cyclictest.out
+if [ -n "$latmus_pid" ]; then
+    latmus_status=0
+    wait "$latmus_pid" || latmus_status=$?
+    echo "guest: companion latmus exited with status $latmus_status after $(grep -c '^RTD|' /tmp/latmus.out) RTD| lines"
+    grep -e '^ERR' -e '^companion' /tmp/latmus.out | sed 's/^/guest: latmus: /' || true
+fi
 # cyclictest's own JSON, between markers, for the report folder (cyclictest.json).
 if [ -s /tmp/cyclictest.json ]; then
     echo "guest: cyclictest json begin"
@@ -358,6 +376,12 @@ awk '$1 ~ /^[0-9]+:$/ { s = 0; i = 2; while (i <= NF && $i ~ /^[0-9]+$/) { s += 
     if ($i ~ /^GIC/ && $(i + 1) ~ /^[0-9]+$/) print "guest: interrupts INTID " $(i + 1) ": " s }' /proc/interrupts
 echo "guest: soak: $n segments done"
 "#;
+
+/// Whether script `name` starts the core's latency test itself (`companion latmus`) when the
+/// guest's command line has `guest.latmus=PERIOD_US`: the main job's `cyclictest`.
+pub fn starts_latency_test(name: &str) -> bool {
+    name == "cyclictest"
+}
 
 /// The body of script `name`, if it exists.
 pub fn script(name: &str) -> Option<&'static str> {
@@ -509,6 +533,13 @@ mod tests {
         let stopped = at("echo \"guest: load stopped\"");
         assert!(at("load=idle") < started && started < cyclictest && cyclictest < stopped);
         assert!(at("kill -TERM") > cyclictest);
+        // The latency test starts from Linux before the load, ends before it stops, and its
+        // exit is reported.
+        let latmus = at("companion latmus -p \"$latmus_period\" -T \"$GUEST_DURATION\" >/tmp/latmus.out 2>&1 &");
+        let waited = at("wait \"$latmus_pid\" || latmus_status=$?");
+        assert!(at("guest.latmus=*) latmus_period=") < latmus && latmus < started && cyclictest < waited && waited < stopped);
+        at("echo \"guest: companion latmus exited with status $latmus_status after");
+        assert!(starts_latency_test("cyclictest") && !starts_latency_test("crash") && !starts_latency_test("shell"));
         // Every load the command line can name has its branch in the script.
         for load in [Load::Grinder, Load::Neighbour] {
             at(&format!("\n    {load})\n"));
