@@ -142,6 +142,9 @@ pub fn main_job_report_problems(console: &str, system_map: &std::path::Path) -> 
     let mut report = crate::report::Report::new(info, true, Some(0), console);
     report.symbolize(system_map);
     let mut problems: Vec<String> = report.missing().into_iter().map(|line| format!("report lacks {line}")).collect();
+    if report.measurements.channel_round_trip.is_none() {
+        problems.push("report lacks the channel round trip (no `ping:` line from the guest)".to_owned());
+    }
     let top = &report.measurements.irqsoff;
     let named = top.iter().filter(|entry| entry.symbol.as_deref().is_some_and(is_function_offset)).count();
     if named == 0 {
@@ -426,8 +429,9 @@ impl Case {
             return crate::soak::Plan::short(seconds).bootargs();
         }
         if let Scenario::MainJob { seconds } = self.scenario {
-            let guest = crate::guest::core_bootargs(&[MAIN_JOB_HUNTER], "cyclictest", seconds, crate::guest::init::Load::Grinder);
-            return format!("{guest} nokaslr {}", main_job_latency_test(seconds).guest_arg());
+            let core = [crate::verdict::GuestLatencyTest::CORE_ARG, MAIN_JOB_HUNTER];
+            let guest = crate::guest::core_bootargs(&core, "cyclictest", seconds, crate::guest::init::Load::Grinder);
+            return format!("{guest} nokaslr {} {}", main_job_latency_test(seconds).guest_arg(), crate::guest::init::ping_arg());
         }
         let test = self
             .scenario
@@ -535,6 +539,9 @@ impl Case {
                 let lines = vec![
                     LineMatch::guest(&[r"^guest: load grinder started$"]),
                     LineMatch::guest(&[&latmus]),
+                    // The channel's round trip after it, backed by the core's echo count.
+                    LineMatch::guest(&[r"^guest: ping: 200 round trips of 64 bytes over companion\.echo: "]),
+                    LineMatch::all(&[LOG_LINE, r"channel: companion\.echo: [1-9]\d* wake-ups, [1-9]\d* bytes echoed, [1-9]\d* ns of CPU time$"]),
                     LineMatch::guest(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
                     LineMatch::all(&[r"^IRQSOFF\| pc 0x[0-9a-f]+ samples [1-9]"]),
@@ -717,8 +724,8 @@ mod tests {
         let args = case.bootargs();
         let (core, guest) = args.split_once(" -- ").unwrap();
         // The guest starts the latency test (companion latmus), not the core's arguments.
-        assert!(!core.contains("latmus=") && core.contains(MAIN_JOB_HUNTER), "{core}");
-        assert!(guest.contains("guest.load=grinder") && guest.contains(" nokaslr") && guest.ends_with(" guest.latmus=1000"), "{guest}");
+        assert!(!core.contains("latmus=") && core.contains(MAIN_JOB_HUNTER) && core.contains("companion.sirq"), "{core}");
+        assert!(guest.contains("guest.load=grinder") && guest.contains(" nokaslr") && guest.ends_with(" guest.latmus=1000 guest.ping=200"), "{guest}");
         let expectations = case.expectations(1);
         assert_eq!(expectations.latency_test, Some(main_job_latency_test(2)));
         assert!(is_function_offset("cpu_do_idle+0x8"));

@@ -416,7 +416,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             let load = effective_load(&guest_script, load)?;
             let hunter = if irqsoff > 0 { format!("companion.irqsoff={irqsoff}") } else { String::new() };
-            let core_latency_test = if guest_latency_test.is_some() { "" } else { latency_test.as_str() };
+            let core_latency_test = if guest_latency_test.is_some() { verdict::GuestLatencyTest::CORE_ARG } else { latency_test.as_str() };
             let mut bootargs = guest::core_bootargs(
                 &[core_latency_test, hunter.as_str(), append.as_deref().unwrap_or("")],
                 &guest_script,
@@ -424,7 +424,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 load,
             );
             if let Some(test) = guest_latency_test {
-                bootargs = format!("{bootargs} {}", test.guest_arg());
+                // And the channel's round trip after cyclictest, under the same load.
+                bootargs = format!("{bootargs} {} {}", test.guest_arg(), guest::init::ping_arg());
             }
             // What the report names as the load: the guest command line's, as the guest sees it.
             let mut load_name = load.to_string();

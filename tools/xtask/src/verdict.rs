@@ -219,6 +219,10 @@ impl GuestLatencyTest {
     pub fn guest_arg(self) -> String {
         format!("guest.latmus={}", self.period_us)
     }
+
+    /// The core's argument measuring the guest's synthetic-interrupt delay (`sirq`) beside
+    /// it, as the boot-argument form does.
+    pub const CORE_ARG: &str = "companion.sirq=on";
 }
 
 static RTS_SECONDS: LazyLock<Regex> =

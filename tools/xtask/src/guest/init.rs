@@ -236,10 +236,12 @@ load_pids() {
 }
 load=idle
 latmus_period=
+ping_count=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         guest.load=*) load="${arg#guest.load=}" ;;
         guest.latmus=*) latmus_period="${arg#guest.latmus=}" ;;
+        guest.ping=*) ping_count="${arg#guest.ping=}" ;;
     esac
 done
 # The oob latency test, started from Linux (guest.latmus=PERIOD_US) before the load: it
@@ -295,6 +297,14 @@ if [ -n "$latmus_pid" ]; then
     wait "$latmus_pid" || latmus_status=$?
     echo "guest: companion latmus exited with status $latmus_status after $(grep -c '^RTD|' /tmp/latmus.out) RTD| lines"
     grep -e '^ERR' -e '^companion' /tmp/latmus.out | sed 's/^/guest: latmus: /' || true
+fi
+# The channel's round trip (guest.ping=COUNT), Linux -> the core's oob echo thread -> Linux,
+# under the same load: the figures are Linux's, the core counts what its echo thread took.
+if [ -n "$ping_count" ]; then
+    companion ping -n "$ping_count" >/tmp/ping 2>&1 || echo "guest: companion ping failed"
+    while read -r line; do
+        echo "guest: $line"
+    done </tmp/ping
 fi
 # cyclictest's own JSON, between markers, for the report folder (cyclictest.json).
 if [ -s /tmp/cyclictest.json ]; then
@@ -376,6 +386,15 @@ awk '$1 ~ /^[0-9]+:$/ { s = 0; i = 2; while (i <= NF && $i ~ /^[0-9]+$/) { s += 
     if ($i ~ /^GIC/ && $(i + 1) ~ /^[0-9]+$/) print "guest: interrupts INTID " $(i + 1) ": " s }' /proc/interrupts
 echo "guest: soak: $n segments done"
 "#;
+
+/// The round trips `companion ping` makes over the channel after cyclictest when the guest's
+/// command line asks ([`ping_arg`]): the main job's and the benchmark's.
+pub const PING_ROUND_TRIPS: u32 = 200;
+
+/// The guest's command-line word asking the `cyclictest` script for [`PING_ROUND_TRIPS`].
+pub fn ping_arg() -> String {
+    format!("guest.ping={PING_ROUND_TRIPS}")
+}
 
 /// Whether script `name` starts the core's latency test itself (`companion latmus`) when the
 /// guest's command line has `guest.latmus=PERIOD_US`: the main job's `cyclictest`.
@@ -539,6 +558,10 @@ mod tests {
         let waited = at("wait \"$latmus_pid\" || latmus_status=$?");
         assert!(at("guest.latmus=*) latmus_period=") < latmus && latmus < started && cyclictest < waited && waited < stopped);
         at("echo \"guest: companion latmus exited with status $latmus_status after");
+        // The round trips follow, under the load still running.
+        let ping = at("companion ping -n \"$ping_count\" >/tmp/ping 2>&1");
+        assert!(waited < ping && ping < stopped && at("guest.ping=*) ping_count=") < ping);
+        assert_eq!(ping_arg(), "guest.ping=200");
         assert!(starts_latency_test("cyclictest") && !starts_latency_test("crash") && !starts_latency_test("shell"));
         // Every load the command line can name has its branch in the script.
         for load in [Load::Grinder, Load::Neighbour] {

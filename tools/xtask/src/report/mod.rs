@@ -15,6 +15,7 @@
 //! (100 ns for the core's oob contexts, 1 µs otherwise; the bucket's lower bound). A section the console lacks (e.g.
 //! no latency test with `--duration 0`) is reported missing, never an error.
 
+pub mod channel;
 pub mod histogram_txt;
 pub mod json;
 pub mod model;
