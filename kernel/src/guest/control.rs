@@ -92,14 +92,21 @@ fn echo_stats() -> String {
     format!("echo {wakeups} wakeups {bytes} bytes {cpu_ns} ns\nEND\n")
 }
 
-/// Logs what the echo thread did over the run, if it ran: the core's own count, which the
-/// harness holds the round trips Linux reports (`companion ping`) against.
+/// Logs what the echo thread did over the run, if it ran: the core's own count (bytes taken
+/// from Linux, CPU time, bytes its sends dropped), which the harness holds the round trips
+/// (`companion ping`) and the losses (the flood) Linux reports against.
 pub fn report() {
     if ECHO_THREAD.get().is_none() {
         return;
     }
     let (wakeups, bytes, cpu_ns) = echo_counts();
-    log::info!("channel: {ECHO_PORT_NAME}: {wakeups} wake-ups, {bytes} bytes echoed, {cpu_ns} ns of CPU time");
+    let dropped = rt::channel::drop_counts()
+        .into_iter()
+        .find(|(_, name, _)| *name == ECHO_PORT_NAME)
+        .map_or(0, |(_, _, (_, bytes))| bytes);
+    log::info!(
+        "channel: {ECHO_PORT_NAME}: {wakeups} wake-ups, {bytes} bytes echoed, {cpu_ns} ns of CPU time, {dropped} bytes dropped"
+    );
 }
 
 /// Answers commands until the core stops.

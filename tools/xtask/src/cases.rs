@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::expect::{Expectations, LineMatch};
+use crate::guest::init::FLOOD_SCRIPT;
 use crate::qemu;
 
 /// How long a case may run unless it says otherwise.
@@ -250,6 +251,8 @@ pub struct Case {
 /// Deterministic virtual time: one instruction per virtual nanosecond, idle
 /// time skipped.
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+/// Each half of the flood case, seconds.
+const FLOOD_SECONDS: u64 = 3;
 /// The guest script of the restart case: a panic, a reboot, then cyclictest.
 pub const RESTART_SCRIPT: &str = "crash";
 /// How much longer than cyclictest the latency test runs beside the `crash` script, in
@@ -331,6 +334,15 @@ pub const CASES: &[Case] = &[
         scenario: Scenario::LinuxGuest { script: "channel", vcpus: 1 },
         timeout: Duration::from_secs(180),
         qemu_args: &[],
+    },
+    Case {
+        name: "linux-guest-channel-flood-virt-gicv3-1",
+        // One CPU under -icount: the oob test, Linux's flood and the core's copies share it,
+        // and the maxima compare without the host's scheduling in them.
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: FLOOD_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(600),
+        qemu_args: ICOUNT,
     },
     Case {
         name: "linux-guest-1vcpu-virt-gicv3-4",
@@ -423,7 +435,8 @@ impl Case {
                 let latency = if self.scenario == (Scenario::LinuxGuest { script, vcpus: 1 }) { RESTART_LATMUS } else { "" };
                 return crate::guest::core_bootargs(&[&vcpus, latency], script, 2, crate::guest::init::Load::Idle);
             }
-            return crate::guest::core_bootargs(&[&vcpus], script, 1, crate::guest::init::Load::Idle);
+            let seconds = if script == FLOOD_SCRIPT { FLOOD_SECONDS } else { 1 };
+            return crate::guest::core_bootargs(&[&vcpus], script, seconds, crate::guest::init::Load::Idle);
         }
         if let Scenario::Soak { seconds } = self.scenario {
             return crate::soak::Plan::short(seconds).bootargs();
@@ -541,7 +554,7 @@ impl Case {
                     LineMatch::guest(&[&latmus]),
                     // The channel's round trip after it, backed by the core's echo count.
                     LineMatch::guest(&[r"^guest: ping: 200 round trips of 64 bytes over companion\.echo: "]),
-                    LineMatch::all(&[LOG_LINE, r"channel: companion\.echo: [1-9]\d* wake-ups, [1-9]\d* bytes echoed, [1-9]\d* ns of CPU time$"]),
+                    LineMatch::all(&[LOG_LINE, r"channel: companion\.echo: [1-9]\d* wake-ups, [1-9]\d* bytes echoed, [1-9]\d* ns of CPU time, \d+ bytes dropped$"]),
                     LineMatch::guest(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
                     LineMatch::all(&[r"^IRQSOFF\| pc 0x[0-9a-f]+ samples [1-9]"]),
@@ -575,9 +588,20 @@ impl Case {
                 if script == "channel" {
                     lines.extend(channel_lines());
                 }
-                let expectations =
+                if script == FLOOD_SCRIPT {
+                    let seconds = format!(r"^RTS\|.*\|    00:00:0{FLOOD_SECONDS}/00:00:0{FLOOD_SECONDS}$");
+                    lines.extend([
+                        LineMatch::guest(&[r"^guest: channel flood: quiet$"]),
+                        LineMatch::guest(&[r"^guest: channel flood: flooding$"]),
+                        LineMatch::all(&[&seconds]),
+                    ]);
+                }
+                let mut expectations =
                     Expectations::new(EXIT_PASS, lines, &[r"abort injected", RESTARTING])
-                        .forbid_guest(&[r"Kernel panic", r"insmod .* failed"]);
+                        .forbid_guest(&[r"Kernel panic", r"insmod .* failed", r"companion latmus .*failed"]);
+                if script == FLOOD_SCRIPT {
+                    expectations = expectations.with_channel_flood();
+                }
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
                     // forwarded must be what Linux counted in /proc/interrupts — and not zero.

@@ -75,6 +75,9 @@ pub struct Expectations {
     /// The latency test the guest was to start, checked from the core's lines
     /// ([`verdict::guest_latency_test_problems`]).
     pub latency_test: Option<verdict::GuestLatencyTest>,
+    /// Whether the run is the channel flood, its oob maxima within
+    /// [`crate::report::channel::FLOOD_TARGET`] and its losses exact.
+    pub channel_flood: bool,
 }
 
 impl Expectations {
@@ -87,6 +90,7 @@ impl Expectations {
             forbidden: forbidden.iter().map(|pattern| LineMatch::all(&[pattern])).collect(),
             equal_captures: Vec::new(),
             latency_test: None,
+            channel_flood: false,
         }
     }
 
@@ -99,6 +103,12 @@ impl Expectations {
     /// Also requires the latency test the guest was to start to have run as `test` asked.
     pub fn with_latency_test(mut self, test: verdict::GuestLatencyTest) -> Self {
         self.latency_test = Some(test);
+        self
+    }
+
+    /// Also requires the channel flood's figures ([`crate::report::channel::Flood::problems`]).
+    pub fn with_channel_flood(mut self) -> Self {
+        self.channel_flood = true;
         self
     }
 
@@ -120,6 +130,13 @@ impl Expectations {
         }
         if let Some(test) = self.latency_test {
             failures.extend(verdict::guest_latency_test_problems(console, test));
+        }
+        if self.channel_flood {
+            match crate::report::channel::flood(console) {
+                Some(Ok(flood)) => failures.extend(flood.problems(crate::report::channel::FLOOD_TARGET)),
+                Some(Err(why)) => failures.push(format!("channel flood: {why}")),
+                None => failures.push("channel flood: no `guest: channel flood: written` line from the guest".to_owned()),
+            }
         }
         if self.exit_code == 0 {
             failures.extend(verdict::sampling_problems(console));

@@ -161,31 +161,47 @@ static LATMUS_TOTALS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\] latmus: (\d+) thread samples, (\d+) irq samples, (\d+) \+ (\d+) overruns$").expect("valid regex")
 });
 
-/// Whether the core's latency test (if the console shows one) kept sampling: one `RTD|` line
-/// per second it reports as elapsed, and per context as many samples plus overruns as
-/// periods in those seconds (less the first 2 ms before the first deadline, plus at most one
-/// second more when the run ended after the last report). Core lines only. One line per
-/// problem; empty when fine or when no latency test ran.
+/// Whether the core's latency tests (if the console shows any) kept sampling: for each run
+/// (from its thread-context `RTT|` header to the next), one `RTD|` line per second it reports
+/// as elapsed, and per context as many samples plus overruns as periods in those seconds
+/// (less the first 2 ms before the first deadline, plus at most one second more when the run
+/// ended after the last report). Core lines only. One line per problem; empty when fine or
+/// when no latency test ran.
 pub fn sampling_problems(console: &str) -> Vec<String> {
     let core: Vec<&str> = lines_of(console, Source::Core).collect();
-    let Some(period_us) = core.iter().find_map(|line| RTT_PERIOD.captures(line)?[1].parse::<u64>().ok()) else {
+    let starts: Vec<usize> = core.iter().enumerate().filter(|(_, line)| RTT_PERIOD.is_match(line)).map(|(at, _)| at).collect();
+    let mut problems = Vec::new();
+    for (index, &start) in starts.iter().enumerate() {
+        let end = starts.get(index + 1).copied().unwrap_or(core.len());
+        let name = if starts.len() == 1 { SINGLE_RUN.to_owned() } else { format!("latency test run {}", index + 1) };
+        problems.extend(run_sampling_problems(&core[start..end], &name));
+    }
+    problems
+}
+
+/// How [`sampling_problems`] names the run when there is only one.
+const SINGLE_RUN: &str = "the latency test";
+
+/// [`sampling_problems`] of one run, `lines` starting at its `RTT|` header.
+fn run_sampling_problems(lines: &[&str], name: &str) -> Vec<String> {
+    let Some(period_us) = lines.first().and_then(|line| RTT_PERIOD.captures(line)?[1].parse::<u64>().ok()) else {
         return Vec::new();
     };
     let mut problems = Vec::new();
-    let rtd = core.iter().filter(|line| line.starts_with("RTD|")).count() as u64;
-    let elapsed = core.iter().find_map(|line| {
+    let rtd = lines.iter().filter(|line| line.starts_with("RTD|")).count() as u64;
+    let elapsed = lines.iter().find_map(|line| {
         let caps = RTS_ELAPSED.captures(line)?;
         let part = |i: usize| caps[i].parse::<u64>().ok();
         Some(part(1)? * 3600 + part(2)? * 60 + part(3)?)
     });
     let Some(elapsed) = elapsed else {
-        return vec!["the latency test started (RTT|) but printed no RTS| summary".to_owned()];
+        return vec![format!("{name} started (RTT|) but printed no RTS| summary")];
     };
     if rtd != elapsed {
-        problems.push(format!("the latency test reported {elapsed} s elapsed but printed {rtd} RTD| lines (one per second)"));
+        problems.push(format!("{name} reported {elapsed} s elapsed but printed {rtd} RTD| lines (one per second)"));
     }
-    let Some(caps) = core.iter().find_map(|line| LATMUS_TOTALS.captures(line)) else {
-        problems.push("the latency test printed no `latmus: ... samples` totals".to_owned());
+    let Some(caps) = lines.iter().find_map(|line| LATMUS_TOTALS.captures(line)) else {
+        problems.push(format!("{name} printed no `latmus: ... samples` totals"));
         return problems;
     };
     let number = |i: usize| caps[i].parse::<u64>().unwrap_or(0);
@@ -196,7 +212,8 @@ pub fn sampling_problems(console: &str) -> Vec<String> {
         if !(low..=high).contains(&counted) {
             problems.push(format!(
                 "the {context} context counted {counted} samples and overruns over {elapsed} s at a {period_us} us \
-                 period (expected {low}..={high}): it did not sample every period"
+                 period (expected {low}..={high}): it did not sample every period{}",
+                if name == SINGLE_RUN { String::new() } else { format!(" ({name})") }
             ));
         }
     }
@@ -344,6 +361,19 @@ mod tests {
         assert_eq!(sampling_problems(&latmus_console(2, 2998)).len(), 1);
         let gap = sampling_problems(&latmus_console(3, 1500));
         assert!(gap.len() == 1 && gap[0].contains("thread context counted 1500"), "{gap:?}");
+    }
+
+    #[test]
+    fn sampling_checks_take_each_run_on_its_own() {
+        // Two runs back to back (the flood case's quiet and busy halves): both fine.
+        let two = latmus_console(3, 2998) + &latmus_console(3, 2999);
+        assert!(sampling_problems(&two).is_empty(), "{:?}", sampling_problems(&two));
+        // The second one lost samples: named as the second run.
+        let gap = sampling_problems(&(latmus_console(3, 2998) + &latmus_console(3, 1500)));
+        assert!(gap.len() == 1 && gap[0].contains("counted 1500") && gap[0].contains("(latency test run 2)"), "{gap:?}");
+        // The first one printed a second too few.
+        let short = sampling_problems(&(latmus_console(2, 2998) + &latmus_console(3, 2998)));
+        assert!(short.len() == 1 && short[0].starts_with("latency test run 1 reported 3 s elapsed but printed 2"), "{short:?}");
     }
 
     #[test]

@@ -88,6 +88,13 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         CHANNEL,
     ),
     (
+        FLOOD_SCRIPT,
+        "the oob latency test started from Linux (`companion latmus`) with the channel quiet, then again \
+         while Linux floods the companion.echo port whose echo it does not read until the end; then what \
+         came back (the core counts what its echo dropped)",
+        CHANNEL_FLOOD,
+    ),
+    (
         "crash",
         "the guest restart (docs/guest-restart.md): the first boot panics the kernel (sysrq c; panic=-1 \
          resets), the second reboots with `reboot -f`, the third runs the `cyclictest` script; the boot \
@@ -100,6 +107,43 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "setsid cttyhack sh || sh\n",
     ),
 ];
+
+/// The script measuring the oob latency with the channel quiet and flooded.
+pub const FLOOD_SCRIPT: &str = "channel-flood";
+
+/// The `channel-flood` script: `companion latmus` for the duration with the channel quiet,
+/// then again while a loop writes 64 KiB at a time into companion.echo, whose echo Linux
+/// does not read until the end (its receive buffers fill, the core's echo thread drops what
+/// does not fit and counts it; Linux's writer is held back, never dropped). The core prints
+/// both tests' lines and, at the end, what its echo took and dropped; Linux says what it
+/// wrote and read back.
+const CHANNEL_FLOOD: &str = r#"echo_port=
+for try in $(seq 30); do
+    echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+    [ -n "$echo_port" ] && break
+    sleep 0.1
+done
+[ -n "$echo_port" ] || { echo "guest: channel flood: no companion.echo port"; exit 1; }
+echo "guest: channel flood: quiet"
+companion latmus -T "$GUEST_DURATION" >/tmp/quiet 2>&1 || echo "guest: channel flood: companion latmus (quiet) failed"
+exec 4<>"/dev/$echo_port"
+echo "guest: channel flood: flooding"
+(
+    blocks=0
+    while [ ! -e /tmp/flood.stop ]; do
+        dd if=/dev/zero bs=4096 count=16 >&4 2>/dev/null || break
+        blocks=$((blocks + 16))
+    done
+    echo "$blocks" >/tmp/flood.blocks
+) &
+flood=$!
+companion latmus -T "$GUEST_DURATION" >/tmp/busy 2>&1 || echo "guest: channel flood: companion latmus (flood) failed"
+touch /tmp/flood.stop
+wait $flood
+read_back=$(timeout 3 cat <&4 | wc -c)
+exec 4<&-
+echo "guest: channel flood: written $(($(cat /tmp/flood.blocks) * 4096)) bytes, read back $read_back bytes"
+"#;
 
 /// The `crash` script: which boot this is, from the `companion.restarts=N` the core adds to
 /// the command line of a restarted guest.

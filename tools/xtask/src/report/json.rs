@@ -55,7 +55,10 @@
 //!   resolution); `echo`, the core's count over the run: `{wakeups, bytes, cpu_ns,
 //!   cpu_ns_per_wakeup}` (the oob side's cost of one message). Present only when the core's
 //!   count backs the guest's (its echo thread took at least `count × message_bytes`);
-//!   otherwise `missing` says why.
+//!   otherwise `missing` says why. `flood` (only for the `channel-flood` script): the core's
+//!   oob maxima with the channel quiet and flooded, `{quiet_max_ns, flooded_max_ns, ratios}`
+//!   each `[thread, irq]`, and the losses `{written, read_back}` (the guest's) against
+//!   `{taken, dropped}` (the core's echo count), `exact` when they add up.
 //! - `missing`: strings naming each absent section and why. `oob.sirq`, when the console
 //!   has no `sirq:` line (no guest, or a core not measuring it yet), is omitted from `oob`
 //!   and listed here.
@@ -217,6 +220,26 @@ pub fn to_json(report: &Report) -> Value {
         );
         if let Some(sources) = object.get_mut("sources").and_then(Value::as_object_mut) {
             sources.insert("channel".into(), json!("guest-reported, backed by the core's echo count"));
+        }
+    }
+    if let Some(Ok(flood)) = &m.channel_flood
+        && let Some(object) = report_json.as_object_mut()
+    {
+        let channel = object.entry("channel").or_insert_with(|| json!({}));
+        if let Some(channel) = channel.as_object_mut() {
+            channel.insert(
+                "flood".into(),
+                json!({
+                    "quiet_max_ns": flood.quiet_max_ns,
+                    "flooded_max_ns": flood.flooded_max_ns,
+                    "ratios": flood.ratios(),
+                    "written": flood.written,
+                    "read_back": flood.read_back,
+                    "taken": flood.taken,
+                    "dropped": flood.dropped,
+                    "exact": flood.exact(),
+                }),
+            );
         }
     }
     if !m.irqsoff.is_empty()

@@ -327,6 +327,9 @@ pub struct Measurements {
     /// The channel's round trip (`companion ping`, the guest's figures backed by the core's
     /// echo count; `Err`: why they were not taken); `None` when the guest did not ping.
     pub channel_round_trip: Option<Result<super::channel::RoundTrip, String>>,
+    /// The oob latency with the channel quiet and flooded and the flood's losses (the
+    /// `channel-flood` script; `Err`: why not read); `None` when the guest did not flood.
+    pub channel_flood: Option<Result<super::channel::Flood, String>>,
 }
 
 impl Measurements {
@@ -390,6 +393,9 @@ impl Measurements {
         }
         if let Some(Err(why)) = &self.channel_round_trip {
             missing.push(format!("channel.round_trip: ignored: {why}"));
+        }
+        if let Some(Err(why)) = &self.channel_flood {
+            missing.push(format!("channel.flood: {why}"));
         }
         missing
     }

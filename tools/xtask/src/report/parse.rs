@@ -217,6 +217,7 @@ pub fn cyclictest_json(console: &str) -> Option<String> {
 pub fn parse(console: &str) -> Measurements {
     Measurements {
         channel_round_trip: super::channel::round_trip(console),
+        channel_flood: super::channel::flood(console),
         ..parse_lines(console.lines().map(verdict::classify))
     }
 }
@@ -422,6 +423,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         irqsoff,
         guest_restarts,
         channel_round_trip: None,
+        channel_flood: None,
     }
 }
 

@@ -140,6 +140,32 @@ pub fn render(report: &Report) -> String {
         // Said under `missing`.
         Some(Err(_)) | None => {}
     }
+    if let Some(Ok(flood)) = &report.measurements.channel_flood {
+        let ratios = flood.ratios();
+        let maxima: Vec<String> = super::channel::Flood::CONTEXTS
+            .iter()
+            .enumerate()
+            .map(|(i, context)| {
+                format!(
+                    "{context} max quiet {}, flooded {} us (x{:.2})",
+                    micros(flood.quiet_max_ns[i]),
+                    micros(flood.flooded_max_ns[i]),
+                    ratios[i]
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "channel flood (Linux floods companion.echo during the second of two latency tests; target x{}): {}; \
+             written {} bytes = read back {} + dropped by the core {}: {}",
+            super::channel::FLOOD_TARGET,
+            maxima.join(", "),
+            flood.written,
+            flood.read_back,
+            flood.dropped,
+            if flood.exact() { "exact" } else { "NOT exact" }
+        );
+    }
     for r in &report.measurements.guest_restarts {
         let first_output = r.first_output_ms.map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms later"));
         let _ = writeln!(
