@@ -75,8 +75,8 @@ pub struct Expectations {
     /// The latency test the guest was to start, checked from the core's lines
     /// ([`verdict::guest_latency_test_problems`]).
     pub latency_test: Option<verdict::GuestLatencyTest>,
-    /// Whether the run is the channel flood, its oob maxima within
-    /// [`crate::report::channel::FLOOD_TARGET`] and its losses exact.
+    /// Whether the run is the channel flood, its losses exact
+    /// ([`crate::report::channel::Flood::loss_problems`]).
     pub channel_flood: bool,
 }
 
@@ -106,7 +106,7 @@ impl Expectations {
         self
     }
 
-    /// Also requires the channel flood's figures ([`crate::report::channel::Flood::problems`]).
+    /// Also requires the channel flood's losses to add up exactly.
     pub fn with_channel_flood(mut self) -> Self {
         self.channel_flood = true;
         self
@@ -133,7 +133,7 @@ impl Expectations {
         }
         if self.channel_flood {
             match crate::report::channel::flood(console) {
-                Some(Ok(flood)) => failures.extend(flood.problems(crate::report::channel::FLOOD_TARGET)),
+                Some(Ok(flood)) => failures.extend(flood.loss_problems()),
                 Some(Err(why)) => failures.push(format!("channel flood: {why}")),
                 None => failures.push("channel flood: no `guest: channel flood: written` line from the guest".to_owned()),
             }

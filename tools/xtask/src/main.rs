@@ -60,8 +60,9 @@ enum Command {
         build: BuildFlags,
     },
     /// The main job: the core on QEMU hosting Debian PREEMPT_RT, the oob latency test beside
-    /// the guest's cyclictest and a load; live console, then a latency table and a report in
-    /// target/report/<run>/. Exits with the exit code of the core's verdict (1 when the run
+    /// the guest's cyclictest and a load (started by the guest with `companion latmus`; by
+    /// the core's arguments with --no-guest); live console, then a latency table and a report
+    /// in target/report/<run>/. Exits with the exit code of the core's verdict (1 when the run
     /// has none: a hang the watchdog stopped, or QEMU ending without one).
     Run {
         /// The board QEMU emulates.

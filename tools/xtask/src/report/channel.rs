@@ -92,7 +92,8 @@ pub fn round_trip(console: &str) -> Option<Result<RoundTrip, String>> {
     Some(Ok(RoundTrip { count, message_bytes, min_ns, avg_ns, p99_ns, max_ns, echo_wakeups, echo_bytes, echo_cpu_ns }))
 }
 
-/// Largest oob max with the channel flooded, relative to quiet (issue 13).
+/// Largest oob max with the channel flooded, relative to quiet (issue 13's target; reported,
+/// not enforced: see docs/channel.md).
 pub const FLOOD_TARGET: f64 = 1.1;
 
 static RTS_MAX: LazyLock<Regex> =
@@ -135,8 +136,8 @@ impl Flood {
         self.taken == self.written && self.read_back + self.dropped == self.taken
     }
 
-    /// What falls short: inexact losses, no drop at all (no flood), a ratio above `target`.
-    pub fn problems(&self, target: f64) -> Vec<String> {
+    /// What falls short in the flood's accounting: inexact losses, no drop at all (no flood).
+    pub fn loss_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.exact() {
             problems.push(format!(
@@ -148,12 +149,12 @@ impl Flood {
         if self.dropped == 0 {
             problems.push("channel flood: the core dropped nothing: the channel was not flooded".to_owned());
         }
-        for (context, ratio) in Self::CONTEXTS.iter().zip(self.ratios()) {
-            if ratio > target {
-                problems.push(format!("channel flood: {context} max flooded/quiet {ratio:.2} above {target}"));
-            }
-        }
         problems
+    }
+
+    /// The contexts whose flooded max exceeds `target` × the quiet one, with their ratio.
+    pub fn above(&self, target: f64) -> Vec<(&'static str, f64)> {
+        Self::CONTEXTS.into_iter().zip(self.ratios()).filter(|(_, ratio)| *ratio > target).collect()
     }
 }
 
@@ -241,14 +242,15 @@ mod tests {
         assert!(fine.exact());
         let ratios = fine.ratios();
         assert!((ratios[0] - 1.0667).abs() < 1e-3 && ratios[1] == 1.0, "{ratios:?}");
-        assert!(fine.problems(FLOOD_TARGET).is_empty(), "{:?}", fine.problems(FLOOD_TARGET));
+        assert!(fine.loss_problems().is_empty() && fine.above(FLOOD_TARGET).is_empty(), "{fine:?}");
         // A slower oob side under the flood, a byte unaccounted for, nothing dropped.
         let slow = flood(&flood_console("3.000", 8192, 1_040_384)).unwrap().unwrap();
-        assert!(slow.problems(FLOOD_TARGET)[0].contains("oob-thread max flooded/quiet 2.00 above 1.1"));
+        assert_eq!(slow.above(FLOOD_TARGET), [("oob-thread", 2.0)]);
+        assert!(slow.loss_problems().is_empty());
         let lost = flood(&flood_console("1.600", 8191, 1_040_384)).unwrap().unwrap();
-        assert!(lost.problems(FLOOD_TARGET)[0].contains("do not add up"));
+        assert!(lost.loss_problems()[0].contains("do not add up"));
         let calm = flood(&flood_console("1.600", 1_048_576, 0)).unwrap().unwrap();
-        assert!(calm.problems(FLOOD_TARGET).iter().any(|p| p.contains("dropped nothing")));
+        assert!(calm.loss_problems().iter().any(|p| p.contains("dropped nothing")));
         let negative = flood(&flood_console("-0.016", 8192, 1_040_384)).unwrap().unwrap();
         assert_eq!(negative.flooded_max_ns[0], -16);
         assert_eq!(flood("nothing\n"), None);

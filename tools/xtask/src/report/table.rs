@@ -154,11 +154,12 @@ pub fn render(report: &Report) -> String {
                 )
             })
             .collect();
+        let target = super::channel::FLOOD_TARGET;
+        let verdict = if flood.above(target).is_empty() { "met" } else { "MISSED" };
         let _ = writeln!(
             out,
-            "channel flood (Linux floods companion.echo during the second of two latency tests; target x{}): {}; \
-             written {} bytes = read back {} + dropped by the core {}: {}",
-            super::channel::FLOOD_TARGET,
+            "channel flood (Linux floods companion.echo during the second of two latency tests): {}, target x{target} \
+             {verdict}; written {} bytes = read back {} + dropped by the core {}: {}",
             maxima.join(", "),
             flood.written,
             flood.read_back,
