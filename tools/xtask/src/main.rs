@@ -417,7 +417,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             let load = effective_load(&guest_script, load)?;
             let hunter = if irqsoff > 0 { format!("companion.irqsoff={irqsoff}") } else { String::new() };
-            let core_latency_test = if guest_latency_test.is_some() { verdict::GuestLatencyTest::CORE_ARG } else { latency_test.as_str() };
+            let core_latency_test = if guest_latency_test.is_some() {
+                verdict::GuestLatencyTest::CORE_ARG
+            } else if guest::init::runs_own_latency_test(&guest_script) {
+                ""
+            } else {
+                latency_test.as_str()
+            };
             let mut bootargs = guest::core_bootargs(
                 &[core_latency_test, hunter.as_str(), append.as_deref().unwrap_or("")],
                 &guest_script,

@@ -446,6 +446,13 @@ pub fn starts_latency_test(name: &str) -> bool {
     name == "cyclictest"
 }
 
+/// Whether script `name` runs the latency test itself with its own options (`channel`,
+/// `channel-flood`): the core must not start one from its arguments beside it (the control
+/// port refuses a second test while one runs).
+pub fn runs_own_latency_test(name: &str) -> bool {
+    name == "channel" || name == FLOOD_SCRIPT
+}
+
 /// The body of script `name`, if it exists.
 pub fn script(name: &str) -> Option<&'static str> {
     SCRIPTS
@@ -607,6 +614,8 @@ mod tests {
         assert!(waited < ping && ping < stopped && at("guest.ping=*) ping_count=") < ping);
         assert_eq!(ping_arg(), "guest.ping=200");
         assert!(starts_latency_test("cyclictest") && !starts_latency_test("crash") && !starts_latency_test("shell"));
+        assert!(runs_own_latency_test("channel") && runs_own_latency_test(FLOOD_SCRIPT) && !runs_own_latency_test("cyclictest"));
+        assert!(script(FLOOD_SCRIPT).unwrap().matches("companion latmus -T").count() == 2);
         // Every load the command line can name has its branch in the script.
         for load in [Load::Grinder, Load::Neighbour] {
             at(&format!("\n    {load})\n"));
