@@ -1,7 +1,8 @@
 //! The benchmark's third group, the point of the product: the core's oob latency while
 //! Linux runs each of EVL's loads, against the same with an idle guest. Each run is the main
 //! job (`cargo xtask run --load L`) under `-icount` on one CPU: the core's latency test
-//! (thread and timer-IRQ contexts, 1 kHz, priority 99) shares that CPU with the guest's
+//! (thread and timer-IRQ contexts, 1 kHz, priority 99; started by the guest with `companion
+//! latmus` beside cyclictest, then `companion ping` times the channel) shares that CPU with the guest's
 //! cyclictest and the load, the hardest place for it (every Linux IRQs-off section and every
 //! trap of the load happens on the oob CPU), and the only one `-icount` measures without
 //! QEMU's round-robin between CPUs in the figures (see [`super::linux_cost`]). Checked as
@@ -20,7 +21,7 @@ use crate::qemu::{Boot, Qemu};
 use crate::report::channel::RoundTrip;
 use crate::report::model::Measurements;
 use crate::report::parse;
-use crate::verdict::Nonce;
+use crate::verdict::{self, GuestLatencyTest, Nonce};
 
 /// The machine: one CPU (see the module's documentation).
 const PROFILE: &str = super::linux_cost::PROFILE;
@@ -154,18 +155,23 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> 
     let guest = Guest::prepare()?;
     let profile = Profile::load(PROFILE)?;
     let files = assets.for_profile(&profile)?;
-    let latency_test = format!("latmus={duration_s} latmus.period=1000");
+    // The guest starts the latency test beside cyclictest, in the same window, as the main
+    // job does (the core's boot-argument form would measure Linux's boot instead).
+    let latency_test = GuestLatencyTest { period_us: 1000, seconds: duration_s };
     let mut loads = Vec::new();
     for load in LOADS {
         let mut per_run = Vec::new();
         for run in 1..=runs {
             let nonce = Nonce::generate()?;
-            let bootargs = format!("{} {}", guest::core_bootargs(&[latency_test.as_str()], "cyclictest", duration_s, load), guest::init::ping_arg());
-            let bootargs = nonce.add_to(&bootargs);
+            let core = guest::core_bootargs(&[GuestLatencyTest::CORE_ARG], "cyclictest", duration_s, load);
+            let bootargs = nonce.add_to(&format!("{core} {} {}", latency_test.guest_arg(), guest::init::ping_arg()));
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(ICOUNT.iter().map(|arg| arg.to_string()));
             let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
             let console = runner::boot(&format!("load-{load}-{run}"), qemu.command(&boot), Some(&nonce))?;
+            let mut problems = verdict::guest_latency_test_problems(&console, latency_test);
+            problems.extend(verdict::sampling_problems(&console));
+            anyhow::ensure!(problems.is_empty(), "load {load}, run {run}: {}", problems.join("; "));
             per_run.push(figures(&parse::parse(&console)).with_context(|| format!("load {load}, run {run}"))?);
         }
         loads.push(LoadSpread::of(load, &per_run).context("no runs")?);
