@@ -129,15 +129,19 @@ mod image {
                 fail(format_args!("companion.guest={address}: not a hexadecimal address (0x...)"))
             };
             let cmdline: &'static str = info.bootargs.split_once(" -- ").map_or("", |(_, guest)| guest.trim());
-            if let Some(duration) = info.bootarg("latmus") {
-                if let Err(e) = latmus::start_in_background(latmus_config(&info, duration, cpus.len())) {
-                    fail(format_args!("latency test: {e}"));
-                }
-                // The in-band side of the picture: Linux's delay acknowledging a virtual IRQ
-                // the core posts to vCPU 0, 100 times a second.
-                if let Err(e) = kernel::guest::sirq::start(0, kernel::rt::Duration::from_millis(10)) {
-                    fail(format_args!("sirq test: {e}"));
-                }
+            if let Some(duration) = info.bootarg("latmus")
+                && let Err(e) = latmus::start_in_background(latmus_config(&info, duration, cpus.len()))
+            {
+                fail(format_args!("latency test: {e}"));
+            }
+            // The in-band side of the picture: Linux's delay acknowledging a virtual IRQ the
+            // core posts to vCPU 0, 100 times a second; beside the latency test, whether the
+            // core starts it (`latmus=`) or the guest does (`companion latmus`, the main job:
+            // `companion.sirq=on`).
+            if (info.bootarg("latmus").is_some() || info.bootarg("companion.sirq").is_some())
+                && let Err(e) = kernel::guest::sirq::start(0, kernel::rt::Duration::from_millis(10))
+            {
+                fail(format_args!("sirq test: {e}"));
             }
             let core_end = (&raw const __image_end) as u64;
             // One vCPU per CPU, pinned, unless told otherwise.

@@ -7,7 +7,8 @@
 //!   dropped (a full ring), one line each;
 //! - `latmus PERIOD_US SECONDS CPU|- PRIORITY GRAVITY_NS|-`: runs the latency test
 //!   ([`crate::latmus::run_reporting`]) and streams its lines (`RTT|`, one `RTD|` per second,
-//!   `RTS|`, the `HSH|`/`HSD|` histogram) as they come; `-` for the CPU is the last one, for
+//!   `RTS|`, the `HSH|`/`HSD|` histogram) as they come, and prints them on the core's console
+//!   too (the harness trusts those, not Linux's copy); `-` for the CPU is the last one, for
 //!   the gravity: calibrate first (`latmus -t`).
 //!
 //! - `echo`: what the echo thread did: `echo <wakeups> wakeups <bytes> bytes <cpu_ns> ns`
@@ -79,14 +80,33 @@ fn serve_echo(channel: Channel) {
     }
 }
 
+/// The echo thread's wake-ups with bytes, the bytes it took and its CPU time (ns).
+fn echo_counts() -> (u64, u64, u64) {
+    let cpu_ns = ECHO_THREAD.get().and_then(|&thread| rt::thread_stats(thread).ok()).map_or(0, |stats| stats.cpu_time.as_nanos());
+    (ECHO_WAKEUPS.load(Ordering::Relaxed), ECHO_BYTES.load(Ordering::Relaxed), cpu_ns)
+}
+
 /// The `echo` command's answer: wake-ups, bytes and the echo thread's CPU time.
 fn echo_stats() -> String {
-    let cpu_ns = ECHO_THREAD.get().and_then(|&thread| rt::thread_stats(thread).ok()).map_or(0, |stats| stats.cpu_time.as_nanos());
-    format!(
-        "echo {} wakeups {} bytes {cpu_ns} ns\nEND\n",
-        ECHO_WAKEUPS.load(Ordering::Relaxed),
-        ECHO_BYTES.load(Ordering::Relaxed)
-    )
+    let (wakeups, bytes, cpu_ns) = echo_counts();
+    format!("echo {wakeups} wakeups {bytes} bytes {cpu_ns} ns\nEND\n")
+}
+
+/// Logs what the echo thread did over the run, if it ran: the core's own count (bytes taken
+/// from Linux, CPU time, bytes its sends dropped), which the harness holds the round trips
+/// (`companion ping`) and the losses (the flood) Linux reports against.
+pub fn report() {
+    if ECHO_THREAD.get().is_none() {
+        return;
+    }
+    let (wakeups, bytes, cpu_ns) = echo_counts();
+    let dropped = rt::channel::drop_counts()
+        .into_iter()
+        .find(|(_, name, _)| *name == ECHO_PORT_NAME)
+        .map_or(0, |(_, _, (_, bytes))| bytes);
+    log::info!(
+        "channel: {ECHO_PORT_NAME}: {wakeups} wake-ups, {bytes} bytes echoed, {cpu_ns} ns of CPU time, {dropped} bytes dropped"
+    );
 }
 
 /// Answers commands until the core stops.
@@ -132,7 +152,14 @@ fn answer(channel: &Channel, command: &[u8]) {
         ["echo"] => send(channel, &echo_stats()),
         ["latmus", args @ ..] => match latmus_config(args) {
             Ok(config) => {
-                let result = run_reporting(config, &mut |args| send(channel, &format!("{args}")));
+                // Every line also goes to the core's own console: the harness reads the
+                // figures and the sampling audit from core lines only, never from what
+                // Linux relays (docs/verdict-and-harness.md).
+                let result = run_reporting(config, &mut |args| {
+                    let text = format!("{args}");
+                    rt::print(format_args!("{text}"));
+                    send(channel, &text);
+                });
                 match result {
                     Ok(_) => send(channel, "END\n"),
                     Err(e) => send(channel, &format!("ERR latmus: {e:?}\n")),

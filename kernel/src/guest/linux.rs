@@ -438,6 +438,7 @@ pub fn end_run() -> ! {
     super::console::flush();
     crate::latmus::finish_background();
     super::sirq::report();
+    super::control::report();
     super::irqsoff::report();
     super::virq::report();
     super::exits::report();

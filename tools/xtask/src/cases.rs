@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::expect::{Expectations, LineMatch};
+use crate::guest::init::FLOOD_SCRIPT;
 use crate::qemu;
 
 /// How long a case may run unless it says otherwise.
@@ -112,6 +113,12 @@ pub enum Scenario {
 /// fail by chance.
 const MAIN_JOB_HUNTER: &str = "companion.irqsoff=20";
 
+/// The main-job case's latency test, started by the guest (`companion latmus`) beside
+/// cyclictest: 1 ms period, as long as cyclictest.
+fn main_job_latency_test(seconds: u64) -> crate::verdict::GuestLatencyTest {
+    crate::verdict::GuestLatencyTest { period_us: 1000, seconds }
+}
+
 /// What the main-job case's report lacks: every section of `report.json` must be there
 /// (nothing in its `missing` list) and at least one irqs-off location named with
 /// `system_map` as `function+0xoff`; one line per problem.
@@ -136,6 +143,9 @@ pub fn main_job_report_problems(console: &str, system_map: &std::path::Path) -> 
     let mut report = crate::report::Report::new(info, true, Some(0), console);
     report.symbolize(system_map);
     let mut problems: Vec<String> = report.missing().into_iter().map(|line| format!("report lacks {line}")).collect();
+    if report.measurements.channel_round_trip.is_none() {
+        problems.push("report lacks the channel round trip (no `ping:` line from the guest)".to_owned());
+    }
     let top = &report.measurements.irqsoff;
     let named = top.iter().filter(|entry| entry.symbol.as_deref().is_some_and(is_function_offset)).count();
     if named == 0 {
@@ -241,6 +251,8 @@ pub struct Case {
 /// Deterministic virtual time: one instruction per virtual nanosecond, idle
 /// time skipped.
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+/// Each half of the flood case, seconds.
+const FLOOD_SECONDS: u64 = 3;
 /// The guest script of the restart case: a panic, a reboot, then cyclictest.
 pub const RESTART_SCRIPT: &str = "crash";
 /// How much longer than cyclictest the latency test runs beside the `crash` script, in
@@ -322,6 +334,15 @@ pub const CASES: &[Case] = &[
         scenario: Scenario::LinuxGuest { script: "channel", vcpus: 1 },
         timeout: Duration::from_secs(180),
         qemu_args: &[],
+    },
+    Case {
+        name: "linux-guest-channel-flood-virt-gicv3-1",
+        // One CPU under -icount: the oob test, Linux's flood and the core's copies share it,
+        // and the maxima compare without the host's scheduling in them.
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: FLOOD_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(600),
+        qemu_args: ICOUNT,
     },
     Case {
         name: "linux-guest-1vcpu-virt-gicv3-4",
@@ -414,15 +435,16 @@ impl Case {
                 let latency = if self.scenario == (Scenario::LinuxGuest { script, vcpus: 1 }) { RESTART_LATMUS } else { "" };
                 return crate::guest::core_bootargs(&[&vcpus, latency], script, 2, crate::guest::init::Load::Idle);
             }
-            return crate::guest::core_bootargs(&[&vcpus], script, 1, crate::guest::init::Load::Idle);
+            let seconds = if script == FLOOD_SCRIPT { FLOOD_SECONDS } else { 1 };
+            return crate::guest::core_bootargs(&[&vcpus], script, seconds, crate::guest::init::Load::Idle);
         }
         if let Scenario::Soak { seconds } = self.scenario {
             return crate::soak::Plan::short(seconds).bootargs();
         }
         if let Scenario::MainJob { seconds } = self.scenario {
-            let latency = format!("latmus={seconds} latmus.period=1000");
-            let args = [latency.as_str(), MAIN_JOB_HUNTER];
-            return crate::guest::core_bootargs(&args, "cyclictest", seconds, crate::guest::init::Load::Grinder) + " nokaslr";
+            let core = [crate::verdict::GuestLatencyTest::CORE_ARG, MAIN_JOB_HUNTER];
+            let guest = crate::guest::core_bootargs(&core, "cyclictest", seconds, crate::guest::init::Load::Grinder);
+            return format!("{guest} nokaslr {} {}", main_job_latency_test(seconds).guest_arg(), crate::guest::init::ping_arg());
         }
         let test = self
             .scenario
@@ -525,14 +547,21 @@ impl Case {
                 lines.push(LineMatch::all(&[&summary]));
                 Expectations::new(EXIT_PASS, lines, &[r"\bFAILED\b"])
             }
-            Scenario::MainJob { .. } => {
+            Scenario::MainJob { seconds } => {
+                let latmus = format!(r"^guest: companion latmus exited with status 0 after {seconds} RTD\| lines$");
                 let lines = vec![
                     LineMatch::guest(&[r"^guest: load grinder started$"]),
+                    LineMatch::guest(&[&latmus]),
+                    // The channel's round trip after it, backed by the core's echo count.
+                    LineMatch::guest(&[r"^guest: ping: 200 round trips of 64 bytes over companion\.echo: "]),
+                    LineMatch::all(&[LOG_LINE, r"channel: companion\.echo: [1-9]\d* wake-ups, [1-9]\d* bytes echoed, [1-9]\d* ns of CPU time, \d+ bytes dropped$"]),
                     LineMatch::guest(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
                     LineMatch::all(&[r"^IRQSOFF\| pc 0x[0-9a-f]+ samples [1-9]"]),
                 ];
-                Expectations::new(EXIT_PASS, lines, &[RESTARTING]).forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
+                Expectations::new(EXIT_PASS, lines, &[RESTARTING])
+                    .forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
+                    .with_latency_test(main_job_latency_test(seconds))
             }
             Scenario::Soak { .. } => Expectations::new(
                 EXIT_PASS,
@@ -559,9 +588,20 @@ impl Case {
                 if script == "channel" {
                     lines.extend(channel_lines());
                 }
-                let expectations =
+                if script == FLOOD_SCRIPT {
+                    let seconds = format!(r"^RTS\|.*\|    00:00:0{FLOOD_SECONDS}/00:00:0{FLOOD_SECONDS}$");
+                    lines.extend([
+                        LineMatch::guest(&[r"^guest: channel flood: quiet$"]),
+                        LineMatch::guest(&[r"^guest: channel flood: flooding$"]),
+                        LineMatch::all(&[&seconds]),
+                    ]);
+                }
+                let mut expectations =
                     Expectations::new(EXIT_PASS, lines, &[r"abort injected", RESTARTING])
-                        .forbid_guest(&[r"Kernel panic", r"insmod .* failed"]);
+                        .forbid_guest(&[r"Kernel panic", r"insmod .* failed", r"companion latmus .*failed"]);
+                if script == FLOOD_SCRIPT {
+                    expectations = expectations.with_channel_flood();
+                }
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
                     // forwarded must be what Linux counted in /proc/interrupts — and not zero.
@@ -703,12 +743,15 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn main_job_case_runs_latency_test_hunter_and_grinder_without_kaslr() {
+    fn main_job_case_has_the_guest_start_the_latency_test_beside_hunter_and_grinder_without_kaslr() {
         let case = CASES.iter().find(|case| matches!(case.scenario, Scenario::MainJob { .. })).unwrap();
         let args = case.bootargs();
         let (core, guest) = args.split_once(" -- ").unwrap();
-        assert!(core.contains("latmus=2") && core.contains(MAIN_JOB_HUNTER), "{core}");
-        assert!(guest.contains("guest.load=grinder") && guest.ends_with(" nokaslr"), "{guest}");
+        // The guest starts the latency test (companion latmus), not the core's arguments.
+        assert!(!core.contains("latmus=") && core.contains(MAIN_JOB_HUNTER) && core.contains("companion.sirq"), "{core}");
+        assert!(guest.contains("guest.load=grinder") && guest.contains(" nokaslr") && guest.ends_with(" guest.latmus=1000 guest.ping=200"), "{guest}");
+        let expectations = case.expectations(1);
+        assert_eq!(expectations.latency_test, Some(main_job_latency_test(2)));
         assert!(is_function_offset("cpu_do_idle+0x8"));
         assert!(!is_function_offset("0xffff800080ee12a0"));
         assert!(!is_function_offset("+0x8"));

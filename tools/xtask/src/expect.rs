@@ -72,6 +72,12 @@ pub struct Expectations {
     /// Pairs of lines whose patterns' first capture group must hold the same text (e.g. a
     /// count the core printed and the one the guest printed).
     pub equal_captures: Vec<(LineMatch, LineMatch)>,
+    /// The latency test the guest was to start, checked from the core's lines
+    /// ([`verdict::guest_latency_test_problems`]).
+    pub latency_test: Option<verdict::GuestLatencyTest>,
+    /// Whether the run is the channel flood, its losses exact
+    /// ([`crate::report::channel::Flood::loss_problems`]).
+    pub channel_flood: bool,
 }
 
 impl Expectations {
@@ -83,12 +89,26 @@ impl Expectations {
             lines,
             forbidden: forbidden.iter().map(|pattern| LineMatch::all(&[pattern])).collect(),
             equal_captures: Vec::new(),
+            latency_test: None,
+            channel_flood: false,
         }
     }
 
     /// Also forbids guest lines matching any of `patterns`.
     pub fn forbid_guest(mut self, patterns: &[&str]) -> Self {
         self.forbidden.extend(patterns.iter().map(|pattern| LineMatch::guest(&[pattern])));
+        self
+    }
+
+    /// Also requires the latency test the guest was to start to have run as `test` asked.
+    pub fn with_latency_test(mut self, test: verdict::GuestLatencyTest) -> Self {
+        self.latency_test = Some(test);
+        self
+    }
+
+    /// Also requires the channel flood's losses to add up exactly.
+    pub fn with_channel_flood(mut self) -> Self {
+        self.channel_flood = true;
         self
     }
 
@@ -107,6 +127,16 @@ impl Expectations {
             Ok(code) if code == self.exit_code => {}
             Ok(code) => failures.push(format!("the core's verdict has exit code {code}, expected {}", self.exit_code)),
             Err(why) => failures.push(why),
+        }
+        if let Some(test) = self.latency_test {
+            failures.extend(verdict::guest_latency_test_problems(console, test));
+        }
+        if self.channel_flood {
+            match crate::report::channel::flood(console) {
+                Some(Ok(flood)) => failures.extend(flood.loss_problems()),
+                Some(Err(why)) => failures.push(format!("channel flood: {why}")),
+                None => failures.push("channel flood: no `guest: channel flood: written` line from the guest".to_owned()),
+            }
         }
         if self.exit_code == 0 {
             failures.extend(verdict::sampling_problems(console));

@@ -60,8 +60,9 @@ enum Command {
         build: BuildFlags,
     },
     /// The main job: the core on QEMU hosting Debian PREEMPT_RT, the oob latency test beside
-    /// the guest's cyclictest and a load; live console, then a latency table and a report in
-    /// target/report/<run>/. Exits with the exit code of the core's verdict (1 when the run
+    /// the guest's cyclictest and a load (started by the guest with `companion latmus`; by
+    /// the core's arguments with --no-guest); live console, then a latency table and a report
+    /// in target/report/<run>/. Exits with the exit code of the core's verdict (1 when the run
     /// has none: a hang the watchdog stopped, or QEMU ending without one).
     Run {
         /// The board QEMU emulates.
@@ -370,6 +371,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             // restarts too (docs/guest-restart.md), not only the last boot's cyclictest.
             let latency_s = if guest_script == cases::RESTART_SCRIPT { duration + cases::RESTART_ALLOWANCE_S } else { duration };
             let latency_test = if duration == 0 { String::new() } else { format!("latmus={latency_s} latmus.period={period}") };
+            // The main job's guest starts the latency test itself (`companion latmus` beside
+            // cyclictest, in the same window); other scripts, a guest command line of the
+            // user's and --no-guest keep the core's boot-argument form.
+            let guest_latency_test = (!no_guest && duration > 0 && guest_append.is_none() && guest::init::starts_latency_test(&guest_script))
+                .then_some(verdict::GuestLatencyTest { period_us: period, seconds: duration });
             let profile = match profile {
                 Some(name) => {
                     anyhow::ensure!(board == Board::QemuVirt, "--profile {name} names the board itself; drop --board");
@@ -393,6 +399,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     interactive: false,
                     period_us: period,
                     irqsoff_period_us: None,
+                    guest_latency_test: None,
                     quiet,
                     destination: destination.into(),
                 };
@@ -415,12 +422,23 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             let load = effective_load(&guest_script, load)?;
             let hunter = if irqsoff > 0 { format!("companion.irqsoff={irqsoff}") } else { String::new() };
+            let core_latency_test = if guest_latency_test.is_some() {
+                verdict::GuestLatencyTest::CORE_ARG
+            } else if guest::init::runs_own_latency_test(&guest_script) {
+                ""
+            } else {
+                latency_test.as_str()
+            };
             let mut bootargs = guest::core_bootargs(
-                &[latency_test.as_str(), hunter.as_str(), append.as_deref().unwrap_or("")],
+                &[core_latency_test, hunter.as_str(), append.as_deref().unwrap_or("")],
                 &guest_script,
                 duration,
                 load,
             );
+            if let Some(test) = guest_latency_test {
+                // And the channel's round trip after cyclictest, under the same load.
+                bootargs = format!("{bootargs} {} {}", test.guest_arg(), guest::init::ping_arg());
+            }
             // What the report names as the load: the guest command line's, as the guest sees it.
             let mut load_name = load.to_string();
             if let Some(guest_append) = &guest_append {
@@ -454,6 +472,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 interactive: guest_script == "shell",
                 period_us: period,
                 irqsoff_period_us: (irqsoff > 0).then_some(irqsoff),
+                guest_latency_test,
                 quiet,
                 destination: destination.into(),
             };
@@ -605,6 +624,8 @@ struct ReportPlan {
     period_us: u64,
     /// The irqs-off hunter's sampling period, in µs (`None`: off).
     irqsoff_period_us: Option<u64>,
+    /// The latency test the guest starts (`companion latmus`), if it is the guest's.
+    guest_latency_test: Option<verdict::GuestLatencyTest>,
     /// `--quiet`: only the table.
     quiet: bool,
     /// Where the report goes.
@@ -715,7 +736,13 @@ fn run(
         Err(err) => eprintln!("xtask: warning: the report is incomplete: {err:#}"),
     }
     // An interrupted run's missing summary is the interruption, not a sampling problem.
-    let problems = if interrupted { Vec::new() } else { verdict::sampling_problems(&console) };
+    let mut problems = Vec::new();
+    if !interrupted {
+        if let Some(test) = plan.guest_latency_test {
+            problems.extend(verdict::guest_latency_test_problems(&console, test));
+        }
+        problems.extend(verdict::sampling_problems(&console));
+    }
     for problem in &problems {
         eprintln!("xtask: FAIL: {problem}");
     }

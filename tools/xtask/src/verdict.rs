@@ -161,31 +161,47 @@ static LATMUS_TOTALS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\] latmus: (\d+) thread samples, (\d+) irq samples, (\d+) \+ (\d+) overruns$").expect("valid regex")
 });
 
-/// Whether the core's latency test (if the console shows one) kept sampling: one `RTD|` line
-/// per second it reports as elapsed, and per context as many samples plus overruns as
-/// periods in those seconds (less the first 2 ms before the first deadline, plus at most one
-/// second more when the run ended after the last report). Core lines only. One line per
-/// problem; empty when fine or when no latency test ran.
+/// Whether the core's latency tests (if the console shows any) kept sampling: for each run
+/// (from its thread-context `RTT|` header to the next), one `RTD|` line per second it reports
+/// as elapsed, and per context as many samples plus overruns as periods in those seconds
+/// (less the first 2 ms before the first deadline, plus at most one second more when the run
+/// ended after the last report). Core lines only. One line per problem; empty when fine or
+/// when no latency test ran.
 pub fn sampling_problems(console: &str) -> Vec<String> {
     let core: Vec<&str> = lines_of(console, Source::Core).collect();
-    let Some(period_us) = core.iter().find_map(|line| RTT_PERIOD.captures(line)?[1].parse::<u64>().ok()) else {
+    let starts: Vec<usize> = core.iter().enumerate().filter(|(_, line)| RTT_PERIOD.is_match(line)).map(|(at, _)| at).collect();
+    let mut problems = Vec::new();
+    for (index, &start) in starts.iter().enumerate() {
+        let end = starts.get(index + 1).copied().unwrap_or(core.len());
+        let name = if starts.len() == 1 { SINGLE_RUN.to_owned() } else { format!("latency test run {}", index + 1) };
+        problems.extend(run_sampling_problems(&core[start..end], &name));
+    }
+    problems
+}
+
+/// How [`sampling_problems`] names the run when there is only one.
+const SINGLE_RUN: &str = "the latency test";
+
+/// [`sampling_problems`] of one run, `lines` starting at its `RTT|` header.
+fn run_sampling_problems(lines: &[&str], name: &str) -> Vec<String> {
+    let Some(period_us) = lines.first().and_then(|line| RTT_PERIOD.captures(line)?[1].parse::<u64>().ok()) else {
         return Vec::new();
     };
     let mut problems = Vec::new();
-    let rtd = core.iter().filter(|line| line.starts_with("RTD|")).count() as u64;
-    let elapsed = core.iter().find_map(|line| {
+    let rtd = lines.iter().filter(|line| line.starts_with("RTD|")).count() as u64;
+    let elapsed = lines.iter().find_map(|line| {
         let caps = RTS_ELAPSED.captures(line)?;
         let part = |i: usize| caps[i].parse::<u64>().ok();
         Some(part(1)? * 3600 + part(2)? * 60 + part(3)?)
     });
     let Some(elapsed) = elapsed else {
-        return vec!["the latency test started (RTT|) but printed no RTS| summary".to_owned()];
+        return vec![format!("{name} started (RTT|) but printed no RTS| summary")];
     };
     if rtd != elapsed {
-        problems.push(format!("the latency test reported {elapsed} s elapsed but printed {rtd} RTD| lines (one per second)"));
+        problems.push(format!("{name} reported {elapsed} s elapsed but printed {rtd} RTD| lines (one per second)"));
     }
-    let Some(caps) = core.iter().find_map(|line| LATMUS_TOTALS.captures(line)) else {
-        problems.push("the latency test printed no `latmus: ... samples` totals".to_owned());
+    let Some(caps) = lines.iter().find_map(|line| LATMUS_TOTALS.captures(line)) else {
+        problems.push(format!("{name} printed no `latmus: ... samples` totals"));
         return problems;
     };
     let number = |i: usize| caps[i].parse::<u64>().unwrap_or(0);
@@ -196,9 +212,73 @@ pub fn sampling_problems(console: &str) -> Vec<String> {
         if !(low..=high).contains(&counted) {
             problems.push(format!(
                 "the {context} context counted {counted} samples and overruns over {elapsed} s at a {period_us} us \
-                 period (expected {low}..={high}): it did not sample every period"
+                 period (expected {low}..={high}): it did not sample every period{}",
+                if name == SINGLE_RUN { String::new() } else { format!(" ({name})") }
             ));
         }
+    }
+    problems
+}
+
+/// The latency test a run has its guest start with `companion latmus` (the main job's
+/// script), next to cyclictest: its period and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLatencyTest {
+    /// The period asked for (`-p`), in µs.
+    pub period_us: u64,
+    /// The length asked for (`-T`), in seconds.
+    pub seconds: u64,
+}
+
+impl GuestLatencyTest {
+    /// The guest's command-line word asking its script for the test (`guest.latmus=PERIOD_US`;
+    /// the length is the script's `guest.duration=`).
+    pub fn guest_arg(self) -> String {
+        format!("guest.latmus={}", self.period_us)
+    }
+
+    /// The core's argument measuring the guest's synthetic-interrupt delay (`sirq`) beside
+    /// it, as the boot-argument form does.
+    pub const CORE_ARG: &str = "companion.sirq=on";
+}
+
+static RTS_SECONDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^RTS\|.*\|\s*(\d\d):(\d\d):(\d\d)/(\d\d):(\d\d):(\d\d)$").expect("valid regex"));
+
+/// Why a run whose guest was to start the latency test (`expected`) did not measure what was
+/// asked, read from the core's lines only (the core prints what the control port streams to
+/// Linux; Linux's copy proves nothing): no test at all (the guest never started it, or the
+/// core refused it), more than one, another period, or another length. One line per problem;
+/// empty when fine. Whether every period was sampled is [`sampling_problems`]'s.
+pub fn guest_latency_test_problems(console: &str, expected: GuestLatencyTest) -> Vec<String> {
+    let core: Vec<&str> = lines_of(console, Source::Core).collect();
+    let periods: Vec<u64> = core.iter().filter_map(|line| RTT_PERIOD.captures(line)?[1].parse().ok()).collect();
+    let GuestLatencyTest { period_us, seconds } = expected;
+    let Some(&period) = periods.first() else {
+        return vec![format!(
+            "no latency test ran: the guest was to start `companion latmus -p {period_us} -T {seconds}` beside \
+             cyclictest, but the core printed no RTT| line (the guest never started it, or the core refused it)"
+        )];
+    };
+    let mut problems = Vec::new();
+    if periods.len() > 1 {
+        problems.push(format!("the latency test ran {} times (the guest was to start it once)", periods.len()));
+    }
+    if period != period_us {
+        problems.push(format!("the latency test ran at a {period} us period, not the run's {period_us} us"));
+    }
+    let lengths = core.iter().find_map(|line| {
+        let caps = RTS_SECONDS.captures(line)?;
+        let part = |i: usize| caps[i].parse::<u64>().ok();
+        Some((part(1)? * 3600 + part(2)? * 60 + part(3)?, part(4)? * 3600 + part(5)? * 60 + part(6)?))
+    });
+    if let Some((elapsed, planned)) = lengths
+        && (elapsed, planned) != (seconds, seconds)
+    {
+        problems.push(format!(
+            "the latency test measured {elapsed} s of {planned} s planned, not the run's {seconds} s: it stopped early \
+             or was started with another length"
+        ));
     }
     problems
 }
@@ -284,6 +364,19 @@ mod tests {
     }
 
     #[test]
+    fn sampling_checks_take_each_run_on_its_own() {
+        // Two runs back to back (the flood case's quiet and busy halves): both fine.
+        let two = latmus_console(3, 2998) + &latmus_console(3, 2999);
+        assert!(sampling_problems(&two).is_empty(), "{:?}", sampling_problems(&two));
+        // The second one lost samples: named as the second run.
+        let gap = sampling_problems(&(latmus_console(3, 2998) + &latmus_console(3, 1500)));
+        assert!(gap.len() == 1 && gap[0].contains("counted 1500") && gap[0].contains("(latency test run 2)"), "{gap:?}");
+        // The first one printed a second too few.
+        let short = sampling_problems(&(latmus_console(2, 2998) + &latmus_console(3, 2998)));
+        assert!(short.len() == 1 && short[0].starts_with("latency test run 1 reported 3 s elapsed but printed 2"), "{short:?}");
+    }
+
+    #[test]
     fn sampling_checks_ignore_guest_forgeries() {
         // A guest printing a whole latency test changes nothing: none ran.
         let forged: String = latmus_console(3, 2998).lines().map(|line| format!("guest| {line}\n")).collect();
@@ -291,5 +384,34 @@ mod tests {
         // Nor can it hide a gap in the core's own by adding lines.
         let console = latmus_console(3, 1500) + "guest| [ 3.2 core cpu0 INFO ] latmus: 3000 thread samples, 3000 irq samples, 0 + 0 overruns\n";
         assert_eq!(sampling_problems(&console).len(), 1);
+    }
+
+    const ASKED: GuestLatencyTest = GuestLatencyTest { period_us: 1000, seconds: 3 };
+
+    #[test]
+    fn a_guest_started_test_must_have_run_as_asked() {
+        assert_eq!(ASKED.guest_arg(), "guest.latmus=1000");
+        assert!(guest_latency_test_problems(&latmus_console(3, 2998), ASKED).is_empty());
+        // The guest never started it: a clear reason, whatever the guest printed itself.
+        let forged: String = latmus_console(3, 2998).lines().map(|line| format!("guest| {line}\n")).collect();
+        let none = guest_latency_test_problems(&forged, ASKED);
+        assert!(none.len() == 1 && none[0].starts_with("no latency test ran"), "{none:?}");
+        // Another period, another length, twice.
+        let slow = latmus_console(3, 2998).replace("1000 us period", "500000 us period");
+        assert!(guest_latency_test_problems(&slow, ASKED)[0].contains("500000 us period"));
+        let short = guest_latency_test_problems(&latmus_console(3, 2998), GuestLatencyTest { period_us: 1000, seconds: 10 });
+        assert!(short.len() == 1 && short[0].contains("3 s of 3 s planned, not the run's 10 s"), "{short:?}");
+        let twice = latmus_console(3, 2998).repeat(2);
+        assert!(guest_latency_test_problems(&twice, ASKED)[0].contains("ran 2 times"));
+    }
+
+    #[test]
+    fn a_guest_test_that_stopped_sampling_fails_both_checks() {
+        // The core's RTS| says 2 of 3 s (the run ended before the test did): the length
+        // check fails, and the per-second count with it.
+        let console = latmus_console(2, 1999).replace("00:00:03/00:00:03", "00:00:02/00:00:03");
+        let length = guest_latency_test_problems(&console, ASKED);
+        assert!(length.len() == 1 && length[0].contains("2 s of 3 s planned"), "{length:?}");
+        assert!(sampling_problems(&latmus_console(3, 1500)).iter().any(|p| p.contains("did not sample every period")));
     }
 }

@@ -1,7 +1,8 @@
 //! The benchmark's third group, the point of the product: the core's oob latency while
 //! Linux runs each of EVL's loads, against the same with an idle guest. Each run is the main
 //! job (`cargo xtask run --load L`) under `-icount` on one CPU: the core's latency test
-//! (thread and timer-IRQ contexts, 1 kHz, priority 99) shares that CPU with the guest's
+//! (thread and timer-IRQ contexts, 1 kHz, priority 99; started by the guest with `companion
+//! latmus` beside cyclictest, then `companion ping` times the channel) shares that CPU with the guest's
 //! cyclictest and the load, the hardest place for it (every Linux IRQs-off section and every
 //! trap of the load happens on the oob CPU), and the only one `-icount` measures without
 //! QEMU's round-robin between CPUs in the figures (see [`super::linux_cost`]). Checked as
@@ -17,9 +18,10 @@ use crate::assets::Assets;
 use crate::guest::{self, Guest, init::Load};
 use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
+use crate::report::channel::RoundTrip;
 use crate::report::model::Measurements;
 use crate::report::parse;
-use crate::verdict::Nonce;
+use crate::verdict::{self, GuestLatencyTest, Nonce};
 
 /// The machine: one CPU (see the module's documentation).
 const PROFILE: &str = super::linux_cost::PROFILE;
@@ -43,6 +45,9 @@ pub struct RunFigures {
     pub inband_p99_ns: f64,
     /// The sirq test's max (the in-band delay Linux's masking adds), if measured.
     pub sirq_max_ns: Option<f64>,
+    /// The channel's round trip (`companion ping` after cyclictest, under the load), if the
+    /// core's count backs it.
+    pub round_trip: Option<RoundTrip>,
 }
 
 /// Reads a main-job console's figures; every one of them must be there.
@@ -57,6 +62,7 @@ pub fn figures(measured: &Measurements) -> Result<RunFigures> {
         inband_max_ns: inband.max_ns.context("no cyclictest max")? as f64,
         inband_p99_ns: inband.percentile(990).context("cyclictest printed no samples")?.ns() as f64,
         sirq_max_ns: measured.oob_sirq.as_ref().and_then(|sirq| sirq.max_ns).map(|ns| ns as f64),
+        round_trip: measured.channel_round_trip.clone().and_then(Result::ok),
     })
 }
 
@@ -75,12 +81,22 @@ pub struct LoadSpread {
     pub inband_p99_ns: Spread,
     /// sirq max, ns (absent if the core did not measure it).
     pub sirq_max_ns: Option<Spread>,
+    /// The channel's round trip, avg and max, ns (absent unless every run has it).
+    pub round_trip_avg_ns: Option<Spread>,
+    /// See `round_trip_avg_ns`.
+    pub round_trip_max_ns: Option<Spread>,
+    /// The oob echo thread's CPU time per message, ns (one instruction per ns under -icount).
+    pub echo_cpu_ns_per_message: Option<Spread>,
 }
 
 impl LoadSpread {
     fn of(load: Load, runs: &[RunFigures]) -> Option<Self> {
         let pick = |f: fn(&RunFigures) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
         let sirq: Option<Vec<f64>> = runs.iter().map(|run| run.sirq_max_ns).collect();
+        let trip = |f: fn(&RoundTrip) -> u64| -> Option<Spread> {
+            let values: Option<Vec<f64>> = runs.iter().map(|run| run.round_trip.as_ref().map(|t| f(t) as f64)).collect();
+            Spread::of(&values?)
+        };
         Some(Self {
             load: load.to_string(),
             oob_thread_max_ns: pick(|run| run.thread_max_ns)?,
@@ -88,6 +104,9 @@ impl LoadSpread {
             inband_max_ns: pick(|run| run.inband_max_ns)?,
             inband_p99_ns: pick(|run| run.inband_p99_ns)?,
             sirq_max_ns: sirq.and_then(|values| Spread::of(&values)),
+            round_trip_avg_ns: trip(|t| t.avg_ns),
+            round_trip_max_ns: trip(|t| t.max_ns),
+            echo_cpu_ns_per_message: trip(RoundTrip::echo_cpu_ns_per_wakeup),
         })
     }
 }
@@ -136,17 +155,23 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> 
     let guest = Guest::prepare()?;
     let profile = Profile::load(PROFILE)?;
     let files = assets.for_profile(&profile)?;
-    let latency_test = format!("latmus={duration_s} latmus.period=1000");
+    // The guest starts the latency test beside cyclictest, in the same window, as the main
+    // job does (the core's boot-argument form would measure Linux's boot instead).
+    let latency_test = GuestLatencyTest { period_us: 1000, seconds: duration_s };
     let mut loads = Vec::new();
     for load in LOADS {
         let mut per_run = Vec::new();
         for run in 1..=runs {
             let nonce = Nonce::generate()?;
-            let bootargs = nonce.add_to(&guest::core_bootargs(&[latency_test.as_str()], "cyclictest", duration_s, load));
+            let core = guest::core_bootargs(&[GuestLatencyTest::CORE_ARG], "cyclictest", duration_s, load);
+            let bootargs = nonce.add_to(&format!("{core} {} {}", latency_test.guest_arg(), guest::init::ping_arg()));
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(ICOUNT.iter().map(|arg| arg.to_string()));
             let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
             let console = runner::boot(&format!("load-{load}-{run}"), qemu.command(&boot), Some(&nonce))?;
+            let mut problems = verdict::guest_latency_test_problems(&console, latency_test);
+            problems.extend(verdict::sampling_problems(&console));
+            anyhow::ensure!(problems.is_empty(), "load {load}, run {run}: {}", problems.join("; "));
             per_run.push(figures(&parse::parse(&console)).with_context(|| format!("load {load}, run {run}"))?);
         }
         loads.push(LoadSpread::of(load, &per_run).context("no runs")?);
@@ -173,6 +198,21 @@ fn print(result: &Loads) {
             load.sirq_max_ns.as_ref().map_or_else(|| "-".to_owned(), us)
         );
     }
+    println!(
+        "  channel round trip (companion ping, {} x 64 bytes after cyclictest, under the load; us) and the oob echo \
+         thread's CPU time per message (ns)",
+        guest::init::PING_ROUND_TRIPS
+    );
+    println!("  {:<10} {:>24} {:>24} {:>24}", "load", "round trip avg", "round trip max", "echo cpu/message");
+    for load in &result.loads {
+        println!(
+            "  {:<10} {:>24} {:>24} {:>24}",
+            load.load,
+            load.round_trip_avg_ns.as_ref().map_or_else(|| "-".to_owned(), us),
+            load.round_trip_max_ns.as_ref().map_or_else(|| "-".to_owned(), us),
+            load.echo_cpu_ns_per_message.as_ref().map_or_else(|| "-".to_owned(), |s| s.describe(""))
+        );
+    }
     for check in &result.checks {
         println!("  {:<48} {}", check.name, check.verdict);
     }
@@ -183,7 +223,14 @@ mod tests {
     use super::*;
 
     fn run(thread: f64, irq: f64, inband: f64) -> RunFigures {
-        RunFigures { thread_max_ns: thread, irq_max_ns: irq, inband_max_ns: inband, inband_p99_ns: inband / 2.0, sirq_max_ns: None }
+        RunFigures {
+            thread_max_ns: thread,
+            irq_max_ns: irq,
+            inband_max_ns: inband,
+            inband_p99_ns: inband / 2.0,
+            sirq_max_ns: None,
+            round_trip: None,
+        }
     }
 
     #[test]
@@ -213,6 +260,28 @@ mod tests {
     fn no_idle_reference_no_checks() {
         let grinder = LoadSpread::of(Load::Grinder, &[run(1.0, 1.0, 1.0)]).unwrap();
         assert!(checks(&[grinder]).is_empty());
+    }
+
+    #[test]
+    fn the_round_trip_spreads_only_when_every_run_has_it() {
+        let trip = |avg_ns, cpu_ns| RoundTrip {
+            count: 200,
+            message_bytes: 64,
+            min_ns: 1,
+            avg_ns,
+            p99_ns: 2 * avg_ns,
+            max_ns: 3 * avg_ns,
+            echo_wakeups: 200,
+            echo_bytes: 12_800,
+            echo_cpu_ns: cpu_ns,
+        };
+        let with = |avg_ns, cpu_ns| RunFigures { round_trip: Some(trip(avg_ns, cpu_ns)), ..run(1.0, 1.0, 1.0) };
+        let both = LoadSpread::of(Load::Idle, &[with(80_000, 352_000), with(90_000, 360_000)]).unwrap();
+        assert_eq!(both.round_trip_avg_ns.as_ref().unwrap().runs, [80_000.0, 90_000.0]);
+        assert_eq!(both.round_trip_max_ns.as_ref().unwrap().runs, [240_000.0, 270_000.0]);
+        assert_eq!(both.echo_cpu_ns_per_message.as_ref().unwrap().runs, [1760.0, 1800.0]);
+        let one = LoadSpread::of(Load::Idle, &[with(80_000, 352_000), run(1.0, 1.0, 1.0)]).unwrap();
+        assert!(one.round_trip_avg_ns.is_none() && one.echo_cpu_ns_per_message.is_none());
     }
 
     #[test]

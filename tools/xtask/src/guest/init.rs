@@ -88,6 +88,13 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         CHANNEL,
     ),
     (
+        FLOOD_SCRIPT,
+        "the oob latency test started from Linux (`companion latmus`) with the channel quiet, then again \
+         while Linux floods the companion.echo port whose echo it does not read until the end; then what \
+         came back (the core counts what its echo dropped)",
+        CHANNEL_FLOOD,
+    ),
+    (
         "crash",
         "the guest restart (docs/guest-restart.md): the first boot panics the kernel (sysrq c; panic=-1 \
          resets), the second reboots with `reboot -f`, the third runs the `cyclictest` script; the boot \
@@ -100,6 +107,43 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "setsid cttyhack sh || sh\n",
     ),
 ];
+
+/// The script measuring the oob latency with the channel quiet and flooded.
+pub const FLOOD_SCRIPT: &str = "channel-flood";
+
+/// The `channel-flood` script: `companion latmus` for the duration with the channel quiet,
+/// then again while a loop writes 64 KiB at a time into companion.echo, whose echo Linux
+/// does not read until the end (its receive buffers fill, the core's echo thread drops what
+/// does not fit and counts it; Linux's writer is held back, never dropped). The core prints
+/// both tests' lines and, at the end, what its echo took and dropped; Linux says what it
+/// wrote and read back.
+const CHANNEL_FLOOD: &str = r#"echo_port=
+for try in $(seq 30); do
+    echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+    [ -n "$echo_port" ] && break
+    sleep 0.1
+done
+[ -n "$echo_port" ] || { echo "guest: channel flood: no companion.echo port"; exit 1; }
+echo "guest: channel flood: quiet"
+companion latmus -T "$GUEST_DURATION" >/tmp/quiet 2>&1 || echo "guest: channel flood: companion latmus (quiet) failed"
+exec 4<>"/dev/$echo_port"
+echo "guest: channel flood: flooding"
+(
+    blocks=0
+    while [ ! -e /tmp/flood.stop ]; do
+        dd if=/dev/zero bs=4096 count=16 >&4 2>/dev/null || break
+        blocks=$((blocks + 16))
+    done
+    echo "$blocks" >/tmp/flood.blocks
+) &
+flood=$!
+companion latmus -T "$GUEST_DURATION" >/tmp/busy 2>&1 || echo "guest: channel flood: companion latmus (flood) failed"
+touch /tmp/flood.stop
+wait $flood
+read_back=$(timeout 3 cat <&4 | wc -c)
+exec 4<&-
+echo "guest: channel flood: written $(($(cat /tmp/flood.blocks) * 4096)) bytes, read back $read_back bytes"
+"#;
 
 /// The `crash` script: which boot this is, from the `companion.restarts=N` the core adds to
 /// the command line of a restarted guest.
@@ -235,11 +279,25 @@ load_pids() {
     done
 }
 load=idle
+latmus_period=
+ping_count=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         guest.load=*) load="${arg#guest.load=}" ;;
+        guest.latmus=*) latmus_period="${arg#guest.latmus=}" ;;
+        guest.ping=*) ping_count="${arg#guest.ping=}" ;;
     esac
 done
+# The oob latency test, started from Linux (guest.latmus=PERIOD_US) before the load: it
+# calibrates its gravity (half a second at 1 ms) on a quiet guest, then measures for the
+# duration beside the load and cyclictest. The core prints its lines on its own console,
+# which is what the report reads; Linux's copy only says how it ended.
+latmus_pid=
+if [ -n "$latmus_period" ]; then
+    echo "guest: companion latmus -p $latmus_period -T $GUEST_DURATION"
+    companion latmus -p "$latmus_period" -T "$GUEST_DURATION" >/tmp/latmus.out 2>&1 &
+    latmus_pid=$!
+fi
 load_pid=
 case "$load" in
     idle) ;;
@@ -263,7 +321,7 @@ case "$load" in
     *) echo "guest: unknown guest.load '$load' (known: idle, grinder, neighbour); running idle"; load=idle ;;
 esac
 echo "guest: load $load started"
-if [ -n "$load_pid" ]; then sleep 1; fi
+if [ -n "$load_pid$latmus_pid" ]; then sleep 1; fi
 echo "guest: cyclictest -m -S -p 90 -i 1000 -h 1000 -D ${GUEST_DURATION}s -q -v --json=/tmp/cyclictest.json"
 status=0
 cyclictest -m -S -p 90 -i 1000 -h 1000 -D "${GUEST_DURATION}s" -q -v --json=/tmp/cyclictest.json >/tmp/cyclictest.out || status=$?
@@ -278,6 +336,20 @@ awk -F: 'NF == 3 && $1 ~ /^ *[0-9]+$/ && $2 ~ /^ *[0-9]+$/ && $3 ~ /^ *-?[0-9]+$
     }
     { print }
     END { for (t = 0; t <= nt; t++) for (s = 0; s <= ns; s++) if ((t " " s) in m) printf "CTD|%d|%d|%d\n", t, s, m[t " " s] }' /tmp/cyclictest.out
+if [ -n "$latmus_pid" ]; then
+    latmus_status=0
+    wait "$latmus_pid" || latmus_status=$?
+    echo "guest: companion latmus exited with status $latmus_status after $(grep -c '^RTD|' /tmp/latmus.out) RTD| lines"
+    grep -e '^ERR' -e '^companion' /tmp/latmus.out | sed 's/^/guest: latmus: /' || true
+fi
+# The channel's round trip (guest.ping=COUNT), Linux -> the core's oob echo thread -> Linux,
+# under the same load: the figures are Linux's, the core counts what its echo thread took.
+if [ -n "$ping_count" ]; then
+    companion ping -n "$ping_count" >/tmp/ping 2>&1 || echo "guest: companion ping failed"
+    while read -r line; do
+        echo "guest: $line"
+    done </tmp/ping
+fi
 # cyclictest's own JSON, between markers, for the report folder (cyclictest.json).
 if [ -s /tmp/cyclictest.json ]; then
     echo "guest: cyclictest json begin"
@@ -358,6 +430,28 @@ awk '$1 ~ /^[0-9]+:$/ { s = 0; i = 2; while (i <= NF && $i ~ /^[0-9]+$/) { s += 
     if ($i ~ /^GIC/ && $(i + 1) ~ /^[0-9]+$/) print "guest: interrupts INTID " $(i + 1) ": " s }' /proc/interrupts
 echo "guest: soak: $n segments done"
 "#;
+
+/// The round trips `companion ping` makes over the channel after cyclictest when the guest's
+/// command line asks ([`ping_arg`]): the main job's and the benchmark's.
+pub const PING_ROUND_TRIPS: u32 = 200;
+
+/// The guest's command-line word asking the `cyclictest` script for [`PING_ROUND_TRIPS`].
+pub fn ping_arg() -> String {
+    format!("guest.ping={PING_ROUND_TRIPS}")
+}
+
+/// Whether script `name` starts the core's latency test itself (`companion latmus`) when the
+/// guest's command line has `guest.latmus=PERIOD_US`: the main job's `cyclictest`.
+pub fn starts_latency_test(name: &str) -> bool {
+    name == "cyclictest"
+}
+
+/// Whether script `name` runs the latency test itself with its own options (`channel`,
+/// `channel-flood`): the core must not start one from its arguments beside it (the control
+/// port refuses a second test while one runs).
+pub fn runs_own_latency_test(name: &str) -> bool {
+    name == "channel" || name == FLOOD_SCRIPT
+}
 
 /// The body of script `name`, if it exists.
 pub fn script(name: &str) -> Option<&'static str> {
@@ -509,6 +603,19 @@ mod tests {
         let stopped = at("echo \"guest: load stopped\"");
         assert!(at("load=idle") < started && started < cyclictest && cyclictest < stopped);
         assert!(at("kill -TERM") > cyclictest);
+        // The latency test starts from Linux before the load, ends before it stops, and its
+        // exit is reported.
+        let latmus = at("companion latmus -p \"$latmus_period\" -T \"$GUEST_DURATION\" >/tmp/latmus.out 2>&1 &");
+        let waited = at("wait \"$latmus_pid\" || latmus_status=$?");
+        assert!(at("guest.latmus=*) latmus_period=") < latmus && latmus < started && cyclictest < waited && waited < stopped);
+        at("echo \"guest: companion latmus exited with status $latmus_status after");
+        // The round trips follow, under the load still running.
+        let ping = at("companion ping -n \"$ping_count\" >/tmp/ping 2>&1");
+        assert!(waited < ping && ping < stopped && at("guest.ping=*) ping_count=") < ping);
+        assert_eq!(ping_arg(), "guest.ping=200");
+        assert!(starts_latency_test("cyclictest") && !starts_latency_test("crash") && !starts_latency_test("shell"));
+        assert!(runs_own_latency_test("channel") && runs_own_latency_test(FLOOD_SCRIPT) && !runs_own_latency_test("cyclictest"));
+        assert!(script(FLOOD_SCRIPT).unwrap().matches("companion latmus -T").count() == 2);
         // Every load the command line can name has its branch in the script.
         for load in [Load::Grinder, Load::Neighbour] {
             at(&format!("\n    {load})\n"));

@@ -49,6 +49,16 @@
 //!   `cpu_do_idle`: IRQs masked waiting for the next interrupt, not work). `totals`:
 //!   `{samples, pcs, dropped}` from the hunter's summary line, `dropped` counting samples
 //!   at new PCs that found its table full (so in no entry); `null` if the console lacks it.
+//! - `channel` (only when the guest ran `companion ping`, the main job): `round_trip`,
+//!   Linux thread → the core's oob echo thread → Linux thread over `companion.echo`, as the
+//!   guest measured it: `{count, message_bytes, min_ns, avg_ns, p99_ns, max_ns}` (0.1 µs
+//!   resolution); `echo`, the core's count over the run: `{wakeups, bytes, cpu_ns,
+//!   cpu_ns_per_wakeup}` (the oob side's cost of one message). Present only when the core's
+//!   count backs the guest's (its echo thread took at least `count × message_bytes`);
+//!   otherwise `missing` says why. `flood` (only for the `channel-flood` script): the core's
+//!   oob maxima with the channel quiet and flooded, `{quiet_max_ns, flooded_max_ns, ratios}`
+//!   each `[thread, irq]`, and the losses `{written, read_back}` (the guest's) against
+//!   `{taken, dropped}` (the core's echo count), `exact` when they add up.
 //! - `missing`: strings naming each absent section and why. `oob.sirq`, when the console
 //!   has no `sirq:` line (no guest, or a core not measuring it yet), is omitted from `oob`
 //!   and listed here.
@@ -186,6 +196,52 @@ pub fn to_json(report: &Report) -> Value {
         "missing": report.missing(),
         "sources": { "oob": "core", "replay_log": "core", "inband": "guest-reported" },
     });
+    if let Some(Ok(trip)) = &m.channel_round_trip
+        && let Some(object) = report_json.as_object_mut()
+    {
+        object.insert(
+            "channel".into(),
+            json!({
+                "round_trip": {
+                    "count": trip.count,
+                    "message_bytes": trip.message_bytes,
+                    "min_ns": trip.min_ns,
+                    "avg_ns": trip.avg_ns,
+                    "p99_ns": trip.p99_ns,
+                    "max_ns": trip.max_ns,
+                },
+                "echo": {
+                    "wakeups": trip.echo_wakeups,
+                    "bytes": trip.echo_bytes,
+                    "cpu_ns": trip.echo_cpu_ns,
+                    "cpu_ns_per_wakeup": trip.echo_cpu_ns_per_wakeup(),
+                },
+            }),
+        );
+        if let Some(sources) = object.get_mut("sources").and_then(Value::as_object_mut) {
+            sources.insert("channel".into(), json!("guest-reported, backed by the core's echo count"));
+        }
+    }
+    if let Some(Ok(flood)) = &m.channel_flood
+        && let Some(object) = report_json.as_object_mut()
+    {
+        let channel = object.entry("channel").or_insert_with(|| json!({}));
+        if let Some(channel) = channel.as_object_mut() {
+            channel.insert(
+                "flood".into(),
+                json!({
+                    "quiet_max_ns": flood.quiet_max_ns,
+                    "flooded_max_ns": flood.flooded_max_ns,
+                    "ratios": flood.ratios(),
+                    "written": flood.written,
+                    "read_back": flood.read_back,
+                    "taken": flood.taken,
+                    "dropped": flood.dropped,
+                    "exact": flood.exact(),
+                }),
+            );
+        }
+    }
     if !m.irqsoff.is_empty()
         && let Some(object) = report_json.as_object_mut()
     {

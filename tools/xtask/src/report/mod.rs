@@ -15,6 +15,7 @@
 //! (100 ns for the core's oob contexts, 1 µs otherwise; the bucket's lower bound). A section the console lacks (e.g.
 //! no latency test with `--duration 0`) is reported missing, never an error.
 
+pub mod channel;
 pub mod histogram_txt;
 pub mod json;
 pub mod model;
@@ -458,6 +459,43 @@ mod tests {
         assert!(text.contains("67.028"), "{text}");
         assert!(text.contains("5681.136"), "{text}");
         assert!(text.contains("replay log: logged 7143"), "{text}");
+    }
+
+    #[test]
+    fn the_channel_figures_reach_the_table_and_json_only_when_the_core_backs_them() {
+        let ping = "guest| guest: ping: 200 round trips of 64 bytes over companion.echo: min 49.9 us, avg 84.6 us, p99 378.9 us, max 3618.3 us\n";
+        let echo = "[ 7.1 core cpu0 INFO ] channel: companion.echo: 200 wake-ups, 12800 bytes echoed, 352400 ns of CPU time, 0 bytes dropped\n";
+        let report = Report::new(run_info(), true, Some(0), &format!("{OOB}{CYCLICTEST}\n{ping}{echo}"));
+        let text = table::render(&report);
+        assert!(text.contains("min 49.900, avg 84.600, p99 378.900, max 3618.300 us; echo thread 1762 ns"), "{text}");
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/channel/round_trip/p99_ns"), Some(&Value::from(378_900)));
+        assert_eq!(json.pointer("/channel/echo/cpu_ns_per_wakeup"), Some(&Value::from(1762)));
+        // Without the core's count: neither in the table nor in the JSON, said under missing.
+        let unbacked = Report::new(run_info(), true, Some(0), &format!("{OOB}{CYCLICTEST}\n{ping}"));
+        assert!(!table::render(&unbacked).contains("channel round trip ("));
+        assert!(json::to_json(&unbacked).pointer("/channel").is_none());
+        assert!(unbacked.missing().iter().any(|m| m.starts_with("channel.round_trip: ignored")));
+    }
+
+    #[test]
+    fn the_channel_flood_line_states_the_ratios_and_the_balance() {
+        let rts = |max: &str| format!("RTS|      0.000|      0.050|{max:>11}|       0|     0|    00:00:03/00:00:03\n");
+        let console = format!(
+            "{}{}{}{}[ 11.5 core cpu0 INFO ] channel: companion.echo: 9 wake-ups, 4096 bytes echoed, 1 ns of CPU time, \
+             1024 bytes dropped\nguest| guest: channel flood: written 4096 bytes, read back 3072 bytes\n",
+            rts("0.064"),
+            rts("0.096"),
+            rts("2.224"),
+            rts("0.096")
+        );
+        let report = Report::new(run_info(), true, Some(0), &console);
+        let text = table::render(&report);
+        assert!(text.contains("oob-thread max quiet 0.064, flooded 2.224 us (x34.75)"), "{text}");
+        assert!(text.contains("target x1.1 MISSED; written 4096 bytes = read back 3072 + dropped by the core 1024: exact"), "{text}");
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/channel/flood/flooded_max_ns/0"), Some(&Value::from(2224)));
+        assert_eq!(json.pointer("/channel/flood/exact"), Some(&Value::Bool(true)));
     }
 
     #[test]

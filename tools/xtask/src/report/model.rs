@@ -324,6 +324,12 @@ pub struct Measurements {
     pub oob_thread_partial: bool,
     /// The guest's restarts, in order (empty when it never restarted).
     pub guest_restarts: Vec<GuestRestart>,
+    /// The channel's round trip (`companion ping`, the guest's figures backed by the core's
+    /// echo count; `Err`: why they were not taken); `None` when the guest did not ping.
+    pub channel_round_trip: Option<Result<super::channel::RoundTrip, String>>,
+    /// The oob latency with the channel quiet and flooded and the flood's losses (the
+    /// `channel-flood` script; `Err`: why not read); `None` when the guest did not flood.
+    pub channel_flood: Option<Result<super::channel::Flood, String>>,
 }
 
 impl Measurements {
@@ -384,6 +390,12 @@ impl Measurements {
                 missing.push("oob.sirq: no histogram (HSD|      sirq| lines), so no percentiles".to_owned())
             }
             Some(_) => {}
+        }
+        if let Some(Err(why)) = &self.channel_round_trip {
+            missing.push(format!("channel.round_trip: ignored: {why}"));
+        }
+        if let Some(Err(why)) = &self.channel_flood {
+            missing.push(format!("channel.flood: {why}"));
         }
         missing
     }

@@ -215,7 +215,11 @@ pub fn cyclictest_json(console: &str) -> Option<String> {
 /// the guest's (cyclictest) from the lines the core marked as the guest's only, so nothing
 /// the guest prints can stand in for the core's figures (see [`crate::verdict`]).
 pub fn parse(console: &str) -> Measurements {
-    parse_lines(console.lines().map(verdict::classify))
+    Measurements {
+        channel_round_trip: super::channel::round_trip(console),
+        channel_flood: super::channel::flood(console),
+        ..parse_lines(console.lines().map(verdict::classify))
+    }
 }
 
 /// Parses the console of a guest booted without the core (the baseline): every line is the
@@ -418,6 +422,8 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         replay_log: replay,
         irqsoff,
         guest_restarts,
+        channel_round_trip: None,
+        channel_flood: None,
     }
 }
 

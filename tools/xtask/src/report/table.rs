@@ -12,6 +12,11 @@ pub fn micros(ns: i64) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
+/// [`micros`] of an unsigned count of ns.
+fn micros_u(ns: u64) -> String {
+    micros(i64::try_from(ns).unwrap_or(i64::MAX))
+}
+
 fn cell(value: Option<i64>) -> String {
     value.map_or_else(|| "-".to_owned(), micros)
 }
@@ -116,6 +121,51 @@ pub fn render(report: &Report) -> String {
         None => {
             let _ = writeln!(out, "replay log: -");
         }
+    }
+    match &report.measurements.channel_round_trip {
+        Some(Ok(trip)) => {
+            let _ = writeln!(
+                out,
+                "channel round trip (Linux -> oob echo thread -> Linux, {} x {} bytes, guest-measured, backed by the \
+                 core's count): min {}, avg {}, p99 {}, max {} us; echo thread {} ns of CPU per wake-up (core)",
+                trip.count,
+                trip.message_bytes,
+                micros_u(trip.min_ns),
+                micros_u(trip.avg_ns),
+                micros_u(trip.p99_ns),
+                micros_u(trip.max_ns),
+                trip.echo_cpu_ns_per_wakeup()
+            );
+        }
+        // Said under `missing`.
+        Some(Err(_)) | None => {}
+    }
+    if let Some(Ok(flood)) = &report.measurements.channel_flood {
+        let ratios = flood.ratios();
+        let maxima: Vec<String> = super::channel::Flood::CONTEXTS
+            .iter()
+            .enumerate()
+            .map(|(i, context)| {
+                format!(
+                    "{context} max quiet {}, flooded {} us (x{:.2})",
+                    micros(flood.quiet_max_ns[i]),
+                    micros(flood.flooded_max_ns[i]),
+                    ratios[i]
+                )
+            })
+            .collect();
+        let target = super::channel::FLOOD_TARGET;
+        let verdict = if flood.above(target).is_empty() { "met" } else { "MISSED" };
+        let _ = writeln!(
+            out,
+            "channel flood (Linux floods companion.echo during the second of two latency tests): {}, target x{target} \
+             {verdict}; written {} bytes = read back {} + dropped by the core {}: {}",
+            maxima.join(", "),
+            flood.written,
+            flood.read_back,
+            flood.dropped,
+            if flood.exact() { "exact" } else { "NOT exact" }
+        );
     }
     for r in &report.measurements.guest_restarts {
         let first_output = r.first_output_ms.map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms later"));
