@@ -171,6 +171,11 @@ fn answer(channel: &Channel, command: &[u8]) {
     }
 }
 
+/// The shortest period Linux may ask of the latency test: the guest is untrusted, and an oob
+/// thread woken every microsecond would take most of its CPU from every other oob thread.
+/// The core's own boot argument (`latmus.period=`) has no such floor.
+const MIN_GUEST_PERIOD_US: u64 = 100;
+
 /// The latency test's parameters from `PERIOD_US SECONDS CPU|- PRIORITY GRAVITY_NS|-`.
 fn latmus_config(args: &[&str]) -> Result<LatmusConfig, String> {
     let [period, seconds, cpu, priority, gravity] = args else {
@@ -180,8 +185,8 @@ fn latmus_config(args: &[&str]) -> Result<LatmusConfig, String> {
     let period_us = number("period", period)?;
     let duration_s = number("duration", seconds)?;
     let priority = number("priority", priority)?;
-    if period_us == 0 || duration_s == 0 || !(1..=99).contains(&priority) {
-        return Err(String::from("latmus: period and duration above 0, priority 1..=99"));
+    if period_us < MIN_GUEST_PERIOD_US || duration_s == 0 || !(1..=99).contains(&priority) {
+        return Err(format!("latmus: period at least {MIN_GUEST_PERIOD_US} us, duration above 0, priority 1..=99"));
     }
     let cpu = match *cpu {
         "-" => rt::cpu_count().saturating_sub(1),

@@ -374,7 +374,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             // The main job's guest starts the latency test itself (`companion latmus` beside
             // cyclictest, in the same window); other scripts, a guest command line of the
             // user's and --no-guest keep the core's boot-argument form.
-            let guest_latency_test = (!no_guest && duration > 0 && guest_append.is_none() && guest::init::starts_latency_test(&guest_script))
+            // The core refuses Linux periods under 100 us (`MIN_GUEST_PERIOD_US` in
+            // kernel/src/guest/control.rs): shorter ones keep the boot-argument form too.
+            let guest_latency_test = (!no_guest
+                && duration > 0
+                && period >= MIN_GUEST_LATENCY_PERIOD_US
+                && guest_append.is_none()
+                && guest::init::starts_latency_test(&guest_script))
                 .then_some(verdict::GuestLatencyTest { period_us: period, seconds: duration });
             let profile = match profile {
                 Some(name) => {
@@ -918,6 +924,10 @@ fn baseline(qemu: &Qemu, cmd: &mut std::process::Command, options: &GuestOptions
 
 /// The longest run `--duration` accepts: a day.
 const MAX_DURATION_S: u64 = 24 * 3600;
+
+/// The shortest latency-test period the core accepts from Linux (`MIN_GUEST_PERIOD_US` in
+/// kernel/src/guest/control.rs): a shorter `--period` is given by the core's boot argument.
+const MIN_GUEST_LATENCY_PERIOD_US: u64 = 100;
 
 /// A duration as cyclictest's `-D` takes it: plain seconds, or a number with `s`, `m`, `h`
 /// or `d`; at most [`MAX_DURATION_S`].
