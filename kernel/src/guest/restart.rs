@@ -291,12 +291,13 @@ fn restart_on_this_cpu() -> ! {
     match reload {
         Ok(state) => {
             log::info!(
-                "guest: restart {number} ({}): vCPUs out in {} us, {} interrupts discarded, {} physical activations given back, guest reloaded in {} ms",
+                "guest: restart {number} ({}): vCPUs out in {} us, {} interrupts discarded, {} physical activations given back, guest reloaded in {} ms, core heap {} bytes in use",
                 cause.name(),
                 out.saturating_sub(REQUESTED_AT.load(Ordering::Relaxed)) / 1000,
                 teardown.discarded,
                 teardown.released,
-                now.saturating_sub(out) / 1_000_000
+                now.saturating_sub(out) / 1_000_000,
+                crate::heap::in_use()
             );
             AWAITING_LINE.store(number, Ordering::Relaxed);
             REQUESTED.store(false, Ordering::Release);

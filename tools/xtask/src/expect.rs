@@ -72,6 +72,9 @@ pub struct Expectations {
     /// Pairs of lines whose patterns' first capture group must hold the same text (e.g. a
     /// count the core printed and the one the guest printed).
     pub equal_captures: Vec<(LineMatch, LineMatch)>,
+    /// The latency test's sampling is audited ([`verdict::sampling_problems`]): always for a
+    /// passing run, and for a failing one that asks for it ([`Self::with_sampling_audit`]).
+    pub sampling_audit: bool,
 }
 
 impl Expectations {
@@ -83,7 +86,15 @@ impl Expectations {
             lines,
             forbidden: forbidden.iter().map(|pattern| LineMatch::all(&[pattern])).collect(),
             equal_captures: Vec::new(),
+            sampling_audit: exit_code == 0,
         }
+    }
+
+    /// Also audits the latency test's sampling when the expected verdict is a failure (a run
+    /// that must fail for the guest's doing while the oob side samples every period).
+    pub fn with_sampling_audit(mut self) -> Self {
+        self.sampling_audit = true;
+        self
     }
 
     /// Also forbids guest lines matching any of `patterns`.
@@ -108,7 +119,7 @@ impl Expectations {
             Ok(code) => failures.push(format!("the core's verdict has exit code {code}, expected {}", self.exit_code)),
             Err(why) => failures.push(why),
         }
-        if self.exit_code == 0 {
+        if self.sampling_audit {
             failures.extend(verdict::sampling_problems(console));
         }
         for expected in &self.lines {

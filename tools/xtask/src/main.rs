@@ -262,6 +262,12 @@ enum Command {
         /// A short form instead, in seconds (the three loads in equal segments, one window each).
         #[arg(long, value_name = "SECONDS", conflicts_with = "minutes", value_parser = clap::value_parser!(u64).range(6..))]
         seconds: Option<u64>,
+        /// The restart soak instead (docs/guest-restart.md): the guest runs cyclictest and
+        /// resets every SECONDS of its uptime (at least 8); passes on the core's verdict, every
+        /// restart done, the core's heap no fuller after any reload than after the first, no
+        /// overrun and no drift of the worst latency per boot.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(8..))]
+        restart_every: Option<u64>,
     },
     /// List the QEMU profiles.
     Profiles,
@@ -557,7 +563,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Soak { minutes, seconds } => soak::run(seconds.map_or_else(|| soak::Plan::minutes(minutes), soak::Plan::short)),
+        Command::Soak { minutes, seconds, restart_every } => soak::run(match restart_every {
+            None => seconds.map_or_else(|| soak::Plan::minutes(minutes), soak::Plan::short),
+            Some(every) => soak::Plan::restarting(seconds.unwrap_or(minutes * 60), every),
+        }),
         Command::Profiles => {
             for profile in profiles::all()? {
                 println!(
