@@ -367,7 +367,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             build,
             qemu_args,
         } => {
-            // The `crash` script boots Linux three times: the latency test covers the two
+            // The `crash` script boots Linux four times: the latency test covers the three
             // restarts too (docs/guest-restart.md), not only the last boot's cyclictest.
             let latency_s = if guest_script == cases::RESTART_SCRIPT { duration + cases::RESTART_ALLOWANCE_S } else { duration };
             let latency_test = if duration == 0 { String::new() } else { format!("latmus={latency_s} latmus.period={period}") };
