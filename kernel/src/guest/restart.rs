@@ -35,6 +35,8 @@ pub const DEFAULT_LIMIT_PER_MINUTE: usize = 3;
 /// Longest time CPU 0 waits for the other CPUs to leave their vCPUs before it gives up and
 /// fails the run (a CPU that never exits its guest is a core bug, not the guest's doing).
 const LEAVE_TIMEOUT_NS: u64 = 1_000_000_000;
+/// How long CPU 0 waits for the other CPUs to leave their vCPUs before it kicks them again.
+const REKICK_NS: u64 = 50_000;
 /// Most restarts the limit remembers (the limit is at most this).
 const MAX_LIMIT: usize = 16;
 /// One minute in ns.
@@ -275,7 +277,15 @@ fn restart_on_this_cpu() -> ! {
             }
         }
         crate::console::drain();
-        aarch64_cpu::asm::wfi();
+        // Not WFI: nothing may wake this CPU for tens of milliseconds (no guest timer, maybe no
+        // oob timer), and a CPU that consumed its kick in the core just before the request
+        // (with IRQs unmasked for its console drain) needs another one.
+        let kicked = crate::rt::now().as_nanos();
+        while crate::rt::now().as_nanos().saturating_sub(kicked) < REKICK_NS
+            && IN_GUEST.iter().skip(1).any(|flag| flag.load(Ordering::Acquire))
+        {
+            core::hint::spin_loop();
+        }
     }
     let out = crate::rt::now().as_nanos();
     // Again, now that no vCPU runs: a CPU_ON the dead guest made meanwhile is forgotten too.
