@@ -279,12 +279,16 @@ fn restart_on_this_cpu() -> ! {
         crate::console::drain();
         // Not WFI: nothing may wake this CPU for tens of milliseconds (no guest timer, maybe no
         // oob timer), and a CPU that consumed its kick in the core just before the request
-        // (with IRQs unmasked for its console drain) needs another one.
+        // (with IRQs unmasked for its console drain) needs another one. YIELD, not
+        // `spin_loop` (an ISB on aarch64): under QEMU's round-robin TCG (`-icount`) a YIELD
+        // hands the host thread to the other vCPUs at once, where a plain spin kept it until
+        // the next timer deadline, up to 20 ms.
         let kicked = crate::rt::now().as_nanos();
         while crate::rt::now().as_nanos().saturating_sub(kicked) < REKICK_NS
             && IN_GUEST.iter().skip(1).any(|flag| flag.load(Ordering::Acquire))
         {
-            core::hint::spin_loop();
+            // SAFETY: YIELD is a hint with no architectural effect.
+            unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
         }
     }
     let out = crate::rt::now().as_nanos();
