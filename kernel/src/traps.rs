@@ -47,6 +47,9 @@ fn before_guest_entry() {
     crate::guest::channel::poll();
     crate::guest::virq::flush();
     drain_console_for_guest();
+    // Again: a restart's kick taken while the channel or the drain had IRQs unmasked was
+    // consumed here, at EL2, and would not make this CPU exit its vCPU again.
+    crate::guest::restart::leave_if_requested();
 }
 
 /// Drains the console on the way back into the guest: with IRQs unmasked, so oob interrupts
@@ -80,6 +83,8 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         }
         drain_console_for_guest();
         crate::guest::trap_log::emit_due();
+        // Again, as in `before_guest_entry`.
+        crate::guest::restart::leave_if_requested();
         return;
     }
     if kind.is_serror() && !kind.from_current_el() {

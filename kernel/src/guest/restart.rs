@@ -35,6 +35,8 @@ pub const DEFAULT_LIMIT_PER_MINUTE: usize = 3;
 /// Longest time CPU 0 waits for the other CPUs to leave their vCPUs before it gives up and
 /// fails the run (a CPU that never exits its guest is a core bug, not the guest's doing).
 const LEAVE_TIMEOUT_NS: u64 = 1_000_000_000;
+/// How long CPU 0 waits for the other CPUs to leave their vCPUs before it kicks them again.
+const REKICK_NS: u64 = 50_000;
 /// Most restarts the limit remembers (the limit is at most this).
 const MAX_LIMIT: usize = 16;
 /// One minute in ns.
@@ -275,7 +277,19 @@ fn restart_on_this_cpu() -> ! {
             }
         }
         crate::console::drain();
-        aarch64_cpu::asm::wfi();
+        // Not WFI: nothing may wake this CPU for tens of milliseconds (no guest timer, maybe no
+        // oob timer), and a CPU that consumed its kick in the core just before the request
+        // (with IRQs unmasked for its console drain) needs another one. YIELD, not
+        // `spin_loop` (an ISB on aarch64): under QEMU's round-robin TCG (`-icount`) a YIELD
+        // hands the host thread to the other vCPUs at once, where a plain spin kept it until
+        // the next timer deadline, up to 20 ms.
+        let kicked = crate::rt::now().as_nanos();
+        while crate::rt::now().as_nanos().saturating_sub(kicked) < REKICK_NS
+            && IN_GUEST.iter().skip(1).any(|flag| flag.load(Ordering::Acquire))
+        {
+            // SAFETY: YIELD is a hint with no architectural effect.
+            unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+        }
     }
     let out = crate::rt::now().as_nanos();
     // Again, now that no vCPU runs: a CPU_ON the dead guest made meanwhile is forgotten too.
@@ -291,12 +305,13 @@ fn restart_on_this_cpu() -> ! {
     match reload {
         Ok(state) => {
             log::info!(
-                "guest: restart {number} ({}): vCPUs out in {} us, {} interrupts discarded, {} physical activations given back, guest reloaded in {} ms",
+                "guest: restart {number} ({}): vCPUs out in {} us, {} interrupts discarded, {} physical activations given back, guest reloaded in {} ms, core heap {} bytes in use",
                 cause.name(),
                 out.saturating_sub(REQUESTED_AT.load(Ordering::Relaxed)) / 1000,
                 teardown.discarded,
                 teardown.released,
-                now.saturating_sub(out) / 1_000_000
+                now.saturating_sub(out) / 1_000_000,
+                crate::heap::in_use()
             );
             AWAITING_LINE.store(number, Ordering::Relaxed);
             REQUESTED.store(false, Ordering::Release);

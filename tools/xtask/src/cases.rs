@@ -93,10 +93,13 @@ pub enum Scenario {
         seconds: u64,
     },
     /// The soak in short form ([`crate::soak::Plan::short`]): the latency test throughout while
-    /// the guest cycles its loads, on one CPU under `-icount`.
+    /// the guest cycles its loads, on one CPU under `-icount`; or, with `restart_every_s`, the
+    /// restart soak ([`crate::soak::Plan::restarting`]).
     Soak {
         /// The soak's length.
         seconds: u64,
+        /// The restart soak's period of guest restarts (`None`: the load soak).
+        restart_every_s: Option<u64>,
     },
     /// Boot the Debian PREEMPT_RT guest under the core and run a guest script.
     LinuxGuest {
@@ -219,6 +222,15 @@ const OOB_TESTS: &[&str] = &[
 ];
 
 impl Scenario {
+    /// A soak case's plan.
+    pub fn soak_plan(self) -> Option<crate::soak::Plan> {
+        match self {
+            Scenario::Soak { seconds, restart_every_s: None } => Some(crate::soak::Plan::short(seconds)),
+            Scenario::Soak { seconds, restart_every_s: Some(every) } => Some(crate::soak::Plan::restarting(seconds, every)),
+            _ => None,
+        }
+    }
+
     /// The core's self-test to request (`companion.test=NAME`), if any: a
     /// plain boot needs none.
     fn test(self) -> Option<&'static str> {
@@ -253,13 +265,18 @@ pub struct Case {
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
 /// Each half of the flood case, seconds.
 const FLOOD_SECONDS: u64 = 3;
-/// The guest script of the restart case: a panic, a reboot, then cyclictest.
+/// The guest script of the restart case: a panic, a reboot, a hang, then cyclictest.
 pub const RESTART_SCRIPT: &str = "crash";
 /// How much longer than cyclictest the latency test runs beside the `crash` script, in
-/// seconds: its two restarts and three boots take about 8 s of virtual time on one CPU.
-pub const RESTART_ALLOWANCE_S: u64 = 10;
-/// The latency test of the restart case: long enough for three boots and cyclictest.
+/// seconds: its three restarts (one after the watchdog's 5 s) and four boots take about 17 s
+/// of virtual time on one CPU.
+pub const RESTART_ALLOWANCE_S: u64 = 20;
+/// The latency test of the restart case: long enough for four boots and cyclictest.
 const RESTART_LATMUS: &str = "latmus=60 latmus.period=1000 latmus.cpu=0";
+/// The hostile guest of the restart-limit case: it resets at once on every boot.
+pub const RESET_LOOP_SCRIPT: &str = "reset-loop";
+/// The core's exit code when a guest reset is refused (restarts off, or over the limit).
+const EXIT_GUEST_RESET: i32 = 106;
 /// The core's line announcing a guest restart: a case that expects none forbids it.
 const RESTARTING: &str = r"guest: restarting \(restart \d+";
 
@@ -352,8 +369,9 @@ pub const CASES: &[Case] = &[
         qemu_args: &[],
     },
     Case {
-        // The guest restart (docs/guest-restart.md): Linux panics, then reboots, then runs
-        // cyclictest, on the one CPU the latency test samples throughout.
+        // The guest restart (docs/guest-restart.md): Linux panics, then reboots, then hangs with
+        // IRQs masked (the watchdog restarts it), then runs cyclictest, on the one CPU the
+        // latency test samples throughout.
         name: "guest-restart-virt-gicv3-1",
         profile: "virt-gicv3-1",
         scenario: Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus: 1 },
@@ -370,6 +388,15 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        // A guest resetting at once on every boot: restarted up to the limit (3 a minute), then
+        // the run fails with 106, the latency test having sampled every period throughout.
+        name: "guest-restart-limit-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: RESET_LOOP_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(600),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "main-job-report-virt-gicv3-1",
         profile: "virt-gicv3-1",
         scenario: Scenario::MainJob { seconds: 2 },
@@ -379,8 +406,17 @@ pub const CASES: &[Case] = &[
     Case {
         name: "soak-short-virt-gicv3-1",
         profile: crate::soak::PROFILE,
-        scenario: Scenario::Soak { seconds: 6 },
+        scenario: Scenario::Soak { seconds: 6, restart_every_s: None },
         timeout: Duration::from_secs(900),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        // The restart soak in short form: three boots of 8 s each, two restarts, the oob
+        // worst case per boot compared and the core's heap after each reload.
+        name: "soak-restart-short-virt-gicv3-1",
+        profile: crate::soak::PROFILE,
+        scenario: Scenario::Soak { seconds: 24, restart_every_s: Some(crate::soak::MIN_RESTART_EVERY_S) },
+        timeout: Duration::from_secs(1200),
         qemu_args: ICOUNT,
     },
     Case {
@@ -429,6 +465,9 @@ impl Case {
     pub fn bootargs(&self) -> String {
         if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
+            if script == RESET_LOOP_SCRIPT {
+                return crate::guest::core_bootargs(&[&vcpus, RESTART_LATMUS], script, 1, crate::guest::init::Load::Idle);
+            }
             if script == RESTART_SCRIPT {
                 // The latency test only beside one vCPU: with four, Linux's own boot (before any
                 // restart) already makes it miss periods on CPU 0 under -icount.
@@ -438,8 +477,8 @@ impl Case {
             let seconds = if script == FLOOD_SCRIPT { FLOOD_SECONDS } else { 1 };
             return crate::guest::core_bootargs(&[&vcpus], script, seconds, crate::guest::init::Load::Idle);
         }
-        if let Scenario::Soak { seconds } = self.scenario {
-            return crate::soak::Plan::short(seconds).bootargs();
+        if let Some(plan) = self.scenario.soak_plan() {
+            return plan.bootargs();
         }
         if let Scenario::MainJob { seconds } = self.scenario {
             let core = [crate::verdict::GuestLatencyTest::CORE_ARG, MAIN_JOB_HUNTER];
@@ -563,6 +602,7 @@ impl Case {
                     .forbid_guest(&[r"Kernel panic", r"KASLR enabled"])
                     .with_latency_test(main_job_latency_test(seconds))
             }
+            Scenario::Soak { restart_every_s: Some(_), .. } => restart_soak_expectations(self.scenario.soak_plan().map_or(0, |plan| plan.restarts())),
             Scenario::Soak { .. } => Expectations::new(
                 EXIT_PASS,
                 vec![LineMatch::guest(&[r"^guest: soak: \d+ segments done$"])],
@@ -570,6 +610,7 @@ impl Case {
             )
             .forbid_guest(&[r"Kernel panic"]),
             Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus } => restart_expectations(vcpus == 1),
+            Scenario::LinuxGuest { script: RESET_LOOP_SCRIPT, .. } => reset_loop_expectations(),
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
@@ -774,6 +815,43 @@ mod tests {
         CASES.iter().find(|case| case.name == name).unwrap()
     }
 
+    /// The console of a restart-limit run: three restarts, the fourth reset refused, the
+    /// latency test's `samples` over 3 s.
+    fn reset_loop_console(samples: u64) -> String {
+        let mut console = "RTT|  00:00:01  (oob thread context, 1000 us period, priority 99, cpu 0, gravity 0 ns)\n".to_owned();
+        for boot in 1..=4 {
+            console += &format!("guest| guest: reset-loop: boot {boot}, reboot -f\n");
+            if boot < 4 {
+                console += &format!("[ {boot}.0 core cpu0 WARN ] guest: restarting (restart {boot}, cause reset, at {boot}000 ms)\n");
+                console += &format!(
+                    "[ {boot}.1 core cpu0 INFO ] guest: restart {boot} (reset): vCPUs out in 3 us, 0 interrupts discarded, \
+                     0 physical activations given back, guest reloaded in 700 ms, core heap 4096 bytes in use\n"
+                );
+            }
+            console += "RTD|      1.000|      2.000|      3.000|       0|     0|      1.000|      3.000\n";
+        }
+        console += "[ 4.5 core cpu0 ERROR ] guest: reset with 3 restarts within the last minute already (the limit); the run fails\n";
+        console += "RTS|      1.000|      2.000|      3.000|       0|     0|    00:00:04/00:00:04\n";
+        console += &format!("[ 4.6 core cpu0 INFO ] latmus: {samples} thread samples, {samples} irq samples, 0 + 0 overruns\n");
+        console += "[ 4.7 core cpu0 INFO ] replay log: logged 10, replayed 10, coalesced 0, withdrawn 0, max depth 1, lost 0\n";
+        console += "[ 4.8 core cpu0 INFO ] guest: virtual interrupts: 10 forwarded, 10 injected, 10 completed; 3 restarts\n";
+        console + &verdict_line(106)
+    }
+
+    #[test]
+    fn the_restart_limit_case_fails_with_106_and_still_audits_the_sampling() {
+        let case = case("guest-restart-limit-virt-gicv3-1");
+        assert!(case.bootargs().contains("guest.script=reset-loop") && case.bootargs().contains("latmus="));
+        let expectations = case.expectations(1);
+        assert!(expectations.check(Ending::Exited(0), &reset_loop_console(4000), &nonce()).is_empty());
+        let gap = expectations.check(Ending::Exited(0), &reset_loop_console(2000), &nonce());
+        assert!(gap.iter().any(|f| f.contains("did not sample every period")), "{gap:?}");
+        let passed = reset_loop_console(4000).replace(&verdict_line(106), &verdict_line(0));
+        assert!(!expectations.check(Ending::Exited(0), &passed, &nonce()).is_empty(), "the limit must fail the run");
+        let fourth = reset_loop_console(4000) + "[ 5.0 core cpu0 WARN ] guest: restarting (restart 4, cause reset, at 5000 ms)\n";
+        assert!(!expectations.check(Ending::Exited(0), &fourth, &nonce()).is_empty());
+    }
+
     #[test]
     fn names_are_unique_and_patterns_compile() {
         let names: HashSet<_> = CASES.iter().map(|case| case.name).collect();
@@ -871,32 +949,69 @@ mod tests {
     }
 }
 
-/// The restart case: two restarts (a panic, then `reboot -f`), each torn down and reloaded,
-/// the third boot's cyclictest, the replay log exact, the latency test without a missed
-/// period across all of it (the core's audit, exit code 105, and the sampling checks).
+/// The restart case: three restarts (a panic, then `reboot -f`, both PSCI resets, then a hang
+/// with IRQs masked that only the core's watchdog ends), each torn down and reloaded, the
+/// fourth boot's cyclictest, the replay log exact, the latency test without a missed period
+/// across all of it (the core's audit, exit code 105, and the sampling checks).
 fn restart_expectations(latency: bool) -> Expectations {
     let mut lines = vec![LineMatch::all(&[LOG_LINE, r"guest: restarts on \(at most \d+ a minute\): pristine kernel and initramfs kept at 0x[0-9a-f]+\+\d+ MiB, XXH3-128 [0-9a-f]{32}"])];
-    for (boot, cause) in [(1, "panicking the kernel"), (2, "reboot -f")] {
+    for (boot, step, cause) in [(1, "panicking the kernel", "reset"), (2, "reboot -f", "reset"), (3, "halt -f (IRQs masked for ever)", "watchdog")] {
         lines.push(LineMatch::guest(&[&format!(r"^guest: crash: boot {boot}$")]));
-        lines.push(LineMatch::guest(&[&format!(r"^guest: crash: {}$", regex::escape(cause))]));
-        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restarting \(restart {boot}, cause reset, at \d+ ms\)")]));
+        lines.push(LineMatch::guest(&[&format!(r"^guest: crash: {}$", regex::escape(step))]));
+        if cause == "watchdog" {
+            lines.push(LineMatch::all(&[LOG_LINE, r"guest: watchdog: [1-9]\d* interrupts in flight and none completed for 5000 ms"]));
+        }
+        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restarting \(restart {boot}, cause {cause}, at \d+ ms\)")]));
         lines.push(LineMatch::all(&[
             LOG_LINE,
-            &format!(r"guest: restart {boot} \(reset\): vCPUs out in \d+ us, \d+ interrupts discarded, \d+ physical activations given back, guest reloaded in \d+ ms"),
+            &format!(r"guest: restart {boot} \({cause}\): vCPUs out in \d+ us, \d+ interrupts discarded, \d+ physical activations given back, guest reloaded in \d+ ms, core heap \d+ bytes in use"),
         ]));
-        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restart {boot}: cause reset, at \d+ ms, first guest console output \d+ ms later")]));
+        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restart {boot}: cause {cause}, at \d+ ms, first guest console output \d+ ms later")]));
     }
     lines.extend([
-        LineMatch::guest(&[r"^guest: crash: boot 3$"]),
+        LineMatch::guest(&[r"^guest: crash: boot 4$"]),
         LineMatch::guest(&[r"^guest: cyclictest -m -S -p 90"]),
         LineMatch::guest(&[r"^guest: done$"]),
         LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
         LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, replayed [1-9]\d*, coalesced \d+, withdrawn \d+, max depth \d+, lost 0$"]),
         LineMatch::all(&[LOG_LINE, r"replay log: waiting \d+, in flight \d+, requeued \d+, overcounted 0, discarded \d+"]),
-        LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, .*; 2 restarts$"]),
+        LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, .*; 3 restarts$"]),
     ]);
     if latency {
         lines.push(LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]));
     }
-    Expectations::new(EXIT_PASS, lines, &[r"abort injected", r"guest: restarting \(restart 3"])
+    Expectations::new(EXIT_PASS, lines, &[r"abort injected", r"guest: restarting \(restart 4"])
+}
+
+/// The restart-limit case: the default limit (3 a minute) lets three resets restart the guest,
+/// the fourth fails the run with 106 and a line saying why; the latency test sampled every
+/// period until the end (the sampling audit runs although the verdict is a failure), the
+/// replay log lost nothing.
+fn reset_loop_expectations() -> Expectations {
+    let mut lines = Vec::new();
+    for boot in 1..=3 {
+        lines.push(LineMatch::guest(&[&format!(r"^guest: reset-loop: boot {boot}, reboot -f$")]));
+        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restarting \(restart {boot}, cause reset, at \d+ ms\)")]));
+        lines.push(LineMatch::all(&[LOG_LINE, &format!(r"guest: restart {boot} \(reset\): vCPUs out in \d+ us, .*, core heap \d+ bytes in use$")]));
+    }
+    lines.extend([
+        LineMatch::guest(&[r"^guest: reset-loop: boot 4, reboot -f$"]),
+        LineMatch::all(&[LOG_LINE, r"guest: reset with 3 restarts within the last minute already \(the limit\); the run fails$"]),
+        LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, replayed [1-9]\d*, coalesced \d+, withdrawn \d+, max depth \d+, lost 0$"]),
+        LineMatch::all(&[LOG_LINE, r"guest: virtual interrupts: [1-9]\d* forwarded, .*; 3 restarts$"]),
+        LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]),
+    ]);
+    Expectations::new(EXIT_GUEST_RESET, lines, &[r"abort injected", r"guest: restarting \(restart 4", r"stopped sampling"])
+        .with_sampling_audit()
+}
+
+/// The restart soak's short form: the guest's `planned` resets each restarted it, its last boot
+/// finished; the rest ([`crate::soak::problems`]) is judged from the console after the run.
+fn restart_soak_expectations(planned: u64) -> Expectations {
+    let lines = vec![
+        LineMatch::all(&[LOG_LINE, &format!(r"guest: restart {planned} \(reset\): vCPUs out in .*, core heap \d+ bytes in use$")]),
+        LineMatch::guest(&[&format!(r"^guest: restart-soak: {planned} restarts done$")]),
+        LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
+    ];
+    Expectations::new(EXIT_PASS, lines, &[r"abort injected", &format!(r"guest: restarting \(restart {}", planned + 1)])
 }

@@ -78,6 +78,9 @@ pub struct Expectations {
     /// Whether the run is the channel flood, its losses exact
     /// ([`crate::report::channel::Flood::loss_problems`]).
     pub channel_flood: bool,
+    /// The latency test's sampling is audited ([`verdict::sampling_problems`]): always for a
+    /// passing run, and for a failing one that asks for it ([`Self::with_sampling_audit`]).
+    pub sampling_audit: bool,
 }
 
 impl Expectations {
@@ -91,7 +94,15 @@ impl Expectations {
             equal_captures: Vec::new(),
             latency_test: None,
             channel_flood: false,
+            sampling_audit: exit_code == 0,
         }
+    }
+
+    /// Also audits the latency test's sampling when the expected verdict is a failure (a run
+    /// that must fail for the guest's doing while the oob side samples every period).
+    pub fn with_sampling_audit(mut self) -> Self {
+        self.sampling_audit = true;
+        self
     }
 
     /// Also forbids guest lines matching any of `patterns`.
@@ -138,7 +149,7 @@ impl Expectations {
                 None => failures.push("channel flood: no `guest: channel flood: written` line from the guest".to_owned()),
             }
         }
-        if self.exit_code == 0 {
+        if self.sampling_audit {
             failures.extend(verdict::sampling_problems(console));
         }
         for expected in &self.lines {

@@ -66,34 +66,68 @@ pub const DRIFT_MARGIN_NS: i64 = 1_000;
 /// powering off.
 pub const PPI_SLACK: u64 = 20;
 
+/// The restart soak's guest script: cyclictest until the boot's uptime reaches
+/// `guest.restart-every=`, then `reboot -f`, `guest.restarts=` times.
+pub const RESTART_SCRIPT: &str = "restart-soak";
+/// The shortest restart period, in seconds: Linux's boot under `-icount` takes about 3 s.
+pub const MIN_RESTART_EVERY_S: u64 = 8;
+/// How much each restart lengthens the run, in virtual seconds (the core's reload, about
+/// 0.8 s, and the kernel's boot before its uptime counts), for the latency test's length.
+const RELOAD_ALLOWANCE_S: u64 = 2;
+
 /// A soak's shape: its length, each load's segment and the drift window, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
     /// How long the latency test and the guest's loads run.
     pub duration_s: u64,
-    /// How long each load runs.
+    /// How long each load runs (the restart soak: each boot).
     pub segment_s: u64,
     /// The window of the per-window worst latency.
     pub window_s: u64,
+    /// The restart soak ([`Plan::restarting`]): the guest resets after this many seconds of
+    /// uptime, on every boot but the last. `None`: the load soak.
+    pub restart_every_s: Option<u64>,
 }
 
 impl Plan {
     /// The long form: `minutes` minutes, [`SEGMENT_S`]-second segments, 1-minute windows.
     pub fn minutes(minutes: u64) -> Self {
-        Self { duration_s: minutes.max(1) * 60, segment_s: SEGMENT_S, window_s: WINDOW_S }
+        Self { duration_s: minutes.max(1) * 60, segment_s: SEGMENT_S, window_s: WINDOW_S, restart_every_s: None }
     }
 
     /// A short form of `seconds` seconds: the three loads in equal segments, one window each.
     pub fn short(seconds: u64) -> Self {
         let segment_s = (seconds / 3).max(2);
-        Self { duration_s: segment_s * 3, segment_s, window_s: segment_s }
+        Self { duration_s: segment_s * 3, segment_s, window_s: segment_s, restart_every_s: None }
+    }
+
+    /// The restart soak (docs/guest-restart.md): about `seconds` seconds (at least two boots)
+    /// in which the guest runs cyclictest and resets every `every_s` seconds of its uptime (at
+    /// least [`MIN_RESTART_EVERY_S`]); one drift window per boot.
+    pub fn restarting(seconds: u64, every_s: u64) -> Self {
+        let every_s = every_s.max(MIN_RESTART_EVERY_S);
+        let boots = (seconds / every_s).max(2);
+        Self { duration_s: boots * every_s, segment_s: every_s, window_s: every_s, restart_every_s: Some(every_s) }
+    }
+
+    /// How many restarts the plan asks of the guest (0 for the load soak).
+    pub fn restarts(&self) -> u64 {
+        self.restart_every_s.map_or(0, |every| self.duration_s / every.max(1) - 1)
     }
 
     /// The core's boot arguments (the nonce is added by the caller).
     pub fn bootargs(&self) -> String {
-        let latency = format!("latmus={} latmus.period=1000", self.duration_s + BOOT_ALLOWANCE_S);
-        guest::core_bootargs(&[&latency], "soak", self.duration_s, Load::Idle)
-            + &format!(" guest.segment={}", self.segment_s)
+        let Some(every) = self.restart_every_s else {
+            let latency = format!("latmus={} latmus.period=1000", self.duration_s + BOOT_ALLOWANCE_S);
+            return guest::core_bootargs(&[&latency], "soak", self.duration_s, Load::Idle)
+                + &format!(" guest.segment={}", self.segment_s);
+        };
+        let restarts = self.restarts();
+        let latency = format!("latmus={} latmus.period=1000", self.duration_s + BOOT_ALLOWANCE_S + RELOAD_ALLOWANCE_S * restarts);
+        // A restart every `every` seconds is at most 60 / every + 1 within a minute.
+        let limit = format!("companion.guest.restart.limit={}", (60 / every + 2).min(16));
+        guest::core_bootargs(&[&latency, &limit], RESTART_SCRIPT, self.duration_s, Load::Idle)
+            + &format!(" guest.restart-every={every} guest.restarts={restarts}")
     }
 
     /// The watchdog's limit: booting the guest under -icount on one CPU, then the virtual
@@ -111,6 +145,9 @@ static GUEST_COUNT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^guest: interrupts INTID (\d+): (\d+)$").expect("valid regex"));
 static REPLAY_LOST: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\] replay log: logged \d+, .* lost (\d+)$").expect("valid regex"));
+static RESTART: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\] guest: restart (\d+) \((\w+)\): vCPUs out in .*, core heap (\d+) bytes in use$").expect("valid regex")
+});
 static OVERRUNS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\] latmus: \d+ thread samples, \d+ irq samples, (\d+) \+ (\d+) overruns$").expect("valid regex"));
 
@@ -182,6 +219,58 @@ pub fn problems(console: &str, plan: &Plan) -> Vec<String> {
         Some(caps) => problems.push(format!("oob overruns: {} thread + {} irq", &caps[1], &caps[2])),
         None => problems.push("no latency totals from the core".to_owned()),
     }
+    match plan.restart_every_s {
+        None => problems.extend(interrupt_count_problems(console)),
+        // The guest's /proc/interrupts covers its last boot only: the restarts are checked.
+        Some(_) => problems.extend(restart_problems(console, plan.restarts())),
+    }
+    let maxima = window_maxima(console, plan.window_s);
+    let expected_windows = plan.duration_s.div_ceil(plan.window_s.max(1));
+    if (maxima.len() as u64) < expected_windows {
+        problems.push(format!("{} windows of worst latency, expected {expected_windows}", maxima.len()));
+    }
+    for (window, max) in drifted(&maxima) {
+        problems.push(format!(
+            "oob worst latency drifted: window {window} reached {max} ns, over {DRIFT_FACTOR} x the first window's {} ns + {DRIFT_MARGIN_NS} ns",
+            maxima[0]
+        ));
+    }
+    problems
+}
+
+/// The core's restart lines: (number, cause, core heap bytes in use after the reload).
+pub fn restarts(console: &str) -> Vec<(u64, String, u64)> {
+    verdict::lines_of(console, Source::Core)
+        .filter_map(|line| RESTART.captures(line))
+        .filter_map(|caps| Some((caps[1].parse().ok()?, caps[2].to_owned(), caps[3].parse().ok()?)))
+        .collect()
+}
+
+/// The restart soak's own checks: exactly `planned` restarts, numbered in order, each a reset
+/// (none by the watchdog), and the core's heap after each reload no fuller than after the
+/// first (a restart that leaks leaves more in use every time).
+fn restart_problems(console: &str, planned: u64) -> Vec<String> {
+    let restarts = restarts(console);
+    let mut problems = Vec::new();
+    if restarts.len() as u64 != planned || restarts.iter().zip(1..).any(|((number, _, _), expected)| *number != expected) {
+        let numbers: Vec<u64> = restarts.iter().map(|(number, _, _)| *number).collect();
+        problems.push(format!("restarts {numbers:?}, expected 1 to {planned} in order"));
+    }
+    for (number, cause, _) in restarts.iter().filter(|(_, cause, _)| cause != "reset") {
+        problems.push(format!("restart {number} had cause {cause}, expected reset"));
+    }
+    if let Some((_, _, first)) = restarts.first() {
+        for (number, _, heap) in restarts.iter().filter(|(_, _, heap)| heap > first) {
+            problems.push(format!("the core's heap grew: {heap} bytes in use after restart {number}, {first} after restart 1"));
+        }
+    }
+    problems
+}
+
+/// The load soak's interrupt accounting: what the core forwarded per INTID against what the
+/// guest's `/proc/interrupts` counted.
+fn interrupt_count_problems(console: &str) -> Vec<String> {
+    let mut problems = Vec::new();
     let guest = guest_counts(console);
     match forwarded(console) {
         None => problems.push("no per-INTID forwarded counts from the core".to_owned()),
@@ -202,17 +291,6 @@ pub fn problems(console: &str, plan: &Plan) -> Vec<String> {
                 }
             }
         }
-    }
-    let maxima = window_maxima(console, plan.window_s);
-    let expected_windows = plan.duration_s.div_ceil(plan.window_s.max(1));
-    if (maxima.len() as u64) < expected_windows {
-        problems.push(format!("{} windows of worst latency, expected {expected_windows}", maxima.len()));
-    }
-    for (window, max) in drifted(&maxima) {
-        problems.push(format!(
-            "oob worst latency drifted: window {window} reached {max} ns, over {DRIFT_FACTOR} x the first window's {} ns + {DRIFT_MARGIN_NS} ns",
-            maxima[0]
-        ));
     }
     problems
 }
@@ -238,7 +316,7 @@ pub fn run(plan: Plan, icount_shift: u8) -> Result<ExitCode> {
     let mut cmd = qemu.command(&boot);
     let mhz = virtual_cpu_mhz(icount_shift);
     eprintln!(
-        "xtask: soak of {} s ({} s per load, {} s windows) under -icount shift={icount_shift} (a {mhz} MHz virtual CPU)",
+        "xtask: soak of {} s ({} s per load or boot, {} s windows) under -icount shift={icount_shift} (a {mhz} MHz virtual CPU)",
         plan.duration_s, plan.segment_s, plan.window_s
     );
     let watch = report::Watch {
@@ -254,12 +332,16 @@ pub fn run(plan: Plan, icount_shift: u8) -> Result<ExitCode> {
     };
     failures.extend(problems(&console, &plan));
     println!();
-    println!(
-        "soak: {} s under -icount shift={icount_shift} (a {mhz} MHz virtual CPU) on {PROFILE}, loads idle/grinder/neighbour for {} s each",
-        plan.duration_s, plan.segment_s
-    );
+    let clock = format!("-icount shift={icount_shift} (a {mhz} MHz virtual CPU)");
+    match plan.restart_every_s {
+        None => println!("soak: {} s under {clock} on {PROFILE}, loads idle/grinder/neighbour for {} s each", plan.duration_s, plan.segment_s),
+        Some(every) => println!("soak: {} s under {clock} on {PROFILE}, a guest restart every {every} s of its uptime", plan.duration_s),
+    }
     for (window, max) in window_maxima(&console, plan.window_s).iter().enumerate() {
         println!("  window {window:>3} ({} s): oob thread worst {:.3} us", plan.window_s, *max as f64 / 1000.0);
+    }
+    for (number, cause, heap) in restarts(&console) {
+        println!("  restart {number:>3} ({cause}): core heap {heap} bytes in use after the reload");
     }
     println!("  console: {}", log.display());
     if failures.is_empty() {
@@ -298,7 +380,7 @@ mod tests {
     #[test]
     fn short_plan_cycles_three_loads_and_reaches_the_guest() {
         let plan = Plan::short(6);
-        assert_eq!(plan, Plan { duration_s: 6, segment_s: 2, window_s: 2 });
+        assert_eq!(plan, Plan { duration_s: 6, segment_s: 2, window_s: 2, restart_every_s: None });
         let args = plan.bootargs();
         let (core, guest) = args.split_once(" -- ").unwrap();
         assert!(core.contains(&format!("latmus={}", 6 + BOOT_ALLOWANCE_S)), "{core}");
@@ -330,6 +412,41 @@ mod tests {
         assert!(problems(&forged, &plan).iter().any(|p| p.contains("drifted")));
         let forged_counts = lost.replace("guest| guest: interrupts INTID 27: 100", "guest: interrupts INTID 27: 200");
         assert!(problems(&forged_counts, &plan).iter().any(|p| p.starts_with("INTID 27")));
+    }
+
+    /// A restart line of the core with `heap` bytes in use.
+    fn restart_line(number: u64, cause: &str, heap: u64) -> String {
+        format!(
+            "[ 5.0 core cpu0 INFO ] guest: restart {number} ({cause}): vCPUs out in 3 us, 0 interrupts discarded, \
+             0 physical activations given back, guest reloaded in 700 ms, core heap {heap} bytes in use\n"
+        )
+    }
+
+    #[test]
+    fn restart_plan_boots_every_period_and_allows_its_restarts() {
+        let plan = Plan::restarting(65, 20);
+        assert_eq!((plan.duration_s, plan.window_s, plan.restarts()), (60, 20, 2));
+        assert_eq!(Plan::restarting(5, 1).restarts(), 1, "at least two boots, at least 8 s each");
+        let args = plan.bootargs();
+        let (core, guest) = args.split_once(" -- ").unwrap();
+        assert!(core.contains("companion.guest.restart.limit=5") && core.contains("latmus=94"), "{core}");
+        assert!(guest.contains("guest.script=restart-soak") && guest.contains("guest.restart-every=20 guest.restarts=2"), "{guest}");
+    }
+
+    #[test]
+    fn restart_soak_catches_missing_restarts_a_watchdog_and_a_leak() {
+        let plan = Plan::restarting(30, 10);
+        let base = console(&["5.000"; 30], 100, 100).replace("guest: interrupts INTID 27: 100", "guest: interrupts INTID 27: 3");
+        let clean = base.clone() + &restart_line(1, "reset", 4096) + &restart_line(2, "reset", 4096);
+        assert!(problems(&clean, &plan).is_empty(), "{:?}", problems(&clean, &plan));
+        let missing = base.clone() + &restart_line(1, "reset", 4096);
+        assert!(problems(&missing, &plan).iter().any(|p| p.starts_with("restarts [1]")));
+        let hung = base.clone() + &restart_line(1, "reset", 4096) + &restart_line(2, "watchdog", 4096);
+        assert!(problems(&hung, &plan).iter().any(|p| p.contains("cause watchdog")));
+        let leak = base.clone() + &restart_line(1, "reset", 4096) + &restart_line(2, "reset", 8192);
+        assert!(problems(&leak, &plan).iter().any(|p| p.contains("heap grew: 8192 bytes in use after restart 2")));
+        let forged = base + &restart_line(1, "reset", 4096) + "guest| " + &restart_line(2, "reset", 4096);
+        assert!(!problems(&forged, &plan).is_empty(), "a guest's restart line is not the core's");
     }
 
     #[test]

@@ -204,10 +204,10 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
             {
                 run.failures.extend(crate::cases::main_job_report_problems(&run.captured.output, &guest.system_map));
             }
-            if let crate::cases::Scenario::Soak { seconds } = case.scenario
+            if let Some(plan) = case.scenario.soak_plan()
                 && run.failures.is_empty()
             {
-                run.failures.extend(crate::soak::problems(&run.captured.output, &crate::soak::Plan::short(seconds)));
+                run.failures.extend(crate::soak::problems(&run.captured.output, &plan));
             }
             run
         });

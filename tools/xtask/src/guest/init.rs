@@ -97,9 +97,23 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
     (
         "crash",
         "the guest restart (docs/guest-restart.md): the first boot panics the kernel (sysrq c; panic=-1 \
-         resets), the second reboots with `reboot -f`, the third runs the `cyclictest` script; the boot \
-         number comes from the core's companion.restarts=N",
+         resets), the second reboots with `reboot -f`, the third hangs with IRQs masked (`halt -f`; the \
+         core's hang watchdog restarts it), the fourth runs the `cyclictest` script; the boot number \
+         comes from the core's companion.restarts=N",
         CRASH,
+    ),
+    (
+        "reset-loop",
+        "a hostile guest for the restart limit (docs/guest-restart.md): every boot resets at once with \
+         `reboot -f` (PSCI SYSTEM_RESET), so the core restarts it up to companion.guest.restart.limit \
+         times a minute and then fails the run (exit code 106)",
+        RESET_LOOP,
+    ),
+    (
+        "restart-soak",
+        "the restart soak (cargo xtask soak --restart-every S): cyclictest until this boot's uptime reaches \
+         guest.restart-every= seconds, then `reboot -f`, guest.restarts= times; the last boot powers off",
+        RESTART_SOAK,
     ),
     (
         "shell",
@@ -145,15 +159,56 @@ exec 4<&-
 echo "guest: channel flood: written $(($(cat /tmp/flood.blocks) * 4096)) bytes, read back $read_back bytes"
 "#;
 
-/// The `crash` script: which boot this is, from the `companion.restarts=N` the core adds to
-/// the command line of a restarted guest.
-const CRASH: &str = r#"restarts=0
+/// Shell lines setting `$restarts` to the `companion.restarts=N` the core adds to the command
+/// line of a restarted guest (0 at the first boot).
+macro_rules! restarts_from_cmdline {
+    () => {
+        r#"restarts=0
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         companion.restarts=*) restarts="${arg#companion.restarts=}" ;;
     esac
 done
-echo "guest: crash: boot $((restarts + 1))"
+"#
+    };
+}
+
+/// The `reset-loop` script: a hostile guest resetting at once on every boot.
+const RESET_LOOP: &str = concat!(
+    restarts_from_cmdline!(),
+    r#"echo "guest: reset-loop: boot $((restarts + 1)), reboot -f"
+reboot -f
+"#
+);
+
+/// The `restart-soak` script: each boot runs cyclictest until its uptime reaches the period.
+const RESTART_SOAK: &str = concat!(
+    restarts_from_cmdline!(),
+    r#"every=20
+planned=0
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        guest.restart-every=*) every="${arg#guest.restart-every=}" ;;
+        guest.restarts=*) planned="${arg#guest.restarts=}" ;;
+    esac
+done
+echo "guest: restart-soak: boot $((restarts + 1)) of $((planned + 1))"
+read -r uptime _ < /proc/uptime
+left=$((every - ${uptime%%.*}))
+[ "$left" -ge 1 ] || left=1
+cyclictest -m -S -p 90 -i 1000 -D "${left}s" -q
+if [ "$restarts" -lt "$planned" ]; then
+    echo "guest: restart-soak: reboot -f"
+    reboot -f
+fi
+echo "guest: restart-soak: $planned restarts done"
+"#
+);
+
+/// The `crash` script: which boot this is, from [`restarts_from_cmdline`].
+const CRASH: &str = concat!(
+    restarts_from_cmdline!(),
+    r#"echo "guest: crash: boot $((restarts + 1))"
 case "$restarts" in
     0)
         echo "guest: crash: panicking the kernel"
@@ -166,9 +221,18 @@ case "$restarts" in
         echo "guest: crash: reboot -f"
         reboot -f
         ;;
+    2)
+        # busybox `halt -f` is the kernel's LINUX_REBOOT_CMD_HALT: Linux masks its IRQs, stops
+        # the other CPUs and spins for ever (arm64 machine_halt), never calling PSCI: only
+        # the core's hang watchdog ends it.
+        echo "guest: crash: halt -f (IRQs masked for ever)"
+        sleep 0.5
+        halt -f
+        ;;
 esac
 exec /guest/cyclictest
-"#;
+"#
+);
 
 /// The `channel` script: what probed, then `companion ps` through the core's control port.
 const CHANNEL: &str = r#"for device in /sys/bus/virtio/devices/*; do

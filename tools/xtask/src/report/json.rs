@@ -25,7 +25,8 @@
 //!   `cause` (`reset` or `watchdog`), `at_ms` (the request, core clock), `vcpus_out_us`,
 //!   `discarded` (interrupts pending for the dead guest), `released` (physical activations
 //!   given back), `reloaded_ms`, `first_output_ms` (request to the new guest's first console
-//!   output, `null` if it never wrote); empty without restarts.
+//!   output, `null` if it never wrote), `core_heap_bytes` (the core's heap in use after the
+//!   reload); empty without restarts.
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
 //!   `--no-guest`), `icount`, `mode` (`icount` or `tcg`, see
@@ -156,6 +157,7 @@ pub fn to_json(report: &Report) -> Value {
                 "released": r.released,
                 "reloaded_ms": r.reloaded_ms,
                 "first_output_ms": r.first_output_ms,
+                "core_heap_bytes": r.core_heap_bytes,
             })).collect::<Vec<_>>(),
         },
         "run": {

@@ -236,6 +236,9 @@ pub struct GuestRestart {
     /// From the request until the new guest's first console output, ms (`None` if it never
     /// wrote).
     pub first_output_ms: Option<u64>,
+    /// The core's heap in use after the reload, bytes (`None` from a core that did not say):
+    /// flat across restarts unless a restart leaks.
+    pub core_heap_bytes: Option<u64>,
 }
 
 /// One guest code location from the irqs-off hunter (`IRQSOFF|` lines): where Linux held

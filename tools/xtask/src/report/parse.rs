@@ -40,7 +40,7 @@ static REPLAY: LazyLock<Regex> = LazyLock::new(|| {
 });
 static RESTART: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"guest: restart (\d+) \((\w+)\): vCPUs out in (\d+) us, (\d+) interrupts discarded, (\d+) physical activations given back, guest reloaded in (\d+) ms",
+        r"guest: restart (\d+) \((\w+)\): vCPUs out in (\d+) us, (\d+) interrupts discarded, (\d+) physical activations given back, guest reloaded in (\d+) ms(?:, core heap (\d+) bytes in use)?",
     )
     .expect("valid regex")
 });
@@ -311,6 +311,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
                     released,
                     reloaded_ms: reloaded,
                     first_output_ms: None,
+                    core_heap_bytes: caps.get(7).and_then(|heap| heap.as_str().parse().ok()),
                 });
             }
             continue;
@@ -803,7 +804,7 @@ HSD|      sirq|            3|        10
     fn guest_restarts_come_from_the_cores_lines_only() {
         let console = "\
 [    3.10 core cpu0 WARN ] guest: restarting (restart 1, cause reset, at 3100 ms)
-[    3.81 core cpu0 INFO ] guest: restart 1 (reset): vCPUs out in 3 us, 2 interrupts discarded, 1 physical activations given back, guest reloaded in 708 ms
+[    3.81 core cpu0 INFO ] guest: restart 1 (reset): vCPUs out in 3 us, 2 interrupts discarded, 1 physical activations given back, guest reloaded in 708 ms, core heap 196544 bytes in use
 guest| guest: restart 9 (hang): vCPUs out in 1 us, 0 interrupts discarded, 0 physical activations given back, guest reloaded in 1 ms
 [    3.93 core cpu0 INFO ] guest: restart 1: cause reset, at 3100 ms, first guest console output 831 ms later
 ";
@@ -811,7 +812,7 @@ guest| guest: restart 9 (hang): vCPUs out in 1 us, 0 interrupts discarded, 0 phy
         assert_eq!(restarts.len(), 1, "{restarts:?}");
         let r = &restarts[0];
         assert_eq!((r.number, r.cause.as_str(), r.vcpus_out_us, r.discarded, r.released, r.reloaded_ms), (1, "reset", 3, 2, 1, 708));
-        assert_eq!((r.at_ms, r.first_output_ms), (Some(3100), Some(831)));
+        assert_eq!((r.at_ms, r.first_output_ms, r.core_heap_bytes), (Some(3100), Some(831), Some(196544)));
         assert!(parse("guest| guest: restart 1: cause reset, at 1 ms, first guest console output 1 ms later\n").guest_restarts.is_empty());
     }
 }
