@@ -50,7 +50,7 @@ use vm::ownership::Owner;
 use vm::mmio::MmioAccess;
 use vm::vgic::physical::{self, PhysicalGic};
 use vm::replay::{ReplayAccount, ReplaySnapshot};
-use vm::vgic::{Access, ChangeKind, Forwarded, Target, Vgic};
+use vm::vgic::{Access, ChangeKind, DecodedAccess, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
@@ -815,6 +815,7 @@ pub fn take_back() {
     if let Some(flag) = RUNNING.get(cpu) {
         flag.store(false, Ordering::Release);
     }
+    forget_left_access(cpu);
     let Some(lanes) = LANES.get(cpu) else { return };
     let mut guard = lanes.lock();
     let lanes = &mut *guard;
@@ -978,14 +979,38 @@ impl DueRoutes {
     }
 }
 
-/// Emulates a guest access to the GIC distributor or redistributors at `ipa`; `None` if
-/// `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
-/// abort).
+/// Most parts (INTIDs, see [`DecodedAccess::parts`]) of a guest GIC access done in one hold
+/// of the vGIC lock: a bit-array register covers 32 INTIDs, and the model's work for all of
+/// them in one IRQ-masked section would be several times the 300-instruction bound.
+const PARTS_PER_HOLD: u32 = 4;
+
+/// A guest access to the GIC frames, checked by its exit ([`mmio`]) and performed after it by
+/// [`finish_exit`], in parts.
+#[derive(Clone, Copy)]
+struct GicAccess {
+    /// The register and frame.
+    decoded: DecodedAccess,
+    /// The access (size, load or store, register).
+    access: MmioAccess,
+    /// A store's value.
+    value: u64,
+    /// The parts it covers ([`DecodedAccess::parts`]).
+    parts: u32,
+}
+
+/// Per CPU, the GIC access its vCPU's exit left for [`finish_exit`] (only that CPU touches it).
+static LEFT_ACCESS: [IrqSpinLock<Option<GicAccess>>; boot::MAX_CPUS] = [const { IrqSpinLock::new(None) }; boot::MAX_CPUS];
+/// Per CPU, whether [`LEFT_ACCESS`] holds an access: [`finish_exit`]'s fast path.
+static HAS_LEFT_ACCESS: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// The exit of a guest access to the GIC distributor or redistributors at `ipa`: checks it
+/// (under the vGIC lock, a few instructions) and leaves it to [`finish_exit`], which runs
+/// after the exit with IRQs unmasked and holds the lock for a few INTIDs at a time. `None`
+/// if `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
+/// abort): a refused access changes nothing.
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
-    let this_cpu = boot::cpu_index();
-    let mut kicks = [None; boot::MAX_CPUS];
-    let mut guard = VIRQ.lock();
-    let virq = guard.as_mut()?;
+    let guard = VIRQ.lock();
+    let virq = guard.as_ref()?;
     let (in_dist, in_redist) = (
         ipa.wrapping_sub(virq.distributor) < DIST_SIZE,
         ipa.wrapping_sub(virq.redistributor) < REDIST_STRIDE * virq.vcpus as u64,
@@ -994,74 +1019,168 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         return None;
     }
     let offset = if in_dist { ipa - virq.distributor } else { ipa - virq.redistributor };
-    if access.write {
-        let Ok(value) = access.store_value(&frame.x) else { return Some(Err(())) };
-        let changes =
-            if in_dist { virq.vgic.dist_write(offset, access.size, value) } else { virq.vgic.redist_write(offset, access.size, value) };
+    let store = if access.write {
+        match access.store_value(&frame.x) {
+            Ok(value) => Some(value),
+            Err(_) => return Some(Err(())),
+        }
+    } else {
+        None
+    };
+    let decoded = if in_dist { virq.vgic.decode_dist(offset, access.size) } else { virq.vgic.decode_redist(offset, access.size) };
+    drop(guard);
+    let Ok(decoded) = decoded else { return Some(Err(())) };
+    let parts = decoded.parts(store);
+    let cpu = boot::cpu_index();
+    if let Some(slot) = LEFT_ACCESS.get(cpu) {
+        *slot.lock() = Some(GicAccess { decoded, access, value: store.unwrap_or(0), parts });
+        HAS_LEFT_ACCESS[cpu].store(true, Ordering::Relaxed);
+    }
+    Some(Ok(()))
+}
+
+/// After a GIC access's exit ([`mmio`]), on the way back into the guest: performs it with
+/// IRQs unmasked, holding the vGIC lock (IRQs masked) for at most [`PARTS_PER_HOLD`] INTIDs
+/// at a time, so oob interrupts wait for one short section, never for the whole access. The
+/// physical GIC is programmed and other CPUs kicked outside the lock. A load's value goes
+/// to the guest's register in `frame`. Each section is counted in the exit histogram
+/// ([`super::exits::ExitKind::GicMmioPart`]). Returns whether the access may have made an
+/// interrupt deliverable (the caller refreshes the list registers). Nothing (a few
+/// instructions) after any other exit.
+pub fn finish_exit(frame: &mut TrapFrame) -> bool {
+    let cpu = boot::cpu_index();
+    if !HAS_LEFT_ACCESS.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
+        return false;
+    }
+    let Some(left) = LEFT_ACCESS.get(cpu).and_then(|slot| slot.lock().take()) else { return false };
+    crate::arch::with_irqs_unmasked(|| if left.access.write { finish_store(&left) } else { finish_load(frame, &left) })
+}
+
+/// The lowest `count` set bits of `bits`.
+fn lowest_bits(bits: u32, count: u32) -> u32 {
+    let mut rest = bits;
+    for _ in 0..count {
+        rest &= rest.wrapping_sub(1);
+    }
+    bits & !rest
+}
+
+/// Runs `step` on the model for each group of at most [`PARTS_PER_HOLD`] of `parts`, each
+/// in one hold of the vGIC lock (an IRQ-masked section, counted in the exit histogram), and
+/// `after` on its result once the lock is released. False (nothing done) without a guest.
+fn in_parts<T>(parts: u32, mut step: impl FnMut(&mut Vgic, u32) -> T, mut after: impl FnMut(T)) -> bool {
+    let mut rest = parts;
+    while rest != 0 {
+        let part = lowest_bits(rest, PARTS_PER_HOLD);
+        rest &= !part;
+        let start = crate::hwtimer::counter_unordered();
+        let result = {
+            let mut guard = VIRQ.lock();
+            let Some(virq) = guard.as_mut() else { return false };
+            step(&mut virq.vgic, part)
+        };
+        super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        after(result);
+    }
+    true
+}
+
+/// [`finish_exit`] of a store; returns whether it may have made an interrupt deliverable.
+#[cold]
+#[inline(never)]
+fn finish_store(left: &GicAccess) -> bool {
+    let (mut delivers, mut unknown) = (false, false);
+    let step = |vgic: &mut Vgic, part| {
+        let changes = vgic.write_part(&left.decoded, left.value, part);
+        unknown |= changes.access == Access::Unknown;
+        let change = changes.change?;
         // A write that changed what may be delivered (enable, pending, routing, the
         // distributor enable) lets every vCPU look again, and kicks those on other CPUs that
-        // now have something to take (a vCPU idling in WFI would otherwise wait for an
-        // unrelated interrupt). Any other write (priority, trigger, active, a no-op) leaves
-        // every vCPU's work as it was: no kick.
-        let delivers = changes.as_ref().is_ok_and(|changes| {
-            changes.change.is_some_and(|change| {
-                matches!(
-                    change.kind,
-                    ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
-                )
-            })
-        });
-        if delivers {
-            for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
-                note_work(vcpu);
-                if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                    *kick = Some(virq.mpidrs[vcpu]);
-                }
-            }
+        // now have something to take (below). Any other write (priority, trigger, active)
+        // leaves every vCPU's work as it was: no kick.
+        delivers |= matches!(
+            change.kind,
+            ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
+        );
+        ACCOUNT.guest_write(&change);
+        Some(physical::plan(vgic, &crate::irq::OWNERSHIP, &changes))
+    };
+    let perform = |plan: Option<physical::Plan>| {
+        let Some(plan) = plan else { return };
+        if let Some(intid) = plan.deferred_route
+            && let Some(deferred) = DEFERRED_ROUTE.get(intid as usize)
+        {
+            deferred.store(true, Ordering::Relaxed);
         }
-        let result = changes.map(|changes| {
-            if changes.access == Access::Unknown {
-                crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
-            }
-            if let Some(change) = &changes.change {
-                ACCOUNT.guest_write(change);
-            }
-            physical::plan(&virq.vgic, &crate::irq::OWNERSHIP, &changes)
-        });
-        drop(guard);
-        if let Ok(plan) = &result {
-            if let Some(intid) = plan.deferred_route
-                && let Some(deferred) = DEFERRED_ROUTE.get(intid as usize)
-            {
-                deferred.store(true, Ordering::Relaxed);
-            }
-            plan.perform(&mut HardwareGic);
-        }
-        for (cpu, mpidr) in kicks.into_iter().enumerate() {
-            if let Some(mpidr) = mpidr {
-                kick_cpu(cpu, mpidr);
-            }
-        }
-        return Some(result.map(|_| ()).map_err(|_| ()));
+        plan.perform(&mut HardwareGic);
+    };
+    if !in_parts(left.parts, step, perform) {
+        return false;
     }
-    let read = if in_dist { virq.vgic.dist_read(offset, access.size) } else { virq.vgic.redist_read(offset, access.size) };
-    drop(guard);
-    let Ok(read) = read else { return Some(Err(())) };
-    if read.access == Access::Unknown {
+    if unknown {
         crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
     }
-    let mut value = read.value;
+    if delivers {
+        kick_those_with_work();
+    }
+    delivers
+}
+
+/// Lets every vCPU look for work again, and kicks the other CPUs whose vCPU has an
+/// interrupt to take.
+fn kick_those_with_work() {
+    let this_cpu = boot::cpu_index();
+    let mut kicks = [None; boot::MAX_CPUS];
+    let start = crate::hwtimer::counter_unordered();
+    {
+        let guard = VIRQ.lock();
+        let Some(virq) = guard.as_ref() else { return };
+        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
+            note_work(vcpu);
+            if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
+                *kick = Some(virq.mpidrs[vcpu]);
+            }
+        }
+    }
+    super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+    for (cpu, mpidr) in kicks.into_iter().enumerate() {
+        if let Some(mpidr) = mpidr {
+            kick_cpu(cpu, mpidr);
+        }
+    }
+}
+
+/// [`finish_exit`] of a load: its parts read one hold at a time and combined, then the bits
+/// of hardware-linked interrupts taken from the physical GIC.
+#[cold]
+#[inline(never)]
+fn finish_load(frame: &mut TrapFrame, left: &GicAccess) -> bool {
+    let (mut value, mut linked, mut unknown) = (0u64, None::<vm::vgic::Linked>, false);
+    let step = |vgic: &mut Vgic, part| vgic.read_part(&left.decoded, part);
+    let combine = |read: vm::vgic::MmioRead| {
+        value |= read.value;
+        unknown |= read.access == Access::Unknown;
+        if let Some(part_linked) = read.linked {
+            linked = Some(vm::vgic::Linked { mask: linked.map_or(0, |l| l.mask) | part_linked.mask, ..part_linked });
+        }
+    };
+    if !in_parts(left.parts, step, combine) {
+        return false;
+    }
+    if unknown {
+        crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
+    }
     // Interrupts sitting hardware-linked in a list register: the physical GIC knows whether
     // the guest deactivated them (the model learns it at the next read-back), and whether
     // their line is high again. Pending and active registers are word-sized: the bits are
     // the INTIDs `base..base + 32` (vINTID = pINTID).
-    if let Some(linked) = read.linked
-        && let Some(physical) = gic::bank_state(linked.base, linked.vcpu.unwrap_or(this_cpu), linked.active)
+    if let Some(linked) = linked
+        && let Some(physical) = gic::bank_state(linked.base, linked.vcpu.unwrap_or(boot::cpu_index()), linked.active)
     {
         value = (value & !u64::from(linked.mask)) | u64::from(physical & linked.mask);
     }
-    let _ = access.complete_load(&mut frame.x, value);
-    Some(Ok(()))
+    let _ = left.access.complete_load(&mut frame.x, value);
+    false
 }
 
 /// Per vCPU, the SGIs the core posted to it ([`post_sgi`]) and [`flush`] has not yet put in
@@ -1170,6 +1289,16 @@ pub fn teardown() -> vm::vgic::Teardown {
     for cpu in 0..vcpus {
         POSTED[cpu].store(0, Ordering::Relaxed);
         WORK[cpu].store(false, Ordering::Relaxed);
+        forget_left_access(cpu);
     }
     outcome
+}
+
+/// Drops the GIC access `cpu`'s vCPU left for [`finish_exit`], if any (its guest is gone or
+/// it leaves guest context for good before finishing it).
+fn forget_left_access(cpu: usize) {
+    if let (Some(flag), Some(slot)) = (HAS_LEFT_ACCESS.get(cpu), LEFT_ACCESS.get(cpu)) {
+        flag.store(false, Ordering::Relaxed);
+        *slot.lock() = None;
+    }
 }

@@ -115,7 +115,7 @@ mod sgi;
 
 use core::fmt;
 
-pub use mmio::{Access, Change, ChangeKind, Changes, Linked, MmioRead};
+pub use mmio::{Access, Change, ChangeKind, Changes, DecodedAccess, Linked, MmioRead};
 pub use regs::{MAX_SPIS, NR_PRIVATE};
 pub use sgi::{SgiRequest, SgiTargets};
 
