@@ -590,7 +590,8 @@ pub fn flush() {
     // Only bits below `count` are ever set.
     let mut free = count - lanes.occupied.count_ones() as usize;
     // Full: the list register a more urgent waiting entry may take (the least urgent one
-    // still pending, never the sirq post's, whose acknowledge is being timed).
+    // still pending, the most recently filled among equals, never the sirq post's, whose
+    // acknowledge is being timed).
     let mut listed = [None; MAX_LIST_REGISTERS];
     if free == 0 {
         let mut occupied = lanes.occupied;
@@ -599,7 +600,8 @@ pub fn flush() {
             occupied &= occupied - 1;
             if lanes.sirq_lr != Some(index) {
                 let (state, priority) = list_registers::state_and_priority(index);
-                listed[index] = Some(vm::replay::Listed { index, pending: state == LrState::Pending, priority });
+                let since = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)).map_or(0, |at| at.load(Ordering::Relaxed));
+                listed[index] = Some(vm::replay::Listed { index, pending: state == LrState::Pending, priority, since });
             }
         }
     }

@@ -28,6 +28,8 @@ struct Lr {
     priority: u8,
     linked: bool,
     state: LrState,
+    /// When it was filled (the simulation's injection count).
+    injected: u64,
 }
 
 /// The glue (as `guest::virq` drives the model) and the guest's virtual CPU interface.
@@ -39,6 +41,8 @@ struct Sim {
     delivered: Vec<Vec<(u32, u8)>>,
     /// Per vCPU, the guest's active interrupts, innermost last.
     running: Vec<Vec<usize>>,
+    /// Injections so far (the list registers' fill clock).
+    injections: u64,
 }
 
 impl Sim {
@@ -52,6 +56,7 @@ impl Sim {
             lrs: vec![vec![None; lrs]; vcpus],
             delivered: vec![Vec::new(); vcpus],
             running: vec![Vec::new(); vcpus],
+            injections: 0,
         }
     }
 
@@ -123,7 +128,8 @@ impl Sim {
             }
             let linked = self.vgic.is_linked(intid, vcpu);
             let slot = self.lrs[vcpu].iter_mut().find(|lr| lr.is_none()).unwrap();
-            *slot = Some(Lr { intid, priority, linked, state: LrState::Pending });
+            self.injections += 1;
+            *slot = Some(Lr { intid, priority, linked, state: LrState::Pending, injected: self.injections });
             self.account.injected(linked);
         }
         if taken == free {
@@ -252,7 +258,7 @@ fn an_interrupt_dropped_on_purpose_is_counted_lost() {
     // A glue bug: the flush takes both from the model but writes only one list register.
     let mut chosen = [(0, 0); 2];
     assert_eq!(sim.vgic.take_most_urgent(0, &mut chosen), 2);
-    sim.lrs[0][0] = Some(Lr { intid: 40, priority: 0xa0, linked: true, state: LrState::Pending });
+    sim.lrs[0][0] = Some(Lr { intid: 40, priority: 0xa0, linked: true, state: LrState::Pending, injected: 0 });
     sim.account.injected(true);
     let s = sim.snapshot();
     assert_eq!(s.lost(), 1, "{s:?}");
@@ -445,15 +451,18 @@ fn randomized_delivery_against_a_reference_model() {
 
 #[test]
 fn eviction_takes_the_least_urgent_pending_list_register_never_an_active_one() {
-    let lr = |index, pending, priority| Listed { index, pending, priority };
-    let full = [lr(0, true, 0x80), lr(1, false, 0xf0), lr(2, true, 0xc0), lr(3, true, 0xc0)];
-    // 0xf0 is the least urgent but active: the pending 0xc0 in the higher list register goes.
-    assert_eq!(evict_for(full, Some(0x40)), Some(3));
+    let lr = |index, pending, priority, since| Listed { index, pending, priority, since };
+    let full = [lr(0, true, 0x80, 1), lr(1, false, 0xf0, 2), lr(2, true, 0xc0, 4), lr(3, true, 0xc0, 3)];
+    // 0xf0 is the least urgent but active: of the pending 0xc0 ones, the most recently
+    // filled goes (list register 2, though 3 is higher-numbered).
+    assert_eq!(evict_for(full, Some(0x40)), Some(2));
+    // Filled at the same time: the higher-numbered one.
+    assert_eq!(evict_for([lr(0, true, 0xc0, 5), lr(1, true, 0xc0, 5)], Some(0)), Some(1));
     // Not more urgent than any pending one: nothing moves (equal priorities keep their order).
     assert_eq!(evict_for(full, Some(0xc0)), None);
     assert_eq!(evict_for(full, None), None);
     // Only active ones: nothing to evict.
-    assert_eq!(evict_for([lr(0, false, 0xf0), lr(1, false, 0xf0)], Some(0)), None);
+    assert_eq!(evict_for([lr(0, false, 0xf0, 1), lr(1, false, 0xf0, 2)], Some(0)), None);
 }
 
 #[test]
@@ -468,7 +477,7 @@ fn an_evicted_list_register_is_replayed_after_the_urgent_one_and_accounted() {
     sim.forward(42);
     // The glue's eviction: the least urgent pending list register goes back to the log.
     let listed = sim.lrs[0].iter().enumerate().filter_map(|(index, lr)| {
-        lr.map(|l| Listed { index, pending: l.state == LrState::Pending, priority: l.priority })
+        lr.map(|l| Listed { index, pending: l.state == LrState::Pending, priority: l.priority, since: l.injected })
     });
     let best = sim.vgic.highest_pending(0).map(|(_, priority)| priority);
     let index = evict_for(listed.collect::<Vec<_>>(), best).unwrap();
@@ -631,4 +640,69 @@ fn the_hang_watch_fires_only_after_its_limit_without_a_completion_while_somethin
     s.requeued = 1;
     assert_eq!(watch.tick(&s, 70_300 * ms), Progress::Healthy);
     watch.reset();
+}
+
+#[test]
+fn equal_priorities_are_replayed_oldest_first_so_a_busy_one_cannot_starve_another() {
+    // One list register. SPI 40 fires again while the guest handles it; SPI 50 (same
+    // priority, higher INTID) fires with it. When the list register comes free both wait,
+    // 50 for longer: ordered by INTID, 40 would win every time and 50 wait for ever.
+    let mut sim = Sim::new(1);
+    sim.spi(40, 0xa0, 0);
+    sim.spi(50, 0xa0, 0);
+    sim.forward(40);
+    let mut delivered = Vec::new();
+    for _ in 0..6 {
+        sim.flush(0);
+        let taken = sim.ack(0).unwrap();
+        delivered.push(taken);
+        if taken == 40 {
+            sim.forward(40);
+            if !sim.vgic.is_waiting(50, 0) {
+                sim.forward(50);
+            }
+        }
+        sim.eoi(0);
+    }
+    assert_eq!(delivered, [40, 50, 40, 50, 40, 50], "each in its turn");
+    sim.drain();
+    sim.check();
+    assert_eq!(sim.snapshot().lost(), 0);
+}
+
+#[test]
+fn an_evicted_entry_keeps_its_place_among_its_priority() {
+    // Two list registers: 41 (0xc0) in list register 1, and 43 (0xc0) filled after it into
+    // list register 0. SPI 39 (0xc0) then waits, and 42 (0x40) arrives: the most recently
+    // filled list register, 43's, goes back (not the higher-numbered one). Back in the log,
+    // 43 is still older than 39: it is replayed before it.
+    let mut sim = Sim::new(2);
+    for intid in [39, 40, 41, 43] {
+        sim.spi(intid, 0xc0, 0);
+    }
+    sim.spi(42, 0x40, 0);
+    sim.forward(40);
+    sim.flush(0);
+    sim.forward(41);
+    sim.flush(0);
+    assert_eq!(sim.ack(0), Some(40));
+    sim.eoi(0);
+    sim.forward(43);
+    sim.flush(0);
+    sim.forward(39);
+    sim.forward(42);
+    let listed: Vec<_> = sim.lrs[0]
+        .iter()
+        .enumerate()
+        .filter_map(|(index, lr)| lr.map(|l| Listed { index, pending: l.state == LrState::Pending, priority: l.priority, since: l.injected }))
+        .collect();
+    let best = sim.vgic.highest_pending(0).map(|(_, priority)| priority);
+    let index = evict_for(listed, best).unwrap();
+    let evicted = sim.lrs[0][index].take().unwrap();
+    assert_eq!((index, evicted.intid), (0, 43));
+    sim.account.requeue(&mut sim.vgic, 0, evicted.intid).unwrap();
+    assert_eq!(sim.vgic.pending_for(0).collect::<Vec<_>>(), [(42, 0x40), (43, 0xc0), (39, 0xc0)]);
+    sim.drain();
+    sim.check();
+    assert_eq!(sim.delivered[0].len(), 5);
 }

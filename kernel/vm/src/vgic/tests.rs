@@ -309,9 +309,10 @@ fn priority_ordering() {
     v.set_pending(27, 0).unwrap();
     v.set_pending(26, 0).unwrap(); // not enabled
     let order: Vec<_> = v.pending_for(0).collect();
+    // Equal priorities oldest first: 41 became pending before 27.
     assert_eq!(
         order,
-        [(43, 0x10), (27, 0x20), (41, 0x20), (40, 0x80), (42, 0x80)]
+        [(43, 0x10), (41, 0x20), (27, 0x20), (40, 0x80), (42, 0x80)]
     );
     assert_eq!(v.highest_pending(0), Some((43, 0x10)));
     assert_eq!(v.pending_for(1).count(), 0, "PPI 27 is vCPU 0's");
@@ -602,12 +603,13 @@ fn most_urgent_fills_in_priority_order() {
     }
     let mut two = [(0, 0); 2];
     assert_eq!(v.most_urgent(0, &mut two), 2);
-    assert_eq!(two, [(27, 0x20), (41, 0x20)]);
+    // Equal priorities in the order they became pending (27 last).
+    assert_eq!(two, [(41, 0x20), (27, 0x20)]);
     let mut many = [(0, 0); 8];
     assert_eq!(v.most_urgent(0, &mut many), 5);
     assert_eq!(
         many[..5],
-        [(27, 0x20), (41, 0x20), (40, 0x80), (42, 0x80), (43, 0x80)]
+        [(41, 0x20), (27, 0x20), (40, 0x80), (42, 0x80), (43, 0x80)]
     );
     assert_eq!(v.most_urgent(0, &mut []), 0);
     assert_eq!(v.most_urgent(99, &mut many), 0);
@@ -662,13 +664,13 @@ fn most_urgent_matches_pending_for() {
 
 /// What [`Vgic::pending_for`] must yield, by the definition: every implemented INTID that
 /// [`Vgic::state`] and [`Vgic::target`] say is enabled, pending, inactive and routed to
-/// `vcpu`, with the distributor enabled, sorted by priority then INTID (a plain scan of
-/// every INTID, as the model did before it kept a ready bitmap).
+/// `vcpu`, with the distributor enabled, sorted by priority, then age ([`IrqState::since`]),
+/// then INTID (a plain scan of every INTID, as the model did before it kept a ready bitmap).
 fn naive_pending(v: &Vgic, vcpu: usize) -> Vec<(u32, u8)> {
     if vcpu >= v.vcpu_count() || !v.distributor_enabled() {
         return Vec::new();
     }
-    let mut found: Vec<(u32, u8)> = (0..FIRST_SPI + v.spi_count())
+    let mut found: Vec<(u32, u8, u64)> = (0..FIRST_SPI + v.spi_count())
         .filter_map(|intid| {
             let irq = v.state(intid, vcpu).ok()?;
             let routed = match v.target(intid, vcpu).ok()? {
@@ -677,11 +679,11 @@ fn naive_pending(v: &Vgic, vcpu: usize) -> Vec<(u32, u8)> {
                 Target::Nobody => false,
             };
             (irq.enabled && irq.pending() && !irq.active && !irq.listed && routed)
-                .then_some((intid, irq.priority))
+                .then_some((intid, irq.priority, irq.since))
         })
         .collect();
-    found.sort_by_key(|&(intid, priority)| (priority, intid));
-    found
+    found.sort_by_key(|&(intid, priority, since)| (priority, since, intid));
+    found.into_iter().map(|(intid, priority, _)| (intid, priority)).collect()
 }
 
 /// Checks the ready bitmap and every query built on it against the naive scan.
