@@ -107,6 +107,24 @@ impl Sim {
         self.account.forward(&mut self.vgic, intid, vcpu).unwrap();
     }
 
+    /// After a guest write to an interrupt sitting in a list register (the glue flags the
+    /// listing CPU): every list register still pending whose copy is outdated
+    /// ([`Vgic::listed_copy_outdated`]) goes back to the log. Returns the INTIDs whose
+    /// physical activation was released.
+    fn recheck(&mut self, vcpu: usize) -> Vec<u32> {
+        let mut released = Vec::new();
+        for slot in 0..self.lrs[vcpu].len() {
+            let Some(lr) = self.lrs[vcpu][slot] else { continue };
+            if lr.state == LrState::Pending && self.vgic.listed_copy_outdated(lr.intid, vcpu, lr.priority) {
+                self.lrs[vcpu][slot] = None;
+                if self.account.requeue(&mut self.vgic, vcpu, lr.intid).unwrap() {
+                    released.push(lr.intid);
+                }
+            }
+        }
+        released
+    }
+
     /// The flush on `vcpu`'s way back into the guest: completions, then the most urgent
     /// entries into the free list registers.
     fn flush(&mut self, vcpu: usize) {
@@ -705,4 +723,47 @@ fn an_evicted_entry_keeps_its_place_among_its_priority() {
     sim.drain();
     sim.check();
     assert_eq!(sim.delivered[0].len(), 5);
+}
+
+#[test]
+fn guest_writes_to_a_listed_interrupt_update_or_withdraw_its_list_register() {
+    let mut sim = Sim::new(4);
+    for intid in [40, 41, 42, 43] {
+        sim.spi(intid, 0xc0, 0);
+        sim.forward(intid);
+    }
+    sim.flush(0);
+    assert_eq!(sim.ack(0), Some(40), "40 is acknowledged: the guest's now");
+    let before = sim.snapshot();
+    // Priority of 41, disable of 42, clear-pending of 43, and the same three writes to the
+    // acknowledged 40.
+    sim.dist_write(GICD_IPRIORITYR + 40, 0xc0c0_2020);
+    sim.dist_write(GICD_ICENABLER + 4, (1 << 8) | (1 << 10));
+    sim.dist_write(GICD_ICPENDR + 4, (1 << 8) | (1 << 11));
+    assert!(sim.vgic.listed_copy_outdated(41, 0, 0xc0));
+    assert!(!sim.vgic.listed_copy_outdated(41, 0, 0x20), "the new priority matches");
+    let released = sim.recheck(0);
+    // Forwarded, so linked: a copy withdrawn gives its physical activation up.
+    assert_eq!(released, [42, 43]);
+    let listed: Vec<u32> = sim.lrs[0].iter().flatten().map(|lr| lr.intid).collect();
+    assert_eq!(listed, [40], "41, 42 and 43 taken back; the acknowledged 40 stays");
+    // 41 goes in again with its new priority; 42 (disabled, still pending) and 43 (cleared)
+    // do not.
+    sim.flush(0);
+    let relisted: Vec<(u32, u8)> = sim.lrs[0].iter().flatten().map(|lr| (lr.intid, lr.priority)).collect();
+    assert_eq!(relisted, [(40, 0xc0), (41, 0x20)]);
+    let s = sim.snapshot();
+    assert_eq!(s.requeued - before.requeued, 3);
+    assert_eq!(s.withdrawn - before.withdrawn, 1, "43 left the log unreplayed");
+    assert!(sim.vgic.is_waiting(42, 0), "a disabled interrupt stays pending");
+    sim.eoi(0);
+    // Enabled again, 42 is replayed (its physical activation was released: a new one would
+    // be forwarded again; here the latched edge goes in as a software interrupt).
+    sim.dist_write(GICD_ISENABLER + 4, 1 << 10);
+    sim.drain();
+    sim.check();
+    let delivered: Vec<u32> = sim.delivered[0].iter().map(|&(intid, _)| intid).collect();
+    assert_eq!(delivered, [40, 41, 42]);
+    let s = sim.snapshot();
+    assert_eq!((s.logged, s.replayed(), s.withdrawn, s.waiting, s.lost(), s.overcounted()), (4, 3, 1, 0, 0, 0), "{s:?}");
 }

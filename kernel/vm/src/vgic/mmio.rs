@@ -524,8 +524,14 @@ impl Vgic {
                         }
                         BitReg::SetPending => !core::mem::replace(&mut irq.pending_latch, true),
                         BitReg::ClearPending => {
-                            let was = irq.pending();
+                            // A listed copy's pending state goes too: the glue takes its list
+                            // register back if the guest has not acknowledged it yet
+                            // (`Vgic::listed_copy_outdated`).
+                            let was = irq.pending() || (irq.listed && irq.latch_taken);
                             irq.pending_latch = false;
+                            if irq.listed {
+                                irq.latch_taken = false;
+                            }
                             // Its link ends: a level line is resampled by the physical GIC.
                             unlinked |= u32::from(irq.unlink()) << bit;
                             was

@@ -1022,6 +1022,20 @@ impl Vgic {
         self.lookup(intid, vcpu).is_ok_and(|irq| irq.listed)
     }
 
+    /// Whether the copy of `intid` listed for `vcpu` with `priority`, its list register still
+    /// pending (not acknowledged by the guest), no longer matches what the guest programmed
+    /// since it was listed: the guest disabled the interrupt, cleared its pending state (a
+    /// level line still high keeps it pending), or gave it another priority. The glue then
+    /// takes that list register back ([`Vgic::requeue`], which releases the physical
+    /// activation of a linked one no longer pending and enabled): the copy is withdrawn, or
+    /// injected again with the new priority. False for an interrupt not listed.
+    pub fn listed_copy_outdated(&self, intid: u32, vcpu: usize, priority: u8) -> bool {
+        self.lookup(intid, vcpu).is_ok_and(|irq| {
+            let still_pending = irq.latch_taken || (!irq.edge && irq.line_level);
+            irq.listed && (!irq.enabled || !still_pending || irq.priority != priority)
+        })
+    }
+
     /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register with the
     /// hardware link ([`IrqState::hw_listed`]). False for unknown INTIDs and vCPUs.
     pub fn is_linked(&self, intid: u32, vcpu: usize) -> bool {
