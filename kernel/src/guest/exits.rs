@@ -15,7 +15,7 @@ pub enum ExitKind {
     /// An access to the emulated GIC distributor or redistributors.
     GicMmio,
     /// One IRQ-masked section of the work a GIC access left for after its exit (the vGIC
-    /// lock held for a few INTIDs, `guest::virq::finish_exit`); the rest of that work runs
+    /// lock held for one INTID, `guest::virq::finish_exit`); the rest of that work runs
     /// with IRQs unmasked.
     GicMmioPart,
     /// An access to the emulated console UART.
