@@ -27,9 +27,14 @@
 //!   entry waits for a list register: the entry gives the activation up, and the core masks
 //!   the line (if disabled) and deactivates the physical interrupt (a level is sampled again
 //!   when the guest enables it);
-//! - it does any of that while the interrupt sits in a list register: the list register
-//!   keeps it (the physical interrupt is deactivated when the guest deactivates the virtual
-//!   copy), as a list register the hardware already signalled would;
+//! - it disables it, clears its pending state or changes its priority while the interrupt
+//!   sits in a list register still pending (not yet acknowledged): the CPU listing it is
+//!   flagged ([`RECHECK`]) and its next flush takes the list register back
+//!   ([`Vgic::listed_copy_outdated`], [`ReplayAccount::requeue`]) — withdrawn (its activation
+//!   released and the physical interrupt deactivated, after the mask) or injected again with
+//!   the new priority;
+//! - it does any of that once the guest acknowledged it: the list register keeps it (the
+//!   physical interrupt is deactivated when the guest deactivates the virtual copy);
 //! - its vCPU stops (PSCI `CPU_OFF`): [`take_back`] empties that CPU's list registers; a
 //!   linked interrupt still pending goes back to its vGIC entry with its activation (to be
 //!   delivered to whichever vCPU it targets), one the guest left active is deactivated.
