@@ -140,6 +140,9 @@ struct CpuLanes {
     chosen: [(u32, u8); MAX_LIST_REGISTERS],
     /// A bit per entry of `chosen` to inject hardware-linked.
     chosen_linked: u32,
+    /// [`flush`]'s scratch list of what the list registers hold when they are full, for the
+    /// eviction choice (kept here for the same reason as `chosen`).
+    listed: [vm::replay::Listed; MAX_LIST_REGISTERS],
 }
 
 impl CpuLanes {
@@ -168,6 +171,7 @@ impl CpuLanes {
             underflow: false,
             chosen: [(0, 0); MAX_LIST_REGISTERS],
             chosen_linked: 0,
+            listed: [vm::replay::Listed { index: 0, pending: false, priority: 0, since: 0 }; MAX_LIST_REGISTERS],
         }
     }
 }
@@ -602,30 +606,26 @@ pub fn flush() {
     let completions = read_back(cpu, lanes, &mut completed);
     // Only bits below `count` are ever set.
     let mut free = count - lanes.occupied.count_ones() as usize;
-    // A guest write touched an interrupt listed here: the copies still pending, to compare
-    // with the model (`(list register, INTID, priority)`).
-    let mut pending_copies = [(0usize, 0u32, 0u8); MAX_LIST_REGISTERS];
-    let mut pending_count = 0;
+    // A guest write touched an interrupt listed here: a bit per list register still pending,
+    // to compare with the model. (Bit masks and the scratch in `lanes`, not arrays on this
+    // stack: every exit with work runs this, and clearing arrays costs instructions.)
+    let mut pending_copies = 0u32;
     if RECHECK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
         let mut occupied = lanes.occupied;
         while occupied != 0 {
             let index = occupied.trailing_zeros() as usize;
             occupied &= occupied - 1;
-            if lanes.sirq_lr != Some(index)
-                && list_registers::read(index).0 == LrState::Pending
-                && let Some(intid) = lanes.in_lr[index]
-            {
-                pending_copies[pending_count] = (index, intid, lanes.priority[index]);
-                pending_count += 1;
+            if lanes.sirq_lr != Some(index) && list_registers::read(index).0 == LrState::Pending {
+                pending_copies |= 1 << index;
             }
         }
     }
-    let mut withdrawn = [(0usize, 0u32, false); MAX_LIST_REGISTERS];
-    let mut withdrawals = 0;
+    // The copies taken back, and those of them whose physical activation was released.
+    let (mut withdrawn, mut released_lrs) = (0u32, 0u32);
     // Full: the list register a more urgent waiting entry may take (the least urgent one
     // still pending, the most recently filled among equals, never the sirq post's, whose
     // acknowledge is being timed).
-    let mut listed = [None; MAX_LIST_REGISTERS];
+    let mut listed_count = 0;
     if free == 0 {
         let mut occupied = lanes.occupied;
         while occupied != 0 {
@@ -634,7 +634,10 @@ pub fn flush() {
             if lanes.sirq_lr != Some(index) {
                 let (state, priority) = list_registers::state_and_priority(index);
                 let since = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)).map_or(0, |at| at.load(Ordering::Relaxed));
-                listed[index] = Some(vm::replay::Listed { index, pending: state == LrState::Pending, priority, since });
+                if let Some(slot) = lanes.listed.get_mut(listed_count) {
+                    *slot = vm::replay::Listed { index, pending: state == LrState::Pending, priority, since };
+                    listed_count += 1;
+                }
             }
         }
     }
@@ -652,30 +655,36 @@ pub fn flush() {
         if cpu >= virq.vcpus {
             return;
         }
-        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+        for &(intid, linked) in &completed[..completions] {
             // A linked one was deactivated with it: a level line is sampled again.
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, n, intid);
+            routes.check(&virq.vgic, intid);
         }
         take_posts(&mut virq.vgic, cpu);
         // Copies the guest disabled, cleared or re-prioritised since they were listed go
         // back to the log: withdrawn, or injected again below with their new priority.
-        for &(index, intid, priority) in &pending_copies[..pending_count] {
-            if virq.vgic.listed_copy_outdated(intid, cpu, priority) {
-                let released = ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false);
-                withdrawn[withdrawals] = (index, intid, released);
-                withdrawals += 1;
+        let mut copies = pending_copies;
+        while copies != 0 {
+            let index = copies.trailing_zeros() as usize;
+            copies &= copies - 1;
+            if let Some(intid) = lanes.in_lr[index]
+                && virq.vgic.listed_copy_outdated(intid, cpu, lanes.priority[index])
+            {
+                withdrawn |= 1 << index;
+                if ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false) {
+                    released_lrs |= 1 << index;
+                }
             }
         }
-        free += withdrawals;
+        free += withdrawn.count_ones() as usize;
         if free == 0 {
             let best = virq.vgic.highest_pending(cpu).map(|(_, priority)| priority);
-            if let Some(index) = vm::replay::evict_for(listed.iter().flatten().copied(), best)
+            if let Some(index) = vm::replay::evict_for(lanes.listed[..listed_count].iter().copied(), best)
                 && let Some(intid) = lanes.in_lr[index]
             {
                 // Back to the log (its link too), and its list register for the urgent one.
                 let released = ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false);
-                evicted = Some((index, intid, released));
+                evicted = Some((index, released));
                 free = 1;
             }
         }
@@ -696,9 +705,20 @@ pub fn flush() {
     }
     lanes.chosen_linked = chosen_linked;
     routes.perform();
-    for &(index, intid, released) in evicted.iter().chain(&withdrawn[..withdrawals]) {
-        vacate(cpu, lanes, index);
+    if let Some((index, released)) = evicted {
+        withdrawn |= 1 << index;
         if released {
+            released_lrs |= 1 << index;
+        }
+    }
+    while withdrawn != 0 {
+        let index = withdrawn.trailing_zeros() as usize;
+        withdrawn &= withdrawn - 1;
+        let intid = lanes.in_lr[index];
+        vacate(cpu, lanes, index);
+        if let Some(intid) = intid
+            && released_lrs & (1 << index) != 0
+        {
             gic::deactivate_physical(intid, cpu);
         }
     }
@@ -842,9 +862,9 @@ pub fn sync_completions() {
     let completions = read_back(cpu, &mut guard, &mut completed);
     let mut routes = DueRoutes::new();
     if let Some(virq) = VIRQ.lock().as_mut() {
-        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+        for &(intid, linked) in &completed[..completions] {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, n, intid);
+            routes.check(&virq.vgic, intid);
         }
     }
     routes.perform();
@@ -910,9 +930,9 @@ pub fn take_back() {
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
-        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+        for &(intid, linked) in &completed[..completions] {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, n, intid);
+            routes.check(&virq.vgic, intid);
         }
         for &(intid, linked, pending) in &left[..lefts] {
             let release = if pending {
@@ -993,36 +1013,38 @@ static DEFERRED_ROUTE: [AtomicBool; MAX_INTIDS] = [const { AtomicBool::new(false
 static LISTED_ON: [AtomicUsize; MAX_INTIDS] = [const { AtomicUsize::new(0) }; MAX_INTIDS];
 
 /// Routes that became due with completions (SPIs of [`DEFERRED_ROUTE`]), performed after the
-/// vGIC lock is released.
+/// vGIC lock is released. Small: every flush with work builds one.
 struct DueRoutes {
-    ops: [Option<physical::LineOp>; MAX_LIST_REGISTERS],
+    /// `(SPI, GICD_IROUTER value)`, the first `count`.
+    routes: [(u32, u64); MAX_LIST_REGISTERS],
+    count: usize,
 }
 
 impl DueRoutes {
     const fn new() -> Self {
-        Self { ops: [None; MAX_LIST_REGISTERS] }
+        Self { routes: [(0, 0); MAX_LIST_REGISTERS], count: 0 }
     }
 
-    /// Under the vGIC lock, after the completion of `intid` (the `n`th of this batch).
-    fn check(&mut self, vgic: &Vgic, n: usize, intid: u32) {
+    /// Under the vGIC lock, after the completion of `intid` (one of at most
+    /// [`MAX_LIST_REGISTERS`] in this batch).
+    fn check(&mut self, vgic: &Vgic, intid: u32) {
         let Some(deferred) = DEFERRED_ROUTE.get(intid as usize) else { return };
         if !deferred.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(op) = physical::route_after_completion(vgic, &crate::irq::OWNERSHIP, intid) {
+        if let Some(physical::LineOp::Route { intid, route }) = physical::route_after_completion(vgic, &crate::irq::OWNERSHIP, intid)
+            && let Some(slot) = self.routes.get_mut(self.count)
+        {
             deferred.store(false, Ordering::Relaxed);
-            if let Some(slot) = self.ops.get_mut(n) {
-                *slot = Some(op);
-            }
+            *slot = (intid, route);
+            self.count += 1;
         }
     }
 
     /// Without the lock: moves the routes.
     fn perform(&self) {
-        for op in self.ops.iter().flatten() {
-            if let physical::LineOp::Route { intid, route } = *op {
-                gic::set_route(intid, route);
-            }
+        for &(intid, route) in &self.routes[..self.count] {
+            gic::set_route(intid, route);
         }
     }
 }
