@@ -1145,13 +1145,19 @@ fn in_parts<T>(parts: u32, mut step: impl FnMut(&mut Vgic, u32) -> T, mut after:
     while rest != 0 {
         let part = lowest_bits(rest, PARTS_PER_HOLD);
         rest &= !part;
+        // Masked first, so that the time counted is exactly the IRQ-masked section.
+        let irqs = crate::arch::mask_irqs();
         let start = crate::hwtimer::counter_unordered();
         let result = {
             let mut guard = VIRQ.lock();
-            let Some(virq) = guard.as_mut() else { return false };
+            let Some(virq) = guard.as_mut() else {
+                crate::arch::restore_irqs(irqs);
+                return false;
+            };
             step(&mut virq.vgic, part)
         };
         super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        crate::arch::restore_irqs(irqs);
         after(result);
     }
     true
@@ -1244,10 +1250,9 @@ fn listing_cpus(vgic: &Vgic, change: &vm::vgic::Change) -> u32 {
 fn kick_those_with_work() {
     let this_cpu = boot::cpu_index();
     let mut kicks = [None; boot::MAX_CPUS];
+    let irqs = crate::arch::mask_irqs();
     let start = crate::hwtimer::counter_unordered();
-    {
-        let guard = VIRQ.lock();
-        let Some(virq) = guard.as_ref() else { return };
+    if let Some(virq) = VIRQ.lock().as_ref() {
         for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
             note_work(vcpu);
             if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
@@ -1256,6 +1261,7 @@ fn kick_those_with_work() {
         }
     }
     super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+    crate::arch::restore_irqs(irqs);
     for (cpu, mpidr) in kicks.into_iter().enumerate() {
         if let Some(mpidr) = mpidr {
             kick_cpu(cpu, mpidr);
