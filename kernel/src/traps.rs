@@ -78,7 +78,8 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         // output, the channel's service, the console drain) runs with IRQs unmasked.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
         let console_changed = crate::guest::console::finish_exit();
-        if crate::guest::channel::poll() || console_changed {
+        let gic_changed = crate::guest::virq::finish_exit(frame);
+        if crate::guest::channel::poll() || console_changed || gic_changed {
             crate::guest::virq::flush();
         }
         drain_console_for_guest();

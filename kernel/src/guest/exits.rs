@@ -14,6 +14,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub enum ExitKind {
     /// An access to the emulated GIC distributor or redistributors.
     GicMmio,
+    /// One IRQ-masked section of the work a GIC access left for after its exit (the vGIC
+    /// lock held for one INTID, `guest::virq::finish_exit`); the rest of that work runs
+    /// with IRQs unmasked.
+    GicMmioPart,
     /// An access to the emulated console UART.
     UartMmio,
     /// An access to the emulated virtio-console of the oob channels.
@@ -27,11 +31,12 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    const ALL: [ExitKind; 6] = [Self::GicMmio, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
+    const ALL: [ExitKind; 7] = [Self::GicMmio, Self::GicMmioPart, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
 
     fn name(self) -> &'static str {
         match self {
             Self::GicMmio => "GIC MMIO",
+            Self::GicMmioPart => "GIC MMIO after the exit, per lock hold",
             Self::UartMmio => "UART MMIO",
             Self::ChannelMmio => "channel MMIO",
             Self::SgiWrite => "SGI write",

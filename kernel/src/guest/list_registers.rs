@@ -113,19 +113,23 @@ pub fn empty_mask() -> u32 {
 /// The state and virtual INTID of list register `index`.
 pub fn read(index: usize) -> (LrState, u32) {
     let lr = Lr::new(read_raw(index));
-    let state = match lr.read(LR::State) {
+    (state_of(lr), lr.read(LR::vINTID) as u32)
+}
+
+/// The state of list register value `lr`.
+fn state_of(lr: Lr) -> LrState {
+    match lr.read(LR::State) {
         0b01 => LrState::Pending,
         0b10 => LrState::Active,
         0b11 => LrState::PendingActive,
         _ => LrState::Invalid,
-    };
-    (state, lr.read(LR::vINTID) as u32)
+    }
 }
 
-/// The state and priority of list register `index`.
+/// The state and priority of list register `index` (one read of it).
 pub fn state_and_priority(index: usize) -> (LrState, u8) {
     let lr = Lr::new(read_raw(index));
-    (read(index).0, lr.read(LR::Priority) as u8)
+    (state_of(lr), lr.read(LR::Priority) as u8)
 }
 
 /// Puts virtual interrupt `intid` (Group 1, `priority`) pending in list register `index`,

@@ -27,9 +27,14 @@
 //!   entry waits for a list register: the entry gives the activation up, and the core masks
 //!   the line (if disabled) and deactivates the physical interrupt (a level is sampled again
 //!   when the guest enables it);
-//! - it does any of that while the interrupt sits in a list register: the list register
-//!   keeps it (the physical interrupt is deactivated when the guest deactivates the virtual
-//!   copy), as a list register the hardware already signalled would;
+//! - it disables it, clears its pending state or changes its priority while the interrupt
+//!   sits in a list register still pending (not yet acknowledged): the CPU listing it is
+//!   flagged ([`RECHECK`]) and its next flush takes the list register back
+//!   ([`Vgic::listed_copy_outdated`], [`ReplayAccount::requeue`]) — withdrawn (its activation
+//!   released and the physical interrupt deactivated, after the mask) or injected again with
+//!   the new priority;
+//! - it does any of that once the guest acknowledged it: the list register keeps it (the
+//!   physical interrupt is deactivated when the guest deactivates the virtual copy);
 //! - its vCPU stops (PSCI `CPU_OFF`): [`take_back`] empties that CPU's list registers; a
 //!   linked interrupt still pending goes back to its vGIC entry with its activation (to be
 //!   delivered to whichever vCPU it targets), one the guest left active is deactivated.
@@ -50,7 +55,7 @@ use vm::ownership::Owner;
 use vm::mmio::MmioAccess;
 use vm::vgic::physical::{self, PhysicalGic};
 use vm::replay::{ReplayAccount, ReplaySnapshot};
-use vm::vgic::{Access, ChangeKind, Forwarded, Target, Vgic};
+use vm::vgic::{Access, ChangeKind, DecodedAccess, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
@@ -118,6 +123,8 @@ struct CpuLanes {
     count: usize,
     /// The INTID in each list register.
     in_lr: [Option<u32>; MAX_LIST_REGISTERS],
+    /// The priority each list register was filled with.
+    priority: [u8; MAX_LIST_REGISTERS],
     /// A bit per list register holding something (`in_lr[i]` is `Some`): [`flush`] reads
     /// back only these.
     occupied: u32,
@@ -133,6 +140,9 @@ struct CpuLanes {
     chosen: [(u32, u8); MAX_LIST_REGISTERS],
     /// A bit per entry of `chosen` to inject hardware-linked.
     chosen_linked: u32,
+    /// [`flush`]'s scratch list of what the list registers hold when they are full, for the
+    /// eviction choice (kept here for the same reason as `chosen`).
+    listed: [vm::replay::Listed; MAX_LIST_REGISTERS],
 }
 
 impl CpuLanes {
@@ -154,12 +164,14 @@ impl CpuLanes {
         Self {
             count,
             in_lr: [None; MAX_LIST_REGISTERS],
+            priority: [0; MAX_LIST_REGISTERS],
             occupied: 0,
             linked: 0,
             sirq_lr: None,
             underflow: false,
             chosen: [(0, 0); MAX_LIST_REGISTERS],
             chosen_linked: 0,
+            listed: [vm::replay::Listed { index: 0, pending: false, priority: 0, since: 0 }; MAX_LIST_REGISTERS],
         }
     }
 }
@@ -251,6 +263,11 @@ pub fn report() {
 /// Per vCPU: something may be pending for it or sits in its list registers. [`flush`] skips
 /// the lock (and the vGIC scan) when not, which is most guest exits.
 static WORK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// Per CPU: a guest write changed the enable, pending state or priority of an interrupt
+/// listed there; its next [`flush`] compares its pending list registers with the model
+/// ([`Vgic::listed_copy_outdated`]).
+static RECHECK: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
 
 /// Per CPU: its vCPU runs (from [`init_this_cpu`] or [`vcpu_started`] to [`take_back`]).
 /// Nothing is injected into a stopped vCPU's list registers: what arrives for it waits in the
@@ -589,9 +606,26 @@ pub fn flush() {
     let completions = read_back(cpu, lanes, &mut completed);
     // Only bits below `count` are ever set.
     let mut free = count - lanes.occupied.count_ones() as usize;
+    // A guest write touched an interrupt listed here: a bit per list register still pending,
+    // to compare with the model. (Bit masks and the scratch in `lanes`, not arrays on this
+    // stack: every exit with work runs this, and clearing arrays costs instructions.)
+    let mut pending_copies = 0u32;
+    if RECHECK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
+        let mut occupied = lanes.occupied;
+        while occupied != 0 {
+            let index = occupied.trailing_zeros() as usize;
+            occupied &= occupied - 1;
+            if lanes.sirq_lr != Some(index) && list_registers::read(index).0 == LrState::Pending {
+                pending_copies |= 1 << index;
+            }
+        }
+    }
+    // The copies taken back, and those of them whose physical activation was released.
+    let (mut withdrawn, mut released_lrs) = (0u32, 0u32);
     // Full: the list register a more urgent waiting entry may take (the least urgent one
-    // still pending, never the sirq post's, whose acknowledge is being timed).
-    let mut listed = [None; MAX_LIST_REGISTERS];
+    // still pending, the most recently filled among equals, never the sirq post's, whose
+    // acknowledge is being timed).
+    let mut listed_count = 0;
     if free == 0 {
         let mut occupied = lanes.occupied;
         while occupied != 0 {
@@ -599,7 +633,11 @@ pub fn flush() {
             occupied &= occupied - 1;
             if lanes.sirq_lr != Some(index) {
                 let (state, priority) = list_registers::state_and_priority(index);
-                listed[index] = Some(vm::replay::Listed { index, pending: state == LrState::Pending, priority });
+                let since = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)).map_or(0, |at| at.load(Ordering::Relaxed));
+                if let Some(slot) = lanes.listed.get_mut(listed_count) {
+                    *slot = vm::replay::Listed { index, pending: state == LrState::Pending, priority, since };
+                    listed_count += 1;
+                }
             }
         }
     }
@@ -617,20 +655,36 @@ pub fn flush() {
         if cpu >= virq.vcpus {
             return;
         }
-        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+        for &(intid, linked) in &completed[..completions] {
             // A linked one was deactivated with it: a level line is sampled again.
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, n, intid);
+            routes.check(&virq.vgic, intid);
         }
         take_posts(&mut virq.vgic, cpu);
+        // Copies the guest disabled, cleared or re-prioritised since they were listed go
+        // back to the log: withdrawn, or injected again below with their new priority.
+        let mut copies = pending_copies;
+        while copies != 0 {
+            let index = copies.trailing_zeros() as usize;
+            copies &= copies - 1;
+            if let Some(intid) = lanes.in_lr[index]
+                && virq.vgic.listed_copy_outdated(intid, cpu, lanes.priority[index])
+            {
+                withdrawn |= 1 << index;
+                if ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false) {
+                    released_lrs |= 1 << index;
+                }
+            }
+        }
+        free += withdrawn.count_ones() as usize;
         if free == 0 {
             let best = virq.vgic.highest_pending(cpu).map(|(_, priority)| priority);
-            if let Some(index) = vm::replay::evict_for(listed.iter().flatten().copied(), best)
+            if let Some(index) = vm::replay::evict_for(lanes.listed[..listed_count].iter().copied(), best)
                 && let Some(intid) = lanes.in_lr[index]
             {
                 // Back to the log (its link too), and its list register for the urgent one.
                 let released = ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false);
-                evicted = Some((index, intid, released));
+                evicted = Some((index, released));
                 free = 1;
             }
         }
@@ -651,9 +705,20 @@ pub fn flush() {
     }
     lanes.chosen_linked = chosen_linked;
     routes.perform();
-    if let Some((index, intid, released)) = evicted {
-        vacate(cpu, lanes, index);
+    if let Some((index, released)) = evicted {
+        withdrawn |= 1 << index;
         if released {
+            released_lrs |= 1 << index;
+        }
+    }
+    while withdrawn != 0 {
+        let index = withdrawn.trailing_zeros() as usize;
+        withdrawn &= withdrawn - 1;
+        let intid = lanes.in_lr[index];
+        vacate(cpu, lanes, index);
+        if let Some(intid) = intid
+            && released_lrs & (1 << index) != 0
+        {
             gic::deactivate_physical(intid, cpu);
         }
     }
@@ -721,6 +786,9 @@ fn place(cpu: usize, lanes: &mut CpuLanes, index: usize, intid: u32, priority: u
         list_registers::inject(index, intid, priority);
     }
     lanes.in_lr[index] = Some(intid);
+    if let Some(slot) = lanes.priority.get_mut(index) {
+        *slot = priority;
+    }
     lanes.occupied |= 1 << index;
     if let Some(on) = LISTED_ON.get(intid as usize) {
         on.store(cpu + 1, Ordering::Relaxed);
@@ -794,9 +862,9 @@ pub fn sync_completions() {
     let completions = read_back(cpu, &mut guard, &mut completed);
     let mut routes = DueRoutes::new();
     if let Some(virq) = VIRQ.lock().as_mut() {
-        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+        for &(intid, linked) in &completed[..completions] {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, n, intid);
+            routes.check(&virq.vgic, intid);
         }
     }
     routes.perform();
@@ -815,6 +883,7 @@ pub fn take_back() {
     if let Some(flag) = RUNNING.get(cpu) {
         flag.store(false, Ordering::Release);
     }
+    forget_left_access(cpu);
     let Some(lanes) = LANES.get(cpu) else { return };
     let mut guard = lanes.lock();
     let lanes = &mut *guard;
@@ -861,9 +930,9 @@ pub fn take_back() {
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
-        for (n, &(intid, linked)) in completed[..completions].iter().enumerate() {
+        for &(intid, linked) in &completed[..completions] {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, n, intid);
+            routes.check(&virq.vgic, intid);
         }
         for &(intid, linked, pending) in &left[..lefts] {
             let release = if pending {
@@ -944,48 +1013,76 @@ static DEFERRED_ROUTE: [AtomicBool; MAX_INTIDS] = [const { AtomicBool::new(false
 static LISTED_ON: [AtomicUsize; MAX_INTIDS] = [const { AtomicUsize::new(0) }; MAX_INTIDS];
 
 /// Routes that became due with completions (SPIs of [`DEFERRED_ROUTE`]), performed after the
-/// vGIC lock is released.
+/// vGIC lock is released. Small: every flush with work builds one.
 struct DueRoutes {
-    ops: [Option<physical::LineOp>; MAX_LIST_REGISTERS],
+    /// `(SPI, GICD_IROUTER value)`, the first `count`.
+    routes: [(u32, u64); MAX_LIST_REGISTERS],
+    count: usize,
 }
 
 impl DueRoutes {
     const fn new() -> Self {
-        Self { ops: [None; MAX_LIST_REGISTERS] }
+        Self { routes: [(0, 0); MAX_LIST_REGISTERS], count: 0 }
     }
 
-    /// Under the vGIC lock, after the completion of `intid` (the `n`th of this batch).
-    fn check(&mut self, vgic: &Vgic, n: usize, intid: u32) {
+    /// Under the vGIC lock, after the completion of `intid` (one of at most
+    /// [`MAX_LIST_REGISTERS`] in this batch).
+    fn check(&mut self, vgic: &Vgic, intid: u32) {
         let Some(deferred) = DEFERRED_ROUTE.get(intid as usize) else { return };
         if !deferred.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(op) = physical::route_after_completion(vgic, &crate::irq::OWNERSHIP, intid) {
+        if let Some(physical::LineOp::Route { intid, route }) = physical::route_after_completion(vgic, &crate::irq::OWNERSHIP, intid)
+            && let Some(slot) = self.routes.get_mut(self.count)
+        {
             deferred.store(false, Ordering::Relaxed);
-            if let Some(slot) = self.ops.get_mut(n) {
-                *slot = Some(op);
-            }
+            *slot = (intid, route);
+            self.count += 1;
         }
     }
 
     /// Without the lock: moves the routes.
     fn perform(&self) {
-        for op in self.ops.iter().flatten() {
-            if let physical::LineOp::Route { intid, route } = *op {
-                gic::set_route(intid, route);
-            }
+        for &(intid, route) in &self.routes[..self.count] {
+            gic::set_route(intid, route);
         }
     }
 }
 
-/// Emulates a guest access to the GIC distributor or redistributors at `ipa`; `None` if
-/// `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
-/// abort).
+/// Most parts (INTIDs, see [`DecodedAccess::parts`]) of a guest GIC access done in one hold
+/// of the vGIC lock: a bit-array register covers 32 INTIDs, and the model's work for all of
+/// them in one IRQ-masked section would be several times the 300-instruction bound. One
+/// INTID's update, its accounting and its physical plan take about 100-400 instructions
+/// (measured under `-icount`); two already reach 600.
+const PARTS_PER_HOLD: u32 = 1;
+
+/// A guest access to the GIC frames, checked by its exit ([`mmio`]) and performed after it by
+/// [`finish_exit`], in parts.
+#[derive(Clone, Copy)]
+struct GicAccess {
+    /// The register and frame.
+    decoded: DecodedAccess,
+    /// The access (size, load or store, register).
+    access: MmioAccess,
+    /// A store's value.
+    value: u64,
+    /// The parts it covers ([`DecodedAccess::parts`]).
+    parts: u32,
+}
+
+/// Per CPU, the GIC access its vCPU's exit left for [`finish_exit`] (only that CPU touches it).
+static LEFT_ACCESS: [IrqSpinLock<Option<GicAccess>>; boot::MAX_CPUS] = [const { IrqSpinLock::new(None) }; boot::MAX_CPUS];
+/// Per CPU, whether [`LEFT_ACCESS`] holds an access: [`finish_exit`]'s fast path.
+static HAS_LEFT_ACCESS: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// The exit of a guest access to the GIC distributor or redistributors at `ipa`: checks it
+/// (under the vGIC lock, a few instructions) and leaves it to [`finish_exit`], which runs
+/// after the exit with IRQs unmasked and holds the lock for one INTID at a time. `None`
+/// if `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
+/// abort): a refused access changes nothing.
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
-    let this_cpu = boot::cpu_index();
-    let mut kicks = [None; boot::MAX_CPUS];
-    let mut guard = VIRQ.lock();
-    let virq = guard.as_mut()?;
+    let guard = VIRQ.lock();
+    let virq = guard.as_ref()?;
     let (in_dist, in_redist) = (
         ipa.wrapping_sub(virq.distributor) < DIST_SIZE,
         ipa.wrapping_sub(virq.redistributor) < REDIST_STRIDE * virq.vcpus as u64,
@@ -994,74 +1091,215 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
         return None;
     }
     let offset = if in_dist { ipa - virq.distributor } else { ipa - virq.redistributor };
-    if access.write {
-        let Ok(value) = access.store_value(&frame.x) else { return Some(Err(())) };
-        let changes =
-            if in_dist { virq.vgic.dist_write(offset, access.size, value) } else { virq.vgic.redist_write(offset, access.size, value) };
+    let store = if access.write {
+        match access.store_value(&frame.x) {
+            Ok(value) => Some(value),
+            Err(_) => return Some(Err(())),
+        }
+    } else {
+        None
+    };
+    let decoded = if in_dist { virq.vgic.decode_dist(offset, access.size) } else { virq.vgic.decode_redist(offset, access.size) };
+    drop(guard);
+    let Ok(decoded) = decoded else { return Some(Err(())) };
+    let parts = decoded.parts(store);
+    let cpu = boot::cpu_index();
+    if let Some(slot) = LEFT_ACCESS.get(cpu) {
+        *slot.lock() = Some(GicAccess { decoded, access, value: store.unwrap_or(0), parts });
+        HAS_LEFT_ACCESS[cpu].store(true, Ordering::Relaxed);
+    }
+    Some(Ok(()))
+}
+
+/// After a GIC access's exit ([`mmio`]), on the way back into the guest: performs it with
+/// IRQs unmasked, holding the vGIC lock (IRQs masked) for at most [`PARTS_PER_HOLD`] INTIDs
+/// at a time, so oob interrupts wait for one short section, never for the whole access. The
+/// physical GIC is programmed and other CPUs kicked outside the lock. A load's value goes
+/// to the guest's register in `frame`. Each section is counted in the exit histogram
+/// ([`super::exits::ExitKind::GicMmioPart`]). Returns whether the access may have made an
+/// interrupt deliverable (the caller refreshes the list registers). Nothing (a few
+/// instructions) after any other exit.
+pub fn finish_exit(frame: &mut TrapFrame) -> bool {
+    let cpu = boot::cpu_index();
+    if !HAS_LEFT_ACCESS.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
+        return false;
+    }
+    let Some(left) = LEFT_ACCESS.get(cpu).and_then(|slot| slot.lock().take()) else { return false };
+    crate::arch::with_irqs_unmasked(|| if left.access.write { finish_store(&left) } else { finish_load(frame, &left) })
+}
+
+/// The lowest `count` set bits of `bits`.
+fn lowest_bits(bits: u32, count: u32) -> u32 {
+    let mut rest = bits;
+    for _ in 0..count {
+        rest &= rest.wrapping_sub(1);
+    }
+    bits & !rest
+}
+
+/// Runs `step` on the model for each group of at most [`PARTS_PER_HOLD`] of `parts`, each
+/// in one hold of the vGIC lock (an IRQ-masked section, counted in the exit histogram), and
+/// `after` on its result once the lock is released. False (nothing done) without a guest.
+fn in_parts<T>(parts: u32, mut step: impl FnMut(&mut Vgic, u32) -> T, mut after: impl FnMut(T)) -> bool {
+    let mut rest = parts;
+    while rest != 0 {
+        let part = lowest_bits(rest, PARTS_PER_HOLD);
+        rest &= !part;
+        // Masked first, so that the time counted is exactly the IRQ-masked section.
+        let irqs = crate::arch::mask_irqs();
+        let start = crate::hwtimer::counter_unordered();
+        let result = {
+            let mut guard = VIRQ.lock();
+            let Some(virq) = guard.as_mut() else {
+                crate::arch::restore_irqs(irqs);
+                return false;
+            };
+            step(&mut virq.vgic, part)
+        };
+        super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        crate::arch::restore_irqs(irqs);
+        after(result);
+    }
+    true
+}
+
+/// [`finish_exit`] of a store; returns whether it may have made an interrupt deliverable.
+#[cold]
+#[inline(never)]
+fn finish_store(left: &GicAccess) -> bool {
+    let (mut delivers, mut unknown) = (false, false);
+    // The CPUs listing an interrupt whose copy the write may have made outdated.
+    let mut recheck = 0u32;
+    let step = |vgic: &mut Vgic, part| {
+        let changes = vgic.write_part(&left.decoded, left.value, part);
+        unknown |= changes.access == Access::Unknown;
+        let change = changes.change?;
+        if matches!(change.kind, ChangeKind::Disabled | ChangeKind::PendingCleared | ChangeKind::Priority) {
+            recheck |= listing_cpus(vgic, &change);
+        }
         // A write that changed what may be delivered (enable, pending, routing, the
         // distributor enable) lets every vCPU look again, and kicks those on other CPUs that
-        // now have something to take (a vCPU idling in WFI would otherwise wait for an
-        // unrelated interrupt). Any other write (priority, trigger, active, a no-op) leaves
-        // every vCPU's work as it was: no kick.
-        let delivers = changes.as_ref().is_ok_and(|changes| {
-            changes.change.is_some_and(|change| {
-                matches!(
-                    change.kind,
-                    ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
-                )
-            })
-        });
-        if delivers {
-            for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
-                note_work(vcpu);
-                if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                    *kick = Some(virq.mpidrs[vcpu]);
-                }
-            }
+        // now have something to take (below). Any other write (priority, trigger, active)
+        // leaves every vCPU's work as it was: no kick.
+        delivers |= matches!(
+            change.kind,
+            ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
+        );
+        ACCOUNT.guest_write(&change);
+        Some(physical::plan(vgic, &crate::irq::OWNERSHIP, &changes))
+    };
+    let perform = |plan: Option<physical::Plan>| {
+        let Some(plan) = plan else { return };
+        if let Some(intid) = plan.deferred_route
+            && let Some(deferred) = DEFERRED_ROUTE.get(intid as usize)
+        {
+            deferred.store(true, Ordering::Relaxed);
         }
-        let result = changes.map(|changes| {
-            if changes.access == Access::Unknown {
-                crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
-            }
-            if let Some(change) = &changes.change {
-                ACCOUNT.guest_write(change);
-            }
-            physical::plan(&virq.vgic, &crate::irq::OWNERSHIP, &changes)
-        });
-        drop(guard);
-        if let Ok(plan) = &result {
-            if let Some(intid) = plan.deferred_route
-                && let Some(deferred) = DEFERRED_ROUTE.get(intid as usize)
-            {
-                deferred.store(true, Ordering::Relaxed);
-            }
-            plan.perform(&mut HardwareGic);
-        }
-        for (cpu, mpidr) in kicks.into_iter().enumerate() {
-            if let Some(mpidr) = mpidr {
-                kick_cpu(cpu, mpidr);
-            }
-        }
-        return Some(result.map(|_| ()).map_err(|_| ()));
+        plan.perform(&mut HardwareGic);
+    };
+    if !in_parts(left.parts, step, perform) {
+        return false;
     }
-    let read = if in_dist { virq.vgic.dist_read(offset, access.size) } else { virq.vgic.redist_read(offset, access.size) };
-    drop(guard);
-    let Ok(read) = read else { return Some(Err(())) };
-    if read.access == Access::Unknown {
+    if unknown {
         crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
     }
-    let mut value = read.value;
+    if delivers {
+        kick_those_with_work();
+    }
+    let this_cpu = boot::cpu_index();
+    let mut cpus = recheck;
+    while cpus != 0 {
+        let cpu = cpus.trailing_zeros() as usize;
+        cpus &= cpus - 1;
+        if let Some(flag) = RECHECK.get(cpu) {
+            flag.store(true, Ordering::Release);
+        }
+        note_work(cpu);
+        if cpu != this_cpu {
+            kick_cpu(cpu, CPU_MPIDR[cpu].load(Ordering::Relaxed));
+        }
+    }
+    delivers || recheck & (1 << this_cpu) != 0
+}
+
+/// A bit per CPU whose list registers hold one of the interrupts `change` names (a private
+/// one: its vCPU's CPU; an SPI: the CPU [`LISTED_ON`] records).
+fn listing_cpus(vgic: &Vgic, change: &vm::vgic::Change) -> u32 {
+    let mut cpus = 0u32;
+    let mut bits = change.mask;
+    while bits != 0 {
+        let intid = change.base + bits.trailing_zeros();
+        bits &= bits - 1;
+        let bank = change.vcpu.unwrap_or(0);
+        if !vgic.is_listed(intid, bank) {
+            continue;
+        }
+        let cpu = match change.vcpu {
+            Some(vcpu) => vcpu,
+            None => LISTED_ON.get(intid as usize).map_or(0, |on| on.load(Ordering::Relaxed)).wrapping_sub(1),
+        };
+        if cpu < boot::MAX_CPUS {
+            cpus |= 1 << cpu;
+        }
+    }
+    cpus
+}
+
+/// Lets every vCPU look for work again, and kicks the other CPUs whose vCPU has an
+/// interrupt to take.
+fn kick_those_with_work() {
+    let this_cpu = boot::cpu_index();
+    let mut kicks = [None; boot::MAX_CPUS];
+    let irqs = crate::arch::mask_irqs();
+    let start = crate::hwtimer::counter_unordered();
+    if let Some(virq) = VIRQ.lock().as_ref() {
+        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
+            note_work(vcpu);
+            if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
+                *kick = Some(virq.mpidrs[vcpu]);
+            }
+        }
+    }
+    super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+    crate::arch::restore_irqs(irqs);
+    for (cpu, mpidr) in kicks.into_iter().enumerate() {
+        if let Some(mpidr) = mpidr {
+            kick_cpu(cpu, mpidr);
+        }
+    }
+}
+
+/// [`finish_exit`] of a load: its parts read one hold at a time and combined, then the bits
+/// of hardware-linked interrupts taken from the physical GIC.
+#[cold]
+#[inline(never)]
+fn finish_load(frame: &mut TrapFrame, left: &GicAccess) -> bool {
+    let (mut value, mut linked, mut unknown) = (0u64, None::<vm::vgic::Linked>, false);
+    let step = |vgic: &mut Vgic, part| vgic.read_part(&left.decoded, part);
+    let combine = |read: vm::vgic::MmioRead| {
+        value |= read.value;
+        unknown |= read.access == Access::Unknown;
+        if let Some(part_linked) = read.linked {
+            linked = Some(vm::vgic::Linked { mask: linked.map_or(0, |l| l.mask) | part_linked.mask, ..part_linked });
+        }
+    };
+    if !in_parts(left.parts, step, combine) {
+        return false;
+    }
+    if unknown {
+        crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
+    }
     // Interrupts sitting hardware-linked in a list register: the physical GIC knows whether
     // the guest deactivated them (the model learns it at the next read-back), and whether
     // their line is high again. Pending and active registers are word-sized: the bits are
     // the INTIDs `base..base + 32` (vINTID = pINTID).
-    if let Some(linked) = read.linked
-        && let Some(physical) = gic::bank_state(linked.base, linked.vcpu.unwrap_or(this_cpu), linked.active)
+    if let Some(linked) = linked
+        && let Some(physical) = gic::bank_state(linked.base, linked.vcpu.unwrap_or(boot::cpu_index()), linked.active)
     {
         value = (value & !u64::from(linked.mask)) | u64::from(physical & linked.mask);
     }
-    let _ = access.complete_load(&mut frame.x, value);
-    Some(Ok(()))
+    let _ = left.access.complete_load(&mut frame.x, value);
+    false
 }
 
 /// Per vCPU, the SGIs the core posted to it ([`post_sgi`]) and [`flush`] has not yet put in
@@ -1170,6 +1408,17 @@ pub fn teardown() -> vm::vgic::Teardown {
     for cpu in 0..vcpus {
         POSTED[cpu].store(0, Ordering::Relaxed);
         WORK[cpu].store(false, Ordering::Relaxed);
+        RECHECK[cpu].store(false, Ordering::Relaxed);
+        forget_left_access(cpu);
     }
     outcome
+}
+
+/// Drops the GIC access `cpu`'s vCPU left for [`finish_exit`], if any (its guest is gone or
+/// it leaves guest context for good before finishing it).
+fn forget_left_access(cpu: usize) {
+    if let (Some(flag), Some(slot)) = (HAS_LEFT_ACCESS.get(cpu), LEFT_ACCESS.get(cpu)) {
+        flag.store(false, Ordering::Relaxed);
+        *slot.lock() = None;
+    }
 }

@@ -180,19 +180,24 @@ pub struct Listed {
     pub pending: bool,
     /// Its priority.
     pub priority: u8,
+    /// When it was filled (any clock that increases with each injection, such as the
+    /// counter): among equals, the most recent goes back first.
+    pub since: u64,
 }
 
 /// Which list register to give back to the log so that the most urgent waiting entry
 /// (priority `waiting`) gets in: the least urgent *pending* one, if it is strictly less
 /// urgent than `waiting` (never an active one: the guest is handling it; never for an
 /// equal priority: that would only reorder equals). Among equally least urgent ones, the
-/// highest-numbered list register (the most recently filled, when they fill in order).
+/// most recently filled ([`Listed::since`], then the highest-numbered list register): the
+/// log replays equal priorities oldest first, and eviction keeps that order, so an older
+/// entry never goes back behind a younger one of its priority.
 pub fn evict_for(listed: impl IntoIterator<Item = Listed>, waiting: Option<u8>) -> Option<usize> {
     let waiting = waiting?;
     listed
         .into_iter()
         .filter(|lr| lr.pending && lr.priority > waiting)
-        .max_by_key(|lr| (lr.priority, lr.index))
+        .max_by_key(|lr| (lr.priority, lr.since, lr.index))
         .map(|lr| lr.index)
 }
 

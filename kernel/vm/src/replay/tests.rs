@@ -28,6 +28,8 @@ struct Lr {
     priority: u8,
     linked: bool,
     state: LrState,
+    /// When it was filled (the simulation's injection count).
+    injected: u64,
 }
 
 /// The glue (as `guest::virq` drives the model) and the guest's virtual CPU interface.
@@ -39,6 +41,8 @@ struct Sim {
     delivered: Vec<Vec<(u32, u8)>>,
     /// Per vCPU, the guest's active interrupts, innermost last.
     running: Vec<Vec<usize>>,
+    /// Injections so far (the list registers' fill clock).
+    injections: u64,
 }
 
 impl Sim {
@@ -52,6 +56,7 @@ impl Sim {
             lrs: vec![vec![None; lrs]; vcpus],
             delivered: vec![Vec::new(); vcpus],
             running: vec![Vec::new(); vcpus],
+            injections: 0,
         }
     }
 
@@ -102,6 +107,24 @@ impl Sim {
         self.account.forward(&mut self.vgic, intid, vcpu).unwrap();
     }
 
+    /// After a guest write to an interrupt sitting in a list register (the glue flags the
+    /// listing CPU): every list register still pending whose copy is outdated
+    /// ([`Vgic::listed_copy_outdated`]) goes back to the log. Returns the INTIDs whose
+    /// physical activation was released.
+    fn recheck(&mut self, vcpu: usize) -> Vec<u32> {
+        let mut released = Vec::new();
+        for slot in 0..self.lrs[vcpu].len() {
+            let Some(lr) = self.lrs[vcpu][slot] else { continue };
+            if lr.state == LrState::Pending && self.vgic.listed_copy_outdated(lr.intid, vcpu, lr.priority) {
+                self.lrs[vcpu][slot] = None;
+                if self.account.requeue(&mut self.vgic, vcpu, lr.intid).unwrap() {
+                    released.push(lr.intid);
+                }
+            }
+        }
+        released
+    }
+
     /// The flush on `vcpu`'s way back into the guest: completions, then the most urgent
     /// entries into the free list registers.
     fn flush(&mut self, vcpu: usize) {
@@ -123,7 +146,8 @@ impl Sim {
             }
             let linked = self.vgic.is_linked(intid, vcpu);
             let slot = self.lrs[vcpu].iter_mut().find(|lr| lr.is_none()).unwrap();
-            *slot = Some(Lr { intid, priority, linked, state: LrState::Pending });
+            self.injections += 1;
+            *slot = Some(Lr { intid, priority, linked, state: LrState::Pending, injected: self.injections });
             self.account.injected(linked);
         }
         if taken == free {
@@ -252,7 +276,7 @@ fn an_interrupt_dropped_on_purpose_is_counted_lost() {
     // A glue bug: the flush takes both from the model but writes only one list register.
     let mut chosen = [(0, 0); 2];
     assert_eq!(sim.vgic.take_most_urgent(0, &mut chosen), 2);
-    sim.lrs[0][0] = Some(Lr { intid: 40, priority: 0xa0, linked: true, state: LrState::Pending });
+    sim.lrs[0][0] = Some(Lr { intid: 40, priority: 0xa0, linked: true, state: LrState::Pending, injected: 0 });
     sim.account.injected(true);
     let s = sim.snapshot();
     assert_eq!(s.lost(), 1, "{s:?}");
@@ -445,15 +469,18 @@ fn randomized_delivery_against_a_reference_model() {
 
 #[test]
 fn eviction_takes_the_least_urgent_pending_list_register_never_an_active_one() {
-    let lr = |index, pending, priority| Listed { index, pending, priority };
-    let full = [lr(0, true, 0x80), lr(1, false, 0xf0), lr(2, true, 0xc0), lr(3, true, 0xc0)];
-    // 0xf0 is the least urgent but active: the pending 0xc0 in the higher list register goes.
-    assert_eq!(evict_for(full, Some(0x40)), Some(3));
+    let lr = |index, pending, priority, since| Listed { index, pending, priority, since };
+    let full = [lr(0, true, 0x80, 1), lr(1, false, 0xf0, 2), lr(2, true, 0xc0, 4), lr(3, true, 0xc0, 3)];
+    // 0xf0 is the least urgent but active: of the pending 0xc0 ones, the most recently
+    // filled goes (list register 2, though 3 is higher-numbered).
+    assert_eq!(evict_for(full, Some(0x40)), Some(2));
+    // Filled at the same time: the higher-numbered one.
+    assert_eq!(evict_for([lr(0, true, 0xc0, 5), lr(1, true, 0xc0, 5)], Some(0)), Some(1));
     // Not more urgent than any pending one: nothing moves (equal priorities keep their order).
     assert_eq!(evict_for(full, Some(0xc0)), None);
     assert_eq!(evict_for(full, None), None);
     // Only active ones: nothing to evict.
-    assert_eq!(evict_for([lr(0, false, 0xf0), lr(1, false, 0xf0)], Some(0)), None);
+    assert_eq!(evict_for([lr(0, false, 0xf0, 1), lr(1, false, 0xf0, 2)], Some(0)), None);
 }
 
 #[test]
@@ -468,7 +495,7 @@ fn an_evicted_list_register_is_replayed_after_the_urgent_one_and_accounted() {
     sim.forward(42);
     // The glue's eviction: the least urgent pending list register goes back to the log.
     let listed = sim.lrs[0].iter().enumerate().filter_map(|(index, lr)| {
-        lr.map(|l| Listed { index, pending: l.state == LrState::Pending, priority: l.priority })
+        lr.map(|l| Listed { index, pending: l.state == LrState::Pending, priority: l.priority, since: l.injected })
     });
     let best = sim.vgic.highest_pending(0).map(|(_, priority)| priority);
     let index = evict_for(listed.collect::<Vec<_>>(), best).unwrap();
@@ -631,4 +658,112 @@ fn the_hang_watch_fires_only_after_its_limit_without_a_completion_while_somethin
     s.requeued = 1;
     assert_eq!(watch.tick(&s, 70_300 * ms), Progress::Healthy);
     watch.reset();
+}
+
+#[test]
+fn equal_priorities_are_replayed_oldest_first_so_a_busy_one_cannot_starve_another() {
+    // One list register. SPI 40 fires again while the guest handles it; SPI 50 (same
+    // priority, higher INTID) fires with it. When the list register comes free both wait,
+    // 50 for longer: ordered by INTID, 40 would win every time and 50 wait for ever.
+    let mut sim = Sim::new(1);
+    sim.spi(40, 0xa0, 0);
+    sim.spi(50, 0xa0, 0);
+    sim.forward(40);
+    let mut delivered = Vec::new();
+    for _ in 0..6 {
+        sim.flush(0);
+        let taken = sim.ack(0).unwrap();
+        delivered.push(taken);
+        if taken == 40 {
+            sim.forward(40);
+            if !sim.vgic.is_waiting(50, 0) {
+                sim.forward(50);
+            }
+        }
+        sim.eoi(0);
+    }
+    assert_eq!(delivered, [40, 50, 40, 50, 40, 50], "each in its turn");
+    sim.drain();
+    sim.check();
+    assert_eq!(sim.snapshot().lost(), 0);
+}
+
+#[test]
+fn an_evicted_entry_keeps_its_place_among_its_priority() {
+    // Two list registers: 41 (0xc0) in list register 1, and 43 (0xc0) filled after it into
+    // list register 0. SPI 39 (0xc0) then waits, and 42 (0x40) arrives: the most recently
+    // filled list register, 43's, goes back (not the higher-numbered one). Back in the log,
+    // 43 is still older than 39: it is replayed before it.
+    let mut sim = Sim::new(2);
+    for intid in [39, 40, 41, 43] {
+        sim.spi(intid, 0xc0, 0);
+    }
+    sim.spi(42, 0x40, 0);
+    sim.forward(40);
+    sim.flush(0);
+    sim.forward(41);
+    sim.flush(0);
+    assert_eq!(sim.ack(0), Some(40));
+    sim.eoi(0);
+    sim.forward(43);
+    sim.flush(0);
+    sim.forward(39);
+    sim.forward(42);
+    let listed: Vec<_> = sim.lrs[0]
+        .iter()
+        .enumerate()
+        .filter_map(|(index, lr)| lr.map(|l| Listed { index, pending: l.state == LrState::Pending, priority: l.priority, since: l.injected }))
+        .collect();
+    let best = sim.vgic.highest_pending(0).map(|(_, priority)| priority);
+    let index = evict_for(listed, best).unwrap();
+    let evicted = sim.lrs[0][index].take().unwrap();
+    assert_eq!((index, evicted.intid), (0, 43));
+    sim.account.requeue(&mut sim.vgic, 0, evicted.intid).unwrap();
+    assert_eq!(sim.vgic.pending_for(0).collect::<Vec<_>>(), [(42, 0x40), (43, 0xc0), (39, 0xc0)]);
+    sim.drain();
+    sim.check();
+    assert_eq!(sim.delivered[0].len(), 5);
+}
+
+#[test]
+fn guest_writes_to_a_listed_interrupt_update_or_withdraw_its_list_register() {
+    let mut sim = Sim::new(4);
+    for intid in [40, 41, 42, 43] {
+        sim.spi(intid, 0xc0, 0);
+        sim.forward(intid);
+    }
+    sim.flush(0);
+    assert_eq!(sim.ack(0), Some(40), "40 is acknowledged: the guest's now");
+    let before = sim.snapshot();
+    // Priority of 41, disable of 42, clear-pending of 43, and the same three writes to the
+    // acknowledged 40.
+    sim.dist_write(GICD_IPRIORITYR + 40, 0xc0c0_2020);
+    sim.dist_write(GICD_ICENABLER + 4, (1 << 8) | (1 << 10));
+    sim.dist_write(GICD_ICPENDR + 4, (1 << 8) | (1 << 11));
+    assert!(sim.vgic.listed_copy_outdated(41, 0, 0xc0));
+    assert!(!sim.vgic.listed_copy_outdated(41, 0, 0x20), "the new priority matches");
+    let released = sim.recheck(0);
+    // Forwarded, so linked: a copy withdrawn gives its physical activation up.
+    assert_eq!(released, [42, 43]);
+    let listed: Vec<u32> = sim.lrs[0].iter().flatten().map(|lr| lr.intid).collect();
+    assert_eq!(listed, [40], "41, 42 and 43 taken back; the acknowledged 40 stays");
+    // 41 goes in again with its new priority; 42 (disabled, still pending) and 43 (cleared)
+    // do not.
+    sim.flush(0);
+    let relisted: Vec<(u32, u8)> = sim.lrs[0].iter().flatten().map(|lr| (lr.intid, lr.priority)).collect();
+    assert_eq!(relisted, [(40, 0xc0), (41, 0x20)]);
+    let s = sim.snapshot();
+    assert_eq!(s.requeued - before.requeued, 3);
+    assert_eq!(s.withdrawn - before.withdrawn, 1, "43 left the log unreplayed");
+    assert!(sim.vgic.is_waiting(42, 0), "a disabled interrupt stays pending");
+    sim.eoi(0);
+    // Enabled again, 42 is replayed (its physical activation was released: a new one would
+    // be forwarded again; here the latched edge goes in as a software interrupt).
+    sim.dist_write(GICD_ISENABLER + 4, 1 << 10);
+    sim.drain();
+    sim.check();
+    let delivered: Vec<u32> = sim.delivered[0].iter().map(|&(intid, _)| intid).collect();
+    assert_eq!(delivered, [40, 41, 42]);
+    let s = sim.snapshot();
+    assert_eq!((s.logged, s.replayed(), s.withdrawn, s.waiting, s.lost(), s.overcounted()), (4, 3, 1, 0, 0, 0), "{s:?}");
 }

@@ -151,6 +151,9 @@ enum Reg {
     Unknown,
 }
 
+/// Every part of an access ([`DecodedAccess::parts`]).
+const ALL_PARTS: u32 = u32::MAX;
+
 impl Reg {
     /// Whether the register takes an access of `size`.
     fn allows(self, size: AccessSize) -> bool {
@@ -183,15 +186,18 @@ fn in_array(offset: u64, base: u64, size: u64, stride: u64) -> Option<u32> {
 
 /// The register at `offset` of the distributor frame, and the offset of its first byte.
 fn decode_dist(offset: u64) -> (Reg, u64) {
-    const BIT_ARRAYS: [(u64, BitReg); 7] = [
-        (GICD_IGROUPR, BitReg::Group),
-        (GICD_ISENABLER, BitReg::SetEnable),
-        (GICD_ICENABLER, BitReg::ClearEnable),
-        (GICD_ISPENDR, BitReg::SetPending),
-        (GICD_ICPENDR, BitReg::ClearPending),
-        (GICD_ISACTIVER, BitReg::SetActive),
-        (GICD_ICACTIVER, BitReg::ClearActive),
+    // The seven bit arrays follow each other from GICD_IGROUPR, in this order. A static,
+    // not a const: a const array is copied to the stack on every call.
+    static BIT_ARRAYS: [BitReg; 7] = [
+        BitReg::Group,
+        BitReg::SetEnable,
+        BitReg::ClearEnable,
+        BitReg::SetPending,
+        BitReg::ClearPending,
+        BitReg::SetActive,
+        BitReg::ClearActive,
     ];
+    const _: () = assert!(GICD_ICACTIVER == GICD_IGROUPR + 6 * BIT_ARRAY_SIZE);
     let word = offset & !3;
     match offset {
         GICD_CTLR => return (Reg::DistCtlr, offset),
@@ -200,9 +206,10 @@ fn decode_dist(offset: u64) -> (Reg, u64) {
         GICD_TYPER2 | GICD_STATUSR | GICD_SGIR => return (Reg::RazWi, offset),
         _ => {}
     }
-    for (base, kind) in BIT_ARRAYS {
-        if let Some(n) = in_array(offset, base, BIT_ARRAY_SIZE, 4) {
-            return (Reg::Bits(kind, n), word);
+    if let Some(n) = in_array(offset, GICD_IGROUPR, BIT_ARRAYS.len() as u64 * BIT_ARRAY_SIZE, 4) {
+        let per_array = (BIT_ARRAY_SIZE / 4) as u32;
+        if let Some(&kind) = BIT_ARRAYS.get((n / per_array) as usize) {
+            return (Reg::Bits(kind, n % per_array), word);
         }
     }
     if let Some(first) = in_array(offset, GICD_IPRIORITYR, PRIORITY_ARRAY_SIZE, 1) {
@@ -343,8 +350,9 @@ impl Vgic {
             | last
     }
 
-    /// The whole (32- or 64-bit) value of `reg`.
-    fn reg_value(&mut self, reg: Reg, frame: Frame) -> u64 {
+    /// The whole (32- or 64-bit) value of `reg`, for a per-INTID register only the INTIDs of
+    /// `part` (see [`DecodedAccess::parts`]; the other bits read as zero).
+    fn reg_value(&mut self, reg: Reg, frame: Frame, part: u32) -> u64 {
         match reg {
             Reg::DistCtlr => self.dist_ctlr().into(),
             Reg::DistTyper => self.dist_typer().into(),
@@ -352,7 +360,10 @@ impl Vgic {
             Reg::Id(index) => ID_VALUES.get(index).copied().unwrap_or(0).into(),
             Reg::Bits(kind, n) => {
                 let mut value = 0u32;
-                for bit in 0..INTIDS_PER_BANK {
+                let mut bits = part;
+                while bits != 0 {
+                    let bit = bits.trailing_zeros();
+                    bits &= bits - 1;
                     let Some(irq) = self.frame_irq(frame, n * INTIDS_PER_BANK + bit) else {
                         continue;
                     };
@@ -368,7 +379,7 @@ impl Vgic {
             }
             Reg::Priority(first) => {
                 let mut value = 0u32;
-                for byte in 0..4 {
+                for byte in (0..4).filter(|byte| part & (1 << byte) != 0) {
                     if let Some(irq) = self.frame_irq(frame, first + byte) {
                         value |= u32::from(irq.priority) << (8 * byte);
                     }
@@ -377,7 +388,7 @@ impl Vgic {
             }
             Reg::Config(n) => {
                 let mut value = 0u32;
-                for field in 0..16 {
+                for field in (0..16).filter(|field| part & (1 << field) != 0) {
                     if let Some(irq) = self.frame_irq(frame, 16 * n + field)
                         && irq.edge
                     {
@@ -404,8 +415,8 @@ impl Vgic {
         }
     }
 
-    fn read(&mut self, reg: Reg, frame: Frame, at: u32, size: AccessSize) -> MmioRead {
-        let value = (self.reg_value(reg, frame) >> (8 * at)) & size.mask();
+    fn read(&mut self, reg: Reg, frame: Frame, at: u32, size: AccessSize, part: u32) -> MmioRead {
+        let value = (self.reg_value(reg, frame, part) >> (8 * at)) & size.mask();
         let access = if reg == Reg::Unknown {
             Access::Unknown
         } else {
@@ -414,13 +425,13 @@ impl Vgic {
         MmioRead {
             value,
             access,
-            linked: self.linked_bits(reg, frame),
+            linked: self.linked_bits(reg, frame, part),
         }
     }
 
     /// For a read of a pending or active register, which of its interrupts sit
-    /// hardware-linked in a list register ([`MmioRead::linked`]).
-    fn linked_bits(&mut self, reg: Reg, frame: Frame) -> Option<Linked> {
+    /// hardware-linked in a list register ([`MmioRead::linked`]), among those of `part`.
+    fn linked_bits(&mut self, reg: Reg, frame: Frame, part: u32) -> Option<Linked> {
         let Reg::Bits(kind, n) = reg else {
             return None;
         };
@@ -431,7 +442,10 @@ impl Vgic {
         };
         let base = n * INTIDS_PER_BANK;
         let mut mask = 0u32;
-        for bit in 0..INTIDS_PER_BANK {
+        let mut bits = part;
+        while bits != 0 {
+            let bit = bits.trailing_zeros();
+            bits &= bits - 1;
             if self
                 .frame_irq(frame, base + bit)
                 .is_some_and(|irq| irq.hw_listed)
@@ -451,8 +465,9 @@ impl Vgic {
         })
     }
 
-    /// Applies a write of `value` (already masked to `size`) at byte `at` of `reg`.
-    fn write(&mut self, reg: Reg, frame: Frame, at: u32, size: AccessSize, value: u64) -> Changes {
+    /// Applies a write of `value` (already masked to `size`) at byte `at` of `reg`; for a
+    /// per-INTID register only to the INTIDs of `part` ([`DecodedAccess::parts`]).
+    fn write(&mut self, reg: Reg, frame: Frame, at: u32, size: AccessSize, value: u64, part: u32) -> Changes {
         let vcpu = match frame {
             Frame::Redist(vcpu) => Some(vcpu),
             Frame::Dist => None,
@@ -490,7 +505,10 @@ impl Vgic {
             Reg::Bits(kind, n) => {
                 let first = n * INTIDS_PER_BANK;
                 let mut mask = 0u32;
-                for bit in (0..INTIDS_PER_BANK).filter(|bit| value & (1 << bit) != 0) {
+                let mut bits = value as u32 & part;
+                while bits != 0 {
+                    let bit = bits.trailing_zeros();
+                    bits &= bits - 1;
                     let Some(irq) = self.frame_irq(frame, first + bit) else {
                         continue;
                     };
@@ -506,8 +524,14 @@ impl Vgic {
                         }
                         BitReg::SetPending => !core::mem::replace(&mut irq.pending_latch, true),
                         BitReg::ClearPending => {
-                            let was = irq.pending();
+                            // A listed copy's pending state goes too: the glue takes its list
+                            // register back if the guest has not acknowledged it yet
+                            // (`Vgic::listed_copy_outdated`).
+                            let was = irq.pending() || (irq.listed && irq.latch_taken);
                             irq.pending_latch = false;
+                            if irq.listed {
+                                irq.latch_taken = false;
+                            }
                             // Its link ends: a level line is resampled by the physical GIC.
                             unlinked |= u32::from(irq.unlink()) << bit;
                             was
@@ -534,7 +558,7 @@ impl Vgic {
             }
             Reg::Priority(first) => {
                 let mut mask = 0u32;
-                for byte in 0..size.bytes() {
+                for byte in (0..size.bytes()).filter(|byte| part & (1 << byte) != 0) {
                     let priority = (value >> (8 * byte)) as u8;
                     if let Some(irq) = self.frame_irq(frame, first + byte)
                         && irq.priority != priority
@@ -548,7 +572,7 @@ impl Vgic {
             Reg::Config(n) => {
                 let first = 16 * n;
                 let mut mask = 0u32;
-                for field in 0..16 {
+                for field in (0..16).filter(|field| part & (1 << field) != 0) {
                     let intid = first + field;
                     let edge = (value >> (2 * field)) as u32 & ICFGR_EDGE != 0;
                     if intid < NR_SGIS && frame != Frame::Dist {
@@ -617,12 +641,8 @@ impl Vgic {
 
     /// A guest load of `size` bytes at `offset` in the distributor frame.
     pub fn dist_read(&mut self, offset: u64, size: AccessSize) -> Result<MmioRead, AccessError> {
-        if offset >= DIST_FRAME_SIZE {
-            return Err(AccessError::OutOfRange(offset));
-        }
-        let (reg, start) = decode_dist(offset);
-        let at = check(reg, start, offset, size)?;
-        Ok(self.read(reg, Frame::Dist, at, size))
+        let access = self.decode_dist(offset, size)?;
+        Ok(self.read_part(&access, ALL_PARTS))
     }
 
     /// A guest store of `value` (its low `size` bytes) at `offset` in the distributor frame.
@@ -632,16 +652,65 @@ impl Vgic {
         size: AccessSize,
         value: u64,
     ) -> Result<Changes, AccessError> {
+        let access = self.decode_dist(offset, size)?;
+        Ok(self.write_part(&access, value, ALL_PARTS))
+    }
+
+    /// A guest load of `size` bytes at `offset` from the redistributor region's base (vCPU
+    /// `offset / 0x20000`'s RD_base, then its SGI_base).
+    pub fn redist_read(&mut self, offset: u64, size: AccessSize) -> Result<MmioRead, AccessError> {
+        let access = self.decode_redist(offset, size)?;
+        Ok(self.read_part(&access, ALL_PARTS))
+    }
+
+    /// A guest store of `value` (its low `size` bytes) at `offset` from the redistributor
+    /// region's base.
+    pub fn redist_write(
+        &mut self,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<Changes, AccessError> {
+        let access = self.decode_redist(offset, size)?;
+        Ok(self.write_part(&access, value, ALL_PARTS))
+    }
+
+    /// Decodes and checks a guest access of `size` at `offset` in the distributor frame,
+    /// without performing it: the error [`Vgic::dist_read`] / [`Vgic::dist_write`] would
+    /// return, or the access for [`Vgic::read_part`] / [`Vgic::write_part`].
+    pub fn decode_dist(&self, offset: u64, size: AccessSize) -> Result<DecodedAccess, AccessError> {
         if offset >= DIST_FRAME_SIZE {
             return Err(AccessError::OutOfRange(offset));
         }
         let (reg, start) = decode_dist(offset);
         let at = check(reg, start, offset, size)?;
-        Ok(self.write(reg, Frame::Dist, at, size, value & size.mask()))
+        Ok(DecodedAccess { reg, frame: Frame::Dist, at, size })
+    }
+
+    /// [`Vgic::decode_dist`] for the redistributor region (`offset` from its base).
+    pub fn decode_redist(&self, offset: u64, size: AccessSize) -> Result<DecodedAccess, AccessError> {
+        let (reg, start, local, frame) = self.decode_redist_offset(offset)?;
+        let at = check(reg, start, local, size).map_err(|e| with_offset(e, offset))?;
+        Ok(DecodedAccess { reg, frame, at, size })
+    }
+
+    /// A decoded load ([`Vgic::decode_dist`]) of only the INTIDs of `part` (see
+    /// [`DecodedAccess::parts`]); the other INTIDs' bits read as zero, so the reads of
+    /// disjoint parts combine with a bitwise OR (their [`MmioRead::linked`] masks too). The
+    /// glue splits a long access in parts so that each holds its lock only briefly.
+    pub fn read_part(&mut self, access: &DecodedAccess, part: u32) -> MmioRead {
+        self.read(access.reg, access.frame, access.at, access.size, part)
+    }
+
+    /// A decoded store of `value` (its low bytes, as the access's size) to only the INTIDs of
+    /// `part`: the stores of disjoint parts covering [`DecodedAccess::parts`] do what the
+    /// whole store does, each reporting the [`Change`] of its own INTIDs.
+    pub fn write_part(&mut self, access: &DecodedAccess, value: u64, part: u32) -> Changes {
+        self.write(access.reg, access.frame, access.at, access.size, value & access.size.mask(), part)
     }
 
     /// The vCPU, register and frame of `offset` from the redistributor region's base.
-    fn decode_redist(&self, offset: u64) -> Result<(Reg, u64, u64, Frame), AccessError> {
+    fn decode_redist_offset(&self, offset: u64) -> Result<(Reg, u64, u64, Frame), AccessError> {
         let vcpu = offset / REDIST_STRIDE;
         if vcpu >= self.vcpus as u64 || vcpu >= MAX_VCPUS as u64 {
             return Err(AccessError::OutOfRange(offset));
@@ -655,26 +724,33 @@ impl Vgic {
         let local = in_stride % REDIST_FRAME_SIZE;
         Ok((reg, start, local, Frame::Redist(vcpu as usize)))
     }
+}
 
-    /// A guest load of `size` bytes at `offset` from the redistributor region's base (vCPU
-    /// `offset / 0x20000`'s RD_base, then its SGI_base).
-    pub fn redist_read(&mut self, offset: u64, size: AccessSize) -> Result<MmioRead, AccessError> {
-        let (reg, start, local, frame) = self.decode_redist(offset)?;
-        let at = check(reg, start, local, size).map_err(|e| with_offset(e, offset))?;
-        Ok(self.read(reg, frame, at, size))
-    }
+/// A guest access to the distributor or a redistributor, decoded and checked
+/// ([`Vgic::decode_dist`], [`Vgic::decode_redist`]): performed with [`Vgic::read_part`] or
+/// [`Vgic::write_part`], in one go or in parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodedAccess {
+    reg: Reg,
+    frame: Frame,
+    /// The position of the access in its register.
+    at: u32,
+    size: AccessSize,
+}
 
-    /// A guest store of `value` (its low `size` bytes) at `offset` from the redistributor
-    /// region's base.
-    pub fn redist_write(
-        &mut self,
-        offset: u64,
-        size: AccessSize,
-        value: u64,
-    ) -> Result<Changes, AccessError> {
-        let (reg, start, local, frame) = self.decode_redist(offset)?;
-        let at = check(reg, start, local, size).map_err(|e| with_offset(e, offset))?;
-        Ok(self.write(reg, frame, at, size, value & size.mask()))
+impl DecodedAccess {
+    /// The parts (INTIDs) the access covers, bit `i` for the register's `i`-th INTID (bit
+    /// `i` of a bit-array register, field `i` of an ICFGR, byte `i` of the access to an
+    /// IPRIORITYR; a register that is not per-INTID is one part, bit 0, always done whole).
+    /// For a store of `store` to a bit-array register, only the INTIDs whose bit is set (a
+    /// zero bit changes nothing): 0 if none.
+    pub fn parts(&self, store: Option<u64>) -> u32 {
+        match self.reg {
+            Reg::Bits(..) => store.map_or(u32::MAX, |value| value as u32),
+            Reg::Config(_) => (1 << (INTIDS_PER_BANK / 2)) - 1,
+            Reg::Priority(_) => (1 << self.size.bytes()) - 1,
+            _ => 1,
+        }
     }
 }
 

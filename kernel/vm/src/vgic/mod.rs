@@ -115,7 +115,7 @@ mod sgi;
 
 use core::fmt;
 
-pub use mmio::{Access, Change, ChangeKind, Changes, Linked, MmioRead};
+pub use mmio::{Access, Change, ChangeKind, Changes, DecodedAccess, Linked, MmioRead};
 pub use regs::{MAX_SPIS, NR_PRIVATE};
 pub use sgi::{SgiRequest, SgiTargets};
 
@@ -235,6 +235,11 @@ pub struct IrqState {
     pub priority: u8,
     /// Edge-triggered (ICFGR Int_config = 1); otherwise level-sensitive.
     pub edge: bool,
+    /// When it last became ready (the model's arrival count then; 0: never): equal
+    /// priorities are offered oldest first, so one that fires again and again cannot keep
+    /// another of its priority waiting. A list register given back ([`Vgic::requeue`])
+    /// keeps its entry's place.
+    pub since: u64,
 }
 
 impl IrqState {
@@ -251,6 +256,7 @@ impl IrqState {
             latch_taken: false,
             priority: 0,
             edge,
+            since: 0,
         }
     }
 
@@ -362,6 +368,8 @@ pub struct Vgic {
     concealed_private: [u32; MAX_VCPUS],
     /// Bit `n % 32` of word `n / 32`: SPI `32 + n` is not the guest's.
     concealed_spi: [u32; SPI_WORDS],
+    /// How many times an interrupt became ready: the next [`IrqState::since`].
+    arrivals: u64,
 }
 
 impl Vgic {
@@ -392,6 +400,7 @@ impl Vgic {
             spi_ready_words: 0,
             concealed_private: [0; MAX_VCPUS],
             concealed_spi: [0; SPI_WORDS],
+            arrivals: 0,
         }
     }
 
@@ -434,6 +443,7 @@ impl Vgic {
         self.private_ready = [0; MAX_VCPUS];
         self.spi_ready = [0; SPI_WORDS];
         self.spi_ready_words = 0;
+        self.arrivals = 0;
     }
 
     /// The guest is gone (a restart): counts what the log still held for it and hands every
@@ -634,16 +644,22 @@ impl Vgic {
     }
 
     /// Brings the ready bit of `intid` (of `vcpu`'s bank, for a private INTID) up to date
-    /// with its state. Every change of an interrupt's enabled, pending (latch, line, trigger)
-    /// or active state calls it; out-of-range arguments are ignored.
+    /// with its state, stamping [`IrqState::since`] when it becomes ready. Every change of an
+    /// interrupt's enabled, pending (latch, line, trigger) or active state calls it;
+    /// out-of-range arguments are ignored.
     #[inline]
     fn refresh(&mut self, intid: u32, vcpu: usize) {
         if intid < regs::FIRST_SPI {
-            let Some(bank) = self.private[..self.vcpus].get(vcpu) else {
+            let Some(bank) = self.private[..self.vcpus].get_mut(vcpu) else {
                 return;
             };
             let bit = 1u32 << intid;
-            if bank[intid as usize].ready() {
+            let irq = &mut bank[intid as usize];
+            if irq.ready() {
+                if self.private_ready[vcpu] & bit == 0 {
+                    self.arrivals += 1;
+                    irq.since = self.arrivals;
+                }
                 self.private_ready[vcpu] |= bit;
             } else {
                 self.private_ready[vcpu] &= !bit;
@@ -651,7 +667,12 @@ impl Vgic {
         } else if intid < regs::FIRST_SPI + self.spis {
             let index = (intid - regs::FIRST_SPI) as usize;
             let (word, bit) = (index / 32, 1u32 << (index % 32));
-            if self.shared[index].ready() {
+            let irq = &mut self.shared[index];
+            if irq.ready() {
+                if self.spi_ready[word] & bit == 0 {
+                    self.arrivals += 1;
+                    irq.since = self.arrivals;
+                }
                 self.spi_ready[word] |= bit;
             } else {
                 self.spi_ready[word] &= !bit;
@@ -714,8 +735,8 @@ impl Vgic {
     }
 
     /// Every interrupt that may be injected into `vcpu` now (see [`Self::is_deliverable`]),
-    /// as `(INTID, priority)`, most urgent first: by priority value, then by INTID. Empty for
-    /// an unknown vCPU.
+    /// as `(INTID, priority)`, most urgent first: by priority value, then oldest first
+    /// ([`IrqState::since`]), then by INTID. Empty for an unknown vCPU.
     pub fn pending_for(&self, vcpu: usize) -> PendingIter<'_> {
         PendingIter {
             vgic: self,
@@ -770,11 +791,10 @@ impl Vgic {
             return 0;
         }
         let mut found = 0;
-        // INTIDs ascend, so among equal priorities the first one kept wins.
         self.for_each_ready(vcpu, |intid, irq| {
-            let key = (irq.priority, intid);
-            if found == out.len() && out[found - 1].1 <= key.0 {
-                // Not better than the worst kept one (INTIDs ascend, so ties lose).
+            let key = (irq.priority, irq.since, intid);
+            if found == out.len() && self.order_key(vcpu, out[found - 1]) <= key {
+                // Not better than the worst kept one.
                 return;
             }
             // Routing only for the few that would be kept.
@@ -788,13 +808,19 @@ impl Vgic {
             if found < out.len() {
                 found += 1;
             }
-            while at > 0 && (out[at - 1].1, out[at - 1].0) > key {
+            while at > 0 && self.order_key(vcpu, out[at - 1]) > key {
                 out[at] = out[at - 1];
                 at -= 1;
             }
             out[at] = (intid, key.0);
         });
         found
+    }
+
+    /// The delivery order of `(intid, priority)`, an interrupt ready for `vcpu`: priority,
+    /// then age ([`IrqState::since`]), then INTID.
+    fn order_key(&self, vcpu: usize, (intid, priority): (u32, u8)) -> (u8, u64, u32) {
+        (priority, self.lookup(intid, vcpu).map_or(0, |irq| irq.since), intid)
     }
 
     /// An edge of `intid` (a forwarded physical edge interrupt, or an emulated device's): sets
@@ -939,6 +965,7 @@ impl Vgic {
         let irq = self.lookup_mut(intid, vcpu)?;
         let mut released = false;
         if irq.listed {
+            let since = irq.since;
             irq.active = false;
             irq.listed = false;
             irq.pending_latch |= irq.latch_taken;
@@ -948,6 +975,8 @@ impl Vgic {
                 released = irq.unlink();
             }
             self.refresh(intid, vcpu);
+            // Back in its place among its priority: not a new arrival.
+            self.lookup_mut(intid, vcpu)?.since = since;
         }
         Ok(released)
     }
@@ -971,7 +1000,10 @@ impl Vgic {
             if core::mem::take(&mut irq.hw_listed) && !irq.edge && !irq.hw_pending {
                 irq.line_level = false;
             }
+            // Ready again, as after `deactivate`: stamped like any entry that becomes ready.
+            self.refresh(intid, vcpu);
         }
+        let irq = self.lookup_mut(intid, vcpu).ok()?;
         let taken = (routed && irq.ready()).then(|| {
             irq.latch_taken = irq.pending_latch;
             irq.pending_latch = false;
@@ -988,6 +1020,20 @@ impl Vgic {
     /// ([`IrqState::listed`]). False for unknown INTIDs and vCPUs.
     pub fn is_listed(&self, intid: u32, vcpu: usize) -> bool {
         self.lookup(intid, vcpu).is_ok_and(|irq| irq.listed)
+    }
+
+    /// Whether the copy of `intid` listed for `vcpu` with `priority`, its list register still
+    /// pending (not acknowledged by the guest), no longer matches what the guest programmed
+    /// since it was listed: the guest disabled the interrupt, cleared its pending state (a
+    /// level line still high keeps it pending), or gave it another priority. The glue then
+    /// takes that list register back ([`Vgic::requeue`], which releases the physical
+    /// activation of a linked one no longer pending and enabled): the copy is withdrawn, or
+    /// injected again with the new priority. False for an interrupt not listed.
+    pub fn listed_copy_outdated(&self, intid: u32, vcpu: usize, priority: u8) -> bool {
+        self.lookup(intid, vcpu).is_ok_and(|irq| {
+            let still_pending = irq.latch_taken || (!irq.edge && irq.line_level);
+            irq.listed && (!irq.enabled || !still_pending || irq.priority != priority)
+        })
     }
 
     /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register with the
@@ -1027,7 +1073,7 @@ fn spi_index(intid: u32) -> Option<usize> {
 pub struct PendingIter<'a> {
     vgic: &'a Vgic,
     vcpu: usize,
-    after: Option<(u8, u32)>,
+    after: Option<(u8, u64, u32)>,
     done: bool,
 }
 
@@ -1040,9 +1086,9 @@ impl Iterator for PendingIter<'_> {
             return None;
         }
         let (vcpu, after) = (self.vcpu, self.after);
-        let mut best: Option<(u8, u32)> = None;
+        let mut best: Option<(u8, u64, u32)> = None;
         vgic.for_each_ready(vcpu, |intid, irq| {
-            let key = (irq.priority, intid);
+            let key = (irq.priority, irq.since, intid);
             if after.is_some_and(|after| key <= after) || best.is_some_and(|b| key >= b) {
                 return;
             }
@@ -1052,6 +1098,6 @@ impl Iterator for PendingIter<'_> {
         });
         self.after = best;
         self.done = best.is_none();
-        best.map(|(priority, intid)| (intid, priority))
+        best.map(|(priority, _, intid)| (intid, priority))
     }
 }

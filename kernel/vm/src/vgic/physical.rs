@@ -71,15 +71,26 @@ pub enum LineOp {
     },
 }
 
-/// Most operations one write calls for: a 32-INTID bank, a disable and a deactivation each.
-const MAX_OPS: usize = 64;
-
-/// The physical operations of one guest write, in order. (Its replay-log accounting is the
-/// write's [`Change::entered`](super::Change::entered) and [`Change::left`](super::Change::left).)
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The physical operations of one guest write, in order. A write touches one 32-INTID bank,
+/// so the plan is a few masks over that bank (a few words, cheap to build and return under
+/// the vGIC lock with IRQs masked), read back as operations by [`Plan::ops`]. (Its
+/// replay-log accounting is the write's [`Change::entered`](super::Change::entered) and
+/// [`Change::left`](super::Change::left).)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    ops: [Option<LineOp>; MAX_OPS],
-    len: usize,
+    /// The bank's first INTID.
+    base: u32,
+    /// The CPU whose bank (for private INTIDs).
+    cpu: usize,
+    /// INTIDs to enable, and which of them edge-triggered.
+    enable: u32,
+    edge: u32,
+    /// INTIDs to mask.
+    disable: u32,
+    /// INTIDs to deactivate (after the mask, for one also disabled).
+    deactivate: u32,
+    /// The SPI to route now, and its GICD_IROUTER value.
+    route: Option<(u32, u64)>,
     /// An SPI whose route the guest changed while its physical activation is in flight: the
     /// glue moves it when that activation ends ([`route_after_completion`]).
     pub deferred_route: Option<u32>,
@@ -88,23 +99,49 @@ pub struct Plan {
 impl Plan {
     /// Nothing to do.
     pub const fn empty() -> Self {
-        Self { ops: [None; MAX_OPS], len: 0, deferred_route: None }
+        Self { base: 0, cpu: 0, enable: 0, edge: 0, disable: 0, deactivate: 0, route: None, deferred_route: None }
     }
 
-    fn push(&mut self, op: LineOp) {
-        if let Some(slot) = self.ops.get_mut(self.len) {
-            *slot = Some(op);
-            self.len += 1;
-        }
+    /// Whether there is no operation to perform.
+    pub const fn is_empty(&self) -> bool {
+        self.enable | self.disable | self.deactivate == 0 && self.route.is_none()
     }
 
-    /// The operations, in the order to perform them.
+    /// The operations, in the order to perform them: by ascending INTID, for each its
+    /// enable, or its mask then its deactivation, or its route.
     pub fn ops(&self) -> impl Iterator<Item = LineOp> + '_ {
-        self.ops[..self.len].iter().flatten().copied()
+        let (base, cpu) = (self.base, self.cpu);
+        let route = self.route;
+        let mut bits = self.enable | self.disable | self.deactivate;
+        let mut next_route = route;
+        let mut queued: Option<LineOp> = None;
+        core::iter::from_fn(move || {
+            if let Some(op) = queued.take() {
+                return Some(op);
+            }
+            if bits != 0 {
+                let i = bits.trailing_zeros();
+                bits &= bits - 1;
+                let (intid, bit) = (base + i, 1u32 << i);
+                if self.enable & bit != 0 {
+                    return Some(LineOp::Enable { intid, cpu, edge: self.edge & bit != 0 });
+                }
+                let deactivate = LineOp::Deactivate { intid, cpu };
+                if self.disable & bit != 0 {
+                    queued = (self.deactivate & bit != 0).then_some(deactivate);
+                    return Some(LineOp::Disable { intid, cpu });
+                }
+                return Some(deactivate);
+            }
+            next_route.take().map(|(intid, route)| LineOp::Route { intid, route })
+        })
     }
 
     /// Performs the operations on `gic`.
     pub fn perform(&self, gic: &mut impl PhysicalGic) {
+        if self.is_empty() {
+            return;
+        }
         for op in self.ops() {
             match op {
                 LineOp::Enable { intid, cpu, edge } => gic.enable(intid, cpu, edge),
@@ -122,28 +159,35 @@ pub fn plan<const CPUS: usize>(vgic: &Vgic, table: &OwnershipTable<CPUS>, change
     let mut plan = Plan::empty();
     let Some(change) = changes.change else { return plan };
     let cpu = change.vcpu.unwrap_or(0);
-    for intid in change.intids() {
-        let bit = 1u32 << (intid - change.base);
+    plan.base = change.base;
+    plan.cpu = cpu;
+    let mut bits = change.mask;
+    while bits != 0 {
+        let i = bits.trailing_zeros();
+        bits &= bits - 1;
+        let (intid, bit) = (change.base + i, 1u32 << i);
         let unlinked = change.unlinked & bit != 0;
         if !table.reaches_physical(cpu, intid) {
             continue;
         }
         match change.kind {
             ChangeKind::Enabled => {
-                let edge = vgic.state(intid, cpu).is_ok_and(|s| s.edge);
-                plan.push(LineOp::Enable { intid, cpu, edge });
-            }
-            ChangeKind::Disabled => {
-                plan.push(LineOp::Disable { intid, cpu });
-                if unlinked {
-                    plan.push(LineOp::Deactivate { intid, cpu });
+                plan.enable |= bit;
+                if vgic.state(intid, cpu).is_ok_and(|s| s.edge) {
+                    plan.edge |= bit;
                 }
             }
-            ChangeKind::Route => match route_now(vgic, intid) {
-                Some(op) => plan.push(op),
+            ChangeKind::Disabled => {
+                plan.disable |= bit;
+                if unlinked {
+                    plan.deactivate |= bit;
+                }
+            }
+            ChangeKind::Route => match route_value(vgic, intid) {
+                Some(route) => plan.route = Some((intid, route)),
                 None => plan.deferred_route = Some(intid),
             },
-            _ if unlinked => plan.push(LineOp::Deactivate { intid, cpu }),
+            _ if unlinked => plan.deactivate |= bit,
             _ => {}
         }
     }
@@ -156,13 +200,13 @@ fn in_flight(vgic: &Vgic, intid: u32) -> bool {
     vgic.state(intid, 0).is_ok_and(|s| s.hw_pending || s.hw_listed || s.listed || s.active)
 }
 
-/// The route operation for SPI `intid` (the guest's GICD_IROUTER value), unless its physical
-/// activation is in flight.
-fn route_now(vgic: &Vgic, intid: u32) -> Option<LineOp> {
+/// The guest's GICD_IROUTER value for SPI `intid`, unless its physical activation is in
+/// flight.
+fn route_value(vgic: &Vgic, intid: u32) -> Option<u64> {
     if in_flight(vgic, intid) {
         return None;
     }
-    vgic.route(intid).ok().map(|route| LineOp::Route { intid, route })
+    vgic.route(intid).ok()
 }
 
 /// After the completion of SPI `intid`, whose route change was deferred
@@ -172,7 +216,7 @@ pub fn route_after_completion<const CPUS: usize>(vgic: &Vgic, table: &OwnershipT
     if !table.reaches_physical(0, intid) {
         return None;
     }
-    route_now(vgic, intid)
+    route_value(vgic, intid).map(|route| LineOp::Route { intid, route })
 }
 
 #[cfg(test)]
