@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::expect::{Expectations, LineMatch};
-use crate::guest::init::FLOOD_SCRIPT;
+use crate::guest::init::{FLOOD_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
 use crate::qemu;
 
 /// How long a case may run unless it says otherwise.
@@ -364,6 +364,15 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        name: "linux-guest-pid-virt-gicv3-1",
+        // The example application (the PID loop) beside the guest on its one CPU, under
+        // -icount: its setpoints from Linux, its telemetry to Linux (docs/channel.md).
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: PID_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(300),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "linux-guest-1vcpu-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::LinuxGuest { script: "uname", vcpus: 1 },
@@ -631,6 +640,9 @@ impl Case {
                 if script == "channel" {
                     lines.extend(channel_lines());
                 }
+                if script == PID_SCRIPT {
+                    lines.extend(pid_lines());
+                }
                 if script == FLOOD_SCRIPT {
                     let seconds = format!(r"^RTS\|.*\|    00:00:0{FLOOD_SECONDS}/00:00:0{FLOOD_SECONDS}$");
                     lines.extend([
@@ -644,6 +656,15 @@ impl Case {
                         .forbid_guest(&[r"Kernel panic", r"insmod .* failed", r"companion latmus .*failed"]);
                 if script == FLOOD_SCRIPT {
                     expectations = expectations.with_channel_flood();
+                }
+                if script == PID_SCRIPT {
+                    // What the guest read is at most what the core wrote (its own count).
+                    expectations = expectations
+                        .with_at_most_captures(
+                            LineMatch::guest(&[r"^guest: pid: read ([1-9]\d*) telemetry lines$"]),
+                            LineMatch::all(&[PID_CORE_SUMMARY]),
+                        )
+                        .forbid_guest(&[r"^guest: pid: .*(failed|no telemetry)"]);
                 }
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
@@ -765,6 +786,44 @@ fn channel_lines() -> Vec<LineMatch> {
     ]
 }
 
+/// The example application's own account at the end of the `pid` run: every setpoint the
+/// guest sent taken, no period missed; its first capture is the telemetry lines it wrote.
+const PID_CORE_SUMMARY: &str = r"^example: \d+ periods, setpoint \S+ position \S+, 0 overruns; setpoints 3 taken, 0 refused; telemetry (\d+) lines written, \d+ dropped$";
+
+/// A pattern for a number printed with 4 decimals within 0.01 of `target`.
+fn within_a_hundredth(target: f64) -> String {
+    let center = (target * 10_000.0).round() as i64;
+    let values: Vec<String> = (center - 100..=center + 100)
+        .map(|v| format!("{}{}\\.{:04}", if v < 0 { "-" } else { "" }, v.abs() / 10_000, v.abs() % 10_000))
+        .collect();
+    format!("({})", values.join("|"))
+}
+
+/// What the `pid` script must show: the example application's ports opened, and after each
+/// setpoint step the position within 0.01 of it, in the telemetry the guest read and in the
+/// core's own lines (which alone carry the overruns and counts the verdict rests on).
+fn pid_lines() -> Vec<LineMatch> {
+    let mut lines = vec![LineMatch::all(&[
+        LOG_LINE,
+        r"example: setpoints from channel port \d+ \(example\.setpoint\), telemetry to port \d+ \(example\.telemetry\)$",
+    ])];
+    for (sent, printed) in PID_SETPOINTS {
+        let target: f64 = printed.parse().expect("a number");
+        let near = within_a_hundredth(target);
+        lines.push(LineMatch::guest(&[&format!(
+            r"^guest: pid: setpoint {}: t=\d+ setpoint={} position={near} overruns=0 end$",
+            regex::escape(sent),
+            regex::escape(printed)
+        )]));
+        lines.push(LineMatch::all(&[&format!(
+            r"^example: t=\s*\d+ ms setpoint {} position \+?{near} overruns 0$",
+            regex::escape(printed)
+        )]));
+    }
+    lines.push(LineMatch::all(&[PID_CORE_SUMMARY]));
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,6 +843,15 @@ mod tests {
     }
     use crate::profiles::Profile;
     use std::collections::HashSet;
+
+    #[test]
+    fn within_a_hundredth_takes_four_decimals_near_the_target_only() {
+        let near = |target: f64, printed: &str| regex::Regex::new(&format!("^{}$", within_a_hundredth(target))).unwrap().is_match(printed);
+        assert!(near(1.5, "1.4900") && near(1.5, "1.5013") && near(1.5, "1.5100"));
+        assert!(!near(1.5, "1.5101") && !near(1.5, "1.4899") && !near(1.5, "1.50"));
+        assert!(near(-0.75, "-0.7512") && !near(-0.75, "0.7512") && !near(-0.75, "-0.7601"));
+        assert!(near(0.005, "-0.0050") && near(0.005, "0.0150") && !near(0.005, "-0.0051"));
+    }
 
     #[test]
     fn main_job_case_has_the_guest_start_the_latency_test_beside_hunter_and_grinder_without_kaslr() {
