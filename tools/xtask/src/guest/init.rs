@@ -155,7 +155,8 @@ for pair in 1.5:1.500 -0.75:-0.750 0.25:0.250; do
     seen=$(grep -E "^t=[0-9]+ setpoint=$printed position=-?[0-9]+\.[0-9]+ overruns=[0-9]+ end$" /tmp/telemetry | tail -n 1)
     echo "guest: pid: setpoint $setpoint: ${seen:-no telemetry}"
 done
-wait $recv
+# `timeout` ends it (status 124, or 143 for the TERM it sends): not a failure.
+wait $recv || true
 echo "guest: pid: read $(grep -c ' end$' /tmp/telemetry) telemetry lines"
 "#;
 
