@@ -46,6 +46,9 @@ pub const SETPOINT_PORT: &str = "example.setpoint";
 pub const TELEMETRY_PORT: &str = "example.telemetry";
 /// Longest setpoint line; a longer one is discarded whole.
 const MAX_SETPOINT_LINE: usize = 32;
+/// Reads of up to [`MAX_SETPOINT_LINE`] bytes the control thread makes per period at most:
+/// its cost per period stays bounded however fast Linux writes (the rest waits its turn).
+const MAX_READS_PER_PERIOD: usize = 4;
 
 /// What the control loop publishes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,8 +119,9 @@ enum Setpoints {
 }
 
 impl Setpoints {
-    /// The setpoint for `period`; from Linux, whatever arrived since the last period (never
-    /// waits). A line that is not a finite number, or too long, is refused and counted.
+    /// The setpoint for `period`; from Linux, what arrived since the last period, up to
+    /// [`MAX_READS_PER_PERIOD`] reads (never waits). A line that is not a finite number, or
+    /// too long, is refused and counted.
     fn at(&mut self, period: u64) -> f64 {
         match self {
             Self::SquareWave => {
@@ -129,7 +133,7 @@ impl Setpoints {
             }
             Self::Linux { channel, current, line, len, overlong } => {
                 let mut chunk = [0u8; MAX_SETPOINT_LINE];
-                loop {
+                for _ in 0..MAX_READS_PER_PERIOD {
                     let n = channel.try_recv(&mut chunk);
                     if n == 0 {
                         break;

@@ -99,7 +99,7 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "the example oob application (the PID motor loop, started beside the guest with \
          companion.app=example): sends it three setpoints over example.setpoint with `companion send`, \
          reads its telemetry from example.telemetry with `companion recv`, and prints the last line \
-         seen at the end of each step and the lines read",
+         seen at the end of each step and the lines read; then sends a malformed setpoint (refused)",
         PID,
     ),
     (
@@ -139,7 +139,7 @@ pub const PID_SETPOINTS: &[(&str, &str)] = &[("1.5", "1.500"), ("-0.75", "-0.750
 
 /// The `pid` script: `companion recv` copies the telemetry to a file in the background (for a
 /// bounded time, `timeout`), each setpoint goes in with `companion send`, and after each step
-/// the last complete telemetry line carrying that setpoint is printed.
+/// the last complete telemetry line carrying that setpoint is printed; then a malformed line.
 const PID: &str = r#"for try in $(seq 30); do
     grep -qx example.telemetry /sys/class/virtio-ports/*/name 2>/dev/null && break
     sleep 0.1
@@ -155,6 +155,9 @@ for pair in 1.5:1.500 -0.75:-0.750 0.25:0.250; do
     seen=$(grep -E "^t=[0-9]+ setpoint=$printed position=-?[0-9]+\.[0-9]+ overruns=[0-9]+ end$" /tmp/telemetry | tail -n 1)
     echo "guest: pid: setpoint $setpoint: ${seen:-no telemetry}"
 done
+# A line that is no number: the core refuses and counts it, the setpoint stays.
+echo "1.5x" | companion send example.setpoint || echo "guest: pid: companion send 1.5x failed"
+sleep 1
 # `timeout` ends it (status 124, or 143 for the TERM it sends): not a failure.
 wait $recv || true
 echo "guest: pid: read $(grep -c ' end$' /tmp/telemetry) telemetry lines"
