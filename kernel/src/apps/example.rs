@@ -172,6 +172,7 @@ fn parse_setpoint(line: &[u8]) -> Option<f64> {
     text.parse::<f64>().ok().filter(|value| value.is_finite())
 }
 
+/// Turns a core error into the application's error text, saying what failed.
 fn error(what: &'static str) -> impl Fn(rt::Error) -> String {
     move |e| format!("{what}: {e}")
 }
