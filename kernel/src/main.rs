@@ -160,6 +160,10 @@ mod image {
                     fail(format_args!("irqsoff: {e}"));
                 }
             }
+            // An application beside the guest: it opens its channels before Linux probes them.
+            if let Some(name) = info.bootarg("companion.app") {
+                start_app(&info, name);
+            }
             let Err(e) = kernel::guest::linux::boot(&info, &mpidrs[..vcpus], gic.spis, dtb, core_end, kernel, cmdline);
             fail(format_args!("guest: {e}"));
         }
@@ -186,12 +190,27 @@ mod image {
         power::exit(power::EXIT_SUCCESS)
     }
 
+    /// The oob application called `name`; an unknown name stops the boot.
+    fn find_app(name: &str) -> &'static apps::App {
+        apps::find(name).unwrap_or_else(|| {
+            let known: Vec<&str> = apps::APPS.iter().map(|app| app.name).collect();
+            fail(format_args!("companion.app={name}: no such application (known: {})", known.join(", ")))
+        })
+    }
+
+    /// Starts the oob application `name` beside the guest with its `companion.app.*` options.
+    fn start_app(info: &PlatformInfo<'_>, name: &str) {
+        let app = find_app(name);
+        log::info!("starting application {} beside the guest: {}", app.name, app.summary);
+        let lookup = |key: &str| info.bootarg(key);
+        if let Err(e) = apps::start(app, &apps::Options::new(&lookup)) {
+            fail(format_args!("application {}: {e}", app.name));
+        }
+    }
+
     /// Runs the oob application `name` with its `companion.app.*` options.
     fn run_app(info: &PlatformInfo<'_>, name: &str) {
-        let Some(app) = apps::find(name) else {
-            let known: Vec<&str> = apps::APPS.iter().map(|app| app.name).collect();
-            fail(format_args!("companion.app={name}: no such application (known: {})", known.join(", ")));
-        };
+        let app = find_app(name);
         log::info!("starting application {}: {}", app.name, app.summary);
         let lookup = |key: &str| info.bootarg(key);
         if let Err(e) = (app.run)(&apps::Options::new(&lookup)) {

@@ -1,8 +1,9 @@
 //! Oob applications built into the image, started by name with `companion.app=NAME` on the
-//! command line (`cargo xtask run --no-guest --app NAME`).
+//! command line: alone (`cargo xtask run --no-guest --app NAME`), or beside the Linux guest
+//! when the command line also boots one (then they may talk to Linux over channels).
 //!
-//! To add one: write a module here that uses only [`crate::rt`], with a `run(args)`
-//! function, and list it in [`APPS`].
+//! To add one: write a module here that uses only [`crate::rt`], with `run`, `start` and
+//! `report` functions, and list it in [`APPS`].
 
 pub mod example;
 
@@ -15,6 +16,27 @@ pub struct App {
     pub summary: &'static str,
     /// Runs the application to completion.
     pub run: fn(&Options<'_>) -> Result<(), alloc::string::String>,
+    /// Starts it beside the guest, before the guest boots; returns once its threads run.
+    pub start: fn(&Options<'_>) -> Result<(), alloc::string::String>,
+    /// Prints its own account at the end of a run beside the guest.
+    pub report: fn(),
+}
+
+/// The application started beside the guest, if any.
+static STARTED: spin::Once<&'static App> = spin::Once::new();
+
+/// Starts `app` beside the guest (see [`App::start`]) and remembers it for [`report`].
+pub fn start(app: &'static App, options: &Options<'_>) -> Result<(), alloc::string::String> {
+    (app.start)(options)?;
+    STARTED.call_once(|| app);
+    Ok(())
+}
+
+/// The account of the application started beside the guest, if one was (the end of the run).
+pub fn report() {
+    if let Some(app) = STARTED.get() {
+        (app.report)();
+    }
 }
 
 /// The `companion.app.KEY=VALUE` options of the command line.

@@ -443,6 +443,7 @@ pub fn end_run() -> ! {
     crate::latmus::finish_background();
     super::sirq::report();
     super::control::report();
+    crate::apps::report();
     super::irqsoff::report();
     super::virq::report();
     super::exits::report();

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::expect::{Expectations, LineMatch};
-use crate::guest::init::FLOOD_SCRIPT;
+use crate::guest::init::{FLOOD_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
 use crate::qemu;
 
 /// How long a case may run unless it says otherwise.
@@ -364,6 +364,15 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        name: "linux-guest-pid-virt-gicv3-1",
+        // The example application (the PID loop) beside the guest on its one CPU, under
+        // -icount: its setpoints from Linux, its telemetry to Linux (docs/channel.md).
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: PID_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(300),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "linux-guest-1vcpu-virt-gicv3-4",
         profile: "virt-gicv3-4",
         scenario: Scenario::LinuxGuest { script: "uname", vcpus: 1 },
@@ -631,6 +640,9 @@ impl Case {
                 if script == "channel" {
                     lines.extend(channel_lines());
                 }
+                if script == PID_SCRIPT {
+                    lines.extend(pid_lines());
+                }
                 if script == FLOOD_SCRIPT {
                     let seconds = format!(r"^RTS\|.*\|    00:00:0{FLOOD_SECONDS}/00:00:0{FLOOD_SECONDS}$");
                     lines.extend([
@@ -644,6 +656,15 @@ impl Case {
                         .forbid_guest(&[r"Kernel panic", r"insmod .* failed", r"companion latmus .*failed"]);
                 if script == FLOOD_SCRIPT {
                     expectations = expectations.with_channel_flood();
+                }
+                if script == PID_SCRIPT {
+                    // What the guest read is at most what the core wrote (its own count).
+                    expectations = expectations
+                        .with_at_most_captures(
+                            LineMatch::guest(&[r"^guest: pid: read ([1-9]\d*) telemetry lines$"]),
+                            LineMatch::all(&[&pid_core_summary()]),
+                        )
+                        .forbid_guest(&[r"^guest: pid: .*(failed|no telemetry)"]);
                 }
                 if script == "rtc-alarm" {
                     // The RTC alarm (PL031, passed through, SPI 2 = INTID 34): what the core
@@ -765,6 +786,53 @@ fn channel_lines() -> Vec<LineMatch> {
     ]
 }
 
+/// The example application's own account at the end of the `pid` run: every setpoint the
+/// guest sent taken, its malformed line refused (the last setpoint held), no period missed;
+/// its first capture is the telemetry lines it wrote.
+fn pid_core_summary() -> String {
+    let (_, last) = PID_SETPOINTS.last().expect("setpoints");
+    let near = within_a_hundredth(last.parse().expect("a number"));
+    format!(
+        r"^example: \d+ periods, setpoint {} position {near}, 0 overruns; setpoints {} taken, 1 refused; telemetry (\d+) lines written, \d+ dropped$",
+        regex::escape(last),
+        PID_SETPOINTS.len()
+    )
+}
+
+/// A pattern for a number printed with 4 decimals within 0.01 of `target`.
+fn within_a_hundredth(target: f64) -> String {
+    let center = (target * 10_000.0).round() as i64;
+    let values: Vec<String> = (center - 100..=center + 100)
+        .map(|v| format!("{}{}\\.{:04}", if v < 0 { "-" } else { "" }, v.abs() / 10_000, v.abs() % 10_000))
+        .collect();
+    format!("(?:{})", values.join("|"))
+}
+
+/// What the `pid` script must show: the example application's ports opened, and after each
+/// setpoint step the position within 0.01 of it, in the telemetry the guest read and in the
+/// core's own lines (which alone carry the overruns and counts the verdict rests on).
+fn pid_lines() -> Vec<LineMatch> {
+    let mut lines = vec![LineMatch::all(&[
+        LOG_LINE,
+        r"example: setpoints from channel port \d+ \(example\.setpoint\), telemetry to port \d+ \(example\.telemetry\)$",
+    ])];
+    for (sent, printed) in PID_SETPOINTS {
+        let target: f64 = printed.parse().expect("a number");
+        let near = within_a_hundredth(target);
+        lines.push(LineMatch::guest(&[&format!(
+            r"^guest: pid: setpoint {}: t=\d+ setpoint={} position={near} overruns=0 end$",
+            regex::escape(sent),
+            regex::escape(printed)
+        )]));
+        lines.push(LineMatch::all(&[&format!(
+            r"^example: t=\s*\d+ ms setpoint {} position \+?{near} overruns 0$",
+            regex::escape(printed)
+        )]));
+    }
+    lines.push(LineMatch::all(&[&pid_core_summary()]));
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,6 +852,32 @@ mod tests {
     }
     use crate::profiles::Profile;
     use std::collections::HashSet;
+
+    #[test]
+    fn within_a_hundredth_takes_four_decimals_near_the_target_only() {
+        let near = |target: f64, printed: &str| regex::Regex::new(&format!("^{}$", within_a_hundredth(target))).unwrap().is_match(printed);
+        assert!(near(1.5, "1.4900") && near(1.5, "1.5013") && near(1.5, "1.5100"));
+        assert!(!near(1.5, "1.5101") && !near(1.5, "1.4899") && !near(1.5, "1.50"));
+        assert!(near(-0.75, "-0.7512") && !near(-0.75, "0.7512") && !near(-0.75, "-0.7601"));
+        assert!(near(0.005, "-0.0050") && near(0.005, "0.0150") && !near(0.005, "-0.0051"));
+    }
+
+    #[test]
+    fn pid_case_rests_on_the_cores_account() {
+        let case = CASES.iter().find(|case| case.name == "linux-guest-pid-virt-gicv3-1").unwrap();
+        assert!(case.bootargs().split_once(" -- ").unwrap().0.contains(crate::guest::PID_APP));
+        let summary = regex::Regex::new(&pid_core_summary()).unwrap();
+        let good = "example: 16689 periods, setpoint 0.250 position 0.2501, 0 overruns; setpoints 3 taken, 1 refused; telemetry 166 lines written, 0 dropped";
+        assert_eq!(&summary.captures(good).unwrap()[1], "166");
+        for bad in [
+            good.replace("0 overruns", "2 overruns"),
+            good.replace("position 0.2501", "position 0.2701"),
+            good.replace("3 taken", "2 taken"),
+            good.replace("1 refused", "0 refused"),
+        ] {
+            assert!(!summary.is_match(&bad), "{bad}");
+        }
+    }
 
     #[test]
     fn main_job_case_has_the_guest_start_the_latency_test_beside_hunter_and_grinder_without_kaslr() {

@@ -72,6 +72,9 @@ pub struct Expectations {
     /// Pairs of lines whose patterns' first capture group must hold the same text (e.g. a
     /// count the core printed and the one the guest printed).
     pub equal_captures: Vec<(LineMatch, LineMatch)>,
+    /// Pairs of lines whose first capture groups are numbers, the first at most the second
+    /// (e.g. lines the guest read and lines the core wrote).
+    pub at_most_captures: Vec<(LineMatch, LineMatch)>,
     /// The latency test the guest was to start, checked from the core's lines
     /// ([`verdict::guest_latency_test_problems`]).
     pub latency_test: Option<verdict::GuestLatencyTest>,
@@ -92,6 +95,7 @@ impl Expectations {
             lines,
             forbidden: forbidden.iter().map(|pattern| LineMatch::all(&[pattern])).collect(),
             equal_captures: Vec::new(),
+            at_most_captures: Vec::new(),
             latency_test: None,
             channel_flood: false,
             sampling_audit: exit_code == 0,
@@ -127,6 +131,12 @@ impl Expectations {
     /// the first capture of `second`.
     pub fn with_equal_captures(mut self, first: LineMatch, second: LineMatch) -> Self {
         self.equal_captures.push((first, second));
+        self
+    }
+
+    /// Also requires the number `first` captures to be at most the one `second` captures.
+    pub fn with_at_most_captures(mut self, first: LineMatch, second: LineMatch) -> Self {
+        self.at_most_captures.push((first, second));
         self
     }
 
@@ -168,6 +178,17 @@ impl Expectations {
                 (a, _) => {
                     let missing = if a.is_none() { first } else { second };
                     failures.push(format!("no line capturing {missing}"));
+                }
+            }
+        }
+        for (first, second) in &self.at_most_captures {
+            let number = |matcher: &LineMatch| capture(matcher).and_then(|text| text.parse::<u64>().ok());
+            match (number(first), number(second)) {
+                (Some(a), Some(b)) if a <= b => {}
+                (Some(a), Some(b)) => failures.push(format!("{first} captured {a}, more than the {b} {second} captured")),
+                (a, _) => {
+                    let missing = if a.is_none() { first } else { second };
+                    failures.push(format!("no line capturing a number for {missing}"));
                 }
             }
         }
@@ -276,5 +297,17 @@ mod tests {
         assert_eq!(check("core: 2\n").len(), 1);
         // The guest cannot supply the core's side.
         assert_eq!(check("guest| core: 3\nguest| guest: 3\n").len(), 1);
+    }
+
+    #[test]
+    fn at_most_captures_hold_the_guest_count_to_the_core_count() {
+        let base = Expectations::new(0, vec![], &[])
+            .with_at_most_captures(LineMatch::guest(&[r"read (\d+)"]), LineMatch::all(&[r"wrote (\d+)"]));
+        let check = |console: &str| base.check(Ending::Exited(0), &format!("{console}{}", pass()), &nonce());
+        assert!(check("wrote 5\nguest| read 5\n").is_empty());
+        assert!(check("wrote 5\nguest| read 4\n").is_empty());
+        assert_eq!(check("wrote 5\nguest| read 6\n").len(), 1);
+        // The guest cannot supply the core's count.
+        assert_eq!(check("guest| wrote 9\nguest| read 6\n").len(), 1);
     }
 }

@@ -86,6 +86,9 @@ pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: in
     if CHANNEL_SCRIPTS.contains(&script) {
         words.push(CHANNEL_ON);
     }
+    if script == init::PID_SCRIPT {
+        words.push(PID_APP);
+    }
     words.extend(core_args.iter().copied().filter(|arg| !arg.is_empty()));
     format!("{} -- {guest}", words.join(" "))
 }
@@ -93,10 +96,14 @@ pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: in
 /// The core's argument offering the guest the channel device (docs/channel.md).
 pub const CHANNEL_ON: &str = "companion.channel=on";
 
+/// The core's argument starting the example application beside the guest, for the `pid`
+/// script (its setpoints and telemetry go over the channel).
+pub const PID_APP: &str = "companion.app=example";
+
 /// The guest scripts that use the channel: only their runs offer it. Its MMIO exits are
 /// handled with IRQs masked today (up to 14.5 µs each under `-icount`), which would set the
 /// oob worst case of every other run.
-const CHANNEL_SCRIPTS: &[&str] = &["channel", "shell"];
+const CHANNEL_SCRIPTS: &[&str] = &["channel", "shell", init::PID_SCRIPT];
 
 /// The files booting the guest: kernel, symbols and initramfs.
 #[derive(Debug, Clone)]
@@ -652,6 +659,11 @@ mod tests {
         let channel = core_bootargs(&[], "channel", 3, init::Load::Idle);
         assert!(channel.split_once(" -- ").unwrap().0.contains(CHANNEL_ON), "{channel}");
         assert!(!neighbour.contains(CHANNEL_ON) && !idle.contains(CHANNEL_ON));
+        // The `pid` script has the core start the example application beside the guest.
+        let pid = core_bootargs(&[], init::PID_SCRIPT, 1, init::Load::Idle);
+        let core = pid.split_once(" -- ").unwrap().0;
+        assert!(core.contains(CHANNEL_ON) && core.contains(PID_APP), "{pid}");
+        assert!(!channel.contains(PID_APP));
     }
 
     #[test]

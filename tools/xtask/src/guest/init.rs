@@ -95,6 +95,14 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         CHANNEL_FLOOD,
     ),
     (
+        PID_SCRIPT,
+        "the example oob application (the PID motor loop, started beside the guest with \
+         companion.app=example): sends it three setpoints over example.setpoint with `companion send`, \
+         reads its telemetry from example.telemetry with `companion recv`, and prints the last line \
+         seen at the end of each step and the lines read; then sends a malformed setpoint (refused)",
+        PID,
+    ),
+    (
         "crash",
         "the guest restart (docs/guest-restart.md): the first boot panics the kernel (sysrq c; panic=-1 \
          resets), the second reboots with `reboot -f`, the third hangs with IRQs masked (`halt -f`; the \
@@ -121,6 +129,39 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         "setsid cttyhack sh || sh\n",
     ),
 ];
+
+/// The script driving the example application over its channels.
+pub const PID_SCRIPT: &str = "pid";
+
+/// The setpoints the `pid` script sends (4 s each), each with the form the core's telemetry
+/// prints it in.
+pub const PID_SETPOINTS: &[(&str, &str)] = &[("1.5", "1.500"), ("-0.75", "-0.750"), ("0.25", "0.250")];
+
+/// The `pid` script: `companion recv` copies the telemetry to a file in the background (for a
+/// bounded time, `timeout`), each setpoint goes in with `companion send`, and after each step
+/// the last complete telemetry line carrying that setpoint is printed; then a malformed line.
+const PID: &str = r#"for try in $(seq 30); do
+    grep -qx example.telemetry /sys/class/virtio-ports/*/name 2>/dev/null && break
+    sleep 0.1
+done
+timeout 15 companion recv example.telemetry >/tmp/telemetry 2>/tmp/recv.err &
+recv=$!
+sleep 1
+for pair in 1.5:1.500 -0.75:-0.750 0.25:0.250; do
+    setpoint=${pair%%:*}
+    printed=${pair#*:}
+    echo "$setpoint" | companion send example.setpoint || echo "guest: pid: companion send $setpoint failed"
+    sleep 4
+    seen=$(grep -E "^t=[0-9]+ setpoint=$printed position=-?[0-9]+\.[0-9]+ overruns=[0-9]+ end$" /tmp/telemetry | tail -n 1)
+    echo "guest: pid: setpoint $setpoint: ${seen:-no telemetry}"
+done
+# A line that is no number: the core refuses and counts it, the setpoint stays.
+echo "1.5x" | companion send example.setpoint || echo "guest: pid: companion send 1.5x failed"
+sleep 1
+# `timeout` ends it (status 124, or 143 for the TERM it sends): not a failure.
+wait $recv || true
+echo "guest: pid: read $(grep -c ' end$' /tmp/telemetry) telemetry lines"
+"#;
 
 /// The script measuring the oob latency with the channel quiet and flooded.
 pub const FLOOD_SCRIPT: &str = "channel-flood";
@@ -642,6 +683,14 @@ mod tests {
         for name in names {
             assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         }
+    }
+
+    #[test]
+    fn pid_script_sends_the_setpoints_the_case_expects() {
+        let body = script(PID_SCRIPT).unwrap();
+        let pairs: Vec<String> = PID_SETPOINTS.iter().map(|(sent, printed)| format!("{sent}:{printed}")).collect();
+        assert!(body.contains(&format!("for pair in {}; do", pairs.join(" "))), "{body}");
+        assert!(body.contains("timeout 15 companion recv example.telemetry") && body.contains("companion send example.setpoint"));
     }
 
     #[test]
