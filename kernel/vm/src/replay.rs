@@ -1,7 +1,7 @@
 //! The replay log's accounting: every in-band interrupt counter of the core, in one place.
 //!
 //! The replay log is the vGIC model itself ([`crate::vgic`]): one entry per INTID (and vCPU,
-//! for a private one) that waits for the guest ([`IrqState::waiting`]), replayed into the
+//! for a private one) that waits for the guest ([`IrqState::waiting`](crate::vgic::IrqState::waiting)), replayed into the
 //! list registers most urgent first. [`ReplayAccount`] counts what enters and leaves it, and
 //! the glue changes the log only through its methods (which call the model and count what
 //! the model did), so the balance is exact:

@@ -100,9 +100,9 @@ pub const CHANNEL_ON: &str = "companion.channel=on";
 /// script (its setpoints and telemetry go over the channel).
 pub const PID_APP: &str = "companion.app=example";
 
-/// The guest scripts that use the channel: only their runs offer it. Its MMIO exits are
-/// handled with IRQs masked today (up to 14.5 µs each under `-icount`), which would set the
-/// oob worst case of every other run.
+/// The guest scripts that cannot work without the channel: their runs ask for it by name,
+/// so they say what they need even though the core offers the device by default
+/// (`companion.channel=off` removes it).
 const CHANNEL_SCRIPTS: &[&str] = &["channel", "shell", init::PID_SCRIPT];
 
 /// The files booting the guest: kernel, symbols and initramfs.
