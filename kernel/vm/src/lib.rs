@@ -57,6 +57,7 @@
 pub mod error;
 pub mod esr;
 pub mod gpr;
+pub mod hang_watch;
 pub mod mmio;
 pub mod ownership;
 pub mod pl011;

@@ -101,6 +101,11 @@ pub enum Scenario {
         /// The restart soak's period of guest restarts (`None`: the load soak).
         restart_every_s: Option<u64>,
     },
+    /// Boot a guest kernel that masks its interrupts and spins at its first instruction
+    /// ([`crate::guest::early_hang`]) with restarts limited to one a minute: the watchdog's
+    /// boot limit restarts it once, then ends the run (106) at the second hang, while the
+    /// latency test samples every period.
+    EarlyHangGuest,
     /// Boot the Debian PREEMPT_RT guest under the core and run a guest script.
     LinuxGuest {
         /// The initramfs script the guest runs (`guest.script=`).
@@ -240,7 +245,7 @@ impl Scenario {
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest { .. } => Some("el1-guest"),
             Scenario::HostileGuest => Some("hostile-guest"),
-            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } => None,
+            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } | Scenario::EarlyHangGuest => None,
         }
     }
 }
@@ -408,6 +413,15 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        // A guest that hangs before its first interrupt: restarted by the watchdog's boot
+        // limit (20 s), refused at the second hang (limit 1 a minute), sampled throughout.
+        name: "guest-early-hang-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::EarlyHangGuest,
+        timeout: Duration::from_secs(600),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "main-job-report-virt-gicv3-1",
         profile: "virt-gicv3-1",
         scenario: Scenario::MainJob { seconds: 2 },
@@ -490,6 +504,14 @@ impl Case {
         }
         if let Some(plan) = self.scenario.soak_plan() {
             return plan.bootargs();
+        }
+        if self.scenario == Scenario::EarlyHangGuest {
+            return crate::guest::core_bootargs(
+                &["companion.guest.vcpus=1", RESTART_LATMUS, "companion.guest.restart.limit=1"],
+                "uname",
+                1,
+                crate::guest::init::Load::Idle,
+            );
         }
         if let Scenario::MainJob { seconds } = self.scenario {
             let core = [crate::verdict::GuestLatencyTest::CORE_ARG, MAIN_JOB_HUNTER];
@@ -622,6 +644,7 @@ impl Case {
             .forbid_guest(&[r"Kernel panic"]),
             Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus } => restart_expectations(vcpus == 1),
             Scenario::LinuxGuest { script: RESET_LOOP_SCRIPT, .. } => reset_loop_expectations(),
+            Scenario::EarlyHangGuest => early_hang_expectations(),
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
@@ -1099,6 +1122,24 @@ fn reset_loop_expectations() -> Expectations {
     ]);
     Expectations::new(EXIT_GUEST_RESET, lines, &[r"abort injected", r"guest: restarting \(restart 4", r"stopped sampling"])
         .with_sampling_audit()
+}
+
+/// The early-hang case: the watchdog's boot limit fires twice; the first restarts the guest,
+/// the second is over the limit of one a minute and fails the run (106); the latency test
+/// sampled every period throughout, and nothing was left in flight or lost.
+fn early_hang_expectations() -> Expectations {
+    const SILENT: &str = r"guest: watchdog: no interrupt completed in the 20000 ms since the guest was entered$";
+    let lines = vec![
+        LineMatch::all(&[LOG_LINE, SILENT]),
+        LineMatch::all(&[LOG_LINE, r"guest: restarting \(restart 1, cause watchdog, at \d+ ms\)"]),
+        LineMatch::all(&[LOG_LINE, r"guest: restart 1 \(watchdog\): vCPUs out in \d+ us, .*, core heap \d+ bytes in use$"]),
+        LineMatch::all(&[LOG_LINE, r"guest: watchdog with 1 restarts within the last minute already \(the limit\); the run fails$"]),
+        LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]),
+    ];
+    // The second firing is the refusal's: only the watchdog asks with cause `watchdog`, and
+    // its in-flight rule must not be what fired.
+    let forbidden = [r"abort injected", r"guest: restarting \(restart 2", r"stopped sampling", r"interrupts in flight and none completed"];
+    Expectations::new(EXIT_GUEST_RESET, lines, &forbidden).with_sampling_audit()
 }
 
 /// The restart soak's short form: the guest's `planned` resets each restarted it, its last boot

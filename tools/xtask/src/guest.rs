@@ -11,6 +11,7 @@
 
 mod companion_tool;
 mod cpio;
+pub mod early_hang;
 mod elf;
 pub mod init;
 mod kallsyms;
@@ -65,12 +66,14 @@ pub const KERNEL_ADDRESS: u64 = 0x5000_0000;
 /// QEMU arguments loading `guest` for the core: the initramfs through `-initrd` (QEMU names
 /// it in the device tree's `/chosen`) and the kernel at [`KERNEL_ADDRESS`].
 pub fn core_qemu_args(guest: &Guest) -> Vec<String> {
-    vec![
-        "-initrd".to_string(),
-        guest.initramfs.display().to_string(),
-        "-device".to_string(),
-        format!("loader,file={},addr={KERNEL_ADDRESS:#x},force-raw=on", guest.kernel.display()),
-    ]
+    let mut args = vec!["-initrd".to_string(), guest.initramfs.display().to_string()];
+    args.extend(kernel_only_qemu_args(&guest.kernel));
+    args
+}
+
+/// QEMU arguments loading only a guest kernel at [`KERNEL_ADDRESS`] (no initramfs).
+pub fn kernel_only_qemu_args(kernel: &Path) -> Vec<String> {
+    vec!["-device".to_string(), format!("loader,file={},addr={KERNEL_ADDRESS:#x},force-raw=on", kernel.display())]
 }
 
 /// The core's command line booting the guest with `script` for `duration_s` seconds (at

@@ -195,6 +195,14 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
                 }
             }
             guest.as_ref().map(crate::guest::core_qemu_args).unwrap_or_default()
+        } else if case.scenario == crate::cases::Scenario::EarlyHangGuest {
+            match crate::guest::early_hang::write(&crate::paths::target_dir().join("guest")) {
+                Ok(kernel) => crate::guest::kernel_only_qemu_args(&kernel),
+                Err(err) => {
+                    report.fail(case.name, &format!("cannot write the early-hang guest: {err:#}"));
+                    continue;
+                }
+            }
         } else {
             Vec::new()
         };

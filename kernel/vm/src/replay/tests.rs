@@ -635,32 +635,6 @@ fn a_restart_in_any_state_leaves_nothing_active_nothing_listed_and_exact_counts(
 }
 
 #[test]
-fn the_hang_watch_fires_only_after_its_limit_without_a_completion_while_something_is_in_flight() {
-    let ms = 1_000_000;
-    let mut watch = HangWatch::new(5000 * ms);
-    let mut s = ReplaySnapshot { injected: 10, completed: 10, ..ReplaySnapshot::default() };
-    // Idle: nothing in flight, however long.
-    assert_eq!(watch.tick(&s, 0), Progress::Healthy);
-    assert_eq!(watch.tick(&s, 60_000 * ms), Progress::Healthy);
-    // One injection never completed: stalled, then hung at the limit, not before.
-    s.injected = 11;
-    assert_eq!(watch.tick(&s, 60_000 * ms), Progress::Stalled);
-    assert_eq!(watch.tick(&s, 64_999 * ms), Progress::Stalled);
-    assert_eq!(watch.tick(&s, 65_000 * ms), Progress::Hung);
-    // A completion is progress: the clock starts again.
-    s.completed = 11;
-    s.injected = 12;
-    assert_eq!(watch.tick(&s, 65_100 * ms), Progress::Healthy);
-    assert_eq!(watch.tick(&s, 65_200 * ms), Progress::Stalled);
-    assert_eq!(watch.tick(&s, 70_199 * ms), Progress::Stalled);
-    assert_eq!(watch.tick(&s, 70_200 * ms), Progress::Hung);
-    // Given back (requeued) is no longer in flight.
-    s.requeued = 1;
-    assert_eq!(watch.tick(&s, 70_300 * ms), Progress::Healthy);
-    watch.reset();
-}
-
-#[test]
 fn equal_priorities_are_replayed_oldest_first_so_a_busy_one_cannot_starve_another() {
     // One list register. SPI 40 fires again while the guest handles it; SPI 50 (same
     // priority, higher INTID) fires with it. When the list register comes free both wait,
