@@ -42,7 +42,7 @@ mod image {
         }
         report_defaults(&info);
 
-        let mmu = enable_mmu(&info);
+        let mmu = enable_mmu(&info, dtb);
         power::set_psci(info.psci);
         if let Some(nonce) = info.bootarg("companion.nonce")
             && !power::set_nonce(nonce)
@@ -286,17 +286,24 @@ mod image {
         }
     }
 
-    fn enable_mmu(info: &PlatformInfo<'_>) -> boot::mmu::MmuRegisters {
+    fn enable_mmu(info: &PlatformInfo<'_>, dtb: usize) -> boot::mmu::MmuRegisters {
         let ram: Vec<Range<u64>> = info.memory.iter().map(|r| r.base..r.end()).collect();
         let gic = &info.gic;
-        let devices: Vec<Range<u64>> = [Some(gic.distributor), gic.redistributor, gic.cpu_interface, gic.hyp_interface]
+        let mut devices: Vec<Range<u64>> = [Some(gic.distributor), gic.redistributor, gic.cpu_interface, gic.hyp_interface]
             .into_iter()
             .flatten()
             .chain([platform::MemoryRange::new(info.uart.base, info.uart.size)])
             .map(|r| r.base..r.end())
             .collect();
+        if dtb != 0 {
+            // SAFETY: `discover` already read a valid tree there; it stays untouched.
+            if let Ok(tree) = unsafe { DeviceTree::from_ptr(dtb as *const u8) } {
+                devices.extend(kernel::guest::quiesce::prepare(&tree, info));
+            }
+        }
         // SAFETY: RAM holds the image, stacks, heap and device tree; `devices` holds all MMIO
-        // the core touches. We are the boot CPU and the MMU is off.
+        // the core touches (the passed-through devices' registers only for their quiesce at
+        // a guest restart). We are the boot CPU and the MMU is off.
         match unsafe { boot::mmu::enable(&ram, &devices) } {
             Ok(registers) => registers,
             Err(e) => fail(format_args!("cannot build the EL2 page tables: {e}")),

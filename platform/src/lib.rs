@@ -15,6 +15,7 @@ pub mod guest_map;
 pub mod guest_tree;
 pub mod linux_image;
 pub mod passthrough;
+pub mod quiesce;
 pub mod uart;
 
 pub use board::Board;

@@ -268,3 +268,53 @@ fn the_loaders_tree_is_not_guest_memory() {
     assert!(guest.iter().all(|r| !overlaps(*r, tree_pages)), "{guest:x?} includes the tree at {at:#x}");
     assert_eq!(guest.iter().map(|r| r.size).sum::<u64>(), memory.size - tree_pages.size);
 }
+
+#[test]
+fn qemu_virt_quiesce_plan_covers_both_passed_devices_inside_their_registers() {
+    use platform::quiesce::{Width, plan};
+    for blob in [VIRT_GICV3, VIRT_GICV2] {
+        let tree = DeviceTree::parse(blob).unwrap();
+        let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
+        let (planned, left_out) = plan(&devices(&tree, &DevicePolicy::new(&info)));
+        assert!(left_out.is_empty(), "{left_out:?}");
+        let summary: Vec<(u64, &str)> = planned.iter().map(|d| (d.base, d.compatible)).collect();
+        assert_eq!(summary, [(0x903_0000, "arm,pl061"), (0x901_0000, "arm,pl031")]);
+        // The RTC: alarm masked, then a latched alarm cleared.
+        let rtc = &planned[1];
+        assert_eq!(rtc.writes, [(0x901_0010, Width::Word, 0), (0x901_001c, Width::Word, 1)]);
+        for device in &planned {
+            assert!(device.writes.iter().all(|&(at, width, _)| at >= device.base && at + width.bytes() <= device.base + 0x1000));
+        }
+    }
+}
+
+#[test]
+fn a_passed_device_without_a_sequence_or_too_small_for_it_is_left_out_and_named() {
+    use platform::quiesce::{Unquiesced, plan};
+    // A PL031 whose `reg` is 24 bytes (its IMSC at 0x10 fits, its ICR at 0x1c does not) and a device that is
+    // passed through by a board allowing an unknown compatible.
+    let mut w = FdtWriter::new();
+    w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.begin_node("memory@40000000").unwrap();
+    w.property_str("device_type", "memory").unwrap();
+    w.property_cells("reg", &[0, 0x4000_0000, 0, 0x4000_0000]).unwrap();
+    w.end_node().unwrap();
+    w.begin_node("rtc@9010000").unwrap();
+    w.property_str("compatible", "arm,pl031").unwrap();
+    w.property_cells("reg", &[0, 0x901_0000, 0, 0x18]).unwrap();
+    w.end_node().unwrap();
+    w.begin_node("widget@9040000").unwrap();
+    w.property_str("compatible", "acme,widget").unwrap();
+    w.property_cells("reg", &[0, 0x904_0000, 0, 0x1000]).unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    let blob = w.finish().unwrap();
+    let tree = DeviceTree::parse(&blob).unwrap();
+    let info = PlatformInfo::discover(&tree, &QEMU_VIRT);
+    let policy = DevicePolicy { allowed: &["arm,pl031", "acme,widget"], ..DevicePolicy::new(&info) };
+    let (planned, left_out) = plan(&devices(&tree, &policy));
+    assert!(planned.is_empty(), "{planned:?}");
+    assert_eq!(left_out, [Unquiesced::OutsideRegisters { base: 0x901_0000, offset: 0x1c }, Unquiesced::NoSequence { base: 0x904_0000 }]);
+}

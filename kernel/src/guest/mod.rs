@@ -17,6 +17,7 @@ pub mod hostile_guest;
 pub mod irqsoff;
 pub mod linux;
 pub mod list_registers;
+pub mod quiesce;
 pub mod restart;
 pub mod sirq;
 pub mod stage2;

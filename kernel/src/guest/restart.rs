@@ -18,7 +18,8 @@
 //! 3. CPU 0, with IRQs unmasked (oob work preempts every step), waits for the others, tears
 //!    the vGIC down (`virq::teardown`: what was pending for the dead guest is counted
 //!    discarded, every physical activation given back, the passed-through lines masked),
-//!    resets the console model and the PSCI model, and has the guest's loader
+//!    quiesces the passed-through devices themselves ([`super::quiesce`]: interrupt enables
+//!    off, latched status cleared), resets the console model and the PSCI model, and has the guest's loader
 //!    ([`super::linux::reload`]) scrub and reload its RAM in chunks; then it enters vCPU 0.
 //!
 //! A Linux guest cannot say why it reset (a `reboot` and a panic both end in `SYSTEM_RESET`):
@@ -299,6 +300,10 @@ fn restart_on_this_cpu() -> ! {
         super::linux::end_run()
     }
     let number = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
+    let quiesced = super::quiesce::passed_devices();
+    if !quiesced.is_empty() {
+        log::info!("guest: restart {number}: passed-through devices quiesced: {}", quiesced.join(", "));
+    }
     let cause = Cause::from_u8(CAUSE.load(Ordering::Relaxed));
     let reload = super::linux::reload(number);
     let now = crate::rt::now().as_nanos();

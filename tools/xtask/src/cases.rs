@@ -280,6 +280,8 @@ pub const RESTART_ALLOWANCE_S: u64 = 20;
 const RESTART_LATMUS: &str = "latmus=60 latmus.period=1000 latmus.cpu=0";
 /// The hostile guest of the restart-limit case: it resets at once on every boot.
 pub const RESET_LOOP_SCRIPT: &str = "reset-loop";
+/// The script of the passed-through device quiesce case.
+const RTC_RESTART_SCRIPT: &str = "rtc-restart";
 /// The core's exit code when a guest reset is refused (restarts off, or over the limit).
 const EXIT_GUEST_RESET: i32 = 106;
 /// The core's line announcing a guest restart: a case that expects none forbids it.
@@ -409,6 +411,15 @@ pub const CASES: &[Case] = &[
         name: "guest-restart-limit-virt-gicv3-1",
         profile: "virt-gicv3-1",
         scenario: Scenario::LinuxGuest { script: RESET_LOOP_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(600),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        // A restart with the dead guest's RTC alarm armed: the core quiesces the PL031, so
+        // the next guest gets no RTC interrupt (the core forwards none).
+        name: "guest-restart-quiesce-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: RTC_RESTART_SCRIPT, vcpus: 1 },
         timeout: Duration::from_secs(600),
         qemu_args: ICOUNT,
     },
@@ -645,6 +656,7 @@ impl Case {
             Scenario::LinuxGuest { script: RESTART_SCRIPT, vcpus } => restart_expectations(vcpus == 1),
             Scenario::LinuxGuest { script: RESET_LOOP_SCRIPT, .. } => reset_loop_expectations(),
             Scenario::EarlyHangGuest => early_hang_expectations(),
+            Scenario::LinuxGuest { script: RTC_RESTART_SCRIPT, .. } => rtc_restart_expectations(),
             Scenario::LinuxGuest { vcpus, script } => {
                 let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
                 let cpus_online = format!(r"^guest: cpus online: {online}$");
@@ -1122,6 +1134,23 @@ fn reset_loop_expectations() -> Expectations {
     ]);
     Expectations::new(EXIT_GUEST_RESET, lines, &[r"abort injected", r"guest: restarting \(restart 4", r"stopped sampling"])
         .with_sampling_audit()
+}
+
+/// The quiesce case: one restart (the guest's `reboot -f` with its RTC alarm armed), the
+/// PL031 and PL061 quiesced, the second boot sees no RTC interrupt and the core forwarded
+/// none in the whole run.
+fn rtc_restart_expectations() -> Expectations {
+    let lines = vec![
+        LineMatch::guest(&[r"^guest: rtc-restart: alarm armed 2 s ahead, reboot -f$"]),
+        LineMatch::all(&[LOG_LINE, r"guest: restarting \(restart 1, cause reset, at \d+ ms\)"]),
+        LineMatch::all(&[LOG_LINE, r"guest: restart 1: passed-through devices quiesced: arm,pl061@0x9030000, arm,pl031@0x9010000$"]),
+        LineMatch::guest(&[r"^guest: rtc-restart: rtc interrupts after the restart: 0$"]),
+        LineMatch::guest(&[r"^guest: done$"]),
+        LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
+        LineMatch::all(&[LOG_LINE, r"replay log: logged [1-9]\d*, .* lost 0$"]),
+    ];
+    let forbidden = [r"abort injected", r"guest: restarting \(restart 2", r"forwarded by INTID:.* 34: [1-9]"];
+    Expectations::new(EXIT_PASS, lines, &forbidden).forbid_guest(&[r"Kernel panic"])
 }
 
 /// The early-hang case: the watchdog's boot limit fires twice; the first restarts the guest,

@@ -111,6 +111,13 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         CRASH,
     ),
     (
+        "rtc-restart",
+        "a guest restart with a passed-through device left armed (docs/guest-restart.md): the first \
+         boot arms an RTC alarm 2 s ahead and resets at once with `reboot -f`; the second counts the \
+         RTC interrupts it gets (the core quiesced the PL031 at the restart: none)",
+        RTC_RESTART,
+    ),
+    (
         "reset-loop",
         "a hostile guest for the restart limit (docs/guest-restart.md): every boot resets at once with \
          `reboot -f` (PSCI SYSTEM_RESET), so the core restarts it up to companion.guest.restart.limit \
@@ -213,6 +220,19 @@ done
 "#
     };
 }
+
+/// The `rtc-restart` script: a dead guest's armed RTC alarm must not reach the next one.
+const RTC_RESTART: &str = concat!(
+    restarts_from_cmdline!(),
+    r#"if [ "$restarts" -eq 0 ]; then
+    echo +2 > /sys/class/rtc/rtc0/wakealarm
+    echo "guest: rtc-restart: alarm armed 2 s ahead, reboot -f"
+    reboot -f
+fi
+sleep 4
+echo "guest: rtc-restart: rtc interrupts after the restart: $(grep -i rtc /proc/interrupts | awk '{s=0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}')"
+"#
+);
 
 /// The `reset-loop` script: a hostile guest resetting at once on every boot.
 const RESET_LOOP: &str = concat!(
