@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::expect::{Expectations, LineMatch};
-use crate::guest::init::{FLOOD_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
+use crate::guest::init::{FLOOD_SCRIPT, HOSTILE_CONTROL_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
 use crate::qemu;
 
 /// How long a case may run unless it says otherwise.
@@ -364,6 +364,15 @@ pub const CASES: &[Case] = &[
         qemu_args: ICOUNT,
     },
     Case {
+        name: "linux-guest-channel-hostile-virt-gicv3-1",
+        // A hostile Linux on the control port, one CPU under -icount: every bad command is
+        // refused on the core's console, the latency test it started samples every period.
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: HOSTILE_CONTROL_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(400),
+        qemu_args: ICOUNT,
+    },
+    Case {
         name: "linux-guest-pid-virt-gicv3-1",
         // The example application (the PID loop) beside the guest on its one CPU, under
         // -icount: its setpoints from Linux, its telemetry to Linux (docs/channel.md).
@@ -643,6 +652,9 @@ impl Case {
                 if script == PID_SCRIPT {
                     lines.extend(pid_lines());
                 }
+                if script == HOSTILE_CONTROL_SCRIPT {
+                    lines.extend(hostile_control_lines());
+                }
                 if script == FLOOD_SCRIPT {
                     let seconds = format!(r"^RTS\|.*\|    00:00:0{FLOOD_SECONDS}/00:00:0{FLOOD_SECONDS}$");
                     lines.extend([
@@ -656,6 +668,12 @@ impl Case {
                         .forbid_guest(&[r"Kernel panic", r"insmod .* failed", r"companion latmus .*failed"]);
                 if script == FLOOD_SCRIPT {
                     expectations = expectations.with_channel_flood();
+                }
+                if script == HOSTILE_CONTROL_SCRIPT {
+                    // Nothing but refusals: the device stays whole, the core never faults.
+                    expectations = expectations
+                        .forbid_core(&[r"channel device is broken", r"panic", r"reply cut"])
+                        .forbid_guest(&[r"^guest: hostile: (no |companion ps failed)"]);
                 }
                 if script == PID_SCRIPT {
                     // What the guest read is at most what the core wrote (its own count).
@@ -783,6 +801,42 @@ fn channel_lines() -> Vec<LineMatch> {
         LineMatch::guest(&[
             r"^guest: echo flood: written 4194304 bytes, read back \d+, dropped [1-9]\d* \(counted by the core\): balanced$",
         ]),
+    ]
+}
+
+/// What the `channel-hostile` script must bring: one refusal on the core's console for each
+/// bad command (a flood's summed up with its exact count), the ring of an app port nobody
+/// reads found full with Linux's writer held back, the latency test Linux started run whole
+/// (the sampling audit checks its periods), and the control port serving afterwards.
+fn hostile_control_lines() -> Vec<LineMatch> {
+    let refused = |what: &str| LineMatch::all(&[LOG_LINE, &format!("control: refused {what}$")]);
+    let busy = "a latency test started from Linux runs";
+    vec![
+        refused(r"a command that is not UTF-8 text \(11 bytes\)"),
+        refused(r"latmus wants PERIOD_US SECONDS CPU\|- PRIORITY GRAVITY_NS\|- \(got 2 arguments\)"),
+        refused(r#"unknown command "reboot now" \(have: ps, channels, echo, latmus\)"#),
+        refused(r"a command over 128 bytes"),
+        refused(r#"latmus: period "99999999999999999999999" is not a number of 64 bits"#),
+        refused(r"latmus: duration 18446744073709551615 s is not within 1..=86400"),
+        refused(r"latmus: cpu 4096 does not exist \(1 CPUs\)"),
+        refused(r"latmus: gravity 99999999999 ns is over the period \(1000000 ns\)"),
+        refused(r"latmus: period 10 us is under the floor of 100 us"),
+        refused(r"an incomplete command \(11 bytes without a newline\), dropped"),
+        refused(&format!(r#""latmus 1000 1 - 99 -": {busy}"#)),
+        refused(&format!(r#""ps": {busy}"#)),
+        refused(&format!(r#""ps": {busy}, 99 more times"#)),
+        LineMatch::all(&[LOG_LINE, r"channel: port \d+ \(example\.telemetry\): the ring from Linux is full \(4096 bytes the oob side has not read\); Linux's writes wait"]),
+        LineMatch::guest(&[r"^guest: hostile: dd to example\.telemetry held back$"]),
+        // Linux got the refusals as ERR lines (those during the test as the ring had room:
+        // they never wait), the 100 `ps` before the test and the test itself answered.
+        LineMatch::guest(&[r#"^guest: hostile: [1-9]\d* x ERR "ps": a latency test started from Linux runs$"#]),
+        LineMatch::guest(&[r"^guest: hostile: 1 x ERR a command over 128 bytes$"]),
+        LineMatch::guest(&[r"^guest: hostile: 101 END, \d+ ERR, 3 RTD\| lines$"]),
+        // The test Linux started: whole, its samples on the core's console.
+        LineMatch::all(&[r"^RTT\|.*\(oob thread context, 1000 us period, priority 99, cpu 0, "]),
+        LineMatch::all(&[r"^RTS\|.*\|    00:00:03/00:00:03$"]),
+        LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]),
+        LineMatch::guest(&[r"^guest: hostile: ps after\| 0 +\S+ +fifo +1 .* companion-ctl$"]),
     ]
 }
 

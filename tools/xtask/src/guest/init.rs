@@ -95,6 +95,15 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         CHANNEL_FLOOD,
     ),
     (
+        HOSTILE_CONTROL_SCRIPT,
+        "a hostile Linux on the core's control port (raw bytes to companion.ctl): malformed, truncated, \
+         overlong and out-of-bounds commands, a latency-test period under the floor, a flood of `ps`; then a \
+         latency test from Linux and, while it runs, a second one, another flood and a bad command; and \
+         writes to an app port nobody reads (example.telemetry, with companion.app=example); the core \
+         refuses each and goes on",
+        HOSTILE_CONTROL,
+    ),
+    (
         PID_SCRIPT,
         "the example oob application (the PID motor loop, started beside the guest with \
          companion.app=example): sends it three setpoints over example.setpoint with `companion send`, \
@@ -161,6 +170,73 @@ sleep 1
 # `timeout` ends it (status 124, or 143 for the TERM it sends): not a failure.
 wait $recv || true
 echo "guest: pid: read $(grep -c ' end$' /tmp/telemetry) telemetry lines"
+"#;
+
+/// The script attacking the core's control port from Linux.
+pub const HOSTILE_CONTROL_SCRIPT: &str = "channel-hostile";
+
+/// The `channel-hostile` script: one process holds companion.ctl open (Linux lets one at a
+/// time), a background `cat` collects every answer, and the script writes raw commands: 100
+/// `ps` before any test (answered) and 100 while its latency test runs (refused). The core's
+/// console carries the refusals; the guest prints what it got back.
+const HOSTILE_CONTROL: &str = r#"port_of() {
+    for try in $(seq 30); do
+        found=$(grep -lx "$1" /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+        [ -n "$found" ] && { echo "$found"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+ctl=$(port_of companion.ctl) || { echo "guest: hostile: no companion.ctl port"; exit 1; }
+telemetry=$(port_of example.telemetry) || { echo "guest: hostile: no example.telemetry port"; exit 1; }
+ps_flood() {
+    i=0
+    while [ "$i" -lt 100 ]; do printf 'ps\n'; i=$((i + 1)); done >&3
+}
+exec 3<>"/dev/$ctl"
+cat <&3 >/tmp/answers &
+reader=$!
+echo "guest: hostile: before any test"
+printf '\377\376\001garbage\n' >&3
+printf 'latmus 1000 1\n' >&3
+printf 'reboot now\n' >&3
+head -c 300 /dev/zero | tr '\0' A >&3
+printf '\n' >&3
+printf 'latmus 99999999999999999999999 1 - 99 -\n' >&3
+printf 'latmus 1000 18446744073709551615 - 99 -\n' >&3
+printf 'latmus 1000 1 4096 99 -\n' >&3
+printf 'latmus 1000 1 - 99 99999999999\n' >&3
+printf 'latmus 10 1 - 99 -\n' >&3
+# A truncated command: no newline, then silence (the core drops it after a second).
+printf 'latmus 1000' >&3
+sleep 2
+ps_flood
+sleep 3
+echo "guest: hostile: a latency test from Linux"
+printf 'latmus 1000 3 - 99 -\n' >&3
+sleep 1
+echo "guest: hostile: while it runs"
+printf 'latmus 1000 1 - 99 -\n' >&3
+ps_flood
+printf 'latmus 10 1 - 99 -\n' >&3
+# An app port whose oob side never reads what Linux writes: the writer is held back.
+if timeout 2 dd if=/dev/zero of="/dev/$telemetry" bs=4096 count=512 2>/dev/null; then
+    echo "guest: hostile: dd to example.telemetry finished"
+else
+    echo "guest: hostile: dd to example.telemetry held back"
+fi
+for try in $(seq 100); do
+    grep -q '^RTS|' /tmp/answers && [ "$(grep -c '^END$' /tmp/answers)" -ge 101 ] && break
+    sleep 0.1
+done
+kill "$reader"
+exec 3<&-
+grep '^ERR ' /tmp/answers | sort | uniq -c | while read -r count line; do
+    echo "guest: hostile: $count x $line"
+done
+echo "guest: hostile: $(grep -c '^END$' /tmp/answers) END, $(grep -c '^ERR ' /tmp/answers) ERR, $(grep -c '^RTD|' /tmp/answers) RTD| lines"
+companion ps > /tmp/ps || echo "guest: hostile: companion ps failed"
+grep companion-ctl /tmp/ps | sed 's/^/guest: hostile: ps after| /'
 "#;
 
 /// The script measuring the oob latency with the channel quiet and flooded.
@@ -555,7 +631,7 @@ pub fn starts_latency_test(name: &str) -> bool {
 /// `channel-flood`): the core must not start one from its arguments beside it (the control
 /// port refuses a second test while one runs).
 pub fn runs_own_latency_test(name: &str) -> bool {
-    name == "channel" || name == FLOOD_SCRIPT
+    name == "channel" || name == FLOOD_SCRIPT || name == HOSTILE_CONTROL_SCRIPT
 }
 
 /// The body of script `name`, if it exists.
