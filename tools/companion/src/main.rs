@@ -134,7 +134,10 @@ fn ping_options(options: &[&str]) -> Result<PingOptions, String> {
 /// Makes the calling thread SCHED_FIFO at `priority` (Linux's `sched_setscheduler`), and
 /// locks the process's memory so a page fault does not time into a round trip.
 fn set_fifo(priority: u8) -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: i32::from(priority) };
+    // SAFETY: `sched_param` is plain integers (musl adds reserved ones), for which all-zero
+    // bytes are a valid value.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = i32::from(priority);
     // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call; pid 0 is
     // the calling thread; the call reads `param` and changes only the scheduler's policy.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::expect::{Expectations, LineMatch};
-use crate::guest::init::{FLOOD_SCRIPT, HOSTILE_CONTROL_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
+use crate::guest::init::{FLOOD_SCRIPT, HOSTILE_CONTROL_SCRIPT, PID_DROPS_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
 use crate::qemu;
 
 /// How long a case may run unless it says otherwise.
@@ -263,6 +263,9 @@ pub struct Case {
 /// Deterministic virtual time: one instruction per virtual nanosecond, idle
 /// time skipped.
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+/// How long the `pid-drops` case leaves the telemetry unread, seconds: 10 lines a second, more
+/// than Linux's 256 receive buffers (a line each) and the core's 4 KiB ring hold.
+const PID_DROPS_SECONDS: u64 = 45;
 /// Each half of the flood case, seconds.
 const FLOOD_SECONDS: u64 = 3;
 /// The guest script of the restart case: a panic, a reboot, a hang, then cyclictest.
@@ -369,6 +372,15 @@ pub const CASES: &[Case] = &[
         // refused on the core's console, the latency test it started samples every period.
         profile: "virt-gicv3-1",
         scenario: Scenario::LinuxGuest { script: HOSTILE_CONTROL_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(400),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "linux-guest-pid-drops-virt-gicv3-1",
+        // The example application's telemetry unread for PID_DROPS_SECONDS: the oob side drops
+        // and counts, and the count is exact (one CPU, -icount).
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: PID_DROPS_SCRIPT, vcpus: 1 },
         timeout: Duration::from_secs(400),
         qemu_args: ICOUNT,
     },
@@ -494,7 +506,11 @@ impl Case {
                 let latency = if self.scenario == (Scenario::LinuxGuest { script, vcpus: 1 }) { RESTART_LATMUS } else { "" };
                 return crate::guest::core_bootargs(&[&vcpus, latency], script, 2, crate::guest::init::Load::Idle);
             }
-            let seconds = if script == FLOOD_SCRIPT { FLOOD_SECONDS } else { 1 };
+            let seconds = match script {
+                FLOOD_SCRIPT => FLOOD_SECONDS,
+                PID_DROPS_SCRIPT => PID_DROPS_SECONDS,
+                _ => 1,
+            };
             return crate::guest::core_bootargs(&[&vcpus], script, seconds, crate::guest::init::Load::Idle);
         }
         if let Some(plan) = self.scenario.soak_plan() {
@@ -655,6 +671,13 @@ impl Case {
                 if script == HOSTILE_CONTROL_SCRIPT {
                     lines.extend(hostile_control_lines());
                 }
+                if script == PID_DROPS_SCRIPT {
+                    lines.extend([
+                        LineMatch::guest(&[r"^guest: pid drops: read [1-9]\d* lines, the first [1-9]\d* before the gap$"]),
+                        LineMatch::guest(&[r"^guest: pid drops: gaps unlike their count: 0$"]),
+                        LineMatch::all(&[r"^example: \d+ periods, .*, 0 overruns; .* telemetry [1-9]\d* lines written, [1-9]\d* dropped$"]),
+                    ]);
+                }
                 if script == FLOOD_SCRIPT {
                     let seconds = format!(r"^RTS\|.*\|    00:00:0{FLOOD_SECONDS}/00:00:0{FLOOD_SECONDS}$");
                     lines.extend([
@@ -669,10 +692,23 @@ impl Case {
                 if script == FLOOD_SCRIPT {
                     expectations = expectations.with_channel_flood();
                 }
+                if script == PID_DROPS_SCRIPT {
+                    // Each gap is its drops, and the last count the guest saw is the core's
+                    // own total (no drop after the guest read again).
+                    expectations = expectations
+                        .with_equal_captures(
+                            LineMatch::guest(&[r"^guest: pid drops: lines missing between the lines read: ([1-9]\d*)$"]),
+                            LineMatch::guest(&[r"^guest: pid drops: drops counted by the lines dropped= between them: (\d+)$"]),
+                        )
+                        .with_equal_captures(
+                            LineMatch::guest(&[r"^guest: pid drops: last dropped=(\d+)$"]),
+                            LineMatch::all(&[r"^example: \d+ periods, .* telemetry \d+ lines written, (\d+) dropped$"]),
+                        );
+                }
                 if script == HOSTILE_CONTROL_SCRIPT {
                     // Nothing but refusals: the device stays whole, the core never faults.
                     expectations = expectations
-                        .forbid_core(&[r"channel device is broken", r"panic", r"reply cut"])
+                        .forbid_core(&[r"channel device is broken", r"panic on cpu \d+:", r"reply cut"])
                         .forbid_guest(&[r"^guest: hostile: (no |companion ps failed)"]);
                 }
                 if script == PID_SCRIPT {
@@ -812,7 +848,7 @@ fn hostile_control_lines() -> Vec<LineMatch> {
     let refused = |what: &str| LineMatch::all(&[LOG_LINE, &format!("control: refused {what}$")]);
     let busy = "a latency test started from Linux runs";
     vec![
-        refused(r"a command that is not UTF-8 text \(11 bytes\)"),
+        refused(r"a command that is not UTF-8 text \(10 bytes\)"),
         refused(r"latmus wants PERIOD_US SECONDS CPU\|- PRIORITY GRAVITY_NS\|- \(got 2 arguments\)"),
         refused(r#"unknown command "reboot now" \(have: ps, channels, echo, latmus\)"#),
         refused(r"a command over 128 bytes"),
@@ -836,7 +872,7 @@ fn hostile_control_lines() -> Vec<LineMatch> {
         LineMatch::all(&[r"^RTT\|.*\(oob thread context, 1000 us period, priority 99, cpu 0, "]),
         LineMatch::all(&[r"^RTS\|.*\|    00:00:03/00:00:03$"]),
         LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]),
-        LineMatch::guest(&[r"^guest: hostile: ps after\| 0 +\S+ +fifo +1 .* companion-ctl$"]),
+        LineMatch::guest(&[r"^guest: hostile: ps after\| +0 +\S+ +fifo +1 .* companion-ctl$"]),
     ]
 }
 
@@ -874,7 +910,7 @@ fn pid_lines() -> Vec<LineMatch> {
         let target: f64 = printed.parse().expect("a number");
         let near = within_a_hundredth(target);
         lines.push(LineMatch::guest(&[&format!(
-            r"^guest: pid: setpoint {}: t=\d+ setpoint={} position={near} overruns=0 end$",
+            r"^guest: pid: setpoint {}: t=\d+ setpoint={} position={near} overruns=0 line=\d+ dropped=0 end$",
             regex::escape(sent),
             regex::escape(printed)
         )]));

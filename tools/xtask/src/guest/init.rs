@@ -104,6 +104,14 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         HOSTILE_CONTROL,
     ),
     (
+        PID_DROPS_SCRIPT,
+        "the example oob application's drop path (companion.app=example): holds example.telemetry open \
+         without reading for guest.duration seconds (Linux's buffers and the core's ring fill, the oob \
+         side drops and counts), then reads; checks that every gap in the lines' numbers is the drops \
+         their dropped= count shows",
+        PID_DROPS,
+    ),
+    (
         PID_SCRIPT,
         "the example oob application (the PID motor loop, started beside the guest with \
          companion.app=example): sends it three setpoints over example.setpoint with `companion send`, \
@@ -161,7 +169,7 @@ for pair in 1.5:1.500 -0.75:-0.750 0.25:0.250; do
     printed=${pair#*:}
     echo "$setpoint" | companion send example.setpoint || echo "guest: pid: companion send $setpoint failed"
     sleep 4
-    seen=$(grep -E "^t=[0-9]+ setpoint=$printed position=-?[0-9]+\.[0-9]+ overruns=[0-9]+ end$" /tmp/telemetry | tail -n 1)
+    seen=$(grep -E "^t=[0-9]+ setpoint=$printed position=-?[0-9]+\.[0-9]+ overruns=[0-9]+ line=[0-9]+ dropped=[0-9]+ end$" /tmp/telemetry | tail -n 1)
     echo "guest: pid: setpoint $setpoint: ${seen:-no telemetry}"
 done
 # A line that is no number: the core refuses and counts it, the setpoint stays.
@@ -170,6 +178,44 @@ sleep 1
 # `timeout` ends it (status 124, or 143 for the TERM it sends): not a failure.
 wait $recv || true
 echo "guest: pid: read $(grep -c ' end$' /tmp/telemetry) telemetry lines"
+"#;
+
+/// The script stalling the example application's telemetry.
+pub const PID_DROPS_SCRIPT: &str = "pid-drops";
+
+/// The `pid-drops` script: the telemetry port open and unread for the duration, then read for
+/// 5 s. Every complete line carries its number (`line=`) and the drops before it
+/// (`dropped=`); between two lines read, the lines missing must be the drops counted. Prints
+/// the sums and the last `dropped=` (the case holds it to the core's own total).
+const PID_DROPS: &str = r#"port=
+for try in $(seq 30); do
+    port=$(grep -lx example.telemetry /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { echo "guest: pid drops: no example.telemetry port"; exit 1; }
+exec 5<"/dev/$port"
+echo "guest: pid drops: example.telemetry open, not read for $GUEST_DURATION s"
+sleep "$GUEST_DURATION"
+timeout 5 cat <&5 >/tmp/telemetry || true
+exec 5<&-
+awk '/ end$/ {
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    if (n > 0) {
+        gap = v["line"] - last - 1; rose = v["dropped"] - last_dropped
+        missing += gap; counted += rose
+        if (gap != rose) unequal++
+        if (gap > 0) held = n
+    }
+    last = v["line"]; last_dropped = v["dropped"]; n++
+}
+END {
+    printf "guest: pid drops: read %d lines, the first %d before the gap\n", n, held
+    printf "guest: pid drops: lines missing between the lines read: %d\n", missing
+    printf "guest: pid drops: drops counted by the lines dropped= between them: %d\n", counted
+    printf "guest: pid drops: gaps unlike their count: %d\n", unequal + 0
+    printf "guest: pid drops: last dropped=%d\n", last_dropped
+}' /tmp/telemetry
 "#;
 
 /// The script attacking the core's control port from Linux.
