@@ -149,9 +149,12 @@ pub fn drop_counts() -> alloc::vec::Vec<(usize, &'static str, (u64, u64))> {
         .collect()
 }
 
-/// Whether any channel can take bytes from Linux.
-pub(crate) fn any_room_from_guest() -> bool {
-    SLOTS.iter().any(|slot| slot.name.get().is_some() && slot.from_linux.free() > 0)
+/// Whether any channel among `ports` (bit `n`: port `n`) can take bytes from Linux.
+pub(crate) fn any_room_from_guest(ports: u32) -> bool {
+    SLOTS
+        .iter()
+        .enumerate()
+        .any(|(port, slot)| ports & (1 << port) != 0 && slot.name.get().is_some() && slot.from_linux.free() > 0)
 }
 
 /// Whether any channel holds bytes for Linux (the device's cheap check before it moves them).

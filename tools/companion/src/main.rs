@@ -131,8 +131,9 @@ fn ping_options(options: &[&str]) -> Result<PingOptions, String> {
     Ok(ping)
 }
 
-/// Makes the calling thread SCHED_FIFO at `priority` (Linux's `sched_setscheduler`), and
-/// locks the process's memory so a page fault does not time into a round trip.
+/// Makes the calling thread SCHED_FIFO at `priority` (Linux's `sched_setscheduler` system
+/// call: musl's wrapper of that name only returns ENOSYS), and locks the process's memory so
+/// a page fault does not time into a round trip.
 fn set_fifo(priority: u8) -> io::Result<()> {
     // SAFETY: `sched_param` is plain integers (musl adds reserved ones), for which all-zero
     // bytes are a valid value.
@@ -140,7 +141,7 @@ fn set_fifo(priority: u8) -> io::Result<()> {
     param.sched_priority = i32::from(priority);
     // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call; pid 0 is
     // the calling thread; the call reads `param` and changes only the scheduler's policy.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+    if unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_FIFO, &raw const param) } != 0 {
         return Err(io::Error::new(io::Error::last_os_error().kind(), format!("SCHED_FIFO {priority}: {}", io::Error::last_os_error())));
     }
     // SAFETY: mlockall takes flags only and touches no memory of ours.

@@ -826,6 +826,9 @@ fn channel_lines() -> Vec<LineMatch> {
             r"^guest: ping: 200 round trips of 64 bytes over companion\.echo: min [\d.]+ us, avg [\d.]+ us, p99 [\d.]+ us, max [\d.]+ us$",
         ]),
         LineMatch::guest(&[r"^guest: ping: the echo thread woke [1-9]\d* times, [1-9]\d* ns of its CPU time per wake-up$"]),
+        LineMatch::guest(&[
+            r"^guest: ping: 200 round trips of 64 bytes over companion\.echo \(SCHED_FIFO 80\): min [\d.]+ us, avg [\d.]+ us, p99 [\d.]+ us, max [\d.]+ us$",
+        ]),
         // `companion latmus -T 2`: the core's test started from Linux, its lines streamed
         // back (the sampling audit fails the run if a period went without a sample).
         LineMatch::guest(&[r"^guest: latmus\| RTT\|  00:00:01  \(oob thread context, 1000 us period, priority 99, cpu 0, "]),

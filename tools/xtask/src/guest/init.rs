@@ -428,6 +428,9 @@ while read -r line; do
 done < /tmp/ps
 # Round trips Linux -> the core's echo thread -> Linux, one message at a time.
 companion ping -n 200 > /tmp/ping 2>&1 || echo "guest: companion ping failed"
+# The same from a SCHED_FIFO 80 thread (`-P`).
+companion ping -n 200 -P 80 > /tmp/ping-fifo 2>&1 || echo "guest: companion ping -P 80 failed: $(cat /tmp/ping-fifo)"
+cat /tmp/ping-fifo >> /tmp/ping
 while read -r line; do
     echo "guest: $line"
 done < /tmp/ping
