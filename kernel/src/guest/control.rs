@@ -128,20 +128,21 @@ fn serve(channel: Channel) {
     let mut refusals = Refusals::default();
     loop {
         let mut byte = [0u8; 1];
-        // A line begun waits [`LINE_WAIT`] for the rest; nothing begun waits for ever.
-        let timeout = (reader.pending() > 0).then_some(Timeout::After(LINE_WAIT));
         let got = if channel.try_recv(&mut byte) == 1 {
             Ok(1)
         } else {
-            // Nothing more for now: what was refused in a row is summed up before waiting.
-            refusals.flush();
+            // Nothing more for now: what was refused is summed up before waiting. A line
+            // begun waits [`LINE_WAIT`] for the rest, unlogged refusals as long for their
+            // summary; otherwise the thread waits for bytes for ever.
+            refusals.quiet();
+            let timeout = (reader.pending() > 0 || refusals.owes_summary()).then_some(Timeout::After(LINE_WAIT));
             channel.recv(&mut byte, timeout)
         };
         match got {
             Ok(1) => match reader.push(byte[0]) {
                 Read::More => {}
                 Read::Line(line) => match control::parse(line, rt::cpu_count()) {
-                    Ok(command) => answer(&channel, command, &mut refusals),
+                    Ok(command) => answer(&channel, command, &mut reader, &mut refusals),
                     Err(refusal) => refusals.refuse(&channel, &refusal, None),
                 },
                 Read::Refused(refusal) => refusals.refuse(&channel, &refusal, None),
@@ -156,14 +157,26 @@ fn serve(channel: Channel) {
     }
 }
 
+/// Refusal lines the core's console takes a second at most: an oob writer drops what does
+/// not fit the console's ring, and a guest alternating bad commands must not crowd out the
+/// core's own lines (the latency test's among them).
+const LOGGED_PER_SECOND: u32 = 16;
+
 /// The refusals sent to Linux and logged on the core's console: one line each, except that
 /// a run of the same refusal (a flood) is logged once and then summed up
 /// (`... N more times`) when it ends: at another refusal, when the port goes quiet, or at the
-/// end of a latency test that refused it.
+/// end of a latency test that refused it; and past [`LOGGED_PER_SECOND`] lines a second the
+/// rest are counted and summed up in one line.
 #[derive(Default)]
 struct Refusals {
     /// The last refusal logged, and how many times it came again since.
     last: Option<(String, u64)>,
+    /// When the current second of console lines ends.
+    window_end: rt::Instant,
+    /// Lines logged in the current second.
+    logged: u32,
+    /// Refusal lines not logged one by one since the last summary.
+    unlogged: u64,
 }
 
 impl Refusals {
@@ -180,7 +193,7 @@ impl Refusals {
             Some((last, repeats)) if *last == text => *repeats += 1,
             _ => {
                 self.flush();
-                log::warn!("control: refused {text}");
+                self.log(format_args!("control: refused {text}"));
                 self.last = Some((text, 0));
             }
         }
@@ -191,8 +204,47 @@ impl Refusals {
         if let Some((last, repeats)) = self.last.take()
             && repeats > 0
         {
-            log::warn!("control: refused {last}, {repeats} more times");
+            self.log(format_args!("control: refused {last}, {repeats} more times"));
         }
+    }
+
+    /// The port went quiet: sums up the last run, and what went unlogged once its second
+    /// is over.
+    fn quiet(&mut self) {
+        self.flush();
+        self.roll_window();
+    }
+
+    /// Whether lines wait to be summed up when the current second ends (the caller wakes
+    /// then to call [`Refusals::quiet`]).
+    fn owes_summary(&self) -> bool {
+        self.unlogged > 0
+    }
+
+    /// Logs `line` if this second's budget allows, else counts it.
+    fn log(&mut self, line: core::fmt::Arguments<'_>) {
+        self.roll_window();
+        if self.logged < LOGGED_PER_SECOND {
+            self.logged += 1;
+            log::warn!("{line}");
+        } else {
+            self.unlogged += 1;
+        }
+    }
+
+    /// Starts a new second if the current one is over, first logging how many refusal lines
+    /// it did not log (one line a second at most, beyond the budget).
+    fn roll_window(&mut self) {
+        let now = rt::now();
+        if now < self.window_end {
+            return;
+        }
+        if self.unlogged > 0 {
+            log::warn!("control: {} more refusal lines not logged one by one (at most {LOGGED_PER_SECOND} a second)", self.unlogged);
+            self.unlogged = 0;
+        }
+        self.window_end = now + Duration::from_secs(1);
+        self.logged = 0;
     }
 }
 
@@ -215,8 +267,8 @@ fn refuse_while_testing(channel: &Channel, reader: &mut LineReader<MAX_COMMAND>,
     }
 }
 
-/// Answers a valid `command`.
-fn answer(channel: &Channel, command: Command, refusals: &mut Refusals) {
+/// Answers a valid `command`; `reader` goes on reading the lines Linux sends meanwhile.
+fn answer(channel: &Channel, command: Command, reader: &mut LineReader<MAX_COMMAND>, refusals: &mut Refusals) {
     match command {
         Command::Ps => match rt::ps_table() {
             Ok(table) => send(channel, &format!("{table}END\n")),
@@ -239,8 +291,7 @@ fn answer(channel: &Channel, command: Command, refusals: &mut Refusals) {
                 gravity_ns: request.gravity_ns,
             };
             // Lines Linux sends meanwhile are refused as they come (read between the test's
-            // lines); a partial one is left for after.
-            let mut reader: LineReader<MAX_COMMAND> = LineReader::new();
+            // lines); a partial one is completed after it.
             // Every line also goes to the core's own console: the harness reads the
             // figures and the sampling audit from core lines only, never from what
             // Linux relays (docs/verdict-and-harness.md).
@@ -248,10 +299,10 @@ fn answer(channel: &Channel, command: Command, refusals: &mut Refusals) {
                 let text = format!("{args}");
                 rt::print(format_args!("{text}"));
                 send(channel, &text);
-                refuse_while_testing(channel, &mut reader, refusals);
+                refuse_while_testing(channel, reader, refusals);
             });
             // A flood refused during the test is summed up once, whatever seconds it spanned.
-            refusals.flush();
+            refusals.quiet();
             match result {
                 Ok(_) => send(channel, "END\n"),
                 Err(Error::WouldBlock) => {

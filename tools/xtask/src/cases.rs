@@ -861,6 +861,9 @@ fn hostile_control_lines() -> Vec<LineMatch> {
         refused(r"latmus: gravity 99999999999 ns is over the period \(1000000 ns\)"),
         refused(r"latmus: period 10 us is under the floor of 100 us"),
         refused(r"an incomplete command \(11 bytes without a newline\), dropped"),
+        // 40 alternating bad commands in one write: 16 logged, the rest summed up.
+        LineMatch::all(&[LOG_LINE, r"control: 24 more refusal lines not logged one by one \(at most 16 a second\)$"]),
+        LineMatch::guest(&[r#"^guest: hostile: 20 x ERR unknown command "x1" \(have: ps, channels, echo, latmus\)$"#]),
         refused(&format!(r#""latmus 1000 1 - 99 -": {busy}"#)),
         refused(&format!(r#""ps": {busy}"#)),
         refused(&format!(r#""ps": {busy}, 99 more times"#)),

@@ -222,9 +222,10 @@ END {
 pub const HOSTILE_CONTROL_SCRIPT: &str = "channel-hostile";
 
 /// The `channel-hostile` script: one process holds companion.ctl open (Linux lets one at a
-/// time), a background `cat` collects every answer, and the script writes raw commands: 100
-/// `ps` before any test (answered) and 100 while its latency test runs (refused). The core's
-/// console carries the refusals; the guest prints what it got back.
+/// time), a background `cat` collects every answer, and the script writes raw commands: 40
+/// alternating bad ones at once (the core logs 16 a second), 100 `ps` before any test
+/// (answered) and 100 while its latency test runs (refused). The core's console carries the
+/// refusals; the guest prints what it got back.
 const HOSTILE_CONTROL: &str = r#"port_of() {
     for try in $(seq 30); do
         found=$(grep -lx "$1" /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
@@ -255,7 +256,11 @@ printf 'latmus 1000 1 - 99 99999999999\n' >&3
 printf 'latmus 10 1 - 99 -\n' >&3
 # A truncated command: no newline, then silence (the core drops it after a second).
 printf 'latmus 1000' >&3
-sleep 2
+sleep 3
+# 40 bad commands at once, each unlike the one before: the core logs 16 a second at most.
+i=0
+while [ "$i" -lt 20 ]; do printf 'x1\nx2\n'; i=$((i + 1)); done > /tmp/alternating
+cat /tmp/alternating >&3
 ps_flood
 sleep 3
 echo "guest: hostile: a latency test from Linux"
