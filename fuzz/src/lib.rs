@@ -7,6 +7,7 @@
 //! - [`pl011`]: the PL011 model;
 //! - [`virtio`]: the virtio-mmio transport and split virtqueues;
 //! - [`virtio_console`]: the multiport virtio-console on top;
+//! - [`control_line`]: the line protocol of the core's control port on that console;
 //! - [`fdt`]: the device-tree reader and writer, discovery, the device allow-list and the
 //!   guest-tree rewrite.
 //!
@@ -14,6 +15,7 @@
 //! replays the checked-in corpus and every crash kept in `regressions/` (see
 //! `docs/fuzzing.md`).
 
+pub mod control_line;
 pub mod fdt;
 pub mod input;
 pub mod pl011;
@@ -34,6 +36,7 @@ pub const TARGETS: &[Target] = &[
     ("pl011", pl011::fuzz),
     ("virtio", virtio::fuzz),
     ("virtio-console", virtio_console::fuzz),
+    ("control-line", control_line::fuzz),
     ("fdt", fdt::fuzz),
 ];
 

@@ -129,6 +129,48 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_reader_sees_each_gap_as_the_drops_counted() {
+        // The example application's telemetry: numbered lines, each with the drops before
+        // it, into a 4 KiB ring whose reader stalls, then reads, then stalls again.
+        let ring: ByteRing<4096> = ByteRing::new();
+        let (mut written, mut read) = (0u64, String::new());
+        for line in 0..1000u64 {
+            let (dropped, _) = ring.dropped();
+            assert_eq!(line, written + dropped, "every line formed is written or dropped");
+            let text = format!("t={} line={line} dropped={dropped} end\n", line * 100);
+            written += u64::from(ring.push_all(text.as_bytes()));
+            if (400..450).contains(&line) || line == 999 {
+                let mut buf = [0u8; 512];
+                loop {
+                    let n = ring.pop(&mut buf);
+                    if n == 0 {
+                        break;
+                    }
+                    read.push_str(core::str::from_utf8(&buf[..n]).unwrap());
+                }
+            }
+        }
+        let fields: Vec<(u64, u64)> = read
+            .lines()
+            .map(|l| {
+                let value = |key: &str| l.split(' ').find_map(|w| w.strip_prefix(key)).unwrap().parse::<u64>().unwrap();
+                (value("line="), value("dropped="))
+            })
+            .collect();
+        let (mut missing, mut counted) = (0, 0);
+        for pair in fields.windows(2) {
+            let ((line, dropped), (next, next_dropped)) = (pair[0], pair[1]);
+            assert_eq!(next - line - 1, next_dropped - dropped, "a gap is its drops");
+            missing += next - line - 1;
+            counted += next_dropped - dropped;
+        }
+        let (dropped, _) = ring.dropped();
+        assert!(missing > 0 && missing == counted);
+        assert_eq!(fields.len() as u64 + dropped, 1000, "read + dropped = formed");
+        assert_eq!(written, fields.len() as u64);
+    }
+
+    #[test]
     fn one_producer_and_one_consumer_on_two_threads_lose_nothing_that_fitted() {
         let ring: Arc<ByteRing<64>> = Arc::new(ByteRing::new());
         let producer = {

@@ -14,8 +14,10 @@
 //! - [`SETPOINT_PORT`] (Linux → core): one setpoint per line (`1.5\n`); the control thread
 //!   takes what arrived with a non-blocking read every period, so it never waits on Linux;
 //! - [`TELEMETRY_PORT`] (core → Linux): every 100 ms the reporting thread (never the control
-//!   thread) sends `t=MS setpoint=S position=P overruns=N end`; a line that does not fit
-//!   (Linux not reading) is dropped and counted.
+//!   thread) sends `t=MS setpoint=S position=P overruns=N line=L dropped=D end`; a line that
+//!   does not fit (Linux not reading) is dropped and counted. `L` numbers the lines the thread
+//!   formed (from 0), `D` is how many of the lines before it were dropped: a reader that
+//!   missed lines sees the gap in `L` and the drops that made it in `D`, and the two agree.
 //!
 //! Two ports, not one both ways: Linux lets one process at a time open a port, and the
 //! guest reads telemetry the whole time it sends setpoints; and each oob thread then owns
@@ -294,8 +296,11 @@ fn report_loop(shared: &Shared, telemetry: Option<&Channel>) {
         let status = unsafe { *shared.status.get() };
         drop(guard);
         if let Some(channel) = telemetry {
+            // Only this thread counts lines: the two loads are its own earlier stores.
+            let dropped = COUNTERS.lines_dropped.load(Ordering::Relaxed);
+            let formed = COUNTERS.lines_written.load(Ordering::Relaxed) + dropped;
             let line = format!(
-                "t={} setpoint={:.3} position={:.4} overruns={} end\n",
+                "t={} setpoint={:.3} position={:.4} overruns={} line={formed} dropped={dropped} end\n",
                 status.period, status.setpoint, status.position, status.overruns
             );
             let counter = if channel.send(line.as_bytes()) { &COUNTERS.lines_written } else { &COUNTERS.lines_dropped };

@@ -16,7 +16,7 @@
 //! ring breaks the device (DEVICE_NEEDS_RESET) and is logged once; the core goes on.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use boot::exceptions::TrapFrame;
@@ -90,8 +90,8 @@ const NO_DEVICE: u64 = u64::MAX;
 /// interrupt line and the broken state, before the guest runs again. Kept beside the lock,
 /// so [`poll`] checks it without taking it.
 static WRITTEN: AtomicBool = AtomicBool::new(false);
-/// Whether the console holds a transmit chain waiting for room in its channel.
-static HOLDS_CHAINS: AtomicBool = AtomicBool::new(false);
+/// The ports whose transmit chain waits for room in its channel (bit `n`: port `n`).
+static HELD_PORTS: AtomicU32 = AtomicU32::new(0);
 /// Whether the device's breaking was logged.
 static BROKEN_LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -139,7 +139,10 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
 /// (restored as they were after). Returns whether it serviced (the caller refreshes the list
 /// registers then).
 pub fn poll() -> bool {
-    let waiting = HOLDS_CHAINS.load(Ordering::Relaxed) && crate::rt::channel::any_room_from_guest();
+    // Room in a port matters only to a chain held for that port: a chain Linux wrote to a
+    // port whose oob side never reads must not make every return into the guest service.
+    let held = HELD_PORTS.load(Ordering::Relaxed);
+    let waiting = held != 0 && crate::rt::channel::any_room_from_guest(held);
     if !WRITTEN.load(Ordering::Relaxed) && !waiting && !crate::rt::channel::any_for_guest() {
         return false;
     }
@@ -166,7 +169,7 @@ impl GuestChannel {
     /// Gives the model's interrupt output to the virtual interrupt if it changed; logs the
     /// device's breaking once.
     fn update(&mut self) {
-        HOLDS_CHAINS.store(self.console.holds_chains(), Ordering::Relaxed);
+        HELD_PORTS.store(self.console.held_ports(), Ordering::Relaxed);
         if let Some(why) = self.console.transport().broken()
             && !BROKEN_LOGGED.swap(true, Ordering::Relaxed)
         {
@@ -188,6 +191,6 @@ pub fn reset() {
         device.console = Console::new();
         device.level = false;
     }
-    HOLDS_CHAINS.store(false, Ordering::Relaxed);
+    HELD_PORTS.store(0, Ordering::Relaxed);
     BROKEN_LOGGED.store(false, Ordering::Relaxed);
 }

@@ -47,6 +47,9 @@ struct Slot {
     from_linux: ByteRing<RING_BYTES>,
     /// Posted by the device when bytes from Linux arrive.
     arrived: Once<Semaphore>,
+    /// Whether the ring from Linux was found full (logged once a port: Linux writes to a
+    /// port whose oob side does not read, or not as fast).
+    full_logged: AtomicBool,
 }
 
 static SLOTS: [Slot; MAX_CHANNELS] = [const {
@@ -56,6 +59,7 @@ static SLOTS: [Slot; MAX_CHANNELS] = [const {
         to_linux: ByteRing::new(),
         from_linux: ByteRing::new(),
         arrived: Once::new(),
+        full_logged: AtomicBool::new(false),
     }
 }; MAX_CHANNELS];
 
@@ -145,9 +149,12 @@ pub fn drop_counts() -> alloc::vec::Vec<(usize, &'static str, (u64, u64))> {
         .collect()
 }
 
-/// Whether any channel can take bytes from Linux.
-pub(crate) fn any_room_from_guest() -> bool {
-    SLOTS.iter().any(|slot| slot.name.get().is_some() && slot.from_linux.free() > 0)
+/// Whether any channel among `ports` (bit `n`: port `n`) can take bytes from Linux.
+pub(crate) fn any_room_from_guest(ports: u32) -> bool {
+    SLOTS
+        .iter()
+        .enumerate()
+        .any(|(port, slot)| ports & (1 << port) != 0 && slot.name.get().is_some() && slot.from_linux.free() > 0)
 }
 
 /// Whether any channel holds bytes for Linux (the device's cheap check before it moves them).
@@ -170,6 +177,12 @@ impl vm::virtio::console::Ports for DeviceSide {
     fn push_from_guest(&mut self, port: usize, data: &[u8]) -> usize {
         let Some(slot) = SLOTS.get(port).filter(|slot| slot.name.get().is_some()) else { return 0 };
         let n = slot.from_linux.push_some(data);
+        if n < data.len() && !slot.full_logged.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "channel: port {port} ({}): the ring from Linux is full ({RING_BYTES} bytes the oob side has not read); Linux's writes wait (logged once a port)",
+                slot.name.get().copied().unwrap_or("")
+            );
+        }
         if n > 0
             && let Some(arrived) = slot.arrived.get()
         {

@@ -7,9 +7,10 @@
 //! companion latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t]
 //!                         runs the core's latency test and streams its EVL-format lines
 //!                         (RTT|, RTD| each second, RTS|, HSH|/HSD| histogram)
-//! companion ping [-n count] [-s bytes]
+//! companion ping [-n count] [-s bytes] [-P priority]
 //!                         round trips through the core's echo thread (companion.echo):
-//!                         min/avg/p99/max, and the oob side's CPU time per message
+//!                         min/avg/p99/max, and the oob side's CPU time per message;
+//!                         -P: measured from a SCHED_FIFO thread of that priority (1-99)
 //! companion send PORT     copies stdin to the channel PORT (a port name or a device path)
 //! companion recv PORT     copies the channel PORT to stdout until interrupted
 //! ```
@@ -29,7 +30,7 @@ const ECHO_PORT: &str = "companion.echo";
 /// The line ending a control answer.
 const END: &str = "END";
 
-const USAGE: &str = "usage: companion ps | channels | latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t] | ping [-n count] [-s bytes] | send PORT | recv PORT";
+const USAGE: &str = "usage: companion ps | channels | latmus [-p period_us] [-T seconds] [-c cpu] [-P priority] [-g gravity_ns | -t] | ping [-n count] [-s bytes] [-P priority] | send PORT | recv PORT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
             }
         },
         ["ping", options @ ..] => match ping_options(options) {
-            Ok((count, size)) => ping(count, size),
+            Ok(options) => ping(options),
             Err(e) => {
                 eprintln!("companion ping: {e}\n{USAGE}");
                 return ExitCode::from(2);
@@ -96,21 +97,58 @@ fn latmus_command(options: &[&str]) -> Result<String, String> {
 /// Largest `ping` message: what the echo thread takes in one wake-up.
 const PING_MAX: usize = 512;
 
-/// `companion ping`'s count and message size (defaults 1000 and 64 bytes).
-fn ping_options(options: &[&str]) -> Result<(usize, usize), String> {
-    let (mut count, mut size) = (1000, 64);
+/// Highest SCHED_FIFO priority Linux gives a thread.
+const FIFO_MAX: usize = 99;
+
+/// What `companion ping` is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PingOptions {
+    /// Round trips (`-n`, default 1000).
+    count: usize,
+    /// Bytes per message (`-s`, default 64).
+    size: usize,
+    /// SCHED_FIFO priority to measure from (`-P`); `None`: the caller's policy as it is.
+    priority: Option<u8>,
+}
+
+/// `companion ping`'s options.
+fn ping_options(options: &[&str]) -> Result<PingOptions, String> {
+    let mut ping = PingOptions { count: 1000, size: 64, priority: None };
     let mut rest = options.iter();
     while let Some(&option) = rest.next() {
         let value = rest.next().ok_or_else(|| format!("{option} needs a value"))?;
         let number: usize = value.parse().map_err(|_| format!("{option} {value}: not a number"))?;
         match option {
-            "-n" if number > 0 => count = number,
-            "-s" if (1..=PING_MAX).contains(&number) => size = number,
-            "-n" | "-s" => return Err(format!("{option} {value}: out of range (-n above 0, -s 1 to {PING_MAX})")),
+            "-n" if number > 0 => ping.count = number,
+            "-s" if (1..=PING_MAX).contains(&number) => ping.size = number,
+            "-P" if (1..=FIFO_MAX).contains(&number) => ping.priority = u8::try_from(number).ok(),
+            "-n" | "-s" | "-P" => {
+                return Err(format!("{option} {value}: out of range (-n above 0, -s 1 to {PING_MAX}, -P 1 to {FIFO_MAX})"));
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
-    Ok((count, size))
+    Ok(ping)
+}
+
+/// Makes the calling thread SCHED_FIFO at `priority` (Linux's `sched_setscheduler` system
+/// call: musl's wrapper of that name only returns ENOSYS), and locks the process's memory so
+/// a page fault does not time into a round trip.
+fn set_fifo(priority: u8) -> io::Result<()> {
+    // SAFETY: `sched_param` is plain integers (musl adds reserved ones), for which all-zero
+    // bytes are a valid value.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = i32::from(priority);
+    // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call; pid 0 is
+    // the calling thread; the call reads `param` and changes only the scheduler's policy.
+    if unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_FIFO, &raw const param) } != 0 {
+        return Err(io::Error::new(io::Error::last_os_error().kind(), format!("SCHED_FIFO {priority}: {}", io::Error::last_os_error())));
+    }
+    // SAFETY: mlockall takes flags only and touches no memory of ours.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+        return Err(io::Error::new(io::Error::last_os_error().kind(), format!("mlockall: {}", io::Error::last_os_error())));
+    }
+    Ok(())
 }
 
 /// Min, average, 99th percentile (nearest rank) and max of `samples` (sorted in place).
@@ -143,8 +181,12 @@ fn echo_stats() -> io::Result<(u64, u64)> {
 }
 
 /// `count` round trips of `size` bytes through the core's echo thread, timed one by one
-/// (each waits for its echo, so the echo has one message at a time).
-fn ping(count: usize, size: usize) -> io::Result<()> {
+/// (each waits for its echo, so the echo has one message at a time), from a SCHED_FIFO
+/// thread if `priority` is given.
+fn ping(PingOptions { count, size, priority }: PingOptions) -> io::Result<()> {
+    if let Some(priority) = priority {
+        set_fifo(priority)?;
+    }
     let before = echo_stats()?;
     let mut port = open(ECHO_PORT)?;
     let (mut message, mut back) = (vec![0u8; size], vec![0u8; size]);
@@ -164,8 +206,9 @@ fn ping(count: usize, size: usize) -> io::Result<()> {
     let after = echo_stats()?;
     let (min, avg, p99, max) = summary(&mut round_trips).unwrap_or_default();
     let us = |ns: u64| ns as f64 / 1000.0;
+    let policy = priority.map_or_else(String::new, |priority| format!(" (SCHED_FIFO {priority})"));
     println!(
-        "ping: {count} round trips of {size} bytes over {ECHO_PORT}: min {:.1} us, avg {:.1} us, p99 {:.1} us, max {:.1} us",
+        "ping: {count} round trips of {size} bytes over {ECHO_PORT}{policy}: min {:.1} us, avg {:.1} us, p99 {:.1} us, max {:.1} us",
         us(min),
         us(avg),
         us(p99),
@@ -265,8 +308,12 @@ mod tests {
 
     #[test]
     fn ping_options_and_the_summary() {
-        assert_eq!(ping_options(&[]).unwrap(), (1000, 64));
-        assert_eq!(ping_options(&["-n", "10", "-s", "512"]).unwrap(), (10, 512));
+        assert_eq!(ping_options(&[]).unwrap(), PingOptions { count: 1000, size: 64, priority: None });
+        assert_eq!(ping_options(&["-n", "10", "-s", "512"]).unwrap(), PingOptions { count: 10, size: 512, priority: None });
+        assert_eq!(ping_options(&["-P", "80", "-n", "5"]).unwrap(), PingOptions { count: 5, size: 64, priority: Some(80) });
+        assert!(ping_options(&["-P", "0"]).is_err());
+        assert!(ping_options(&["-P", "100"]).is_err());
+        assert!(ping_options(&["-P"]).is_err());
         assert!(ping_options(&["-s", "513"]).is_err());
         assert!(ping_options(&["-n", "0"]).is_err());
         assert!(ping_options(&["-n"]).is_err());

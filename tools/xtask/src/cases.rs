@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::expect::{Expectations, LineMatch};
-use crate::guest::init::{FLOOD_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
+use crate::guest::init::{FLOOD_SCRIPT, HOSTILE_CONTROL_SCRIPT, PID_DROPS_SCRIPT, PID_SCRIPT, PID_SETPOINTS};
 use crate::qemu;
 
 /// How long a case may run unless it says otherwise.
@@ -268,6 +268,9 @@ pub struct Case {
 /// Deterministic virtual time: one instruction per virtual nanosecond, idle
 /// time skipped.
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+/// How long the `pid-drops` case leaves the telemetry unread, seconds: 10 lines a second, more
+/// than Linux's 256 receive buffers (a line each) and the core's 4 KiB ring hold.
+const PID_DROPS_SECONDS: u64 = 45;
 /// Each half of the flood case, seconds.
 const FLOOD_SECONDS: u64 = 3;
 /// The guest script of the restart case: a panic, a reboot, a hang, then cyclictest.
@@ -368,6 +371,24 @@ pub const CASES: &[Case] = &[
         profile: "virt-gicv3-1",
         scenario: Scenario::LinuxGuest { script: FLOOD_SCRIPT, vcpus: 1 },
         timeout: Duration::from_secs(600),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "linux-guest-channel-hostile-virt-gicv3-1",
+        // A hostile Linux on the control port, one CPU under -icount: every bad command is
+        // refused on the core's console, the latency test it started samples every period.
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: HOSTILE_CONTROL_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(400),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "linux-guest-pid-drops-virt-gicv3-1",
+        // The example application's telemetry unread for PID_DROPS_SECONDS: the oob side drops
+        // and counts, and the count is exact (one CPU, -icount).
+        profile: "virt-gicv3-1",
+        scenario: Scenario::LinuxGuest { script: PID_DROPS_SCRIPT, vcpus: 1 },
+        timeout: Duration::from_secs(400),
         qemu_args: ICOUNT,
     },
     Case {
@@ -510,7 +531,11 @@ impl Case {
                 let latency = if self.scenario == (Scenario::LinuxGuest { script, vcpus: 1 }) { RESTART_LATMUS } else { "" };
                 return crate::guest::core_bootargs(&[&vcpus, latency], script, 2, crate::guest::init::Load::Idle);
             }
-            let seconds = if script == FLOOD_SCRIPT { FLOOD_SECONDS } else { 1 };
+            let seconds = match script {
+                FLOOD_SCRIPT => FLOOD_SECONDS,
+                PID_DROPS_SCRIPT => PID_DROPS_SECONDS,
+                _ => 1,
+            };
             return crate::guest::core_bootargs(&[&vcpus], script, seconds, crate::guest::init::Load::Idle);
         }
         if let Some(plan) = self.scenario.soak_plan() {
@@ -678,6 +703,16 @@ impl Case {
                 if script == PID_SCRIPT {
                     lines.extend(pid_lines());
                 }
+                if script == HOSTILE_CONTROL_SCRIPT {
+                    lines.extend(hostile_control_lines());
+                }
+                if script == PID_DROPS_SCRIPT {
+                    lines.extend([
+                        LineMatch::guest(&[r"^guest: pid drops: read [1-9]\d* lines, the first [1-9]\d* before the gap$"]),
+                        LineMatch::guest(&[r"^guest: pid drops: gaps unlike their count: 0$"]),
+                        LineMatch::all(&[r"^example: \d+ periods, .*, 0 overruns; .* telemetry [1-9]\d* lines written, [1-9]\d* dropped$"]),
+                    ]);
+                }
                 if script == FLOOD_SCRIPT {
                     let seconds = format!(r"^RTS\|.*\|    00:00:0{FLOOD_SECONDS}/00:00:0{FLOOD_SECONDS}$");
                     lines.extend([
@@ -691,6 +726,25 @@ impl Case {
                         .forbid_guest(&[r"Kernel panic", r"insmod .* failed", r"companion latmus .*failed"]);
                 if script == FLOOD_SCRIPT {
                     expectations = expectations.with_channel_flood();
+                }
+                if script == PID_DROPS_SCRIPT {
+                    // Each gap is its drops, and the last count the guest saw is the core's
+                    // own total (no drop after the guest read again).
+                    expectations = expectations
+                        .with_equal_captures(
+                            LineMatch::guest(&[r"^guest: pid drops: lines missing between the lines read: ([1-9]\d*)$"]),
+                            LineMatch::guest(&[r"^guest: pid drops: drops counted by the lines dropped= between them: (\d+)$"]),
+                        )
+                        .with_equal_captures(
+                            LineMatch::guest(&[r"^guest: pid drops: last dropped=(\d+)$"]),
+                            LineMatch::all(&[r"^example: \d+ periods, .* telemetry \d+ lines written, (\d+) dropped$"]),
+                        );
+                }
+                if script == HOSTILE_CONTROL_SCRIPT {
+                    // Nothing but refusals: the device stays whole, the core never faults.
+                    expectations = expectations
+                        .forbid_core(&[r"channel device is broken", r"panic on cpu \d+:", r"reply cut"])
+                        .forbid_guest(&[r"^guest: hostile: (no |companion ps failed)"]);
                 }
                 if script == PID_SCRIPT {
                     // What the guest read is at most what the core wrote (its own count).
@@ -807,6 +861,9 @@ fn channel_lines() -> Vec<LineMatch> {
             r"^guest: ping: 200 round trips of 64 bytes over companion\.echo: min [\d.]+ us, avg [\d.]+ us, p99 [\d.]+ us, max [\d.]+ us$",
         ]),
         LineMatch::guest(&[r"^guest: ping: the echo thread woke [1-9]\d* times, [1-9]\d* ns of its CPU time per wake-up$"]),
+        LineMatch::guest(&[
+            r"^guest: ping: 200 round trips of 64 bytes over companion\.echo \(SCHED_FIFO 80\): min [\d.]+ us, avg [\d.]+ us, p99 [\d.]+ us, max [\d.]+ us$",
+        ]),
         // `companion latmus -T 2`: the core's test started from Linux, its lines streamed
         // back (the sampling audit fails the run if a period went without a sample).
         LineMatch::guest(&[r"^guest: latmus\| RTT\|  00:00:01  \(oob thread context, 1000 us period, priority 99, cpu 0, "]),
@@ -818,6 +875,45 @@ fn channel_lines() -> Vec<LineMatch> {
         LineMatch::guest(&[
             r"^guest: echo flood: written 4194304 bytes, read back \d+, dropped [1-9]\d* \(counted by the core\): balanced$",
         ]),
+    ]
+}
+
+/// What the `channel-hostile` script must bring: one refusal on the core's console for each
+/// bad command (a flood's summed up with its exact count), the ring of an app port nobody
+/// reads found full with Linux's writer held back, the latency test Linux started run whole
+/// (the sampling audit checks its periods), and the control port serving afterwards.
+fn hostile_control_lines() -> Vec<LineMatch> {
+    let refused = |what: &str| LineMatch::all(&[LOG_LINE, &format!("control: refused {what}$")]);
+    let busy = "a latency test started from Linux runs";
+    vec![
+        refused(r"a command that is not UTF-8 text \(10 bytes\)"),
+        refused(r"latmus wants PERIOD_US SECONDS CPU\|- PRIORITY GRAVITY_NS\|- \(got 2 arguments\)"),
+        refused(r#"unknown command "reboot now" \(have: ps, channels, echo, latmus\)"#),
+        refused(r"a command over 128 bytes"),
+        refused(r#"latmus: period "99999999999999999999999" is not a number of 64 bits"#),
+        refused(r"latmus: duration 18446744073709551615 s is not within 1..=86400"),
+        refused(r"latmus: cpu 4096 does not exist \(1 CPUs\)"),
+        refused(r"latmus: gravity 99999999999 ns is over the period \(1000000 ns\)"),
+        refused(r"latmus: period 10 us is under the floor of 100 us"),
+        refused(r"an incomplete command \(11 bytes without a newline\), dropped"),
+        // 40 alternating bad commands in one write: 16 logged, the rest summed up.
+        LineMatch::all(&[LOG_LINE, r"control: 24 more refusal lines not logged one by one \(at most 16 a second\)$"]),
+        LineMatch::guest(&[r#"^guest: hostile: 20 x ERR unknown command "x1" \(have: ps, channels, echo, latmus\)$"#]),
+        refused(&format!(r#""latmus 1000 1 - 99 -": {busy}"#)),
+        refused(&format!(r#""ps": {busy}"#)),
+        refused(&format!(r#""ps": {busy}, 99 more times"#)),
+        LineMatch::all(&[LOG_LINE, r"channel: port \d+ \(example\.telemetry\): the ring from Linux is full \(4096 bytes the oob side has not read\); Linux's writes wait"]),
+        LineMatch::guest(&[r"^guest: hostile: dd to example\.telemetry held back$"]),
+        // Linux got the refusals as ERR lines (those during the test as the ring had room:
+        // they never wait), the 100 `ps` before the test and the test itself answered.
+        LineMatch::guest(&[r#"^guest: hostile: [1-9]\d* x ERR "ps": a latency test started from Linux runs$"#]),
+        LineMatch::guest(&[r"^guest: hostile: 1 x ERR a command over 128 bytes$"]),
+        LineMatch::guest(&[r"^guest: hostile: 101 END, \d+ ERR, 3 RTD\| lines$"]),
+        // The test Linux started: whole, its samples on the core's console.
+        LineMatch::all(&[r"^RTT\|.*\(oob thread context, 1000 us period, priority 99, cpu 0, "]),
+        LineMatch::all(&[r"^RTS\|.*\|    00:00:03/00:00:03$"]),
+        LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]),
+        LineMatch::guest(&[r"^guest: hostile: ps after\| +0 +\S+ +fifo +1 .* companion-ctl$"]),
     ]
 }
 
@@ -855,7 +951,7 @@ fn pid_lines() -> Vec<LineMatch> {
         let target: f64 = printed.parse().expect("a number");
         let near = within_a_hundredth(target);
         lines.push(LineMatch::guest(&[&format!(
-            r"^guest: pid: setpoint {}: t=\d+ setpoint={} position={near} overruns=0 end$",
+            r"^guest: pid: setpoint {}: t=\d+ setpoint={} position={near} overruns=0 line=\d+ dropped=0 end$",
             regex::escape(sent),
             regex::escape(printed)
         )]));

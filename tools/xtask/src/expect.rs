@@ -109,6 +109,12 @@ impl Expectations {
         self
     }
 
+    /// Also forbids core lines matching any of `patterns`.
+    pub fn forbid_core(mut self, patterns: &[&str]) -> Self {
+        self.forbidden.extend(patterns.iter().map(|pattern| LineMatch::all(&[pattern])));
+        self
+    }
+
     /// Also forbids guest lines matching any of `patterns`.
     pub fn forbid_guest(mut self, patterns: &[&str]) -> Self {
         self.forbidden.extend(patterns.iter().map(|pattern| LineMatch::guest(&[pattern])));

@@ -89,7 +89,7 @@ pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: in
     if CHANNEL_SCRIPTS.contains(&script) {
         words.push(CHANNEL_ON);
     }
-    if script == init::PID_SCRIPT {
+    if [init::PID_SCRIPT, init::PID_DROPS_SCRIPT, init::HOSTILE_CONTROL_SCRIPT].contains(&script) {
         words.push(PID_APP);
     }
     words.extend(core_args.iter().copied().filter(|arg| !arg.is_empty()));
@@ -100,13 +100,14 @@ pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: in
 pub const CHANNEL_ON: &str = "companion.channel=on";
 
 /// The core's argument starting the example application beside the guest, for the `pid`
-/// script (its setpoints and telemetry go over the channel).
+/// script (its setpoints and telemetry go over the channel), the `pid-drops` one (its
+/// telemetry unread) and the `channel-hostile` one (an app port it writes to).
 pub const PID_APP: &str = "companion.app=example";
 
 /// The guest scripts that cannot work without the channel: their runs ask for it by name,
 /// so they say what they need even though the core offers the device by default
 /// (`companion.channel=off` removes it).
-const CHANNEL_SCRIPTS: &[&str] = &["channel", "shell", init::PID_SCRIPT];
+const CHANNEL_SCRIPTS: &[&str] = &["channel", "shell", init::PID_SCRIPT, init::PID_DROPS_SCRIPT, init::HOSTILE_CONTROL_SCRIPT];
 
 /// The files booting the guest: kernel, symbols and initramfs.
 #[derive(Debug, Clone)]
@@ -667,6 +668,12 @@ mod tests {
         let core = pid.split_once(" -- ").unwrap().0;
         assert!(core.contains(CHANNEL_ON) && core.contains(PID_APP), "{pid}");
         assert!(!channel.contains(PID_APP));
+        // So do the scripts stalling its telemetry and writing to its port.
+        for script in [init::PID_DROPS_SCRIPT, init::HOSTILE_CONTROL_SCRIPT] {
+            let args = core_bootargs(&[], script, 1, init::Load::Idle);
+            let core = args.split_once(" -- ").unwrap().0;
+            assert!(core.contains(CHANNEL_ON) && core.contains(PID_APP), "{args}");
+        }
     }
 
     #[test]

@@ -137,11 +137,14 @@ impl<const Q: usize> Console<Q> {
         !self.reset_pending && port < 32 && self.guest_open & (1 << port) != 0
     }
 
-    /// Whether a transmit chain waits for room in its port: the glue must call
-    /// [`Console::service`] again once the port has room (no notification will come: the
-    /// driver waits for that chain).
-    pub fn holds_chains(&self) -> bool {
-        !self.reset_pending && self.held.iter().any(Option::is_some)
+    /// The ports whose transmit chain waits for room (bit `n`: port `n`): the glue must call
+    /// [`Console::service`] again once one of those ports has room (no notification will
+    /// come: the driver waits for that chain), and need not for room in any other port.
+    pub fn held_ports(&self) -> u32 {
+        if self.reset_pending {
+            return 0;
+        }
+        self.held.iter().enumerate().filter(|(_, held)| held.is_some()).fold(0, |mask, (port, _)| mask | 1 << port)
     }
 
     /// Whether a notification (or DRIVER_OK) came that [`Console::service`] has not handled
@@ -193,7 +196,7 @@ impl<const Q: usize> Console<Q> {
 
     /// Moves everything that can move: control messages both ways, guest → port and
     /// port → guest data, at most [`BUDGET`] bytes per port and direction (call again while
-    /// [`Console::holds_chains`] or a port holds bytes for the guest). Does nothing unless the
+    /// [`Console::held_ports`] or a port holds bytes for the guest). Does nothing unless the
     /// device is live.
     pub fn service(&mut self, mem: &mut impl GuestMemory, ports: &mut impl Ports) {
         if self.reset_pending {

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod console;
+pub mod control;
 pub mod memory;
 pub mod queue;
 pub mod transport;

@@ -95,6 +95,23 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
         CHANNEL_FLOOD,
     ),
     (
+        HOSTILE_CONTROL_SCRIPT,
+        "a hostile Linux on the core's control port (raw bytes to companion.ctl): malformed, truncated, \
+         overlong and out-of-bounds commands, a latency-test period under the floor, a flood of `ps`; then a \
+         latency test from Linux and, while it runs, a second one, another flood and a bad command; and \
+         writes to an app port nobody reads (example.telemetry, with companion.app=example); the core \
+         refuses each and goes on",
+        HOSTILE_CONTROL,
+    ),
+    (
+        PID_DROPS_SCRIPT,
+        "the example oob application's drop path (companion.app=example): holds example.telemetry open \
+         without reading for guest.duration seconds (Linux's buffers and the core's ring fill, the oob \
+         side drops and counts), then reads; checks that every gap in the lines' numbers is the drops \
+         their dropped= count shows",
+        PID_DROPS,
+    ),
+    (
         PID_SCRIPT,
         "the example oob application (the PID motor loop, started beside the guest with \
          companion.app=example): sends it three setpoints over example.setpoint with `companion send`, \
@@ -159,7 +176,7 @@ for pair in 1.5:1.500 -0.75:-0.750 0.25:0.250; do
     printed=${pair#*:}
     echo "$setpoint" | companion send example.setpoint || echo "guest: pid: companion send $setpoint failed"
     sleep 4
-    seen=$(grep -E "^t=[0-9]+ setpoint=$printed position=-?[0-9]+\.[0-9]+ overruns=[0-9]+ end$" /tmp/telemetry | tail -n 1)
+    seen=$(grep -E "^t=[0-9]+ setpoint=$printed position=-?[0-9]+\.[0-9]+ overruns=[0-9]+ line=[0-9]+ dropped=[0-9]+ end$" /tmp/telemetry | tail -n 1)
     echo "guest: pid: setpoint $setpoint: ${seen:-no telemetry}"
 done
 # A line that is no number: the core refuses and counts it, the setpoint stays.
@@ -168,6 +185,116 @@ sleep 1
 # `timeout` ends it (status 124, or 143 for the TERM it sends): not a failure.
 wait $recv || true
 echo "guest: pid: read $(grep -c ' end$' /tmp/telemetry) telemetry lines"
+"#;
+
+/// The script stalling the example application's telemetry.
+pub const PID_DROPS_SCRIPT: &str = "pid-drops";
+
+/// The `pid-drops` script: the telemetry port open and unread for the duration, then read for
+/// 5 s. Every complete line carries its number (`line=`) and the drops before it
+/// (`dropped=`); between two lines read, the lines missing must be the drops counted. Prints
+/// the sums and the last `dropped=` (the case holds it to the core's own total).
+const PID_DROPS: &str = r#"port=
+for try in $(seq 30); do
+    port=$(grep -lx example.telemetry /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { echo "guest: pid drops: no example.telemetry port"; exit 1; }
+exec 5<"/dev/$port"
+echo "guest: pid drops: example.telemetry open, not read for $GUEST_DURATION s"
+sleep "$GUEST_DURATION"
+timeout 5 cat <&5 >/tmp/telemetry || true
+exec 5<&-
+awk '/ end$/ {
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    if (n > 0) {
+        gap = v["line"] - last - 1; rose = v["dropped"] - last_dropped
+        missing += gap; counted += rose
+        if (gap != rose) unequal++
+        if (gap > 0) held = n
+    }
+    last = v["line"]; last_dropped = v["dropped"]; n++
+}
+END {
+    printf "guest: pid drops: read %d lines, the first %d before the gap\n", n, held
+    printf "guest: pid drops: lines missing between the lines read: %d\n", missing
+    printf "guest: pid drops: drops counted by the lines dropped= between them: %d\n", counted
+    printf "guest: pid drops: gaps unlike their count: %d\n", unequal + 0
+    printf "guest: pid drops: last dropped=%d\n", last_dropped
+}' /tmp/telemetry
+"#;
+
+/// The script attacking the core's control port from Linux.
+pub const HOSTILE_CONTROL_SCRIPT: &str = "channel-hostile";
+
+/// The `channel-hostile` script: one process holds companion.ctl open (Linux lets one at a
+/// time), a background `cat` collects every answer, and the script writes raw commands: 40
+/// alternating bad ones at once (the core logs 16 a second), 100 `ps` before any test
+/// (answered) and 100 while its latency test runs (refused). The core's console carries the
+/// refusals; the guest prints what it got back.
+const HOSTILE_CONTROL: &str = r#"port_of() {
+    for try in $(seq 30); do
+        found=$(grep -lx "$1" /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+        [ -n "$found" ] && { echo "$found"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+ctl=$(port_of companion.ctl) || { echo "guest: hostile: no companion.ctl port"; exit 1; }
+telemetry=$(port_of example.telemetry) || { echo "guest: hostile: no example.telemetry port"; exit 1; }
+ps_flood() {
+    i=0
+    while [ "$i" -lt 100 ]; do printf 'ps\n'; i=$((i + 1)); done >&3
+}
+exec 3<>"/dev/$ctl"
+cat <&3 >/tmp/answers &
+reader=$!
+echo "guest: hostile: before any test"
+printf '\377\376\001garbage\n' >&3
+printf 'latmus 1000 1\n' >&3
+printf 'reboot now\n' >&3
+head -c 300 /dev/zero | tr '\0' A >&3
+printf '\n' >&3
+printf 'latmus 99999999999999999999999 1 - 99 -\n' >&3
+printf 'latmus 1000 18446744073709551615 - 99 -\n' >&3
+printf 'latmus 1000 1 4096 99 -\n' >&3
+printf 'latmus 1000 1 - 99 99999999999\n' >&3
+printf 'latmus 10 1 - 99 -\n' >&3
+# A truncated command: no newline, then silence (the core drops it after a second).
+printf 'latmus 1000' >&3
+sleep 3
+# 40 bad commands at once, each unlike the one before: the core logs 16 a second at most.
+i=0
+while [ "$i" -lt 20 ]; do printf 'x1\nx2\n'; i=$((i + 1)); done > /tmp/alternating
+cat /tmp/alternating >&3
+ps_flood
+sleep 3
+echo "guest: hostile: a latency test from Linux"
+printf 'latmus 1000 3 - 99 -\n' >&3
+sleep 1
+echo "guest: hostile: while it runs"
+printf 'latmus 1000 1 - 99 -\n' >&3
+ps_flood
+printf 'latmus 10 1 - 99 -\n' >&3
+# An app port whose oob side never reads what Linux writes: the writer is held back.
+if timeout 2 dd if=/dev/zero of="/dev/$telemetry" bs=4096 count=512 2>/dev/null; then
+    echo "guest: hostile: dd to example.telemetry finished"
+else
+    echo "guest: hostile: dd to example.telemetry held back"
+fi
+for try in $(seq 100); do
+    grep -q '^RTS|' /tmp/answers && [ "$(grep -c '^END$' /tmp/answers)" -ge 101 ] && break
+    sleep 0.1
+done
+kill "$reader"
+exec 3<&-
+grep '^ERR ' /tmp/answers | sort | uniq -c | while read -r count line; do
+    echo "guest: hostile: $count x $line"
+done
+echo "guest: hostile: $(grep -c '^END$' /tmp/answers) END, $(grep -c '^ERR ' /tmp/answers) ERR, $(grep -c '^RTD|' /tmp/answers) RTD| lines"
+companion ps > /tmp/ps || echo "guest: hostile: companion ps failed"
+grep companion-ctl /tmp/ps | sed 's/^/guest: hostile: ps after| /'
 "#;
 
 /// The script measuring the oob latency with the channel quiet and flooded.
@@ -326,6 +453,9 @@ while read -r line; do
 done < /tmp/ps
 # Round trips Linux -> the core's echo thread -> Linux, one message at a time.
 companion ping -n 200 > /tmp/ping 2>&1 || echo "guest: companion ping failed"
+# The same from a SCHED_FIFO 80 thread (`-P`).
+companion ping -n 200 -P 80 > /tmp/ping-fifo 2>&1 || echo "guest: companion ping -P 80 failed: $(cat /tmp/ping-fifo)"
+cat /tmp/ping-fifo >> /tmp/ping
 while read -r line; do
     echo "guest: $line"
 done < /tmp/ping
@@ -575,7 +705,7 @@ pub fn starts_latency_test(name: &str) -> bool {
 /// `channel-flood`): the core must not start one from its arguments beside it (the control
 /// port refuses a second test while one runs).
 pub fn runs_own_latency_test(name: &str) -> bool {
-    name == "channel" || name == FLOOD_SCRIPT
+    name == "channel" || name == FLOOD_SCRIPT || name == HOSTILE_CONTROL_SCRIPT
 }
 
 /// The body of script `name`, if it exists.
