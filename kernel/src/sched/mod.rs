@@ -336,7 +336,8 @@ fn on_timer_interrupt(_intid: u32) {
         return;
     }
     let Some(glue) = guard.as_mut() else { return };
-    let now = clock::now();
+    // No barrier: the exception entry that brought the interrupt is context synchronizing.
+    let now = clock::now_unordered();
     match glue.core.on_timer_tick(cpu, now) {
         // The common case, in one call: timeouts fired, this CPU's next context chosen, the
         // effects drained.

@@ -12,11 +12,11 @@
 
 use super::OobCore;
 use super::timers::{TimerEvent, TimerExpiry, TimerHandle};
-use crate::effects::EffectMasks;
+use crate::effects::{CpuMask, EffectMasks};
 use crate::error::Error;
 use crate::sched::{Runnable, SchedParams};
 use crate::sync::{WakeReason, Waiting, make_ready};
-use crate::thread::ThreadId;
+use crate::thread::{Lifecycle, ThreadId};
 use crate::time::{Duration, Instant};
 use crate::timer::Expiry;
 
@@ -174,16 +174,88 @@ impl OobCore {
     /// [`OobCore::reschedule_to`] and [`OobCore::effect_masks_for`], with one CPU check and
     /// one charge. When user timers fired, only [`OobCore::on_timer`] was done: the glue runs
     /// them ([`OobCore::fired_timers`]), then reschedules and drains the effects itself.
+    ///
+    /// The hottest case — only sleeps of threads of `cpu` end, the switch needs no budget
+    /// timer and reclaims nothing, and no other CPU has effects pending — runs with the CPU's
+    /// state looked up once; anything else continues on the general path
+    /// ([`OobCore::tick_general`]) from where it stands.
     pub fn on_timer_tick(&mut self, cpu: usize, now: Instant) -> Result<TimerTick, Error> {
         let cpu = self.cpu_index(cpu)?;
+        self.charge(cpu, now);
+        self.fired.clear();
+        let Self { cpus, threads, links, touched, retimed, .. } = self;
+        let state = &mut cpus[cpu];
+        // The timer fired: this CPU's hardware timer is reprogrammed (or disarmed) whatever
+        // the new deadline.
+        state.reported_deadline = None;
+        while let Some((event, periodic)) = state.timers.first_due(now) {
+            if !periodic
+                && let TimerEvent::Timeout(key) = event
+                && let Some(thread) = threads.get_mut(key)
+                && matches!(thread.waiting, Some(Waiting::Sleep))
+                && thread.cpu == cpu
+            {
+                // As in `fire_due`.
+                state.timers.drop_first();
+                make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
+                continue;
+            }
+            return Ok(self.tick_general(cpu, now));
+        }
+        // `switch_to_best` without its rare cases (budget timers, an exited thread to reclaim).
+        let (previous, next) = (state.current, state.rq.pick());
+        let mut switch = None;
+        if next != previous {
+            if state.budget_timers_armed || previous.is_some_and(|t| threads[t].lifecycle == Lifecycle::Exited) {
+                return Ok(self.tick_general(cpu, now));
+            }
+            match next {
+                Some(t) => {
+                    let thread = &mut threads[t];
+                    if thread.may_have_budget() {
+                        return Ok(self.tick_general(cpu, now));
+                    }
+                    thread.stats.switches += 1;
+                    switch = Some(SwitchTo::Thread(thread.glue_token));
+                }
+                None => {
+                    state.inband.switches += 1;
+                    switch = Some(SwitchTo::InBand);
+                }
+            }
+            state.current = next;
+        }
+        // `cpu` runs its best runnable context: nothing left for `effects` to check there.
+        touched.remove(cpu);
+        if !touched.is_empty() || !(retimed.is_empty() || *retimed == CpuMask::only(cpu)) {
+            // Other CPUs' changes wait to be drained: the general drain, this CPU included.
+            retimed.insert(cpu);
+            let (masks, deadline) = self.drain_effect_masks(cpu);
+            return Ok(TimerTick::Rescheduled { switch, masks, deadline });
+        }
+        // `drain_effect_masks` of this CPU alone, which always reprograms after a tick.
+        *retimed = CpuMask::EMPTY;
+        let deadline = state.timers.hardware_deadline();
+        state.reported_deadline = Some(deadline);
+        #[cfg(test)]
+        self.check_unretimed_deadlines();
+        let masks = EffectMasks { resched: CpuMask::EMPTY, reprogram: CpuMask::only(cpu) };
+        Ok(TimerTick::Rescheduled { switch, masks, deadline })
+    }
+
+    /// [`OobCore::on_timer_tick`] of the valid CPU `cpu`, charged up to `now`, from wherever
+    /// its hot case stopped (out of line: the rare case): fires whatever else is due, then
+    /// reschedules and drains the effects in general.
+    #[inline(never)]
+    fn tick_general(&mut self, cpu: usize, now: Instant) -> TimerTick {
         self.fire_due(cpu, now);
         if !self.fired.is_empty() {
-            return Ok(TimerTick::UserTimers);
+            return TimerTick::UserTimers;
         }
         // Charged up to `now` by `fire_due` already: what `reschedule_to` would do beyond that.
         let switch = self.switch_to_best(cpu, now).map(|(_, to)| to);
         let (masks, deadline) = self.drain_effect_masks(cpu);
-        Ok(TimerTick::Rescheduled { switch, masks, deadline })
+        TimerTick::Rescheduled { switch, masks, deadline }
     }
 
     /// [`OobCore::on_timer`] of the valid CPU `cpu`, the user timers that fired left in
@@ -307,7 +379,7 @@ impl OobCore {
         let old = core::mem::replace(&mut thread.effective, params);
         if thread.runnable() {
             self.cpus[cpu].rq.dequeue(&mut self.links, t, old);
-            self.cpus[cpu].rq.enqueue(&mut self.links, t, params, current);
+            self.cpus[cpu].rq.enqueue(&mut self.links, t, &params, current);
             self.touched.insert(cpu);
         } else if let Some(waiting) = thread.waiting {
             self.with_wait_queue(waiting, |queue, links| {
@@ -377,7 +449,7 @@ impl OobCore {
         let (cpu, params) = (thread.cpu, thread.effective);
         let rq = &mut self.cpus[cpu].rq;
         rq.dequeue(&mut self.links, t, params);
-        rq.enqueue(&mut self.links, t, params, false);
+        rq.enqueue(&mut self.links, t, &params, false);
         self.touched.insert(cpu);
         if self.is_current(t) {
             self.arm_budget_timers(cpu, now);
