@@ -46,6 +46,28 @@ pub enum TimerTick {
     },
 }
 
+/// What the glue does with the results of a timer tick that rescheduled its CPU
+/// ([`OobCore::on_timer_tick_with`]): a trait rather than a closure so that its one method is
+/// inlined (`#[inline(always)]`) into each of the tick's exits.
+pub trait TickRescheduled {
+    /// What the tick returns.
+    type Output;
+    /// Takes the switch `cpu` makes (`None`: it keeps its context), the effects, and the new
+    /// hardware deadline of the CPU (meaningful when `masks.reprogram` contains it).
+    fn rescheduled(self, switch: Option<SwitchTo>, masks: EffectMasks, deadline: Option<Instant>) -> Self::Output;
+}
+
+/// [`TickRescheduled`] building [`TimerTick::Rescheduled`], for [`OobCore::on_timer_tick`].
+struct AsTimerTick;
+
+impl TickRescheduled for AsTimerTick {
+    type Output = TimerTick;
+    #[inline(always)]
+    fn rescheduled(self, switch: Option<SwitchTo>, masks: EffectMasks, deadline: Option<Instant>) -> TimerTick {
+        TimerTick::Rescheduled { switch, masks, deadline }
+    }
+}
+
 impl OobCore {
     /// Charges CPU time up to `now`, then returns the context `cpu` should run. The glue calls
     /// [`OobCore::switched`] if it differs from [`OobCore::current`].
@@ -174,12 +196,26 @@ impl OobCore {
     /// [`OobCore::reschedule_to`] and [`OobCore::effect_masks_for`], with one CPU check and
     /// one charge. When user timers fired, only [`OobCore::on_timer`] was done: the glue runs
     /// them ([`OobCore::fired_timers`]), then reschedules and drains the effects itself.
+    pub fn on_timer_tick(&mut self, cpu: usize, now: Instant) -> Result<TimerTick, Error> {
+        Ok(self.on_timer_tick_with(cpu, now, AsTimerTick)?.unwrap_or(TimerTick::UserTimers))
+    }
+
+    /// [`OobCore::on_timer_tick`] handing what [`TimerTick::Rescheduled`] holds (the switch,
+    /// the effects, the new deadline) to `rescheduled` ([`TickRescheduled`]) and returning its
+    /// result; `None` when user timers fired instead. For the glue's interrupt handler: the hot case passes its
+    /// results in registers, with no enum built and matched in memory.
     ///
     /// The hottest case — only sleeps of threads of `cpu` end, the switch needs no budget
     /// timer and reclaims nothing, and no other CPU has effects pending — runs with the CPU's
     /// state looked up once; anything else continues on the general path
     /// ([`OobCore::tick_general`]) from where it stands.
-    pub fn on_timer_tick(&mut self, cpu: usize, now: Instant) -> Result<TimerTick, Error> {
+    #[inline]
+    pub fn on_timer_tick_with<R: TickRescheduled>(
+        &mut self,
+        cpu: usize,
+        now: Instant,
+        rescheduled: R,
+    ) -> Result<Option<R::Output>, Error> {
         let cpu = self.cpu_index(cpu)?;
         self.charge(cpu, now);
         self.fired.clear();
@@ -200,20 +236,20 @@ impl OobCore {
                 make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
                 continue;
             }
-            return Ok(self.tick_general(cpu, now));
+            return Ok(self.tick_general(cpu, now, rescheduled));
         }
         // `switch_to_best` without its rare cases (budget timers, an exited thread to reclaim).
         let (previous, next) = (state.current, state.rq.pick());
         let mut switch = None;
         if next != previous {
             if state.budget_timers_armed || previous.is_some_and(|t| threads[t].lifecycle == Lifecycle::Exited) {
-                return Ok(self.tick_general(cpu, now));
+                return Ok(self.tick_general(cpu, now, rescheduled));
             }
             match next {
                 Some(t) => {
                     let thread = &mut threads[t];
                     if thread.may_have_budget() {
-                        return Ok(self.tick_general(cpu, now));
+                        return Ok(self.tick_general(cpu, now, rescheduled));
                     }
                     thread.stats.switches += 1;
                     switch = Some(SwitchTo::Thread(thread.glue_token));
@@ -231,7 +267,7 @@ impl OobCore {
             // Other CPUs' changes wait to be drained: the general drain, this CPU included.
             retimed.insert(cpu);
             let (masks, deadline) = self.drain_effect_masks(cpu);
-            return Ok(TimerTick::Rescheduled { switch, masks, deadline });
+            return Ok(Some(rescheduled.rescheduled(switch, masks, deadline)));
         }
         // `drain_effect_masks` of this CPU alone, which always reprograms after a tick.
         *retimed = CpuMask::EMPTY;
@@ -240,22 +276,27 @@ impl OobCore {
         #[cfg(test)]
         self.check_unretimed_deadlines();
         let masks = EffectMasks { resched: CpuMask::EMPTY, reprogram: CpuMask::only(cpu) };
-        Ok(TimerTick::Rescheduled { switch, masks, deadline })
+        Ok(Some(rescheduled.rescheduled(switch, masks, deadline)))
     }
 
-    /// [`OobCore::on_timer_tick`] of the valid CPU `cpu`, charged up to `now`, from wherever
-    /// its hot case stopped (out of line: the rare case): fires whatever else is due, then
-    /// reschedules and drains the effects in general.
+    /// [`OobCore::on_timer_tick_with`] of the valid CPU `cpu`, charged up to `now`, from
+    /// wherever its hot case stopped (out of line: the rare case): fires whatever else is due,
+    /// then reschedules and drains the effects in general.
     #[inline(never)]
-    fn tick_general(&mut self, cpu: usize, now: Instant) -> TimerTick {
+    fn tick_general<R: TickRescheduled>(
+        &mut self,
+        cpu: usize,
+        now: Instant,
+        rescheduled: R,
+    ) -> Option<R::Output> {
         self.fire_due(cpu, now);
         if !self.fired.is_empty() {
-            return TimerTick::UserTimers;
+            return None;
         }
         // Charged up to `now` by `fire_due` already: what `reschedule_to` would do beyond that.
         let switch = self.switch_to_best(cpu, now).map(|(_, to)| to);
         let (masks, deadline) = self.drain_effect_masks(cpu);
-        TimerTick::Rescheduled { switch, masks, deadline }
+        Some(rescheduled.rescheduled(switch, masks, deadline))
     }
 
     /// [`OobCore::on_timer`] of the valid CPU `cpu`, the user timers that fired left in
