@@ -126,23 +126,23 @@ pub fn checks(loads: &[LoadSpread]) -> Vec<RatioCheck> {
     let Some(idle) = loads.iter().find(|l| l.load == Load::Idle.name()) else { return checks };
     for loaded in loads.iter().filter(|l| l.load != Load::Idle.name()) {
         let name = &loaded.load;
-        checks.push(RatioCheck::new(
+        checks.push(RatioCheck::of_runs(
             format!("oob-thread max, {name} / idle"),
-            loaded.oob_thread_max_ns.median,
-            idle.oob_thread_max_ns.median,
+            &loaded.oob_thread_max_ns,
+            &idle.oob_thread_max_ns,
             LOAD_TARGET,
         ));
-        checks.push(RatioCheck::new(
+        checks.push(RatioCheck::of_runs(
             format!("oob-irq max, {name} / idle"),
-            loaded.oob_irq_max_ns.median,
-            idle.oob_irq_max_ns.median,
+            &loaded.oob_irq_max_ns,
+            &idle.oob_irq_max_ns,
             LOAD_TARGET,
         ));
         if loaded.load == Load::Grinder.name() {
-            checks.push(RatioCheck::new(
+            checks.push(RatioCheck::of_runs(
                 "oob-thread max / in-band max, grinder",
-                loaded.oob_thread_max_ns.median,
-                loaded.inband_max_ns.median,
+                &loaded.oob_thread_max_ns,
+                &loaded.inband_max_ns,
                 INBAND_TARGET,
             ));
         }
