@@ -13,7 +13,7 @@
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::runner::{self, ICOUNT};
+use super::runner::{self, ICOUNT, Job};
 use super::stats::{RatioCheck, Spread};
 use crate::assets::Assets;
 use crate::guest::{self, Guest, init::Load};
@@ -140,29 +140,36 @@ pub struct LinuxCost {
     pub cyclictest_max_ratio: Option<f64>,
 }
 
-/// Runs the group `runs` times with cyclictest lasting `duration_s` seconds.
-pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> Result<LinuxCost> {
+/// Runs the group `options.runs` times with cyclictest lasting `options.duration_s` seconds,
+/// `options.jobs` boots at a time.
+pub fn measure(qemu: &Qemu, assets: &mut Assets, options: &super::Options) -> Result<LinuxCost> {
+    let (runs, duration_s) = (options.runs, options.duration_s);
     let guest = Guest::prepare()?;
     let profile = Profile::load(PROFILE)?;
     let files = assets.for_profile(&profile)?;
     let baseline = baseline_profile(&profile);
     let icount = ICOUNT.iter().map(|arg| arg.to_string());
-    let (mut with_core, mut without_core) = (Vec::new(), Vec::new());
+    let mut jobs = Vec::new();
     for run in 1..=runs {
         let nonce = Nonce::generate()?;
         let bootargs = nonce.add_to(&guest::core_bootargs(&[], SCRIPT, duration_s, Load::Idle));
         let mut extra = guest::core_qemu_args(&guest);
         extra.extend(icount.clone());
         let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
-        let console = runner::boot(&format!("linux-with-core-{run}"), qemu.command(&boot), Some(&nonce))?;
-        with_core.push(parse_figures(&console, true).context("under the core")?);
+        jobs.push(Job { name: format!("linux-with-core-{run}"), cmd: qemu.command(&boot), nonce: Some(nonce) });
 
         let append = guest::init::kernel_cmdline(SCRIPT, duration_s.max(1));
         let mut extra = vec!["-initrd".to_owned(), guest.initramfs.display().to_string()];
         extra.extend(icount.clone());
         let boot = Boot { profile: &baseline, kernel: &guest.kernel, dtb: None, bootargs: &append, extra_args: &extra };
-        let console = runner::boot(&format!("linux-without-core-{run}"), qemu.command(&boot), None)?;
-        without_core.push(parse_figures(&console, false).context("without the core")?);
+        jobs.push(Job { name: format!("linux-without-core-{run}"), cmd: qemu.command(&boot), nonce: None });
+    }
+    let consoles = runner::boot_all(jobs, options.jobs)?;
+    let (mut with_core, mut without_core) = (Vec::new(), Vec::new());
+    for pair in consoles.chunks(2) {
+        let [under, bare] = pair else { bail!("a run without both boots") };
+        with_core.push(parse_figures(under, true).context("under the core")?);
+        without_core.push(parse_figures(bare, false).context("without the core")?);
     }
     let with_core = ConfigSpread::of(&with_core).context("no runs")?;
     let without_core = ConfigSpread::of(&without_core).context("no runs")?;

@@ -3,6 +3,8 @@
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
+use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -51,6 +53,43 @@ pub fn boot(name: &str, cmd: Command, nonce: Option<&Nonce>) -> Result<String> {
     Ok(captured.output)
 }
 
+/// One boot for [`boot_all`]: its log's name, its QEMU command, and the nonce of a boot of
+/// the core (`None`: the baseline guest alone), as [`boot`] takes them.
+pub struct Job {
+    /// The log's name (`logs/<name>.log`).
+    pub name: String,
+    /// The QEMU command.
+    pub cmd: Command,
+    /// The nonce in the core's boot arguments, `None` without the core.
+    pub nonce: Option<Nonce>,
+}
+
+/// Runs `jobs` through [`boot`], at most `parallel` QEMU processes at once, and returns their
+/// consoles in the jobs' order; the first failed boot (in that order) is the error. Every
+/// benchmark boot runs under `-icount`, where the figures are virtual time: boots side by
+/// side only take longer on the host, which is why several may share its CPUs.
+pub fn boot_all(jobs: Vec<Job>, parallel: usize) -> Result<Vec<String>> {
+    let count = jobs.len();
+    let queue = Mutex::new(jobs.into_iter().enumerate());
+    let results = Mutex::new(Vec::with_capacity(count));
+    thread::scope(|scope| {
+        for _ in 0..parallel.clamp(1, count.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    // The queue's lock is released before the boot: the next job is taken at once.
+                    let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next();
+                    let Some((index, job)) = next else { break };
+                    let console = boot(&job.name, job.cmd, job.nonce.as_ref());
+                    results.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((index, console));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, console)| console).collect()
+}
+
 /// The last `lines` lines of `text`.
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
@@ -60,6 +99,28 @@ fn tail(text: &str, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job whose "QEMU" is `sh -c SCRIPT` (a baseline boot: judged by its exit status).
+    fn shell_job(name: &str, script: &str) -> Job {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        Job { name: format!("runner-test-{name}"), cmd, nonce: None }
+    }
+
+    #[test]
+    fn boots_side_by_side_keep_their_order_and_failures() {
+        // The first job finishes last: the consoles still come back in the jobs' order.
+        let jobs = vec![shell_job("slow", "sleep 0.3; echo one"), shell_job("fast", "echo two"), shell_job("third", "echo three")];
+        let consoles = boot_all(jobs, 3).unwrap();
+        assert_eq!(consoles.iter().map(|c| c.trim()).collect::<Vec<_>>(), ["one", "two", "three"]);
+        let jobs = vec![shell_job("ok", "echo fine"), shell_job("fails", "echo broken; exit 3")];
+        let error = boot_all(jobs, 2).unwrap_err().to_string();
+        assert!(error.contains("runner-test-fails") && error.contains("broken"), "{error}");
+        // One at a time works the same.
+        let consoles = boot_all(vec![shell_job("a", "echo a"), shell_job("b", "echo b")], 1).unwrap();
+        assert_eq!(consoles.iter().map(|c| c.trim()).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(boot_all(Vec::new(), 4).unwrap().is_empty());
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {
