@@ -69,6 +69,12 @@ pub struct Job {
 /// benchmark boot runs under `-icount`, where the figures are virtual time: boots side by
 /// side only take longer on the host, which is why several may share its CPUs.
 pub fn boot_all(jobs: Vec<Job>, parallel: usize) -> Result<Vec<String>> {
+    run_all(jobs, parallel, |job| boot(&job.name, job.cmd, job.nonce.as_ref()))
+}
+
+/// Runs `run` on every job, at most `parallel` at once on scoped threads, and returns the
+/// results in the jobs' order; the first failure (in that order) is the error.
+fn run_all<J: Send, T: Send>(jobs: Vec<J>, parallel: usize, run: impl Fn(J) -> Result<T> + Sync) -> Result<Vec<T>> {
     let count = jobs.len();
     let queue = Mutex::new(jobs.into_iter().enumerate());
     let results = Mutex::new(Vec::with_capacity(count));
@@ -76,18 +82,18 @@ pub fn boot_all(jobs: Vec<Job>, parallel: usize) -> Result<Vec<String>> {
         for _ in 0..parallel.clamp(1, count.max(1)) {
             scope.spawn(|| {
                 loop {
-                    // The queue's lock is released before the boot: the next job is taken at once.
+                    // The queue's lock is released before the job runs: the next is taken at once.
                     let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next();
                     let Some((index, job)) = next else { break };
-                    let console = boot(&job.name, job.cmd, job.nonce.as_ref());
-                    results.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((index, console));
+                    let result = run(job);
+                    results.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((index, result));
                 }
             });
         }
     });
     let mut results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, console)| console).collect()
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// The last `lines` lines of `text`.
@@ -100,26 +106,30 @@ fn tail(text: &str, lines: usize) -> String {
 mod tests {
     use super::*;
 
-    /// A job whose "QEMU" is `sh -c SCRIPT` (a baseline boot: judged by its exit status).
-    fn shell_job(name: &str, script: &str) -> Job {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", script]);
-        Job { name: format!("runner-test-{name}"), cmd, nonce: None }
-    }
-
     #[test]
-    fn boots_side_by_side_keep_their_order_and_failures() {
-        // The first job finishes last: the consoles still come back in the jobs' order.
-        let jobs = vec![shell_job("slow", "sleep 0.3; echo one"), shell_job("fast", "echo two"), shell_job("third", "echo three")];
-        let consoles = boot_all(jobs, 3).unwrap();
-        assert_eq!(consoles.iter().map(|c| c.trim()).collect::<Vec<_>>(), ["one", "two", "three"]);
-        let jobs = vec![shell_job("ok", "echo fine"), shell_job("fails", "echo broken; exit 3")];
-        let error = boot_all(jobs, 2).unwrap_err().to_string();
-        assert!(error.contains("runner-test-fails") && error.contains("broken"), "{error}");
-        // One at a time works the same.
-        let consoles = boot_all(vec![shell_job("a", "echo a"), shell_job("b", "echo b")], 1).unwrap();
-        assert_eq!(consoles.iter().map(|c| c.trim()).collect::<Vec<_>>(), ["a", "b"]);
-        assert!(boot_all(Vec::new(), 4).unwrap().is_empty());
+    fn jobs_side_by_side_keep_their_order_and_failures() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Duration;
+        // The first job finishes last: the results still come back in the jobs' order, and
+        // three jobs with three workers do run at the same time.
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let job = |(name, millis): (&str, u64)| -> Result<String> {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(millis));
+            running.fetch_sub(1, Ordering::SeqCst);
+            if name == "broken" { bail!("{name} failed") } else { Ok(name.to_owned()) }
+        };
+        let names = run_all(vec![("one", 300), ("two", 100), ("three", 100)], 3, job).unwrap();
+        assert_eq!(names, ["one", "two", "three"]);
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+        most.store(0, Ordering::SeqCst);
+        let names = run_all(vec![("a", 20), ("b", 20), ("c", 20)], 1, job).unwrap();
+        assert_eq!((names.join(","), most.load(Ordering::SeqCst)), ("a,b,c".to_owned(), 1));
+        let error = run_all(vec![("fine", 10), ("broken", 10), ("also", 10)], 2, job).unwrap_err();
+        assert_eq!(error.to_string(), "broken failed");
+        assert!(run_all(Vec::<(&str, u64)>::new(), 4, job).unwrap().is_empty());
     }
 
     #[test]
