@@ -28,16 +28,27 @@ pub fn logs_dir() -> PathBuf {
 /// Runs `cmd` (a QEMU boot), writes its console to `logs/<name>.log` and returns it. A boot of
 /// the core (`nonce`: the one in its boot arguments) must end with the core's passing verdict
 /// ([`verdict::judge`]); a guest booted without the core (`None`, the baseline) with QEMU's
-/// status 0. Anything else is an error naming the log and quoting its end.
-pub fn boot(name: &str, cmd: Command, nonce: Option<&Nonce>) -> Result<String> {
+/// status 0. Anything else is an error naming the log and quoting its end. Progress goes to
+/// stderr as `name ... N s` on one line, or, for boots `side_by_side` with others, as whole
+/// lines (`name started`, `name: N s`) that cannot interleave.
+fn boot(name: &str, cmd: Command, nonce: Option<&Nonce>, side_by_side: bool) -> Result<String> {
     let dir = logs_dir();
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log = dir.join(format!("{name}.log"));
-    eprint!("xtask: bench: {name} ... ");
+    if side_by_side {
+        eprintln!("xtask: bench: {name} started");
+    } else {
+        eprint!("xtask: bench: {name} ... ");
+    }
     let marker = nonce.map(Nonce::end_marker);
     let captured = process::capture_watched(cmd, TIMEOUT, marker.as_deref())?;
     fs::write(&log, &captured.output).with_context(|| format!("cannot write {}", log.display()))?;
-    eprintln!("{:.0} s", captured.elapsed.as_secs_f64());
+    let seconds = captured.elapsed.as_secs_f64();
+    if side_by_side {
+        eprintln!("xtask: bench: {name}: {seconds:.0} s");
+    } else {
+        eprintln!("{seconds:.0} s");
+    }
     let problem = match nonce {
         Some(nonce) => match verdict::judge(captured.ending, &captured.output, nonce) {
             Ok(0) => None,
@@ -54,7 +65,7 @@ pub fn boot(name: &str, cmd: Command, nonce: Option<&Nonce>) -> Result<String> {
 }
 
 /// One boot for [`boot_all`]: its log's name, its QEMU command, and the nonce of a boot of
-/// the core (`None`: the baseline guest alone), as [`boot`] takes them.
+/// the core (`None`: the baseline guest alone).
 pub struct Job {
     /// The log's name (`logs/<name>.log`).
     pub name: String,
@@ -69,7 +80,8 @@ pub struct Job {
 /// benchmark boot runs under `-icount`, where the figures are virtual time: boots side by
 /// side only take longer on the host, which is why several may share its CPUs.
 pub fn boot_all(jobs: Vec<Job>, parallel: usize) -> Result<Vec<String>> {
-    run_all(jobs, parallel, |job| boot(&job.name, job.cmd, job.nonce.as_ref()))
+    let side_by_side = parallel > 1 && jobs.len() > 1;
+    run_all(jobs, parallel, |job| boot(&job.name, job.cmd, job.nonce.as_ref(), side_by_side))
 }
 
 /// Runs `run` on every job, at most `parallel` at once on scoped threads, and returns the
