@@ -90,8 +90,8 @@ impl RatioCheck {
 
     /// Compares the ratio of the medians of `numerator` and `denominator` with `target`, and
     /// keeps the spread of the per-run ratios (runs paired by index; a run whose denominator
-    /// is not positive is left out), shown as `runs min..max` in the verdict when there are
-    /// several runs.
+    /// is not positive is left out), shown as `runs min..max` after the ratio in the verdict
+    /// when there are several runs.
     pub fn of_runs(name: impl Into<String>, numerator: &Spread, denominator: &Spread, target: f64) -> Self {
         let mut check = Self::new(name, numerator.median, denominator.median, target);
         let ratios: Vec<f64> = numerator
@@ -105,9 +105,9 @@ impl RatioCheck {
         if let (Some(spread), Some(_)) = (&check.per_run, check.ratio)
             && spread.runs.len() > 1
         {
-            let runs = format!("runs {:.3}..{:.3}x, ", spread.min, spread.max);
-            if let Some(at) = check.verdict.find('(') {
-                check.verdict.insert_str(at + 1, &runs);
+            let runs = format!(", runs {:.3}..{:.3}x", spread.min, spread.max);
+            if let Some(at) = check.verdict.find(", target") {
+                check.verdict.insert_str(at, &runs);
             }
         }
         check
@@ -150,7 +150,7 @@ mod tests {
         );
         assert_eq!(runs.ratio, Some(1.1));
         assert!(!runs.met());
-        assert!(runs.verdict.starts_with("MISSED by 0.050 (runs 1.000..1.200x, 1.100x"), "{}", runs.verdict);
+        assert_eq!(runs.verdict, "MISSED by 0.050 (1.100x, runs 1.000..1.200x, target <= 1.05x)");
         let spread = runs.per_run.as_ref().unwrap();
         assert_eq!((spread.median, spread.runs.len()), (1.1, 3));
         let one = RatioCheck::of_runs("a / b", &Spread::of(&[99.0]).unwrap(), &Spread::of(&[100.0]).unwrap(), 1.05);
