@@ -217,10 +217,23 @@ impl OobCore {
         rescheduled: R,
     ) -> Result<Option<R::Output>, Error> {
         let cpu = self.cpu_index(cpu)?;
-        self.charge(cpu, now);
         self.fired.clear();
         let Self { cpus, threads, links, touched, retimed, .. } = self;
         let state = &mut cpus[cpu];
+        // `charge`, with the state at hand when no budget is charged: the in-band stage, or a
+        // thread with neither a slice nor a quota group (the rest as `charge_elapsed` does it).
+        let elapsed = now.saturating_duration_since(state.last_charge);
+        if !elapsed.is_zero() {
+            match state.current {
+                None => state.inband.cpu_time += elapsed,
+                Some(t) if !threads[t].may_have_budget() => threads[t].stats.cpu_time += elapsed,
+                Some(_) => {
+                    self.charge_elapsed(cpu, now, elapsed);
+                    return Ok(self.tick_general(cpu, now, rescheduled));
+                }
+            }
+            state.last_charge = now;
+        }
         // The timer fired: this CPU's hardware timer is reprogrammed (or disarmed) whatever
         // the new deadline.
         state.reported_deadline = None;
