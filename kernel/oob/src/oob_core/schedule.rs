@@ -10,13 +10,15 @@
 //! round-robin slice and its quota group. The sum is the same as charging `now - last_switch`
 //! at each switch, but budgets are exact at any instant.
 
-use super::OobCore;
+use super::{Cpu, OobCore};
 use super::timers::{TimerEvent, TimerExpiry, TimerHandle};
 use crate::effects::{CpuMask, EffectMasks};
 use crate::error::Error;
 use crate::sched::{Runnable, SchedParams};
 use crate::sync::{WakeReason, Waiting, make_ready};
-use crate::thread::{Lifecycle, ThreadId};
+use crate::arena::Arena;
+use crate::list::Link;
+use crate::thread::{Lifecycle, Thread, ThreadId};
 use crate::time::{Duration, Instant};
 use crate::timer::Expiry;
 
@@ -66,6 +68,44 @@ impl TickRescheduled for AsTimerTick {
     fn rescheduled(self, switch: Option<SwitchTo>, masks: EffectMasks, deadline: Option<Instant>) -> TimerTick {
         TimerTick::Rescheduled { switch, masks, deadline }
     }
+}
+
+/// What [`end_due_sleep`] found first in a CPU's timer queue.
+enum FirstDue {
+    /// No timer is due.
+    Nothing,
+    /// A sleep's timeout, now ended: look again.
+    SleepEnded,
+    /// Another expiry, left in the queue for the general path.
+    Other,
+}
+
+/// The hot case of a timer interrupt of `cpu` (its `state`, the core's threads, links and
+/// touched CPUs): if the first timer due at `now` is the one-shot timeout of a sleep of a
+/// thread of `cpu`, takes it out of the queue, as `pop_expired` would, and makes the thread
+/// ready — a sleep has no wait queue to leave and no owner to deboost — with the CPU and the
+/// thread each looked up once; any other expiry needs the whole core.
+#[inline(always)]
+fn end_due_sleep(
+    state: &mut Cpu,
+    threads: &mut Arena<Thread>,
+    links: &mut [Link],
+    touched: &mut CpuMask,
+    cpu: usize,
+    now: Instant,
+) -> FirstDue {
+    let Some((event, periodic)) = state.timers.first_due(now) else { return FirstDue::Nothing };
+    if !periodic
+        && let TimerEvent::Timeout(key) = event
+        && let Some(thread) = threads.get_mut(key)
+        && matches!(thread.waiting, Some(Waiting::Sleep))
+        && thread.cpu == cpu
+    {
+        state.timers.drop_first();
+        make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
+        return FirstDue::SleepEnded;
+    }
+    FirstDue::Other
 }
 
 impl OobCore {
@@ -237,19 +277,12 @@ impl OobCore {
         // The timer fired: this CPU's hardware timer is reprogrammed (or disarmed) whatever
         // the new deadline.
         state.reported_deadline = None;
-        while let Some((event, periodic)) = state.timers.first_due(now) {
-            if !periodic
-                && let TimerEvent::Timeout(key) = event
-                && let Some(thread) = threads.get_mut(key)
-                && matches!(thread.waiting, Some(Waiting::Sleep))
-                && thread.cpu == cpu
-            {
-                // As in `fire_due`.
-                state.timers.drop_first();
-                make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
-                continue;
+        loop {
+            match end_due_sleep(state, threads, links, touched, cpu, now) {
+                FirstDue::Nothing => break,
+                FirstDue::SleepEnded => {}
+                FirstDue::Other => return Ok(self.tick_general(cpu, now, rescheduled)),
             }
-            return Ok(self.tick_general(cpu, now, rescheduled));
         }
         // `switch_to_best` without its rare cases (budget timers, an exited thread to reclaim).
         let (previous, next) = (state.current, state.rq.pick());
@@ -327,20 +360,11 @@ impl OobCore {
             let Some(state) = cpus.get_mut(cpu) else { return };
             state.reported_deadline = None;
             loop {
-                let Some((event, periodic)) = state.timers.first_due(now) else { return };
-                if !periodic
-                    && let TimerEvent::Timeout(key) = event
-                    && let Some(thread) = threads.get_mut(key)
-                    && matches!(thread.waiting, Some(Waiting::Sleep))
-                    && thread.cpu == cpu
-                {
-                    // The thread's timeout timer, one-shot: out of the queue as `pop_expired`
-                    // would do. A sleep has no wait queue to leave and no owner to deboost.
-                    state.timers.drop_first();
-                    make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
-                    continue;
+                match end_due_sleep(state, threads, links, touched, cpu, now) {
+                    FirstDue::Nothing => return,
+                    FirstDue::SleepEnded => {}
+                    FirstDue::Other => break,
                 }
-                break;
             }
             self.fire_first(cpu, now);
         }
