@@ -192,7 +192,11 @@ park_vectors:
 
 /* ---- EL2 exception vectors ---------------------------------------------------------- */
 
-.macro SAVE_FRAME
+/* Everything an interrupt must preserve: the general-purpose registers, ELR/SPSR and the whole
+ * FP/SIMD state (the x0/x1 pair is stored by the vector). ESR_EL2, FAR_EL2 and the old SP
+ * describe synchronous exceptions only: SAVE_FRAME adds them, IRQs (SAVE_IRQ_FRAME) skip them
+ * and leave those trap frame fields unwritten. */
+.macro SAVE_IRQ_FRAME
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -211,11 +215,6 @@ park_vectors:
     mrs     x1, elr_el2
     mrs     x2, spsr_el2
     stp     x1, x2, [sp, #TF_ELR]
-    mrs     x1, esr_el2
-    mrs     x2, far_el2
-    stp     x1, x2, [sp, #TF_ESR]
-    add     x1, sp, #TF_SIZE
-    str     x1, [sp, #TF_SP]
     /* The core's Rust code may use FP/SIMD registers anywhere (copies, arithmetic): save the
      * interrupted context's whole FP state so no context's state is ever corrupted. */
     add     x1, sp, #TF_FP
@@ -239,6 +238,15 @@ park_vectors:
     mrs     x3, fpsr
     add     x1, x1, #(TF_FPCR - TF_FP)
     stp     x2, x3, [x1]
+.endm
+
+.macro SAVE_FRAME
+    SAVE_IRQ_FRAME
+    mrs     x1, esr_el2
+    mrs     x2, far_el2
+    stp     x1, x2, [sp, #TF_ESR]
+    add     x1, sp, #TF_SIZE
+    str     x1, [sp, #TF_SP]
 .endm
 
 .macro RESTORE_FRAME_AND_RETURN
@@ -295,6 +303,15 @@ park_vectors:
     b       el2_irq_common
 .endm
 
+/* An IRQ taken at EL2 itself (an oob thread, the core's own in-band loop): no guest to look
+ * after, so no vector kind and no frame to pass. */
+.macro IRQ_VECTOR_CURRENT_EL
+    .balign 0x80
+    sub     sp, sp, #TF_SIZE
+    stp     x0, x1, [sp, #0]
+    b       el2_irq_current_el
+.endm
+
 .macro VECTOR kind
     .balign 0x80
     sub     sp, sp, #TF_SIZE
@@ -309,12 +326,12 @@ park_vectors:
 el2_vectors:
     /* Current EL with SP_EL0 */
     VECTOR 0
-    IRQ_VECTOR 1
+    IRQ_VECTOR_CURRENT_EL
     VECTOR 2
     VECTOR 3
     /* Current EL with SP_ELx */
     VECTOR 4
-    IRQ_VECTOR 5
+    IRQ_VECTOR_CURRENT_EL
     VECTOR 6
     VECTOR 7
     /* Lower EL, AArch64 */
@@ -337,8 +354,14 @@ el2_trap_common:
 
 /* IRQs take a shorter way: straight to the image's interrupt entry, no handler lookup. */
 el2_irq_common:
-    SAVE_FRAME
+    SAVE_IRQ_FRAME
     mov     x1, x0
     mov     x0, sp
     bl      companion_irq_entry
+    RESTORE_FRAME_AND_RETURN
+
+/* The oob wake-up's path: straight to the interrupt handling, nothing to route. */
+el2_irq_current_el:
+    SAVE_IRQ_FRAME
+    bl      companion_irq_current_el
     RESTORE_FRAME_AND_RETURN

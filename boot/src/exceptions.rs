@@ -15,11 +15,12 @@ pub struct TrapFrame {
     pub elr: u64,
     /// Saved program status (`SPSR_EL2`).
     pub spsr: u64,
-    /// Exception syndrome (`ESR_EL2`).
+    /// Exception syndrome (`ESR_EL2`); not written for IRQs (meaningless there).
     pub esr: u64,
-    /// Fault address (`FAR_EL2`), meaningful for aborts.
+    /// Fault address (`FAR_EL2`), meaningful for aborts; not written for IRQs.
     pub far: u64,
-    /// Stack pointer at the time of the exception (for exceptions taken from EL2).
+    /// Stack pointer at the time of the exception (for exceptions taken from EL2); not
+    /// written for IRQs.
     pub sp: u64,
     /// The interrupted context's FP/SIMD registers, saved on every exception.
     pub fp: FpState,

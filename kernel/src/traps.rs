@@ -37,6 +37,15 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     }
 }
 
+/// The IRQ entry of the EL2 vectors for an interrupt taken at EL2 itself
+/// (`el2_irq_current_el` in `entry.S`): an oob thread or the core's own in-band loop was
+/// interrupted, so there is no guest to look after and nothing to route — the oob wake-up's
+/// path, kept to the interrupt handling alone.
+#[unsafe(no_mangle)]
+extern "C" fn companion_irq_current_el() {
+    crate::irq::handle();
+}
+
 /// On the way back into the guest, in its in-band context with every interrupt handled (the
 /// interrupt depth is back to 0, nothing is locked): refreshes the list registers (what the
 /// interrupt brought is injected without waiting for the console), then drains the console.

@@ -135,6 +135,7 @@ impl<T> Arena<T> {
 
 impl<T> Index<u32> for Arena<T> {
     type Output = T;
+    #[inline(always)]
     fn index(&self, index: u32) -> &T {
         match &self.slots[index as usize] {
             Slot::Occupied { value, .. } => value,
@@ -144,6 +145,7 @@ impl<T> Index<u32> for Arena<T> {
 }
 
 impl<T> IndexMut<u32> for Arena<T> {
+    #[inline(always)]
     fn index_mut(&mut self, index: u32) -> &mut T {
         match &mut self.slots[index as usize] {
             Slot::Occupied { value, .. } => value,

@@ -55,7 +55,7 @@ mod tests;
 pub use effects::{CpuMask, EffectMasks, Effects};
 pub use error::Error;
 pub use oob_core::OobCore;
-pub use oob_core::schedule::{SwitchTo, TimerTick};
+pub use oob_core::schedule::{SwitchTo, TickRescheduled, TimerTick};
 pub use oob_core::timers::{TimerExpiry, TimerHandle};
 pub use ps::{InBandInfo, Snapshot, ThreadInfo};
 pub use sched::Runnable;

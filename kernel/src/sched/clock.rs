@@ -36,6 +36,13 @@ pub fn now() -> Instant {
     ticks_to_instant(hwtimer::counter())
 }
 
+/// [`now`] without the barrier that keeps the counter read after earlier instructions: for
+/// the start of an interrupt handler, where the exception entry already synchronized.
+#[inline]
+pub fn now_unordered() -> Instant {
+    ticks_to_instant(hwtimer::counter_unordered())
+}
+
 /// The instant a counter value stands for.
 #[inline]
 pub fn ticks_to_instant(ticks: u64) -> Instant {

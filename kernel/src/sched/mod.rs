@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-use oob::{EffectMasks, Error, Instant, OobCore, SwitchTo, ThreadId, TimerTick};
+use oob::{EffectMasks, Error, Instant, OobCore, SwitchTo, ThreadId, TickRescheduled};
 
 use crate::arch::context::{SavedContext, switch_context};
 use crate::arch::irq_lock::{IrqSpinLock, IrqSpinLockGuard};
@@ -56,7 +56,10 @@ pub(crate) struct Glue {
 /// The scheduler, once [`init`] ran.
 pub(crate) static GLUE: IrqSpinLock<Option<Glue>> = IrqSpinLock::new(None);
 
-/// Per-CPU state that lives outside the lock.
+/// Per-CPU state that lives outside the lock. Aligned to 256 bytes (its size, a power of
+/// two): a CPU's entry is then one shifted add from the table, not a multiply, at each of the
+/// several places of the interrupt path that find it.
+#[repr(align(256))]
 struct PerCpu {
     /// The saved context of the in-band stage while an oob thread runs.
     inband: UnsafeCell<SavedContext>,
@@ -79,6 +82,8 @@ struct PerCpu {
 
 // SAFETY: `inband` is only touched by its own CPU, with IRQs masked, through `switch_context`.
 unsafe impl Sync for PerCpu {}
+
+const _: () = assert!(core::mem::size_of::<PerCpu>() == 256, "PerCpu outgrew its alignment: raise both");
 
 static CPUS: [PerCpu; oob::MAX_CPUS] = [const {
     PerCpu {
@@ -181,7 +186,7 @@ pub(crate) fn apply_effects(glue: &mut Glue, cpu: usize) {
 
 /// [`apply_effects`] of drained effects: `deadline` is this CPU's new hardware deadline when
 /// `reprogram` contains it.
-#[inline]
+#[inline(always)]
 fn apply_masks(cpu: usize, EffectMasks { resched, reprogram }: EffectMasks, deadline: Option<Instant>) {
     if reprogram.contains(cpu) {
         program_timer(deadline);
@@ -209,6 +214,7 @@ fn kick_cpus(targets: oob::CpuMask) {
 }
 
 /// Programs this CPU's EL2 timer for `deadline`, or disarms it.
+#[inline(always)]
 fn program_timer(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => hwtimer::arm(clock::to_ticks(deadline)),
@@ -306,7 +312,9 @@ pub fn irq_enter(cpu: usize) {
 
 /// Called by the interrupt entry of CPU `cpu` (the caller's) after every interrupt was
 /// handled and ended, with IRQs masked: switches to the context the handlers chose, deciding
-/// again first if something changed this CPU's run queue after that choice.
+/// again first if something changed this CPU's run queue after that choice. Inline: the
+/// interrupt entry's tail.
+#[inline(always)]
 pub fn irq_exit(cpu: usize) {
     let state = &CPUS[cpu];
     // A plain decrement, like the increment of `irq_enter`; the outermost exit (the common
@@ -336,18 +344,11 @@ fn on_timer_interrupt(_intid: u32) {
         return;
     }
     let Some(glue) = guard.as_mut() else { return };
-    let now = clock::now();
-    match glue.core.on_timer_tick(cpu, now) {
-        // The common case, in one call: timeouts fired, this CPU's next context chosen, the
-        // effects drained.
-        Ok(TimerTick::Rescheduled { switch, masks, deadline }) => {
-            CPUS[cpu].need_resched.store(false, Ordering::Relaxed);
-            if let Some(to) = switch {
-                record_next(cpu, to);
-            }
-            apply_masks(cpu, masks, deadline);
-        }
-        Ok(TimerTick::UserTimers) => {
+    // No barrier: the exception entry that brought the interrupt is context synchronizing.
+    let now = clock::now_unordered();
+    match glue.core.on_timer_tick_with(cpu, now, ApplyTick(cpu)) {
+        Ok(Some(())) => {}
+        Ok(None) => {
             for index in 0..glue.core.fired_timers().len() {
                 let expiry = glue.core.fired_timers()[index];
                 timers::expired(glue, &expiry, now);
@@ -357,6 +358,24 @@ fn on_timer_interrupt(_intid: u32) {
         }
         // Not a CPU of the core: `decide` reports it.
         Err(_) => decide(glue, cpu, now),
+    }
+}
+
+/// What the timer interrupt of CPU `.0` does with the core's choice for it (the common case,
+/// in one call: timeouts fired, this CPU's next context chosen, the effects drained). Inline
+/// in each of the core's exits, so the hot one hands its results over in registers.
+struct ApplyTick(usize);
+
+impl TickRescheduled for ApplyTick {
+    type Output = ();
+    #[inline(always)]
+    fn rescheduled(self, switch: Option<SwitchTo>, masks: EffectMasks, deadline: Option<Instant>) {
+        let cpu = self.0;
+        CPUS[cpu].need_resched.store(false, Ordering::Relaxed);
+        if let Some(to) = switch {
+            record_next(cpu, to);
+        }
+        apply_masks(cpu, masks, deadline);
     }
 }
 

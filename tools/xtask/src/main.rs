@@ -206,6 +206,10 @@ enum Command {
         /// How long cyclictest and the latency test run in each boot, in virtual seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
         duration: u64,
+        /// Boots of groups 2 and 3 run side by side, at most this many at once (each under
+        /// -icount: the figures stay virtual time, only the wall time changes).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
     },
     /// The baseline: the Linux test guest (Debian's PREEMPT_RT arm64 kernel and an initramfs
     /// of Debian packages, fetched and built into the cache) on QEMU without the core, on the
@@ -550,8 +554,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         } else {
             ExitCode::FAILURE
         }),
-        Command::Bench { groups, runs, duration } => {
-            bench::run(&bench::Options { groups, runs, duration_s: duration })?;
+        Command::Bench { groups, runs, duration, jobs } => {
+            bench::run(&bench::Options { groups, runs, duration_s: duration, jobs: jobs as usize })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Guest {

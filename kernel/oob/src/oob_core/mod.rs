@@ -275,7 +275,7 @@ impl OobCore {
     pub(crate) fn enqueue(&mut self, t: u32) {
         let thread = &self.threads[t];
         let cpu = thread.cpu;
-        self.cpus[cpu].rq.enqueue(&mut self.links, t, thread.effective, false);
+        self.cpus[cpu].rq.enqueue(&mut self.links, t, &thread.effective, false);
         self.touched.insert(cpu);
     }
 

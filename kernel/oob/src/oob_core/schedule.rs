@@ -10,13 +10,15 @@
 //! round-robin slice and its quota group. The sum is the same as charging `now - last_switch`
 //! at each switch, but budgets are exact at any instant.
 
-use super::OobCore;
+use super::{Cpu, OobCore};
 use super::timers::{TimerEvent, TimerExpiry, TimerHandle};
-use crate::effects::EffectMasks;
+use crate::effects::{CpuMask, EffectMasks};
 use crate::error::Error;
 use crate::sched::{Runnable, SchedParams};
 use crate::sync::{WakeReason, Waiting, make_ready};
-use crate::thread::ThreadId;
+use crate::arena::Arena;
+use crate::list::Link;
+use crate::thread::{Lifecycle, Thread, ThreadId};
 use crate::time::{Duration, Instant};
 use crate::timer::Expiry;
 
@@ -44,6 +46,66 @@ pub enum TimerTick {
         /// The CPU's new hardware deadline when `masks.reprogram` contains it.
         deadline: Option<Instant>,
     },
+}
+
+/// What the glue does with the results of a timer tick that rescheduled its CPU
+/// ([`OobCore::on_timer_tick_with`]): a trait rather than a closure so that its one method is
+/// inlined (`#[inline(always)]`) into each of the tick's exits.
+pub trait TickRescheduled {
+    /// What the tick returns.
+    type Output;
+    /// Takes the switch `cpu` makes (`None`: it keeps its context), the effects, and the new
+    /// hardware deadline of the CPU (meaningful when `masks.reprogram` contains it).
+    fn rescheduled(self, switch: Option<SwitchTo>, masks: EffectMasks, deadline: Option<Instant>) -> Self::Output;
+}
+
+/// [`TickRescheduled`] building [`TimerTick::Rescheduled`], for [`OobCore::on_timer_tick`].
+struct AsTimerTick;
+
+impl TickRescheduled for AsTimerTick {
+    type Output = TimerTick;
+    #[inline(always)]
+    fn rescheduled(self, switch: Option<SwitchTo>, masks: EffectMasks, deadline: Option<Instant>) -> TimerTick {
+        TimerTick::Rescheduled { switch, masks, deadline }
+    }
+}
+
+/// What [`end_due_sleep`] found first in a CPU's timer queue.
+enum FirstDue {
+    /// No timer is due.
+    Nothing,
+    /// A sleep's timeout, now ended: look again.
+    SleepEnded,
+    /// Another expiry, left in the queue for the general path.
+    Other,
+}
+
+/// The hot case of a timer interrupt of `cpu` (its `state`, the core's threads, links and
+/// touched CPUs): if the first timer due at `now` is the one-shot timeout of a sleep of a
+/// thread of `cpu`, takes it out of the queue, as `pop_expired` would, and makes the thread
+/// ready — a sleep has no wait queue to leave and no owner to deboost — with the CPU and the
+/// thread each looked up once; any other expiry needs the whole core.
+#[inline(always)]
+fn end_due_sleep(
+    state: &mut Cpu,
+    threads: &mut Arena<Thread>,
+    links: &mut [Link],
+    touched: &mut CpuMask,
+    cpu: usize,
+    now: Instant,
+) -> FirstDue {
+    let Some((event, periodic)) = state.timers.first_due(now) else { return FirstDue::Nothing };
+    if !periodic
+        && let TimerEvent::Timeout(key) = event
+        && let Some(thread) = threads.get_mut(key)
+        && matches!(thread.waiting, Some(Waiting::Sleep))
+        && thread.cpu == cpu
+    {
+        state.timers.drop_first();
+        make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
+        return FirstDue::SleepEnded;
+    }
+    FirstDue::Other
 }
 
 impl OobCore {
@@ -175,15 +237,112 @@ impl OobCore {
     /// one charge. When user timers fired, only [`OobCore::on_timer`] was done: the glue runs
     /// them ([`OobCore::fired_timers`]), then reschedules and drains the effects itself.
     pub fn on_timer_tick(&mut self, cpu: usize, now: Instant) -> Result<TimerTick, Error> {
+        Ok(self.on_timer_tick_with(cpu, now, AsTimerTick)?.unwrap_or(TimerTick::UserTimers))
+    }
+
+    /// [`OobCore::on_timer_tick`] handing what [`TimerTick::Rescheduled`] holds (the switch,
+    /// the effects, the new deadline) to `rescheduled` ([`TickRescheduled`]) and returning its
+    /// result; `None` when user timers fired instead. For the glue's interrupt handler: the hot case passes its
+    /// results in registers, with no enum built and matched in memory.
+    ///
+    /// The hottest case — only sleeps of threads of `cpu` end, the switch needs no budget
+    /// timer and reclaims nothing, and no other CPU has effects pending — runs with the CPU's
+    /// state looked up once; anything else continues on the general path
+    /// ([`OobCore::tick_general`]) from where it stands.
+    #[inline]
+    pub fn on_timer_tick_with<R: TickRescheduled>(
+        &mut self,
+        cpu: usize,
+        now: Instant,
+        rescheduled: R,
+    ) -> Result<Option<R::Output>, Error> {
         let cpu = self.cpu_index(cpu)?;
+        self.fired.clear();
+        let Self { cpus, threads, links, touched, retimed, .. } = self;
+        let state = &mut cpus[cpu];
+        // `charge`, with the state at hand when no budget is charged: the in-band stage, or a
+        // thread with neither a slice nor a quota group (the rest as `charge_elapsed` does it).
+        let elapsed = now.saturating_duration_since(state.last_charge);
+        if !elapsed.is_zero() {
+            match state.current {
+                None => state.inband.cpu_time += elapsed,
+                Some(t) if !threads[t].may_have_budget() => threads[t].stats.cpu_time += elapsed,
+                Some(_) => {
+                    self.charge_elapsed(cpu, now, elapsed);
+                    return Ok(self.tick_general(cpu, now, rescheduled));
+                }
+            }
+            state.last_charge = now;
+        }
+        // The timer fired: this CPU's hardware timer is reprogrammed (or disarmed) whatever
+        // the new deadline.
+        state.reported_deadline = None;
+        loop {
+            match end_due_sleep(state, threads, links, touched, cpu, now) {
+                FirstDue::Nothing => break,
+                FirstDue::SleepEnded => {}
+                FirstDue::Other => return Ok(self.tick_general(cpu, now, rescheduled)),
+            }
+        }
+        // `switch_to_best` without its rare cases (budget timers, an exited thread to reclaim).
+        let (previous, next) = (state.current, state.rq.pick());
+        let mut switch = None;
+        if next != previous {
+            if state.budget_timers_armed || previous.is_some_and(|t| threads[t].lifecycle == Lifecycle::Exited) {
+                return Ok(self.tick_general(cpu, now, rescheduled));
+            }
+            match next {
+                Some(t) => {
+                    let thread = &mut threads[t];
+                    if thread.may_have_budget() {
+                        return Ok(self.tick_general(cpu, now, rescheduled));
+                    }
+                    thread.stats.switches += 1;
+                    switch = Some(SwitchTo::Thread(thread.glue_token));
+                }
+                None => {
+                    state.inband.switches += 1;
+                    switch = Some(SwitchTo::InBand);
+                }
+            }
+            state.current = next;
+        }
+        // `cpu` runs its best runnable context: nothing left for `effects` to check there.
+        touched.remove(cpu);
+        if !touched.is_empty() || !(retimed.is_empty() || *retimed == CpuMask::only(cpu)) {
+            // Other CPUs' changes wait to be drained: the general drain, this CPU included.
+            retimed.insert(cpu);
+            let (masks, deadline) = self.drain_effect_masks(cpu);
+            return Ok(Some(rescheduled.rescheduled(switch, masks, deadline)));
+        }
+        // `drain_effect_masks` of this CPU alone, which always reprograms after a tick.
+        *retimed = CpuMask::EMPTY;
+        let deadline = state.timers.hardware_deadline();
+        state.reported_deadline = Some(deadline);
+        #[cfg(test)]
+        self.check_unretimed_deadlines();
+        let masks = EffectMasks { resched: CpuMask::EMPTY, reprogram: CpuMask::only(cpu) };
+        Ok(Some(rescheduled.rescheduled(switch, masks, deadline)))
+    }
+
+    /// [`OobCore::on_timer_tick_with`] of the valid CPU `cpu`, charged up to `now`, from
+    /// wherever its hot case stopped (out of line: the rare case): fires whatever else is due,
+    /// then reschedules and drains the effects in general.
+    #[inline(never)]
+    fn tick_general<R: TickRescheduled>(
+        &mut self,
+        cpu: usize,
+        now: Instant,
+        rescheduled: R,
+    ) -> Option<R::Output> {
         self.fire_due(cpu, now);
         if !self.fired.is_empty() {
-            return Ok(TimerTick::UserTimers);
+            return None;
         }
         // Charged up to `now` by `fire_due` already: what `reschedule_to` would do beyond that.
         let switch = self.switch_to_best(cpu, now).map(|(_, to)| to);
         let (masks, deadline) = self.drain_effect_masks(cpu);
-        Ok(TimerTick::Rescheduled { switch, masks, deadline })
+        Some(rescheduled.rescheduled(switch, masks, deadline))
     }
 
     /// [`OobCore::on_timer`] of the valid CPU `cpu`, the user timers that fired left in
@@ -201,20 +360,11 @@ impl OobCore {
             let Some(state) = cpus.get_mut(cpu) else { return };
             state.reported_deadline = None;
             loop {
-                let Some((event, periodic)) = state.timers.first_due(now) else { return };
-                if !periodic
-                    && let TimerEvent::Timeout(key) = event
-                    && let Some(thread) = threads.get_mut(key)
-                    && matches!(thread.waiting, Some(Waiting::Sleep))
-                    && thread.cpu == cpu
-                {
-                    // The thread's timeout timer, one-shot: out of the queue as `pop_expired`
-                    // would do. A sleep has no wait queue to leave and no owner to deboost.
-                    state.timers.drop_first();
-                    make_ready(thread, key.index, state, links, touched, WakeReason::TimedOut);
-                    continue;
+                match end_due_sleep(state, threads, links, touched, cpu, now) {
+                    FirstDue::Nothing => return,
+                    FirstDue::SleepEnded => {}
+                    FirstDue::Other => break,
                 }
-                break;
             }
             self.fire_first(cpu, now);
         }
@@ -307,7 +457,7 @@ impl OobCore {
         let old = core::mem::replace(&mut thread.effective, params);
         if thread.runnable() {
             self.cpus[cpu].rq.dequeue(&mut self.links, t, old);
-            self.cpus[cpu].rq.enqueue(&mut self.links, t, params, current);
+            self.cpus[cpu].rq.enqueue(&mut self.links, t, &params, current);
             self.touched.insert(cpu);
         } else if let Some(waiting) = thread.waiting {
             self.with_wait_queue(waiting, |queue, links| {
@@ -377,7 +527,7 @@ impl OobCore {
         let (cpu, params) = (thread.cpu, thread.effective);
         let rq = &mut self.cpus[cpu].rq;
         rq.dequeue(&mut self.links, t, params);
-        rq.enqueue(&mut self.links, t, params, false);
+        rq.enqueue(&mut self.links, t, &params, false);
         self.touched.insert(cpu);
         if self.is_current(t) {
             self.arm_budget_timers(cpu, now);

@@ -88,8 +88,10 @@ impl RunQueue {
     /// Queues a runnable thread under `params`; `front` keeps its turn within its level.
     /// Inline for FIFO threads (the wake-up hot path), the other classes out of line.
     #[inline]
-    pub(crate) fn enqueue(&mut self, links: &mut [Link], thread: u32, params: SchedParams, front: bool) {
-        let SchedParams { class, priority } = params;
+    /// `params` by reference: the hot path reads the class and priority alone, so no copy of
+    /// the parameters is kept for the out-of-line classes.
+    pub(crate) fn enqueue(&mut self, links: &mut [Link], thread: u32, params: &SchedParams, front: bool) {
+        let &SchedParams { class, priority } = params;
         match class {
             Class::Fifo if front => self.fifo.push_front(links, thread, priority),
             Class::Fifo => self.fifo.push_back(links, thread, priority),
@@ -99,8 +101,8 @@ impl RunQueue {
 
     /// [`RunQueue::enqueue`] in the TP and quota classes.
     #[inline(never)]
-    fn enqueue_in_class(&mut self, links: &mut [Link], thread: u32, params: SchedParams, front: bool) {
-        let SchedParams { class, priority } = params;
+    fn enqueue_in_class(&mut self, links: &mut [Link], thread: u32, params: &SchedParams, front: bool) {
+        let &SchedParams { class, priority } = params;
         match class {
             Class::Fifo if front => self.fifo.push_front(links, thread, priority),
             Class::Fifo => self.fifo.push_back(links, thread, priority),
@@ -178,13 +180,13 @@ mod tests {
         rq.quota.set_period(crate::time::Duration::from_millis(1)).unwrap();
         let group = rq.quota.create_group(crate::time::Duration::from_micros(10)).unwrap().index;
         rq.tp.install(&[tp::TpWindow { partition: Some(3), duration: crate::time::Duration::from_micros(5) }]).unwrap();
-        rq.enqueue(&mut links, 0, SchedParams { class: Class::Quota(group), priority: 99 }, false);
+        rq.enqueue(&mut links, 0, &SchedParams { class: Class::Quota(group), priority: 99 }, false);
         assert_eq!(rq.pick(), Some(0));
-        rq.enqueue(&mut links, 1, SchedParams { class: Class::Tp(3), priority: 99 }, false);
+        rq.enqueue(&mut links, 1, &SchedParams { class: Class::Tp(3), priority: 99 }, false);
         assert_eq!(rq.pick(), Some(0), "TP threads wait for their window");
         rq.tp.start(crate::time::Instant::ZERO).unwrap();
         assert_eq!(rq.pick(), Some(1));
-        rq.enqueue(&mut links, 2, SchedParams::fifo(1), false);
+        rq.enqueue(&mut links, 2, &SchedParams::fifo(1), false);
         assert_eq!(rq.pick(), Some(2));
         rq.dequeue(&mut links, 2, SchedParams::fifo(1));
         rq.dequeue(&mut links, 1, SchedParams { class: Class::Tp(3), priority: 99 });

@@ -208,7 +208,7 @@ pub(crate) fn make_ready(thread: &mut Thread, t: u32, state: &mut Cpu, links: &m
     }
     if thread.runnable() {
         // As `OobCore::enqueue`, with the thread and CPU at hand.
-        state.rq.enqueue(links, t, thread.effective, false);
+        state.rq.enqueue(links, t, &thread.effective, false);
         touched.insert(thread.cpu);
     }
 }

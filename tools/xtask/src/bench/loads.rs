@@ -12,7 +12,7 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::runner::{self, ICOUNT};
+use super::runner::{self, ICOUNT, Job};
 use super::stats::{RatioCheck, Spread};
 use crate::assets::Assets;
 use crate::guest::{self, Guest, init::Load};
@@ -126,23 +126,23 @@ pub fn checks(loads: &[LoadSpread]) -> Vec<RatioCheck> {
     let Some(idle) = loads.iter().find(|l| l.load == Load::Idle.name()) else { return checks };
     for loaded in loads.iter().filter(|l| l.load != Load::Idle.name()) {
         let name = &loaded.load;
-        checks.push(RatioCheck::new(
+        checks.push(RatioCheck::of_runs(
             format!("oob-thread max, {name} / idle"),
-            loaded.oob_thread_max_ns.median,
-            idle.oob_thread_max_ns.median,
+            &loaded.oob_thread_max_ns,
+            &idle.oob_thread_max_ns,
             LOAD_TARGET,
         ));
-        checks.push(RatioCheck::new(
+        checks.push(RatioCheck::of_runs(
             format!("oob-irq max, {name} / idle"),
-            loaded.oob_irq_max_ns.median,
-            idle.oob_irq_max_ns.median,
+            &loaded.oob_irq_max_ns,
+            &idle.oob_irq_max_ns,
             LOAD_TARGET,
         ));
         if loaded.load == Load::Grinder.name() {
-            checks.push(RatioCheck::new(
+            checks.push(RatioCheck::of_runs(
                 "oob-thread max / in-band max, grinder",
-                loaded.oob_thread_max_ns.median,
-                loaded.inband_max_ns.median,
+                &loaded.oob_thread_max_ns,
+                &loaded.inband_max_ns,
                 INBAND_TARGET,
             ));
         }
@@ -150,17 +150,18 @@ pub fn checks(loads: &[LoadSpread]) -> Vec<RatioCheck> {
     checks
 }
 
-/// Runs every load `runs` times for `duration_s` seconds.
-pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> Result<Loads> {
+/// Runs every load `options.runs` times for `options.duration_s` seconds, `options.jobs`
+/// boots at a time.
+pub fn measure(qemu: &Qemu, assets: &mut Assets, options: &super::Options) -> Result<Loads> {
+    let (runs, duration_s) = (options.runs, options.duration_s);
     let guest = Guest::prepare()?;
     let profile = Profile::load(PROFILE)?;
     let files = assets.for_profile(&profile)?;
     // The guest starts the latency test beside cyclictest, in the same window, as the main
     // job does (the core's boot-argument form would measure Linux's boot instead).
     let latency_test = GuestLatencyTest { period_us: 1000, seconds: duration_s };
-    let mut loads = Vec::new();
+    let mut jobs = Vec::new();
     for load in LOADS {
-        let mut per_run = Vec::new();
         for run in 1..=runs {
             let nonce = Nonce::generate()?;
             let core = guest::core_bootargs(&[GuestLatencyTest::CORE_ARG], "cyclictest", duration_s, load);
@@ -168,11 +169,18 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> 
             let mut extra = guest::core_qemu_args(&guest);
             extra.extend(ICOUNT.iter().map(|arg| arg.to_string()));
             let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
-            let console = runner::boot(&format!("load-{load}-{run}"), qemu.command(&boot), Some(&nonce))?;
-            let mut problems = verdict::guest_latency_test_problems(&console, latency_test);
-            problems.extend(verdict::sampling_problems(&console));
+            jobs.push(Job { name: format!("load-{load}-{run}"), cmd: qemu.command(&boot), nonce: Some(nonce) });
+        }
+    }
+    let consoles = runner::boot_all(jobs, options.jobs)?;
+    let mut loads = Vec::new();
+    for (load, consoles) in LOADS.into_iter().zip(consoles.chunks(runs as usize)) {
+        let mut per_run = Vec::new();
+        for (run, console) in (1..).zip(consoles) {
+            let mut problems = verdict::guest_latency_test_problems(console, latency_test);
+            problems.extend(verdict::sampling_problems(console));
             anyhow::ensure!(problems.is_empty(), "load {load}, run {run}: {}", problems.join("; "));
-            per_run.push(figures(&parse::parse(&console)).with_context(|| format!("load {load}, run {run}"))?);
+            per_run.push(figures(&parse::parse(console)).with_context(|| format!("load {load}, run {run}"))?);
         }
         loads.push(LoadSpread::of(load, &per_run).context("no runs")?);
     }

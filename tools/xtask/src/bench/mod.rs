@@ -45,6 +45,8 @@ pub struct Options {
     pub runs: u32,
     /// How long cyclictest and the latency test run per boot, in (virtual) seconds.
     pub duration_s: u64,
+    /// Boots of groups 2 and 3 run at once, at most.
+    pub jobs: usize,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ pub fn run(options: &Options) -> Result<()> {
             "qemu": qemu.describe(),
             "runs": options.runs,
             "duration_s": options.duration_s,
+            "jobs": options.jobs,
             "guest_runs_qemu_args": runner::ICOUNT.join(" "),
             "host_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         }),
@@ -74,12 +77,12 @@ pub fn run(options: &Options) -> Result<()> {
     }
     let mut checks = Vec::new();
     if options.wants(Group::Linux) {
-        let cost = linux_cost::measure(&qemu, &mut assets, options.runs, options.duration_s)?;
+        let cost = linux_cost::measure(&qemu, &mut assets, options)?;
         checks.extend(cost.checks.iter().cloned());
         json.insert("linux_cost".into(), serde_json::to_value(cost)?);
     }
     if options.wants(Group::Loads) {
-        let loads = loads::measure(&qemu, &mut assets, options.runs, options.duration_s)?;
+        let loads = loads::measure(&qemu, &mut assets, options)?;
         checks.extend(loads.checks.iter().cloned());
         json.insert("loads".into(), serde_json::to_value(loads)?);
     }

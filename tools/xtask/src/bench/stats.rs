@@ -60,6 +60,10 @@ pub struct RatioCheck {
     pub target: f64,
     /// `met`, `missed by 0.35 (1.55x against 1.20x)` or `undefined (…)`.
     pub verdict: String,
+    /// The ratio of each run's pair (run i of the numerator over run i of the denominator),
+    /// when both figures come from several runs ([`RatioCheck::of_runs`]): its min..max says
+    /// how far one run's ratio strays from the ratio of the medians.
+    pub per_run: Option<Spread>,
 }
 
 impl RatioCheck {
@@ -72,6 +76,7 @@ impl RatioCheck {
                 ratio: None,
                 target,
                 verdict: format!("undefined (denominator {})", compact(denominator)),
+                per_run: None,
             };
         }
         let ratio = numerator / denominator;
@@ -80,7 +85,32 @@ impl RatioCheck {
         } else {
             format!("MISSED by {:.3} ({ratio:.3}x, target <= {target}x)", ratio - target)
         };
-        Self { name, ratio: Some(ratio), target, verdict }
+        Self { name, ratio: Some(ratio), target, verdict, per_run: None }
+    }
+
+    /// Compares the ratio of the medians of `numerator` and `denominator` with `target`, and
+    /// keeps the spread of the per-run ratios (runs paired by index; a run whose denominator
+    /// is not positive is left out), shown as `runs min..max` after the ratio in the verdict
+    /// when there are several runs.
+    pub fn of_runs(name: impl Into<String>, numerator: &Spread, denominator: &Spread, target: f64) -> Self {
+        let mut check = Self::new(name, numerator.median, denominator.median, target);
+        let ratios: Vec<f64> = numerator
+            .runs
+            .iter()
+            .zip(&denominator.runs)
+            .filter(|&(n, d)| *d > 0.0 && d.is_finite() && n.is_finite())
+            .map(|(n, d)| n / d)
+            .collect();
+        check.per_run = Spread::of(&ratios);
+        if let (Some(spread), Some(_)) = (&check.per_run, check.ratio)
+            && spread.runs.len() > 1
+        {
+            let runs = format!(", runs {:.3}..{:.3}x", spread.min, spread.max);
+            if let Some(at) = check.verdict.find(", target") {
+                check.verdict.insert_str(at, &runs);
+            }
+        }
+        check
     }
 
     /// Whether the target was met.
@@ -112,6 +142,19 @@ mod tests {
         let missed = RatioCheck::new("a / b", 150.0, 100.0, 1.2);
         assert!(!missed.met());
         assert!(missed.verdict.starts_with("MISSED by 0.300 (1.500x"), "{}", missed.verdict);
+        let runs = RatioCheck::of_runs(
+            "a / b",
+            &Spread::of(&[110.0, 100.0, 120.0]).unwrap(),
+            &Spread::of(&[100.0, 100.0, 100.0]).unwrap(),
+            1.05,
+        );
+        assert_eq!(runs.ratio, Some(1.1));
+        assert!(!runs.met());
+        assert_eq!(runs.verdict, "MISSED by 0.050 (1.100x, runs 1.000..1.200x, target <= 1.05x)");
+        let spread = runs.per_run.as_ref().unwrap();
+        assert_eq!((spread.median, spread.runs.len()), (1.1, 3));
+        let one = RatioCheck::of_runs("a / b", &Spread::of(&[99.0]).unwrap(), &Spread::of(&[100.0]).unwrap(), 1.05);
+        assert!(one.verdict.starts_with("met (0.990x"), "one run shows no spread: {}", one.verdict);
         let undefined = RatioCheck::new("a / b", 5.0, 0.0, 1.2);
         assert!(!undefined.met());
         assert_eq!(undefined.ratio, None);
