@@ -8,12 +8,14 @@
 //! - [`virtio`]: the virtio-mmio transport and split virtqueues;
 //! - [`virtio_console`]: the multiport virtio-console on top;
 //! - [`fdt`]: the device-tree reader and writer, discovery, the device allow-list and the
-//!   guest-tree rewrite.
+//!   guest-tree rewrite;
+//! - [`bundle`]: the guest bundle's header parser and hash checks.
 //!
 //! `cargo xtask fuzz` runs them under libFuzzer (the `libfuzzer/` harness); `cargo test`
 //! replays the checked-in corpus and every crash kept in `regressions/` (see
 //! `docs/fuzzing.md`).
 
+pub mod bundle;
 pub mod fdt;
 pub mod input;
 pub mod pl011;
@@ -35,6 +37,7 @@ pub const TARGETS: &[Target] = &[
     ("virtio", virtio::fuzz),
     ("virtio-console", virtio_console::fuzz),
     ("fdt", fdt::fuzz),
+    ("bundle", bundle::fuzz),
 ];
 
 /// The target called `name`.
