@@ -21,6 +21,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
+use crate::MemoryRange;
+use crate::linux_image::IMAGE_BASE_ALIGN;
+
 /// The bundle's magic: its first eight bytes.
 pub const MAGIC: [u8; 8] = *b"CCGUEST\0";
 /// The layout version this parser reads.
@@ -315,6 +318,43 @@ pub fn write(kernel: &[u8], initramfs: &[u8], cmdline: &str) -> Vec<u8> {
     out
 }
 
+/// Where to run a kernel taken out of a bundle: the lowest address `text_offset` above a
+/// 2 MiB boundary in one of `memory`'s ranges such that the kernel's `size` bytes (BSS
+/// included) and the 2 MiB below that boundary (where the core puts the guest's device tree)
+/// lie inside that range and clear of `avoid` (the bundle itself, whose initramfs stays in
+/// place). `None` if nowhere fits.
+pub fn place_kernel(memory: &[MemoryRange], avoid: MemoryRange, text_offset: u64, size: u64) -> Option<u64> {
+    if text_offset >= IMAGE_BASE_ALIGN {
+        return None;
+    }
+    let overlaps = |start: u64, end: u64| start < avoid.end() && avoid.base < end;
+    let mut ranges: Vec<MemoryRange> = memory.to_vec();
+    ranges.sort_by_key(|m| m.base);
+    for range in ranges {
+        // The tree's 2 MiB below the base, inside the range.
+        let mut base = range.base.checked_add(IMAGE_BASE_ALIGN)?.next_multiple_of(IMAGE_BASE_ALIGN);
+        loop {
+            let tree = base - IMAGE_BASE_ALIGN;
+            let Some(end) = base.checked_add(text_offset).and_then(|run| run.checked_add(size)) else { break };
+            if end > range.end() {
+                break;
+            }
+            if !overlaps(tree, end) {
+                return Some(base + text_offset);
+            }
+            // Past the bundle, leaving the tree's room after it.
+            let Some(next) = avoid.end().checked_next_multiple_of(IMAGE_BASE_ALIGN).and_then(|b| b.checked_add(IMAGE_BASE_ALIGN)) else {
+                break;
+            };
+            if next <= base {
+                break;
+            }
+            base = next;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +370,37 @@ mod tests {
     /// Offset of `kind`'s entry field (0 offset, 8 size, 16 hash).
     fn field(kind: PartKind, within: usize) -> usize {
         PARTS_OFFSET + PartKind::ALL.iter().position(|k| *k == kind).unwrap() * PART_ENTRY_SIZE + within
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn places_the_kernel_low_with_room_for_the_tree_and_clear_of_the_bundle() {
+        // QEMU virt: RAM from 1 GiB (the core's 2 MiB left out), the bundle at +128 MiB.
+        let memory = [MemoryRange::new(0x4020_0000, 1024 * MIB - 2 * MIB)];
+        let bundle = MemoryRange::new(0x4800_0000, 70 * MIB);
+        assert_eq!(place_kernel(&memory, bundle, 0, 43 * MIB), Some(0x4040_0000));
+        // Too big below the bundle: after it, its tree's 2 MiB past the bundle's end.
+        assert_eq!(place_kernel(&memory, bundle, 0, 200 * MIB), Some(0x4800_0000 + 72 * MIB));
+        // A text offset is added to a 2 MiB boundary.
+        assert_eq!(place_kernel(&memory, bundle, 0x8_0000, MIB), Some(0x4048_0000));
+        // The Pi: the bundle follows the core low in RAM; the kernel goes above it.
+        let pi = [MemoryRange::new(0x20_0000, 0x3b40_0000 - 0x20_0000)];
+        let follows = MemoryRange::new(0x20_0000, 60 * MIB + 5);
+        assert_eq!(place_kernel(&pi, follows, 0, 43 * MIB), Some(0x20_0000 + 62 * MIB + 2 * MIB));
+    }
+
+    #[test]
+    fn finds_no_place_when_nothing_fits() {
+        let memory = [MemoryRange::new(0x4000_0000, 64 * MIB)];
+        let bundle = MemoryRange::new(0x4000_0000, 10 * MIB);
+        assert_eq!(place_kernel(&memory, bundle, 0, 64 * MIB), None);
+        assert_eq!(place_kernel(&memory, bundle, IMAGE_BASE_ALIGN, MIB), None);
+        assert_eq!(place_kernel(&[MemoryRange::new(u64::MAX - 4 * MIB, 4 * MIB)], bundle, 0, 4 * MIB), None);
+        assert_eq!(place_kernel(&[], bundle, 0, MIB), None);
+        // A second range takes it when the first is too small.
+        let two = [MemoryRange::new(0x4000_0000, 4 * MIB), MemoryRange::new(0x8000_0000, 64 * MIB)];
+        assert_eq!(place_kernel(&two, bundle, 0, 8 * MIB), Some(0x8020_0000));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Booting the Linux guest (`companion.guest=ADDR`): the kernel `Image` a loader put at
-//! `ADDR`, the initramfs the tree's `/chosen` names, and the guest command line given after
-//! ` -- ` on the core's command line.
+//! Booting the Linux guest: with `companion.guest=ADDR`, the kernel `Image` a loader put at
+//! `ADDR` and the initramfs the tree's `/chosen` names; with `companion.guest=bundle`, both
+//! from the guest bundle `/chosen` names ([`super::bundle`]). The guest command line is the
+//! one given after ` -- ` on the core's command line, else the bundle's.
 //!
 //! This first version runs one vCPU on the boot CPU. The console UART is emulated
 //! ([`super::console`]) so the guest's lines and the core's share it whole; the GIC is
@@ -41,6 +42,27 @@ pub enum BootError {
     Vgic(&'static str),
     /// A bad `companion.guest.restart*` setting.
     Restart(&'static str),
+    /// The guest bundle is missing or unusable.
+    Bundle(super::bundle::Error),
+}
+
+/// Where the guest's kernel and initramfs come from (`companion.guest=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestSource {
+    /// A kernel `Image` a loader put at this address, the initramfs `/chosen` names.
+    Address(u64),
+    /// The guest bundle `/chosen` names as the initrd.
+    Bundle,
+}
+
+impl GuestSource {
+    /// Reads `companion.guest=`'s value: `bundle` or a hexadecimal address (`0x...`).
+    pub fn parse(value: &str) -> Option<Self> {
+        if value == "bundle" {
+            return Some(Self::Bundle);
+        }
+        value.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok()).map(Self::Address)
+    }
 }
 
 impl core::fmt::Display for BootError {
@@ -56,12 +78,13 @@ impl core::fmt::Display for BootError {
             Self::Stage2(e) => write!(f, "{e}"),
             Self::Vgic(e) => write!(f, "virtual GIC: {e}"),
             Self::Restart(e) => write!(f, "{e}"),
+            Self::Bundle(e) => write!(f, "{e}"),
         }
     }
 }
 
 /// The initramfs the loader described in `/chosen`, if any.
-fn initrd(tree: &DeviceTree<'_>) -> Option<MemoryRange> {
+pub(super) fn initrd(tree: &DeviceTree<'_>) -> Option<MemoryRange> {
     let chosen = tree.find_node("/chosen")?;
     let read = |name: &str| {
         let property = chosen.property(name)?;
@@ -173,7 +196,7 @@ pub fn boot(
     spis: u32,
     dtb: usize,
     core_end: u64,
-    kernel: u64,
+    source: GuestSource,
     cmdline: &'static str,
 ) -> Result<core::convert::Infallible, BootError> {
     // SAFETY: the loader's DTB, still intact in RAM.
@@ -187,6 +210,13 @@ pub fn boot(
     )
     .map_err(BootError::Restart)?;
     let all_memory = guest_memory(&tree, &[core]).map_err(BootError::GuestTree)?;
+    let (kernel, initrd, cmdline) = match source {
+        GuestSource::Address(address) => (address, initrd(&tree), cmdline),
+        GuestSource::Bundle => {
+            let loaded = super::bundle::load(&tree, &all_memory).map_err(BootError::Bundle)?;
+            (loaded.kernel, loaded.initrd, if cmdline.is_empty() { loaded.cmdline.unwrap_or("") } else { cmdline })
+        }
+    };
 
     // SAFETY: `kernel` lies in guest RAM (checked next, before anything else is read).
     let header_range = MemoryRange::new(kernel, HEADER_SIZE as u64);
@@ -199,7 +229,6 @@ pub fn boot(
     let loaded_at = kernel;
     let kernel = header.run_address(loaded_at).map_err(BootError::Image)?;
     let running = MemoryRange::new(kernel, header.image_size.max(HEADER_SIZE as u64));
-    let initrd = initrd(&tree);
     // The pristine copy a restart reloads from, at the top of RAM, out of the guest's reach.
     let pristine = if restart {
         let region = pristine_region(&all_memory, running, MemoryRange::new(loaded_at, header.image_size), initrd);
