@@ -77,10 +77,7 @@ pub fn core_qemu_args(guest: &Guest) -> Vec<String> {
 /// least 1) next to `load` (`guest.load=`, read by the `cyclictest` script), the guest's
 /// after ` -- `.
 pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: init::Load) -> String {
-    let guest = format!(
-        "console=ttyAMA0 panic=-1 guest.script={script} guest.duration={} guest.load={load}",
-        duration_s.max(1)
-    );
+    let guest = guest_cmdline(script, duration_s, load);
     let address = format!("companion.guest={KERNEL_ADDRESS:#x}");
     let mut words: Vec<&str> = vec![address.as_str()];
     if CHANNEL_SCRIPTS.contains(&script) {
@@ -91,6 +88,12 @@ pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: in
     }
     words.extend(core_args.iter().copied().filter(|arg| !arg.is_empty()));
     format!("{} -- {guest}", words.join(" "))
+}
+
+/// The guest's command line running `script` for `duration_s` seconds (at least 1) next to
+/// `load`: what follows ` -- ` on the core's, or what a guest bundle carries.
+pub fn guest_cmdline(script: &str, duration_s: u64, load: init::Load) -> String {
+    format!("console=ttyAMA0 panic=-1 guest.script={script} guest.duration={} guest.load={load}", duration_s.max(1))
 }
 
 /// The core's argument offering the guest the channel device (docs/channel.md).

@@ -1,0 +1,281 @@
+//! `cargo xtask image --board qemu-virt|rpi4|imx8 [--out DIR]`: the folder a user copies to a
+//! board's boot medium (docs/boards.md, "Flashing"): the core's image, the guest bundle
+//! (Debian's guest kernel, the project's initramfs and the guest's command line, in one file
+//! the core finds through the device tree's `/chosen`), the board's device tree from Debian's
+//! kernel package, and what the board's loader reads: the Raspberry Pi's firmware,
+//! `config.txt` and `cmdline.txt`; a U-Boot script for the i.MX 8M Plus EVK; the core's
+//! command line for QEMU virt.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::assets::Assets;
+use crate::debian::PrivateApt;
+use crate::guest::{self, Guest, init::Load};
+use crate::image::Board;
+use crate::linux_package::LinuxPackage;
+use crate::process;
+
+/// The guest bundle's file name in every folder.
+pub const BUNDLE: &str = "guest.bundle";
+/// The file holding the core's command line (the Pi's firmware reads it; QEMU's `-append`
+/// gets it).
+pub const CMDLINE: &str = "cmdline.txt";
+/// Debian's package of the Raspberry Pi's boot firmware (component non-free-firmware).
+const RASPI_FIRMWARE: &str = "raspi-firmware";
+/// Where that package keeps the files the Pi's boot ROM and firmware load.
+const RASPI_FIRMWARE_DIR: &str = "usr/lib/raspi-firmware";
+/// Where the i.MX U-Boot script loads the core, the tree and the bundle (the EVK's RAM starts
+/// at 0x40000000; `booti` moves the core to its own `text_offset` if needed).
+const IMX8_CORE_ADDRESS: u64 = 0x4048_0000;
+const IMX8_DTB_ADDRESS: u64 = 0x4300_0000;
+const IMX8_BUNDLE_ADDRESS: u64 = 0x4400_0000;
+
+/// What the folder's guest runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The board.
+    pub board: Board,
+    /// The guest's script (`guest.script=`).
+    pub script: String,
+    /// The latency test's and the script's length, seconds.
+    pub duration_s: u64,
+    /// The load beside cyclictest.
+    pub load: Load,
+}
+
+/// A written folder.
+#[derive(Debug, Clone)]
+pub struct Folder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The core's image in it.
+    pub core: PathBuf,
+    /// The guest bundle in it.
+    pub bundle: PathBuf,
+    /// The board's device tree in it (QEMU virt: none, QEMU makes its own).
+    pub dtb: Option<PathBuf>,
+    /// The core's command line (also in `cmdline.txt` or the U-Boot script).
+    pub bootargs: String,
+}
+
+/// The default folder: `target/flash/<board>/`.
+pub fn default_dir(board: Board) -> PathBuf {
+    crate::paths::target_dir().join("flash").join(board.name())
+}
+
+/// The core's file name in the board's folder.
+fn core_name(board: Board) -> &'static str {
+    match board {
+        Board::Rpi4 => "kernel8.img",
+        Board::QemuVirt | Board::Imx8 => "Image",
+    }
+}
+
+/// The board's device tree in Debian's kernel package (under `usr/lib/linux-image-*/`).
+fn dtb_in_package(board: Board) -> Option<&'static str> {
+    match board {
+        Board::Rpi4 => Some("broadcom/bcm2711-rpi-4-b.dtb"),
+        Board::Imx8 => Some("freescale/imx8mp-evk.dtb"),
+        Board::QemuVirt => None,
+    }
+}
+
+/// The core's command line in a folder: the guest from the bundle (its own command line is
+/// inside it), the latency test beside it for `duration_s` seconds at 1 ms.
+pub fn core_cmdline(duration_s: u64) -> String {
+    format!("companion.guest=bundle latmus={} latmus.period=1000", duration_s.max(1))
+}
+
+/// The Raspberry Pi firmware's `config.txt` booting the core with the bundle.
+pub fn config_txt(dtb: &str) -> String {
+    format!(
+        "# The companion core on a Raspberry Pi 4, written by `cargo xtask image --board rpi4`.\n\
+         # 64-bit: the firmware's stub enters kernel8.img at EL2, as the core needs.\n\
+         arm_64bit=1\n\
+         kernel={kernel}\n\
+         # The guest bundle, loaded right after the core; the firmware names it in the device\n\
+         # tree's /chosen (linux,initrd-start/end), where the core finds it.\n\
+         initramfs {BUNDLE} followkernel\n\
+         device_tree={dtb}\n\
+         # The serial console on GPIO 14 (TX) and 15 (RX), 115200 8N1.\n\
+         enable_uart=1\n",
+        kernel = core_name(Board::Rpi4),
+    )
+}
+
+/// The U-Boot script (`boot.cmd`) loading the core, the board's tree and the bundle from the
+/// partition U-Boot's distro boot found it on, and booting the core with `booti` (the bundle
+/// as its ramdisk: U-Boot names it in `/chosen`).
+pub fn uboot_script(bootargs: &str, dtb: &str) -> String {
+    format!(
+        "# The companion core on the i.MX 8M Plus EVK, written by `cargo xtask image --board imx8`.\n\
+         # Distro boot sets devtype, devnum and distro_bootpart; by hand: setenv devtype mmc;\n\
+         # setenv devnum 1; setenv distro_bootpart 1 (the SD card's first partition).\n\
+         setenv bootargs \"{bootargs}\"\n\
+         load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {IMX8_CORE_ADDRESS:#x} {core}\n\
+         load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {IMX8_DTB_ADDRESS:#x} {dtb}\n\
+         # Last: booti takes the ramdisk's size from ${{filesize}}.\n\
+         load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {IMX8_BUNDLE_ADDRESS:#x} {BUNDLE}\n\
+         booti {IMX8_CORE_ADDRESS:#x} {IMX8_BUNDLE_ADDRESS:#x}:${{filesize}} {IMX8_DTB_ADDRESS:#x}\n",
+        core = core_name(Board::Imx8),
+    )
+}
+
+/// The bundle's bytes: the guest kernel and initramfs files and the guest's command line.
+fn bundle_bytes(kernel: &Path, initramfs: &Path, cmdline: &str) -> Result<Vec<u8>> {
+    let read = |path: &Path| fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+    Ok(platform::guest_bundle::write(&read(kernel)?, &read(initramfs)?, cmdline))
+}
+
+/// Writes `contents` to `dir/name`.
+fn put(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf> {
+    let path = dir.join(name);
+    fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Copies `from` into `dir` under `name`.
+fn copy_in(from: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    fs::copy(from, &path).with_context(|| format!("cannot copy {} to {}", from.display(), path.display()))?;
+    Ok(path)
+}
+
+/// Copies every file of Debian's `raspi-firmware` (start4.elf, fixup4.dat, ...) into `dir`;
+/// returns how many.
+fn copy_raspi_firmware(dir: &Path) -> Result<usize> {
+    let apt = PrivateApt::arm64_non_free_firmware()?;
+    let root = apt.fetch_unpacked(RASPI_FIRMWARE).context("cannot fetch the Raspberry Pi firmware")?;
+    let firmware = root.join(RASPI_FIRMWARE_DIR);
+    let mut copied = 0;
+    for entry in fs::read_dir(&firmware).with_context(|| format!("cannot read {}", firmware.display()))? {
+        let path = entry?.path();
+        if let (true, Some(name)) = (path.is_file(), path.file_name().and_then(|n| n.to_str())) {
+            copy_in(&path, dir, name)?;
+            copied += 1;
+        }
+    }
+    anyhow::ensure!(copied > 0, "{} holds no firmware file", firmware.display());
+    Ok(copied)
+}
+
+/// Turns `boot.cmd` into the `boot.scr` U-Boot's `source` and distro boot read, if `mkimage`
+/// (Debian's `u-boot-tools`) is installed; `false` if it is not.
+fn compile_uboot_script(dir: &Path) -> Result<bool> {
+    if Command::new("mkimage").arg("-V").output().is_err() {
+        return Ok(false);
+    }
+    let mut mkimage = Command::new("mkimage");
+    mkimage.args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "companion core", "-d"]);
+    mkimage.arg(dir.join("boot.cmd")).arg(dir.join("boot.scr"));
+    process::run(&mut mkimage)?;
+    Ok(true)
+}
+
+/// Writes the folder for `options.board` into `dir` (created if needed; files of the same
+/// names are replaced, others left alone).
+pub fn write(assets: &mut Assets, guest: &Guest, options: &Options, dir: &Path) -> Result<Folder> {
+    let board = options.board;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let core = copy_in(&assets.image(board)?.raw, dir, core_name(board))?;
+    let guest_cmdline = guest::guest_cmdline(&options.script, options.duration_s, options.load);
+    let bundle = put(dir, BUNDLE, &bundle_bytes(&guest.kernel, &guest.initramfs, &guest_cmdline)?)?;
+    let dtb = match dtb_in_package(board) {
+        Some(relative) => {
+            let source = LinuxPackage::fetch()?.dtb(relative)?;
+            let name = Path::new(relative).file_name().and_then(|n| n.to_str()).context("a device tree without a name")?;
+            Some(copy_in(&source, dir, name)?)
+        }
+        None => None,
+    };
+    let dtb_name = dtb.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let bootargs = core_cmdline(options.duration_s);
+    match board {
+        Board::QemuVirt => {
+            put(dir, CMDLINE, format!("{bootargs}\n").as_bytes())?;
+        }
+        Board::Rpi4 => {
+            let files = copy_raspi_firmware(dir)?;
+            eprintln!("xtask: {files} Raspberry Pi firmware files from Debian's {RASPI_FIRMWARE}");
+            put(dir, "config.txt", config_txt(&dtb_name).as_bytes())?;
+            put(dir, CMDLINE, format!("{bootargs}\n").as_bytes())?;
+        }
+        Board::Imx8 => {
+            put(dir, "boot.cmd", uboot_script(&bootargs, &dtb_name).as_bytes())?;
+            if !compile_uboot_script(dir)? {
+                eprintln!(
+                    "xtask: no mkimage here (Debian's u-boot-tools): boot.scr not written; on the board, type \
+                     boot.cmd's lines at the U-Boot prompt, or run `mkimage -T script -d boot.cmd boot.scr`"
+                );
+            }
+        }
+    }
+    Ok(Folder { dir: dir.to_path_buf(), core, bundle, dtb, bootargs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::guest_bundle::Bundle;
+
+    #[test]
+    fn the_core_finds_its_guest_in_the_bundle_not_at_an_address() {
+        let cmdline = core_cmdline(60);
+        assert_eq!(cmdline, "companion.guest=bundle latmus=60 latmus.period=1000");
+        assert!(!cmdline.contains(" -- "), "the guest's command line travels in the bundle");
+        assert_eq!(core_cmdline(0), "companion.guest=bundle latmus=1 latmus.period=1000");
+    }
+
+    #[test]
+    fn the_pi_config_boots_the_core_at_el2_with_the_bundle_and_a_uart() {
+        let text = config_txt("bcm2711-rpi-4-b.dtb");
+        let settings: Vec<&str> = text.lines().filter(|line| !line.starts_with('#')).collect();
+        assert_eq!(
+            settings,
+            [
+                "arm_64bit=1",
+                "kernel=kernel8.img",
+                "initramfs guest.bundle followkernel",
+                "device_tree=bcm2711-rpi-4-b.dtb",
+                "enable_uart=1"
+            ]
+        );
+        // Nothing that would make the firmware enter the core at EL1 or at a 32-bit stub.
+        assert!(!text.contains("kernel_old") && !text.contains("armstub"));
+    }
+
+    #[test]
+    fn the_uboot_script_loads_the_bundle_last_and_boots_it_as_the_ramdisk() {
+        let script = uboot_script("companion.guest=bundle latmus=5", "imx8mp-evk.dtb");
+        let commands: Vec<&str> = script.lines().filter(|line| !line.starts_with('#')).collect();
+        assert_eq!(commands[0], "setenv bootargs \"companion.guest=bundle latmus=5\"");
+        assert!(commands[1].starts_with("load ${devtype} ${devnum}:${distro_bootpart} 0x40480000 Image"));
+        assert!(commands[2].ends_with("0x43000000 imx8mp-evk.dtb"));
+        assert!(commands[3].ends_with("0x44000000 guest.bundle"), "{}", commands[3]);
+        assert_eq!(commands[4], "booti 0x40480000 0x44000000:${filesize} 0x43000000");
+        assert_eq!(commands.len(), 5);
+        // The tree is small (< 16 MiB between it and the bundle).
+        assert!(IMX8_BUNDLE_ADDRESS - IMX8_DTB_ADDRESS >= 16 << 20);
+    }
+
+    #[test]
+    fn the_bundle_carries_the_files_and_the_guest_command_line() {
+        let dir = std::env::temp_dir().join(format!("xtask-flash-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (kernel, initramfs) = (dir.join("Image"), dir.join("initramfs.cpio"));
+        fs::write(&kernel, [7u8; 100]).unwrap();
+        fs::write(&initramfs, b"070701 archive").unwrap();
+        let cmdline = guest::guest_cmdline("uname", 1, Load::Idle);
+        let bytes = bundle_bytes(&kernel, &initramfs, &cmdline).unwrap();
+        let bundle = Bundle::verify(&bytes).unwrap();
+        assert_eq!(bundle.kernel, &[7u8; 100][..]);
+        assert_eq!(bundle.initramfs, b"070701 archive");
+        assert_eq!(bundle.cmdline, cmdline);
+        assert!(bundle_bytes(&dir.join("missing"), &initramfs, "").is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
