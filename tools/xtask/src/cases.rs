@@ -108,7 +108,27 @@ pub enum Scenario {
         /// vCPUs (`companion.guest.vcpus=`), each pinned to its CPU.
         vcpus: u32,
     },
+    /// Boot the files `cargo xtask image --board BOARD` wrote (crate::flash): the core's image,
+    /// the guest bundle as QEMU's `-initrd`, the board's device tree and the core's command
+    /// line from `cmdline.txt`; the guest runs `uname` beside a [`IMAGE_BOOT_SECONDS`] latency
+    /// test. On QEMU virt the Linux guest boots from the bundle; on the Raspberry Pi (GICv2)
+    /// the core verifies the bundle, says the guest cannot start there yet, and runs its latency
+    /// test to the end.
+    ImageBoot {
+        /// The board whose folder is booted.
+        board: crate::image::Board,
+    },
 }
+
+/// The latency test's length (`latmus=`) and the guest script's in an image-boot case.
+pub const IMAGE_BOOT_SECONDS: u64 = 2;
+/// The guest script of an image-boot case.
+pub const IMAGE_BOOT_SCRIPT: &str = "uname";
+/// The core's exit code when the guest cannot start (the oob work still runs its course).
+const EXIT_BOOT_FAILURE: i32 = 103;
+/// The core's line saying it found and verified the guest bundle.
+const BUNDLE_VERIFIED: &str =
+    r"guest: bundle at 0x[0-9a-f]+\+[1-9]\d* KiB verified \(kernel [1-9]\d* KiB, initramfs [1-9]\d* KiB, command line [1-9]\d* bytes, XXH3-128\)";
 
 /// The irqs-off hunter in the main-job case: every 20 µs (cheap on one CPU under icount).
 /// At 100 µs a 2 s run caught 0 to 5 windows from one run to the next (the guest's timing
@@ -240,7 +260,7 @@ impl Scenario {
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest { .. } => Some("el1-guest"),
             Scenario::HostileGuest => Some("hostile-guest"),
-            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } => None,
+            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } | Scenario::ImageBoot { .. } => None,
         }
     }
 }
@@ -459,6 +479,20 @@ pub const CASES: &[Case] = &[
         timeout: Duration::from_secs(240),
         qemu_args: ICOUNT,
     },
+    Case {
+        name: "image-boot-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt },
+        timeout: Duration::from_secs(300),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "image-boot-raspi4b",
+        profile: "raspi4b",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::Rpi4 },
+        timeout: Duration::from_secs(240),
+        qemu_args: ICOUNT,
+    },
 ];
 
 impl Case {
@@ -474,6 +508,9 @@ impl Case {
 
     /// The core's command line for this case.
     pub fn bootargs(&self) -> String {
+        if let Scenario::ImageBoot { .. } = self.scenario {
+            return crate::flash::core_cmdline(IMAGE_BOOT_SECONDS);
+        }
         if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
             if script == RESET_LOOP_SCRIPT {
@@ -676,6 +713,29 @@ impl Case {
                 } else {
                     expectations
                 }
+            }
+            Scenario::ImageBoot { board: crate::image::Board::QemuVirt } => {
+                let lines = vec![
+                    LineMatch::all(&[LOG_LINE, &all_online]),
+                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED]),
+                    LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
+                    LineMatch::guest(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
+                    LineMatch::guest(&[r"^guest: cpus online: 0$"]),
+                    LineMatch::guest(&[r"^guest: done$"]),
+                    LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
+                ];
+                Expectations::new(EXIT_PASS, lines, &[r"abort injected", RESTARTING]).forbid_guest(&[r"Kernel panic"])
+            }
+            Scenario::ImageBoot { .. } => {
+                let summary = format!(r"^RTS\|.*\b00:00:{IMAGE_BOOT_SECONDS:02}/00:00:{IMAGE_BOOT_SECONDS:02}$");
+                let lines = vec![
+                    LineMatch::all(&[LOG_LINE, &all_online]),
+                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED]),
+                    LineMatch::all(&[LOG_LINE, r"guest: no Linux guest runs; the oob work goes on without it"]),
+                    LineMatch::all(&[&summary]),
+                    LineMatch::all(&[LOG_LINE, r"latmus: [1-9]\d* thread samples, [1-9]\d* irq samples"]),
+                ];
+                Expectations::new(EXIT_BOOT_FAILURE, lines, &[r"unexpected exception", r"panicked"])
             }
             Scenario::HostileGuest => {
                 let mut lines = vec![

@@ -58,8 +58,6 @@ pub struct Folder {
     pub bundle: PathBuf,
     /// The board's device tree in it (QEMU virt: none, QEMU makes its own).
     pub dtb: Option<PathBuf>,
-    /// The core's command line (also in `cmdline.txt` or the U-Boot script).
-    pub bootargs: String,
 }
 
 /// The default folder: `target/flash/<board>/`.
@@ -214,7 +212,7 @@ pub fn write(assets: &mut Assets, guest: &Guest, options: &Options, dir: &Path) 
             }
         }
     }
-    Ok(Folder { dir: dir.to_path_buf(), core, bundle, dtb, bootargs })
+    Ok(Folder { dir: dir.to_path_buf(), core, bundle, dtb })
 }
 
 #[cfg(test)]

@@ -182,7 +182,10 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
     for case in cases {
         let needs_guest = matches!(
             case.scenario,
-            crate::cases::Scenario::LinuxGuest { .. } | crate::cases::Scenario::MainJob { .. } | crate::cases::Scenario::Soak { .. }
+            crate::cases::Scenario::LinuxGuest { .. }
+                | crate::cases::Scenario::MainJob { .. }
+                | crate::cases::Scenario::Soak { .. }
+                | crate::cases::Scenario::ImageBoot { .. }
         );
         let guest_args = if needs_guest {
             if guest.is_none() {
@@ -194,11 +197,28 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
                     }
                 }
             }
-            guest.as_ref().map(crate::guest::core_qemu_args).unwrap_or_default()
+            if matches!(case.scenario, crate::cases::Scenario::ImageBoot { .. }) {
+                Vec::new()
+            } else {
+                guest.as_ref().map(crate::guest::core_qemu_args).unwrap_or_default()
+            }
         } else {
             Vec::new()
         };
-        let run = run_case(&qemu, &mut assets, case, &guest_args).map(|mut run| {
+        // An image-boot case boots the folder `cargo xtask image` writes, not the usual files.
+        let folder = match (case.scenario, &guest) {
+            (crate::cases::Scenario::ImageBoot { board }, Some(guest)) => {
+                match image_folder(&mut assets, guest, board, case.name) {
+                    Ok(folder) => Some(folder),
+                    Err(err) => {
+                        report.fail(case.name, &format!("cannot write the image folder: {err:#}"));
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let run = run_case(&qemu, &mut assets, case, &guest_args, folder.as_ref()).map(|mut run| {
             if let (crate::cases::Scenario::MainJob { .. }, Some(guest)) = (case.scenario, &guest)
                 && run.failures.is_empty()
             {
@@ -230,18 +250,40 @@ struct CaseRun {
     failures: Vec<String>,
 }
 
-fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]) -> Result<CaseRun> {
+/// Writes `board`'s folder for the image-boot case `name` (`target/test-images/<name>/`).
+fn image_folder(assets: &mut Assets, guest: &crate::guest::Guest, board: crate::image::Board, name: &str) -> Result<crate::flash::Folder> {
+    let options = crate::flash::Options {
+        board,
+        script: crate::cases::IMAGE_BOOT_SCRIPT.to_owned(),
+        duration_s: crate::cases::IMAGE_BOOT_SECONDS,
+        load: crate::guest::init::Load::Idle,
+    };
+    crate::flash::write(assets, guest, &options, &crate::paths::target_dir().join("test-images").join(name))
+}
+
+fn run_case(
+    qemu: &Qemu,
+    assets: &mut Assets,
+    case: &Case,
+    guest_args: &[String],
+    folder: Option<&crate::flash::Folder>,
+) -> Result<CaseRun> {
     let profile = Profile::load(case.profile)?;
     let files = assets.for_profile(&profile)?;
     let nonce = Nonce::generate()?;
-    let bootargs = nonce.add_to(&case.bootargs());
-    let boot = Boot {
-        profile: &profile,
-        kernel: &files.image.raw,
-        dtb: files.dtb.as_deref(),
-        bootargs: &bootargs,
-        extra_args: &case.qemu_args.iter().map(|arg| (*arg).to_owned()).chain(guest_args.iter().cloned()).collect::<Vec<_>>(),
+    let mut extra_args: Vec<String> = case.qemu_args.iter().map(|arg| (*arg).to_owned()).chain(guest_args.iter().cloned()).collect();
+    // The folder's own files: its core, its device tree, its cmdline.txt, its bundle as the
+    // initrd (as the Pi's firmware or U-Boot would load them).
+    let (kernel, dtb, bootargs) = match folder {
+        Some(folder) => {
+            let cmdline = folder.dir.join(crate::flash::CMDLINE);
+            let text = fs::read_to_string(&cmdline).with_context(|| format!("cannot read {}", cmdline.display()))?;
+            extra_args.extend(["-initrd".to_owned(), folder.bundle.display().to_string()]);
+            (folder.core.clone(), folder.dtb.clone(), nonce.add_to(text.trim()))
+        }
+        None => (files.image.raw.clone(), files.dtb.clone(), nonce.add_to(&case.bootargs())),
     };
+    let boot = Boot { profile: &profile, kernel: &kernel, dtb: dtb.as_deref(), bootargs: &bootargs, extra_args: &extra_args };
     let cmd = qemu.command(&boot);
     let command = process::describe(&cmd);
     let captured = process::capture_watched(cmd, case.timeout, Some(&nonce.end_marker()))?;
