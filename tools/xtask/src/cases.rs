@@ -730,7 +730,8 @@ impl Case {
                 let summary = format!(r"^RTS\|.*\b00:00:{IMAGE_BOOT_SECONDS:02}/00:00:{IMAGE_BOOT_SECONDS:02}$");
                 let lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
-                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED]),
+                    // Where config.txt has the Pi's firmware put it (QEMU's -initrd place too).
+                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED, &format!(r"bundle at {:#x}\+", crate::flash::RPI4_BUNDLE_ADDRESS)]),
                     LineMatch::all(&[LOG_LINE, r"guest: no Linux guest runs; the oob work goes on without it"]),
                     LineMatch::all(&[&summary]),
                     LineMatch::all(&[LOG_LINE, r"latmus: [1-9]\d* thread samples, [1-9]\d* irq samples"]),

@@ -28,6 +28,10 @@ pub const CMDLINE: &str = "cmdline.txt";
 const RASPI_FIRMWARE: &str = "raspi-firmware";
 /// Where that package keeps the files the Pi's boot ROM and firmware load.
 const RASPI_FIRMWARE_DIR: &str = "usr/lib/raspi-firmware";
+/// Where the Pi's firmware loads the bundle: 128 MiB, where QEMU's `raspi4b` puts an
+/// `-initrd` too. Not `followkernel`: the firmware would put it right after kernel8.img's
+/// bytes, inside the core's BSS, which the core clears as it starts.
+pub const RPI4_BUNDLE_ADDRESS: u64 = 0x0800_0000;
 /// Where the i.MX U-Boot script loads the core, the tree and the bundle (the EVK's RAM starts
 /// at 0x40000000; `booti` moves the core to its own `text_offset` if needed).
 const IMX8_CORE_ADDRESS: u64 = 0x4048_0000;
@@ -95,12 +99,16 @@ pub fn config_txt(dtb: &str) -> String {
          # 64-bit: the firmware's stub enters kernel8.img at EL2, as the core needs.\n\
          arm_64bit=1\n\
          kernel={kernel}\n\
-         # The guest bundle, loaded right after the core; the firmware names it in the device\n\
-         # tree's /chosen (linux,initrd-start/end), where the core finds it.\n\
-         initramfs {BUNDLE} followkernel\n\
+         # The guest bundle, at 128 MiB (not followkernel: that is inside the core's BSS); the\n\
+         # firmware names it in the device tree's /chosen (linux,initrd-start/end) for the core.\n\
+         initramfs {BUNDLE} {RPI4_BUNDLE_ADDRESS:#x}\n\
          device_tree={dtb}\n\
          # The serial console on GPIO 14 (TX) and 15 (RX), 115200 8N1.\n\
-         enable_uart=1\n",
+         enable_uart=1\n\
+         # The core's console is the PL011 (UART0); this overlay puts it on GPIO 14/15 instead of\n\
+         # the mini UART. Debian ships no overlays: copy overlays/disable-bt.dtbo from the\n\
+         # Raspberry Pi firmware's boot folder (docs/boards.md, \"Flashing\").\n\
+         dtoverlay=disable-bt\n",
         kernel = core_name(Board::Rpi4),
     )
 }
@@ -237,9 +245,10 @@ mod tests {
             [
                 "arm_64bit=1",
                 "kernel=kernel8.img",
-                "initramfs guest.bundle followkernel",
+                "initramfs guest.bundle 0x8000000",
                 "device_tree=bcm2711-rpi-4-b.dtb",
-                "enable_uart=1"
+                "enable_uart=1",
+                "dtoverlay=disable-bt"
             ]
         );
         // Nothing that would make the firmware enter the core at EL1 or at a 32-bit stub.
