@@ -117,6 +117,9 @@ pub enum Scenario {
     ImageBoot {
         /// The board whose folder is booted.
         board: crate::image::Board,
+        /// One bit of the bundle's initramfs flipped after writing: the core must refuse the
+        /// bundle with a clear line and run its latency test to the end.
+        corrupt: bool,
     },
 }
 
@@ -482,14 +485,21 @@ pub const CASES: &[Case] = &[
     Case {
         name: "image-boot-virt-gicv3-1",
         profile: "virt-gicv3-1",
-        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt },
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false },
         timeout: Duration::from_secs(300),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "image-boot-corrupt-bundle-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: true },
+        timeout: Duration::from_secs(240),
         qemu_args: ICOUNT,
     },
     Case {
         name: "image-boot-raspi4b",
         profile: "raspi4b",
-        scenario: Scenario::ImageBoot { board: crate::image::Board::Rpi4 },
+        scenario: Scenario::ImageBoot { board: crate::image::Board::Rpi4, corrupt: false },
         timeout: Duration::from_secs(240),
         qemu_args: ICOUNT,
     },
@@ -714,7 +724,7 @@ impl Case {
                     expectations
                 }
             }
-            Scenario::ImageBoot { board: crate::image::Board::QemuVirt } => {
+            Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false } => {
                 let lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED]),
@@ -726,17 +736,26 @@ impl Case {
                 ];
                 Expectations::new(EXIT_PASS, lines, &[r"abort injected", RESTARTING]).forbid_guest(&[r"Kernel panic"])
             }
-            Scenario::ImageBoot { .. } => {
+            Scenario::ImageBoot { corrupt, .. } => {
                 let summary = format!(r"^RTS\|.*\b00:00:{IMAGE_BOOT_SECONDS:02}/00:00:{IMAGE_BOOT_SECONDS:02}$");
+                let found = if corrupt {
+                    LineMatch::all(&[LOG_LINE, r"guest: companion.guest=bundle: the initramfs's XXH3-128 hash does not match the header's$"])
+                } else {
+                    // Where config.txt has the Pi's firmware put it (QEMU's -initrd place too).
+                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED, &format!(r"bundle at {:#x}\+", crate::flash::RPI4_BUNDLE_ADDRESS)])
+                };
                 let lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
-                    // Where config.txt has the Pi's firmware put it (QEMU's -initrd place too).
-                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED, &format!(r"bundle at {:#x}\+", crate::flash::RPI4_BUNDLE_ADDRESS)]),
+                    found,
                     LineMatch::all(&[LOG_LINE, r"guest: no Linux guest runs; the oob work goes on without it"]),
                     LineMatch::all(&[&summary]),
                     LineMatch::all(&[LOG_LINE, r"latmus: [1-9]\d* thread samples, [1-9]\d* irq samples"]),
                 ];
-                Expectations::new(EXIT_BOOT_FAILURE, lines, &[r"unexpected exception", r"panicked"])
+                let mut forbidden = vec![r"unexpected exception", r"panicked"];
+                if corrupt {
+                    forbidden.push(BUNDLE_VERIFIED);
+                }
+                Expectations::new(EXIT_BOOT_FAILURE, lines, &forbidden)
             }
             Scenario::HostileGuest => {
                 let mut lines = vec![

@@ -207,8 +207,8 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
         };
         // An image-boot case boots the folder `cargo xtask image` writes, not the usual files.
         let folder = match (case.scenario, &guest) {
-            (crate::cases::Scenario::ImageBoot { board }, Some(guest)) => {
-                match image_folder(&mut assets, guest, board, case.name) {
+            (crate::cases::Scenario::ImageBoot { board, corrupt }, Some(guest)) => {
+                match image_folder(&mut assets, guest, board, corrupt, case.name) {
                     Ok(folder) => Some(folder),
                     Err(err) => {
                         report.fail(case.name, &format!("cannot write the image folder: {err:#}"));
@@ -250,15 +250,31 @@ struct CaseRun {
     failures: Vec<String>,
 }
 
-/// Writes `board`'s folder for the image-boot case `name` (`target/test-images/<name>/`).
-fn image_folder(assets: &mut Assets, guest: &crate::guest::Guest, board: crate::image::Board, name: &str) -> Result<crate::flash::Folder> {
+/// Writes `board`'s folder for the image-boot case `name` (`target/test-images/<name>/`), with
+/// one bit of the bundle's initramfs flipped if `corrupt`.
+fn image_folder(
+    assets: &mut Assets,
+    guest: &crate::guest::Guest,
+    board: crate::image::Board,
+    corrupt: bool,
+    name: &str,
+) -> Result<crate::flash::Folder> {
     let options = crate::flash::Options {
         board,
         script: crate::cases::IMAGE_BOOT_SCRIPT.to_owned(),
         duration_s: crate::cases::IMAGE_BOOT_SECONDS,
         load: crate::guest::init::Load::Idle,
     };
-    crate::flash::write(assets, guest, &options, &crate::paths::target_dir().join("test-images").join(name))
+    let folder = crate::flash::write(assets, guest, &options, &crate::paths::target_dir().join("test-images").join(name))?;
+    if corrupt {
+        let mut bytes = fs::read(&folder.bundle).with_context(|| format!("cannot read {}", folder.bundle.display()))?;
+        let header = platform::guest_bundle::BundleHeader::parse(&bytes, bytes.len() as u64)
+            .map_err(|err| anyhow::anyhow!("the bundle just written: {err}"))?;
+        let middle = header.initramfs.offset + header.initramfs.size / 2;
+        bytes[middle as usize] ^= 1;
+        fs::write(&folder.bundle, &bytes).with_context(|| format!("cannot write {}", folder.bundle.display()))?;
+    }
+    Ok(folder)
 }
 
 fn run_case(
