@@ -3,6 +3,7 @@
 
 mod assets;
 mod bench;
+mod board_trees;
 mod cases;
 mod debian;
 mod expect;

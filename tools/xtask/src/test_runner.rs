@@ -57,8 +57,11 @@ const HOST_STEPS: &[HostStep] = &[
 
 /// QEMU tests written in xtask rather than as [`Case`]s (each boots QEMU itself), run after
 /// the cases.
-const QEMU_STEPS: &[HostStep] =
-    &[HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) }];
+const QEMU_STEPS: &[HostStep] = &[
+    HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) },
+    // The Pi 4 guest's tree from Debian's real DTB as the firmware passes it (QEMU dumps it).
+    HostStep { name: "rpi4-guest-tree", runs: HostRun::Check(crate::board_trees::check) },
+];
 
 /// Which tests to run.
 #[derive(Debug, Clone, Default)]
