@@ -126,14 +126,19 @@ fn tree_config<'a>(
 }
 
 /// Where the pristine copy of the kernel (`running`) and the initramfs goes: the top of the
-/// highest RAM range, 2 MiB aligned, if it overlaps neither of them (nor `loaded`).
+/// highest RAM range it fits in, 2 MiB aligned, overlapping neither of them (nor `loaded`).
+/// Not only the top range: a loader may leave its device tree near the top of RAM (U-Boot
+/// does), splitting off a range too small for the copy.
 fn pristine_region(memory: &[MemoryRange], running: MemoryRange, loaded: MemoryRange, initrd: Option<MemoryRange>) -> Option<MemoryRange> {
     let size = running.size.next_multiple_of(IMAGE_BASE_ALIGN) + initrd.map_or(0, |i| i.size.next_multiple_of(IMAGE_BASE_ALIGN));
-    let top = memory.iter().max_by_key(|m| m.end())?;
-    let base = top.end().checked_sub(size)? & !(IMAGE_BASE_ALIGN - 1);
-    let region = MemoryRange::new(base, top.end() - base);
-    let overlaps = |r: MemoryRange| r.base < region.end() && region.base < r.end();
-    (base >= top.base && !overlaps(running) && !overlaps(loaded) && !initrd.is_some_and(overlaps)).then_some(region)
+    let mut ranges: Vec<&MemoryRange> = memory.iter().collect();
+    ranges.sort_by_key(|m| core::cmp::Reverse(m.end()));
+    ranges.into_iter().find_map(|range| {
+        let base = range.end().checked_sub(size)? & !(IMAGE_BASE_ALIGN - 1);
+        let region = MemoryRange::new(base, range.end() - base);
+        let overlaps = |r: MemoryRange| r.base < region.end() && region.base < r.end();
+        (base >= range.base && !overlaps(running) && !overlaps(loaded) && !initrd.is_some_and(overlaps)).then_some(region)
+    })
 }
 
 /// What a restart needs to boot the guest again, captured at its first boot.

@@ -120,6 +120,10 @@ pub enum Scenario {
         /// One bit of the bundle's initramfs flipped after writing: the core must refuse the
         /// bundle with a clear line and run its latency test to the end.
         corrupt: bool,
+        /// Booted by Debian's U-Boot for QEMU (`-bios`) from the folder as a FAT disk: distro
+        /// boot runs its `boot.scr`, which loads the core and the bundle and `booti`s them;
+        /// otherwise QEMU loads the files itself (`-kernel`, `-initrd`, `-dtb`, `-append`).
+        uboot: bool,
     },
 }
 
@@ -485,22 +489,29 @@ pub const CASES: &[Case] = &[
     Case {
         name: "image-boot-virt-gicv3-1",
         profile: "virt-gicv3-1",
-        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false },
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false, uboot: false },
         timeout: Duration::from_secs(300),
         qemu_args: ICOUNT,
     },
     Case {
         name: "image-boot-corrupt-bundle-virt-gicv3-1",
         profile: "virt-gicv3-1",
-        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: true },
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: true, uboot: false },
         timeout: Duration::from_secs(240),
         qemu_args: ICOUNT,
     },
     Case {
         name: "image-boot-raspi4b",
         profile: "raspi4b",
-        scenario: Scenario::ImageBoot { board: crate::image::Board::Rpi4, corrupt: false },
+        scenario: Scenario::ImageBoot { board: crate::image::Board::Rpi4, corrupt: false, uboot: false },
         timeout: Duration::from_secs(240),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "image-boot-uboot-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false, uboot: true },
+        timeout: Duration::from_secs(300),
         qemu_args: ICOUNT,
     },
 ];
@@ -724,8 +735,8 @@ impl Case {
                     expectations
                 }
             }
-            Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false } => {
-                let lines = vec![
+            Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false, uboot } => {
+                let mut lines = vec![
                     LineMatch::all(&[LOG_LINE, &all_online]),
                     LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED]),
                     LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
@@ -733,7 +744,15 @@ impl Case {
                     LineMatch::guest(&[r"^guest: cpus online: 0$"]),
                     LineMatch::guest(&[r"^guest: done$"]),
                     LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
+                    // Room for the pristine copy: U-Boot left the bundle and tree where loaded.
+                    LineMatch::all(&[LOG_LINE, r"guest: restarts on \(at most \d+ a minute\): pristine kernel and initramfs kept"]),
                 ];
+                if uboot {
+                    // U-Boot's own lines, before the core's (no log prefix).
+                    lines.push(LineMatch::all(&[r"^U-Boot \d{4}\.\d+"]));
+                    lines.push(LineMatch::all(&[r"^## Executing script at"]));
+                    lines.push(LineMatch::all(&[r"^Starting kernel \.\.\.$"]));
+                }
                 Expectations::new(EXIT_PASS, lines, &[r"abort injected", RESTARTING]).forbid_guest(&[r"Kernel panic"])
             }
             Scenario::ImageBoot { corrupt, .. } => {

@@ -3,8 +3,9 @@
 //! (Debian's guest kernel, the project's initramfs and the guest's command line, in one file
 //! the core finds through the device tree's `/chosen`), the board's device tree from Debian's
 //! kernel package, and what the board's loader reads: the Raspberry Pi's firmware,
-//! `config.txt` and `cmdline.txt`; a U-Boot script for the i.MX 8M Plus EVK; the core's
-//! command line for QEMU virt.
+//! `config.txt` and `cmdline.txt`; a U-Boot script for the i.MX 8M Plus EVK; for QEMU virt
+//! the core's command line and a U-Boot script too (QEMU's `-bios` U-Boot boots it as a board's
+//! U-Boot would).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,11 +33,14 @@ const RASPI_FIRMWARE_DIR: &str = "usr/lib/raspi-firmware";
 /// `-initrd` too. Not `followkernel`: the firmware would put it right after kernel8.img's
 /// bytes, inside the core's BSS, which the core clears as it starts.
 pub const RPI4_BUNDLE_ADDRESS: u64 = 0x0800_0000;
-/// Where the i.MX U-Boot script loads the core, the tree and the bundle (the EVK's RAM starts
-/// at 0x40000000; `booti` moves the core to its own `text_offset` if needed).
-const IMX8_CORE_ADDRESS: u64 = 0x4048_0000;
-const IMX8_DTB_ADDRESS: u64 = 0x4300_0000;
-const IMX8_BUNDLE_ADDRESS: u64 = 0x4400_0000;
+/// Where the U-Boot script loads the core, the tree and the bundle (the EVK's RAM, as QEMU
+/// virt's, starts at 0x40000000; `booti` moves the core to its own `text_offset` if needed).
+const UBOOT_CORE_ADDRESS: u64 = 0x4048_0000;
+const UBOOT_DTB_ADDRESS: u64 = 0x4300_0000;
+const UBOOT_BUNDLE_ADDRESS: u64 = 0x4400_0000;
+/// The U-Boot script's source and its `mkimage` form.
+pub const UBOOT_SCRIPT: &str = "boot.cmd";
+pub const UBOOT_IMAGE: &str = "boot.scr";
 
 /// What the folder's guest runs.
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct Options {
     pub duration_s: u64,
     /// The load beside cyclictest.
     pub load: Load,
+    /// More core arguments, after the folder's own (a test's nonce); usually empty.
+    pub core_extra: String,
 }
 
 /// A written folder.
@@ -92,6 +98,12 @@ pub fn core_cmdline(duration_s: u64) -> String {
     format!("companion.guest=bundle latmus={} latmus.period=1000", duration_s.max(1))
 }
 
+/// [`core_cmdline`] and `extra` (if any).
+fn core_cmdline_with(duration_s: u64, extra: &str) -> String {
+    let base = core_cmdline(duration_s);
+    if extra.trim().is_empty() { base } else { format!("{base} {}", extra.trim()) }
+}
+
 /// The Raspberry Pi firmware's `config.txt` booting the core with the bundle.
 pub fn config_txt(dtb: &str) -> String {
     format!(
@@ -113,22 +125,33 @@ pub fn config_txt(dtb: &str) -> String {
     )
 }
 
-/// The U-Boot script (`boot.cmd`) loading the core, the board's tree and the bundle from the
-/// partition U-Boot's distro boot found it on, and booting the core with `booti` (the bundle
-/// as its ramdisk: U-Boot names it in `/chosen`).
-pub fn uboot_script(bootargs: &str, dtb: &str) -> String {
-    format!(
-        "# The companion core on the i.MX 8M Plus EVK, written by `cargo xtask image --board imx8`.\n\
+/// The U-Boot script (`boot.cmd`) loading the core `core`, the board's tree `dtb` (none: the
+/// tree U-Boot itself runs with, `${fdtcontroladdr}`, as on QEMU virt) and the bundle from the
+/// partition U-Boot's distro boot found the script on, and booting the core with `booti` (the
+/// bundle as its ramdisk: U-Boot names it in `/chosen`). `initrd_high`/`fdt_high` keep the
+/// bundle and the tree where they were loaded, low in RAM, instead of U-Boot's copies at its
+/// top, where the core keeps the pristine copy guest restarts reload from.
+pub fn uboot_script(bootargs: &str, core: &str, dtb: Option<&str>) -> String {
+    let source = "${devtype} ${devnum}:${distro_bootpart}";
+    let mut script = String::from(
+        "# The companion core, written by `cargo xtask image`.\n\
          # Distro boot sets devtype, devnum and distro_bootpart; by hand: setenv devtype mmc;\n\
-         # setenv devnum 1; setenv distro_bootpart 1 (the SD card's first partition).\n\
-         setenv bootargs \"{bootargs}\"\n\
-         load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {IMX8_CORE_ADDRESS:#x} {core}\n\
-         load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {IMX8_DTB_ADDRESS:#x} {dtb}\n\
-         # Last: booti takes the ramdisk's size from ${{filesize}}.\n\
-         load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {IMX8_BUNDLE_ADDRESS:#x} {BUNDLE}\n\
-         booti {IMX8_CORE_ADDRESS:#x} {IMX8_BUNDLE_ADDRESS:#x}:${{filesize}} {IMX8_DTB_ADDRESS:#x}\n",
-        core = core_name(Board::Imx8),
-    )
+         # setenv devnum 1; setenv distro_bootpart 1 (the SD card's first partition).\n",
+    );
+    script.push_str(&format!("setenv bootargs \"{bootargs}\"\n"));
+    script.push_str("setenv initrd_high 0xffffffffffffffff\nsetenv fdt_high 0xffffffffffffffff\n");
+    script.push_str(&format!("load {source} {UBOOT_CORE_ADDRESS:#x} {core}\n"));
+    let tree = match dtb {
+        Some(name) => {
+            script.push_str(&format!("load {source} {UBOOT_DTB_ADDRESS:#x} {name}\n"));
+            format!("{UBOOT_DTB_ADDRESS:#x}")
+        }
+        None => "${fdtcontroladdr}".to_owned(),
+    };
+    script.push_str("# Last: booti takes the ramdisk's size from ${filesize}.\n");
+    script.push_str(&format!("load {source} {UBOOT_BUNDLE_ADDRESS:#x} {BUNDLE}\n"));
+    script.push_str(&format!("booti {UBOOT_CORE_ADDRESS:#x} {UBOOT_BUNDLE_ADDRESS:#x}:${{filesize}} {tree}\n"));
+    script
 }
 
 /// The bundle's bytes: the guest kernel and initramfs files and the guest's command line.
@@ -177,9 +200,21 @@ fn compile_uboot_script(dir: &Path) -> Result<bool> {
     }
     let mut mkimage = Command::new("mkimage");
     mkimage.args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "companion core", "-d"]);
-    mkimage.arg(dir.join("boot.cmd")).arg(dir.join("boot.scr"));
-    process::run(&mut mkimage)?;
+    mkimage.arg(dir.join(UBOOT_SCRIPT)).arg(dir.join(UBOOT_IMAGE));
+    process::output(&mut mkimage)?;
     Ok(true)
+}
+
+/// Writes `boot.cmd` and, where `mkimage` is installed, `boot.scr`.
+fn write_uboot_script(dir: &Path, bootargs: &str, core: &str, dtb: Option<&str>) -> Result<()> {
+    put(dir, UBOOT_SCRIPT, uboot_script(bootargs, core, dtb).as_bytes())?;
+    if !compile_uboot_script(dir)? {
+        eprintln!(
+            "xtask: no mkimage here (Debian's u-boot-tools): boot.scr not written; on the board, type \
+             boot.cmd's lines at the U-Boot prompt, or run `mkimage -T script -d boot.cmd boot.scr`"
+        );
+    }
+    Ok(())
 }
 
 /// Writes the folder for `options.board` into `dir` (created if needed; files of the same
@@ -199,10 +234,11 @@ pub fn write(assets: &mut Assets, guest: &Guest, options: &Options, dir: &Path) 
         None => None,
     };
     let dtb_name = dtb.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-    let bootargs = core_cmdline(options.duration_s);
+    let bootargs = core_cmdline_with(options.duration_s, &options.core_extra);
     match board {
         Board::QemuVirt => {
             put(dir, CMDLINE, format!("{bootargs}\n").as_bytes())?;
+            write_uboot_script(dir, &bootargs, core_name(board), None)?;
         }
         Board::Rpi4 => {
             let files = copy_raspi_firmware(dir)?;
@@ -210,15 +246,7 @@ pub fn write(assets: &mut Assets, guest: &Guest, options: &Options, dir: &Path) 
             put(dir, "config.txt", config_txt(&dtb_name).as_bytes())?;
             put(dir, CMDLINE, format!("{bootargs}\n").as_bytes())?;
         }
-        Board::Imx8 => {
-            put(dir, "boot.cmd", uboot_script(&bootargs, &dtb_name).as_bytes())?;
-            if !compile_uboot_script(dir)? {
-                eprintln!(
-                    "xtask: no mkimage here (Debian's u-boot-tools): boot.scr not written; on the board, type \
-                     boot.cmd's lines at the U-Boot prompt, or run `mkimage -T script -d boot.cmd boot.scr`"
-                );
-            }
-        }
+        Board::Imx8 => write_uboot_script(dir, &bootargs, core_name(board), Some(&dtb_name))?,
     }
     Ok(Folder { dir: dir.to_path_buf(), core, bundle, dtb })
 }
@@ -227,6 +255,12 @@ pub fn write(assets: &mut Assets, guest: &Guest, options: &Options, dir: &Path) 
 mod tests {
     use super::*;
     use platform::guest_bundle::Bundle;
+
+    #[test]
+    fn extra_core_arguments_follow_the_folders_own() {
+        assert_eq!(core_cmdline_with(2, ""), core_cmdline(2));
+        assert_eq!(core_cmdline_with(2, " companion.nonce=ab "), format!("{} companion.nonce=ab", core_cmdline(2)));
+    }
 
     #[test]
     fn the_core_finds_its_guest_in_the_bundle_not_at_an_address() {
@@ -257,16 +291,26 @@ mod tests {
 
     #[test]
     fn the_uboot_script_loads_the_bundle_last_and_boots_it_as_the_ramdisk() {
-        let script = uboot_script("companion.guest=bundle latmus=5", "imx8mp-evk.dtb");
+        let script = uboot_script("companion.guest=bundle latmus=5", "Image", Some("imx8mp-evk.dtb"));
         let commands: Vec<&str> = script.lines().filter(|line| !line.starts_with('#')).collect();
-        assert_eq!(commands[0], "setenv bootargs \"companion.guest=bundle latmus=5\"");
-        assert!(commands[1].starts_with("load ${devtype} ${devnum}:${distro_bootpart} 0x40480000 Image"));
-        assert!(commands[2].ends_with("0x43000000 imx8mp-evk.dtb"));
-        assert!(commands[3].ends_with("0x44000000 guest.bundle"), "{}", commands[3]);
-        assert_eq!(commands[4], "booti 0x40480000 0x44000000:${filesize} 0x43000000");
-        assert_eq!(commands.len(), 5);
+        assert_eq!(
+            commands,
+            [
+                "setenv bootargs \"companion.guest=bundle latmus=5\"",
+                "setenv initrd_high 0xffffffffffffffff",
+                "setenv fdt_high 0xffffffffffffffff",
+                "load ${devtype} ${devnum}:${distro_bootpart} 0x40480000 Image",
+                "load ${devtype} ${devnum}:${distro_bootpart} 0x43000000 imx8mp-evk.dtb",
+                "load ${devtype} ${devnum}:${distro_bootpart} 0x44000000 guest.bundle",
+                "booti 0x40480000 0x44000000:${filesize} 0x43000000",
+            ]
+        );
         // The tree is small (< 16 MiB between it and the bundle).
-        assert!(IMX8_BUNDLE_ADDRESS - IMX8_DTB_ADDRESS >= 16 << 20);
+        assert!(UBOOT_BUNDLE_ADDRESS - UBOOT_DTB_ADDRESS >= 16 << 20);
+        // Without a tree file: the one U-Boot runs with.
+        let virt = uboot_script("x", "Image", None);
+        assert!(!virt.contains(".dtb"));
+        assert!(virt.lines().last().unwrap().ends_with(" ${fdtcontroladdr}"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod report;
 mod soak;
 mod test_runner;
 mod toolchain;
+mod uboot;
 mod verdict;
 
 use std::os::unix::process::ExitStatusExt;
@@ -377,7 +378,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if guest::init::script(&guest_script).is_none() {
                 anyhow::bail!("--guest-script {guest_script}: no such script (known: {})", guest::init::script_names());
             }
-            let options = flash::Options { board, load: effective_load(&guest_script, None)?, script: guest_script, duration_s: duration };
+            let load = effective_load(&guest_script, None)?;
+            let options = flash::Options { board, load, script: guest_script, duration_s: duration, core_extra: String::new() };
             let dir = out.unwrap_or_else(|| flash::default_dir(board));
             let folder = flash::write(&mut Assets::new(build.profile()), &Guest::prepare()?, &options, &dir)?;
             println!("{}", folder.dir.display());

@@ -58,9 +58,9 @@ const HOST_STEPS: &[HostStep] = &[
 /// QEMU tests written in xtask rather than as [`Case`]s (each boots QEMU itself), run after
 /// the cases.
 const QEMU_STEPS: &[HostStep] = &[
-    HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) },
     // The Pi 4 guest's tree from Debian's real DTB as the firmware passes it (QEMU dumps it).
     HostStep { name: "rpi4-guest-tree", runs: HostRun::Check(crate::board_trees::check) },
+    HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) },
 ];
 
 /// Which tests to run.
@@ -208,11 +208,18 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
         } else {
             Vec::new()
         };
+        let nonce = match Nonce::generate() {
+            Ok(nonce) => nonce,
+            Err(err) => {
+                report.fail(case.name, &format!("{err:#}"));
+                continue;
+            }
+        };
         // An image-boot case boots the folder `cargo xtask image` writes, not the usual files.
         let folder = match (case.scenario, &guest) {
-            (crate::cases::Scenario::ImageBoot { board, corrupt }, Some(guest)) => {
-                match image_folder(&mut assets, guest, board, corrupt, case.name) {
-                    Ok(folder) => Some(folder),
+            (crate::cases::Scenario::ImageBoot { board, corrupt, uboot }, Some(guest)) => {
+                match image_folder(&mut assets, guest, board, corrupt, uboot.then_some(&nonce), case.name) {
+                    Ok(folder) => Some((folder, uboot)),
                     Err(err) => {
                         report.fail(case.name, &format!("cannot write the image folder: {err:#}"));
                         continue;
@@ -221,7 +228,7 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
             }
             _ => None,
         };
-        let run = run_case(&qemu, &mut assets, case, &guest_args, folder.as_ref()).map(|mut run| {
+        let run = run_case(&qemu, &mut assets, case, &guest_args, folder.as_ref(), nonce).map(|mut run| {
             if let (crate::cases::Scenario::MainJob { .. }, Some(guest)) = (case.scenario, &guest)
                 && run.failures.is_empty()
             {
@@ -254,19 +261,26 @@ struct CaseRun {
 }
 
 /// Writes `board`'s folder for the image-boot case `name` (`target/test-images/<name>/`), with
-/// one bit of the bundle's initramfs flipped if `corrupt`.
+/// one bit of the bundle's initramfs flipped if `corrupt`, and `nonce` in the core's command
+/// line it holds if given (a U-Boot boot, where the folder's script sets the command line).
 fn image_folder(
     assets: &mut Assets,
     guest: &crate::guest::Guest,
     board: crate::image::Board,
     corrupt: bool,
+    nonce: Option<&Nonce>,
     name: &str,
 ) -> Result<crate::flash::Folder> {
+    if nonce.is_some() {
+        // mkimage for boot.scr, and the U-Boot the case boots.
+        crate::uboot::ensure_installed()?;
+    }
     let options = crate::flash::Options {
         board,
         script: crate::cases::IMAGE_BOOT_SCRIPT.to_owned(),
         duration_s: crate::cases::IMAGE_BOOT_SECONDS,
         load: crate::guest::init::Load::Idle,
+        core_extra: nonce.map(Nonce::bootarg).unwrap_or_default(),
     };
     let folder = crate::flash::write(assets, guest, &options, &crate::paths::target_dir().join("test-images").join(name))?;
     if corrupt {
@@ -285,25 +299,32 @@ fn run_case(
     assets: &mut Assets,
     case: &Case,
     guest_args: &[String],
-    folder: Option<&crate::flash::Folder>,
+    folder: Option<&(crate::flash::Folder, bool)>,
+    nonce: Nonce,
 ) -> Result<CaseRun> {
     let profile = Profile::load(case.profile)?;
     let files = assets.for_profile(&profile)?;
-    let nonce = Nonce::generate()?;
     let mut extra_args: Vec<String> = case.qemu_args.iter().map(|arg| (*arg).to_owned()).chain(guest_args.iter().cloned()).collect();
     // The folder's own files: its core, its device tree, its cmdline.txt, its bundle as the
     // initrd (as the Pi's firmware or U-Boot would load them).
     let (kernel, dtb, bootargs) = match folder {
-        Some(folder) => {
+        Some((folder, false)) => {
             let cmdline = folder.dir.join(crate::flash::CMDLINE);
             let text = fs::read_to_string(&cmdline).with_context(|| format!("cannot read {}", cmdline.display()))?;
             extra_args.extend(["-initrd".to_owned(), folder.bundle.display().to_string()]);
             (folder.core.clone(), folder.dtb.clone(), nonce.add_to(text.trim()))
         }
-        None => (files.image.raw.clone(), files.dtb.clone(), nonce.add_to(&case.bootargs())),
+        _ => (files.image.raw.clone(), files.dtb.clone(), nonce.add_to(&case.bootargs())),
     };
-    let boot = Boot { profile: &profile, kernel: &kernel, dtb: dtb.as_deref(), bootargs: &bootargs, extra_args: &extra_args };
-    let cmd = qemu.command(&boot);
+    let cmd = match folder {
+        // U-Boot finds the folder's boot.scr on a FAT disk made of the folder, as on a board.
+        Some((folder, true)) => {
+            let disk = format!("if=none,id=boot,format=raw,readonly=on,file=fat:{}", folder.dir.display());
+            extra_args.extend(["-drive".to_owned(), disk, "-device".to_owned(), "virtio-blk-device,drive=boot".to_owned()]);
+            qemu.firmware_command(&profile, &crate::uboot::ensure_installed()?, &extra_args)
+        }
+        _ => qemu.command(&Boot { profile: &profile, kernel: &kernel, dtb: dtb.as_deref(), bootargs: &bootargs, extra_args: &extra_args }),
+    };
     let command = process::describe(&cmd);
     let captured = process::capture_watched(cmd, case.timeout, Some(&nonce.end_marker()))?;
 
