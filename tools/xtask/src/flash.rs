@@ -160,6 +160,25 @@ fn bundle_bytes(kernel: &Path, initramfs: &Path, cmdline: &str) -> Result<Vec<u8
     Ok(platform::guest_bundle::write(&read(kernel)?, &read(initramfs)?, cmdline))
 }
 
+/// The guest bundle of `guest`'s kernel and initramfs without a command line (the core's
+/// gives it, after ` -- `), for runs under QEMU: `target/guest/guest-<hash>.bundle`, named by
+/// its parts' hashes, written once (atomically: concurrent runs never see half a file).
+pub fn bundle_file(guest: &Guest) -> Result<PathBuf> {
+    let bytes = bundle_bytes(&guest.kernel, &guest.initramfs, "")?;
+    // The header holds both parts' sizes and hashes: its own hash names the contents.
+    let header = bytes.get(..platform::guest_bundle::HEADER_SIZE).context("a guest bundle shorter than its header")?;
+    let dir = crate::paths::target_dir().join("guest");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("guest-{:032x}.bundle", platform::guest_bundle::hash(header)));
+    if fs::metadata(&path).is_ok_and(|meta| meta.len() == bytes.len() as u64) {
+        return Ok(path);
+    }
+    let staging = crate::integrity::unique_temp(&path);
+    fs::write(&staging, &bytes).with_context(|| format!("cannot write {}", staging.display()))?;
+    fs::rename(&staging, &path).with_context(|| format!("cannot move {} to {}", staging.display(), path.display()))?;
+    Ok(path)
+}
+
 /// Writes `contents` to `dir/name`.
 fn put(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf> {
     let path = dir.join(name);

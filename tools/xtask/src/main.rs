@@ -497,7 +497,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if irqsoff > 0 && guest_append.is_none() {
                 bootargs.push_str(" nokaslr");
             }
-            let mut extra = guest::core_qemu_args(&guest);
+            let mut extra = guest::core_qemu_args(&guest)?;
             extra.extend(qemu_args);
             let plan = ReportPlan {
                 duration_s: duration,

@@ -200,10 +200,15 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
                     }
                 }
             }
-            if matches!(case.scenario, crate::cases::Scenario::ImageBoot { .. }) {
-                Vec::new()
-            } else {
-                guest.as_ref().map(crate::guest::core_qemu_args).unwrap_or_default()
+            match (&guest, case.scenario) {
+                (_, crate::cases::Scenario::ImageBoot { .. }) | (None, _) => Vec::new(),
+                (Some(guest), _) => match crate::guest::core_qemu_args(guest) {
+                    Ok(args) => args,
+                    Err(err) => {
+                        report.fail(case.name, &format!("cannot write the guest bundle: {err:#}"));
+                        continue;
+                    }
+                },
             }
         } else {
             Vec::new()

@@ -116,7 +116,7 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, runs: u32, duration_s: u64) -> 
     for run in 1..=runs {
         let nonce = Nonce::generate()?;
         let bootargs = nonce.add_to(&guest::core_bootargs(&[], SCRIPT, duration_s, Load::Idle));
-        let mut extra = guest::core_qemu_args(&guest);
+        let mut extra = guest::core_qemu_args(&guest)?;
         extra.extend(icount.clone());
         let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
         let console = runner::boot(&format!("linux-with-core-{run}"), qemu.command(&boot), Some(&nonce))?;
