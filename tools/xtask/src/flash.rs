@@ -33,13 +33,18 @@ const RASPI_FIRMWARE_DIR: &str = "usr/lib/raspi-firmware";
 /// `-initrd` too. Not `followkernel`: the firmware would put it right after kernel8.img's
 /// bytes, inside the core's BSS, which the core clears as it starts.
 pub const RPI4_BUNDLE_ADDRESS: u64 = 0x0800_0000;
-/// Where the U-Boot script loads the core, the tree and the bundle (the EVK's RAM, as QEMU
-/// virt's, starts at 0x40000000; `booti` moves the core to its own `text_offset` if needed).
+/// Where the U-Boot script loads the core (the EVK's RAM, as QEMU virt's, starts at
+/// 0x40000000; `booti` moves the core to its own `text_offset` if needed).
 const UBOOT_CORE_ADDRESS: u64 = 0x4048_0000;
+/// Where it loads the board's device tree.
 const UBOOT_DTB_ADDRESS: u64 = 0x4300_0000;
+/// Where it loads the guest bundle.
 const UBOOT_BUNDLE_ADDRESS: u64 = 0x4400_0000;
-/// The U-Boot script's source and its `mkimage` form.
+// A board's tree fits between the two (16 MiB; the EVK's is 75 KiB).
+const _: () = assert!(UBOOT_BUNDLE_ADDRESS - UBOOT_DTB_ADDRESS >= 16 << 20);
+/// The U-Boot script's source.
 pub const UBOOT_SCRIPT: &str = "boot.cmd";
+/// The U-Boot script in `mkimage`'s form, which `source` and distro boot read.
 pub const UBOOT_IMAGE: &str = "boot.scr";
 
 /// What the folder's guest runs.
@@ -324,8 +329,6 @@ mod tests {
                 "booti 0x40480000 0x44000000:${filesize} 0x43000000",
             ]
         );
-        // The tree is small (< 16 MiB between it and the bundle).
-        assert!(UBOOT_BUNDLE_ADDRESS - UBOOT_DTB_ADDRESS >= 16 << 20);
         // Without a tree file: the one U-Boot runs with.
         let virt = uboot_script("x", "Image", None);
         assert!(!virt.contains(".dtb"));
