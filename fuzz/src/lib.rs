@@ -9,13 +9,15 @@
 //! - [`virtio_console`]: the multiport virtio-console on top;
 //! - [`control_line`]: the line protocol of the core's control port on that console;
 //! - [`fdt`]: the device-tree reader and writer, discovery, the device allow-list and the
-//!   guest-tree rewrite.
+//!   guest-tree rewrite;
+//! - [`bundle`]: the guest bundle's header parser and hash checks.
 //!
 //! `cargo xtask fuzz` runs them under libFuzzer (the `libfuzzer/` harness); `cargo test`
 //! replays the checked-in corpus and every crash kept in `regressions/` (see
 //! `docs/fuzzing.md`).
 
 pub mod control_line;
+pub mod bundle;
 pub mod fdt;
 pub mod input;
 pub mod pl011;
@@ -38,6 +40,7 @@ pub const TARGETS: &[Target] = &[
     ("virtio-console", virtio_console::fuzz),
     ("control-line", control_line::fuzz),
     ("fdt", fdt::fuzz),
+    ("bundle", bundle::fuzz),
 ];
 
 /// The target called `name`.

@@ -450,6 +450,23 @@ pub fn stop_background() {
     }
 }
 
+/// Waits in-band (IRQs unmasked, the console drained) until the background test, if one
+/// runs, has run its whole length, then prints its summary ([`finish_background`]). For a
+/// run whose guest could not start: the oob test goes on without it.
+pub fn wait_background() {
+    let Some(length) = BACKGROUND.lock().as_ref().map(|background| background.config.duration_s) else { return };
+    // A second's grace beyond the test's length, should its reporter have stopped early.
+    let deadline = rt::now() + Duration::from_secs(length + 1);
+    while rt::now() < deadline
+        && BACKGROUND.lock().as_ref().is_some_and(|background| background.seconds < background.config.duration_s)
+    {
+        crate::console::drain();
+        // SAFETY: WFI only waits for an interrupt (the test's timer ticks every period).
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
+    }
+    finish_background();
+}
+
 /// Prints the background test's summary (`RTS|` per context, histograms, totals), if one
 /// ran. Callable from any context; it does not wait for the test's threads. Periods after
 /// [`stop_background`], if it was called, are not due.

@@ -124,9 +124,9 @@ mod image {
             let Err(e) = kernel::guest::hostile_guest::run(&info, dtb, core_end, &mpidrs, gic.spis, attacks);
             fail(format_args!("hostile-guest: {e}"));
         }
-        if let Some(address) = info.bootarg("companion.guest") {
-            let Some(kernel) = address.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok()) else {
-                fail(format_args!("companion.guest={address}: not a hexadecimal address (0x...)"))
+        if let Some(value) = info.bootarg("companion.guest") {
+            let Some(source) = kernel::guest::linux::GuestSource::parse(value) else {
+                fail(format_args!("companion.guest={value}: neither `bundle` nor a hexadecimal address (0x...)"))
             };
             let cmdline: &'static str = info.bootargs.split_once(" -- ").map_or("", |(_, guest)| guest.trim());
             if let Some(duration) = info.bootarg("latmus")
@@ -164,8 +164,13 @@ mod image {
             if let Some(name) = info.bootarg("companion.app") {
                 start_app(&info, name);
             }
-            let Err(e) = kernel::guest::linux::boot(&info, &mpidrs[..vcpus], gic.spis, dtb, core_end, kernel, cmdline);
-            fail(format_args!("guest: {e}"));
+            let Err(e) = kernel::guest::linux::boot(&info, &mpidrs[..vcpus], gic.spis, dtb, core_end, source, cmdline);
+            // No guest: the run fails, but the oob work started for it runs its course.
+            log::error!("guest: {e}");
+            log::error!("guest: no Linux guest runs; the oob work goes on without it");
+            power::record_failure(power::EXIT_BOOT_FAILURE);
+            latmus::wait_background();
+            power::exit(power::EXIT_SUCCESS)
         }
         if let Some(test) = info.bootarg("companion.test")
             && let Err(e) = selftest::run(test)

@@ -5,7 +5,8 @@
 //! - **memory** without the core's own region and the pages of the loader's tree (the core
 //!   leaves both unmapped at stage 2);
 //! - **CPUs**: the first `vcpus` CPU nodes, each started through PSCI (a spin-table
-//!   `cpu-release-addr` is dropped: the core emulates PSCI for the guest);
+//!   `cpu-release-addr` is dropped, and so is an `enable-method` of `/cpus` itself, as the Pi
+//!   4's 32-bit `brcm,bcm2836-smp`: the core emulates PSCI for the guest);
 //! - **PSCI** 1.0/0.2 through the conduit the core emulates (HVC by default), added if the
 //!   board has no PSCI node;
 //! - **the virtual GIC**: the distributor and redistributors at their physical addresses
@@ -13,7 +14,11 @@
 //!   address (the core maps the virtual CPU interface there) and the hypervisor frames are
 //!   removed; the maintenance interrupt is removed;
 //! - **the generic timer** without its EL2 (hypervisor) interrupts;
-//! - **`/chosen`** with the guest's command line and initrd;
+//! - **`/chosen`** with the guest's command line and initrd, and `stdout-path` naming the
+//!   console UART the core emulates (a board's own may name another UART, as the Raspberry
+//!   Pi 4's names the mini UART);
+//! - **the console UART's children** (the Pi 4's Bluetooth on UART0) disabled: the guest
+//!   gets the UART as a plain console, not a serdev bus for a device that is not there;
 //! - **the core's emulated virtio-mmio device** (the oob channels), if configured, as a
 //!   `virtio,mmio` node under the root (in the root's address and size cells, the GIC's three
 //!   interrupt cells, as on the boards that have one);
@@ -155,12 +160,27 @@ pub fn build_guest_tree(host: &DeviceTree<'_>, config: &GuestTreeConfig<'_>) -> 
     for range in config.reserved {
         writer.reserve_memory(range.base, range.size);
     }
-    let withheld: Vec<usize> = devices(host, &config.devices)
+    let found = devices(host, &config.devices);
+    let console = found
+        .iter()
+        .find(|device| device.class == DeviceClass::CoreOwned && device.regs.iter().any(|r| overlaps(*r, config.devices.console)))
+        .map(|device| device.node.offset());
+    let console_path = console.and_then(|offset| path_of(root, offset, &mut String::new()));
+    let withheld: Vec<usize> = found
         .iter()
         .filter(|device| matches!(device.class, DeviceClass::Withheld(_)))
         .map(|device| device.node.offset())
         .collect();
-    let mut rewrite = Rewrite { config, memory: &memory, kept_cpus: &kept_cpus, withheld: &withheld, memory_written: false };
+    let mut rewrite = Rewrite {
+        config,
+        memory: &memory,
+        kept_cpus: &kept_cpus,
+        withheld: &withheld,
+        memory_written: false,
+        console,
+        console_path: console_path.as_deref(),
+        inside_console: false,
+    };
     rewrite.node(&mut writer, host.root(), 0)?;
     Ok(writer.finish()?)
 }
@@ -199,6 +219,29 @@ fn subtract(range: MemoryRange, hole: MemoryRange) -> impl Iterator<Item = Memor
     [below, above].into_iter().flatten().filter(|piece| piece.size > 0)
 }
 
+/// Whether two ranges share a byte.
+fn overlaps(a: MemoryRange, b: MemoryRange) -> bool {
+    a.base < b.end() && b.base < a.end()
+}
+
+/// The full path of the node at `offset` under `node`, whose own path `prefix` holds (empty
+/// for the root); `None` if it is not there.
+fn path_of(node: Node<'_>, offset: usize, prefix: &mut String) -> Option<String> {
+    for child in node.children() {
+        let length = prefix.len();
+        prefix.push('/');
+        prefix.push_str(child.name);
+        if child.offset() == offset {
+            return Some(prefix.clone());
+        }
+        if let Some(found) = path_of(child, offset, prefix) {
+            return Some(found);
+        }
+        prefix.truncate(length);
+    }
+    None
+}
+
 /// The names of the CPU nodes the guest keeps: the first `vcpus` in tree order.
 fn guest_cpu_names<'a>(host: &DeviceTree<'a>, vcpus: usize) -> Result<Vec<&'a str>, GuestTreeError> {
     let cpus = host.find_node("/cpus").ok_or(GuestTreeError::NoCpus)?;
@@ -219,6 +262,11 @@ struct Rewrite<'c, 'm> {
     /// Offsets of the device nodes the guest does not get.
     withheld: &'m [usize],
     memory_written: bool,
+    /// The console UART's node offset and full path, if the tree has it.
+    console: Option<usize>,
+    console_path: Option<&'m str>,
+    /// The nodes being copied are below the console UART's.
+    inside_console: bool,
 }
 
 /// Big-endian cells of `value` in `count` cells (1 or 2, see [`ROOT_CELLS`]).
@@ -255,11 +303,14 @@ impl Rewrite<'_, '_> {
         let gic_v2 = GIC_V2_COMPATIBLES.iter().any(|c| node.is_compatible(c));
         let is_timer = TIMER_COMPATIBLES.iter().any(|c| node.is_compatible(c));
         let is_chosen = path_is("chosen");
-        let is_withheld = self.withheld.contains(&node.offset());
+        let is_cpus = path_is("cpus");
+        let is_withheld = self.withheld.contains(&node.offset()) || self.inside_console;
         for property in node.properties() {
             match property.name {
                 "status" if is_withheld => {}
                 "enable-method" | "cpu-release-addr" if is_cpu => {}
+                "enable-method" if is_cpus => {}
+                "stdout-path" if is_chosen && self.console_path.is_some() => {}
                 "method" | "compatible" if is_psci => {}
                 "cpu_on" | "cpu_off" | "cpu_suspend" | "migrate" if is_psci => {}
                 "interrupts" if gic_v3 || gic_v2 => {}
@@ -282,9 +333,12 @@ impl Rewrite<'_, '_> {
         if is_withheld {
             out.property_str("status", "disabled")?;
         }
+        let was_inside_console = self.inside_console;
+        self.inside_console |= self.console == Some(node.offset());
         for child in node.children() {
             self.node(out, child, depth + 1)?;
         }
+        self.inside_console = was_inside_console;
         if depth == 0 {
             self.missing_root_nodes(out, &node)?;
         }
@@ -355,6 +409,9 @@ impl Rewrite<'_, '_> {
 
     fn chosen_properties(&self, out: &mut FdtWriter) -> Result<(), GuestTreeError> {
         out.property_str("bootargs", self.config.bootargs)?;
+        if let Some(path) = self.console_path {
+            out.property_str("stdout-path", path)?;
+        }
         if let Some(initrd) = self.config.initrd {
             out.property("linux,initrd-start", &initrd.base.to_be_bytes())?;
             out.property("linux,initrd-end", &initrd.end().to_be_bytes())?;

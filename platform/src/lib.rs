@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod board;
 pub mod discovery;
 pub mod fdt;
+pub mod guest_bundle;
 pub mod guest_map;
 pub mod guest_tree;
 pub mod linux_image;

@@ -310,3 +310,94 @@ fn memory_and_the_emulated_device_follow_the_roots_cells() {
         assert_eq!(node.reg().collect::<Vec<_>>(), vec![(channel.base, 0x1000)], "{address_cells}/{size_cells}");
     }
 }
+
+/// A Raspberry Pi 4–shaped tree: `/cpus` with the 32-bit SMP method and spin tables,
+/// `stdout-path` naming the mini UART, and the PL011 console carrying the Bluetooth chip.
+fn pi_shaped_tree() -> Vec<u8> {
+    let mut w = FdtWriter::new();
+    w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 1).unwrap();
+    w.begin_node("memory@0").unwrap();
+    w.property_str("device_type", "memory").unwrap();
+    w.property_cells("reg", &[0, 0, 0x3b40_0000]).unwrap();
+    w.end_node().unwrap();
+    w.begin_node("chosen").unwrap();
+    w.property_str("stdout-path", "serial1:115200n8").unwrap();
+    w.end_node().unwrap();
+    w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 0).unwrap();
+    w.property_str("enable-method", "brcm,bcm2836-smp").unwrap();
+    for cpu in 0..4u32 {
+        w.begin_node(&format!("cpu@{cpu}")).unwrap();
+        w.property_str("device_type", "cpu").unwrap();
+        w.property_u32("reg", cpu).unwrap();
+        w.property_str("enable-method", "spin-table").unwrap();
+        w.property_cells("cpu-release-addr", &[0, 0xd8 + 8 * cpu]).unwrap();
+        w.end_node().unwrap();
+    }
+    w.end_node().unwrap();
+    w.begin_node("soc").unwrap();
+    w.property_str("compatible", "simple-bus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 1).unwrap();
+    w.property_cells("ranges", &[0x7e00_0000, 0, 0xfe00_0000, 0x180_0000]).unwrap();
+    w.begin_node("serial@7e201000").unwrap();
+    w.property_strings("compatible", &["arm,pl011", "arm,primecell"]).unwrap();
+    w.property_cells("reg", &[0x7e20_1000, 0x200]).unwrap();
+    w.begin_node("bluetooth").unwrap();
+    w.property_str("compatible", "brcm,bcm43438-bt").unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    w.begin_node("serial@7e215040").unwrap();
+    w.property_str("compatible", "brcm,bcm2835-aux-uart").unwrap();
+    w.property_cells("reg", &[0x7e21_5040, 0x40]).unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn the_pi_guest_gets_the_emulated_pl011_as_a_plain_console_and_psci_only() {
+    let ram = [MemoryRange::new(0, 0x3b40_0000)];
+    let config = GuestTreeConfig {
+        core_regions: &[MemoryRange::new(0, 4 << 20)],
+        devices: DevicePolicy {
+            allowed: platform::board::RPI4.passthrough,
+            ram: &ram,
+            console: MemoryRange::new(0xfe20_1000, 0x200),
+        },
+        ..config(4)
+    };
+    let guest = rewrite(&pi_shaped_tree(), &config);
+    let tree = DeviceTree::parse(&guest).unwrap();
+    let chosen = tree.find_node("/chosen").unwrap();
+    assert_eq!(chosen.property("stdout-path").and_then(|p| p.as_str()), Some("/soc/serial@7e201000"));
+    let console = tree.find_node("/soc/serial@7e201000").unwrap();
+    assert!(console.property("status").is_none(), "the console stays enabled");
+    let bluetooth = tree.find_node("/soc/serial@7e201000/bluetooth").unwrap();
+    assert_eq!(bluetooth.property("status").and_then(|p| p.as_str()), Some("disabled"));
+    let cpus = tree.find_node("/cpus").unwrap();
+    assert!(cpus.property("enable-method").is_none(), "no 32-bit SMP method beside PSCI");
+    for cpu in cpus.children() {
+        assert_eq!(cpu.property("enable-method").and_then(|p| p.as_str()), Some("psci"));
+        assert!(cpu.property("cpu-release-addr").is_none());
+    }
+    let memory = tree.root().children().find(|n| n.base_name() == "memory").unwrap();
+    assert_eq!(memory.reg().collect::<Vec<_>>(), vec![(4 << 20, 0x3b40_0000 - (4 << 20))]);
+}
+
+#[test]
+fn a_tree_without_the_console_keeps_its_own_stdout_path() {
+    let config = GuestTreeConfig {
+        devices: DevicePolicy { console: MemoryRange::new(0x1234_0000, 0x1000), ..virt_policy() },
+        ..config(1)
+    };
+    let guest = rewrite(VIRT_GICV3, &config);
+    let host = DeviceTree::parse(VIRT_GICV3).unwrap();
+    let stdout = |tree: &DeviceTree<'_>| tree.find_node("/chosen").and_then(|n| n.property("stdout-path")).and_then(|p| p.as_str()).map(str::to_owned);
+    assert!(stdout(&host).is_some());
+    assert_eq!(stdout(&DeviceTree::parse(&guest).unwrap()), stdout(&host));
+}

@@ -1,6 +1,7 @@
-//! Booting the Linux guest (`companion.guest=ADDR`): the kernel `Image` a loader put at
-//! `ADDR`, the initramfs the tree's `/chosen` names, and the guest command line given after
-//! ` -- ` on the core's command line.
+//! Booting the Linux guest: with `companion.guest=ADDR`, the kernel `Image` a loader put at
+//! `ADDR` and the initramfs the tree's `/chosen` names; with `companion.guest=bundle`, both
+//! from the guest bundle `/chosen` names ([`super::bundle`]). The guest command line is the
+//! one given after ` -- ` on the core's command line, else the bundle's.
 //!
 //! This first version runs one vCPU on the boot CPU. The console UART is emulated
 //! ([`super::console`]) so the guest's lines and the core's share it whole; the GIC is
@@ -41,6 +42,27 @@ pub enum BootError {
     Vgic(&'static str),
     /// A bad `companion.guest.restart*` setting.
     Restart(&'static str),
+    /// The guest bundle is missing or unusable.
+    Bundle(super::bundle::Error),
+}
+
+/// Where the guest's kernel and initramfs come from (`companion.guest=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestSource {
+    /// A kernel `Image` a loader put at this address, the initramfs `/chosen` names.
+    Address(u64),
+    /// The guest bundle `/chosen` names as the initrd.
+    Bundle,
+}
+
+impl GuestSource {
+    /// Reads `companion.guest=`'s value: `bundle` or a hexadecimal address (`0x...`).
+    pub fn parse(value: &str) -> Option<Self> {
+        if value == "bundle" {
+            return Some(Self::Bundle);
+        }
+        value.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok()).map(Self::Address)
+    }
 }
 
 impl core::fmt::Display for BootError {
@@ -56,12 +78,13 @@ impl core::fmt::Display for BootError {
             Self::Stage2(e) => write!(f, "{e}"),
             Self::Vgic(e) => write!(f, "virtual GIC: {e}"),
             Self::Restart(e) => write!(f, "{e}"),
+            Self::Bundle(e) => write!(f, "{e}"),
         }
     }
 }
 
 /// The initramfs the loader described in `/chosen`, if any.
-fn initrd(tree: &DeviceTree<'_>) -> Option<MemoryRange> {
+pub(super) fn initrd(tree: &DeviceTree<'_>) -> Option<MemoryRange> {
     let chosen = tree.find_node("/chosen")?;
     let read = |name: &str| {
         let property = chosen.property(name)?;
@@ -103,14 +126,19 @@ fn tree_config<'a>(
 }
 
 /// Where the pristine copy of the kernel (`running`) and the initramfs goes: the top of the
-/// highest RAM range, 2 MiB aligned, if it overlaps neither of them (nor `loaded`).
+/// highest RAM range it fits in, 2 MiB aligned, overlapping neither of them (nor `loaded`).
+/// Not only the top range: a loader may leave its device tree near the top of RAM (U-Boot
+/// does), splitting off a range too small for the copy.
 fn pristine_region(memory: &[MemoryRange], running: MemoryRange, loaded: MemoryRange, initrd: Option<MemoryRange>) -> Option<MemoryRange> {
     let size = running.size.next_multiple_of(IMAGE_BASE_ALIGN) + initrd.map_or(0, |i| i.size.next_multiple_of(IMAGE_BASE_ALIGN));
-    let top = memory.iter().max_by_key(|m| m.end())?;
-    let base = top.end().checked_sub(size)? & !(IMAGE_BASE_ALIGN - 1);
-    let region = MemoryRange::new(base, top.end() - base);
-    let overlaps = |r: MemoryRange| r.base < region.end() && region.base < r.end();
-    (base >= top.base && !overlaps(running) && !overlaps(loaded) && !initrd.is_some_and(overlaps)).then_some(region)
+    let mut ranges: Vec<&MemoryRange> = memory.iter().collect();
+    ranges.sort_by_key(|m| core::cmp::Reverse(m.end()));
+    ranges.into_iter().find_map(|range| {
+        let base = range.end().checked_sub(size)? & !(IMAGE_BASE_ALIGN - 1);
+        let region = MemoryRange::new(base, range.end() - base);
+        let overlaps = |r: MemoryRange| r.base < region.end() && region.base < r.end();
+        (base >= range.base && !overlaps(running) && !overlaps(loaded) && !initrd.is_some_and(overlaps)).then_some(region)
+    })
 }
 
 /// What a restart needs to boot the guest again, captured at its first boot.
@@ -173,7 +201,7 @@ pub fn boot(
     spis: u32,
     dtb: usize,
     core_end: u64,
-    kernel: u64,
+    source: GuestSource,
     cmdline: &'static str,
 ) -> Result<core::convert::Infallible, BootError> {
     // SAFETY: the loader's DTB, still intact in RAM.
@@ -187,6 +215,13 @@ pub fn boot(
     )
     .map_err(BootError::Restart)?;
     let all_memory = guest_memory(&tree, &[core]).map_err(BootError::GuestTree)?;
+    let (kernel, initrd, cmdline) = match source {
+        GuestSource::Address(address) => (address, initrd(&tree), cmdline),
+        GuestSource::Bundle => {
+            let loaded = super::bundle::load(&tree, &all_memory).map_err(BootError::Bundle)?;
+            (loaded.kernel, loaded.initrd, if cmdline.is_empty() { loaded.cmdline.unwrap_or("") } else { cmdline })
+        }
+    };
 
     // SAFETY: `kernel` lies in guest RAM (checked next, before anything else is read).
     let header_range = MemoryRange::new(kernel, HEADER_SIZE as u64);
@@ -199,7 +234,6 @@ pub fn boot(
     let loaded_at = kernel;
     let kernel = header.run_address(loaded_at).map_err(BootError::Image)?;
     let running = MemoryRange::new(kernel, header.image_size.max(HEADER_SIZE as u64));
-    let initrd = initrd(&tree);
     // The pristine copy a restart reloads from, at the top of RAM, out of the guest's reach.
     let pristine = if restart {
         let region = pristine_region(&all_memory, running, MemoryRange::new(loaded_at, header.image_size), initrd);

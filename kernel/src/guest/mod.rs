@@ -9,6 +9,7 @@
 //! it. The Linux guest, the vGIC and the other vCPUs come next.
 
 pub mod builtin;
+pub mod bundle;
 pub mod channel;
 pub mod console;
 pub mod control;

@@ -113,7 +113,34 @@ pub enum Scenario {
         /// vCPUs (`companion.guest.vcpus=`), each pinned to its CPU.
         vcpus: u32,
     },
+    /// Boot the files `cargo xtask image --board BOARD` wrote (crate::flash): the core's image,
+    /// the guest bundle as QEMU's `-initrd`, the board's device tree and the core's command
+    /// line from `cmdline.txt`; the guest runs `uname` beside a [`IMAGE_BOOT_SECONDS`] latency
+    /// test. On QEMU virt the Linux guest boots from the bundle; on the Raspberry Pi (GICv2)
+    /// the core verifies the bundle, says the guest cannot start there yet, and runs its latency
+    /// test to the end.
+    ImageBoot {
+        /// The board whose folder is booted.
+        board: crate::image::Board,
+        /// One bit of the bundle's initramfs flipped after writing: the core must refuse the
+        /// bundle with a clear line and run its latency test to the end.
+        corrupt: bool,
+        /// Booted by Debian's U-Boot for QEMU (`-bios`) from the folder as a FAT disk: distro
+        /// boot runs its `boot.scr`, which loads the core and the bundle and `booti`s them;
+        /// otherwise QEMU loads the files itself (`-kernel`, `-initrd`, `-dtb`, `-append`).
+        uboot: bool,
+    },
 }
+
+/// The latency test's length (`latmus=`) and the guest script's in an image-boot case.
+pub const IMAGE_BOOT_SECONDS: u64 = 2;
+/// The guest script of an image-boot case.
+pub const IMAGE_BOOT_SCRIPT: &str = "uname";
+/// The core's exit code when the guest cannot start (the oob work still runs its course).
+const EXIT_BOOT_FAILURE: i32 = 103;
+/// The core's line saying it found and verified the guest bundle.
+const BUNDLE_VERIFIED: &str =
+    r"guest: bundle at 0x[0-9a-f]+\+[1-9]\d* KiB verified \(kernel [1-9]\d* KiB, initramfs [1-9]\d* KiB, command line [1-9]\d* bytes, XXH3-128\)";
 
 /// The irqs-off hunter in the main-job case: every 20 µs (cheap on one CPU under icount).
 /// At 100 µs a 2 s run caught 0 to 5 windows from one run to the next (the guest's timing
@@ -245,7 +272,7 @@ impl Scenario {
             Scenario::OobSuite => Some("oob"),
             Scenario::El1Guest { .. } => Some("el1-guest"),
             Scenario::HostileGuest => Some("hostile-guest"),
-            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } | Scenario::EarlyHangGuest => None,
+            Scenario::LinuxGuest { .. } | Scenario::MainJob { .. } | Scenario::Soak { .. } | Scenario::ImageBoot { .. } | Scenario::EarlyHangGuest => None,
         }
     }
 }
@@ -505,6 +532,34 @@ pub const CASES: &[Case] = &[
         timeout: Duration::from_secs(240),
         qemu_args: ICOUNT,
     },
+    Case {
+        name: "image-boot-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false, uboot: false },
+        timeout: Duration::from_secs(300),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "image-boot-corrupt-bundle-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: true, uboot: false },
+        timeout: Duration::from_secs(240),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "image-boot-raspi4b",
+        profile: "raspi4b",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::Rpi4, corrupt: false, uboot: false },
+        timeout: Duration::from_secs(240),
+        qemu_args: ICOUNT,
+    },
+    Case {
+        name: "image-boot-uboot-virt-gicv3-1",
+        profile: "virt-gicv3-1",
+        scenario: Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false, uboot: true },
+        timeout: Duration::from_secs(300),
+        qemu_args: ICOUNT,
+    },
 ];
 
 impl Case {
@@ -520,6 +575,9 @@ impl Case {
 
     /// The core's command line for this case.
     pub fn bootargs(&self) -> String {
+        if let Scenario::ImageBoot { .. } = self.scenario {
+            return crate::flash::core_cmdline(IMAGE_BOOT_SECONDS);
+        }
         if let Scenario::LinuxGuest { script, vcpus } = self.scenario {
             let vcpus = format!("companion.guest.vcpus={vcpus}");
             if script == RESET_LOOP_SCRIPT {
@@ -765,6 +823,47 @@ impl Case {
                 } else {
                     expectations
                 }
+            }
+            Scenario::ImageBoot { board: crate::image::Board::QemuVirt, corrupt: false, uboot } => {
+                let mut lines = vec![
+                    LineMatch::all(&[LOG_LINE, &all_online]),
+                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED]),
+                    LineMatch::all(&[LOG_LINE, r"guest: Linux at 0x[0-9a-f]+ .*initramfs 0x[0-9a-f]+"]),
+                    LineMatch::guest(&[r"^guest: uname: Linux .* PREEMPT_RT .* aarch64"]),
+                    LineMatch::guest(&[r"^guest: cpus online: 0$"]),
+                    LineMatch::guest(&[r"^guest: done$"]),
+                    LineMatch::all(&[LOG_LINE, r"guest: PSCI SYSTEM_OFF"]),
+                    // Room for the pristine copy: U-Boot left the bundle and tree where loaded.
+                    LineMatch::all(&[LOG_LINE, r"guest: restarts on \(at most \d+ a minute\): pristine kernel and initramfs kept"]),
+                ];
+                if uboot {
+                    // U-Boot's own lines, before the core's (no log prefix).
+                    lines.push(LineMatch::all(&[r"^U-Boot \d{4}\.\d+"]));
+                    lines.push(LineMatch::all(&[r"^## Executing script at"]));
+                    lines.push(LineMatch::all(&[r"^Starting kernel \.\.\.$"]));
+                }
+                Expectations::new(EXIT_PASS, lines, &[r"abort injected", RESTARTING]).forbid_guest(&[r"Kernel panic"])
+            }
+            Scenario::ImageBoot { corrupt, .. } => {
+                let summary = format!(r"^RTS\|.*\b00:00:{IMAGE_BOOT_SECONDS:02}/00:00:{IMAGE_BOOT_SECONDS:02}$");
+                let found = if corrupt {
+                    LineMatch::all(&[LOG_LINE, r"guest: companion.guest=bundle: the initramfs's XXH3-128 hash does not match the header's$"])
+                } else {
+                    // Where config.txt has the Pi's firmware put it (QEMU's -initrd place too).
+                    LineMatch::all(&[LOG_LINE, BUNDLE_VERIFIED, &format!(r"bundle at {:#x}\+", crate::flash::RPI4_BUNDLE_ADDRESS)])
+                };
+                let lines = vec![
+                    LineMatch::all(&[LOG_LINE, &all_online]),
+                    found,
+                    LineMatch::all(&[LOG_LINE, r"guest: no Linux guest runs; the oob work goes on without it"]),
+                    LineMatch::all(&[&summary]),
+                    LineMatch::all(&[LOG_LINE, r"latmus: [1-9]\d* thread samples, [1-9]\d* irq samples"]),
+                ];
+                let mut forbidden = vec![r"unexpected exception", r"panicked"];
+                if corrupt {
+                    forbidden.push(BUNDLE_VERIFIED);
+                }
+                Expectations::new(EXIT_BOOT_FAILURE, lines, &forbidden)
             }
             Scenario::HostileGuest => {
                 let mut lines = vec![

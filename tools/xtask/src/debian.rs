@@ -57,6 +57,8 @@ pub struct Package {
 pub struct PrivateApt {
     dir: PathBuf,
     scope: Scope,
+    /// The archive components its sources name (`main`, `non-free-firmware`).
+    component: &'static str,
 }
 
 impl PrivateApt {
@@ -65,6 +67,7 @@ impl PrivateApt {
         Ok(Self {
             dir: cache_dir()?.join("apt-host"),
             scope: Scope::Host,
+            component: "main",
         })
     }
 
@@ -73,6 +76,18 @@ impl PrivateApt {
         Ok(Self {
             dir: cache_dir()?.join("apt-arm64"),
             scope: Scope::Arm64,
+            component: "main",
+        })
+    }
+
+    /// The state fetching arm64 packages of the `non-free-firmware` component (the Raspberry
+    /// Pi's boot firmware, `raspi-firmware`), kept apart (`<cache>/apt-arm64-non-free-firmware`)
+    /// so the main state's lists stay as they are.
+    pub fn arm64_non_free_firmware() -> Result<Self> {
+        Ok(Self {
+            dir: cache_dir()?.join("apt-arm64-non-free-firmware"),
+            scope: Scope::Arm64,
+            component: "non-free-firmware",
         })
     }
 
@@ -107,7 +122,7 @@ impl PrivateApt {
         SUITES
             .iter()
             .map(|(archive, suffix)| {
-                format!("deb [{options}] {MIRROR}/{archive} {RELEASE}{suffix} main\n")
+                format!("deb [{options}] {MIRROR}/{archive} {RELEASE}{suffix} {}\n", self.component)
             })
             .collect()
     }
@@ -569,7 +584,16 @@ mod tests {
         PrivateApt {
             dir: PathBuf::from("/cache/apt"),
             scope,
+            component: "main",
         }
+    }
+
+    #[test]
+    fn the_firmware_state_names_only_its_component() {
+        let firmware = PrivateApt { component: "non-free-firmware", ..state(Scope::Arm64) };
+        let list = firmware.sources_list();
+        assert_eq!(list.lines().count(), 4);
+        assert!(list.lines().all(|line| line.ends_with(" non-free-firmware")), "{list}");
     }
 
     #[test]

@@ -59,33 +59,24 @@ const EXCLUDED_DIRS: [&str; 6] = [
 /// Bumped whenever the initramfs layout changes, to invalidate cached archives.
 const FORMAT_VERSION: u32 = 1;
 
-/// Where QEMU's generic loader puts the guest kernel for runs under the core: 2 MiB aligned,
-/// above the core (start of RAM) and QEMU's initramfs (128 MiB into RAM).
-pub const KERNEL_ADDRESS: u64 = 0x5000_0000;
-
-/// QEMU arguments loading `guest` for the core: the initramfs through `-initrd` (QEMU names
-/// it in the device tree's `/chosen`) and the kernel at [`KERNEL_ADDRESS`].
-pub fn core_qemu_args(guest: &Guest) -> Vec<String> {
-    let mut args = vec!["-initrd".to_string(), guest.initramfs.display().to_string()];
-    args.extend(kernel_only_qemu_args(&guest.kernel));
-    args
+/// QEMU arguments loading `guest` for the core as a board's loader would: its kernel and
+/// initramfs in one guest bundle (`crate::flash::bundle_file`, what `cargo xtask image`
+/// writes) as `-initrd`, which QEMU names in the device tree's `/chosen`, where the core
+/// (`companion.guest=bundle`) finds it.
+pub fn core_qemu_args(guest: &Guest) -> Result<Vec<String>> {
+    let bundle = crate::flash::bundle_file(guest)?;
+    Ok(vec!["-initrd".to_string(), bundle.display().to_string()])
 }
 
-/// QEMU arguments loading only a guest kernel at [`KERNEL_ADDRESS`] (no initramfs).
-pub fn kernel_only_qemu_args(kernel: &Path) -> Vec<String> {
-    vec!["-device".to_string(), format!("loader,file={},addr={KERNEL_ADDRESS:#x},force-raw=on", kernel.display())]
-}
+/// The core's argument booting the guest from the bundle `/chosen` names.
+const GUEST_FROM_BUNDLE: &str = "companion.guest=bundle";
 
 /// The core's command line booting the guest with `script` for `duration_s` seconds (at
 /// least 1) next to `load` (`guest.load=`, read by the `cyclictest` script), the guest's
 /// after ` -- `.
 pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: init::Load) -> String {
-    let guest = format!(
-        "console=ttyAMA0 panic=-1 guest.script={script} guest.duration={} guest.load={load}",
-        duration_s.max(1)
-    );
-    let address = format!("companion.guest={KERNEL_ADDRESS:#x}");
-    let mut words: Vec<&str> = vec![address.as_str()];
+    let guest = guest_cmdline(script, duration_s, load);
+    let mut words: Vec<&str> = vec![GUEST_FROM_BUNDLE];
     if CHANNEL_SCRIPTS.contains(&script) {
         words.push(CHANNEL_ON);
     }
@@ -94,6 +85,12 @@ pub fn core_bootargs(core_args: &[&str], script: &str, duration_s: u64, load: in
     }
     words.extend(core_args.iter().copied().filter(|arg| !arg.is_empty()));
     format!("{} -- {guest}", words.join(" "))
+}
+
+/// The guest's command line running `script` for `duration_s` seconds (at least 1) next to
+/// `load`: what follows ` -- ` on the core's, or what a guest bundle carries.
+pub fn guest_cmdline(script: &str, duration_s: u64, load: init::Load) -> String {
+    format!("console=ttyAMA0 panic=-1 guest.script={script} guest.duration={} guest.load={load}", duration_s.max(1))
 }
 
 /// The core's argument offering the guest the channel device (docs/channel.md).
@@ -651,7 +648,7 @@ mod tests {
     fn core_bootargs_carry_the_script_duration_and_load() {
         assert_eq!(
             core_bootargs(&["latmus=5 latmus.period=1000", ""], "cyclictest", 5, init::Load::Grinder),
-            "companion.guest=0x50000000 latmus=5 latmus.period=1000 -- \
+            "companion.guest=bundle latmus=5 latmus.period=1000 -- \
              console=ttyAMA0 panic=-1 guest.script=cyclictest guest.duration=5 guest.load=grinder"
         );
         let idle = core_bootargs(&[], "uname", 0, init::Load::Idle);

@@ -3,10 +3,12 @@
 
 mod assets;
 mod bench;
+mod board_trees;
 mod cases;
 mod debian;
 mod expect;
 mod first_run;
+mod flash;
 mod fuzz;
 mod guest;
 mod image;
@@ -23,6 +25,7 @@ mod report;
 mod soak;
 mod test_runner;
 mod toolchain;
+mod uboot;
 mod verdict;
 
 use std::os::unix::process::ExitStatusExt;
@@ -56,6 +59,26 @@ enum Command {
         /// The board to build for.
         #[arg(long, value_enum, default_value_t = Board::QemuVirt)]
         board: Board,
+        #[command(flatten)]
+        build: BuildFlags,
+    },
+    /// Write the folder to copy onto a board's boot medium (docs/boards.md, "Flashing"): the
+    /// core, the guest bundle (Debian's guest kernel, the initramfs and the guest's command
+    /// line in one file), the board's device tree; for rpi4 the Pi firmware, config.txt and
+    /// cmdline.txt; for imx8 a U-Boot script; for qemu-virt the core's cmdline.txt.
+    Image {
+        /// The board.
+        #[arg(long, value_enum, default_value_t = Board::QemuVirt)]
+        board: Board,
+        /// The folder to write (default target/flash/<board>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// What the guest runs (a script of its initramfs, as for `run`).
+        #[arg(long, value_name = "NAME", default_value = "cyclictest")]
+        guest_script: String,
+        /// How long the latency test and the guest's script run: 30s, 5m, 1h or plain seconds.
+        #[arg(long, value_name = "DURATION", default_value = "60", value_parser = parse_duration)]
+        duration: u64,
         #[command(flatten)]
         build: BuildFlags,
     },
@@ -355,6 +378,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             println!("{}", image.raw.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Image { board, out, guest_script, duration, build } => {
+            if guest::init::script(&guest_script).is_none() {
+                anyhow::bail!("--guest-script {guest_script}: no such script (known: {})", guest::init::script_names());
+            }
+            let load = effective_load(&guest_script, None)?;
+            let options = flash::Options { board, load, script: guest_script, duration_s: duration, core_extra: String::new() };
+            let dir = out.unwrap_or_else(|| flash::default_dir(board));
+            let folder = flash::write(&mut Assets::new(build.profile()), &Guest::prepare()?, &options, &dir)?;
+            println!("{}", folder.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             board,
             gic,
@@ -467,7 +501,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if irqsoff > 0 && guest_append.is_none() {
                 bootargs.push_str(" nokaslr");
             }
-            let mut extra = guest::core_qemu_args(&guest);
+            let mut extra = guest::core_qemu_args(&guest)?;
             extra.extend(qemu_args);
             let plan = ReportPlan {
                 duration_s: duration,

@@ -70,19 +70,22 @@ impl Qemu {
     /// the host's files or set QEMU's exit status.
     pub fn command(&self, boot: &Boot<'_>) -> Command {
         let profile = boot.profile;
-        let mut cmd = Command::new(PROGRAM);
-        cmd.args(["-machine", &profile.machine]);
-        cmd.args(["-cpu", &profile.cpu]);
-        cmd.args(["-smp", &profile.smp.to_string()]);
-        cmd.args(["-m", &profile.memory]);
-        cmd.args(["-nodefaults", "-display", "none", "-no-reboot"]);
-        cmd.args(&profile.serial);
+        let mut cmd = machine_command(profile);
         cmd.arg("-kernel").arg(boot.kernel);
         if let Some(dtb) = boot.dtb {
             cmd.arg("-dtb").arg(dtb);
         }
         cmd.args(["-append", boot.bootargs]);
         cmd.args(&profile.extra_args).args(boot.extra_args);
+        cmd
+    }
+
+    /// The command booting `profile`'s machine from `firmware` (`-bios`: a boot loader such as
+    /// U-Boot, which loads what it boots itself), then `extra_args`.
+    pub fn firmware_command(&self, profile: &Profile, firmware: &Path, extra_args: &[String]) -> Command {
+        let mut cmd = machine_command(profile);
+        cmd.arg("-bios").arg(firmware);
+        cmd.args(&profile.extra_args).args(extra_args);
         cmd
     }
 
@@ -149,27 +152,48 @@ fn parse_version(text: &str) -> Option<Version> {
     })
 }
 
+/// `profile`'s machine, CPUs, memory and console, with no default devices, display or
+/// monitor, and no reboot.
+fn machine_command(profile: &Profile) -> Command {
+    let mut cmd = Command::new(PROGRAM);
+    cmd.args(["-machine", &profile.machine]);
+    cmd.args(["-cpu", &profile.cpu]);
+    cmd.args(["-smp", &profile.smp.to_string()]);
+    cmd.args(["-m", &profile.memory]);
+    cmd.args(["-nodefaults", "-display", "none", "-no-reboot"]);
+    cmd.args(&profile.serial);
+    cmd
+}
+
 /// Installs QEMU from Debian backports through a private APT state, or
 /// explains how to when not root or not on Debian bookworm.
 fn install(problem: &str) -> Result<()> {
+    install_host_packages(problem, SUITE, &[PACKAGE])
+}
+
+/// Installs Debian `packages` from `suite` on this host through a private APT state (root on
+/// Debian bookworm only), or explains how to.
+pub fn install_host_packages(problem: &str, suite: &str, packages: &[&str]) -> Result<()> {
     let apt = PrivateApt::host()?;
     let codename = host_codename();
     if codename.as_deref() != Some(debian::RELEASE) {
         bail!(
-            "{problem}; this host is not Debian {} ({}), so install QEMU >= {MIN_MAJOR} yourself",
+            "{problem}; this host is not Debian {} ({}), so install {} yourself",
             debian::RELEASE,
             codename.as_deref().unwrap_or("unknown release"),
+            packages.join(" "),
         );
     }
     if !is_root()? {
         bail!(
-            "{problem}; as root, xtask would install {PACKAGE} from {SUITE} itself. \
+            "{problem}; as root, xtask would install {} from {suite} itself. \
              To do it by hand without changing the host's APT sources:\n\n{}",
-            apt.install_instructions(SUITE, &[PACKAGE])
+            packages.join(" "),
+            apt.install_instructions(suite, packages)
         );
     }
-    eprintln!("xtask: {problem}; installing {PACKAGE} from {SUITE}");
-    apt.install(SUITE, &[PACKAGE])
+    eprintln!("xtask: {problem}; installing {} from {suite}", packages.join(" "));
+    apt.install(suite, packages)
 }
 
 /// Whether xtask runs as root, per `id -u`.

@@ -21,13 +21,20 @@ const FDT_MAGIC: [u8; 4] = 0xd00d_feed_u32.to_be_bytes();
 
 /// Dumps the tree QEMU generates for `profile` and returns its path.
 pub fn dump(profile: &Profile) -> Result<PathBuf> {
+    dump_with(profile, None)
+}
+
+/// Dumps the tree QEMU passes to what it boots on `profile`'s machine given the board's tree
+/// `dtb` (if any): `dtb` with `/memory` filled in and `/memreserve/` entries added as the
+/// board's firmware would (QEMU's `raspi4b` fills them as the Pi's firmware does).
+pub fn dump_with(profile: &Profile, dtb: Option<&Path>) -> Result<PathBuf> {
     let qemu = Qemu::ensure_installed()?;
     let dir = target_dir().join("dtb");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{}.dtb", profile.name));
     let _ = fs::remove_file(&path);
     let dumping = dump_profile(profile, &path);
-    let mut cmd = qemu.command(&Boot { profile: &dumping, kernel: Path::new("/dev/null"), dtb: None, bootargs: "", extra_args: &[] });
+    let mut cmd = qemu.command(&Boot { profile: &dumping, kernel: Path::new("/dev/null"), dtb, bootargs: "", extra_args: &[] });
     process::run(&mut cmd).with_context(|| format!("QEMU could not dump the device tree of {}", profile.name))?;
     let bytes = fs::read(&path).with_context(|| format!("QEMU wrote no device tree to {}", path.display()))?;
     ensure!(bytes.starts_with(&FDT_MAGIC), "{} is not a device tree (no FDT magic number)", path.display());

@@ -306,7 +306,7 @@ pub fn run(plan: Plan, icount_shift: u8) -> Result<ExitCode> {
     let files = Assets::new(BuildProfile::Release).for_profile(&profile)?;
     let nonce = Nonce::generate()?;
     let bootargs = nonce.add_to(&plan.bootargs());
-    let mut extra = guest::core_qemu_args(&guest);
+    let mut extra = guest::core_qemu_args(&guest)?;
     extra.extend(icount_args(icount_shift));
     let boot =
         Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };

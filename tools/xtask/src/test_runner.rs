@@ -57,8 +57,11 @@ const HOST_STEPS: &[HostStep] = &[
 
 /// QEMU tests written in xtask rather than as [`Case`]s (each boots QEMU itself), run after
 /// the cases.
-const QEMU_STEPS: &[HostStep] =
-    &[HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) }];
+const QEMU_STEPS: &[HostStep] = &[
+    // The Pi 4 guest's tree from Debian's real DTB as the firmware passes it (QEMU dumps it).
+    HostStep { name: "rpi4-guest-tree", runs: HostRun::Check(crate::board_trees::check) },
+    HostStep { name: crate::irqsoff_compare::CASE_NAME, runs: HostRun::Check(crate::irqsoff_compare::check_case) },
+];
 
 /// Which tests to run.
 #[derive(Debug, Clone, Default)]
@@ -182,7 +185,10 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
     for case in cases {
         let needs_guest = matches!(
             case.scenario,
-            crate::cases::Scenario::LinuxGuest { .. } | crate::cases::Scenario::MainJob { .. } | crate::cases::Scenario::Soak { .. }
+            crate::cases::Scenario::LinuxGuest { .. }
+                | crate::cases::Scenario::MainJob { .. }
+                | crate::cases::Scenario::Soak { .. }
+                | crate::cases::Scenario::ImageBoot { .. }
         );
         let guest_args = if needs_guest {
             if guest.is_none() {
@@ -194,10 +200,19 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
                     }
                 }
             }
-            guest.as_ref().map(crate::guest::core_qemu_args).unwrap_or_default()
+            match (&guest, case.scenario) {
+                (_, crate::cases::Scenario::ImageBoot { .. }) | (None, _) => Vec::new(),
+                (Some(guest), _) => match crate::guest::core_qemu_args(guest) {
+                    Ok(args) => args,
+                    Err(err) => {
+                        report.fail(case.name, &format!("cannot write the guest bundle: {err:#}"));
+                        continue;
+                    }
+                },
+            }
         } else if case.scenario == crate::cases::Scenario::EarlyHangGuest {
-            match crate::guest::early_hang::write(&crate::paths::target_dir().join("guest")) {
-                Ok(kernel) => crate::guest::kernel_only_qemu_args(&kernel),
+            match crate::guest::early_hang::write_bundle(&crate::paths::target_dir().join("guest")) {
+                Ok(bundle) => vec!["-initrd".to_string(), bundle.display().to_string()],
                 Err(err) => {
                     report.fail(case.name, &format!("cannot write the early-hang guest: {err:#}"));
                     continue;
@@ -206,7 +221,27 @@ fn run_cases(cases: &[&Case], report: &mut Report) {
         } else {
             Vec::new()
         };
-        let run = run_case(&qemu, &mut assets, case, &guest_args).map(|mut run| {
+        let nonce = match Nonce::generate() {
+            Ok(nonce) => nonce,
+            Err(err) => {
+                report.fail(case.name, &format!("{err:#}"));
+                continue;
+            }
+        };
+        // An image-boot case boots the folder `cargo xtask image` writes, not the usual files.
+        let folder = match (case.scenario, &guest) {
+            (crate::cases::Scenario::ImageBoot { board, corrupt, uboot }, Some(guest)) => {
+                match image_folder(&mut assets, guest, board, corrupt, uboot.then_some(&nonce), case.name) {
+                    Ok(folder) => Some((folder, uboot)),
+                    Err(err) => {
+                        report.fail(case.name, &format!("cannot write the image folder: {err:#}"));
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let run = run_case(&qemu, &mut assets, case, &guest_args, folder.as_ref(), nonce).map(|mut run| {
             if let (crate::cases::Scenario::MainJob { .. }, Some(guest)) = (case.scenario, &guest)
                 && run.failures.is_empty()
             {
@@ -238,19 +273,71 @@ struct CaseRun {
     failures: Vec<String>,
 }
 
-fn run_case(qemu: &Qemu, assets: &mut Assets, case: &Case, guest_args: &[String]) -> Result<CaseRun> {
+/// Writes `board`'s folder for the image-boot case `name` (`target/test-images/<name>/`), with
+/// one bit of the bundle's initramfs flipped if `corrupt`, and `nonce` in the core's command
+/// line it holds if given (a U-Boot boot, where the folder's script sets the command line).
+fn image_folder(
+    assets: &mut Assets,
+    guest: &crate::guest::Guest,
+    board: crate::image::Board,
+    corrupt: bool,
+    nonce: Option<&Nonce>,
+    name: &str,
+) -> Result<crate::flash::Folder> {
+    if nonce.is_some() {
+        // mkimage for boot.scr, and the U-Boot the case boots.
+        crate::uboot::ensure_installed()?;
+    }
+    let options = crate::flash::Options {
+        board,
+        script: crate::cases::IMAGE_BOOT_SCRIPT.to_owned(),
+        duration_s: crate::cases::IMAGE_BOOT_SECONDS,
+        load: crate::guest::init::Load::Idle,
+        core_extra: nonce.map(Nonce::bootarg).unwrap_or_default(),
+    };
+    let folder = crate::flash::write(assets, guest, &options, &crate::paths::target_dir().join("test-images").join(name))?;
+    if corrupt {
+        let mut bytes = fs::read(&folder.bundle).with_context(|| format!("cannot read {}", folder.bundle.display()))?;
+        let header = platform::guest_bundle::BundleHeader::parse(&bytes, bytes.len() as u64)
+            .map_err(|err| anyhow::anyhow!("the bundle just written: {err}"))?;
+        let middle = header.initramfs.offset + header.initramfs.size / 2;
+        bytes[middle as usize] ^= 1;
+        fs::write(&folder.bundle, &bytes).with_context(|| format!("cannot write {}", folder.bundle.display()))?;
+    }
+    Ok(folder)
+}
+
+fn run_case(
+    qemu: &Qemu,
+    assets: &mut Assets,
+    case: &Case,
+    guest_args: &[String],
+    folder: Option<&(crate::flash::Folder, bool)>,
+    nonce: Nonce,
+) -> Result<CaseRun> {
     let profile = Profile::load(case.profile)?;
     let files = assets.for_profile(&profile)?;
-    let nonce = Nonce::generate()?;
-    let bootargs = nonce.add_to(&case.bootargs());
-    let boot = Boot {
-        profile: &profile,
-        kernel: &files.image.raw,
-        dtb: files.dtb.as_deref(),
-        bootargs: &bootargs,
-        extra_args: &case.qemu_args.iter().map(|arg| (*arg).to_owned()).chain(guest_args.iter().cloned()).collect::<Vec<_>>(),
+    let mut extra_args: Vec<String> = case.qemu_args.iter().map(|arg| (*arg).to_owned()).chain(guest_args.iter().cloned()).collect();
+    // The folder's own files: its core, its device tree, its cmdline.txt, its bundle as the
+    // initrd (as the Pi's firmware or U-Boot would load them).
+    let (kernel, dtb, bootargs) = match folder {
+        Some((folder, false)) => {
+            let cmdline = folder.dir.join(crate::flash::CMDLINE);
+            let text = fs::read_to_string(&cmdline).with_context(|| format!("cannot read {}", cmdline.display()))?;
+            extra_args.extend(["-initrd".to_owned(), folder.bundle.display().to_string()]);
+            (folder.core.clone(), folder.dtb.clone(), nonce.add_to(text.trim()))
+        }
+        _ => (files.image.raw.clone(), files.dtb.clone(), nonce.add_to(&case.bootargs())),
     };
-    let cmd = qemu.command(&boot);
+    let cmd = match folder {
+        // U-Boot finds the folder's boot.scr on a FAT disk made of the folder, as on a board.
+        Some((folder, true)) => {
+            let disk = format!("if=none,id=boot,format=raw,readonly=on,file=fat:{}", folder.dir.display());
+            extra_args.extend(["-drive".to_owned(), disk, "-device".to_owned(), "virtio-blk-device,drive=boot".to_owned()]);
+            qemu.firmware_command(&profile, &crate::uboot::ensure_installed()?, &extra_args)
+        }
+        _ => qemu.command(&Boot { profile: &profile, kernel: &kernel, dtb: dtb.as_deref(), bootargs: &bootargs, extra_args: &extra_args }),
+    };
     let command = process::describe(&cmd);
     let captured = process::capture_watched(cmd, case.timeout, Some(&nonce.end_marker()))?;
 

@@ -153,7 +153,7 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, options: &super::Options) -> Re
     for run in 1..=runs {
         let nonce = Nonce::generate()?;
         let bootargs = nonce.add_to(&guest::core_bootargs(&[], SCRIPT, duration_s, Load::Idle));
-        let mut extra = guest::core_qemu_args(&guest);
+        let mut extra = guest::core_qemu_args(&guest)?;
         extra.extend(icount.clone());
         let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
         jobs.push(Job { name: format!("linux-with-core-{run}"), cmd: qemu.command(&boot), nonce: Some(nonce) });

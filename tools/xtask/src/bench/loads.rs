@@ -166,7 +166,7 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets, options: &super::Options) -> Re
             let nonce = Nonce::generate()?;
             let core = guest::core_bootargs(&[GuestLatencyTest::CORE_ARG], "cyclictest", duration_s, load);
             let bootargs = nonce.add_to(&format!("{core} {} {}", latency_test.guest_arg(), guest::init::ping_arg()));
-            let mut extra = guest::core_qemu_args(&guest);
+            let mut extra = guest::core_qemu_args(&guest)?;
             extra.extend(ICOUNT.iter().map(|arg| arg.to_string()));
             let boot = Boot { profile: &profile, kernel: &files.image.raw, dtb: files.dtb.as_deref(), bootargs: &bootargs, extra_args: &extra };
             jobs.push(Job { name: format!("load-{load}-{run}"), cmd: qemu.command(&boot), nonce: Some(nonce) });

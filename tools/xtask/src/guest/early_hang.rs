@@ -43,11 +43,12 @@ pub fn image() -> Vec<u8> {
     bytes
 }
 
-/// Writes the image into `dir` and returns its path.
-pub fn write(dir: &Path) -> Result<PathBuf> {
+/// Writes the image, as the kernel of a guest bundle without initramfs
+/// ([`platform::guest_bundle`]), into `dir` and returns the bundle's path.
+pub fn write_bundle(dir: &Path) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("early-hang.Image");
-    fs::write(&path, image()).with_context(|| format!("writing {}", path.display()))?;
+    let path = dir.join("early-hang.bundle");
+    fs::write(&path, platform::guest_bundle::write(&image(), &[], "")).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
