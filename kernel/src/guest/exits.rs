@@ -18,6 +18,10 @@ pub enum ExitKind {
     /// lock held for one INTID, `guest::virq::finish_exit`); the rest of that work runs
     /// with IRQs unmasked.
     GicMmioPart,
+    /// One IRQ-masked section (hold) of the list-register refill on the way back into the
+    /// guest, after any exit or interrupt (`guest::virq::flush`); IRQs are unmasked between
+    /// two holds.
+    ListRegisterRefill,
     /// An access to the emulated console UART.
     UartMmio,
     /// An access to the emulated virtio-console of the oob channels.
@@ -31,12 +35,13 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    const ALL: [ExitKind; 7] = [Self::GicMmio, Self::GicMmioPart, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
+    const ALL: [ExitKind; 8] = [Self::GicMmio, Self::GicMmioPart, Self::ListRegisterRefill, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
 
     fn name(self) -> &'static str {
         match self {
             Self::GicMmio => "GIC MMIO",
             Self::GicMmioPart => "GIC MMIO after the exit, per lock hold",
+            Self::ListRegisterRefill => "list-register refill, per hold",
             Self::UartMmio => "UART MMIO",
             Self::ChannelMmio => "channel MMIO",
             Self::SgiWrite => "SGI write",

@@ -338,15 +338,12 @@ impl ReplayAccount {
     /// or emptied after the guest left it active): [`Vgic::deactivate`], counted. A level
     /// line still high is resampled: a new arrival.
     pub fn complete(&self, vgic: &mut Vgic, vcpu: usize, intid: u32, linked: bool) {
-        let was = vgic.is_waiting(intid, vcpu);
-        if vgic.deactivate(vcpu, intid).is_err() {
-            return;
-        }
+        let Ok(arrived) = vgic.deactivate(vcpu, intid) else { return };
         add(&self.completed, 1);
         if linked {
             add(&self.completed_linked, 1);
         }
-        if !was && vgic.is_waiting(intid, vcpu) {
+        if arrived {
             self.arrived(false);
         }
     }

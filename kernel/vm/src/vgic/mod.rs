@@ -941,16 +941,20 @@ impl Vgic {
     /// register carried the hardware link, the physical interrupt was deactivated with it:
     /// a level line is forgotten (resampled: still high, it fires and is forwarded again)
     /// unless a new forward already raised it. Deactivating an inactive interrupt does
-    /// nothing.
-    pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
+    /// nothing. Returns whether this made the interrupt an entry of the replay log
+    /// ([`IrqState::waiting`]) that was not one before (one lookup, for the list-register
+    /// flush's bounded holds).
+    pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> Result<bool, Error> {
         let irq = self.lookup_mut(intid, vcpu)?;
+        let was = irq.waiting();
         irq.active = false;
         irq.listed = false;
         if core::mem::take(&mut irq.hw_listed) && !irq.edge && !irq.hw_pending {
             irq.line_level = false;
         }
+        let arrived = !was && irq.waiting();
         self.refresh(intid, vcpu);
-        Ok(())
+        Ok(arrived)
     }
 
     /// An acknowledged interrupt went back from a list register to the replay log while still
