@@ -58,7 +58,7 @@ use vm::replay::{ReplayAccount, ReplaySnapshot};
 use vm::vgic::{Access, ChangeKind, DecodedAccess, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
-use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
+use crate::arch::irq_lock::IrqSpinLock;
 use crate::gic;
 
 /// Size of the distributor frame.
@@ -82,12 +82,15 @@ struct Virq {
 
 /// The vGIC model and the physical masking state, shared by all CPUs. Held only for model
 /// updates (memory only): list-register accesses, physical GIC writes and kicks are done
-/// after releasing it. Under QEMU those trap into the emulator (which takes its own global
-/// lock), and a holder that stalls there, or whose host thread is descheduled, keeps every
-/// other vCPU spinning on this lock. It is a test-and-set lock, not a ticket lock, for the
-/// same reason: a ticket would be handed to a waiter whose host thread is descheduled
-/// ([`IrqTasLock`]).
-static VIRQ: IrqTasLock<VirqSlot> = IrqTasLock::new(VirqSlot {
+/// after releasing it where they can be. A ticket lock, so CPUs get it in arrival order: it
+/// is taken from interrupt context ([`forward`]) and by every CPU's exits, and every hold is
+/// bounded — one INTID of a guest GIC access ([`finish_exit`]), one unit of a list-register
+/// refill ([`flush`]), one forward, one vCPU of a kick scan — so a CPU waits at most one
+/// such hold per other CPU, never for another vCPU's whole exit. (The price, under QEMU's
+/// multi-threaded TCG with more vCPUs than host cores: a waiter whose host thread is
+/// descheduled holds up those queued behind it; the [`crate::arch::irq_lock::YieldRelax`]
+/// wait lets the holder run under single-threaded TCG.)
+static VIRQ: IrqSpinLock<VirqSlot> = IrqSpinLock::new(VirqSlot {
     configured: false,
     virq: Virq { vgic: Vgic::unconfigured(), distributor: 0, redistributor: 0, vcpus: 0, mpidrs: [0; boot::MAX_CPUS] },
 });
@@ -451,8 +454,8 @@ pub fn forward(intid: u32) -> Forward {
     }
     // This CPU's list registers first (the lock order of `flush`); only this CPU takes them.
     let Some(lanes) = LANES.get(cpu) else { return Forward::Unclaimed };
-    let mut lanes = lanes.lock();
-    let mut guard = VIRQ.lock();
+    let mut lanes = lanes.lock_irqs_masked();
+    let mut guard = VIRQ.lock_irqs_masked();
     let Some(virq) = guard.as_mut() else { return Forward::Unclaimed };
     let target = if intid < FIRST_SPI {
         cpu
@@ -725,7 +728,7 @@ fn refill_hold(cpu: usize) -> bool {
     let mut waiting = false;
     let mut routes = DueRoutes::<LR_WORK_PER_HOLD>::new();
     {
-        let mut guard = VIRQ.lock();
+        let mut guard = VIRQ.lock_irqs_masked();
         let Some(virq) = guard.as_mut() else { return false };
         if cpu >= virq.vcpus {
             return false;
@@ -1196,7 +1199,7 @@ static HAS_LEFT_ACCESS: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(
 /// if `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
 /// abort): a refused access changes nothing.
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
-    let guard = VIRQ.lock();
+    let guard = VIRQ.lock_irqs_masked();
     let virq = guard.as_ref()?;
     let (in_dist, in_redist) = (
         ipa.wrapping_sub(virq.distributor) < DIST_SIZE,
@@ -1264,7 +1267,7 @@ fn in_parts<T>(parts: u32, mut step: impl FnMut(&mut Vgic, u32) -> T, mut after:
         let irqs = crate::arch::mask_irqs();
         let start = crate::hwtimer::counter_unordered();
         let result = {
-            let mut guard = VIRQ.lock();
+            let mut guard = VIRQ.lock_irqs_masked();
             let Some(virq) = guard.as_mut() else {
                 crate::arch::restore_irqs(irqs);
                 return false;
@@ -1361,25 +1364,22 @@ fn listing_cpus(vgic: &Vgic, change: &vm::vgic::Change) -> u32 {
 }
 
 /// Lets every vCPU look for work again, and kicks the other CPUs whose vCPU has an
-/// interrupt to take.
+/// interrupt to take: one hold of the vGIC lock per vCPU looked at (each counted in the exit
+/// histogram), each kick sent after its hold.
 fn kick_those_with_work() {
     let this_cpu = boot::cpu_index();
-    let mut kicks = [None; boot::MAX_CPUS];
-    let irqs = crate::arch::mask_irqs();
-    let start = crate::hwtimer::counter_unordered();
-    if let Some(virq) = VIRQ.lock().as_ref() {
-        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
-            note_work(vcpu);
-            if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                *kick = Some(virq.mpidrs[vcpu]);
-            }
+    for vcpu in 0..VCPU_COUNT.load(Ordering::Acquire) {
+        note_work(vcpu);
+        if vcpu == this_cpu {
+            continue;
         }
-    }
-    super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
-    crate::arch::restore_irqs(irqs);
-    for (cpu, mpidr) in kicks.into_iter().enumerate() {
-        if let Some(mpidr) = mpidr {
-            kick_cpu(cpu, mpidr);
+        let irqs = crate::arch::mask_irqs();
+        let start = crate::hwtimer::counter_unordered();
+        let kick = VIRQ.lock_irqs_masked().as_ref().and_then(|virq| virq.vgic.highest_pending(vcpu).map(|_| virq.mpidrs[vcpu]));
+        super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        crate::arch::restore_irqs(irqs);
+        if let Some(mpidr) = kick {
+            kick_cpu(vcpu, mpidr);
         }
     }
 }
