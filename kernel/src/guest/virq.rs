@@ -576,9 +576,9 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
 /// Most units of list-register work one hold of [`flush`] does (an IRQ-masked section with
 /// this CPU's list registers and the vGIC locked): a unit is a completion taken back, a
 /// listed copy compared with the model after a guest write (withdrawn if outdated), an
-/// eviction, or an injection. Each costs about 60-120 instructions (measured under `-icount`
-/// on the uname boot), on top of a hold's fixed cost (locks, the histogram); two per hold
-/// keep every hold under the 300-instruction bound of issue 11.
+/// eviction, or an injection. One: a hold costs about 190 instructions of its own (locks,
+/// flags, the scan for the most urgent entry) plus 50-300 for its unit (measured under
+/// `-icount` on the uname boot); with two, every hold that took a completion back was ~570.
 const LR_WORK_PER_HOLD: usize = 1;
 
 /// Most holds of one [`flush`]: enough for every list register to be taken back, compared,
