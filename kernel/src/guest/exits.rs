@@ -26,8 +26,12 @@ pub enum ExitKind {
     UartMmio,
     /// An access to the emulated virtio-console of the oob channels.
     ChannelMmio,
-    /// A write of `ICC_SGI1R_EL1` (an SGI sent by the guest).
+    /// A write of `ICC_SGI1R_EL1` (an SGI sent by the guest): only recorded in the exit.
     SgiWrite,
+    /// The IRQ-masked section of the work an SGI write left for after its exit (the vGIC lock
+    /// held for the model's update, `guest::virq::finish_exit`); the kicks run with IRQs
+    /// unmasked.
+    SgiWritePart,
     /// A PSCI or other call over HVC/SMC.
     Hypercall,
     /// Anything else: an access outside the guest's map, an unexpected trap.
@@ -35,7 +39,7 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    const ALL: [ExitKind; 8] = [Self::GicMmio, Self::GicMmioPart, Self::ListRegisterRefill, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
+    const ALL: [ExitKind; 9] = [Self::GicMmio, Self::GicMmioPart, Self::ListRegisterRefill, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::SgiWritePart, Self::Hypercall, Self::Other];
 
     fn name(self) -> &'static str {
         match self {
@@ -45,6 +49,7 @@ impl ExitKind {
             Self::UartMmio => "UART MMIO",
             Self::ChannelMmio => "channel MMIO",
             Self::SgiWrite => "SGI write",
+            Self::SgiWritePart => "SGI write after the exit",
             Self::Hypercall => "HVC/SMC",
             Self::Other => "other",
         }

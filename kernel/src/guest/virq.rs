@@ -1229,7 +1229,8 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
     Some(Ok(()))
 }
 
-/// After a GIC access's exit ([`mmio`]), on the way back into the guest: performs it with
+/// After a GIC access's exit ([`mmio`]) or an SGI write's ([`send_sgi`]), on the way back
+/// into the guest: performs it with
 /// IRQs unmasked, holding the vGIC lock (IRQs masked) for at most [`PARTS_PER_HOLD`] INTIDs
 /// at a time, so oob interrupts wait for one short section, never for the whole access. The
 /// physical GIC is programmed and other CPUs kicked outside the lock. A load's value goes
@@ -1239,6 +1240,10 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
 /// instructions) after any other exit.
 pub fn finish_exit(frame: &mut TrapFrame) -> bool {
     let cpu = boot::cpu_index();
+    if HAS_LEFT_SGI.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
+        let value = LEFT_SGI[cpu].load(Ordering::Relaxed);
+        return crate::arch::with_irqs_unmasked(|| finish_sgi(value));
+    }
     if !HAS_LEFT_ACCESS.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
         return false;
     }
@@ -1457,27 +1462,55 @@ fn take_posts(vgic: &mut Vgic, cpu: usize) {
     }
 }
 
-/// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: marks the SGI pending for its
-/// targets and kicks the other CPUs among them.
+/// Per CPU, the `ICC_SGI1R_EL1` value its vCPU's exit left for [`finish_exit`] (only that CPU
+/// touches it), and whether there is one.
+static LEFT_SGI: [AtomicU64; boot::MAX_CPUS] = [const { AtomicU64::new(0) }; boot::MAX_CPUS];
+/// See [`LEFT_SGI`].
+static HAS_LEFT_SGI: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: only recorded (a few instructions in
+/// the exit); [`finish_exit`] marks the SGI pending for its targets after the exit, in one
+/// hold of the vGIC lock, and kicks the other CPUs among them with IRQs unmasked. The guest
+/// does not run in between, so it sees the same order as if the exit had done it.
 pub fn send_sgi(value: u64) {
     let cpu = boot::cpu_index();
+    if let (Some(slot), Some(flag)) = (LEFT_SGI.get(cpu), HAS_LEFT_SGI.get(cpu)) {
+        slot.store(value, Ordering::Relaxed);
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// [`finish_exit`] of an SGI write (IRQs unmasked): the model's update in one hold (counted in
+/// the exit histogram as [`super::exits::ExitKind::SgiWritePart`]), then the kicks. Returns
+/// whether this CPU's own vCPU is a target.
+#[cold]
+#[inline(never)]
+fn finish_sgi(value: u64) -> bool {
+    let cpu = boot::cpu_index();
     let mut kicks = [None; boot::MAX_CPUS];
-    let mut guard = VIRQ.lock();
-    let Some(virq) = guard.as_mut() else { return };
-    if let Ok(targets) = ACCOUNT.sgi1r(&mut virq.vgic, cpu, value) {
+    let mut own = false;
+    let irqs = crate::arch::mask_irqs();
+    let start = crate::hwtimer::counter_unordered();
+    if let Some(virq) = VIRQ.lock_irqs_masked().as_mut()
+        && let Ok(targets) = ACCOUNT.sgi1r(&mut virq.vgic, cpu, value)
+    {
         for target in targets.iter().filter(|&t| t < virq.vcpus) {
             note_work(target);
-            if target != cpu {
+            if target == cpu {
+                own = true;
+            } else {
                 kicks[target] = Some(virq.mpidrs[target]);
             }
         }
     }
-    drop(guard);
+    super::exits::record(super::exits::ExitKind::SgiWritePart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+    crate::arch::restore_irqs(irqs);
     for (target, mpidr) in kicks.into_iter().enumerate() {
         if let Some(mpidr) = mpidr {
             kick_cpu(target, mpidr);
         }
     }
+    own
 }
 
 /// The guest is gone (a restart), every CPU out of guest context with its list registers
@@ -1529,11 +1562,14 @@ pub fn teardown() -> vm::vgic::Teardown {
     outcome
 }
 
-/// Drops the GIC access `cpu`'s vCPU left for [`finish_exit`], if any (its guest is gone or
-/// it leaves guest context for good before finishing it).
+/// Drops the GIC access or SGI write `cpu`'s vCPU left for [`finish_exit`], if any (its guest
+/// is gone or it leaves guest context for good before finishing it).
 fn forget_left_access(cpu: usize) {
     if let (Some(flag), Some(slot)) = (HAS_LEFT_ACCESS.get(cpu), LEFT_ACCESS.get(cpu)) {
         flag.store(false, Ordering::Relaxed);
         *slot.lock() = None;
+    }
+    if let Some(flag) = HAS_LEFT_SGI.get(cpu) {
+        flag.store(false, Ordering::Relaxed);
     }
 }

@@ -1346,3 +1346,17 @@ fn deactivate_says_whether_the_interrupt_became_a_log_entry() {
     assert_eq!(v.deactivate(0, spi), Ok(false));
     assert!(v.is_waiting(spi, 0));
 }
+
+#[test]
+fn sgi_targets_names_what_sgi1r_marks_and_changes_nothing() {
+    let mut v = enabled();
+    for value in [5 << 24 | 0b11, 3 << 24 | 1 << 16 | 1, 1 << 40 | 7 << 24, 1 << 44 | 0xffff] {
+        for sender in 0..4 {
+            let before = v.clone();
+            let targets = v.sgi_targets(sender, value).unwrap();
+            assert_eq!(v, before, "looking changes nothing");
+            assert_eq!(v.sgi1r(sender, value).unwrap(), targets);
+        }
+    }
+    assert_eq!(v.sgi_targets(4, 0), Err(Error::NoSuchVcpu(4)));
+}
