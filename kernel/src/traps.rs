@@ -64,13 +64,13 @@ fn before_guest_entry() {
 /// Drains the console on the way back into the guest: with IRQs unmasked, so oob interrupts
 /// preempt it (and may switch to oob threads), and giving way to the guest — no drain while
 /// an interrupt waits for it, and the drain stops before the next byte once one does (the
-/// rest drains at a later exit). Refreshes the list registers again if it drained, for what
-/// the interrupts taken meanwhile left the guest.
+/// rest drains at a later exit). Then refreshes the list registers, last, for what the
+/// interrupts taken in any unmasked window of the way back (a maintenance interrupt, a
+/// forward) left the guest: a few instructions when nothing did.
 #[inline]
 fn drain_console_for_guest() {
-    if crate::console::drain_giving_way(crate::guest::virq::pending_here) {
-        crate::guest::virq::flush();
-    }
+    crate::console::drain_giving_way(crate::guest::virq::pending_here);
+    crate::guest::virq::flush();
 }
 
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
@@ -82,10 +82,11 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         let start = crate::hwtimer::counter_unordered();
         let kind = crate::guest::handle_trap(frame);
         crate::guest::restart::leave_if_requested();
-        crate::guest::virq::flush();
-        // The exit's time with IRQs masked; what follows (a console exit's line and interrupt
-        // output, the channel's service, the console drain) runs with IRQs unmasked.
+        // The exit's time with IRQs masked; what follows (the list-register refill, a console
+        // exit's line and interrupt output, the channel's service, the console drain) runs
+        // with IRQs unmasked between short masked sections, each timed on its own.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        crate::guest::virq::flush();
         let console_changed = crate::guest::console::finish_exit();
         let gic_changed = crate::guest::virq::finish_exit(frame);
         if crate::guest::channel::poll() || console_changed || gic_changed {

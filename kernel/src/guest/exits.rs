@@ -18,12 +18,20 @@ pub enum ExitKind {
     /// lock held for one INTID, `guest::virq::finish_exit`); the rest of that work runs
     /// with IRQs unmasked.
     GicMmioPart,
+    /// One IRQ-masked section (hold) of the list-register refill on the way back into the
+    /// guest, after any exit or interrupt (`guest::virq::flush`); IRQs are unmasked between
+    /// two holds.
+    ListRegisterRefill,
     /// An access to the emulated console UART.
     UartMmio,
     /// An access to the emulated virtio-console of the oob channels.
     ChannelMmio,
-    /// A write of `ICC_SGI1R_EL1` (an SGI sent by the guest).
+    /// A write of `ICC_SGI1R_EL1` (an SGI sent by the guest): only recorded in the exit.
     SgiWrite,
+    /// The IRQ-masked section of the work an SGI write left for after its exit (the vGIC lock
+    /// held for the model's update, `guest::virq::finish_exit`); the kicks run with IRQs
+    /// unmasked.
+    SgiWritePart,
     /// A PSCI or other call over HVC/SMC.
     Hypercall,
     /// Anything else: an access outside the guest's map, an unexpected trap.
@@ -31,15 +39,17 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    const ALL: [ExitKind; 7] = [Self::GicMmio, Self::GicMmioPart, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::Hypercall, Self::Other];
+    const ALL: [ExitKind; 9] = [Self::GicMmio, Self::GicMmioPart, Self::ListRegisterRefill, Self::UartMmio, Self::ChannelMmio, Self::SgiWrite, Self::SgiWritePart, Self::Hypercall, Self::Other];
 
     fn name(self) -> &'static str {
         match self {
             Self::GicMmio => "GIC MMIO",
             Self::GicMmioPart => "GIC MMIO after the exit, per lock hold",
+            Self::ListRegisterRefill => "list-register refill, per hold",
             Self::UartMmio => "UART MMIO",
             Self::ChannelMmio => "channel MMIO",
             Self::SgiWrite => "SGI write",
+            Self::SgiWritePart => "SGI write after the exit",
             Self::Hypercall => "HVC/SMC",
             Self::Other => "other",
         }

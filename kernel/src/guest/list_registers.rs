@@ -110,6 +110,17 @@ pub fn empty_mask() -> u32 {
     elrsr as u32
 }
 
+/// A bit per list register holding a software interrupt the guest deactivated, whose EOI
+/// maintenance request is still outstanding (`ICH_EISR_EL2`): what keeps the EOI
+/// maintenance interrupt asserted until the list register is cleared.
+pub fn eoi_mask() -> u32 {
+    let eisr: u64;
+    // SAFETY: reading ICH_EISR_EL2 (the virtual interface's end-of-interrupt status, a
+    // read-only register of this CPU's EL2 state) has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ich_eisr_el2", out(reg) eisr, options(nomem, nostack, preserves_flags)) };
+    eisr as u32
+}
+
 /// The state and virtual INTID of list register `index`.
 pub fn read(index: usize) -> (LrState, u32) {
     let lr = Lr::new(read_raw(index));

@@ -58,7 +58,7 @@ use vm::replay::{ReplayAccount, ReplaySnapshot};
 use vm::vgic::{Access, ChangeKind, DecodedAccess, Forwarded, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
-use crate::arch::irq_lock::{IrqSpinLock, IrqTasLock};
+use crate::arch::irq_lock::IrqSpinLock;
 use crate::gic;
 
 /// Size of the distributor frame.
@@ -82,12 +82,15 @@ struct Virq {
 
 /// The vGIC model and the physical masking state, shared by all CPUs. Held only for model
 /// updates (memory only): list-register accesses, physical GIC writes and kicks are done
-/// after releasing it. Under QEMU those trap into the emulator (which takes its own global
-/// lock), and a holder that stalls there, or whose host thread is descheduled, keeps every
-/// other vCPU spinning on this lock. It is a test-and-set lock, not a ticket lock, for the
-/// same reason: a ticket would be handed to a waiter whose host thread is descheduled
-/// ([`IrqTasLock`]).
-static VIRQ: IrqTasLock<VirqSlot> = IrqTasLock::new(VirqSlot {
+/// after releasing it where they can be. A ticket lock, so CPUs get it in arrival order: it
+/// is taken from interrupt context ([`forward`]) and by every CPU's exits, and every hold is
+/// bounded — one INTID of a guest GIC access ([`finish_exit`]), one unit of a list-register
+/// refill ([`flush`]), one forward, one vCPU of a kick scan — so a CPU waits at most one
+/// such hold per other CPU, never for another vCPU's whole exit. (The price, under QEMU's
+/// multi-threaded TCG with more vCPUs than host cores: a waiter whose host thread is
+/// descheduled holds up those queued behind it; the [`crate::arch::irq_lock::YieldRelax`]
+/// wait lets the holder run under single-threaded TCG.)
+static VIRQ: IrqSpinLock<VirqSlot> = IrqSpinLock::new(VirqSlot {
     configured: false,
     virq: Virq { vgic: Vgic::unconfigured(), distributor: 0, redistributor: 0, vcpus: 0, mpidrs: [0; boot::MAX_CPUS] },
 });
@@ -135,6 +138,10 @@ struct CpuLanes {
     /// Whether the underflow maintenance interrupt is requested (ICH_HCR_EL2.UIE as last
     /// written), so [`flush`] writes it only when that changes.
     underflow: bool,
+    /// A refill is under way (its holds not all done) or the maintenance interrupt asked for
+    /// one: entries may wait in the model for these list registers, so [`inject_now`] leaves
+    /// a new interrupt to [`flush`], which keeps the priority order.
+    refilling: bool,
     /// [`flush`]'s scratch list of the interrupts it takes, `(INTID, priority)`: kept here so
     /// that no flush spends instructions clearing one on its stack.
     chosen: [(u32, u8); MAX_LIST_REGISTERS],
@@ -169,6 +176,7 @@ impl CpuLanes {
             linked: 0,
             sirq_lr: None,
             underflow: false,
+            refilling: false,
             chosen: [(0, 0); MAX_LIST_REGISTERS],
             chosen_linked: 0,
             listed: [vm::replay::Listed { index: 0, pending: false, priority: 0, since: 0 }; MAX_LIST_REGISTERS],
@@ -446,8 +454,8 @@ pub fn forward(intid: u32) -> Forward {
     }
     // This CPU's list registers first (the lock order of `flush`); only this CPU takes them.
     let Some(lanes) = LANES.get(cpu) else { return Forward::Unclaimed };
-    let mut lanes = lanes.lock();
-    let mut guard = VIRQ.lock();
+    let mut lanes = lanes.lock_irqs_masked();
+    let mut guard = VIRQ.lock_irqs_masked();
     let Some(virq) = guard.as_mut() else { return Forward::Unclaimed };
     let target = if intid < FIRST_SPI {
         cpu
@@ -510,7 +518,7 @@ pub fn forward(intid: u32) -> Forward {
 /// distributor is off; a listed copy is still taken back then).
 fn inject_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32, arrived: u64) -> bool {
     let count = lanes.count;
-    if count == 0 || lanes.underflow || !running(cpu) {
+    if count == 0 || lanes.underflow || lanes.refilling || !running(cpu) {
         return false;
     }
     // A listed copy must be in a list register of this CPU read back empty (else it is all
@@ -565,34 +573,74 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
     }
 }
 
+/// Most units of list-register work one hold of [`flush`] does (an IRQ-masked section with
+/// this CPU's list registers and the vGIC locked): a unit is a completion taken back, a
+/// listed copy compared with the model after a guest write (withdrawn if outdated), an
+/// eviction, or an injection. One: a hold costs about 190 instructions of its own (locks,
+/// flags, the scan for the most urgent entry) plus 50-300 for its unit (measured under
+/// `-icount` on the uname boot); with two, every hold that took a completion back was ~570.
+const LR_WORK_PER_HOLD: usize = 1;
+
+/// Most holds of one [`flush`]: enough for every list register to be taken back, compared,
+/// evicted and filled once ([`LR_WORK_PER_HOLD`] units each), so that a flood of interrupts
+/// arriving between the holds cannot keep this CPU out of its guest; what is left then stays
+/// noted ([`WORK`]) for the next flush.
+const MAX_HOLDS: usize = 4 * MAX_LIST_REGISTERS / LR_WORK_PER_HOLD + 2;
+
 /// Brings this CPU's list registers up to date before its vCPU runs again: completions are
 /// taken back and the best pending interrupts injected (hardware-linked for forwarded
 /// physical interrupts).
 ///
-/// Three steps, so that the shared [`VIRQ`] lock covers only the model: read the list
-/// registers, update the vGIC under the lock, then write the list registers.
+/// The work is done in holds of at most [`LR_WORK_PER_HOLD`] units each, every hold an
+/// IRQ-masked section timed in the exit histogram
+/// ([`super::exits::ExitKind::ListRegisterRefill`]), with IRQs unmasked between two holds:
+/// an oob interrupt waits for one hold at most, never for a whole refill. A hold leaves the
+/// list registers and the model consistent; what changed between two holds (an interrupt
+/// forwarded, a maintenance interrupt) is seen by the next one, and until the last hold
+/// [`inject_now`] leaves new interrupts to it, so the most urgent waiting entries are still
+/// the ones injected. The last check for work is made with IRQs masked and the caller's
+/// interrupt state restored after it: what arrived before it is in the list registers. Call
+/// only where IRQs may be unmasked (in-band context at EL2, no lock held, not from an
+/// interrupt handler).
 pub fn flush() {
     let cpu = boot::cpu_index();
     if !running(cpu) {
         return;
     }
-    // Every exit: a list register the guest emptied is taken back now (one system register
-    // read), so a copy another CPU waits for (a rerouted SPI fired again) is never stale
-    // for longer than this CPU's next exit.
-    let occupied = LR_OCCUPIED.get(cpu).map_or(0, |bits| bits.load(Ordering::Relaxed));
-    let emptied = occupied != 0 && list_registers::empty_mask() & occupied != 0;
-    if !WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) && !emptied {
-        return;
+    let saved = crate::arch::mask_irqs();
+    let mut holds = 0;
+    while flush_due(cpu) {
+        if holds == MAX_HOLDS {
+            note_work(cpu);
+            break;
+        }
+        holds += 1;
+        let start = crate::hwtimer::counter_unordered();
+        let more = refill_hold(cpu);
+        super::exits::record(super::exits::ExitKind::ListRegisterRefill, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        if more {
+            note_work(cpu);
+        }
+        // Between two holds: oob interrupts, and what arrives for this vCPU, are taken here.
+        crate::arch::unmask_irqs();
+        let _ = crate::arch::mask_irqs();
     }
-    let Some(lanes) = LANES.get(cpu) else { return };
-    let mut guard = lanes.lock();
-    let lanes = &mut *guard;
-    let count = lanes.count;
-    if count == 0 {
-        return;
-    }
+    crate::arch::restore_irqs(saved);
+}
 
-    // 0. The sirq post's acknowledge: its list register no longer pending.
+/// Whether this CPU's list registers need [`flush`]'s work: something may be pending for its
+/// vCPU ([`WORK`], consumed here), or the guest emptied one of them. Every exit: a list
+/// register the guest emptied is taken back now (one system register read), so a copy
+/// another CPU waits for (a rerouted SPI fired again) is never stale for longer than this
+/// CPU's next exit.
+fn flush_due(cpu: usize) -> bool {
+    let work = WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire));
+    let occupied = LR_OCCUPIED.get(cpu).map_or(0, |bits| bits.load(Ordering::Relaxed));
+    work || (occupied != 0 && list_registers::empty_mask() & occupied != 0)
+}
+
+/// The sirq post's acknowledge: its list register no longer pending.
+fn check_sirq_acknowledge(lanes: &mut CpuLanes) {
     if let Some(index) = lanes.sirq_lr
         && list_registers::read(index).0 != LrState::Pending
     {
@@ -600,17 +648,37 @@ pub fn flush() {
         list_registers::request_no_pending(false);
         super::sirq::acknowledged();
     }
+}
+
+/// One hold of [`flush`] (the caller masked IRQs and times it): at most [`LR_WORK_PER_HOLD`]
+/// units of work, in three steps, so that the shared [`VIRQ`] lock covers only the model:
+/// read the list registers, update the vGIC under the lock, then write the list registers.
+/// Returns whether work is left for another hold.
+fn refill_hold(cpu: usize) -> bool {
+    let Some(lanes) = LANES.get(cpu) else { return false };
+    let mut guard = lanes.lock_irqs_masked();
+    let lanes = &mut *guard;
+    let count = lanes.count;
+    if count == 0 {
+        return false;
+    }
+    let mut budget = LR_WORK_PER_HOLD;
+
+    // 0. The sirq post's acknowledge.
+    check_sirq_acknowledge(lanes);
 
     // 1. Completions: list registers the guest emptied (only those the core filled are read).
-    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
-    let completions = read_back(cpu, lanes, &mut completed);
+    let mut completed = [(0u32, false); LR_WORK_PER_HOLD];
+    let (completions, completions_left) = read_back(cpu, lanes, &mut completed[..budget]);
+    budget -= completions;
     // Only bits below `count` are ever set.
     let mut free = count - lanes.occupied.count_ones() as usize;
     // A guest write touched an interrupt listed here: a bit per list register still pending,
-    // to compare with the model. (Bit masks and the scratch in `lanes`, not arrays on this
-    // stack: every exit with work runs this, and clearing arrays costs instructions.)
+    // to compare with the model (as many as the budget allows; the flag stays set for the
+    // rest). Bit masks and the scratch in `lanes`, not arrays on this stack: every exit with
+    // work runs this, and clearing arrays costs instructions.
     let mut pending_copies = 0u32;
-    if RECHECK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
+    if budget > 0 && RECHECK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
         let mut occupied = lanes.occupied;
         while occupied != 0 {
             let index = occupied.trailing_zeros() as usize;
@@ -619,14 +687,24 @@ pub fn flush() {
                 pending_copies |= 1 << index;
             }
         }
+        let compared = lowest_bits(pending_copies, budget as u32);
+        if compared != pending_copies {
+            RECHECK[cpu].store(true, Ordering::Release);
+        }
+        pending_copies = compared;
+        budget -= pending_copies.count_ones() as usize;
     }
+    // Work skipped for the budget (completions left, copies to compare, list registers to
+    // fill) makes another hold.
+    let mut more = completions_left || RECHECK.get(cpu).is_some_and(|flag| flag.load(Ordering::Relaxed));
     // The copies taken back, and those of them whose physical activation was released.
     let (mut withdrawn, mut released_lrs) = (0u32, 0u32);
     // Full: the list register a more urgent waiting entry may take (the least urgent one
     // still pending, the most recently filled among equals, never the sirq post's, whose
     // acknowledge is being timed).
     let mut listed_count = 0;
-    if free == 0 {
+    let eviction_skipped = free == 0 && (pending_copies != 0 || budget == 0);
+    if free == 0 && !eviction_skipped {
         let mut occupied = lanes.occupied;
         while occupied != 0 {
             let index = occupied.trailing_zeros() as usize;
@@ -648,12 +726,12 @@ pub fn flush() {
     let chosen_count;
     let mut chosen_linked = 0u32;
     let mut waiting = false;
-    let mut routes = DueRoutes::new();
+    let mut routes = DueRoutes::<LR_WORK_PER_HOLD>::new();
     {
-        let mut guard = VIRQ.lock();
-        let Some(virq) = guard.as_mut() else { return };
+        let mut guard = VIRQ.lock_irqs_masked();
+        let Some(virq) = guard.as_mut() else { return false };
         if cpu >= virq.vcpus {
-            return;
+            return false;
         }
         for &(intid, linked) in &completed[..completions] {
             // A linked one was deactivated with it: a level line is sampled again.
@@ -677,29 +755,43 @@ pub fn flush() {
             }
         }
         free += withdrawn.count_ones() as usize;
-        if free == 0 {
-            let best = virq.vgic.highest_pending(cpu).map(|(_, priority)| priority);
-            if let Some(index) = vm::replay::evict_for(lanes.listed[..listed_count].iter().copied(), best)
-                && let Some(intid) = lanes.in_lr[index]
-            {
-                // Back to the log (its link too), and its list register for the urgent one.
-                let released = ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false);
-                evicted = Some((index, released));
-                free = 1;
+        if budget == 0 {
+            // Spent on completions or comparisons: the injections are the next hold's.
+            more = true;
+            chosen_count = 0;
+        } else {
+            if free == 0 && listed_count > 0 {
+                let best = virq.vgic.highest_pending(cpu).map(|(_, priority)| priority);
+                if let Some(index) = vm::replay::evict_for(lanes.listed[..listed_count].iter().copied(), best)
+                    && let Some(intid) = lanes.in_lr[index]
+                {
+                    // Back to the log (its link too), and its list register for the urgent one.
+                    let released = ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false);
+                    evicted = Some((index, released));
+                    free = 1;
+                    budget -= 1;
+                }
             }
-        }
-        // Found and acknowledged at once: each is now listed in the model, not offered again.
-        chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..free]);
-        for (i, &(intid, _)) in chosen[..chosen_count].iter().enumerate() {
-            if virq.vgic.is_linked(intid, cpu) {
-                chosen_linked |= 1 << i;
+            // Found and acknowledged at once: each is now listed in the model, not offered again.
+            let limit = free.min(budget);
+            chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..limit]);
+            for (i, &(intid, _)) in chosen[..chosen_count].iter().enumerate() {
+                if virq.vgic.is_linked(intid, cpu) {
+                    chosen_linked |= 1 << i;
+                }
             }
-        }
-        if chosen_count == free {
-            let left = virq.vgic.ready_count(cpu) as u64;
-            waiting = left > 0;
-            if waiting {
-                ACCOUNT.depth(left);
+            if chosen_count == free {
+                // Full: what is left waits for the underflow maintenance interrupt (or, if
+                // this hold had no budget left for an eviction, for the next hold).
+                let left = virq.vgic.ready_count(cpu) as u64;
+                waiting = left > 0;
+                more |= waiting && free == 0 && eviction_skipped;
+                if waiting {
+                    ACCOUNT.depth(left);
+                }
+            } else if chosen_count == limit {
+                // Stopped by the budget with list registers still free: the next hold goes on.
+                more = true;
             }
         }
     }
@@ -744,16 +836,17 @@ pub fn flush() {
             ACCOUNT.to_injection.record(now.saturating_sub(since));
         }
     }
-    // More than fits waits for the underflow maintenance interrupt; a software interrupt
-    // asks for an EOI maintenance interrupt, and a linked one's completion is taken when it
-    // fires again (`inject_now`) or at the next flush that injects on this CPU (only a new
-    // forward or raise makes one): no need to keep WORK set (which would take the shared
-    // lock on every exit).
-    if lanes.underflow != waiting {
+    // The last hold: more than fits waits for the underflow maintenance interrupt; a
+    // software interrupt asks for an EOI maintenance interrupt, and a linked one's
+    // completion is taken when it fires again (`inject_now`) or at the next exit (its list
+    // register read back empty in `ICH_ELRSR_EL2`): no need to keep WORK set.
+    lanes.refilling = more;
+    if !more && lanes.underflow != waiting {
         list_registers::request_underflow(waiting);
         lanes.underflow = waiting;
     }
     publish_occupied(cpu, lanes.occupied);
+    more
 }
 
 /// Empties list register `index` of this CPU, whose entry went back to the log (evicted
@@ -824,28 +917,29 @@ fn retire(cpu: usize, lanes: &mut CpuLanes, index: usize) -> bool {
     }
 }
 
-/// Reads back this CPU's filled list registers and takes those the guest emptied out of
-/// `lanes` (software ones timed), writing their INTIDs and whether each was hardware-linked
-/// to `completed`; returns how many. The caller tells the vGIC and counts them
-/// ([`ReplayAccount::complete`]).
-fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [(u32, bool); MAX_LIST_REGISTERS]) -> usize {
+/// Takes at most `completed.len()` of the list registers the guest emptied out of `lanes`
+/// (software ones timed), writing their INTIDs and whether each was hardware-linked to
+/// `completed`; returns how many, and whether more were left. The emptied ones are found in
+/// two system register reads, whatever the number of list registers: a hardware-linked one
+/// read back invalid is empty (`ICH_ELRSR_EL2`); a software one keeps its EOI maintenance
+/// request (`ICH_EISR_EL2`) until the core clears it ([`on_maintenance`] may have, which
+/// makes it empty). The caller tells the vGIC and counts them ([`ReplayAccount::complete`]).
+fn read_back(cpu: usize, lanes: &mut CpuLanes, completed: &mut [(u32, bool)]) -> (usize, bool) {
+    let mut emptied = (list_registers::empty_mask() | list_registers::eoi_mask()) & lanes.occupied;
     let mut completions = 0;
-    let mut filled = lanes.occupied;
-    while filled != 0 {
-        let index = filled.trailing_zeros() as usize;
-        filled &= filled - 1;
+    while emptied != 0 {
+        let index = emptied.trailing_zeros() as usize;
+        emptied &= emptied - 1;
         let Some(intid) = lanes.in_lr.get(index).copied().flatten() else {
             // Not the core's (never: the bit and the entry are set together): forget it.
             lanes.occupied &= !(1 << index);
             continue;
         };
-        if list_registers::read(index).0 != LrState::Invalid {
-            continue;
-        }
-        completed[completions] = (intid, retire(cpu, lanes, index));
+        let Some(slot) = completed.get_mut(completions) else { return (completions, true) };
+        *slot = (intid, retire(cpu, lanes, index));
         completions += 1;
     }
-    completions
+    (completions, false)
 }
 
 /// Takes back the completions in this CPU's list registers without injecting anything (for
@@ -859,8 +953,8 @@ pub fn sync_completions() {
         return;
     }
     let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
-    let completions = read_back(cpu, &mut guard, &mut completed);
-    let mut routes = DueRoutes::new();
+    let (completions, _) = read_back(cpu, &mut guard, &mut completed);
+    let mut routes = DueRoutes::<MAX_LIST_REGISTERS>::new();
     if let Some(virq) = VIRQ.lock().as_mut() {
         for &(intid, linked) in &completed[..completions] {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
@@ -891,7 +985,7 @@ pub fn take_back() {
         return;
     }
     let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
-    let completions = read_back(cpu, lanes, &mut completed);
+    let (completions, _) = read_back(cpu, lanes, &mut completed);
     // What is left is pending or active: (INTID, linked, still pending).
     let mut left = [(0u32, false, false); MAX_LIST_REGISTERS];
     let mut lefts = 0;
@@ -918,6 +1012,7 @@ pub fn take_back() {
         list_registers::request_underflow(false);
         lanes.underflow = false;
     }
+    lanes.refilling = false;
     // What the guest acknowledged and left active is gone from the list registers: so is
     // its active priority (the vCPU starts again as a PE that powers up).
     list_registers::clear_active_priorities();
@@ -926,7 +1021,7 @@ pub fn take_back() {
     let mut deactivate = [0u32; MAX_LIST_REGISTERS];
     let mut deactivations = 0;
     let mut kicks = [None; boot::MAX_CPUS];
-    let mut routes = DueRoutes::new();
+    let mut routes = DueRoutes::<MAX_LIST_REGISTERS>::new();
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
@@ -966,10 +1061,32 @@ pub fn take_back() {
 }
 
 /// The maintenance interrupt: the guest completed a software interrupt, acknowledged the
-/// sirq post, or the list registers ran low.
+/// sirq post, or the list registers ran low. In interrupt context, so only what makes the
+/// (level) maintenance interrupt fall, in a few instructions per list register and without
+/// the vGIC lock: the software interrupts the guest completed leave their list registers
+/// (`ICH_EISR_EL2`; the entries stay in `lanes`, and the next [`flush`] reads them back
+/// invalid and takes them back), the underflow request is dropped, and the sirq post's
+/// acknowledge is timed now. The refill is [`flush`]'s, on the way back into the guest, in
+/// bounded holds.
 fn on_maintenance(_intid: u32) {
-    note_work(boot::cpu_index());
-    flush();
+    let cpu = boot::cpu_index();
+    if let Some(lanes) = LANES.get(cpu) {
+        let mut lanes = lanes.lock();
+        let mut completed = list_registers::eoi_mask() & lanes.occupied & !lanes.linked;
+        while completed != 0 {
+            let index = completed.trailing_zeros() as usize;
+            completed &= completed - 1;
+            list_registers::clear(index);
+        }
+        if lanes.underflow {
+            list_registers::request_underflow(false);
+            lanes.underflow = false;
+            // Entries wait in the model: the flush injects them in order.
+            lanes.refilling = true;
+        }
+        check_sirq_acknowledge(&mut lanes);
+    }
+    note_work(cpu);
 }
 
 /// Makes CPU `cpu` (affinity `mpidr`) refill its list registers: any interrupt does, on its
@@ -1013,20 +1130,21 @@ static DEFERRED_ROUTE: [AtomicBool; MAX_INTIDS] = [const { AtomicBool::new(false
 static LISTED_ON: [AtomicUsize; MAX_INTIDS] = [const { AtomicUsize::new(0) }; MAX_INTIDS];
 
 /// Routes that became due with completions (SPIs of [`DEFERRED_ROUTE`]), performed after the
-/// vGIC lock is released. Small: every flush with work builds one.
-struct DueRoutes {
+/// vGIC lock is released: at most `N`, the completions of one batch. Small: every flush hold
+/// with a completion builds one.
+struct DueRoutes<const N: usize> {
     /// `(SPI, GICD_IROUTER value)`, the first `count`.
-    routes: [(u32, u64); MAX_LIST_REGISTERS],
+    routes: [(u32, u64); N],
     count: usize,
 }
 
-impl DueRoutes {
+impl<const N: usize> DueRoutes<N> {
     const fn new() -> Self {
-        Self { routes: [(0, 0); MAX_LIST_REGISTERS], count: 0 }
+        Self { routes: [(0, 0); N], count: 0 }
     }
 
-    /// Under the vGIC lock, after the completion of `intid` (one of at most
-    /// [`MAX_LIST_REGISTERS`] in this batch).
+    /// Under the vGIC lock, after the completion of `intid` (one of at most `N` in this
+    /// batch).
     fn check(&mut self, vgic: &Vgic, intid: u32) {
         let Some(deferred) = DEFERRED_ROUTE.get(intid as usize) else { return };
         if !deferred.load(Ordering::Relaxed) {
@@ -1081,7 +1199,7 @@ static HAS_LEFT_ACCESS: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(
 /// if `ipa` is not theirs, `Some(Err)` if the model refuses the access (the caller injects an
 /// abort): a refused access changes nothing.
 pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Result<(), ()>> {
-    let guard = VIRQ.lock();
+    let guard = VIRQ.lock_irqs_masked();
     let virq = guard.as_ref()?;
     let (in_dist, in_redist) = (
         ipa.wrapping_sub(virq.distributor) < DIST_SIZE,
@@ -1111,7 +1229,8 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
     Some(Ok(()))
 }
 
-/// After a GIC access's exit ([`mmio`]), on the way back into the guest: performs it with
+/// After a GIC access's exit ([`mmio`]) or an SGI write's ([`send_sgi`]), on the way back
+/// into the guest: performs it with
 /// IRQs unmasked, holding the vGIC lock (IRQs masked) for at most [`PARTS_PER_HOLD`] INTIDs
 /// at a time, so oob interrupts wait for one short section, never for the whole access. The
 /// physical GIC is programmed and other CPUs kicked outside the lock. A load's value goes
@@ -1121,6 +1240,10 @@ pub fn mmio(frame: &mut TrapFrame, ipa: u64, access: MmioAccess) -> Option<Resul
 /// instructions) after any other exit.
 pub fn finish_exit(frame: &mut TrapFrame) -> bool {
     let cpu = boot::cpu_index();
+    if HAS_LEFT_SGI.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
+        let value = LEFT_SGI[cpu].load(Ordering::Relaxed);
+        return crate::arch::with_irqs_unmasked(|| finish_sgi(value));
+    }
     if !HAS_LEFT_ACCESS.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
         return false;
     }
@@ -1149,7 +1272,7 @@ fn in_parts<T>(parts: u32, mut step: impl FnMut(&mut Vgic, u32) -> T, mut after:
         let irqs = crate::arch::mask_irqs();
         let start = crate::hwtimer::counter_unordered();
         let result = {
-            let mut guard = VIRQ.lock();
+            let mut guard = VIRQ.lock_irqs_masked();
             let Some(virq) = guard.as_mut() else {
                 crate::arch::restore_irqs(irqs);
                 return false;
@@ -1246,25 +1369,22 @@ fn listing_cpus(vgic: &Vgic, change: &vm::vgic::Change) -> u32 {
 }
 
 /// Lets every vCPU look for work again, and kicks the other CPUs whose vCPU has an
-/// interrupt to take.
+/// interrupt to take: one hold of the vGIC lock per vCPU looked at (each counted in the exit
+/// histogram), each kick sent after its hold.
 fn kick_those_with_work() {
     let this_cpu = boot::cpu_index();
-    let mut kicks = [None; boot::MAX_CPUS];
-    let irqs = crate::arch::mask_irqs();
-    let start = crate::hwtimer::counter_unordered();
-    if let Some(virq) = VIRQ.lock().as_ref() {
-        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
-            note_work(vcpu);
-            if vcpu != this_cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                *kick = Some(virq.mpidrs[vcpu]);
-            }
+    for vcpu in 0..VCPU_COUNT.load(Ordering::Acquire) {
+        note_work(vcpu);
+        if vcpu == this_cpu {
+            continue;
         }
-    }
-    super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
-    crate::arch::restore_irqs(irqs);
-    for (cpu, mpidr) in kicks.into_iter().enumerate() {
-        if let Some(mpidr) = mpidr {
-            kick_cpu(cpu, mpidr);
+        let irqs = crate::arch::mask_irqs();
+        let start = crate::hwtimer::counter_unordered();
+        let kick = VIRQ.lock_irqs_masked().as_ref().and_then(|virq| virq.vgic.highest_pending(vcpu).map(|_| virq.mpidrs[vcpu]));
+        super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        crate::arch::restore_irqs(irqs);
+        if let Some(mpidr) = kick {
+            kick_cpu(vcpu, mpidr);
         }
     }
 }
@@ -1342,27 +1462,55 @@ fn take_posts(vgic: &mut Vgic, cpu: usize) {
     }
 }
 
-/// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: marks the SGI pending for its
-/// targets and kicks the other CPUs among them.
+/// Per CPU, the `ICC_SGI1R_EL1` value its vCPU's exit left for [`finish_exit`] (only that CPU
+/// touches it), and whether there is one.
+static LEFT_SGI: [AtomicU64; boot::MAX_CPUS] = [const { AtomicU64::new(0) }; boot::MAX_CPUS];
+/// See [`LEFT_SGI`].
+static HAS_LEFT_SGI: [AtomicBool; boot::MAX_CPUS] = [const { AtomicBool::new(false) }; boot::MAX_CPUS];
+
+/// A trapped `ICC_SGI1R_EL1` write from this CPU's vCPU: only recorded (a few instructions in
+/// the exit); [`finish_exit`] marks the SGI pending for its targets after the exit, in one
+/// hold of the vGIC lock, and kicks the other CPUs among them with IRQs unmasked. The guest
+/// does not run in between, so it sees the same order as if the exit had done it.
 pub fn send_sgi(value: u64) {
     let cpu = boot::cpu_index();
+    if let (Some(slot), Some(flag)) = (LEFT_SGI.get(cpu), HAS_LEFT_SGI.get(cpu)) {
+        slot.store(value, Ordering::Relaxed);
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// [`finish_exit`] of an SGI write (IRQs unmasked): the model's update in one hold (counted in
+/// the exit histogram as [`super::exits::ExitKind::SgiWritePart`]), then the kicks. Returns
+/// whether this CPU's own vCPU is a target.
+#[cold]
+#[inline(never)]
+fn finish_sgi(value: u64) -> bool {
+    let cpu = boot::cpu_index();
     let mut kicks = [None; boot::MAX_CPUS];
-    let mut guard = VIRQ.lock();
-    let Some(virq) = guard.as_mut() else { return };
-    if let Ok(targets) = ACCOUNT.sgi1r(&mut virq.vgic, cpu, value) {
+    let mut own = false;
+    let irqs = crate::arch::mask_irqs();
+    let start = crate::hwtimer::counter_unordered();
+    if let Some(virq) = VIRQ.lock_irqs_masked().as_mut()
+        && let Ok(targets) = ACCOUNT.sgi1r(&mut virq.vgic, cpu, value)
+    {
         for target in targets.iter().filter(|&t| t < virq.vcpus) {
             note_work(target);
-            if target != cpu {
+            if target == cpu {
+                own = true;
+            } else {
                 kicks[target] = Some(virq.mpidrs[target]);
             }
         }
     }
-    drop(guard);
+    super::exits::record(super::exits::ExitKind::SgiWritePart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+    crate::arch::restore_irqs(irqs);
     for (target, mpidr) in kicks.into_iter().enumerate() {
         if let Some(mpidr) = mpidr {
             kick_cpu(target, mpidr);
         }
     }
+    own
 }
 
 /// The guest is gone (a restart), every CPU out of guest context with its list registers
@@ -1414,11 +1562,14 @@ pub fn teardown() -> vm::vgic::Teardown {
     outcome
 }
 
-/// Drops the GIC access `cpu`'s vCPU left for [`finish_exit`], if any (its guest is gone or
-/// it leaves guest context for good before finishing it).
+/// Drops the GIC access or SGI write `cpu`'s vCPU left for [`finish_exit`], if any (its guest
+/// is gone or it leaves guest context for good before finishing it).
 fn forget_left_access(cpu: usize) {
     if let (Some(flag), Some(slot)) = (HAS_LEFT_ACCESS.get(cpu), LEFT_ACCESS.get(cpu)) {
         flag.store(false, Ordering::Relaxed);
         *slot.lock() = None;
+    }
+    if let Some(flag) = HAS_LEFT_SGI.get(cpu) {
+        flag.store(false, Ordering::Relaxed);
     }
 }

@@ -298,14 +298,16 @@ impl ReplayAccount {
     /// vCPU, coalesced where that SGI was already waiting.
     pub fn sgi1r(&self, vgic: &mut Vgic, sender: usize, value: u64) -> Result<SgiTargets, Error> {
         let sgi = crate::vgic::SgiRequest::decode(value).intid;
-        let vcpus = vgic.vcpu_count().min(crate::vgic::MAX_VCPUS);
-        let mut was = [false; crate::vgic::MAX_VCPUS];
-        for (vcpu, was) in was.iter_mut().enumerate().take(vcpus) {
-            *was = vgic.is_waiting(sgi, vcpu);
+        // Only the targets are looked at (the exit's hold is bounded by them, not by every
+        // vCPU): a bit per target already waiting.
+        let targets = vgic.sgi_targets(sender, value)?;
+        let mut was = 0u32;
+        for target in targets.iter() {
+            was |= u32::from(vgic.is_waiting(sgi, target)) << target;
         }
-        let targets = vgic.sgi1r(sender, value)?;
-        for target in targets.iter().filter(|&target| target < vcpus) {
-            self.arrived(was[target]);
+        vgic.raise_sgi(targets, sgi);
+        for target in targets.iter() {
+            self.arrived(was & (1 << target) != 0);
         }
         Ok(targets)
     }
@@ -338,15 +340,12 @@ impl ReplayAccount {
     /// or emptied after the guest left it active): [`Vgic::deactivate`], counted. A level
     /// line still high is resampled: a new arrival.
     pub fn complete(&self, vgic: &mut Vgic, vcpu: usize, intid: u32, linked: bool) {
-        let was = vgic.is_waiting(intid, vcpu);
-        if vgic.deactivate(vcpu, intid).is_err() {
-            return;
-        }
+        let Ok(arrived) = vgic.deactivate(vcpu, intid) else { return };
         add(&self.completed, 1);
         if linked {
             add(&self.completed_linked, 1);
         }
-        if !was && vgic.is_waiting(intid, vcpu) {
+        if arrived {
             self.arrived(false);
         }
     }

@@ -941,16 +941,20 @@ impl Vgic {
     /// register carried the hardware link, the physical interrupt was deactivated with it:
     /// a level line is forgotten (resampled: still high, it fires and is forwarded again)
     /// unless a new forward already raised it. Deactivating an inactive interrupt does
-    /// nothing.
-    pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> Result<(), Error> {
+    /// nothing. Returns whether this made the interrupt an entry of the replay log
+    /// ([`IrqState::waiting`]) that was not one before (one lookup, for the list-register
+    /// flush's bounded holds).
+    pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> Result<bool, Error> {
         let irq = self.lookup_mut(intid, vcpu)?;
+        let was = irq.waiting();
         irq.active = false;
         irq.listed = false;
         if core::mem::take(&mut irq.hw_listed) && !irq.edge && !irq.hw_pending {
             irq.line_level = false;
         }
+        let arrived = !was && irq.waiting();
         self.refresh(intid, vcpu);
-        Ok(())
+        Ok(arrived)
     }
 
     /// An acknowledged interrupt went back from a list register to the replay log while still
@@ -1045,16 +1049,31 @@ impl Vgic {
     /// Handles a trapped write of `value` to ICC_SGI1R_EL1 by vCPU `sender`: marks the SGI
     /// pending on every target and returns the targets. See [`SgiRequest`] for the decoding.
     pub fn sgi1r(&mut self, sender: usize, value: u64) -> Result<SgiTargets, Error> {
+        let targets = self.sgi_targets(sender, value)?;
+        self.raise_sgi(targets, SgiRequest::decode(value).intid);
+        Ok(targets)
+    }
+
+    /// Marks SGI `intid` (0-15) pending on every vCPU of `targets` (as [`Self::sgi_targets`]
+    /// found them); vCPUs outside the model and INTIDs above 15 are ignored.
+    pub fn raise_sgi(&mut self, targets: SgiTargets, intid: u32) {
+        if intid >= regs::NR_SGIS {
+            return;
+        }
+        let vcpus = self.vcpus;
+        for vcpu in targets.iter().filter(|&vcpu| vcpu < vcpus) {
+            self.private[vcpu][intid as usize].pending_latch = true;
+            self.refresh(intid, vcpu);
+        }
+    }
+
+    /// The targets [`Self::sgi1r`] would mark for a write of `value` by vCPU `sender`,
+    /// changing nothing.
+    pub fn sgi_targets(&self, sender: usize, value: u64) -> Result<SgiTargets, Error> {
         if sender >= self.vcpus {
             return Err(Error::NoSuchVcpu(sender));
         }
-        let request = SgiRequest::decode(value);
-        let targets = request.targets(&self.mpidrs[..self.vcpus], sender);
-        for vcpu in targets.iter() {
-            self.private[vcpu][request.intid as usize].pending_latch = true;
-            self.refresh(request.intid, vcpu);
-        }
-        Ok(targets)
+        Ok(SgiRequest::decode(value).targets(&self.mpidrs[..self.vcpus], sender))
     }
 }
 

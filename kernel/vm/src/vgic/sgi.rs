@@ -106,9 +106,13 @@ impl SgiTargets {
         self.0.count_ones() as usize
     }
 
-    /// The target indices, ascending.
+    /// The target indices, ascending (one step per target, not per possible index).
     pub fn iter(&self) -> impl Iterator<Item = usize> + use<> {
-        let mask = self.0;
-        (0..u8::BITS as usize).filter(move |&i| mask & (1 << i) != 0)
+        let mut mask = self.0;
+        core::iter::from_fn(move || {
+            let index = (mask != 0).then(|| mask.trailing_zeros() as usize)?;
+            mask &= mask - 1;
+            Some(index)
+        })
     }
 }

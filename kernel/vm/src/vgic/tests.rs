@@ -1322,3 +1322,41 @@ fn an_access_split_in_parts_does_what_the_whole_access_does() {
     }
     assert!(split_accesses > 1000, "only {split_accesses} accesses were split");
 }
+
+#[test]
+fn deactivate_says_whether_the_interrupt_became_a_log_entry() {
+    let mut v = enabled();
+    let spi = 40;
+    // A level line still high at the completion: resampled, a new entry of the log.
+    v.set_level(spi, 0, true).unwrap();
+    v.acknowledge(0, spi).unwrap();
+    assert!(!v.is_waiting(spi, 0));
+    assert_eq!(v.deactivate(0, spi), Ok(true));
+    assert!(v.is_waiting(spi, 0));
+    // The line fell before the completion: nothing waits.
+    v.acknowledge(0, spi).unwrap();
+    v.set_level(spi, 0, false).unwrap();
+    assert_eq!(v.deactivate(0, spi), Ok(false));
+    assert!(!v.is_waiting(spi, 0));
+    // Pending again while listed: an entry already, not a new one.
+    v.set_pending(spi, 0).unwrap();
+    v.acknowledge(0, spi).unwrap();
+    v.set_pending(spi, 0).unwrap();
+    assert!(v.is_waiting(spi, 0));
+    assert_eq!(v.deactivate(0, spi), Ok(false));
+    assert!(v.is_waiting(spi, 0));
+}
+
+#[test]
+fn sgi_targets_names_what_sgi1r_marks_and_changes_nothing() {
+    let mut v = enabled();
+    for value in [5 << 24 | 0b11, 3 << 24 | 1 << 16 | 1, 1 << 40 | 7 << 24, 1 << 44 | 0xffff] {
+        for sender in 0..4 {
+            let before = v.clone();
+            let targets = v.sgi_targets(sender, value).unwrap();
+            assert_eq!(v, before, "looking changes nothing");
+            assert_eq!(v.sgi1r(sender, value).unwrap(), targets);
+        }
+    }
+    assert_eq!(v.sgi_targets(4, 0), Err(Error::NoSuchVcpu(4)));
+}
