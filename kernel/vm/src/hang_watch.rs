@@ -40,25 +40,23 @@ pub struct HangWatch {
     /// Since when nothing was completed while something was in flight (`None`: progress).
     stalled_since: Option<u64>,
     /// When this guest was first looked at and its completion count then (`None`: not yet
-    /// looked at since the last reset); cleared once the guest completes an interrupt.
+    /// looked at since the last reset). The count only grows, so the guest has taken an
+    /// interrupt since its entry exactly when the count differs from this one.
     entered: Option<(u64, u64)>,
-    /// The guest has completed an interrupt since it was entered.
-    took_interrupts: bool,
 }
 
 impl HangWatch {
     /// A watch that calls a guest hung after `limit_ns` without a completion while
     /// something is in flight, or after `boot_limit_ns` from its entry without any.
     pub const fn new(limit_ns: u64, boot_limit_ns: u64) -> Self {
-        Self { limit_ns, boot_limit_ns, completed: 0, stalled_since: None, entered: None, took_interrupts: false }
+        Self { limit_ns, boot_limit_ns, completed: 0, stalled_since: None, entered: None }
     }
 
     /// Looks at `snapshot` taken at `now_ns`. The first look after [`new`](Self::new) or
     /// [`reset`](Self::reset) is the guest's entry for the boot limit.
     pub fn tick(&mut self, snapshot: &ReplaySnapshot, now_ns: u64) -> Progress {
         let (entered_at, completed_at_entry) = *self.entered.get_or_insert((now_ns, snapshot.completed));
-        self.took_interrupts |= snapshot.completed != completed_at_entry;
-        if !self.took_interrupts && now_ns.saturating_sub(entered_at) >= self.boot_limit_ns {
+        if snapshot.completed == completed_at_entry && now_ns.saturating_sub(entered_at) >= self.boot_limit_ns {
             return Progress::SilentSinceBoot;
         }
         let progressed = snapshot.completed != self.completed;
@@ -75,7 +73,6 @@ impl HangWatch {
     pub fn reset(&mut self) {
         self.stalled_since = None;
         self.entered = None;
-        self.took_interrupts = false;
     }
 }
 
