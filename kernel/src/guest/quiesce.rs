@@ -35,9 +35,9 @@ pub fn prepare(tree: &DeviceTree<'_>, info: &PlatformInfo<'_>) -> Vec<Range<u64>
 }
 
 /// Carries the plan out (CPU 0, during a restart, no vCPU running) and returns the devices
-/// quiesced, as `compatible@base` names for the log.
-pub fn passed_devices() -> Vec<alloc::string::String> {
-    let Some(plan) = PLAN.get() else { return Vec::new() };
+/// quiesced (no allocation: this runs on a path that never returns to drop one).
+pub fn passed_devices() -> &'static [DeviceQuiesce] {
+    let Some(plan) = PLAN.get() else { return &[] };
     for device in plan {
         for &(at, width, value) in &device.writes {
             // SAFETY: `at` lies inside a passed-through device's first register range
@@ -52,5 +52,18 @@ pub fn passed_devices() -> Vec<alloc::string::String> {
             }
         }
     }
-    plan.iter().map(|device| alloc::format!("{}@{:#x}", device.compatible, device.base)).collect()
+    plan
+}
+
+/// Devices as `compatible@base, …` for the log.
+pub struct Names<'a>(pub &'a [DeviceQuiesce]);
+
+impl core::fmt::Display for Names<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, device) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{}@{:#x}", device.compatible, device.base)?;
+        }
+        Ok(())
+    }
 }

@@ -300,13 +300,11 @@ fn restart_on_this_cpu() -> ! {
         super::linux::end_run()
     }
     let number = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
-    // In its own block: this function never returns, so a value still in scope when it
-    // enters the guest again would never be dropped (a leak per restart).
-    {
-        let quiesced = super::quiesce::passed_devices();
-        if !quiesced.is_empty() {
-            log::info!("guest: restart {number}: passed-through devices quiesced: {}", quiesced.join(", "));
-        }
+    // Nothing allocated may stay in scope here: this function never returns, so it would
+    // never be dropped (a leak per restart).
+    let quiesced = super::quiesce::passed_devices();
+    if !quiesced.is_empty() {
+        log::info!("guest: restart {number}: passed-through devices quiesced: {}", super::quiesce::Names(quiesced));
     }
     let cause = Cause::from_u8(CAUSE.load(Ordering::Relaxed));
     let reload = super::linux::reload(number);
