@@ -12,6 +12,30 @@ pub const DEFAULT_DURATION: u64 = 10;
 /// The line `/init` prints last, just before powering off.
 pub const DONE_MARKER: &str = "guest: done";
 
+/// A shell command substitution giving the RTC interrupts Linux counted, summed over its
+/// CPUs (`/proc/interrupts`).
+macro_rules! rtc_interrupts {
+    () => {
+        r#"$(grep -i rtc /proc/interrupts | awk '{s=0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}')"#
+    };
+}
+
+/// A shell function: `port_of NAME` prints the `/dev` name of the virtio-console port called
+/// NAME, waiting up to 3 s for Linux to name it; fails if it never does.
+macro_rules! port_of {
+    () => {
+        r#"port_of() {
+    for try in $(seq 30); do
+        found=$(grep -lx "$1" /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
+        [ -n "$found" ] && { echo "$found"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+"#
+    };
+}
+
 /// The scripts: name, one-line description, and body (run by busybox `sh`
 /// with `$GUEST_DURATION` set, stdout and stderr on the console).
 pub const SCRIPTS: &[(&str, &str, &str)] = &[
@@ -42,10 +66,14 @@ pub const SCRIPTS: &[(&str, &str, &str)] = &[
     (
         "rtc-alarm",
         "one RTC alarm interrupt (the PL031, passed through), then /proc/interrupts: for accounting",
-        "echo +1 > /sys/class/rtc/rtc0/wakealarm\n\
-         sleep 3\n\
-         grep -i rtc /proc/interrupts\n\
-         echo \"guest: rtc interrupts: $(grep -i rtc /proc/interrupts | awk '{s=0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}')\"\n",
+        concat!(
+            "echo +1 > /sys/class/rtc/rtc0/wakealarm\n\
+             sleep 3\n\
+             grep -i rtc /proc/interrupts\n\
+             echo \"guest: rtc interrupts: ",
+            rtc_interrupts!(),
+            "\"\n"
+        ),
     ),
     (
         "soak",
@@ -161,10 +189,9 @@ pub const PID_SETPOINTS: &[(&str, &str)] = &[("1.5", "1.500"), ("-0.75", "-0.750
 /// The `pid` script: `companion recv` copies the telemetry to a file in the background (for a
 /// bounded time, `timeout`), each setpoint goes in with `companion send`, and after each step
 /// the last complete telemetry line carrying that setpoint is printed; then a malformed line.
-const PID: &str = r#"for try in $(seq 30); do
-    grep -qx example.telemetry /sys/class/virtio-ports/*/name 2>/dev/null && break
-    sleep 0.1
-done
+const PID: &str = concat!(
+    port_of!(),
+    r#"port_of example.telemetry >/dev/null || true
 timeout 15 companion recv example.telemetry >/tmp/telemetry 2>/tmp/recv.err &
 recv=$!
 sleep 1
@@ -182,7 +209,8 @@ sleep 1
 # `timeout` ends it (status 124, or 143 for the TERM it sends): not a failure.
 wait $recv || true
 echo "guest: pid: read $(grep -c ' end$' /tmp/telemetry) telemetry lines"
-"#;
+"#
+);
 
 /// The script stalling the example application's telemetry.
 pub const PID_DROPS_SCRIPT: &str = "pid-drops";
@@ -191,13 +219,9 @@ pub const PID_DROPS_SCRIPT: &str = "pid-drops";
 /// 5 s. Every complete line carries its number (`line=`) and the drops before it
 /// (`dropped=`); between two lines read, the lines missing must be the drops counted. Prints
 /// the sums and the last `dropped=` (the case holds it to the core's own total).
-const PID_DROPS: &str = r#"port=
-for try in $(seq 30); do
-    port=$(grep -lx example.telemetry /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "guest: pid drops: no example.telemetry port"; exit 1; }
+const PID_DROPS: &str = concat!(
+    port_of!(),
+    r#"port=$(port_of example.telemetry) || { echo "guest: pid drops: no example.telemetry port"; exit 1; }
 exec 5<"/dev/$port"
 echo "guest: pid drops: example.telemetry open, not read for $GUEST_DURATION s"
 sleep "$GUEST_DURATION"
@@ -220,7 +244,8 @@ END {
     printf "guest: pid drops: gaps unlike their count: %d\n", unequal + 0
     printf "guest: pid drops: last dropped=%d\n", last_dropped
 }' /tmp/telemetry
-"#;
+"#
+);
 
 /// The script attacking the core's control port from Linux.
 pub const HOSTILE_CONTROL_SCRIPT: &str = "channel-hostile";
@@ -230,15 +255,9 @@ pub const HOSTILE_CONTROL_SCRIPT: &str = "channel-hostile";
 /// alternating bad ones at once (the core logs 16 a second), 100 `ps` before any test
 /// (answered) and 100 while its latency test runs (refused). The core's console carries the
 /// refusals; the guest prints what it got back.
-const HOSTILE_CONTROL: &str = r#"port_of() {
-    for try in $(seq 30); do
-        found=$(grep -lx "$1" /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
-        [ -n "$found" ] && { echo "$found"; return 0; }
-        sleep 0.1
-    done
-    return 1
-}
-ctl=$(port_of companion.ctl) || { echo "guest: hostile: no companion.ctl port"; exit 1; }
+const HOSTILE_CONTROL: &str = concat!(
+    port_of!(),
+    r#"ctl=$(port_of companion.ctl) || { echo "guest: hostile: no companion.ctl port"; exit 1; }
 telemetry=$(port_of example.telemetry) || { echo "guest: hostile: no example.telemetry port"; exit 1; }
 ps_flood() {
     i=0
@@ -292,7 +311,8 @@ done
 echo "guest: hostile: $(grep -c '^END$' /tmp/answers) END, $(grep -c '^ERR ' /tmp/answers) ERR, $(grep -c '^RTD|' /tmp/answers) RTD| lines"
 companion ps > /tmp/ps || echo "guest: hostile: companion ps failed"
 grep companion-ctl /tmp/ps | sed 's/^/guest: hostile: ps after| /'
-"#;
+"#
+);
 
 /// The script measuring the oob latency with the channel quiet and flooded.
 pub const FLOOD_SCRIPT: &str = "channel-flood";
@@ -303,13 +323,9 @@ pub const FLOOD_SCRIPT: &str = "channel-flood";
 /// does not fit and counts it; Linux's writer is held back, never dropped). The core prints
 /// both tests' lines and, at the end, what its echo took and dropped; Linux says what it
 /// wrote and read back.
-const CHANNEL_FLOOD: &str = r#"echo_port=
-for try in $(seq 30); do
-    echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
-    [ -n "$echo_port" ] && break
-    sleep 0.1
-done
-[ -n "$echo_port" ] || { echo "guest: channel flood: no companion.echo port"; exit 1; }
+const CHANNEL_FLOOD: &str = concat!(
+    port_of!(),
+    r#"echo_port=$(port_of companion.echo) || { echo "guest: channel flood: no companion.echo port"; exit 1; }
 echo "guest: channel flood: quiet"
 companion latmus -T "$GUEST_DURATION" >/tmp/quiet 2>&1 || echo "guest: channel flood: companion latmus (quiet) failed"
 exec 4<>"/dev/$echo_port"
@@ -329,7 +345,8 @@ wait $flood
 read_back=$(timeout 3 cat <&4 | wc -c)
 exec 4<&-
 echo "guest: channel flood: written $(($(cat /tmp/flood.blocks) * 4096)) bytes, read back $read_back bytes"
-"#;
+"#
+);
 
 /// Shell lines setting `$restarts` to the `companion.restarts=N` the core adds to the command
 /// line of a restarted guest (0 at the first boot).
@@ -354,7 +371,9 @@ const RTC_RESTART: &str = concat!(
     reboot -f
 fi
 sleep 4
-echo "guest: rtc-restart: rtc interrupts after the restart: $(grep -i rtc /proc/interrupts | awk '{s=0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}')"
+echo "guest: rtc-restart: rtc interrupts after the restart: "#,
+    rtc_interrupts!(),
+    r#""
 "#
 );
 
@@ -440,7 +459,9 @@ exec /guest/cyclictest
 );
 
 /// The `channel` script: what probed, then `companion ps` through the core's control port.
-const CHANNEL: &str = r#"for device in /sys/bus/virtio/devices/*; do
+const CHANNEL: &str = concat!(
+    port_of!(),
+    r#"for device in /sys/bus/virtio/devices/*; do
     [ -e "$device" ] || continue
     driver=$(readlink "$device/driver" 2>/dev/null || echo none)
     echo "guest: virtio device ${device##*/}: id $(cat "$device/device") driver ${driver##*/}"
@@ -479,12 +500,7 @@ done < /tmp/ping
 # The latency test, started from Linux, its lines streamed back over the channel, while
 # 4 MiB flood companion.echo, whose echo nobody reads until the end: Linux's writer is held
 # back, the core's echo drops what does not fit and counts it.
-echo_port=
-for try in $(seq 30); do
-    echo_port=$(grep -lx companion.echo /sys/class/virtio-ports/*/name 2>/dev/null | head -n 1 | cut -d/ -f5 || true)
-    [ -n "$echo_port" ] && break
-    sleep 0.1
-done
+echo_port=$(port_of companion.echo) || true
 exec 4<>"/dev/$echo_port"
 dd if=/dev/zero bs=4096 count=1024 >&4 2> /tmp/dd &
 flood=$!
@@ -500,7 +516,8 @@ written=$((4096 * 1024))
 balance=unbalanced
 [ "$written" -eq "$((read_back + dropped))" ] && balance=balanced
 echo "guest: echo flood: written $written bytes, read back $read_back, dropped $dropped (counted by the core): $balance"
-"#;
+"#
+);
 
 /// The load running next to cyclictest, after EVL's method (`latmus` under `idle`, a
 /// "grinder" or a "neighbour"); chosen with `guest.load=NAME` on the guest's command line.
