@@ -192,10 +192,13 @@ park_vectors:
 
 /* ---- EL2 exception vectors ---------------------------------------------------------- */
 
-/* Everything an interrupt must preserve: the general-purpose registers, ELR/SPSR and the whole
- * FP/SIMD state (the x0/x1 pair is stored by the vector). ESR_EL2, FAR_EL2 and the old SP
- * describe synchronous exceptions only: SAVE_FRAME adds them, IRQs (SAVE_IRQ_FRAME) skip them
- * and leave those trap frame fields unwritten. */
+/* Everything an interrupt must preserve: what the AAPCS64 lets the Rust handler clobber — the
+ * caller-saved registers x0..x18 and x30 (the x0/x1 pair is stored by the vector), ELR/SPSR and
+ * the whole FP/SIMD state (the upper halves of v8..v15 are not preserved by a call either). The
+ * callee-saved x19..x29 need no saving for an interrupt: the handler preserves them, and a switch
+ * to another context (`switch_context`) saves them itself, so an IRQ frame leaves them
+ * unwritten. A synchronous exception's frame (SAVE_FRAME) is the guest's whole register file,
+ * which its handlers read and write: it adds x19..x29, ESR_EL2, FAR_EL2 and the old SP. */
 .macro SAVE_IRQ_FRAME
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
@@ -205,12 +208,7 @@ park_vectors:
     stp     x12, x13, [sp, #96]
     stp     x14, x15, [sp, #112]
     stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
+    str     x18, [sp, #144]
     str     x30, [sp, #240]
     mrs     x1, elr_el2
     mrs     x2, spsr_el2
@@ -242,6 +240,12 @@ park_vectors:
 
 .macro SAVE_FRAME
     SAVE_IRQ_FRAME
+    str     x19, [sp, #152]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
     mrs     x1, esr_el2
     mrs     x2, far_el2
     stp     x1, x2, [sp, #TF_ESR]
@@ -249,7 +253,8 @@ park_vectors:
     str     x1, [sp, #TF_SP]
 .endm
 
-.macro RESTORE_FRAME_AND_RETURN
+/* Restores what SAVE_IRQ_FRAME saved and returns. */
+.macro RESTORE_IRQ_FRAME_AND_RETURN
     add     x1, sp, #TF_FP
     ldp     q0, q1, [x1, #0]
     ldp     q2, q3, [x1, #32]
@@ -284,15 +289,21 @@ park_vectors:
     ldp     x12, x13, [sp, #96]
     ldp     x14, x15, [sp, #112]
     ldp     x16, x17, [sp, #128]
-    ldp     x18, x19, [sp, #144]
+    ldr     x18, [sp, #144]
+    ldr     x30, [sp, #240]
+    add     sp, sp, #TF_SIZE
+    eret
+.endm
+
+/* Restores what SAVE_FRAME saved (the handler may have changed any of it) and returns. */
+.macro RESTORE_FRAME_AND_RETURN
+    ldr     x19, [sp, #152]
     ldp     x20, x21, [sp, #160]
     ldp     x22, x23, [sp, #176]
     ldp     x24, x25, [sp, #192]
     ldp     x26, x27, [sp, #208]
     ldp     x28, x29, [sp, #224]
-    ldr     x30, [sp, #240]
-    add     sp, sp, #TF_SIZE
-    eret
+    RESTORE_IRQ_FRAME_AND_RETURN
 .endm
 
 .macro IRQ_VECTOR kind
@@ -358,10 +369,10 @@ el2_irq_common:
     mov     x1, x0
     mov     x0, sp
     bl      companion_irq_entry
-    RESTORE_FRAME_AND_RETURN
+    RESTORE_IRQ_FRAME_AND_RETURN
 
 /* The oob wake-up's path: straight to the interrupt handling, nothing to route. */
 el2_irq_current_el:
     SAVE_IRQ_FRAME
     bl      companion_irq_current_el
-    RESTORE_FRAME_AND_RETURN
+    RESTORE_IRQ_FRAME_AND_RETURN

@@ -9,7 +9,8 @@ use vm::esr;
 #[repr(C)]
 #[derive(Clone)]
 pub struct TrapFrame {
-    /// General-purpose registers x0..x30.
+    /// General-purpose registers x0..x30. An IRQ's frame leaves the callee-saved x19..x29
+    /// unwritten: the handler preserves them (AAPCS64), so they stay live in the registers.
     pub x: [u64; 31],
     /// Return address (`ELR_EL2`).
     pub elr: u64,

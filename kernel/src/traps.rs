@@ -64,13 +64,14 @@ fn before_guest_entry() {
 /// Drains the console on the way back into the guest: with IRQs unmasked, so oob interrupts
 /// preempt it (and may switch to oob threads), and giving way to the guest — no drain while
 /// an interrupt waits for it, and the drain stops before the next byte once one does (the
-/// rest drains at a later exit). Then refreshes the list registers, last, for what the
-/// interrupts taken in any unmasked window of the way back (a maintenance interrupt, a
-/// forward) left the guest: a few instructions when nothing did.
+/// rest drains at a later exit). Then, if it drained (only then were IRQs unmasked), refreshes
+/// the list registers, last, for what the interrupts taken in that window (a maintenance
+/// interrupt, a forward) left the guest; another CPU's forward kicks this one anyway.
 #[inline]
 fn drain_console_for_guest() {
-    crate::console::drain_giving_way(crate::guest::virq::pending_here);
-    crate::guest::virq::flush();
+    if crate::console::drain_giving_way(crate::guest::virq::pending_here) {
+        crate::guest::virq::flush();
+    }
 }
 
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
