@@ -142,13 +142,11 @@ struct CpuLanes {
     /// one: entries may wait in the model for these list registers, so [`inject_now`] leaves
     /// a new interrupt to [`flush`], which keeps the priority order.
     refilling: bool,
-    /// [`flush`]'s scratch list of the interrupts it takes, `(INTID, priority)`: kept here so
-    /// that no flush spends instructions clearing one on its stack.
-    chosen: [(u32, u8); MAX_LIST_REGISTERS],
-    /// A bit per entry of `chosen` to inject hardware-linked.
-    chosen_linked: u32,
+    /// A completion or an injection [`flush`] has begun, finished by its next holds.
+    staged: Staged,
     /// [`flush`]'s scratch list of what the list registers hold when they are full, for the
-    /// eviction choice (kept here for the same reason as `chosen`).
+    /// eviction choice: kept here so that no flush spends instructions clearing one on its
+    /// stack.
     listed: [vm::replay::Listed; MAX_LIST_REGISTERS],
 }
 
@@ -177,11 +175,41 @@ impl CpuLanes {
             sirq_lr: None,
             underflow: false,
             refilling: false,
-            chosen: [(0, 0); MAX_LIST_REGISTERS],
-            chosen_linked: 0,
+            staged: Staged::Nothing,
             listed: [vm::replay::Listed { index: 0, pending: false, priority: 0, since: 0 }; MAX_LIST_REGISTERS],
         }
     }
+}
+
+/// A unit of list-register work that [`flush`] splits over several holds so that each stays
+/// short. An injection of an entry of the model: one hold chooses the most urgent entry (the
+/// scan of the ready interrupts), the next takes it from the model (if it is still
+/// deliverable), the last writes the list register. A completion: one hold reads the list
+/// register back and empties it, the next tells the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Staged {
+    /// No work under way.
+    Nothing,
+    /// `intid`'s list register was read back empty and cleared (hardware-linked or not):
+    /// the model is to be told of the completion.
+    Completed { intid: u32, linked: bool },
+    /// `intid` is the most urgent entry for a free list register: to be taken from the model.
+    Chosen(u32),
+    /// Taken from the model (listed there, counted injected): to be written to a free list
+    /// register.
+    Taken { intid: u32, priority: u8, linked: bool },
+}
+
+/// What one hold of [`flush`] leaves for the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldOutcome {
+    /// Nothing: the list registers are up to date.
+    Done,
+    /// More work (completions, comparisons, an eviction, the next injection).
+    More,
+    /// A completion or an injection under way ([`Staged`]): the flush must do its next hold
+    /// before it stops.
+    Staged,
 }
 
 /// Per CPU, its list-register bookkeeping. Only that CPU takes its lock (IRQs masked), so it
@@ -582,10 +610,11 @@ pub fn set_virtual_level(intid: u32, vcpu: usize, level: bool) {
 const LR_WORK_PER_HOLD: usize = 1;
 
 /// Most holds of one [`flush`]: enough for every list register to be taken back, compared,
-/// evicted and filled once ([`LR_WORK_PER_HOLD`] units each), so that a flood of interrupts
-/// arriving between the holds cannot keep this CPU out of its guest; what is left then stays
-/// noted ([`WORK`]) for the next flush.
-const MAX_HOLDS: usize = 4 * MAX_LIST_REGISTERS / LR_WORK_PER_HOLD + 2;
+/// evicted ([`LR_WORK_PER_HOLD`] units each) and filled (three holds, [`Staged`]) once, so
+/// that a flood of interrupts arriving between the holds cannot keep this CPU out of its
+/// guest; what is left then stays noted ([`WORK`]) for the next flush. An injection under
+/// way is always finished first.
+const MAX_HOLDS: usize = (3 + 3 * LR_WORK_PER_HOLD) * MAX_LIST_REGISTERS / LR_WORK_PER_HOLD + 2;
 
 /// Brings this CPU's list registers up to date before its vCPU runs again: completions are
 /// taken back and the best pending interrupts injected (hardware-linked for forwarded
@@ -609,16 +638,18 @@ pub fn flush() {
     }
     let saved = crate::arch::mask_irqs();
     let mut holds = 0;
-    while flush_due(cpu) {
-        if holds == MAX_HOLDS {
+    let mut staged = false;
+    while staged || flush_due(cpu) {
+        if holds >= MAX_HOLDS && !staged {
             note_work(cpu);
             break;
         }
         holds += 1;
         let start = crate::hwtimer::counter_unordered();
-        let more = refill_hold(cpu);
+        let outcome = refill_hold(cpu);
         super::exits::record(super::exits::ExitKind::ListRegisterRefill, crate::hwtimer::counter_unordered().wrapping_sub(start));
-        if more {
+        staged = outcome == HoldOutcome::Staged;
+        if outcome != HoldOutcome::Done {
             note_work(cpu);
         }
         // Between two holds: oob interrupts, and what arrives for this vCPU, are taken here.
@@ -650,17 +681,24 @@ fn check_sirq_acknowledge(lanes: &mut CpuLanes) {
     }
 }
 
-/// One hold of [`flush`] (the caller masked IRQs and times it): at most [`LR_WORK_PER_HOLD`]
-/// units of work, in three steps, so that the shared [`VIRQ`] lock covers only the model:
-/// read the list registers, update the vGIC under the lock, then write the list registers.
-/// Returns whether work is left for another hold.
-fn refill_hold(cpu: usize) -> bool {
-    let Some(lanes) = LANES.get(cpu) else { return false };
+/// One hold of [`flush`] (the caller masked IRQs and times it): the next step of an injection
+/// under way ([`Staged`]), or at most [`LR_WORK_PER_HOLD`] units of work, in three steps, so
+/// that the shared [`VIRQ`] lock covers only the model: read the list registers, update the
+/// vGIC under the lock (choosing the entry to inject next, if a list register is free), then
+/// empty the list registers given back.
+fn refill_hold(cpu: usize) -> HoldOutcome {
+    let Some(lanes) = LANES.get(cpu) else { return HoldOutcome::Done };
     let mut guard = lanes.lock_irqs_masked();
     let lanes = &mut *guard;
     let count = lanes.count;
     if count == 0 {
-        return false;
+        return HoldOutcome::Done;
+    }
+    match lanes.staged {
+        Staged::Nothing => {}
+        Staged::Completed { intid, linked } => return complete_hold(cpu, lanes, intid, linked),
+        Staged::Chosen(intid) => return take_hold(cpu, lanes, intid),
+        Staged::Taken { intid, priority, linked } => return place_hold(cpu, lanes, intid, priority, linked),
     }
     let mut budget = LR_WORK_PER_HOLD;
 
@@ -668,9 +706,15 @@ fn refill_hold(cpu: usize) -> bool {
     check_sirq_acknowledge(lanes);
 
     // 1. Completions: list registers the guest emptied (only those the core filled are read).
-    let mut completed = [(0u32, false); LR_WORK_PER_HOLD];
-    let (completions, completions_left) = read_back(cpu, lanes, &mut completed[..budget]);
-    budget -= completions;
+    // One at a time, told to the model in the next hold.
+    let mut completed = [(0u32, false)];
+    if read_back(cpu, lanes, &mut completed).0 == 1 {
+        let [(intid, linked)] = completed;
+        lanes.staged = Staged::Completed { intid, linked };
+        lanes.refilling = true;
+        publish_occupied(cpu, lanes.occupied);
+        return HoldOutcome::Staged;
+    }
     // Only bits below `count` are ever set.
     let mut free = count - lanes.occupied.count_ones() as usize;
     // A guest write touched an interrupt listed here: a bit per list register still pending,
@@ -696,7 +740,7 @@ fn refill_hold(cpu: usize) -> bool {
     }
     // Work skipped for the budget (completions left, copies to compare, list registers to
     // fill) makes another hold.
-    let mut more = completions_left || RECHECK.get(cpu).is_some_and(|flag| flag.load(Ordering::Relaxed));
+    let mut more = RECHECK.get(cpu).is_some_and(|flag| flag.load(Ordering::Relaxed));
     // The copies taken back, and those of them whose physical activation was released.
     let (mut withdrawn, mut released_lrs) = (0u32, 0u32);
     // Full: the list register a more urgent waiting entry may take (the least urgent one
@@ -721,22 +765,15 @@ fn refill_hold(cpu: usize) -> bool {
     }
     let mut evicted = None;
 
-    // 2. The model, under the shared lock: completions, then the most urgent pending ones.
-    let chosen = &mut lanes.chosen;
-    let chosen_count;
-    let mut chosen_linked = 0u32;
+    // 2. The model, under the shared lock: completions, then the choice of the most urgent
+    // pending one.
+    let mut staged = Staged::Nothing;
     let mut waiting = false;
-    let mut routes = DueRoutes::<LR_WORK_PER_HOLD>::new();
     {
         let mut guard = VIRQ.lock_irqs_masked();
-        let Some(virq) = guard.as_mut() else { return false };
+        let Some(virq) = guard.as_mut() else { return HoldOutcome::Done };
         if cpu >= virq.vcpus {
-            return false;
-        }
-        for &(intid, linked) in &completed[..completions] {
-            // A linked one was deactivated with it: a level line is sampled again.
-            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, intid);
+            return HoldOutcome::Done;
         }
         take_posts(&mut virq.vgic, cpu);
         // Copies the guest disabled, cleared or re-prioritised since they were listed go
@@ -758,7 +795,6 @@ fn refill_hold(cpu: usize) -> bool {
         if budget == 0 {
             // Spent on completions or comparisons: the injections are the next hold's.
             more = true;
-            chosen_count = 0;
         } else {
             if free == 0 && listed_count > 0 {
                 let best = virq.vgic.highest_pending(cpu).map(|(_, priority)| priority);
@@ -772,31 +808,27 @@ fn refill_hold(cpu: usize) -> bool {
                     budget -= 1;
                 }
             }
-            // Found and acknowledged at once: each is now listed in the model, not offered again.
-            let limit = free.min(budget);
-            chosen_count = virq.vgic.take_most_urgent(cpu, &mut chosen[..limit]);
-            for (i, &(intid, _)) in chosen[..chosen_count].iter().enumerate() {
-                if virq.vgic.is_linked(intid, cpu) {
-                    chosen_linked |= 1 << i;
+            let mut best = [(0u32, 0u8)];
+            if budget == 0 {
+                // Spent on the eviction: the injection is the next hold's.
+                more = true;
+            } else if free > 0 {
+                // Only chosen here: the next two holds take it and write its list register.
+                if virq.vgic.most_urgent(cpu, &mut best) == 1 {
+                    staged = Staged::Chosen(best[0].0);
                 }
-            }
-            if chosen_count == free {
+            } else {
                 // Full: what is left waits for the underflow maintenance interrupt (or, if
                 // this hold had no budget left for an eviction, for the next hold).
                 let left = virq.vgic.ready_count(cpu) as u64;
                 waiting = left > 0;
-                more |= waiting && free == 0 && eviction_skipped;
+                more |= waiting && eviction_skipped;
                 if waiting {
                     ACCOUNT.depth(left);
                 }
-            } else if chosen_count == limit {
-                // Stopped by the budget with list registers still free: the next hold goes on.
-                more = true;
             }
         }
     }
-    lanes.chosen_linked = chosen_linked;
-    routes.perform();
     if let Some((index, released)) = evicted {
         withdrawn |= 1 << index;
         if released {
@@ -815,26 +847,11 @@ fn refill_hold(cpu: usize) -> bool {
         }
     }
 
-    // 3. The hardware: fill the free list registers (`count` is at most 16).
-    let mut empty = !lanes.occupied & ((1u32 << count) - 1);
-    for i in 0..chosen_count {
-        let (intid, priority) = lanes.chosen[i];
-        if empty == 0 {
-            break;
-        }
-        let free = empty.trailing_zeros() as usize;
-        empty &= empty - 1;
-        let linked = lanes.chosen_linked & (1 << i) != 0;
-        let now = place(cpu, lanes, free, intid, priority, linked);
-        ACCOUNT.injected(linked);
-        if super::sirq::is_outstanding(cpu, intid) {
-            lanes.sirq_lr = Some(free);
-            list_registers::request_no_pending(true);
-        }
-        let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
-        if since != 0 {
-            ACCOUNT.to_injection.record(now.saturating_sub(since));
-        }
+    if staged != Staged::Nothing {
+        lanes.staged = staged;
+        lanes.refilling = true;
+        publish_occupied(cpu, lanes.occupied);
+        return HoldOutcome::Staged;
     }
     // The last hold: more than fits waits for the underflow maintenance interrupt; a
     // software interrupt asks for an EOI maintenance interrupt, and a linked one's
@@ -846,7 +863,74 @@ fn refill_hold(cpu: usize) -> bool {
         lanes.underflow = waiting;
     }
     publish_occupied(cpu, lanes.occupied);
-    more
+    if more { HoldOutcome::More } else { HoldOutcome::Done }
+}
+
+/// The hold after the one that read `intid`'s list register back empty
+/// ([`Staged::Completed`]): the model is told of the completion (a linked one was deactivated
+/// with it: a level line is sampled again), and a route that waited for it is moved.
+fn complete_hold(cpu: usize, lanes: &mut CpuLanes, intid: u32, linked: bool) -> HoldOutcome {
+    lanes.staged = Staged::Nothing;
+    lanes.refilling = true;
+    let mut routes = DueRoutes::<1>::new();
+    if let Some(virq) = VIRQ.lock_irqs_masked().as_mut() {
+        ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+        routes.check(&virq.vgic, intid);
+    }
+    routes.perform();
+    HoldOutcome::More
+}
+
+/// The hold after the one that chose `intid` ([`Staged::Chosen`]): takes it from the model
+/// if it is still deliverable to this CPU's vCPU (something more urgent that arrived since
+/// is injected next, or evicts it if the list registers are full), counted as an injection.
+fn take_hold(cpu: usize, lanes: &mut CpuLanes, intid: u32) -> HoldOutcome {
+    let taken = VIRQ.lock_irqs_masked().as_mut().and_then(|virq| ACCOUNT.take(&mut virq.vgic, cpu, intid));
+    lanes.refilling = true;
+    match taken {
+        Some((priority, linked)) => {
+            // Listed here from now on, for another CPU's guest write to flag this one.
+            if let Some(on) = LISTED_ON.get(intid as usize) {
+                on.store(cpu + 1, Ordering::Relaxed);
+            }
+            lanes.staged = Staged::Taken { intid, priority, linked };
+            HoldOutcome::Staged
+        }
+        None => {
+            // No longer deliverable here: the next hold chooses again.
+            lanes.staged = Staged::Nothing;
+            HoldOutcome::More
+        }
+    }
+}
+
+/// The hold after [`take_hold`]: writes `intid`, taken from the model, into a free list
+/// register. One is free: since the hold that chose it, nothing but this flush filled this
+/// CPU's list registers ([`inject_now`] waits while [`CpuLanes::refilling`]); were none free,
+/// the entry would go back to the model.
+fn place_hold(cpu: usize, lanes: &mut CpuLanes, intid: u32, priority: u8, linked: bool) -> HoldOutcome {
+    lanes.staged = Staged::Nothing;
+    lanes.refilling = true;
+    let empty = !lanes.occupied & ((1u32 << lanes.count) - 1);
+    if empty == 0 {
+        let released = VIRQ.lock_irqs_masked().as_mut().is_some_and(|virq| ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false));
+        if released {
+            gic::deactivate_physical(intid, cpu);
+        }
+        return HoldOutcome::More;
+    }
+    let index = empty.trailing_zeros() as usize;
+    let now = place(cpu, lanes, index, intid, priority, linked);
+    if super::sirq::is_outstanding(cpu, intid) {
+        lanes.sirq_lr = Some(index);
+        list_registers::request_no_pending(true);
+    }
+    let since = WAITING_SINCE.get(intid as usize).map_or(0, |w| w.swap(0, Ordering::Relaxed));
+    if since != 0 {
+        ACCOUNT.to_injection.record(now.saturating_sub(since));
+    }
+    publish_occupied(cpu, lanes.occupied);
+    HoldOutcome::More
 }
 
 /// Empties list register `index` of this CPU, whose entry went back to the log (evicted
@@ -986,8 +1070,8 @@ pub fn take_back() {
     }
     let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
     let (completions, _) = read_back(cpu, lanes, &mut completed);
-    // What is left is pending or active: (INTID, linked, still pending).
-    let mut left = [(0u32, false, false); MAX_LIST_REGISTERS];
+    // What is left is pending or active, plus a staged injection: (INTID, linked, still pending).
+    let mut left = [(0u32, false, false); MAX_LIST_REGISTERS + 1];
     let mut lefts = 0;
     let mut occupied = lanes.occupied;
     while occupied != 0 {
@@ -1005,6 +1089,17 @@ pub fn take_back() {
     }
     lanes.occupied = 0;
     lanes.linked = 0;
+    // Work a flush left half done (it never does: it finishes it): an injection goes back,
+    // a completion is told.
+    let mut staged_completion = None;
+    match core::mem::replace(&mut lanes.staged, Staged::Nothing) {
+        Staged::Taken { intid, linked, .. } => {
+            left[lefts] = (intid, linked, true);
+            lefts += 1;
+        }
+        Staged::Completed { intid, linked } => staged_completion = Some((intid, linked)),
+        Staged::Chosen(_) | Staged::Nothing => {}
+    }
     if lanes.sirq_lr.take().is_some() {
         list_registers::request_no_pending(false);
     }
@@ -1021,11 +1116,11 @@ pub fn take_back() {
     let mut deactivate = [0u32; MAX_LIST_REGISTERS];
     let mut deactivations = 0;
     let mut kicks = [None; boot::MAX_CPUS];
-    let mut routes = DueRoutes::<MAX_LIST_REGISTERS>::new();
+    let mut routes = DueRoutes::<{ MAX_LIST_REGISTERS + 1 }>::new();
     {
         let mut guard = VIRQ.lock();
         let Some(virq) = guard.as_mut() else { return };
-        for &(intid, linked) in &completed[..completions] {
+        for &(intid, linked) in completed[..completions].iter().chain(&staged_completion) {
             ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
             routes.check(&virq.vgic, intid);
         }

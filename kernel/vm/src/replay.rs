@@ -373,6 +373,16 @@ impl ReplayAccount {
         taken
     }
 
+    /// [`Vgic::take_ready`] (an entry a refill chose in an earlier hold, taken if still
+    /// deliverable), counted as an injection when it returns `Some`.
+    pub fn take(&self, vgic: &mut Vgic, vcpu: usize, intid: u32) -> Option<(u8, bool)> {
+        let taken = vgic.take_ready(vcpu, intid);
+        if let Some((_, linked)) = taken {
+            self.injected(linked);
+        }
+        taken
+    }
+
     /// A list register gave `intid` back to `vcpu`'s log still pending ([`Vgic::requeue`]):
     /// the injection is undone; merged into an entry already waiting (coalesced), or, if it
     /// is no longer pending (the guest disabled a linked interrupt meanwhile, which releases

@@ -62,8 +62,9 @@
 //! - **Virtual-only interrupts**: SGIs ([`Vgic::sgi1r`]), the core's posted SGIs
 //!   ([`Vgic::set_pending`]), emulated devices' lines ([`Vgic::set_level`]).
 //! - **Flush**: [`Vgic::take_most_urgent`] takes the most urgent entries for the free list
-//!   registers (each becomes listed, not offered again); a pending list register given back
-//!   is [`Vgic::requeue`]d.
+//!   registers (each becomes listed, not offered again) — or, in separate short steps,
+//!   [`Vgic::most_urgent`] chooses one and [`Vgic::take_ready`] takes it if still
+//!   deliverable; a pending list register given back is [`Vgic::requeue`]d.
 //! - **LR sync**: each completion (the guest's EOI / deactivation) is [`Vgic::deactivate`]d;
 //!   for a hardware-linked interrupt it is seen only when the list register is next read
 //!   back (no maintenance interrupt).
@@ -790,6 +791,16 @@ impl Vgic {
         if out.is_empty() || vcpu >= self.vcpus || !self.group1_enabled {
             return 0;
         }
+        if let [only] = out {
+            // The list-register refill's case: the best key kept at hand, no lookups.
+            return match self.best_ready(vcpu) {
+                Some(best) => {
+                    *only = best;
+                    1
+                }
+                None => 0,
+            };
+        }
         let mut found = 0;
         self.for_each_ready(vcpu, |intid, irq| {
             let key = (irq.priority, irq.since, intid);
@@ -815,6 +826,25 @@ impl Vgic {
             out[at] = (intid, key.0);
         });
         found
+    }
+
+    /// [`Self::most_urgent`] for one: the first item of [`Self::pending_for`], in one pass
+    /// keeping the best order key found so far (no lookup per comparison).
+    fn best_ready(&self, vcpu: usize) -> Option<(u32, u8)> {
+        let mut best: Option<(u8, u64, u32)> = None;
+        self.for_each_ready(vcpu, |intid, irq| {
+            let key = (irq.priority, irq.since, intid);
+            if best.is_some_and(|kept| kept <= key) {
+                return;
+            }
+            if let Some(index) = spi_index(intid)
+                && !self.spi_routed_to(index, vcpu)
+            {
+                return;
+            }
+            best = Some(key);
+        });
+        best.map(|(priority, _, intid)| (intid, priority))
     }
 
     /// The delivery order of `(intid, priority)`, an interrupt ready for `vcpu`: priority,
@@ -992,11 +1022,7 @@ impl Vgic {
     /// the hardware link, or `None` if it was not deliverable (after the deactivation).
     pub fn retake(&mut self, vcpu: usize, intid: u32) -> Option<(u8, bool)> {
         // Routing and the distributor enable, as `is_deliverable` checks them.
-        let routed = self.group1_enabled
-            && match spi_index(intid) {
-                Some(index) => vcpu < self.vcpus && self.spi_routed_to(index, vcpu),
-                None => true,
-            };
+        let routed = self.routed_here(vcpu, intid);
         let irq = self.lookup_mut(intid, vcpu).ok()?;
         if irq.listed {
             irq.active = false;
@@ -1007,17 +1033,43 @@ impl Vgic {
             // Ready again, as after `deactivate`: stamped like any entry that becomes ready.
             self.refresh(intid, vcpu);
         }
+        self.take_routed(vcpu, intid, routed)
+    }
+
+    /// [`Self::acknowledge`] of `intid` for `vcpu` if it is deliverable, in one lookup:
+    /// returns the priority to inject it with and whether it carries the hardware link, or
+    /// `None` (nothing changed) if it is not deliverable. For a list-register refill that
+    /// chose `intid` ([`Self::most_urgent`]) in an earlier, separate hold of its lock: the
+    /// interrupt may have changed since, and is taken only if still deliverable.
+    pub fn take_ready(&mut self, vcpu: usize, intid: u32) -> Option<(u8, bool)> {
+        let routed = self.routed_here(vcpu, intid);
+        self.take_routed(vcpu, intid, routed)
+    }
+
+    /// Whether the distributor is enabled and `intid` (an SPI) is routed to `vcpu`, or is a
+    /// private one: the delivery conditions beyond the interrupt's own state.
+    fn routed_here(&self, vcpu: usize, intid: u32) -> bool {
+        self.group1_enabled
+            && match spi_index(intid) {
+                Some(index) => vcpu < self.vcpus && self.spi_routed_to(index, vcpu),
+                None => true,
+            }
+    }
+
+    /// [`Self::take_ready`] with `routed` ([`Self::routed_here`]) already known.
+    fn take_routed(&mut self, vcpu: usize, intid: u32, routed: bool) -> Option<(u8, bool)> {
         let irq = self.lookup_mut(intid, vcpu).ok()?;
-        let taken = (routed && irq.ready()).then(|| {
-            irq.latch_taken = irq.pending_latch;
-            irq.pending_latch = false;
-            irq.active = true;
-            irq.listed = true;
-            irq.hw_listed = core::mem::take(&mut irq.hw_pending);
-            (irq.priority, irq.hw_listed)
-        });
+        if !(routed && irq.ready()) {
+            return None;
+        }
+        irq.latch_taken = irq.pending_latch;
+        irq.pending_latch = false;
+        irq.active = true;
+        irq.listed = true;
+        irq.hw_listed = core::mem::take(&mut irq.hw_pending);
+        let taken = (irq.priority, irq.hw_listed);
         self.refresh(intid, vcpu);
-        taken
+        Some(taken)
     }
 
     /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register
