@@ -1363,38 +1363,48 @@ fn in_parts<T>(parts: u32, mut step: impl FnMut(&mut Vgic, u32) -> T, mut after:
     while rest != 0 {
         let part = lowest_bits(rest, PARTS_PER_HOLD);
         rest &= !part;
-        // Masked first, so that the time counted is exactly the IRQ-masked section.
-        let irqs = crate::arch::mask_irqs();
-        let start = crate::hwtimer::counter_unordered();
-        let result = {
-            let mut guard = VIRQ.lock_irqs_masked();
-            let Some(virq) = guard.as_mut() else {
-                crate::arch::restore_irqs(irqs);
-                return false;
-            };
-            step(&mut virq.vgic, part)
-        };
-        super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
-        crate::arch::restore_irqs(irqs);
+        let Some(result) = gic_hold(|vgic| step(vgic, part)) else { return false };
         after(result);
     }
     true
 }
 
+/// Runs `step` on the model in one hold of the vGIC lock, an IRQ-masked section counted in
+/// the exit histogram ([`super::exits::ExitKind::GicMmioPart`]). `None` without a guest.
+fn gic_hold<T>(step: impl FnOnce(&mut Vgic) -> T) -> Option<T> {
+    // Masked first, so that the time counted is exactly the IRQ-masked section.
+    let irqs = crate::arch::mask_irqs();
+    let start = crate::hwtimer::counter_unordered();
+    let result = VIRQ.lock_irqs_masked().as_mut().map(|virq| step(&mut virq.vgic));
+    super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+    crate::arch::restore_irqs(irqs);
+    result
+}
+
 /// [`finish_exit`] of a store; returns whether it may have made an interrupt deliverable.
+/// Each part takes two holds of the vGIC lock: the model's write with its accounting, then,
+/// if it changed something, the CPUs whose listed copies it may have made outdated and the
+/// physical plan (from the model as it is then: a later write's plan follows its own).
 #[cold]
 #[inline(never)]
 fn finish_store(left: &GicAccess) -> bool {
     let (mut delivers, mut unknown) = (false, false);
     // The CPUs listing an interrupt whose copy the write may have made outdated.
     let mut recheck = 0u32;
-    let step = |vgic: &mut Vgic, part| {
-        let changes = vgic.write_part(&left.decoded, left.value, part);
+    let mut rest = left.parts;
+    while rest != 0 {
+        let part = lowest_bits(rest, PARTS_PER_HOLD);
+        rest &= !part;
+        let write = |vgic: &mut Vgic| {
+            let changes = vgic.write_part(&left.decoded, left.value, part);
+            if let Some(change) = &changes.change {
+                ACCOUNT.guest_write(change);
+            }
+            changes
+        };
+        let Some(changes) = gic_hold(write) else { return false };
         unknown |= changes.access == Access::Unknown;
-        let change = changes.change?;
-        if matches!(change.kind, ChangeKind::Disabled | ChangeKind::PendingCleared | ChangeKind::Priority) {
-            recheck |= listing_cpus(vgic, &change);
-        }
+        let Some(change) = changes.change else { continue };
         // A write that changed what may be delivered (enable, pending, routing, the
         // distributor enable) lets every vCPU look again, and kicks those on other CPUs that
         // now have something to take (below). Any other write (priority, trigger, active)
@@ -1403,20 +1413,19 @@ fn finish_store(left: &GicAccess) -> bool {
             change.kind,
             ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
         );
-        ACCOUNT.guest_write(&change);
-        Some(physical::plan(vgic, &crate::irq::OWNERSHIP, &changes))
-    };
-    let perform = |plan: Option<physical::Plan>| {
-        let Some(plan) = plan else { return };
+        let outdating = matches!(change.kind, ChangeKind::Disabled | ChangeKind::PendingCleared | ChangeKind::Priority);
+        let plan = |vgic: &mut Vgic| {
+            let listing = if outdating { listing_cpus(vgic, &change) } else { 0 };
+            (listing, physical::plan(vgic, &crate::irq::OWNERSHIP, &changes))
+        };
+        let Some((listing, plan)) = gic_hold(plan) else { return false };
+        recheck |= listing;
         if let Some(intid) = plan.deferred_route
             && let Some(deferred) = DEFERRED_ROUTE.get(intid as usize)
         {
             deferred.store(true, Ordering::Relaxed);
         }
         plan.perform(&mut HardwareGic);
-    };
-    if !in_parts(left.parts, step, perform) {
-        return false;
     }
     if unknown {
         crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
