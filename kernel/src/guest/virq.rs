@@ -1056,6 +1056,12 @@ pub fn sync_completions() {
 /// from a CPU it takes offline); what it acknowledged but left active is deactivated
 /// (physically too, if linked): the guest will not deactivate it. No physical interrupt
 /// stays active for a list register nobody runs.
+///
+/// One list register at a time, in two short IRQ-masked holds (the list register emptied,
+/// then the model told), IRQs unmasked between holds; then one hold per other vCPU to kick
+/// those with something to take. Each hold's time goes to [`longest_teardown_hold_ns`].
+/// Call where [`flush`] may be called (in-band context at EL2, no lock held); the caller's
+/// interrupt state is restored at the end.
 pub fn take_back() {
     let cpu = boot::cpu_index();
     if let Some(flag) = RUNNING.get(cpu) {
@@ -1063,96 +1069,98 @@ pub fn take_back() {
     }
     forget_left_access(cpu);
     let Some(lanes) = LANES.get(cpu) else { return };
-    let mut guard = lanes.lock();
-    let lanes = &mut *guard;
-    if lanes.count == 0 {
-        return;
-    }
-    let mut completed = [(0u32, false); MAX_LIST_REGISTERS];
-    let (completions, _) = read_back(cpu, lanes, &mut completed);
-    // What is left is pending or active, plus a staged injection: (INTID, linked, still pending).
-    let mut left = [(0u32, false, false); MAX_LIST_REGISTERS + 1];
-    let mut lefts = 0;
-    let mut occupied = lanes.occupied;
-    while occupied != 0 {
-        let index = occupied.trailing_zeros() as usize;
-        occupied &= occupied - 1;
-        let (state, _) = list_registers::read(index);
-        list_registers::clear(index);
-        if let Some(intid) = lanes.in_lr[index].take() {
-            if let Some(on) = LISTED_ON.get(intid as usize) {
-                let _ = on.compare_exchange(cpu + 1, 0, Ordering::Relaxed, Ordering::Relaxed);
+    let saved = crate::arch::mask_irqs();
+    if lanes.lock_irqs_masked().count != 0 {
+        while let Some((intid, linked, kind)) = teardown_hold(|| take_back_one(cpu, &mut lanes.lock_irqs_masked())) {
+            let mut routes = DueRoutes::<1>::new();
+            let deactivate = teardown_hold(|| {
+                let mut guard = VIRQ.lock_irqs_masked();
+                let virq = guard.as_mut()?;
+                let release = match kind {
+                    TakenBack::Completed => {
+                        ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+                        false
+                    }
+                    TakenBack::Active => {
+                        ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+                        linked
+                    }
+                    TakenBack::Pending => ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false),
+                };
+                routes.check(&virq.vgic, intid);
+                Some(release)
+            });
+            routes.perform();
+            if deactivate == Some(true) {
+                gic::deactivate_physical(intid, cpu);
             }
-            left[lefts] = (intid, lanes.linked & (1 << index) != 0, state == LrState::Pending);
-            lefts += 1;
+            // Between two holds: oob interrupts are taken here.
+            crate::arch::unmask_irqs();
+            let _ = crate::arch::mask_irqs();
         }
+        teardown_hold(|| {
+            let mut lanes = lanes.lock_irqs_masked();
+            if lanes.sirq_lr.take().is_some() {
+                list_registers::request_no_pending(false);
+            }
+            if lanes.underflow {
+                list_registers::request_underflow(false);
+                lanes.underflow = false;
+            }
+            lanes.refilling = false;
+            // What the guest acknowledged and left active is gone from the list registers:
+            // so is its active priority (the vCPU starts again as a PE that powers up).
+            list_registers::clear_active_priorities();
+            publish_occupied(cpu, 0);
+        });
+        crate::arch::unmask_irqs();
+        kick_those_with_work(|ticks| {
+            TEARDOWN_HOLD_MAX.fetch_max(ticks, Ordering::Relaxed);
+        });
     }
-    lanes.occupied = 0;
-    lanes.linked = 0;
-    // Work a flush left half done (it never does: it finishes it): an injection goes back,
-    // a completion is told.
-    let mut staged_completion = None;
+    crate::arch::restore_irqs(saved);
+}
+
+/// What [`take_back_one`] found in a list register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TakenBack {
+    /// The guest completed it (or a flush had read it back so).
+    Completed,
+    /// The guest acknowledged it and left it active: ended now.
+    Active,
+    /// Never acknowledged (or an injection a flush left half done): back to the model.
+    Pending,
+}
+
+/// Empties the next list register of this CPU the core filled (a completion first, as the
+/// read-back finds them), or finishes the work a flush left half done (it never does: it
+/// finishes it): its INTID, whether it was hardware-linked, and what it held. `None` when
+/// nothing is left.
+fn take_back_one(cpu: usize, lanes: &mut CpuLanes) -> Option<(u32, bool, TakenBack)> {
     match core::mem::replace(&mut lanes.staged, Staged::Nothing) {
-        Staged::Taken { intid, linked, .. } => {
-            left[lefts] = (intid, linked, true);
-            lefts += 1;
-        }
-        Staged::Completed { intid, linked } => staged_completion = Some((intid, linked)),
+        Staged::Completed { intid, linked } => return Some((intid, linked, TakenBack::Completed)),
+        Staged::Taken { intid, linked, .. } => return Some((intid, linked, TakenBack::Pending)),
         Staged::Chosen(_) | Staged::Nothing => {}
     }
-    if lanes.sirq_lr.take().is_some() {
-        list_registers::request_no_pending(false);
+    let mut completed = [(0u32, false)];
+    if read_back(cpu, lanes, &mut completed).0 == 1 {
+        let [(intid, linked)] = completed;
+        publish_occupied(cpu, lanes.occupied);
+        return Some((intid, linked, TakenBack::Completed));
     }
-    if lanes.underflow {
-        list_registers::request_underflow(false);
-        lanes.underflow = false;
-    }
-    lanes.refilling = false;
-    // What the guest acknowledged and left active is gone from the list registers: so is
-    // its active priority (the vCPU starts again as a PE that powers up).
-    list_registers::clear_active_priorities();
-    publish_occupied(cpu, 0);
-    // The physical interrupts to deactivate, and the vCPUs to look again.
-    let mut deactivate = [0u32; MAX_LIST_REGISTERS];
-    let mut deactivations = 0;
-    let mut kicks = [None; boot::MAX_CPUS];
-    let mut routes = DueRoutes::<{ MAX_LIST_REGISTERS + 1 }>::new();
-    {
-        let mut guard = VIRQ.lock();
-        let Some(virq) = guard.as_mut() else { return };
-        for &(intid, linked) in completed[..completions].iter().chain(&staged_completion) {
-            ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-            routes.check(&virq.vgic, intid);
-        }
-        for &(intid, linked, pending) in &left[..lefts] {
-            let release = if pending {
-                ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false)
-            } else {
-                ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
-                linked
-            };
-            if release {
-                deactivate[deactivations] = intid;
-                deactivations += 1;
-            }
-        }
-        for (vcpu, kick) in kicks.iter_mut().enumerate().take(virq.vcpus) {
-            note_work(vcpu);
-            if vcpu != cpu && virq.vgic.highest_pending(vcpu).is_some() {
-                *kick = Some(virq.mpidrs[vcpu]);
-            }
+    while lanes.occupied != 0 {
+        let index = lanes.occupied.trailing_zeros() as usize;
+        let (state, _) = list_registers::read(index);
+        let linked = lanes.linked & (1 << index) != 0;
+        let intid = lanes.in_lr[index];
+        vacate(cpu, lanes, index);
+        publish_occupied(cpu, lanes.occupied);
+        if let Some(intid) = intid {
+            let kind = if state == LrState::Pending { TakenBack::Pending } else { TakenBack::Active };
+            return Some((intid, linked, kind));
         }
     }
-    drop(guard);
-    routes.perform();
-    for &intid in &deactivate[..deactivations] {
-        gic::deactivate_physical(intid, cpu);
-    }
-    for (vcpu, mpidr) in kicks.into_iter().enumerate() {
-        if let Some(mpidr) = mpidr {
-            kick_cpu(vcpu, mpidr);
-        }
-    }
+    None
 }
 
 /// The maintenance interrupt: the guest completed a software interrupt, acknowledged the
@@ -1431,7 +1439,7 @@ fn finish_store(left: &GicAccess) -> bool {
         crate::guest::trap_log::count(crate::guest::trap_log::Kind::UnknownGicRegister);
     }
     if delivers {
-        kick_those_with_work();
+        kick_those_with_work(|ticks| super::exits::record(super::exits::ExitKind::GicMmioPart, ticks));
     }
     let this_cpu = boot::cpu_index();
     let mut cpus = recheck;
@@ -1473,9 +1481,10 @@ fn listing_cpus(vgic: &Vgic, change: &vm::vgic::Change) -> u32 {
 }
 
 /// Lets every vCPU look for work again, and kicks the other CPUs whose vCPU has an
-/// interrupt to take: one hold of the vGIC lock per vCPU looked at (each counted in the exit
-/// histogram), each kick sent after its hold.
-fn kick_those_with_work() {
+/// interrupt to take: one hold of the vGIC lock per vCPU looked at (each hold's time, in
+/// counter ticks, given to `record`), each kick sent after its hold. Call with IRQs
+/// unmasked.
+fn kick_those_with_work(record: impl Fn(u64)) {
     let this_cpu = boot::cpu_index();
     for vcpu in 0..VCPU_COUNT.load(Ordering::Acquire) {
         note_work(vcpu);
@@ -1485,7 +1494,7 @@ fn kick_those_with_work() {
         let irqs = crate::arch::mask_irqs();
         let start = crate::hwtimer::counter_unordered();
         let kick = VIRQ.lock_irqs_masked().as_ref().and_then(|virq| virq.vgic.highest_pending(vcpu).map(|_| virq.mpidrs[vcpu]));
-        super::exits::record(super::exits::ExitKind::GicMmioPart, crate::hwtimer::counter_unordered().wrapping_sub(start));
+        record(crate::hwtimer::counter_unordered().wrapping_sub(start));
         crate::arch::restore_irqs(irqs);
         if let Some(mpidr) = kick {
             kick_cpu(vcpu, mpidr);
@@ -1617,25 +1626,46 @@ fn finish_sgi(value: u64) -> bool {
     own
 }
 
+/// Entries of the model one hold of [`teardown`] resets ([`Vgic::teardown_part`]): about
+/// 40 instructions each under `-icount`.
+const TEARDOWN_ENTRIES_PER_HOLD: usize = 4;
+
+/// The longest IRQ-masked hold (counter ticks) of [`take_back`] and [`teardown`] since the
+/// last [`longest_teardown_hold_ns`].
+static TEARDOWN_HOLD_MAX: AtomicU64 = AtomicU64::new(0);
+
+/// The longest IRQ-masked hold of the list-register take-back ([`take_back`], PSCI `CPU_OFF`
+/// or a restart) and of the model's [`teardown`] since the last call, in ns ([`teardown`]
+/// logs it).
+fn longest_teardown_hold_ns() -> u64 {
+    let ticks = TEARDOWN_HOLD_MAX.swap(0, Ordering::Relaxed);
+    crate::console::counter_frequency().map_or(0, |f| f.ticks_to_ns(ticks))
+}
+
+/// Runs `hold` with IRQs masked, its time kept in [`TEARDOWN_HOLD_MAX`]; the caller's
+/// interrupt state is restored after it.
+fn teardown_hold<T>(hold: impl FnOnce() -> T) -> T {
+    let irqs = crate::arch::mask_irqs();
+    let start = crate::hwtimer::counter_unordered();
+    let result = hold();
+    TEARDOWN_HOLD_MAX.fetch_max(crate::hwtimer::counter_unordered().wrapping_sub(start), Ordering::Relaxed);
+    crate::arch::restore_irqs(irqs);
+    result
+}
+
 /// The guest is gone (a restart), every CPU out of guest context with its list registers
-/// taken back ([`take_back`]): the model is torn down through [`ACCOUNT`] (what it held for
-/// the dead guest is counted discarded), every physical activation it still owned is
-/// deactivated, every passed-through line is masked in the physical GIC (the new guest enables
-/// what it uses), and the glue's per-INTID and per-CPU bookkeeping is cleared. Call with IRQs
-/// unmasked, from the CPU doing the restart.
+/// taken back ([`take_back`]): every passed-through line is masked in the physical GIC (the
+/// new guest enables what it uses), then the model is torn down through [`ACCOUNT`] (what it
+/// held for the dead guest is counted discarded) in holds of
+/// [`TEARDOWN_ENTRIES_PER_HOLD`] entries, IRQs unmasked between two, each physical
+/// activation it still owned deactivated after its hold; then the glue's per-INTID and
+/// per-CPU bookkeeping is cleared. Call with IRQs unmasked, from the CPU doing the restart.
 pub fn teardown() -> vm::vgic::Teardown {
     let vcpus = VCPU_COUNT.load(Ordering::Acquire);
-    // Every (INTID, bank) the model could own an activation of: allocated before the lock.
-    let mut released: alloc::vec::Vec<(u32, usize)> = alloc::vec::Vec::with_capacity(MAX_INTIDS + 32 * vcpus);
-    let outcome = {
-        let mut guard = VIRQ.lock();
-        let Some(virq) = guard.as_mut() else { return vm::vgic::Teardown::default() };
-        ACCOUNT.teardown(&mut virq.vgic, |intid, vcpu| {
-            if released.len() < released.capacity() {
-                released.push((intid, vcpu));
-            }
-        })
-    };
+    if VIRQ.lock().is_none() {
+        return vm::vgic::Teardown::default();
+    }
+    // Masked first: no new forward reaches the model while it is torn down.
     let table = &crate::irq::OWNERSHIP;
     for intid in 16..(MAX_INTIDS as u32).min(vm::ownership::INTID_LIMIT) {
         let banks = if intid < FIRST_SPI { vcpus } else { 1 };
@@ -1645,9 +1675,43 @@ pub fn teardown() -> vm::vgic::Teardown {
             }
         }
     }
-    for &(intid, vcpu) in &released {
-        gic::deactivate_physical(intid, vcpu);
+    let mut outcome = vm::vgic::Teardown::default();
+    let mut start = 0;
+    loop {
+        let mut released = [(0u32, 0usize); TEARDOWN_ENTRIES_PER_HOLD];
+        let mut count = 0;
+        let part = teardown_hold(|| {
+            let mut guard = VIRQ.lock_irqs_masked();
+            let virq = guard.as_mut()?;
+            let end = virq.vgic.teardown_entries();
+            let range = start..(start + TEARDOWN_ENTRIES_PER_HOLD).min(end);
+            let done = range.end == end;
+            let part = ACCOUNT.teardown_part(&mut virq.vgic, range, |intid, vcpu| {
+                if let Some(slot) = released.get_mut(count) {
+                    *slot = (intid, vcpu);
+                    count += 1;
+                }
+            });
+            if done {
+                virq.vgic.teardown_finish();
+            }
+            Some((part, done))
+        });
+        let Some((part, done)) = part else { break };
+        for &(intid, vcpu) in &released[..count] {
+            gic::deactivate_physical(intid, vcpu);
+        }
+        outcome += part;
+        if done {
+            break;
+        }
+        start += TEARDOWN_ENTRIES_PER_HOLD;
     }
+    log::info!(
+        "guest: vGIC teardown in {} holds of {TEARDOWN_ENTRIES_PER_HOLD} entries; longest IRQ-masked hold of the list-register take-back and the teardown {} ns",
+        start / TEARDOWN_ENTRIES_PER_HOLD + 1,
+        longest_teardown_hold_ns()
+    );
     for flag in DEFERRED_ROUTE.iter() {
         flag.store(false, Ordering::Relaxed);
     }

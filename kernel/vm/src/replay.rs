@@ -408,7 +408,16 @@ impl ReplayAccount {
     /// still listed counts as completed (it ended with the guest), so nothing stays in
     /// flight. `release` gets every physical activation the model owned.
     pub fn teardown(&self, vgic: &mut Vgic, release: impl FnMut(u32, usize)) -> Teardown {
-        let outcome = vgic.teardown(release);
+        let outcome = self.teardown_part(vgic, 0..vgic.teardown_entries(), release);
+        vgic.teardown_finish();
+        outcome
+    }
+
+    /// [`Vgic::teardown_part`], counted as [`Self::teardown`] counts: parts covering every
+    /// entry, then [`Vgic::teardown_finish`], count what the whole teardown does, and the
+    /// balance stays exact between two parts.
+    pub fn teardown_part(&self, vgic: &mut Vgic, range: core::ops::Range<usize>, release: impl FnMut(u32, usize)) -> Teardown {
+        let outcome = vgic.teardown_part(range, release);
         add(&self.discarded, outcome.discarded);
         add(&self.completed, outcome.listed);
         outcome

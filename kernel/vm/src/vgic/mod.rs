@@ -326,6 +326,15 @@ pub struct Teardown {
     pub released: u64,
 }
 
+impl core::ops::AddAssign for Teardown {
+    /// Adds the counts of another part of the same teardown ([`Vgic::teardown_part`]).
+    fn add_assign(&mut self, part: Self) {
+        self.discarded += part.discarded;
+        self.listed += part.listed;
+        self.released += part.released;
+    }
+}
+
 /// Where an interrupt is delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -452,18 +461,38 @@ impl Vgic {
     /// deactivates the physical interrupt; `vcpu` is the bank of a private one), then
     /// [`Self::reset`]s. Entries still listed (a list register nobody took back — the glue
     /// empties them first, so normally none) are reported apart, as ended: their copy died
-    /// with the guest. The ownership concealment is kept.
-    pub fn teardown(&mut self, mut release: impl FnMut(u32, usize)) -> Teardown {
+    /// with the guest. The ownership concealment is kept. The same as
+    /// [`Self::teardown_part`] over every entry, then [`Self::teardown_finish`].
+    pub fn teardown(&mut self, release: impl FnMut(u32, usize)) -> Teardown {
+        let outcome = self.teardown_part(0..self.teardown_entries(), release);
+        self.teardown_finish();
+        outcome
+    }
+
+    /// How many entries [`Self::teardown_part`] goes through: every vCPU's private
+    /// interrupts (vCPU by vCPU), then the SPIs.
+    pub fn teardown_entries(&self) -> usize {
+        self.vcpus * NR_PRIVATE + self.spis as usize
+    }
+
+    /// [`Self::teardown`] of entries `range` only (of [`Self::teardown_entries`]), for a
+    /// caller that keeps each hold of its lock short: they are counted, their physical
+    /// activations given to `release`, and they are put back in their reset state (an SPI's
+    /// route too). Parts covering every entry once, then [`Self::teardown_finish`], leave the
+    /// model as [`Self::reset`] does, their outcomes summing to [`Self::teardown`]'s.
+    pub fn teardown_part(&mut self, range: core::ops::Range<usize>, mut release: impl FnMut(u32, usize)) -> Teardown {
         let mut outcome = Teardown::default();
-        let vcpus = self.vcpus;
-        let banks = self.private[..vcpus].iter().enumerate().flat_map(|(vcpu, bank)| {
-            bank.iter().enumerate().map(move |(intid, irq)| (intid as u32, vcpu, irq))
-        });
-        let shared = self.shared[..self.spis as usize]
-            .iter()
-            .enumerate()
-            .map(|(index, irq)| (regs::FIRST_SPI + index as u32, 0, irq));
-        for (intid, vcpu, irq) in banks.chain(shared) {
+        let private_end = self.vcpus * NR_PRIVATE;
+        let default_route = self.mpidrs[0];
+        for entry in range.start..range.end.min(self.teardown_entries()) {
+            let (intid, vcpu, irq) = if entry < private_end {
+                let (vcpu, intid) = (entry / NR_PRIVATE, entry % NR_PRIVATE);
+                (intid as u32, vcpu, &mut self.private[vcpu][intid])
+            } else {
+                let index = entry - private_end;
+                self.routes[index] = default_route;
+                (regs::FIRST_SPI + index as u32, 0, &mut self.shared[index])
+            };
             if irq.waiting() {
                 outcome.discarded += 1;
             }
@@ -474,9 +503,19 @@ impl Vgic {
                 outcome.released += 1;
                 release(intid, vcpu);
             }
+            *irq = IrqState::reset(intid < regs::NR_SGIS);
+            // No longer ready: its bit goes.
+            self.refresh(intid, vcpu);
         }
-        self.reset();
         outcome
+    }
+
+    /// The end of a teardown in parts ([`Self::teardown_part`]): the distributor off, the
+    /// redistributors asleep, the arrival count back to 0.
+    pub fn teardown_finish(&mut self) {
+        self.group1_enabled = false;
+        self.asleep = [true; MAX_VCPUS];
+        self.arrivals = 0;
     }
 
     /// Number of vCPUs.
