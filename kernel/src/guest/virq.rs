@@ -775,7 +775,10 @@ fn refill_hold(cpu: usize) -> HoldOutcome {
         if cpu >= virq.vcpus {
             return HoldOutcome::Done;
         }
-        take_posts(&mut virq.vgic, cpu);
+        // One post of the core's is a unit of its own.
+        if budget > 0 && take_post(&mut virq.vgic, cpu) {
+            budget = 0;
+        }
         // Copies the guest disabled, cleared or re-prioritised since they were listed go
         // back to the log: withdrawn, or injected again below with their new priority.
         let mut copies = pending_copies;
@@ -1560,19 +1563,29 @@ pub fn post_sgi(vcpu: usize, sgi: u32) -> bool {
     true
 }
 
-/// Under the vGIC lock, in `cpu`'s flush: the core's posts to `cpu`'s vCPU enter the model
-/// (counted like any entry), or are refused if the guest has the SGI disabled or pending.
-fn take_posts(vgic: &mut Vgic, cpu: usize) {
-    let Some(posted) = POSTED.get(cpu) else { return };
-    let mut sgis = posted.swap(0, Ordering::Acquire);
-    while sgis != 0 {
-        let sgi = sgis.trailing_zeros();
-        sgis &= sgis - 1;
-        if vgic.state(sgi, cpu).is_ok_and(|s| s.enabled && !s.pending()) && ACCOUNT.set_pending(vgic, sgi, cpu).is_ok() {
-            continue;
-        }
+/// Under the vGIC lock, in `cpu`'s flush: one of the core's posts to `cpu`'s vCPU (the
+/// lowest SGI; the others stay posted for the next holds) enters the model (counted like any
+/// entry), or is refused if the guest has the SGI disabled or pending. Returns whether there
+/// was one.
+fn take_post(vgic: &mut Vgic, cpu: usize) -> bool {
+    let Some(posted) = POSTED.get(cpu) else { return false };
+    if posted.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let sgis = posted.swap(0, Ordering::Acquire);
+    if sgis == 0 {
+        return false;
+    }
+    let sgi = sgis.trailing_zeros();
+    let rest = sgis & (sgis - 1);
+    if rest != 0 {
+        posted.fetch_or(rest, Ordering::Release);
+        note_work(cpu);
+    }
+    if !(vgic.state(sgi, cpu).is_ok_and(|s| s.enabled && !s.pending()) && ACCOUNT.set_pending(vgic, sgi, cpu).is_ok()) {
         super::sirq::refused(sgi);
     }
+    true
 }
 
 /// Per CPU, the `ICC_SGI1R_EL1` value its vCPU's exit left for [`finish_exit`] (only that CPU
