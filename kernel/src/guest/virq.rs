@@ -1639,9 +1639,9 @@ fn finish_sgi(value: u64) -> bool {
     own
 }
 
-/// Entries of the model one hold of [`teardown`] resets ([`Vgic::teardown_part`]): about
-/// 40 instructions each under `-icount`.
-const TEARDOWN_ENTRIES_PER_HOLD: usize = 4;
+/// Entries of the model one hold of [`teardown`] resets ([`Vgic::teardown_part`]): holds of
+/// four reached 304 ns in the guest-restart case (`-icount`, 62.5 MHz counter), of two 192.
+const TEARDOWN_ENTRIES_PER_HOLD: usize = 2;
 
 /// The longest IRQ-masked hold (counter ticks) of [`take_back`] and [`teardown`] since the
 /// last [`longest_teardown_hold_ns`].
