@@ -55,7 +55,7 @@ use vm::ownership::Owner;
 use vm::mmio::MmioAccess;
 use vm::vgic::physical::{self, PhysicalGic};
 use vm::replay::{ReplayAccount, ReplaySnapshot};
-use vm::vgic::{Access, ChangeKind, DecodedAccess, Forwarded, Target, Vgic};
+use vm::vgic::{Access, ChangeKind, DecodedAccess, Forwarded, ListedUpdate, Target, Vgic};
 
 use super::list_registers::{self, LrState, MAX_LIST_REGISTERS};
 use crate::arch::irq_lock::IrqSpinLock;
@@ -717,18 +717,27 @@ fn refill_hold(cpu: usize) -> HoldOutcome {
     }
     // Only bits below `count` are ever set.
     let mut free = count - lanes.occupied.count_ones() as usize;
-    // A guest write touched an interrupt listed here: a bit per list register still pending,
-    // to compare with the model (as many as the budget allows; the flag stays set for the
-    // rest). Bit masks and the scratch in `lanes`, not arrays on this stack: every exit with
-    // work runs this, and clearing arrays costs instructions.
+    // A guest write touched an interrupt listed here: a bit per list register still pending
+    // or acknowledged (active), to compare with the model (as many as the budget allows; the
+    // flag stays set for the rest). Bit masks and the scratch in `lanes`, not arrays on this
+    // stack: every exit with work runs this, and clearing arrays costs instructions.
     let mut pending_copies = 0u32;
+    let mut acknowledged = 0u32;
     if budget > 0 && RECHECK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire)) {
         let mut occupied = lanes.occupied;
         while occupied != 0 {
             let index = occupied.trailing_zeros() as usize;
             occupied &= occupied - 1;
-            if lanes.sirq_lr != Some(index) && list_registers::read(index).0 == LrState::Pending {
-                pending_copies |= 1 << index;
+            if lanes.sirq_lr == Some(index) {
+                continue;
+            }
+            match list_registers::read(index).0 {
+                LrState::Pending => pending_copies |= 1 << index,
+                LrState::Active | LrState::PendingActive => {
+                    pending_copies |= 1 << index;
+                    acknowledged |= 1 << index;
+                }
+                LrState::Invalid => {}
             }
         }
         let compared = lowest_bits(pending_copies, budget as u32);
@@ -769,6 +778,7 @@ fn refill_hold(cpu: usize) -> HoldOutcome {
     // pending one.
     let mut staged = Staged::Nothing;
     let mut waiting = false;
+    let mut routes = DueRoutes::<1>::new();
     {
         let mut guard = VIRQ.lock_irqs_masked();
         let Some(virq) = guard.as_mut() else { return HoldOutcome::Done };
@@ -779,18 +789,34 @@ fn refill_hold(cpu: usize) -> HoldOutcome {
         if budget > 0 && take_post(&mut virq.vgic, cpu) {
             budget = 0;
         }
-        // Copies the guest disabled, cleared or re-prioritised since they were listed go
-        // back to the log: withdrawn, or injected again below with their new priority.
+        // Copies the guest disabled, cleared, re-prioritised, set pending or cleared active
+        // since they were listed (`Vgic::listed_copy_update`): back to the log (withdrawn,
+        // or injected again below), completed, or the new pending state merged into them.
         let mut copies = pending_copies;
         while copies != 0 {
             let index = copies.trailing_zeros() as usize;
             copies &= copies - 1;
-            if let Some(intid) = lanes.in_lr[index]
-                && virq.vgic.listed_copy_outdated(intid, cpu, lanes.priority[index])
-            {
-                withdrawn |= 1 << index;
-                if ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false) {
-                    released_lrs |= 1 << index;
+            let Some(intid) = lanes.in_lr[index] else { continue };
+            let bit = 1u32 << index;
+            match virq.vgic.listed_copy_update(intid, cpu, lanes.priority[index], acknowledged & bit != 0) {
+                ListedUpdate::Keep => {}
+                ListedUpdate::Merge => ACCOUNT.merge(&mut virq.vgic, cpu, intid),
+                ListedUpdate::Requeue => {
+                    withdrawn |= bit;
+                    if ACCOUNT.requeue(&mut virq.vgic, cpu, intid).unwrap_or(false) {
+                        released_lrs |= bit;
+                    }
+                }
+                ListedUpdate::Complete => {
+                    // The list register will not deactivate a linked one's physical
+                    // interrupt now: the core does, after the hold.
+                    withdrawn |= bit;
+                    let linked = lanes.linked & bit != 0;
+                    ACCOUNT.complete(&mut virq.vgic, cpu, intid, linked);
+                    routes.check(&virq.vgic, intid);
+                    if linked {
+                        released_lrs |= bit;
+                    }
                 }
             }
         }
@@ -832,6 +858,7 @@ fn refill_hold(cpu: usize) -> HoldOutcome {
             }
         }
     }
+    routes.perform();
     if let Some((index, released)) = evicted {
         withdrawn |= 1 << index;
         if released {
@@ -1424,7 +1451,10 @@ fn finish_store(left: &GicAccess) -> bool {
             change.kind,
             ChangeKind::Enabled | ChangeKind::PendingSet | ChangeKind::Route | ChangeKind::DistributorEnable(true)
         );
-        let outdating = matches!(change.kind, ChangeKind::Disabled | ChangeKind::PendingCleared | ChangeKind::Priority);
+        let outdating = matches!(
+            change.kind,
+            ChangeKind::Disabled | ChangeKind::PendingCleared | ChangeKind::Priority | ChangeKind::PendingSet | ChangeKind::ActiveCleared
+        );
         let plan = |vgic: &mut Vgic| {
             let listing = if outdating { listing_cpus(vgic, &change) } else { 0 };
             (listing, physical::plan(vgic, &crate::irq::OWNERSHIP, &changes))

@@ -383,6 +383,14 @@ impl ReplayAccount {
         taken
     }
 
+    /// [`Vgic::merge_into_listed`]: a guest set-pending write merged into the copy still
+    /// pending in a list register, counted coalesced.
+    pub fn merge(&self, vgic: &mut Vgic, vcpu: usize, intid: u32) {
+        if vgic.merge_into_listed(vcpu, intid) {
+            add(&self.coalesced, 1);
+        }
+    }
+
     /// A list register gave `intid` back to `vcpu`'s log still pending ([`Vgic::requeue`]):
     /// the injection is undone; merged into an entry already waiting (coalesced), or, if it
     /// is no longer pending (the guest disabled a linked interrupt meanwhile, which releases

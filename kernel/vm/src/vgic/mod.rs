@@ -335,6 +335,23 @@ impl core::ops::AddAssign for Teardown {
     }
 }
 
+/// What the glue does with a listed copy after a guest write ([`Vgic::listed_copy_update`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListedUpdate {
+    /// The copy still matches what the guest programmed: keep its list register.
+    Keep,
+    /// Take the list register back to the log ([`Vgic::requeue`]): withdrawn, or injected
+    /// again (a new priority, a cleared active state).
+    Requeue,
+    /// The guest cleared the active state of the copy it acknowledged: empty the list
+    /// register and complete the interrupt ([`Vgic::deactivate`]); the hypervisor deactivates
+    /// a linked one's physical interrupt (the list register no longer will).
+    Complete,
+    /// A set-pending write to an interrupt whose copy is still pending in a list register:
+    /// the copy stands for both ([`Vgic::merge_into_listed`]).
+    Merge,
+}
+
 /// Where an interrupt is delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -1129,6 +1146,43 @@ impl Vgic {
             let still_pending = irq.latch_taken || (!irq.edge && irq.line_level);
             irq.listed && (!irq.enabled || !still_pending || irq.priority != priority)
         })
+    }
+
+    /// What to do with the copy of `intid` listed for `vcpu` with `priority` after a guest
+    /// write to the interrupt (`acknowledged`: its list register is active, the guest took
+    /// it; otherwise still pending):
+    ///
+    /// - not acknowledged, and [`Self::listed_copy_outdated`] or its active state cleared by
+    ///   the guest (ICACTIVER): [`ListedUpdate::Requeue`] (the write left the model's entry
+    ///   as an unlisted one would be);
+    /// - not acknowledged, pending anew (a set-pending write: the interrupt was pending
+    ///   already, in the list register): [`ListedUpdate::Merge`];
+    /// - acknowledged, its active state cleared by the guest: [`ListedUpdate::Complete`];
+    /// - otherwise [`ListedUpdate::Keep`] (an acknowledged copy pending anew waits behind it,
+    ///   as pending and active; disabled or re-prioritised, it runs to its end).
+    pub fn listed_copy_update(&self, intid: u32, vcpu: usize, priority: u8, acknowledged: bool) -> ListedUpdate {
+        let Ok(irq) = self.lookup(intid, vcpu) else { return ListedUpdate::Keep };
+        if !irq.listed {
+            ListedUpdate::Keep
+        } else if acknowledged {
+            if irq.active { ListedUpdate::Keep } else { ListedUpdate::Complete }
+        } else if !irq.active || self.listed_copy_outdated(intid, vcpu, priority) {
+            ListedUpdate::Requeue
+        } else if irq.pending_latch {
+            ListedUpdate::Merge
+        } else {
+            ListedUpdate::Keep
+        }
+    }
+
+    /// [`ListedUpdate::Merge`]: the pending state set anew on `intid`, whose copy is still
+    /// pending in a list register, merges into that copy (the latch is cleared). Returns
+    /// whether there was one (the entry then leaves the log, coalesced).
+    pub fn merge_into_listed(&mut self, vcpu: usize, intid: u32) -> bool {
+        let Ok(irq) = self.lookup_mut(intid, vcpu) else { return false };
+        let merged = irq.listed && core::mem::take(&mut irq.pending_latch);
+        self.refresh(intid, vcpu);
+        merged
     }
 
     /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register with the
