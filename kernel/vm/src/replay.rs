@@ -373,6 +373,24 @@ impl ReplayAccount {
         taken
     }
 
+    /// [`Vgic::take_ready`] (an entry a refill chose in an earlier hold, taken if still
+    /// deliverable), counted as an injection when it returns `Some`.
+    pub fn take(&self, vgic: &mut Vgic, vcpu: usize, intid: u32) -> Option<(u8, bool)> {
+        let taken = vgic.take_ready(vcpu, intid);
+        if let Some((_, linked)) = taken {
+            self.injected(linked);
+        }
+        taken
+    }
+
+    /// [`Vgic::merge_into_listed`]: a guest set-pending write merged into the copy still
+    /// pending in a list register, counted coalesced.
+    pub fn merge(&self, vgic: &mut Vgic, vcpu: usize, intid: u32) {
+        if vgic.merge_into_listed(vcpu, intid) {
+            add(&self.coalesced, 1);
+        }
+    }
+
     /// A list register gave `intid` back to `vcpu`'s log still pending ([`Vgic::requeue`]):
     /// the injection is undone; merged into an entry already waiting (coalesced), or, if it
     /// is no longer pending (the guest disabled a linked interrupt meanwhile, which releases
@@ -398,7 +416,16 @@ impl ReplayAccount {
     /// still listed counts as completed (it ended with the guest), so nothing stays in
     /// flight. `release` gets every physical activation the model owned.
     pub fn teardown(&self, vgic: &mut Vgic, release: impl FnMut(u32, usize)) -> Teardown {
-        let outcome = vgic.teardown(release);
+        let outcome = self.teardown_part(vgic, 0..vgic.teardown_entries(), release);
+        vgic.teardown_finish();
+        outcome
+    }
+
+    /// [`Vgic::teardown_part`], counted as [`Self::teardown`] counts: parts covering every
+    /// entry, then [`Vgic::teardown_finish`], count what the whole teardown does, and the
+    /// balance stays exact between two parts.
+    pub fn teardown_part(&self, vgic: &mut Vgic, range: core::ops::Range<usize>, release: impl FnMut(u32, usize)) -> Teardown {
+        let outcome = vgic.teardown_part(range, release);
         add(&self.discarded, outcome.discarded);
         add(&self.completed, outcome.listed);
         outcome

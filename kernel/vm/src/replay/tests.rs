@@ -8,6 +8,7 @@ use super::*;
 use crate::mmio::AccessSize::Word;
 use crate::test_util::XorShift;
 use crate::vgic::regs::*;
+use crate::vgic::ListedUpdate;
 
 const MPIDRS: [u64; 2] = [0x0, 0x1];
 const SPIS: u32 = 64;
@@ -115,10 +116,24 @@ impl Sim {
         let mut released = Vec::new();
         for slot in 0..self.lrs[vcpu].len() {
             let Some(lr) = self.lrs[vcpu][slot] else { continue };
-            if lr.state == LrState::Pending && self.vgic.listed_copy_outdated(lr.intid, vcpu, lr.priority) {
-                self.lrs[vcpu][slot] = None;
-                if self.account.requeue(&mut self.vgic, vcpu, lr.intid).unwrap() {
-                    released.push(lr.intid);
+            if lr.state == LrState::Invalid {
+                continue;
+            }
+            match self.vgic.listed_copy_update(lr.intid, vcpu, lr.priority, lr.state == LrState::Active) {
+                ListedUpdate::Keep => {}
+                ListedUpdate::Merge => self.account.merge(&mut self.vgic, vcpu, lr.intid),
+                ListedUpdate::Requeue => {
+                    self.lrs[vcpu][slot] = None;
+                    if self.account.requeue(&mut self.vgic, vcpu, lr.intid).unwrap() {
+                        released.push(lr.intid);
+                    }
+                }
+                ListedUpdate::Complete => {
+                    self.lrs[vcpu][slot] = None;
+                    self.account.complete(&mut self.vgic, vcpu, lr.intid, lr.linked);
+                    if lr.linked {
+                        released.push(lr.intid);
+                    }
                 }
             }
         }
@@ -175,8 +190,12 @@ impl Sim {
 
     /// The guest deactivates its innermost active interrupt.
     fn eoi(&mut self, vcpu: usize) {
-        if let Some(index) = self.running[vcpu].pop() {
-            self.lrs[vcpu][index].as_mut().unwrap().state = LrState::Invalid;
+        // A list register taken back after the guest cleared its active state is gone: the
+        // EOI only drops the priority.
+        if let Some(index) = self.running[vcpu].pop()
+            && let Some(lr) = self.lrs[vcpu][index].as_mut()
+        {
+            lr.state = LrState::Invalid;
         }
     }
 
@@ -541,7 +560,25 @@ fn restart(sim: &mut Sim, physically_active: &mut HashMap<u32, bool>) -> Teardow
     }
     let waiting = sim.vgic.waiting() as u64;
     let mut released = Vec::new();
-    let outcome = sim.account.teardown(&mut sim.vgic, |intid, vcpu| released.push((intid, vcpu)));
+    let mut reset = sim.vgic.clone();
+    reset.reset();
+    // In parts of 1 to 8 entries (as the core does, one short hold each), or whole.
+    let entries = sim.vgic.teardown_entries();
+    let part = 1 + (waiting as usize * 7 + entries) % 9;
+    let outcome = if part == 9 {
+        sim.account.teardown(&mut sim.vgic, |intid, vcpu| released.push((intid, vcpu)))
+    } else {
+        let mut sum = Teardown::default();
+        for start in (0..entries).step_by(part) {
+            let one = sim.account.teardown_part(&mut sim.vgic, start..start + part, |intid, vcpu| released.push((intid, vcpu)));
+            let snapshot = sim.snapshot();
+            assert_eq!((snapshot.lost(), snapshot.overcounted()), (0, 0), "exact between two parts");
+            sum += one;
+        }
+        sim.vgic.teardown_finish();
+        sum
+    };
+    assert!(sim.vgic == reset, "a teardown leaves the model in its reset state");
     for &(intid, _) in &released {
         assert_eq!(physically_active.insert(intid, false), Some(true), "{intid} released without an activation");
     }
@@ -740,4 +777,53 @@ fn guest_writes_to_a_listed_interrupt_update_or_withdraw_its_list_register() {
     assert_eq!(delivered, [40, 41, 42]);
     let s = sim.snapshot();
     assert_eq!((s.logged, s.replayed(), s.withdrawn, s.waiting, s.lost(), s.overcounted()), (4, 3, 1, 0, 0, 0), "{s:?}");
+}
+
+#[test]
+fn set_pending_and_clear_active_writes_to_listed_interrupts_merge_complete_or_requeue() {
+    let mut sim = Sim::new(4);
+    // 43 and then the more urgent 41 acknowledged (active, nested); 40 and 42 still pending.
+    for (intid, priority) in [(40, 0x80), (41, 0x10), (42, 0x90), (43, 0x30)] {
+        sim.spi(intid, priority, 0);
+    }
+    sim.forward(43);
+    sim.flush(0);
+    assert_eq!(sim.ack(0), Some(43));
+    sim.forward(41);
+    sim.flush(0);
+    assert_eq!(sim.ack(0), Some(41));
+    sim.forward(40);
+    sim.forward(42);
+    sim.flush(0);
+    let before = sim.snapshot();
+    // Set-pending of the pending 40 and of the acknowledged 43; clear-active of the pending
+    // 42 and of the acknowledged 41.
+    sim.dist_write(GICD_ISPENDR + 4, (1 << 8) | (1 << 11));
+    sim.dist_write(GICD_ICACTIVER + 4, (1 << 9) | (1 << 10));
+    assert_eq!(sim.vgic.listed_copy_update(40, 0, 0x80, false), ListedUpdate::Merge);
+    assert_eq!(sim.vgic.listed_copy_update(41, 0, 0x10, true), ListedUpdate::Complete);
+    assert_eq!(sim.vgic.listed_copy_update(42, 0, 0x90, false), ListedUpdate::Requeue);
+    assert_eq!(sim.vgic.listed_copy_update(43, 0, 0x30, true), ListedUpdate::Keep);
+    let released = sim.recheck(0);
+    // 41's list register is gone with its link: the core deactivates the physical interrupt.
+    assert_eq!(released, [41]);
+    let listed: Vec<u32> = sim.lrs[0].iter().flatten().map(|lr| lr.intid).collect();
+    assert_eq!(listed, [43, 40], "41 completed, 42 taken back; 40 and 43 kept");
+    assert!(!sim.vgic.is_waiting(40, 0), "40's new pending state merged into its copy");
+    assert!(sim.vgic.is_waiting(43, 0), "43 is pending again behind its active copy");
+    assert!(!sim.vgic.state(41, 0).unwrap().active && !sim.vgic.is_listed(41, 0));
+    sim.check();
+    let s = sim.snapshot();
+    assert_eq!(s.coalesced - before.coalesced, 1, "the set-pending of 40 coalesced");
+    assert_eq!(s.requeued - before.requeued, 1, "42 given back");
+    // The guest ends 41 (priority drop only) and 43, then takes what is left: 40 once, 42
+    // once, 43 again (its second pending state).
+    sim.eoi(0);
+    sim.eoi(0);
+    sim.drain();
+    sim.check();
+    let delivered: Vec<u32> = sim.delivered[0].iter().map(|&(intid, _)| intid).collect();
+    assert_eq!(delivered, [43, 41, 43, 40, 42]);
+    let s = sim.snapshot();
+    assert_eq!((s.waiting, s.lost(), s.overcounted()), (0, 0, 0), "{s:?}");
 }

@@ -45,7 +45,9 @@ pub enum ChangeKind {
     Enabled,
     /// Became disabled: disable the physical line of a pass-through SPI.
     Disabled,
-    /// The guest set the pending latch (software-pending): inject if deliverable.
+    /// The guest set the pending latch (software-pending): inject if deliverable. For an
+    /// interrupt whose copy is still pending in a list register, the new pending state merges
+    /// into that copy ([`super::ListedUpdate::Merge`]).
     PendingSet,
     /// The guest wrote ICPENDR for interrupts that were pending: cancel them in the replay log
     /// (a level-sensitive one whose line is still high stays pending; the next resample
@@ -55,9 +57,10 @@ pub enum ChangeKind {
     PendingCleared,
     /// The guest set the active state.
     ActiveSet,
-    /// The guest cleared the active state. (A list register holding the interrupt keeps it,
-    /// and with it the physical activation of a hardware-linked one: the guest's
-    /// deactivation of the virtual interrupt ends both.)
+    /// The guest cleared the active state. A copy the guest acknowledged in a list register
+    /// is ended ([`super::ListedUpdate::Complete`]: the hypervisor empties the list register
+    /// and deactivates a hardware-linked one's physical interrupt); a copy still pending goes
+    /// back to the log ([`super::ListedUpdate::Requeue`]).
     ActiveCleared,
     /// The priority changed: update the replay log's entry.
     Priority,

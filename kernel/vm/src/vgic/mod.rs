@@ -62,8 +62,9 @@
 //! - **Virtual-only interrupts**: SGIs ([`Vgic::sgi1r`]), the core's posted SGIs
 //!   ([`Vgic::set_pending`]), emulated devices' lines ([`Vgic::set_level`]).
 //! - **Flush**: [`Vgic::take_most_urgent`] takes the most urgent entries for the free list
-//!   registers (each becomes listed, not offered again); a pending list register given back
-//!   is [`Vgic::requeue`]d.
+//!   registers (each becomes listed, not offered again) — or, in separate short steps,
+//!   [`Vgic::most_urgent`] chooses one and [`Vgic::take_ready`] takes it if still
+//!   deliverable; a pending list register given back is [`Vgic::requeue`]d.
 //! - **LR sync**: each completion (the guest's EOI / deactivation) is [`Vgic::deactivate`]d;
 //!   for a hardware-linked interrupt it is seen only when the list register is next read
 //!   back (no maintenance interrupt).
@@ -325,6 +326,32 @@ pub struct Teardown {
     pub released: u64,
 }
 
+impl core::ops::AddAssign for Teardown {
+    /// Adds the counts of another part of the same teardown ([`Vgic::teardown_part`]).
+    fn add_assign(&mut self, part: Self) {
+        self.discarded += part.discarded;
+        self.listed += part.listed;
+        self.released += part.released;
+    }
+}
+
+/// What the glue does with a listed copy after a guest write ([`Vgic::listed_copy_update`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListedUpdate {
+    /// The copy still matches what the guest programmed: keep its list register.
+    Keep,
+    /// Take the list register back to the log ([`Vgic::requeue`]): withdrawn, or injected
+    /// again (a new priority, a cleared active state).
+    Requeue,
+    /// The guest cleared the active state of the copy it acknowledged: empty the list
+    /// register and complete the interrupt ([`Vgic::deactivate`]); the hypervisor deactivates
+    /// a linked one's physical interrupt (the list register no longer will).
+    Complete,
+    /// A set-pending write to an interrupt whose copy is still pending in a list register:
+    /// the copy stands for both ([`Vgic::merge_into_listed`]).
+    Merge,
+}
+
 /// Where an interrupt is delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -451,18 +478,38 @@ impl Vgic {
     /// deactivates the physical interrupt; `vcpu` is the bank of a private one), then
     /// [`Self::reset`]s. Entries still listed (a list register nobody took back — the glue
     /// empties them first, so normally none) are reported apart, as ended: their copy died
-    /// with the guest. The ownership concealment is kept.
-    pub fn teardown(&mut self, mut release: impl FnMut(u32, usize)) -> Teardown {
+    /// with the guest. The ownership concealment is kept. The same as
+    /// [`Self::teardown_part`] over every entry, then [`Self::teardown_finish`].
+    pub fn teardown(&mut self, release: impl FnMut(u32, usize)) -> Teardown {
+        let outcome = self.teardown_part(0..self.teardown_entries(), release);
+        self.teardown_finish();
+        outcome
+    }
+
+    /// How many entries [`Self::teardown_part`] goes through: every vCPU's private
+    /// interrupts (vCPU by vCPU), then the SPIs.
+    pub fn teardown_entries(&self) -> usize {
+        self.vcpus * NR_PRIVATE + self.spis as usize
+    }
+
+    /// [`Self::teardown`] of entries `range` only (of [`Self::teardown_entries`]), for a
+    /// caller that keeps each hold of its lock short: they are counted, their physical
+    /// activations given to `release`, and they are put back in their reset state (an SPI's
+    /// route too). Parts covering every entry once, then [`Self::teardown_finish`], leave the
+    /// model as [`Self::reset`] does, their outcomes summing to [`Self::teardown`]'s.
+    pub fn teardown_part(&mut self, range: core::ops::Range<usize>, mut release: impl FnMut(u32, usize)) -> Teardown {
         let mut outcome = Teardown::default();
-        let vcpus = self.vcpus;
-        let banks = self.private[..vcpus].iter().enumerate().flat_map(|(vcpu, bank)| {
-            bank.iter().enumerate().map(move |(intid, irq)| (intid as u32, vcpu, irq))
-        });
-        let shared = self.shared[..self.spis as usize]
-            .iter()
-            .enumerate()
-            .map(|(index, irq)| (regs::FIRST_SPI + index as u32, 0, irq));
-        for (intid, vcpu, irq) in banks.chain(shared) {
+        let private_end = self.vcpus * NR_PRIVATE;
+        let default_route = self.mpidrs[0];
+        for entry in range.start..range.end.min(self.teardown_entries()) {
+            let (intid, vcpu, irq) = if entry < private_end {
+                let (vcpu, intid) = (entry / NR_PRIVATE, entry % NR_PRIVATE);
+                (intid as u32, vcpu, &mut self.private[vcpu][intid])
+            } else {
+                let index = entry - private_end;
+                self.routes[index] = default_route;
+                (regs::FIRST_SPI + index as u32, 0, &mut self.shared[index])
+            };
             if irq.waiting() {
                 outcome.discarded += 1;
             }
@@ -473,9 +520,19 @@ impl Vgic {
                 outcome.released += 1;
                 release(intid, vcpu);
             }
+            *irq = IrqState::reset(intid < regs::NR_SGIS);
+            // No longer ready: its bit goes.
+            self.refresh(intid, vcpu);
         }
-        self.reset();
         outcome
+    }
+
+    /// The end of a teardown in parts ([`Self::teardown_part`]): the distributor off, the
+    /// redistributors asleep, the arrival count back to 0.
+    pub fn teardown_finish(&mut self) {
+        self.group1_enabled = false;
+        self.asleep = [true; MAX_VCPUS];
+        self.arrivals = 0;
     }
 
     /// Number of vCPUs.
@@ -790,6 +847,16 @@ impl Vgic {
         if out.is_empty() || vcpu >= self.vcpus || !self.group1_enabled {
             return 0;
         }
+        if let [only] = out {
+            // The list-register refill's case: the best key kept at hand, no lookups.
+            return match self.best_ready(vcpu) {
+                Some(best) => {
+                    *only = best;
+                    1
+                }
+                None => 0,
+            };
+        }
         let mut found = 0;
         self.for_each_ready(vcpu, |intid, irq| {
             let key = (irq.priority, irq.since, intid);
@@ -815,6 +882,25 @@ impl Vgic {
             out[at] = (intid, key.0);
         });
         found
+    }
+
+    /// [`Self::most_urgent`] for one: the first item of [`Self::pending_for`], in one pass
+    /// keeping the best order key found so far (no lookup per comparison).
+    fn best_ready(&self, vcpu: usize) -> Option<(u32, u8)> {
+        let mut best: Option<(u8, u64, u32)> = None;
+        self.for_each_ready(vcpu, |intid, irq| {
+            let key = (irq.priority, irq.since, intid);
+            if best.is_some_and(|kept| kept <= key) {
+                return;
+            }
+            if let Some(index) = spi_index(intid)
+                && !self.spi_routed_to(index, vcpu)
+            {
+                return;
+            }
+            best = Some(key);
+        });
+        best.map(|(priority, _, intid)| (intid, priority))
     }
 
     /// The delivery order of `(intid, priority)`, an interrupt ready for `vcpu`: priority,
@@ -992,11 +1078,7 @@ impl Vgic {
     /// the hardware link, or `None` if it was not deliverable (after the deactivation).
     pub fn retake(&mut self, vcpu: usize, intid: u32) -> Option<(u8, bool)> {
         // Routing and the distributor enable, as `is_deliverable` checks them.
-        let routed = self.group1_enabled
-            && match spi_index(intid) {
-                Some(index) => vcpu < self.vcpus && self.spi_routed_to(index, vcpu),
-                None => true,
-            };
+        let routed = self.routed_here(vcpu, intid);
         let irq = self.lookup_mut(intid, vcpu).ok()?;
         if irq.listed {
             irq.active = false;
@@ -1007,17 +1089,43 @@ impl Vgic {
             // Ready again, as after `deactivate`: stamped like any entry that becomes ready.
             self.refresh(intid, vcpu);
         }
+        self.take_routed(vcpu, intid, routed)
+    }
+
+    /// [`Self::acknowledge`] of `intid` for `vcpu` if it is deliverable, in one lookup:
+    /// returns the priority to inject it with and whether it carries the hardware link, or
+    /// `None` (nothing changed) if it is not deliverable. For a list-register refill that
+    /// chose `intid` ([`Self::most_urgent`]) in an earlier, separate hold of its lock: the
+    /// interrupt may have changed since, and is taken only if still deliverable.
+    pub fn take_ready(&mut self, vcpu: usize, intid: u32) -> Option<(u8, bool)> {
+        let routed = self.routed_here(vcpu, intid);
+        self.take_routed(vcpu, intid, routed)
+    }
+
+    /// Whether the distributor is enabled and `intid` (an SPI) is routed to `vcpu`, or is a
+    /// private one: the delivery conditions beyond the interrupt's own state.
+    fn routed_here(&self, vcpu: usize, intid: u32) -> bool {
+        self.group1_enabled
+            && match spi_index(intid) {
+                Some(index) => vcpu < self.vcpus && self.spi_routed_to(index, vcpu),
+                None => true,
+            }
+    }
+
+    /// [`Self::take_ready`] with `routed` ([`Self::routed_here`]) already known.
+    fn take_routed(&mut self, vcpu: usize, intid: u32, routed: bool) -> Option<(u8, bool)> {
         let irq = self.lookup_mut(intid, vcpu).ok()?;
-        let taken = (routed && irq.ready()).then(|| {
-            irq.latch_taken = irq.pending_latch;
-            irq.pending_latch = false;
-            irq.active = true;
-            irq.listed = true;
-            irq.hw_listed = core::mem::take(&mut irq.hw_pending);
-            (irq.priority, irq.hw_listed)
-        });
+        if !(routed && irq.ready()) {
+            return None;
+        }
+        irq.latch_taken = irq.pending_latch;
+        irq.pending_latch = false;
+        irq.active = true;
+        irq.listed = true;
+        irq.hw_listed = core::mem::take(&mut irq.hw_pending);
+        let taken = (irq.priority, irq.hw_listed);
         self.refresh(intid, vcpu);
-        taken
+        Some(taken)
     }
 
     /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register
@@ -1038,6 +1146,43 @@ impl Vgic {
             let still_pending = irq.latch_taken || (!irq.edge && irq.line_level);
             irq.listed && (!irq.enabled || !still_pending || irq.priority != priority)
         })
+    }
+
+    /// What to do with the copy of `intid` listed for `vcpu` with `priority` after a guest
+    /// write to the interrupt (`acknowledged`: its list register is active, the guest took
+    /// it; otherwise still pending):
+    ///
+    /// - not acknowledged, and [`Self::listed_copy_outdated`] or its active state cleared by
+    ///   the guest (ICACTIVER): [`ListedUpdate::Requeue`] (the write left the model's entry
+    ///   as an unlisted one would be);
+    /// - not acknowledged, pending anew (a set-pending write: the interrupt was pending
+    ///   already, in the list register): [`ListedUpdate::Merge`];
+    /// - acknowledged, its active state cleared by the guest: [`ListedUpdate::Complete`];
+    /// - otherwise [`ListedUpdate::Keep`] (an acknowledged copy pending anew waits behind it,
+    ///   as pending and active; disabled or re-prioritised, it runs to its end).
+    pub fn listed_copy_update(&self, intid: u32, vcpu: usize, priority: u8, acknowledged: bool) -> ListedUpdate {
+        let Ok(irq) = self.lookup(intid, vcpu) else { return ListedUpdate::Keep };
+        if !irq.listed {
+            ListedUpdate::Keep
+        } else if acknowledged {
+            if irq.active { ListedUpdate::Keep } else { ListedUpdate::Complete }
+        } else if !irq.active || self.listed_copy_outdated(intid, vcpu, priority) {
+            ListedUpdate::Requeue
+        } else if irq.pending_latch {
+            ListedUpdate::Merge
+        } else {
+            ListedUpdate::Keep
+        }
+    }
+
+    /// [`ListedUpdate::Merge`]: the pending state set anew on `intid`, whose copy is still
+    /// pending in a list register, merges into that copy (the latch is cleared). Returns
+    /// whether there was one (the entry then leaves the log, coalesced).
+    pub fn merge_into_listed(&mut self, vcpu: usize, intid: u32) -> bool {
+        let Ok(irq) = self.lookup_mut(intid, vcpu) else { return false };
+        let merged = irq.listed && core::mem::take(&mut irq.pending_latch);
+        self.refresh(intid, vcpu);
+        merged
     }
 
     /// Whether `intid` (of `vcpu`'s bank, if private) sits in a list register with the

@@ -1360,3 +1360,51 @@ fn sgi_targets_names_what_sgi1r_marks_and_changes_nothing() {
     }
     assert_eq!(v.sgi_targets(4, 0), Err(Error::NoSuchVcpu(4)));
 }
+
+#[test]
+fn the_most_urgent_of_one_is_the_first_pending_and_take_ready_takes_only_a_deliverable_one() {
+    // Random states over the enabled SPIs and PPIs of vCPU 0: the one-slot choice the refill
+    // makes in its own hold is `pending_for`'s first, and `take_ready` does what
+    // `acknowledge` does (or nothing, when not deliverable).
+    let mut rng = XorShift::new(0x7a4e);
+    for _ in 0..2000 {
+        let mut v = enabled();
+        dw(&mut v, GICD_ISENABLER + 4, 0xffff_ffff);
+        dw(&mut v, GICD_ISENABLER + 8, 0xffff_ffff);
+        rw(&mut v, 0, SGI_BASE + GICR_ISENABLER0, 0xffff_ffff);
+        for _ in 0..6 {
+            let intid = 16 + (rng.next() % 80) as u32;
+            let offset = GICD_IPRIORITYR + u64::from(intid);
+            let priority = (rng.next() % 4) as u8 * 0x40;
+            if intid < 32 {
+                v.redist_write(SGI_BASE + GICR_IPRIORITYR0 + u64::from(intid), Byte, u64::from(priority)).unwrap();
+            } else {
+                v.dist_write(offset, Byte, u64::from(priority)).unwrap();
+                if rng.next() % 4 == 0 {
+                    // Routed to vCPU 1: not vCPU 0's.
+                    v.dist_write(GICD_IROUTER + 8 * u64::from(intid), Doubleword, MPIDRS[1]).unwrap();
+                }
+            }
+            v.set_pending(intid, 0).unwrap();
+        }
+        let mut one = [(0, 0)];
+        let found = v.most_urgent(0, &mut one);
+        assert_eq!(found == 1, v.highest_pending(0).is_some());
+        assert_eq!((found == 1).then_some(one[0]), v.pending_for(0).next());
+        for intid in 16..96 {
+            let deliverable = v.is_deliverable(0, intid);
+            let mut acknowledged = v.clone();
+            let before = v.clone();
+            let taken = v.take_ready(0, intid);
+            assert_eq!(taken.is_some(), deliverable, "INTID {intid}");
+            if deliverable {
+                acknowledged.acknowledge(0, intid).unwrap();
+                assert_eq!(v, acknowledged, "take_ready of {intid} is its acknowledge");
+                let state = v.state(intid, 0).unwrap();
+                assert_eq!(taken, Some((state.priority, state.hw_listed)));
+            } else {
+                assert_eq!(v, before, "nothing changes for {intid}");
+            }
+        }
+    }
+}
