@@ -27,6 +27,7 @@ pub fn route_interrupts_to_el2() {
 #[unsafe(no_mangle)]
 extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     let from_guest = !VectorKind(kind).from_current_el();
+    crate::latency_trace::irq_entry(from_guest, frame.elr, frame.spsr);
     if from_guest {
         crate::guest::irqsoff::note_guest_irq(frame.elr, frame.spsr);
     }
@@ -34,6 +35,7 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     if from_guest {
         crate::guest::irqsoff::guest_irq_handled();
         before_guest_entry();
+        crate::latency_trace::guest_return(true, frame.elr);
     }
 }
 
@@ -43,6 +45,7 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
 /// path, kept to the interrupt handling alone.
 #[unsafe(no_mangle)]
 extern "C" fn companion_irq_current_el() {
+    crate::latency_trace::irq_entry_at_el2();
     crate::irq::handle();
 }
 
@@ -96,6 +99,7 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         crate::guest::trap_log::emit_due();
         // Again, as in `before_guest_entry`.
         crate::guest::restart::leave_if_requested();
+        crate::latency_trace::guest_return(false, frame.elr);
         return;
     }
     if kind.is_serror() && !kind.from_current_el() {
