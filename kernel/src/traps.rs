@@ -49,31 +49,43 @@ extern "C" fn companion_irq_current_el() {
     crate::irq::handle();
 }
 
-/// On the way back into the guest, in its in-band context with every interrupt handled (the
-/// interrupt depth is back to 0, nothing is locked): refreshes the list registers (what the
-/// interrupt brought is injected without waiting for the console), then drains the console.
+/// On the way back into the guest after an interrupt, in its in-band context with every
+/// interrupt handled (the interrupt depth is back to 0, nothing is locked): the channel's
+/// service, the list registers' refresh (what the interrupt brought is injected without
+/// waiting for the console) and the console drain, by [`way_back`].
 #[inline]
 fn before_guest_entry() {
     crate::guest::restart::leave_if_requested();
-    // The channel's service unmasks IRQs; the flush after it covers what it raised.
-    crate::guest::channel::poll();
+    way_back(|| {
+        crate::guest::channel::poll();
+        crate::guest::virq::flush();
+        drain_console_for_guest();
+    });
+}
+
+/// The way back into the guest once an exit's own work is done (IRQs masked by the exception
+/// on entry, interrupt depth 0, no lock held): runs `tail` with IRQs unmasked, so an oob
+/// interrupt raised meanwhile is taken at once instead of after the whole tail (the tail's
+/// own masked sections are short and timed each), then masks them to the return: a last
+/// list-register refresh for what the interrupts taken on the way (a maintenance interrupt,
+/// a forward) left the guest — a few instructions when nothing did — and the restart check
+/// (a restart's kick taken while IRQs were unmasked was consumed at EL2 and would not make
+/// this CPU exit its vCPU again).
+#[inline]
+fn way_back(tail: impl FnOnce()) {
+    crate::arch::unmask_irqs();
+    tail();
+    let _ = crate::arch::mask_irqs();
     crate::guest::virq::flush();
-    drain_console_for_guest();
-    // Again: a restart's kick taken while the channel or the drain had IRQs unmasked was
-    // consumed here, at EL2, and would not make this CPU exit its vCPU again.
     crate::guest::restart::leave_if_requested();
 }
 
-/// Drains the console on the way back into the guest: with IRQs unmasked, so oob interrupts
-/// preempt it (and may switch to oob threads), and giving way to the guest — no drain while
-/// an interrupt waits for it, and the drain stops before the next byte once one does (the
-/// rest drains at a later exit). Then refreshes the list registers, last, for what the
-/// interrupts taken in any unmasked window of the way back (a maintenance interrupt, a
-/// forward) left the guest: a few instructions when nothing did.
+/// Drains the console on the way back into the guest, giving way to the guest: no drain
+/// while an interrupt waits for it, and the drain stops before the next byte once one does
+/// (the rest drains at a later exit).
 #[inline]
 fn drain_console_for_guest() {
     crate::console::drain_giving_way(crate::guest::virq::pending_here);
-    crate::guest::virq::flush();
 }
 
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
@@ -89,16 +101,16 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         // exit's line and interrupt output, the channel's service, the console drain) runs
         // with IRQs unmasked between short masked sections, each timed on its own.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
-        crate::guest::virq::flush();
-        let console_changed = crate::guest::console::finish_exit();
-        let gic_changed = crate::guest::virq::finish_exit(frame);
-        if crate::guest::channel::poll() || console_changed || gic_changed {
+        way_back(|| {
             crate::guest::virq::flush();
-        }
-        drain_console_for_guest();
-        crate::guest::trap_log::emit_due();
-        // Again, as in `before_guest_entry`.
-        crate::guest::restart::leave_if_requested();
+            let console_changed = crate::guest::console::finish_exit();
+            let gic_changed = crate::guest::virq::finish_exit(frame);
+            if crate::guest::channel::poll() || console_changed || gic_changed {
+                crate::guest::virq::flush();
+            }
+            drain_console_for_guest();
+            crate::guest::trap_log::emit_due();
+        });
         crate::latency_trace::guest_return(false, frame.elr);
         return;
     }
