@@ -81,13 +81,15 @@ struct Event {
 }
 
 impl Event {
-    const EMPTY: Self = Self {
-        tag: AtomicU64::new(Tag::Empty as u64),
-        at: AtomicU64::new(0),
-        a: AtomicU64::new(0),
-        b: AtomicU64::new(0),
-        c: AtomicU64::new(0),
-    };
+    const fn empty() -> Self {
+        Self {
+            tag: AtomicU64::new(Tag::Empty as u64),
+            at: AtomicU64::new(0),
+            a: AtomicU64::new(0),
+            b: AtomicU64::new(0),
+            c: AtomicU64::new(0),
+        }
+    }
 
     fn copy_from(&self, other: &Self) {
         for (to, from) in [(&self.tag, &other.tag), (&self.at, &other.at), (&self.a, &other.a), (&self.b, &other.b), (&self.c, &other.c)] {
@@ -102,7 +104,7 @@ struct Ring {
     next: AtomicUsize,
 }
 
-static RINGS: [Ring; boot::MAX_CPUS] = [const { Ring { events: [Event::EMPTY; EVENTS], next: AtomicUsize::new(0) } }; boot::MAX_CPUS];
+static RINGS: [Ring; boot::MAX_CPUS] = [const { Ring { events: [const { Event::empty() }; EVENTS], next: AtomicUsize::new(0) } }; boot::MAX_CPUS];
 
 /// The latency test's contexts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +126,7 @@ struct Worst {
 const KEPT: usize = 3;
 
 static WORST: [[Worst; KEPT]; 2] = [const {
-    [const { Worst { late_ns: core::sync::atomic::AtomicI64::new(i64::MIN), taken_at: AtomicU64::new(0), events: [Event::EMPTY; EVENTS] } }; KEPT]
+    [const { Worst { late_ns: core::sync::atomic::AtomicI64::new(i64::MIN), taken_at: AtomicU64::new(0), events: [const { Event::empty() }; EVENTS] } }; KEPT]
 }; 2];
 
 /// The least bad of `context`'s kept samples (the one a worse sample replaces).
