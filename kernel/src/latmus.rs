@@ -68,6 +68,7 @@ fn irq_sample(expiry: &TimerExpiry, _: Instant, _: &mut IrqContext<'_>) {
     let now = rt::now();
     IRQ_LAST_NS.fetch_max(now.as_nanos(), Ordering::Relaxed);
     let late = signed_ns(now, expiry.deadline);
+    crate::latency_trace::sample(crate::latency_trace::Context::Irq, late);
     let mut samples = IRQ_SAMPLES.lock();
     samples.record(late);
     samples.record_overruns(expiry.overruns);
@@ -134,6 +135,9 @@ impl Measurement {
             last_wake_ns: AtomicU64::new(0),
         });
         IRQ_LAST_NS.store(0, Ordering::Relaxed);
+        if audited {
+            crate::latency_trace::new_run();
+        }
         let first = rt::now() + Duration::from_millis(2);
         let irq_timer = IrqTimer::new(config.cpu, irq_sample)?;
         irq_timer.start(first + Duration::from_nanos(period.as_nanos() / 2), Some(period))?;
@@ -148,6 +152,7 @@ impl Measurement {
                 let now = rt::now();
                 thread_sampler.last_wake_ns.store(now.as_nanos(), Ordering::Relaxed);
                 let late = signed_ns(now, deadline);
+                crate::latency_trace::sample(crate::latency_trace::Context::Thread, late);
                 let mut samples = thread_sampler.samples.lock();
                 samples.record(late);
                 samples.record_overruns(expirations - 1);

@@ -29,6 +29,8 @@ pub mod hwtimer;
 #[cfg(target_os = "none")]
 pub mod irq;
 #[cfg(target_os = "none")]
+pub mod latency_trace;
+#[cfg(target_os = "none")]
 pub mod latmus;
 #[cfg(target_os = "none")]
 pub mod oob_suite;

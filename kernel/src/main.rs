@@ -150,6 +150,14 @@ mod image {
                 Some(Ok(n)) if (1..=mpidrs.len()).contains(&n) => n,
                 Some(_) => fail(format_args!("companion.guest.vcpus must be within 1..={}", mpidrs.len())),
             };
+            // The latency tracer: what the latency test's worst samples followed.
+            match info.bootarg("companion.trace.latency") {
+                None | Some("off") => {}
+                Some("on") => kernel::latency_trace::start(false),
+                Some("masks") if cfg!(feature = "latency-trace-masks") => kernel::latency_trace::start(true),
+                Some("masks") => fail(format_args!("companion.trace.latency=masks needs an image built with the latency-trace-masks feature")),
+                Some(other) => fail(format_args!("companion.trace.latency={other}: on, masks or off")),
+            }
             // The irqs-off hunter: where Linux holds in-band IRQs off, sampled every US µs.
             if let Some(us) = info.bootarg("companion.irqsoff") {
                 let period = match us.parse::<u64>() {

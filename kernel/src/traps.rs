@@ -27,6 +27,7 @@ pub fn route_interrupts_to_el2() {
 #[unsafe(no_mangle)]
 extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     let from_guest = !VectorKind(kind).from_current_el();
+    crate::latency_trace::irq_entry(from_guest, frame.elr, frame.spsr);
     if from_guest {
         crate::guest::irqsoff::note_guest_irq(frame.elr, frame.spsr);
     }
@@ -34,6 +35,7 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
     if from_guest {
         crate::guest::irqsoff::guest_irq_handled();
         before_guest_entry();
+        crate::latency_trace::guest_return(true, frame.elr);
     }
 }
 
@@ -43,35 +45,47 @@ extern "C" fn companion_irq_entry(frame: &mut TrapFrame, kind: u64) {
 /// path, kept to the interrupt handling alone.
 #[unsafe(no_mangle)]
 extern "C" fn companion_irq_current_el() {
+    crate::latency_trace::irq_entry_at_el2();
     crate::irq::handle();
 }
 
-/// On the way back into the guest, in its in-band context with every interrupt handled (the
-/// interrupt depth is back to 0, nothing is locked): refreshes the list registers (what the
-/// interrupt brought is injected without waiting for the console), then drains the console.
+/// On the way back into the guest after an interrupt, in its in-band context with every
+/// interrupt handled (the interrupt depth is back to 0, nothing is locked): the channel's
+/// service, the list registers' refresh (what the interrupt brought is injected without
+/// waiting for the console) and the console drain, by [`way_back`].
 #[inline]
 fn before_guest_entry() {
     crate::guest::restart::leave_if_requested();
-    // The channel's service unmasks IRQs; the flush after it covers what it raised.
-    crate::guest::channel::poll();
+    way_back(|| {
+        crate::guest::channel::poll();
+        crate::guest::virq::flush();
+        drain_console_for_guest();
+    });
+}
+
+/// The way back into the guest once an exit's own work is done (IRQs masked by the exception
+/// on entry, interrupt depth 0, no lock held): runs `tail` with IRQs unmasked, so an oob
+/// interrupt raised meanwhile is taken at once instead of after the whole tail (the tail's
+/// own masked sections are short and timed each), then masks them to the return: a last
+/// list-register refresh for what the interrupts taken on the way (a maintenance interrupt,
+/// a forward) left the guest — a few instructions when nothing did — and the restart check
+/// (a restart's kick taken while IRQs were unmasked was consumed at EL2 and would not make
+/// this CPU exit its vCPU again).
+#[inline]
+fn way_back(tail: impl FnOnce()) {
+    crate::arch::unmask_irqs();
+    tail();
+    let _ = crate::arch::mask_irqs();
     crate::guest::virq::flush();
-    drain_console_for_guest();
-    // Again: a restart's kick taken while the channel or the drain had IRQs unmasked was
-    // consumed here, at EL2, and would not make this CPU exit its vCPU again.
     crate::guest::restart::leave_if_requested();
 }
 
-/// Drains the console on the way back into the guest: with IRQs unmasked, so oob interrupts
-/// preempt it (and may switch to oob threads), and giving way to the guest — no drain while
-/// an interrupt waits for it, and the drain stops before the next byte once one does (the
-/// rest drains at a later exit). Then, if it drained (only then were IRQs unmasked), refreshes
-/// the list registers, last, for what the interrupts taken in that window (a maintenance
-/// interrupt, a forward) left the guest; another CPU's forward kicks this one anyway.
+/// Drains the console on the way back into the guest, giving way to the guest: no drain
+/// while an interrupt waits for it, and the drain stops before the next byte once one does
+/// (the rest drains at a later exit).
 #[inline]
 fn drain_console_for_guest() {
-    if crate::console::drain_giving_way(crate::guest::virq::pending_here) {
-        crate::guest::virq::flush();
-    }
+    crate::console::drain_giving_way(crate::guest::virq::pending_here);
 }
 
 fn handle(frame: &mut TrapFrame, kind: VectorKind) {
@@ -87,16 +101,17 @@ fn handle(frame: &mut TrapFrame, kind: VectorKind) {
         // exit's line and interrupt output, the channel's service, the console drain) runs
         // with IRQs unmasked between short masked sections, each timed on its own.
         crate::guest::exits::record(kind, crate::hwtimer::counter_unordered().wrapping_sub(start));
-        crate::guest::virq::flush();
-        let console_changed = crate::guest::console::finish_exit();
-        let gic_changed = crate::guest::virq::finish_exit(frame);
-        if crate::guest::channel::poll() || console_changed || gic_changed {
+        way_back(|| {
             crate::guest::virq::flush();
-        }
-        drain_console_for_guest();
-        crate::guest::trap_log::emit_due();
-        // Again, as in `before_guest_entry`.
-        crate::guest::restart::leave_if_requested();
+            let console_changed = crate::guest::console::finish_exit();
+            let gic_changed = crate::guest::virq::finish_exit(frame);
+            if crate::guest::channel::poll() || console_changed || gic_changed {
+                crate::guest::virq::flush();
+            }
+            drain_console_for_guest();
+            crate::guest::trap_log::emit_due();
+        });
+        crate::latency_trace::guest_return(false, frame.elr);
         return;
     }
     if kind.is_serror() && !kind.from_current_el() {

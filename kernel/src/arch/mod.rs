@@ -16,18 +16,24 @@ pub struct IrqState(u64);
 pub fn mask_irqs() -> IrqState {
     let previous = DAIF.get();
     DAIF.write(DAIF::I::Masked);
+    #[cfg(feature = "latency-trace-masks")]
+    crate::latency_trace::masked_from(previous);
     IrqState(previous)
 }
 
 /// Restores the interrupt state saved by [`mask_irqs`].
 #[inline]
 pub fn restore_irqs(state: IrqState) {
+    #[cfg(feature = "latency-trace-masks")]
+    crate::latency_trace::unmasking_to(state.0);
     DAIF.set(state.0);
 }
 
 /// Unmasks IRQs on this CPU (the in-band stage and oob threads run with IRQs on).
 #[inline]
 pub fn unmask_irqs() {
+    #[cfg(feature = "latency-trace-masks")]
+    crate::latency_trace::unmasking_to(0);
     DAIF.write(DAIF::I::Unmasked);
 }
 

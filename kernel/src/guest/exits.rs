@@ -95,9 +95,15 @@ fn bucket(ticks: u64) -> usize {
     BUCKET_TICKS.iter().position(|bound| ticks <= bound.load(Ordering::Relaxed)).unwrap_or(BUCKETS - 1)
 }
 
+/// The name of the kind `raw` (`ExitKind as u64`), for the latency tracer.
+pub fn kind_name(raw: u64) -> &'static str {
+    ExitKind::ALL.iter().find(|kind| **kind as u64 == raw).map_or("unknown", |kind| kind.name())
+}
+
 /// Records one exit of `kind` that took `ticks` counter ticks at EL2.
 #[inline]
 pub fn record(kind: ExitKind, ticks: u64) {
+    crate::latency_trace::section(kind as u64, ticks);
     let stats = &STATS[kind as usize];
     stats.count.fetch_add(1, Ordering::Relaxed);
     stats.sum.fetch_add(ticks, Ordering::Relaxed);
@@ -135,4 +141,5 @@ pub fn report() {
         }
         log::info!("guest exits IRQ-masked at EL2, histogram, {}:{line}", kind.name());
     }
+    crate::latency_trace::report();
 }

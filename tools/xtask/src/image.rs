@@ -100,7 +100,15 @@ pub fn build(toolchain: &Toolchain, board: Board, profile: BuildProfile) -> Resu
         "--target",
         TARGET,
     ]);
-    cargo.args(["--no-default-features", "--features", &board.feature()]);
+    // Extra kernel features for a diagnostic image (`COMPANION_KERNEL_FEATURES`, e.g. the
+    // latency tracer's `latency-trace-masks`).
+    let mut features = board.feature();
+    if let Ok(extra) = std::env::var("COMPANION_KERNEL_FEATURES")
+        && !extra.is_empty()
+    {
+        features = format!("{features},{extra}");
+    }
+    cargo.args(["--no-default-features", "--features", &features]);
     if profile == BuildProfile::Release {
         cargo.arg("--release");
     }

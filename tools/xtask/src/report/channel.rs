@@ -179,7 +179,7 @@ pub fn flood(console: &str) -> Option<Result<Flood, String>> {
     let [quiet_thread, quiet_irq, flooded_thread, flooded_irq] = maxima[..] else {
         return Some(Err(format!("the core printed {} RTS| summaries, not the 4 of a quiet and a flooded test", maxima.len())));
     };
-    let Some(echo) = core.iter().filter_map(|line| ECHO.captures(line)).last() else {
+    let Some(echo) = core.iter().filter_map(|line| ECHO.captures(line)).next_back() else {
         return Some(Err("the core printed no companion.echo count".to_owned()));
     };
     let counted = |i: usize| echo[i].parse::<u64>().unwrap_or(0);
