@@ -158,13 +158,41 @@ pub(crate) fn lock() -> Result<IrqSpinLockGuard<'static, Option<Glue>>, Error> {
 
 /// Runs `f` on the core under the lock, applies the effects, and reschedules this CPU if
 /// needed (unless in an interrupt handler, where [`irq_exit`] does it).
+///
+/// Two holds of the lock, not one: the first for `f` and its effects, the second (only when
+/// they marked this CPU for rescheduling) for the decision and the switch. In between the
+/// caller's IRQ mask is back, so an interrupt raised during the operation is taken before the
+/// switch instead of after it. This is correct because nothing of the first hold waits for
+/// the second:
+/// - the core is consistent at each unlock: its current context of this CPU is still the
+///   caller (no decision was taken), which may be blocked, exited or outranked by then;
+/// - whatever runs in between (a handler on this CPU, another CPU) changes the run queues
+///   only under the lock, and a change for this CPU marks it for rescheduling or kicks it;
+/// - the decision ([`decide`]) is not a delta of `f`: it picks this CPU's best runnable
+///   context from the core's state at the time it runs. If a handler in between already
+///   decided (and [`irq_exit`] switched away, e.g. from a caller that blocked), it cleared
+///   the mark, and the caller finds nothing left to do when it runs again; if not, the
+///   second hold decides on everything done up to then.
+///
+/// The CPU is looked up again after the gap: a caller switched away in it may resume on
+/// another CPU.
 pub(crate) fn with_core<T>(f: impl FnOnce(&mut Glue, Instant) -> Result<T, Error>) -> Result<T, Error> {
-    let mut guard = lock()?;
-    let glue = guard.as_mut().ok_or(Error::NotRunning)?;
-    let result = f(glue, clock::now());
-    let cpu = boot::cpu_index();
-    apply_effects(glue, cpu);
-    reschedule_if_needed(guard, cpu);
+    let result = {
+        let mut guard = lock()?;
+        let glue = guard.as_mut().ok_or(Error::NotRunning)?;
+        let result = f(glue, clock::now());
+        apply_effects(glue, boot::cpu_index());
+        result
+    };
+    // Unlocked, and the caller's IRQ mask is back. A look without the lock (in a handler,
+    // where `irq_exit` reschedules, nothing to do): the mark is written only by its own CPU, and if the caller was switched out and in since it found
+    // its CPU, the mark of its new CPU is clear (whatever switched to it decided with the
+    // mark cleared, and only this context or a handler, which consumes it at `irq_exit`,
+    // sets it again); a stale positive just takes the lock for nothing.
+    let state = &CPUS[boot::cpu_index()];
+    if state.need_resched.load(Ordering::Relaxed) && state.irq_depth.load(Ordering::Relaxed) == 0 {
+        reschedule_if_needed(lock()?, boot::cpu_index());
+    }
     result
 }
 
