@@ -19,7 +19,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use crate::arch::irq_lock::IrqSpinLock;
 use crate::latency_stats::{LatencyStats, RTH, RtdLine, RtsLine};
@@ -59,6 +59,18 @@ pub struct LatmusResults {
 /// Samples of the timer-IRQ context, filled by the callback.
 static IRQ_SAMPLES: IrqSpinLock<LatencyStats> = IrqSpinLock::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS));
 
+/// The worst latency of each context (thread, timer IRQ) since the last [`end_phase`] (or
+/// the start of the measured run), ns; `i64::MIN`: no sample yet. Atomics each context
+/// updates after its sample, so a mark takes no lock and moves no statistics.
+static PHASE_MAX: [AtomicI64; 2] = [const { AtomicI64::new(i64::MIN) }; 2];
+
+/// Thread-context samples since the last [`end_phase`].
+static PHASE_SAMPLES: AtomicU64 = AtomicU64::new(0);
+
+/// Whether [`end_phase`] was called in this run: [`finish_background`] then reports the
+/// last phase.
+static PHASE_MARKED: AtomicBool = AtomicBool::new(false);
+
 /// When the IRQ-context callback last ran (ns of [`rt::now`]): the final audit counts the
 /// periods due until then if it ran after the stop (its overruns cover periods up to it).
 static IRQ_LAST_NS: AtomicU64 = AtomicU64::new(0);
@@ -69,6 +81,7 @@ fn irq_sample(expiry: &TimerExpiry, _: Instant, _: &mut IrqContext<'_>) {
     IRQ_LAST_NS.fetch_max(now.as_nanos(), Ordering::Relaxed);
     let late = signed_ns(now, expiry.deadline);
     crate::latency_trace::sample(crate::latency_trace::Context::Irq, late);
+    PHASE_MAX[1].fetch_max(late, Ordering::Relaxed);
     let mut samples = IRQ_SAMPLES.lock();
     samples.record(late);
     samples.record_overruns(expiry.overruns);
@@ -137,6 +150,8 @@ impl Measurement {
         IRQ_LAST_NS.store(0, Ordering::Relaxed);
         if audited {
             crate::latency_trace::new_run();
+            take_phase();
+            PHASE_MARKED.store(false, Ordering::Relaxed);
         }
         let first = rt::now() + Duration::from_millis(2);
         let irq_timer = IrqTimer::new(config.cpu, irq_sample)?;
@@ -153,6 +168,8 @@ impl Measurement {
                 thread_sampler.last_wake_ns.store(now.as_nanos(), Ordering::Relaxed);
                 let late = signed_ns(now, deadline);
                 crate::latency_trace::sample(crate::latency_trace::Context::Thread, late);
+                PHASE_MAX[0].fetch_max(late, Ordering::Relaxed);
+                PHASE_SAMPLES.fetch_add(1, Ordering::Relaxed);
                 let mut samples = thread_sampler.samples.lock();
                 samples.record(late);
                 samples.record_overruns(expirations - 1);
@@ -375,8 +392,6 @@ struct Background {
     results: LatmusResults,
     config: LatmusConfig,
     seconds: u64,
-    /// Thread-context samples since the last [`phase_mark`].
-    phase: Box<LatencyStats>,
 }
 
 static BACKGROUND: IrqSpinLock<Option<Background>> = IrqSpinLock::new(None);
@@ -399,7 +414,7 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
     print_thread_header(&config, gravity);
     let measurement = Measurement::start(&config, u64::MAX, true)?;
     let results = LatmusResults { thread: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), irq: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), gravity };
-    *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0, phase: Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)) });
+    *BACKGROUND.lock() = Some(Background { measurement, results, config, seconds: 0 });
     let reporter = ThreadBuilder::new("latmus-report").cpu(config.cpu).fifo(1).spawn(move || {
         let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
         let start = rt::now();
@@ -412,7 +427,6 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
             background.measurement.drain(&mut thread, &mut irq);
             background.results.thread.merge(&thread);
             background.results.irq.merge(&irq);
-            background.phase.merge(&thread);
             background.seconds = second;
             let line = alloc::format!("{}", RtdLine { interval: &thread, run: &background.results.thread });
             drop(guard);
@@ -428,21 +442,44 @@ pub fn start_in_background(config: LatmusConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// The thread-context latency of the background test since the previous mark — worst and
-/// samples — and starts a new phase; `None` if no background test runs. Lets a caller
-/// compare the oob latency across phases of what runs beside it (e.g. a guest with its IRQs
-/// masked against the same guest idle).
+/// The worst latency of each context and the thread context's samples over one phase of
+/// the background test ([`end_phase`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    /// The thread context's worst, ns (0 without a sample).
+    pub thread_max_ns: i64,
+    /// The timer-IRQ context's worst, ns (0 without a sample).
+    pub irq_max_ns: i64,
+    /// Thread-context samples.
+    pub samples: u64,
+}
+
+/// Ends the current phase: its figures, and a new phase starts.
+fn take_phase() -> Phase {
+    let max = |context: usize| match PHASE_MAX[context].swap(i64::MIN, Ordering::Relaxed) {
+        i64::MIN => 0,
+        max => max,
+    };
+    Phase { thread_max_ns: max(0), irq_max_ns: max(1), samples: PHASE_SAMPLES.swap(0, Ordering::Relaxed) }
+}
+
+/// The latency of the background test since the previous mark (or its start) — each
+/// context's worst, the thread context's samples — and starts a new phase; `None` if no
+/// background test runs. Lets a caller compare the oob latency across phases of what runs
+/// beside it (a guest with its IRQs masked against the same guest idle; each boot of a
+/// restarted guest). Holds no lock over the figures: they are atomics the contexts update
+/// as they sample, so a mark costs the test nothing.
+pub fn end_phase() -> Option<Phase> {
+    if BACKGROUND.lock().is_none() {
+        return None;
+    }
+    PHASE_MARKED.store(true, Ordering::Relaxed);
+    Some(take_phase())
+}
+
+/// [`end_phase`] as the thread context's worst and samples.
 pub fn phase_mark() -> Option<(i64, u64)> {
-    let mut guard = BACKGROUND.lock();
-    let background = guard.as_mut()?;
-    let (mut thread, mut irq) = (Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)), Box::new(LatencyStats::with_bucket_ns(OOB_BUCKET_NS)));
-    background.measurement.drain(&mut thread, &mut irq);
-    background.results.thread.merge(&thread);
-    background.results.irq.merge(&irq);
-    background.phase.merge(&thread);
-    let phase = (background.phase.max().unwrap_or(0), background.phase.samples());
-    background.phase.reset();
-    Some(phase)
+    end_phase().map(|phase| (phase.thread_max_ns, phase.samples))
 }
 
 /// Stops the background test's sampling now, if it runs: a guest asked to power off, and
@@ -498,6 +535,10 @@ pub fn finish_background() {
         results.irq.overruns()
     );
     log_gaps(background.measurement.audits);
+    if PHASE_MARKED.load(Ordering::Relaxed) {
+        let Phase { thread_max_ns, irq_max_ns, samples } = take_phase();
+        log::info!("latmus: last phase: oob thread max {thread_max_ns} ns, oob irq max {irq_max_ns} ns, {samples} samples");
+    }
     // The test's threads and timers stay allocated: the run is ending.
     core::mem::forget(background);
 }

@@ -162,6 +162,18 @@ pub fn request(cause: Cause) -> bool {
     CAUSE.store(cause as u8, Ordering::Relaxed);
     REQUESTED_AT.store(now, Ordering::Relaxed);
     log::warn!("guest: restarting (restart {}, cause {}, at {} ms)", number + 1, cause.name(), now / 1_000_000);
+    // The background latency test's figures over the boot that ends here (the first boot, or
+    // the restart before it and the boot it reloaded), so a run compares its boots after a
+    // restart with its first one (the last boot's phase: `latmus: last phase: …` at the end).
+    if let Some(phase) = crate::latmus::end_phase() {
+        log::info!(
+            "guest: restart {}: the boot before it: oob thread max {} ns, oob irq max {} ns, {} samples",
+            number + 1,
+            phase.thread_max_ns,
+            phase.irq_max_ns,
+            phase.samples
+        );
+    }
     kick_vcpus();
     true
 }

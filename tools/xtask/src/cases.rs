@@ -1306,7 +1306,9 @@ fn restart_expectations(latency: bool) -> Expectations {
     if latency {
         lines.push(LineMatch::all(&[LOG_LINE, r"latmus: \d+ thread samples, \d+ irq samples, 0 \+ 0 overruns"]));
     }
-    Expectations::new(EXIT_PASS, lines, &[r"abort injected", r"guest: restarting \(restart 4"])
+    let expectations = Expectations::new(EXIT_PASS, lines, &[r"abort injected", r"guest: restarting \(restart 4"]);
+    // The oob maxima of the boots after a restart against the first boot's, in this run.
+    if latency { expectations.with_restart_windows() } else { expectations }
 }
 
 /// The restart-limit case: the default limit (3 a minute) lets three resets restart the guest,

@@ -81,6 +81,10 @@ pub struct Expectations {
     /// Whether the run is the channel flood, its losses exact
     /// ([`crate::report::channel::Flood::loss_problems`]).
     pub channel_flood: bool,
+    /// Whether the run restarts its guest beside the core's latency test, the worst of its
+    /// boots after a restart held against its first boot's
+    /// ([`crate::report::restart::BootWindows::problems`], [`crate::report::restart::RESTART_BOUND`]).
+    pub restart_windows: bool,
     /// The latency test's sampling is audited ([`verdict::sampling_problems`]): always for a
     /// passing run, and for a failing one that asks for it ([`Self::with_sampling_audit`]).
     pub sampling_audit: bool,
@@ -98,6 +102,7 @@ impl Expectations {
             at_most_captures: Vec::new(),
             latency_test: None,
             channel_flood: false,
+            restart_windows: false,
             sampling_audit: exit_code == 0,
         }
     }
@@ -133,6 +138,13 @@ impl Expectations {
         self
     }
 
+    /// Also requires the oob maxima of the boots after a restart to stay within the bound of
+    /// the first boot's.
+    pub fn with_restart_windows(mut self) -> Self {
+        self.restart_windows = true;
+        self
+    }
+
     /// Also requires the first capture of `first` (on the first line it matches) to equal
     /// the first capture of `second`.
     pub fn with_equal_captures(mut self, first: LineMatch, second: LineMatch) -> Self {
@@ -163,6 +175,14 @@ impl Expectations {
                 Some(Ok(flood)) => failures.extend(flood.loss_problems()),
                 Some(Err(why)) => failures.push(format!("channel flood: {why}")),
                 None => failures.push("channel flood: no `guest: channel flood: written` line from the guest".to_owned()),
+            }
+        }
+        if self.restart_windows {
+            use crate::report::restart::{RESTART_BOUND, boot_windows};
+            match boot_windows(console) {
+                Some(Ok(windows)) => failures.extend(windows.problems(RESTART_BOUND)),
+                Some(Err(why)) => failures.push(format!("restart windows: {why}")),
+                None => failures.push("restart windows: the core reported no boot's latency (`guest: restart N: the boot before it`)".to_owned()),
             }
         }
         if self.sampling_audit {

@@ -26,7 +26,11 @@
 //!   `discarded` (interrupts pending for the dead guest), `released` (physical activations
 //!   given back), `reloaded_ms`, `first_output_ms` (request to the new guest's first console
 //!   output, `null` if it never wrote), `core_heap_bytes` (the core's heap in use after the
-//!   reload); empty without restarts.
+//!   reload); empty without restarts. `guest.boot_windows` (a restarted guest beside the
+//!   core's background latency test, else `null`): `boots`, one `{boot, max_ns, samples}`
+//!   per boot (`max_ns` `[thread, irq]`, the first boot first, each later one holding the
+//!   restart that brought it), `after_restarts_max_ns` (the worst of the boots after a
+//!   restart) and `ratios` (that over the first boot's), each `[thread, irq]`.
 //! - `run`: `id`, `profile`, `board`, `gic` (`v2`/`v3`, `null` if the machine does not
 //!   say), `cpus`, `load` (`idle`, `grinder` or `neighbour`), `duration_s`, `qemu`, `guest_kernel` (`null` for
 //!   `--no-guest`), `icount`, `mode` (`icount` or `tcg`, see
@@ -159,6 +163,18 @@ pub fn to_json(report: &Report) -> Value {
                 "first_output_ms": r.first_output_ms,
                 "core_heap_bytes": r.core_heap_bytes,
             })).collect::<Vec<_>>(),
+            "boot_windows": match &m.restart_windows {
+                Some(Ok(windows)) => json!({
+                    "boots": windows.windows.iter().map(|w| json!({
+                        "boot": w.boot,
+                        "max_ns": w.max_ns,
+                        "samples": w.samples,
+                    })).collect::<Vec<_>>(),
+                    "after_restarts_max_ns": windows.after_restarts_max_ns(),
+                    "ratios": windows.ratios(),
+                }),
+                _ => Value::Null,
+            },
         },
         "run": {
             "id": run.id,

@@ -22,6 +22,7 @@ pub mod model;
 pub mod parse;
 pub mod progress;
 pub mod provenance;
+pub mod restart;
 pub mod svg;
 pub mod symbols;
 pub mod table;
@@ -496,6 +497,23 @@ mod tests {
         let json = json::to_json(&report);
         assert_eq!(json.pointer("/channel/flood/flooded_max_ns/0"), Some(&Value::from(2224)));
         assert_eq!(json.pointer("/channel/flood/exact"), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn the_boot_windows_of_a_restarted_guest_reach_the_table_and_json() {
+        let console = "[ 3.1 core cpu0 INFO ] guest: restart 1: the boot before it: oob thread max 368 ns, oob irq max 320 ns, \
+                       3100 samples\n[ 9.9 core cpu0 INFO ] latmus: last phase: oob thread max 432 ns, oob irq max 304 ns, \
+                       6800 samples\n";
+        let report = Report::new(run_info(), true, Some(0), console);
+        let text = table::render(&report);
+        assert!(
+            text.contains("oob max per boot (thread/irq us): boot 1 0.368/0.320, boot 2 0.432/0.304; after a restart 0.432/0.304 us = x1.17/x0.95 the first boot, target x1.1 MISSED"),
+            "{text}"
+        );
+        let json = json::to_json(&report);
+        assert_eq!(json.pointer("/guest/boot_windows/boots/1/max_ns/0"), Some(&Value::from(432)));
+        assert_eq!(json.pointer("/guest/boot_windows/after_restarts_max_ns/1"), Some(&Value::from(304)));
+        assert_eq!(json::to_json(&full()).pointer("/guest/boot_windows"), Some(&Value::Null));
     }
 
     #[test]

@@ -333,6 +333,9 @@ pub struct Measurements {
     /// The oob latency with the channel quiet and flooded and the flood's losses (the
     /// `channel-flood` script; `Err`: why not read); `None` when the guest did not flood.
     pub channel_flood: Option<Result<super::channel::Flood, String>>,
+    /// The background latency test over each boot of a restarted guest, the first boot
+    /// first (`Err`: why not read); `None` without restarts or without the test.
+    pub restart_windows: Option<Result<super::restart::BootWindows, String>>,
 }
 
 impl Measurements {
@@ -399,6 +402,9 @@ impl Measurements {
         }
         if let Some(Err(why)) = &self.channel_flood {
             missing.push(format!("channel.flood: {why}"));
+        }
+        if let Some(Err(why)) = &self.restart_windows {
+            missing.push(format!("guest.boot_windows: {why}"));
         }
         missing
     }

@@ -218,6 +218,7 @@ pub fn parse(console: &str) -> Measurements {
     Measurements {
         channel_round_trip: super::channel::round_trip(console),
         channel_flood: super::channel::flood(console),
+        restart_windows: super::restart::boot_windows(console),
         ..parse_lines(console.lines().map(verdict::classify))
     }
 }
@@ -425,6 +426,7 @@ fn parse_lines<'a>(lines: impl Iterator<Item = (Source, &'a str)>) -> Measuremen
         guest_restarts,
         channel_round_trip: None,
         channel_flood: None,
+        restart_windows: None,
     }
 }
 

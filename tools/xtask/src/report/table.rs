@@ -175,6 +175,25 @@ pub fn render(report: &Report) -> String {
             r.number, r.cause, r.reloaded_ms, r.discarded
         );
     }
+    if let Some(Ok(windows)) = &report.measurements.restart_windows {
+        let per_boot: Vec<String> = windows
+            .windows
+            .iter()
+            .map(|w| format!("boot {} {}/{}", w.boot, micros(w.max_ns[0]), micros(w.max_ns[1])))
+            .collect();
+        let (after, ratios, target) = (windows.after_restarts_max_ns(), windows.ratios(), super::restart::RESTART_TARGET);
+        let verdict = if windows.above(target).is_empty() { "met" } else { "MISSED" };
+        let _ = writeln!(
+            out,
+            "oob max per boot (thread/irq us): {}; after a restart {}/{} us = x{:.2}/x{:.2} the first boot, target x{target} \
+             {verdict}",
+            per_boot.join(", "),
+            micros(after[0]),
+            micros(after[1]),
+            ratios[0],
+            ratios[1]
+        );
+    }
     out.push_str(&irqsoff(report));
     for missing in report.missing() {
         let _ = writeln!(out, "missing: {missing}");
