@@ -31,7 +31,7 @@ use oob::{EffectMasks, Error, Instant, OobCore, SwitchTo, ThreadId, TickReschedu
 
 use crate::arch::context::{SavedContext, switch_context};
 use crate::arch::irq_lock::{IrqSpinLock, IrqSpinLockGuard};
-use crate::arch::restore_irqs;
+use crate::arch::{mask_irqs, restore_irqs};
 use crate::{gic, hwtimer, irq};
 use threads::OobThread;
 use timers::TimerSlot;
@@ -185,10 +185,11 @@ pub(crate) fn with_core<T>(f: impl FnOnce(&mut Glue, Instant) -> Result<T, Error
         result
     };
     // Unlocked, and the caller's IRQ mask is back. A look without the lock (in a handler,
-    // where `irq_exit` reschedules, nothing to do): the mark is written only by its own CPU, and if the caller was switched out and in since it found
-    // its CPU, the mark of its new CPU is clear (whatever switched to it decided with the
-    // mark cleared, and only this context or a handler, which consumes it at `irq_exit`,
-    // sets it again); a stale positive just takes the lock for nothing.
+    // where `irq_exit` reschedules, nothing to do): the mark is written only by its own
+    // CPU, and if the caller was switched out and in since it found its CPU, the mark of its
+    // new CPU is clear (whatever switched to it decided with the mark cleared, and only this
+    // context or a handler, which consumes it at `irq_exit`, sets it again); a stale
+    // positive just takes the lock for nothing.
     let state = &CPUS[boot::cpu_index()];
     if state.need_resched.load(Ordering::Relaxed) && state.irq_depth.load(Ordering::Relaxed) == 0 {
         reschedule_if_needed(lock()?, boot::cpu_index());
@@ -252,13 +253,25 @@ fn program_timer(deadline: Option<Instant>) {
 
 /// Switches this CPU to its best runnable context, if that is not the current one.
 ///
-/// Consumes the guard: the lock is released before the switch, IRQs stay masked through it,
-/// and the IRQ state of the lock's taker is restored when this context runs again.
+/// Consumes the guard. Two masked stretches, not one: the decision under the lock, then,
+/// after the lock's release has given the caller its IRQ mask back, the switch with IRQs
+/// masked again (the caller's state restored when this context runs again). An interrupt
+/// raised during the decision is taken in between. The choice recorded in
+/// [`PerCpu::next`] stays right across the gap, as it does from an interrupt handler's
+/// choice to [`irq_exit`]: whatever changes this CPU's run queue in it does so under the
+/// lock and marks the CPU for rescheduling (a handler here, which [`irq_exit`] then acts on:
+/// it decides again and switches itself) or kicks it (another CPU; the kick is taken at the
+/// latest when the next context unmasks). If a handler switched this context away in the
+/// gap, whatever switches it back recorded it as its CPU's choice, so [`switch_to_next`]
+/// finds nothing to do; the CPU is looked up again, as the context may resume on another.
+/// A thread that exited or blocked keeps its stack until it is switched out: its context
+/// stays claimed (on the CPU) until then, and the core never chooses it again.
 fn schedule(mut guard: IrqSpinLockGuard<'static, Option<Glue>>, cpu: usize) {
     let Some(glue) = guard.as_mut() else { return };
     decide(glue, cpu, clock::now());
-    let irqs = guard.unlock_keep_masked();
-    switch_to_next(cpu);
+    drop(guard);
+    let irqs = mask_irqs();
+    switch_to_next(boot::cpu_index());
     restore_irqs(irqs);
 }
 
