@@ -78,17 +78,6 @@ impl<T> IrqSpinLock<T> {
     }
 }
 
-impl<'a, T> IrqSpinLockGuard<'a, T> {
-    /// Unlocks but keeps IRQs masked; returns the state to restore later. Used by the
-    /// scheduler, which must release its lock before switching context with IRQs still off.
-    pub fn unlock_keep_masked(mut self) -> IrqState {
-        self.guard = None;
-        let irqs = self.irqs;
-        core::mem::forget(self);
-        irqs
-    }
-}
-
 impl<T> Deref for IrqSpinLockGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
