@@ -152,6 +152,7 @@ struct CpuLanes {
 
 impl CpuLanes {
     /// The list register of this CPU the core put `intid` in, if any.
+    #[inline]
     fn index_of(&self, intid: u32) -> Option<usize> {
         let mut occupied = self.occupied;
         while occupied != 0 {

@@ -91,12 +91,13 @@ pub struct ReplayAccount {
     requeued: AtomicU64,
     max_depth: AtomicU64,
     forwarded: AtomicU64,
-    /// Forwards taken by the PPI fast path ([`ReplayAccount::relist`]): each is one arrival,
-    /// one forward and one hardware-linked injection, counted once here (one atomic add on
-    /// the guest timer's path instead of four) and added to those in [`Self::snapshot`].
-    relisted: AtomicU64,
-    /// Of [`Self::relisted`], those whose listed copy completed at the same time: each is one
-    /// hardware-linked completion.
+    /// Forwards taken by the PPI fast path ([`ReplayAccount::relist`]) with no copy listed:
+    /// each is one arrival, one forward and one hardware-linked injection, counted once here
+    /// and added to those in [`Self::snapshot`].
+    relisted_fresh: AtomicU64,
+    /// Forwards taken by the PPI fast path whose listed copy completed at the same time (the
+    /// guest timer's every tick): each is what one of [`Self::relisted_fresh`] is, and one
+    /// hardware-linked completion — one atomic add instead of six.
     relisted_copies: AtomicU64,
     forwarded_by_intid: [AtomicU64; COUNTED_INTIDS],
     unclaimed_by_intid: [AtomicU64; COUNTED_INTIDS],
@@ -231,7 +232,7 @@ impl ReplayAccount {
             requeued: AtomicU64::new(0),
             max_depth: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
-            relisted: AtomicU64::new(0),
+            relisted_fresh: AtomicU64::new(0),
             relisted_copies: AtomicU64::new(0),
             forwarded_by_intid: [const { AtomicU64::new(0) }; COUNTED_INTIDS],
             unclaimed_by_intid: [const { AtomicU64::new(0) }; COUNTED_INTIDS],
@@ -389,10 +390,7 @@ impl ReplayAccount {
     /// `None`, nothing counted nor changed, where the fast path does not apply.
     pub fn relist(&self, vgic: &mut Vgic, vcpu: usize, intid: u32, copy_emptied: bool) -> Option<u8> {
         let priority = vgic.relist(vcpu, intid, copy_emptied)?;
-        add(&self.relisted, 1);
-        if copy_emptied {
-            add(&self.relisted_copies, 1);
-        }
+        add(if copy_emptied { &self.relisted_copies } else { &self.relisted_fresh }, 1);
         if let Some(count) = self.forwarded_by_intid.get(intid as usize) {
             add(count, 1);
         }
@@ -481,7 +479,8 @@ impl ReplayAccount {
 
     /// The counters now, with `waiting` entries in the log ([`Vgic::waiting`]).
     pub fn snapshot(&self, waiting: u64) -> ReplaySnapshot {
-        let (relisted, copies) = (load(&self.relisted), load(&self.relisted_copies));
+        let copies = load(&self.relisted_copies);
+        let relisted = load(&self.relisted_fresh) + copies;
         ReplaySnapshot {
             logged: load(&self.logged) + relisted,
             injected: load(&self.injected) + relisted,
