@@ -1466,7 +1466,7 @@ fn relist_is_forward_then_retake_or_nothing() {
             2 if value.is_multiple_of(8) => drop(rw(&mut v, vcpu, SGI_BASE + GICR_ICFGR1, value)),
             3 if value.is_multiple_of(4) => {
                 let offset = [GICR_ISPENDR0, GICR_ICPENDR0, GICR_ICACTIVER0][(value % 3) as usize];
-                drop(rw(&mut v, vcpu, SGI_BASE + offset, bit));
+                let _ = rw(&mut v, vcpu, SGI_BASE + offset, bit);
             }
             4 => drop(v.forward(intid, vcpu)),
             5 => {
