@@ -152,6 +152,7 @@ struct CpuLanes {
 
 impl CpuLanes {
     /// The list register of this CPU the core put `intid` in, if any.
+    #[inline]
     fn index_of(&self, intid: u32) -> Option<usize> {
         let mut occupied = self.occupied;
         while occupied != 0 {
@@ -470,8 +471,10 @@ pub enum Forward {
 /// this CPU and priority dropped ([`gic::drop_priority`]); see [`Forward`] for what the
 /// caller does next.
 ///
-/// For this CPU's own vCPU, a linked interrupt goes straight into a free list register here
-/// ([`inject_now`]), under the lock this already holds; otherwise (another vCPU's, or no
+/// For this CPU's own vCPU, a PPI whose entry has nothing waiting goes straight into its
+/// copy's emptied list register or a free one ([`relist_now`], the guest timer's path), any
+/// other linked interrupt into a free list register ([`inject_now`]), under the locks this
+/// already holds; otherwise (another vCPU's, or no
 /// list register free, or interrupts already waiting for one) [`flush`] injects it on that
 /// CPU's way back into the guest, in priority order.
 #[inline(never)]
@@ -486,6 +489,9 @@ pub fn forward(intid: u32) -> Forward {
     let mut guard = VIRQ.lock_irqs_masked();
     let Some(virq) = guard.as_mut() else { return Forward::Unclaimed };
     let target = if intid < FIRST_SPI {
+        if relist_now(cpu, &mut lanes, &mut virq.vgic, intid) {
+            return Forward::Linked;
+        }
         cpu
     } else {
         match virq.vgic.target(intid, cpu) {
@@ -536,7 +542,60 @@ pub fn forward(intid: u32) -> Forward {
     if linked { Forward::Linked } else { Forward::Taken }
 }
 
-/// [`forward`]'s fast path: puts linked interrupt `intid`, just forwarded to this CPU's
+/// [`forward`]'s fast path for a PPI of this CPU's own vCPU (the guest's timer, on every
+/// tick): when the list register of its copy reads back empty (the guest deactivated it,
+/// and with it the physical interrupt, which is why it could fire again), or it has no copy
+/// listed and a list register is free, and the model's entry has nothing waiting
+/// ([`Vgic::relist`]), the new copy is written hardware-linked into that list register and
+/// counted ([`ReplayAccount::relist`]: the arrival, the forward, the injection and the
+/// copy's completion), in one step of the model. Declines, changing nothing, under the
+/// conditions [`inject_now`] declines under, and wherever the model's entry is in another
+/// state (the general path then handles it).
+#[inline(always)]
+fn relist_now(cpu: usize, lanes: &mut CpuLanes, vgic: &mut Vgic, intid: u32) -> bool {
+    let count = lanes.count;
+    if count == 0 || lanes.underflow || lanes.refilling || !running(cpu) {
+        return false;
+    }
+    let (index, copy_emptied) = match lanes.index_of(intid) {
+        Some(index) => {
+            if lanes.linked & (1 << index) == 0 || list_registers::read(index).0 != LrState::Invalid {
+                return false;
+            }
+            (index, true)
+        }
+        None => {
+            let empty = !lanes.occupied & ((1u32 << count) - 1);
+            if empty == 0 {
+                return false;
+            }
+            (empty.trailing_zeros() as usize, false)
+        }
+    };
+    let arrived = crate::hwtimer::counter_unordered();
+    let Some(priority) = ACCOUNT.relist(vgic, cpu, intid, copy_emptied) else { return false };
+    let now = if copy_emptied {
+        // The copy's list register, occupied and linked, takes the new copy: only its
+        // content, its priority and its fill time change (the eviction order).
+        list_registers::inject_linked(index, intid, priority);
+        if let Some(slot) = lanes.priority.get_mut(index) {
+            *slot = priority;
+        }
+        let now = crate::hwtimer::counter_unordered();
+        if let Some(at) = INJECTED_AT.get(cpu).and_then(|lrs| lrs.get(index)) {
+            at.store(now, Ordering::Relaxed);
+        }
+        now
+    } else {
+        let now = place(cpu, lanes, index, intid, priority, true);
+        publish_occupied(cpu, lanes.occupied);
+        now
+    };
+    ACCOUNT.to_injection.record(now.saturating_sub(arrived));
+    true
+}
+
+/// [`forward`]'s general injection: puts linked interrupt `intid`, just forwarded to this CPU's
 /// vCPU, into a free list register of this CPU at once. The copy of `intid` the model still
 /// has listed here, if any, is complete — the physical interrupt could not have fired again
 /// unless the guest deactivated it — and is taken back first (its list register checked).
@@ -631,8 +690,37 @@ const MAX_HOLDS: usize = (3 + 3 * LR_WORK_PER_HOLD) * MAX_LIST_REGISTERS / LR_WO
 /// interrupt state restored after it: what arrived before it is in the list registers. Call
 /// only where IRQs may be unmasked (in-band context at EL2, no lock held, not from an
 /// interrupt handler).
+///
+/// Inline, a flush with nothing to do (most guest exits, and the second flush of every way
+/// back into the guest) is its check alone: a load of this vCPU's [`WORK`] flag — set by
+/// whatever gave it something since the last flush (a forward left to the flush, a guest
+/// write, a maintenance interrupt, a post) — and one `ICH_ELRSR_EL2` read against the list
+/// registers the core filled. The work is out of line.
+#[inline(always)]
 pub fn flush() {
     let cpu = boot::cpu_index();
+    if !flush_may_be_due(cpu) {
+        return;
+    }
+    flush_work(cpu);
+}
+
+/// [`flush_due`] without consuming [`WORK`]: whether [`flush`] has anything to look at.
+#[inline(always)]
+fn flush_may_be_due(cpu: usize) -> bool {
+    WORK.get(cpu).is_some_and(|flag| flag.load(Ordering::Acquire)) || guest_emptied_one(cpu)
+}
+
+/// Whether the guest emptied one of the list registers the core filled on this CPU.
+#[inline(always)]
+fn guest_emptied_one(cpu: usize) -> bool {
+    let occupied = LR_OCCUPIED.get(cpu).map_or(0, |bits| bits.load(Ordering::Relaxed));
+    occupied != 0 && list_registers::empty_mask() & occupied != 0
+}
+
+/// [`flush`]'s work, when its check found some.
+#[inline(never)]
+fn flush_work(cpu: usize) {
     if !running(cpu) {
         return;
     }
@@ -666,8 +754,7 @@ pub fn flush() {
 /// CPU's next exit.
 fn flush_due(cpu: usize) -> bool {
     let work = WORK.get(cpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire));
-    let occupied = LR_OCCUPIED.get(cpu).map_or(0, |bits| bits.load(Ordering::Relaxed));
-    work || (occupied != 0 && list_registers::empty_mask() & occupied != 0)
+    work || guest_emptied_one(cpu)
 }
 
 /// The sirq post's acknowledge: its list register no longer pending.

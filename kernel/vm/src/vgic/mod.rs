@@ -1092,6 +1092,48 @@ impl Vgic {
         self.take_routed(vcpu, intid, routed)
     }
 
+    /// The forward fast path of a hardware-linked PPI on its own vCPU (the guest's timer):
+    /// [`Self::forward`] of PPI `intid` for `vcpu`, then [`Self::retake`] — the same state
+    /// afterwards, stamp included — in one lookup and without touching the ready bits (the
+    /// PPI is not ready before nor after), for the common case only. `copy_emptied`: the
+    /// caller found the list register of `intid`'s listed copy read back empty (the guest
+    /// deactivated it, with the physical interrupt); otherwise it has no copy listed.
+    ///
+    /// Applies when the distributor and the PPI are enabled, nothing waits in its entry (no
+    /// latch, no activation handed to it), and either `copy_emptied` and the model has a
+    /// hardware-linked copy listed, or not and the PPI is idle (not listed, not active, not
+    /// pending). Returns the priority to inject it with (hardware-linked); `None`, changing
+    /// nothing, in every other case (the caller takes the general path).
+    pub fn relist(&mut self, vcpu: usize, intid: u32, copy_emptied: bool) -> Option<u8> {
+        if !(regs::NR_SGIS..regs::FIRST_SPI).contains(&intid) || !self.group1_enabled {
+            return None;
+        }
+        if self.concealed_private.get(vcpu).is_none_or(|bits| bits & (1 << intid) != 0) {
+            return None;
+        }
+        let irq = self.private[..self.vcpus].get_mut(vcpu)?.get_mut(intid as usize)?;
+        if !irq.enabled || irq.hw_pending || irq.pending_latch {
+            return None;
+        }
+        let applies = if copy_emptied { irq.listed && irq.hw_listed } else { !irq.listed && !irq.active && !irq.pending() };
+        if !applies {
+            return None;
+        }
+        // What `forward` then `retake` leave: the edge's latch consumed by the take, the
+        // level's line high (the new assertion), active and listed with the link.
+        irq.latch_taken = irq.edge;
+        if !irq.edge {
+            irq.line_level = true;
+        }
+        irq.active = true;
+        irq.listed = true;
+        irq.hw_listed = true;
+        // Ready for an instant between the two, as `refresh` stamps it.
+        self.arrivals += 1;
+        irq.since = self.arrivals;
+        Some(irq.priority)
+    }
+
     /// [`Self::acknowledge`] of `intid` for `vcpu` if it is deliverable, in one lookup:
     /// returns the priority to inject it with and whether it carries the hardware link, or
     /// `None` (nothing changed) if it is not deliverable. For a list-register refill that

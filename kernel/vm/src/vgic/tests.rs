@@ -806,6 +806,25 @@ fn ready_bitmap_matches_naive_scan() {
                 10 => drop(v.acknowledge(vcpu, intid)),
                 11 => drop(v.deactivate(vcpu, intid)),
                 12 if value & 1 == 0 => drop(v.requeue(vcpu, intid)),
+                12 if value & 2 == 0 => {
+                    // The PPI fast path: what forward then retake do, or nothing at all.
+                    let listed = v.state(intid, vcpu).is_ok_and(|s| s.listed);
+                    let copy_emptied = listed != (value & 4 != 0);
+                    let before = v.clone();
+                    match v.relist(vcpu, intid, copy_emptied) {
+                        Some(priority) => {
+                            assert_eq!(copy_emptied, listed);
+                            let mut by_hand = before;
+                            assert_eq!(
+                                by_hand.forward(intid, vcpu),
+                                Ok(Forwarded::Linked { coalesced: false })
+                            );
+                            assert_eq!(by_hand.retake(vcpu, intid), Some((priority, true)));
+                            assert_eq!(v, by_hand);
+                        }
+                        None => assert_eq!(v, before),
+                    }
+                }
                 12 => {
                     // The fast path: deactivate the listed copy, then acknowledge, at once.
                     let mut by_hand = v.clone();
@@ -1138,6 +1157,22 @@ fn every_physical_activation_stays_owned() {
                     if let Some((_, linked)) = v.retake(vcpu, intid) {
                         assert_eq!(linked, active.contains(&key(intid, vcpu)));
                     }
+                } else if value & 3 == 1 && state.hw_listed && intid < FIRST_SPI {
+                    // The PPI fast path: deactivated, fired again, listed again at once (or
+                    // the general path when it does not apply).
+                    assert!(active.remove(&key(intid, vcpu)));
+                    if v.relist(vcpu, intid, true).is_some() {
+                        active.insert(key(intid, vcpu));
+                        let state = v.state(intid, vcpu).unwrap();
+                        assert!(state.listed && state.hw_listed && !state.hw_pending);
+                    } else {
+                        if let Forwarded::Linked { .. } = v.forward(intid, vcpu).unwrap() {
+                            active.insert(key(intid, vcpu));
+                        }
+                        if let Some((_, linked)) = v.retake(vcpu, intid) {
+                            assert_eq!(linked, active.contains(&key(intid, vcpu)));
+                        }
+                    }
                 } else if value & 1 == 0 {
                     if state.hw_listed {
                         assert!(active.remove(&key(intid, vcpu)));
@@ -1407,4 +1442,69 @@ fn the_most_urgent_of_one_is_the_first_pending_and_take_ready_takes_only_a_deliv
             }
         }
     }
+}
+
+/// The PPI fast path ([`Vgic::relist`]) against [`Vgic::forward`] then [`Vgic::retake`], on a
+/// random walk of the private interrupts (enables, triggers, set/clear-pending and
+/// clear-active writes, forwards, flushes, completions, requeues, the distributor enable):
+/// wherever it applies it leaves exactly their state; elsewhere it changes nothing.
+#[test]
+fn relist_is_forward_then_retake_or_nothing() {
+    let mut rng = XorShift::new(0x7e_1157);
+    let mut v = vgic();
+    dw(&mut v, GICD_CTLR, u64::from(CTLR_ENABLE_GRP1));
+    let (mut applied, mut declined) = ([0u32; 2], 0u32);
+    for _ in 0..40_000 {
+        let r = rng.next();
+        let value = rng.next();
+        let vcpu = (r >> 8) as usize % MPIDRS.len();
+        let intid = 24 + (r >> 16) as u32 % 8;
+        let bit = 1u64 << intid;
+        match r % 12 {
+            0 => drop(rw(&mut v, vcpu, SGI_BASE + GICR_ISENABLER0, bit)),
+            1 if value.is_multiple_of(4) => drop(rw(&mut v, vcpu, SGI_BASE + GICR_ICENABLER0, bit)),
+            2 if value.is_multiple_of(8) => drop(rw(&mut v, vcpu, SGI_BASE + GICR_ICFGR1, value)),
+            3 if value.is_multiple_of(4) => {
+                let offset = [GICR_ISPENDR0, GICR_ICPENDR0, GICR_ICACTIVER0][(value % 3) as usize];
+                let _ = rw(&mut v, vcpu, SGI_BASE + offset, bit);
+            }
+            4 => drop(v.forward(intid, vcpu)),
+            5 => {
+                let mut out = [(0, 0); 4];
+                v.take_most_urgent(vcpu, &mut out);
+            }
+            6 => drop(v.deactivate(vcpu, intid)),
+            7 if value.is_multiple_of(4) => drop(v.requeue(vcpu, intid)),
+            8 if value.is_multiple_of(64) => {
+                let on = !value.is_multiple_of(128);
+                dw(&mut v, GICD_CTLR, if on { u64::from(CTLR_ENABLE_GRP1) } else { 0 });
+            }
+            _ => {
+                let listed = v.state(intid, vcpu).unwrap().listed;
+                let copy_emptied = listed != value.is_multiple_of(8);
+                let before = v.clone();
+                match v.relist(vcpu, intid, copy_emptied) {
+                    Some(priority) => {
+                        assert_eq!(copy_emptied, listed);
+                        applied[usize::from(listed)] += 1;
+                        let mut by_hand = before;
+                        assert_eq!(by_hand.forward(intid, vcpu), Ok(Forwarded::Linked { coalesced: false }));
+                        assert_eq!(by_hand.retake(vcpu, intid), Some((priority, true)));
+                        assert_eq!(v, by_hand);
+                    }
+                    None => {
+                        declined += 1;
+                        assert_eq!(v, before);
+                    }
+                }
+            }
+        }
+    }
+    // A PPI outside the private range, an SGI and a vCPU beyond the model never apply.
+    let before = v.clone();
+    assert_eq!(v.relist(0, 5, false), None);
+    assert_eq!(v.relist(0, 40, false), None);
+    assert_eq!(v.relist(MPIDRS.len(), 27, false), None);
+    assert_eq!(v, before);
+    assert!(applied[0] > 100 && applied[1] > 100 && declined > 100, "idle {}, listed {}, declined {declined}", applied[0], applied[1]);
 }
