@@ -1,4 +1,5 @@
-//! The PMU's cycle counter (`PMCCNTR_EL0`), counting at EL2: the benchmark's clock.
+//! The PMU's cycle counter (`PMCCNTR_EL0`), counting at EL2: the benchmark's clock; and
+//! the PMU kept from the guest ([`trap_guest_pmu`]).
 //!
 //! Under QEMU's TCG the cycle counter follows the virtual clock at a fixed 1 GHz, whatever
 //! frequency the board gives its generic counter (8 MHz on the i.MX 8M Plus, 54 MHz on the
@@ -7,9 +8,11 @@
 //! WFI), so [`Calibration`]'s exactness is a property of QEMU's model only.
 //!
 //! The guest cannot disturb it: `MDCR_EL2.TPM`/`TPMCR` trap every PMU access from EL1/EL0
-//! to the core (see `guest::enter_vcpu`), which emulates them as reads-as-zero/writes-ignored.
+//! to the core ([`trap_guest_pmu`], on every vCPU entry), which emulates them as
+//! reads-as-zero/writes-ignored (`guest::handle_trap`).
 
-use aarch64_cpu::registers::{ID_AA64DFR0_EL1, Readable};
+use aarch64_cpu::registers::{ID_AA64DFR0_EL1, MDCR_EL2, Readable, Writeable};
+use tock_registers::LocalRegisterCopy;
 use tock_registers::register_bitfields;
 
 register_bitfields![u64,
@@ -20,7 +23,9 @@ register_bitfields![u64,
         /// Writing 1 resets the cycle counter to zero.
         C OFFSET(2) NUMBITS(1) [],
         /// The cycle counter overflows at 64 bits rather than 32.
-        LC OFFSET(6) NUMBITS(1) []
+        LC OFFSET(6) NUMBITS(1) [],
+        /// The number of event counters (read-only).
+        N OFFSET(11) NUMBITS(5) []
     ],
     /// PMCCFILTR_EL0: the exception levels the cycle counter counts in.
     PMCCFILTR [
@@ -43,10 +48,35 @@ const PMU_IMPLEMENTATION_DEFINED: u64 = 0xf;
 #[derive(Debug, Clone, Copy)]
 pub struct NoPmu;
 
+/// Whether the calling CPU has the architected PMU (so the PMU registers exist).
+fn pmu_present() -> bool {
+    let version = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer);
+    version != PMU_NOT_IMPLEMENTED && version != PMU_IMPLEMENTATION_DEFINED
+}
+
+/// Reads `PMCR_EL0` (the PMU must be present).
+fn control() -> LocalRegisterCopy<u64, PMCR::Register> {
+    let value: u64;
+    // SAFETY: reading PMCR_EL0 at EL2 has no side effect; the callers checked the PMU exists.
+    unsafe { core::arch::asm!("mrs {0}, pmcr_el0", out(reg) value, options(nomem, nostack)) };
+    LocalRegisterCopy::new(value)
+}
+
+/// Traps every PMU access of EL1 and EL0 to EL2 on the calling CPU, before it enters a
+/// vCPU: `MDCR_EL2.TPM` (all PMU registers) and `TPMCR` (`PMCR_EL0`), so a guest can neither
+/// read nor reset, stop, retarget (`PMCCFILTR_EL0.NSH`) or arm the overflow interrupt of the
+/// core's cycle counter, nor count with event counters; the trap handler emulates a PMU
+/// with no event counters whose registers read as zero. `HPMN` keeps every event counter in
+/// the EL1 range (`PMCR_EL0.N`; nothing is reserved to EL2, where the core uses only the
+/// cycle counter) and `HPMD`, `TDA`, `TDOSA`, `TDRA` stay 0 (see docs/isolation-kernel.md).
+pub fn trap_guest_pmu() {
+    let counters = if pmu_present() { control().read(PMCR::N) } else { 0 };
+    MDCR_EL2.write(MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET + MDCR_EL2::HPMN.val(counters));
+}
+
 /// Starts the calling CPU's cycle counter from zero, counting at EL2, EL1 and EL0.
 pub fn enable() -> Result<(), NoPmu> {
-    let version = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer);
-    if version == PMU_NOT_IMPLEMENTED || version == PMU_IMPLEMENTATION_DEFINED {
+    if !pmu_present() {
         return Err(NoPmu);
     }
     let filter = u64::from(PMCCFILTR::NSH::SET);
@@ -79,6 +109,43 @@ pub fn now() -> u64 {
     // accesses untrapped on the boards the core runs on).
     unsafe { core::arch::asm!("mrs {0}, pmccntr_el0", out(reg) cycles, options(nomem, nostack)) };
     cycles
+}
+
+/// Sets the calling CPU's cycle counter (started by [`enable`]) to `value`.
+pub fn set(value: u64) {
+    // SAFETY: writing PMCCNTR_EL0 at EL2 only changes the count this CPU's cycle counter
+    // continues from; the callers started the counter (so the PMU exists).
+    unsafe { core::arch::asm!("msr pmccntr_el0, {0}", "isb", in(reg) value, options(nostack)) };
+}
+
+/// Whether the calling CPU's cycle counter is as [`enable`] then [`set`]`(floor)` left it:
+/// enabled, 64-bit, counting at EL2, no overflow interrupt, and not reset below `floor`.
+/// False where there is no PMU.
+pub fn untouched_since(floor: u64) -> bool {
+    if !pmu_present() {
+        return false;
+    }
+    let (filter, enabled, interrupts): (u64, u64, u64);
+    // SAFETY: reading the cycle counter's filter and the counter-enable and interrupt-enable
+    // sets at EL2 has no side effect (the PMU exists, checked above).
+    unsafe {
+        core::arch::asm!(
+            "mrs {f}, pmccfiltr_el0",
+            "mrs {e}, pmcntenset_el0",
+            "mrs {i}, pmintenset_el1",
+            f = out(reg) filter,
+            e = out(reg) enabled,
+            i = out(reg) interrupts,
+            options(nomem, nostack)
+        );
+    }
+    let control = control();
+    control.is_set(PMCR::E)
+        && control.is_set(PMCR::LC)
+        && LocalRegisterCopy::<u64, PMCCFILTR::Register>::new(filter).is_set(PMCCFILTR::NSH)
+        && LocalRegisterCopy::<u64, PMCNTENSET::Register>::new(enabled).is_set(PMCNTENSET::C)
+        && interrupts == 0
+        && now() >= floor
 }
 
 /// Where the cycle counter stands against the generic counter: a deadline in counter ticks
