@@ -21,10 +21,10 @@
 //! 9. (between 6 and 7, when the board has a channel device) the oob channels' virtio-console:
 //!    it sets up port 0's transmit queue and offers a descriptor pointing into the core's
 //!    memory — the device must mark itself broken (DEVICE_NEEDS_RESET) and copy nothing;
-//! 10. (between 7 and 8) the PMU: it resets and zeroes the cycle counter the core started on
-//!    its CPU, clears its EL2 filter bit, stops every counter, arms every overflow interrupt
-//!    and opens the PMU to EL0, then reads the cycle counter — which must read as zero (the
-//!    core's emulation), the core's counter running on untouched.
+//! 10. (between 7 and 8) the PMU: it resets and zeroes the cycle counter the core started
+//!     on its CPU, clears its EL2 filter bit, stops every counter, arms every overflow
+//!     interrupt and opens the PMU to EL0, then reads the cycle counter — which must read as
+//!     zero (the core's emulation), the core's counter running on untouched.
 //!
 //! Then it powers off. The core passes the run only if its text and read-only data hash the
 //! same as when the guest started, its own interrupts are still enabled on every CPU, the
