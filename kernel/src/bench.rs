@@ -1,25 +1,29 @@
 //! The core's benchmark (`companion.bench`), run by `cargo xtask bench` under QEMU with
-//! `-icount shift=0` and a 1 GHz generic counter, where one counter tick is one virtual
-//! nanosecond is one instruction while only the measured CPU executes.
+//! `-icount shift=0`, where one PMU cycle ([`crate::cycles`], 1 GHz of virtual time under
+//! TCG) is one virtual nanosecond is one instruction while only the measured CPU executes,
+//! on every board whatever its generic counter's frequency.
 //!
-//! Figures, each as `BENCH|name|samples|min|avg|max` in counter ticks:
+//! Figures, each as `BENCH|name|samples|min|avg|max` in cycles:
 //! - `timer-to-switch`: the EL2 timer's deadline (the CPU is halted in the in-band stage,
-//!   so the exception is taken exactly then) to the woken thread's first instruction, i.e.
-//!   the return from `switch_context` on its stack.
+//!   so the exception is taken exactly then; converted from counter ticks to cycles by a
+//!   [`cycles::Calibration`]) to the woken thread's first instruction, i.e. the return from
+//!   `switch_context` on its stack.
 //! - `timer-to-return`: the same deadline to the thread's return from `sleep_until`.
 //! - `switch`: one thread-to-thread context switch alone (`switch_context` call to return
 //!   in the next thread).
 //! - `post-to-wake`: a thread posts a semaphore a higher-priority thread of the same CPU
 //!   waits on, until the waiter returns from its wait (the whole API path).
 //!
-//! And the footprint: `BENCH-MEM|image|heap-in-use|stacks` in bytes.
+//! And the footprint: `BENCH-MEM|image|heap-in-use|stacks` in bytes. Where the CPU has no
+//! architected PMU (or its counters do not move), `BENCH-NA|reason` replaces the figures.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::cycles::{self, Calibration};
 use crate::rt::{self, Duration, Error, Gravity, Semaphore, ThreadBuilder, Timeout};
-use crate::{hwtimer, sched};
+use crate::sched;
 
 /// Samples per figure.
 const SAMPLES: usize = 200;
@@ -28,6 +32,9 @@ const SAMPLES: usize = 200;
 /// CPU executes next to nothing while one measures (under `-icount` every executed
 /// instruction of any CPU advances the shared virtual clock).
 const QUIET: Duration = Duration::from_millis(100);
+
+/// Counter ticks between the calibration's two edges.
+const CALIBRATION_SPAN: u64 = 1000;
 
 /// Min, average and max of samples, as a `BENCH|` line.
 fn report(name: &str, samples: &[u64]) {
@@ -45,8 +52,13 @@ fn report(name: &str, samples: &[u64]) {
 /// image's size (with BSS and boot stacks) and the boot stacks' share of it.
 pub fn run(cpu: usize, image_bytes: usize, boot_stack_bytes: usize) -> Result<(), Error> {
     rt::set_gravity(Gravity::default())?;
-    timer_to_thread(cpu)?;
-    switches(cpu)?;
+    match start_cycle_counter(cpu)? {
+        Ok(calibration) => {
+            timer_to_thread(cpu, calibration)?;
+            switches(cpu)?;
+        }
+        Err(reason) => rt::print(format_args!("BENCH-NA|{reason}\n")),
+    }
     let thread_stacks = 3 * rt::DEFAULT_STACK_SIZE;
     let idle = ThreadBuilder::new("bench-idle").cpu(cpu).fifo(1).spawn(|| {
         let _ = rt::sleep(Duration::from_millis(5));
@@ -59,7 +71,27 @@ pub fn run(cpu: usize, image_bytes: usize, boot_stack_bytes: usize) -> Result<()
     Ok(())
 }
 
-fn timer_to_thread(cpu: usize) -> Result<(), Error> {
+/// Starts `cpu`'s cycle counter and calibrates it against the generic counter, on that CPU;
+/// the inner error says why the paths cannot be measured there.
+fn start_cycle_counter(cpu: usize) -> Result<Result<Calibration, &'static str>, Error> {
+    let outcome = Arc::new(spin::Mutex::new(Err("the calibration thread did not run")));
+    let thread_outcome = outcome.clone();
+    ThreadBuilder::new("bench-cycles")
+        .cpu(cpu)
+        .fifo(99)
+        .spawn(move || {
+            *thread_outcome.lock() = match cycles::enable() {
+                Err(cycles::NoPmu) => Err("no architected PMU (ID_AA64DFR0_EL1.PMUVer): no cycle counter"),
+                Ok(()) => Calibration::measure(CALIBRATION_SPAN)
+                    .ok_or("the cycle counter or the generic counter does not move: no calibration"),
+            };
+        })?
+        .join_polling(QUIET)?;
+    let outcome = *outcome.lock();
+    Ok(outcome)
+}
+
+fn timer_to_thread(cpu: usize, calibration: Calibration) -> Result<(), Error> {
     let results = Arc::new(spin::Mutex::new((Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES))));
     let thread_results = results.clone();
     let sleeper = ThreadBuilder::new("bench-timer").cpu(cpu).fifo(99).spawn(move || {
@@ -70,8 +102,8 @@ fn timer_to_thread(cpu: usize) -> Result<(), Error> {
             if rt::sleep_until(deadline).is_err() {
                 return;
             }
-            let returned = hwtimer::counter_unordered();
-            let fired = sched::clock::to_ticks(deadline);
+            let returned = cycles::now();
+            let fired = calibration.cycles_at(sched::clock::to_ticks(deadline));
             let switched_in = sched::switch_stamps(cpu).map_or(0, |(_, back)| back);
             // A stamp before the deadline belongs to an earlier switch: the sleep did not
             // block (it cannot happen with a 50 µs margin, but a wrong sample must not count).
@@ -104,7 +136,7 @@ fn switches(cpu: usize) -> Result<(), Error> {
             if waiter_semaphore.wait(Some(Timeout::After(Duration::from_millis(100)))).is_err() {
                 return;
             }
-            let woke = hwtimer::counter_unordered();
+            let woke = cycles::now();
             let (away, back) = sched::switch_stamps(cpu).unwrap_or_default();
             let posted = waiter_posted_at.load(Ordering::Relaxed);
             if back < away || woke < posted {
@@ -117,7 +149,7 @@ fn switches(cpu: usize) -> Result<(), Error> {
     })?;
     let poster = ThreadBuilder::new("bench-poster").cpu(cpu).fifo(10).spawn(move || {
         for _ in 0..SAMPLES {
-            posted_at.store(hwtimer::counter_unordered(), Ordering::Relaxed);
+            posted_at.store(cycles::now(), Ordering::Relaxed);
             if semaphore.post().is_err() {
                 return;
             }

@@ -19,6 +19,8 @@ pub mod arch;
 #[cfg(target_os = "none")]
 pub mod bench;
 #[cfg(target_os = "none")]
+pub mod cycles;
+#[cfg(target_os = "none")]
 pub mod gic;
 #[cfg(target_os = "none")]
 pub mod guest;

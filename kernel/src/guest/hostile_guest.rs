@@ -20,7 +20,11 @@
 //! 8. optionally, last (`companion.hostile=semihosting`): a semihosting `SYS_EXIT(0)`;
 //! 9. (between 6 and 7, when the board has a channel device) the oob channels' virtio-console:
 //!    it sets up port 0's transmit queue and offers a descriptor pointing into the core's
-//!    memory — the device must mark itself broken (DEVICE_NEEDS_RESET) and copy nothing.
+//!    memory — the device must mark itself broken (DEVICE_NEEDS_RESET) and copy nothing;
+//! 10. (between 7 and 8) the PMU: it resets and zeroes the cycle counter the core started
+//!     on its CPU, clears its EL2 filter bit, stops every counter, arms every overflow
+//!     interrupt and opens the PMU to EL0, then reads the cycle counter — which must read as
+//!     zero (the core's emulation), the core's counter running on untouched.
 //!
 //! Then it powers off. The core passes the run only if its text and read-only data hash the
 //! same as when the guest started, its own interrupts are still enabled on every CPU, the
@@ -304,6 +308,23 @@ hostile_guest_start:
     mov     x2, #14
     bl      hostile_report
 
+    /* 10. The PMU: reset and zero the cycle counter, stop it counting at EL2 and stop every
+     * counter, arm every overflow interrupt and flag, open it to EL0; then read it. */
+    mov     x9, #0x47               /* PMCR_EL0: E, P, C, LC */
+    msr     pmcr_el0, x9
+    msr     pmccntr_el0, xzr
+    msr     pmccfiltr_el0, xzr
+    movn    x9, #0
+    msr     pmintenset_el1, x9
+    msr     pmovsset_el0, x9
+    msr     pmcntenclr_el0, x9
+    msr     pmuserenr_el0, x9
+    isb
+    movn    x1, #0                  /* stays all ones if the read is undefined */
+    mrs     x1, pmccntr_el0
+    mov     x2, #17
+    bl      hostile_report
+
     /* 8. Semihosting SYS_EXIT(ADP_Stopped_ApplicationExit), last. */
     tbz     x19, #0, 15f
     mov     x0, #0x18
@@ -367,8 +388,8 @@ unsafe extern "C" {
 
 /// The vendor hypercall the hostile guest reports with: x1 = value, x2 = report number.
 const REPORT_CALL: u64 = 0xc600_0002;
-/// Reports the guest makes (numbers 1..=16).
-const REPORTS: usize = 17;
+/// Reports the guest makes (numbers 1..=17).
+const REPORTS: usize = 18;
 /// No report yet.
 const NONE: u64 = 0xdead_dead_dead_dead;
 /// Attack flag: the semihosting `SYS_EXIT` (last).
@@ -382,6 +403,11 @@ const MARK_START: usize = 1;
 const MARK_END: usize = 14;
 /// The report of the channel attack: the device's status after the notification.
 const REPORT_CHANNEL: usize = 16;
+/// The report of the PMU attack: the cycle counter as the guest reads it.
+const REPORT_PMU: usize = 17;
+/// What the core sets its cycle counter to before the guest starts: the PMU attack's reset
+/// would bring it far below.
+const CYCLES_AT_START: u64 = 1 << 62;
 /// The virtio status bit the channel attack must leave set.
 const DEVICE_NEEDS_RESET: u64 = vm::virtio::status::DEVICE_NEEDS_RESET as u64;
 /// PSCI's answers the reports must carry.
@@ -499,6 +525,10 @@ fn finish(reset: bool) -> ! {
             "a channel descriptor into the core's memory marks the device DEVICE_NEEDS_RESET",
             got(REPORT_CHANNEL) != NONE && got(REPORT_CHANNEL) & DEVICE_NEEDS_RESET != 0,
         ),
+        (
+            "the guest's PMU writes left the core's cycle counter running (reads as zero to the guest)",
+            got(REPORT_PMU) == 0 && crate::cycles::untouched_since(CYCLES_AT_START),
+        ),
         ("the guest powered off (not reset)", !reset),
     ];
     let mut failed = 0;
@@ -560,6 +590,10 @@ pub fn run(
         }
     }
     HASH_AT_START.store(image_hash(), Ordering::Relaxed);
+    // The cycle counter the PMU attack goes for (its check fails where there is no PMU).
+    if crate::cycles::enable().is_ok() {
+        crate::cycles::set(CYCLES_AT_START);
+    }
     log::info!(
         "hostile-guest: {} vCPUs, guest RAM from {entry:#x}, optional attacks: {}",
         mpidrs.len(),

@@ -101,6 +101,7 @@ pub unsafe fn enter(entry: u64, args: [u64; 4], state: GuestState) -> ! {
 /// As for [`enter`], on this CPU.
 pub(crate) unsafe fn enter_vcpu(entry: u64, args: [u64; 4]) -> ! {
     reset_el1_state();
+    crate::cycles::trap_guest_pmu();
     HCR_EL2.write(
         HCR_EL2::RW::EL1IsAarch64
             + HCR_EL2::VM::Enable
@@ -223,6 +224,16 @@ pub fn handle_trap(frame: &mut TrapFrame) -> exits::ExitKind {
         {
             // No group 0 and no other Security state in the guest's GIC: nothing to send.
             trap_log::count(trap_log::Kind::IgnoredSgi);
+            frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
+            exits::ExitKind::Other
+        }
+        Trap::SysReg(sysreg) if sysreg.encoding.is_pmu() => {
+            // The PMU is the core's (`MDCR_EL2.TPM`/`TPMCR`, `cycles::trap_guest_pmu`): the
+            // guest sees one with no event counters, whose registers read as zero and
+            // ignore writes.
+            if sysreg.read {
+                vm::gpr::write(&mut frame.x, sysreg.register, 0);
+            }
             frame.elr = vm::trap::skip_instruction(frame.elr, frame.esr);
             exits::ExitKind::Other
         }

@@ -97,12 +97,13 @@ static CPUS: [PerCpu; oob::MAX_CPUS] = [const {
     }
 }; oob::MAX_CPUS];
 
-/// Per CPU, the counter just before the last `switch_context` call and just after a context
-/// resumed from one: the raw switch cost, and the instant a woken thread got the CPU back,
-/// for the benchmark (two counter reads per switch, no barrier).
+/// Per CPU, the PMU cycle counter ([`crate::cycles`]) just before the last `switch_context`
+/// call and just after a context resumed from one: the raw switch cost, and the instant a
+/// woken thread got the CPU back, for the benchmark (two cycle-counter reads per switch, no
+/// barrier; meaningful only where the benchmark started the counter).
 static SWITCH_STAMPS: [[AtomicU64; 2]; oob::MAX_CPUS] = [const { [AtomicU64::new(0), AtomicU64::new(0)] }; oob::MAX_CPUS];
 
-/// The counter values (before the switch away, after the switch back) of `cpu`'s last
+/// The cycle-counter values (before the switch away, after the switch back) of `cpu`'s last
 /// context switch; see [`SWITCH_STAMPS`].
 pub fn switch_stamps(cpu: usize) -> Option<(u64, u64)> {
     let stamps = SWITCH_STAMPS.get(cpu)?;
@@ -333,13 +334,13 @@ fn switch_to_next(cpu: usize) {
         irq::leave_oob_stage(cpu, now.wrapping_sub(state.oob_since.load(Ordering::Relaxed)));
     }
     state.current.store(next, Ordering::Relaxed);
-    SWITCH_STAMPS[cpu][0].store(now, Ordering::Relaxed);
+    SWITCH_STAMPS[cpu][0].store(crate::cycles::now(), Ordering::Relaxed);
     // SAFETY: IRQs are masked; `previous_context` is the running context, `next_context` was
     // claimed and is saved or fresh; both outlive the switch (zombies are reaped only once
     // released).
     unsafe { switch_context(previous_context, next_context) };
     // Back on this context's stack, possibly on another CPU after a migration.
-    SWITCH_STAMPS[boot::cpu_index()][1].store(hwtimer::counter_unordered(), Ordering::Relaxed);
+    SWITCH_STAMPS[boot::cpu_index()][1].store(crate::cycles::now(), Ordering::Relaxed);
 }
 
 /// Called by the interrupt entry of CPU `cpu` (the caller's) before the handlers of one

@@ -36,6 +36,19 @@ impl SysRegEncoding {
     pub fn known(self) -> Option<KnownSysReg> {
         KnownSysReg::from_encoding(self)
     }
+
+    /// A Performance Monitors register an EL1/EL0 access to which `MDCR_EL2.TPM`/`TPMCR`
+    /// trap: `PMCR_EL0` to `PMOVSSET_EL0` (CRn 9, CRm 12..=14, op1 3: counter enables,
+    /// overflow flags, software increment, selection, event IDs, the cycle counter,
+    /// `PMUSERENR_EL0`), `PMEVCNTR<n>_EL0`, `PMEVTYPER<n>_EL0` and `PMCCFILTR_EL0` (CRn 14,
+    /// CRm 8..=15, op1 3), `PMINTENSET_EL1`, `PMINTENCLR_EL1` and `PMMIR_EL1` (op1 0).
+    pub fn is_pmu(self) -> bool {
+        match (self.op0, self.op1, self.crn, self.crm, self.op2) {
+            (3, 3, 9, 12..=14, _) | (3, 3, 14, 8..=15, _) => true,
+            (3, 0, 9, 14, op2) => matches!(op2, 1 | 2 | 6),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for SysRegEncoding {
@@ -171,6 +184,48 @@ mod tests {
             None,
             "SCTLR_EL1 is not listed"
         );
+    }
+
+    #[test]
+    fn the_pmu_registers_and_nothing_next_to_them() {
+        let pmu = [
+            (3, 3, 9, 12, 0, "PMCR_EL0"),
+            (3, 3, 9, 12, 1, "PMCNTENSET_EL0"),
+            (3, 3, 9, 12, 2, "PMCNTENCLR_EL0"),
+            (3, 3, 9, 12, 4, "PMSWINC_EL0"),
+            (3, 3, 9, 12, 7, "PMCEID1_EL0"),
+            (3, 3, 9, 13, 0, "PMCCNTR_EL0"),
+            (3, 3, 9, 13, 2, "PMXEVCNTR_EL0"),
+            (3, 3, 9, 14, 0, "PMUSERENR_EL0"),
+            (3, 3, 9, 14, 3, "PMOVSSET_EL0"),
+            (3, 3, 14, 8, 0, "PMEVCNTR0_EL0"),
+            (3, 3, 14, 11, 6, "PMEVCNTR30_EL0"),
+            (3, 3, 14, 12, 0, "PMEVTYPER0_EL0"),
+            (3, 3, 14, 15, 7, "PMCCFILTR_EL0"),
+            (3, 0, 9, 14, 1, "PMINTENSET_EL1"),
+            (3, 0, 9, 14, 2, "PMINTENCLR_EL1"),
+            (3, 0, 9, 14, 6, "PMMIR_EL1"),
+        ];
+        for (op0, op1, crn, crm, op2, name) in pmu {
+            assert!(SysRegEncoding::new(op0, op1, crn, crm, op2).is_pmu(), "{name}");
+        }
+        let not_pmu = [
+            (3, 3, 14, 0, 1, "CNTPCT_EL0"),
+            (3, 3, 14, 2, 1, "CNTP_CTL_EL0"),
+            (3, 3, 14, 3, 1, "CNTV_CTL_EL0"),
+            (3, 3, 13, 0, 2, "TPIDR_EL0"),
+            (3, 0, 9, 14, 0, "unallocated next to PMINTENSET_EL1"),
+            (3, 0, 9, 9, 0, "PMSCR_EL1 (statistical profiling, not trapped by TPM)"),
+            (3, 0, 10, 2, 0, "MAIR_EL1"),
+            (3, 4, 9, 12, 0, "op1 4 (EL2)"),
+            (2, 3, 9, 12, 0, "op0 2 (debug)"),
+        ];
+        for (op0, op1, crn, crm, op2, name) in not_pmu {
+            assert!(!SysRegEncoding::new(op0, op1, crn, crm, op2).is_pmu(), "{name}");
+        }
+        for known in KnownSysReg::ALL {
+            assert!(!known.encoding().is_pmu(), "{known}");
+        }
     }
 
     #[test]

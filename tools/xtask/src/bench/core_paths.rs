@@ -1,13 +1,18 @@
-//! The benchmark's first group: the core's own paths, repeatable under QEMU `-icount`.
+//! The benchmark's first group: the core's own paths, repeatable under QEMU `-icount`, on
+//! every board.
 //!
 //! Method: QEMU runs with `-icount shift=0,sleep=off` (one instruction advances the virtual
-//! clock by one nanosecond) and a 1 GHz generic counter (`cntfrq`), so one counter tick is
-//! one instruction while only the measured CPU executes; the other CPUs are halted. The core
-//! (`companion.bench=1`) prints `BENCH|name|samples|min|avg|max` lines in ticks and a
-//! `BENCH-MEM|` footprint line; [`measure`] collects them for each GIC and prints a table
-//! with the targets.
+//! clock by one nanosecond) and the core times its paths with the PMU cycle counter, which
+//! under TCG follows the virtual clock at 1 GHz whatever the board's generic counter (62.5
+//! MHz on virt, 54 MHz on the Raspberry Pi 4, 8 MHz on the i.MX 8M Plus: too coarse for
+//! instructions), so one cycle is one instruction while only the measured CPU executes; the
+//! other CPUs are halted. The core (`companion.bench=1`) prints
+//! `BENCH|name|samples|min|avg|max` lines in cycles and a `BENCH-MEM|` footprint line, or
+//! `BENCH-NA|reason` where it cannot measure; [`measure`] collects them for each board and
+//! prints a table per board with the targets.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,11 +24,18 @@ use crate::verdict::{self, Nonce};
 use crate::profiles::Profile;
 use crate::qemu::{Boot, Qemu};
 
-/// The profiles measured, one per GIC version.
-const PROFILES: &[&str] = &["virt-gicv3-4", "virt-gicv2-4"];
+/// QEMU's deterministic mode: one instruction per virtual ns.
+const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
 
-/// QEMU arguments that make the figures instruction counts.
-const DETERMINISTIC: &[&str] = &["-icount", "shift=0,sleep=off", "-cpu", "cortex-a72,cntfrq=1000000000"];
+/// The profiles measured with their further QEMU arguments: virt with each GIC version
+/// (with a 1 GHz generic counter as before the cycle counter, so the figures compare with
+/// the earlier counter-based ones), then the boards, whose SoC models fix CPU and counter.
+const PROFILES: &[(&str, &[&str])] = &[
+    ("virt-gicv3-4", &["-cpu", "cortex-a72,cntfrq=1000000000"]),
+    ("virt-gicv2-4", &["-cpu", "cortex-a72,cntfrq=1000000000"]),
+    ("raspi4b", &[]),
+    ("imx8mp-evk", &[]),
+];
 
 /// A figure and its target (in instructions), if the issue sets one.
 const TARGETS: &[(&str, Option<u64>, &str)] = &[
@@ -52,9 +64,11 @@ pub struct ProfileFigures {
     /// The first (warm-up) sample of a figure, measured and shown but not in its statistics.
     warmup: BTreeMap<String, u64>,
     memory: BTreeMap<String, u64>,
+    /// Why the core measured no paths on this board (`BENCH-NA|`), if it did not.
+    unavailable: Option<String>,
 }
 
-/// Parses the core's `BENCH|`, `BENCH-WARMUP|` and `BENCH-MEM|` lines.
+/// Parses the core's `BENCH|`, `BENCH-WARMUP|`, `BENCH-MEM|` and `BENCH-NA|` lines.
 pub fn parse(output: &str) -> Result<ProfileFigures> {
     let mut result = ProfileFigures::default();
     for line in output.lines() {
@@ -67,6 +81,8 @@ pub fn parse(output: &str) -> Result<ProfileFigures> {
         } else if let Some(rest) = line.strip_prefix("BENCH-WARMUP|") {
             let (name, value) = rest.split_once('|').with_context(|| format!("malformed warm-up line: {line}"))?;
             result.warmup.insert(name.to_string(), value.trim().parse().with_context(|| format!("in: {line}"))?);
+        } else if let Some(reason) = line.strip_prefix("BENCH-NA|") {
+            result.unavailable = Some(reason.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("BENCH-MEM|") {
             for item in rest.split('|') {
                 let (key, value) = item.rsplit_once(' ').with_context(|| format!("malformed memory item `{item}`"))?;
@@ -74,8 +90,11 @@ pub fn parse(output: &str) -> Result<ProfileFigures> {
             }
         }
     }
-    if result.figures.is_empty() {
-        bail!("the core printed no BENCH| lines");
+    if result.figures.is_empty() && result.unavailable.is_none() {
+        bail!("the core printed neither BENCH| nor BENCH-NA| lines");
+    }
+    if !result.figures.is_empty() && result.unavailable.is_some() {
+        bail!("the core printed figures and said it could not measure");
     }
     Ok(result)
 }
@@ -91,10 +110,12 @@ fn footprint(memory: &BTreeMap<String, u64>) -> u64 {
 /// missed.
 pub fn measure(qemu: &Qemu, assets: &mut Assets) -> Result<serde_json::Value> {
     let mut all = BTreeMap::new();
-    for name in PROFILES {
+    let mut conditions = BTreeMap::new();
+    for (name, args) in PROFILES {
         let profile = Profile::load(name)?;
         let files = assets.for_profile(&profile)?;
-        let extra: Vec<String> = DETERMINISTIC.iter().map(|s| s.to_string()).collect();
+        let extra: Vec<String> = ICOUNT.iter().chain(args.iter()).map(|s| s.to_string()).collect();
+        conditions.insert(name.to_string(), format!("{}; QEMU args {}", profile.description, extra.join(" ")));
         let nonce = Nonce::generate()?;
         let bootargs = nonce.add_to("companion.bench=1");
         let boot = Boot {
@@ -113,12 +134,13 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets) -> Result<serde_json::Value> {
         }
         all.insert(name.to_string(), parse(&captured.output)?);
     }
-    print_table(&all);
+    for (name, figures) in &all {
+        print!("{}", table(name, &conditions[name], figures));
+    }
     Ok(serde_json::json!({
         "conditions": {
-            "machine": "virt, cortex-a72, 4 CPUs",
-            "qemu_args": DETERMINISTIC.join(" "),
-            "unit": "instructions (virtual ns at 1 instruction/ns, 1 GHz counter)",
+            "profiles": conditions,
+            "unit": "instructions (PMU cycles = virtual ns under -icount shift=0)",
         },
         "targets": TARGETS.iter().filter_map(|(name, target, _)| target.map(|t| (name.to_string(), t))).collect::<BTreeMap<_, _>>(),
         "footprint_target_bytes": FOOTPRINT_TARGET,
@@ -126,41 +148,41 @@ pub fn measure(qemu: &Qemu, assets: &mut Assets) -> Result<serde_json::Value> {
     }))
 }
 
-fn print_table(all: &BTreeMap<String, ProfileFigures>) {
-    println!("figure            profile        samples      min      avg      max   target  verdict");
+/// One board's table: each figure with its target and verdict, the warm-up samples, the
+/// footprint; or why the board has no figures.
+fn table(profile: &str, conditions: &str, figures: &ProfileFigures) -> String {
+    let mut out = format!("\n{profile} ({conditions})\n");
+    if let Some(reason) = &figures.unavailable {
+        let _ = writeln!(out, "  paths not measured on this board: {reason}");
+    } else {
+        let _ = writeln!(out, "  {:<17} {:>7} {:>6} {:>6} {:>6} {:>7}  verdict", "figure", "samples", "min", "avg", "max", "target");
+    }
     for (figure, target, what) in TARGETS {
-        for (profile, figures) in all {
-            let Some(f) = figures.figures.get(*figure) else { continue };
-            let verdict = match target {
-                Some(t) if f.max <= *t => format!("ok ({:.2}x of target)", f.max as f64 / *t as f64),
-                Some(t) => format!("MISSED by {} ({:.2}x)", f.max - t, f.max as f64 / *t as f64),
-                None => String::from("-"),
-            };
-            let target = target.map_or(String::from("-"), |t| t.to_string());
-            println!(
-                "{figure:<17} {profile:<13} {:>8} {:>8} {:>8} {:>8} {target:>8}  {verdict}",
-                f.samples, f.min, f.avg, f.max
-            );
-            if let Some(warmup) = figures.warmup.get(*figure) {
-                println!("{:<31} warm-up sample (first wake-up, not in the statistics): {warmup}", "");
-            }
-        }
-        println!("  ({what})");
+        let Some(f) = figures.figures.get(*figure) else { continue };
+        let verdict = match target {
+            Some(t) if f.max <= *t => format!("ok ({:.2}x of target)", f.max as f64 / *t as f64),
+            Some(t) => format!("MISSED by {} ({:.2}x)", f.max - t, f.max as f64 / *t as f64),
+            None => String::from("-"),
+        };
+        let target = target.map_or(String::from("-"), |t| t.to_string());
+        let _ = writeln!(out, "  {figure:<17} {:>7} {:>6} {:>6} {:>6} {target:>7}  {verdict}", f.samples, f.min, f.avg, f.max);
+        let warmup = figures.warmup.get(*figure).map_or(String::new(), |w| format!("; warm-up (first wake-up, not in the statistics) {w}"));
+        let _ = writeln!(out, "      ({what}{warmup})");
     }
-    for (profile, figures) in all {
-        let total = footprint(&figures.memory);
-        let verdict = if total <= FOOTPRINT_TARGET { "ok" } else { "MISSED" };
-        let item = |key: &str| figures.memory.get(key).copied().unwrap_or(0) >> 10;
-        println!(
-            "footprint {profile}: image {} KiB (boot stacks {} KiB) + heap in use {} KiB (thread stacks {} KiB) = {} KiB, target {} KiB: {verdict}",
-            item("image"),
-            item("boot-stacks"),
-            item("heap-in-use"),
-            item("thread-stacks-in-heap"),
-            total >> 10,
-            FOOTPRINT_TARGET >> 10
-        );
-    }
+    let total = footprint(&figures.memory);
+    let verdict = if total <= FOOTPRINT_TARGET { "ok" } else { "MISSED" };
+    let item = |key: &str| figures.memory.get(key).copied().unwrap_or(0) >> 10;
+    let _ = writeln!(
+        out,
+        "  footprint: image {} KiB (boot stacks {} KiB) + heap in use {} KiB (thread stacks {} KiB) = {} KiB, target {} KiB: {verdict}",
+        item("image"),
+        item("boot-stacks"),
+        item("heap-in-use"),
+        item("thread-stacks-in-heap"),
+        total >> 10,
+        FOOTPRINT_TARGET >> 10
+    );
+    out
 }
 
 #[cfg(test)]
@@ -178,5 +200,28 @@ mod tests {
         assert!(parse("BENCH|switch|200|x|1|2\n").is_err());
         assert!(parse("BENCH|switch|200\n").is_err());
         assert!(parse("no figures at all\n").is_err());
+        assert!(parse("BENCH-NA|no PMU\nBENCH|switch|1|1|1|1\n").is_err(), "figures and no figures at once");
+    }
+
+    #[test]
+    fn a_board_without_figures_says_why_and_shows_no_number() {
+        let parsed = parse("BENCH-NA|no architected PMU\nBENCH-MEM|image 1024|heap-in-use 2048\n").unwrap();
+        assert_eq!(parsed.unavailable.as_deref(), Some("no architected PMU"));
+        let text = table("imx8mp-evk", "test", &parsed);
+        assert!(text.contains("paths not measured on this board: no architected PMU"), "{text}");
+        assert!(!text.contains("timer-to-switch"), "{text}");
+        assert!(text.contains("= 3 KiB, target 4096 KiB: ok"), "{text}");
+    }
+
+    #[test]
+    fn the_table_judges_each_figure_against_its_target() {
+        let output = "BENCH-WARMUP|timer-to-switch|460\nBENCH|timer-to-switch|200|440|445|451\nBENCH|switch|200|47|47|47\nBENCH|post-to-wake|200|989|989|989\nBENCH-MEM|image 4096|heap-in-use 0\n";
+        let text = table("raspi4b", "Raspberry Pi 4B", &parse(output).unwrap());
+        let line = |name: &str| text.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_default().to_string();
+        assert!(line("timer-to-switch").ends_with("MISSED by 1 (1.00x)"), "{text}");
+        assert!(line("switch").ends_with("ok (0.23x of target)"), "{text}");
+        assert!(line("post-to-wake").ends_with(" -  -"), "{text}");
+        assert!(text.contains("warm-up (first wake-up, not in the statistics) 460"), "{text}");
+        assert!(text.starts_with("\nraspi4b (Raspberry Pi 4B)\n"), "{text}");
     }
 }
