@@ -389,12 +389,16 @@ reboot -f
 /// wide, so `-h 50000` covers 50 µs; written to a file rather than the console) reduced in
 /// the guest to one line — samples, average, p99 (the smallest latency at or below which 99 %
 /// of all samples lie, overflows counted), max, overflows — then hackbench three times.
+/// cyclictest zero-pads its numbers (`%06d`), and busybox's awk reads a number with a
+/// leading 0 as octal when its digits allow it (`05467` is 2871): every number goes through
+/// `dec`, which drops the zeros first.
 const BENCH: &str = r#"echo "guest: bench: cyclictest -m -S -p 90 -i 1000 -N -h 50000 -D ${GUEST_DURATION}s -q --histfile=/tmp/cyclictest.hist"
 cyclictest -m -S -p 90 -i 1000 -N -h 50000 -D "${GUEST_DURATION}s" -q --histfile=/tmp/cyclictest.hist
-awk '/^[0-9]+[ \t]/ { n = 0; for (i = 2; i <= NF; i++) n += $i; if (n > 0) { count[$1 + 0] += n; total += n }; next }
-    /^# Avg Latencies:/ { for (i = 4; i <= NF; i++) { avg += $i; threads++ } }
-    /^# Max Latencies:/ { for (i = 4; i <= NF; i++) if ($i + 0 > max) max = $i + 0 }
-    /^# Histogram Overflows:/ { for (i = 4; i <= NF; i++) over += $i }
+awk 'function dec(s) { sub(/^0+/, "", s); return s + 0 }
+    /^[0-9]+[ \t]/ { n = 0; for (i = 2; i <= NF; i++) n += dec($i); if (n > 0) { count[dec($1)] += n; total += n }; next }
+    /^# Avg Latencies:/ { for (i = 4; i <= NF; i++) { avg += dec($i); threads++ } }
+    /^# Max Latencies:/ { for (i = 4; i <= NF; i++) if (dec($i) > max) max = dec($i) }
+    /^# Histogram Overflows:/ { for (i = 4; i <= NF; i++) over += dec($i) }
     END {
         all = total + over; seen = 0; p99 = -1
         for (b = 0; b < 50000 && p99 < 0; b++) if (b in count) { seen += count[b]; if (seen * 100 >= all * 99) p99 = b }
