@@ -143,7 +143,7 @@ pub fn poll() -> bool {
     // port whose oob side never reads must not make every return into the guest service.
     let held = HELD_PORTS.load(Ordering::Relaxed);
     let waiting = held != 0 && crate::rt::channel::any_room_from_guest(held);
-    if !WRITTEN.load(Ordering::Relaxed) && !waiting && !crate::rt::channel::any_for_guest() {
+    if !WRITTEN.load(Ordering::Relaxed) && !waiting && !crate::rt::channel::for_guest_flagged() {
         return false;
     }
     service()
@@ -157,9 +157,11 @@ fn service() -> bool {
     let Some(mut guard) = DEVICE.try_lock() else { return false };
     let Some(device) = guard.as_mut() else { return false };
     WRITTEN.store(false, Ordering::Relaxed);
+    crate::rt::channel::take_for_guest();
     let saved = mask_irqs();
     unmask_irqs();
     device.console.service(&mut device.ram, &mut DeviceSide);
+    crate::rt::channel::keep_flag_if_left();
     device.update();
     restore_irqs(saved);
     true

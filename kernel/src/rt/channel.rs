@@ -52,6 +52,11 @@ struct Slot {
     full_logged: AtomicBool,
 }
 
+/// Whether a channel may hold bytes for Linux: set by [`Channel::send`] after its bytes went
+/// in, taken by the device's service ([`take_for_guest`]) before it moves them. The guest's
+/// way back checks this one flag instead of every ring ([`for_guest_flagged`]).
+static FOR_GUEST: AtomicBool = AtomicBool::new(false);
+
 static SLOTS: [Slot; MAX_CHANNELS] = [const {
     Slot {
         taken: AtomicBool::new(false),
@@ -105,7 +110,12 @@ impl Channel {
     /// Sends `data` to Linux whole, or drops it when the ring has no room for all of it
     /// (counted in [`Channel::dropped`]). Never waits; returns whether it went in.
     pub fn send(&self, data: &[u8]) -> bool {
-        SLOTS[self.port].to_linux.push_all(data)
+        let sent = SLOTS[self.port].to_linux.push_all(data);
+        if sent {
+            // After the bytes: a service that takes the flag then finds them.
+            FOR_GUEST.store(true, Ordering::Release);
+        }
+        sent
     }
 
     /// Bytes [`Channel::send`] can put in now without dropping.
@@ -157,9 +167,26 @@ pub(crate) fn any_room_from_guest(ports: u32) -> bool {
         .any(|(port, slot)| ports & (1 << port) != 0 && slot.name.get().is_some() && slot.from_linux.free() > 0)
 }
 
-/// Whether any channel holds bytes for Linux (the device's cheap check before it moves them).
-pub(crate) fn any_for_guest() -> bool {
-    SLOTS.iter().any(|slot| !slot.to_linux.is_empty())
+/// Whether [`Channel::send`] may have put bytes for Linux in a ring since the last
+/// [`take_for_guest`] (one load: the device's check on every return into the guest).
+#[inline(always)]
+pub(crate) fn for_guest_flagged() -> bool {
+    FOR_GUEST.load(Ordering::Acquire)
+}
+
+/// The device's service begins: clears the flag of [`for_guest_flagged`] (a send from now on
+/// sets it again, so none is missed).
+pub(crate) fn take_for_guest() {
+    FOR_GUEST.swap(false, Ordering::AcqRel);
+}
+
+/// The device's service ends: bytes for Linux it left in a ring (its budget spent, or no
+/// buffer from the guest) keep the flag set, so the next return into the guest services
+/// again, as it did before the flag.
+pub(crate) fn keep_flag_if_left() {
+    if SLOTS.iter().any(|slot| !slot.to_linux.is_empty()) {
+        FOR_GUEST.store(true, Ordering::Release);
+    }
 }
 
 /// The device's side (in-band): the ports as the console model sees them.
