@@ -478,8 +478,37 @@ pub enum Forward {
 /// already holds; otherwise (another vCPU's, or no
 /// list register free, or interrupts already waiting for one) [`flush`] injects it on that
 /// CPU's way back into the guest, in priority order.
-#[inline(never)]
+///
+/// The PPI fast path ([`forward_ppi_fast`]) is a function of its own, so the guest timer's
+/// tick does not pay the general path's frame; when it declines, having changed nothing,
+/// the general path ([`forward_general`]) takes the locks again and handles the interrupt
+/// in whatever state it then is.
+#[inline(always)]
 pub fn forward(intid: u32) -> Forward {
+    if (16..FIRST_SPI).contains(&intid) && forward_ppi_fast(intid) {
+        return Forward::Linked;
+    }
+    forward_general(intid)
+}
+
+/// [`forward`] of PPI `intid` by [`relist_now`], under this CPU's list-register lock and the
+/// vGIC's: whether it was written into a list register (else nothing changed).
+#[inline(never)]
+fn forward_ppi_fast(intid: u32) -> bool {
+    let cpu = boot::cpu_index();
+    if cpu >= VCPU_COUNT.load(Ordering::Acquire) {
+        return false;
+    }
+    // The lock order of `flush`, as in `forward_general`.
+    let Some(lanes) = LANES.get(cpu) else { return false };
+    let mut lanes = lanes.lock_irqs_masked();
+    let mut guard = VIRQ.lock_irqs_masked();
+    guard.as_mut().is_some_and(|virq| relist_now(cpu, &mut lanes, &mut virq.vgic, intid))
+}
+
+/// [`forward`]'s general path: every interrupt [`forward_ppi_fast`] did not take.
+#[inline(never)]
+fn forward_general(intid: u32) -> Forward {
     let cpu = boot::cpu_index();
     if intid < 16 || intid as usize >= MAX_INTIDS || cpu >= VCPU_COUNT.load(Ordering::Acquire) {
         return Forward::Unclaimed;
@@ -490,9 +519,6 @@ pub fn forward(intid: u32) -> Forward {
     let mut guard = VIRQ.lock_irqs_masked();
     let Some(virq) = guard.as_mut() else { return Forward::Unclaimed };
     let target = if intid < FIRST_SPI {
-        if relist_now(cpu, &mut lanes, &mut virq.vgic, intid) {
-            return Forward::Linked;
-        }
         cpu
     } else {
         match virq.vgic.target(intid, cpu) {
